@@ -12,12 +12,16 @@ let a misspelt parameter pass every test). A shape the fake itself gets wrong is
 it raises :class:`ContractViolation` at once when built by a test helper, or is kept in
 ``internal_errors`` and raised by :meth:`FakeTelegram.stop` when built while answering the bot.
 
-Usage::
+Usage (or import the ``fake_telegram`` fixture into a conftest.py)::
 
     async with FakeTelegram() as tg:
         bot = telegram.Bot(**tg.bot_kwargs())       # token, base_url, base_file_url
         tg.private_text(42, "Hola")                  # queue an update for getUpdates
         call = await tg.wait_for_call("sendMessage")
+
+Not modelled: MarkdownV2 parsing (text is kept as sent), message entities, media groups,
+@username chat ids, and Telegram's refusal to let a bot write first to a user (unknown positive
+chat ids become private chats, unknown negative ones forum supergroups).
 """
 
 from __future__ import annotations
@@ -524,6 +528,8 @@ class FakeTelegram:
         types = {f["name"]: f["types"] for f in spec.get("fields", [])}
         for key, value in raw.items():
             params[key] = self._decode(value, types.get(key, ["String"]))
+        if isinstance(params.get("chat_id"), str) and re.fullmatch(r"-?\d+", params["chat_id"]):
+            params["chat_id"] = int(params["chat_id"])  # Telegram takes "42" and 42 alike
         return params, files
 
     @staticmethod
@@ -759,6 +765,13 @@ class FakeTelegram:
         if isinstance(markup, dict) and "inline_keyboard" in markup:
             self._check_buttons(markup)
             content["reply_markup"] = markup  # only inline keyboards are echoed in the Message
+        reply_to = (p.get("reply_parameters") or {}).get("message_id")
+        if reply_to is not None:
+            original = self.messages.get((chat["id"], reply_to))
+            if original is not None:  # Telegram quotes the original, but never nests further
+                content["reply_to_message"] = {k: v for k, v in original.items() if k != "reply_to_message"}
+            elif not p["reply_parameters"].get("allow_sending_without_reply"):
+                raise _bad("message to be replied not found")
         extra = {"is_topic_message": True} if thread_id is not None else {}
         return self._new_message(chat["id"], self.bot_user, thread_id=thread_id, **extra, **content)
 

@@ -53,10 +53,12 @@ async def test_send_message_with_inline_keyboard_to_private_chat(tg: FakeTelegra
     assert sent.chat.id == 42 and sent.chat.type == "private"
     assert sent.message_id == 2  # the customer's message was 1 in this chat
     assert sent.reply_markup == KEYBOARD
+    reply = await bot.send_message("42", "Seguimos", reply_to_message_id=1)
+    assert reply.reply_to_message.text == "Hola, mi pantalla no enciende"
     call = await tg.wait_for_call("sendMessage")
     assert call.params["chat_id"] == 42  # decoded to an int, not the form's "42"
     assert call.params["reply_markup"]["inline_keyboard"][0][0] == {"text": "Sí", "callback_data": "kb:yes:18"}
-    assert [m["text"] for m in tg.sent_messages(42)] == ["¿Te sirvió esta respuesta?"]
+    assert [m["text"] for m in tg.sent_messages(42)] == ["¿Te sirvió esta respuesta?", "Seguimos"]
 
 
 async def test_html_is_rendered_and_bad_html_rejected_like_telegram(bot: Bot) -> None:
@@ -324,3 +326,27 @@ async def test_a_bug_in_the_fake_fails_the_test_at_stop() -> None:
             pass
     with pytest.raises(ContractViolation, match="(?i)is_bot: expected Boolean"):
         await fake.stop()
+
+
+async def test_ptb_application_polls_replies_and_confirms_offset(tg: FakeTelegram) -> None:
+    from telegram.ext import ApplicationBuilder, ContextTypes, MessageHandler, filters
+
+    async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await context.bot.send_message(update.effective_chat.id, f"eco: {update.message.text}")
+
+    kwargs = tg.bot_kwargs()
+    app = (ApplicationBuilder().token(kwargs["token"]).base_url(kwargs["base_url"])
+           .base_file_url(kwargs["base_file_url"]).build())
+    app.add_handler(MessageHandler(filters.TEXT, echo))
+    async with app:
+        await app.updater.start_polling(poll_interval=0, timeout=5, drop_pending_updates=True)
+        await app.start()
+        try:
+            pushed = tg.private_text(42, "hola")
+            call = await tg.wait_for_call("sendMessage", lambda c: c.params["text"] == "eco: hola")
+            assert call.params["chat_id"] == 42
+        finally:
+            await app.updater.stop()
+            await app.stop()
+    assert tg.confirmed_offset == pushed["update_id"] + 1
+    assert tg.calls_to("deleteWebhook")[0].params == {"drop_pending_updates": True}
