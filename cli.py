@@ -1,0 +1,175 @@
+"""The ``posventa`` command line. Every command loads the config the same way, and a
+config error is one line on stderr and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from core.config import SECRET_KEYS, Config, load_config
+from core.errors import ConfigError, PosventaError, StorageUnavailable
+
+DEFAULT_CONFIG_ENV = "POSVENTA_CONFIG"
+
+
+class RedactSecrets(logging.Filter):
+    """Replace every configured secret in log records: libraries log URLs that carry
+    the Telegram token (``/bot<token>/getUpdates``), and we never let that out."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        redacted = message
+        for secret in self._secrets:
+            redacted = redacted.replace(secret, "***")
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def secrets_of(config: Config) -> list[str]:
+    values: list[str] = []
+    for key in SECRET_KEYS:
+        obj: Any = config
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        values.extend(obj if isinstance(obj, tuple) else [obj])
+    if "@" in config.database.url and ":" in config.database.url.split("://", 1)[-1].split("@")[0]:
+        values.append(config.database.url.split("://", 1)[-1].split("@")[0].split(":", 1)[1])
+    return [v for v in values if v]
+
+
+def setup_logging(config: Config) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets(secrets_of(config)))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.service.log_level.upper() if config.service.log_level.upper() in
+                  ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO")
+    # httpx logs every request URL at INFO, and Telegram URLs contain the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config or os.environ.get(DEFAULT_CONFIG_ENV)
+    return load_config(path)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from service import Service, run_until_signalled
+
+    config = _config(args)
+    setup_logging(config)
+    asyncio.run(run_until_signalled(Service(config)))
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from core.persistence import Database, upgrade
+    from core.persistence.migrate import current_revision
+
+    config = _config(args)
+    setup_logging(config)
+
+    async def run() -> str | None:
+        db = Database(config.database.url)
+        try:
+            await upgrade(db)
+            return await current_revision(db)
+        finally:
+            await db.dispose()
+
+    print(f"database is at revision {asyncio.run(run())}")
+    return 0
+
+
+#: Subcommands other modules contribute: (group, name) → (help, add_arguments, run).
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+
+def extra_commands() -> dict[tuple[str, str], Command]:
+    """Commands that live with their feature (kb, imports, surveys, users)."""
+    commands: dict[tuple[str, str], Command] = {}
+    for module_name in ("kb.commands", "core.surveys.commands", "intake.console.commands"):
+        try:
+            module = __import__(module_name, fromlist=["COMMANDS"])
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        commands.update(module.COMMANDS)
+    return commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="posventa", description="Post-sale customer-support intake service.")
+    parser.add_argument("--config", "-c", metavar="FILE",
+                        help=f"TOML config file (default: ${DEFAULT_CONFIG_ENV}, else built-in defaults)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS, help="TOML config file")
+
+    serve = sub.add_parser("serve", help="run every enabled channel, the HTTP server and the workers")
+    add_config(serve)
+    serve.set_defaults(run=cmd_serve)
+
+    groups: dict[str, argparse._SubParsersAction] = {}
+    db = sub.add_parser("db", help="database schema")
+    groups["db"] = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = groups["db"].add_parser("upgrade", help="apply migrations")
+    add_config(up)
+    up.set_defaults(run=cmd_db_upgrade)
+
+    help_for_group = {"kb": "knowledge base (Discourse)", "import": "import sales or the survey catalog",
+                      "surveys": "post-sale surveys", "users": "console users"}
+    for (group, name), (help_text, add_args, run) in sorted(extra_commands().items()):
+        if group not in groups:
+            g = sub.add_parser(group, help=help_for_group.get(group, group))
+            groups[group] = g.add_subparsers(dest=f"{group}_command", metavar="ACTION", required=True)
+        p = groups[group].add_parser(name, help=help_text)
+        add_config(p)
+        add_args(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args)
+    except ConfigError as exc:
+        print(f"posventa: {exc}", file=sys.stderr)
+        return 2
+    except StorageUnavailable as exc:
+        print(f"posventa: database unavailable ({exc})", file=sys.stderr)
+        return 3
+    except PosventaError as exc:
+        print(f"posventa: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        # e.g. the port is taken: one line, not a traceback.
+        print(f"posventa: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,553 @@
+"""What agents do to cases, whichever door they come through (API, console, Telegram desk).
+
+Every method is one transaction; replies are recorded and queued in the outbox in that
+transaction and sent by the workers after commit.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.domain import (
+    Activity,
+    Author,
+    BudgetMode,
+    CaseType,
+    ChannelName,
+    Direction,
+    KbAction,
+)
+from core.errors import NotFound, ValidationError
+from core.outgoing import Outgoing, OutgoingMessage, Recipient, email_thread_for_case
+from core.persistence import Database
+from core.persistence.schema import (
+    attachments,
+    budget_lines,
+    case_events,
+    case_suggestions,
+    cases,
+    categories,
+    contact_identities,
+    contacts,
+    messages,
+    organizations,
+)
+from core.ports import Clock
+from core.workflow import check_transition
+
+MAX_TEXT = 100_000
+CUSTOMER_CHANNEL_VALUES = (ChannelName.EMAIL.value, ChannelName.TELEGRAM.value, ChannelName.WEBCHAT.value)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFilter:
+    activity: str | None = None
+    open_only: bool = False
+    case_type: str | None = None
+    category_id: int | None = None
+    channel: str | None = None
+    assigned_agent: str | None = None
+    text: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewCase:
+    """A case an agent opens by hand (a customer phoned)."""
+
+    title: str
+    description: str
+    case_type: str = CaseType.UNCLASSIFIED.value
+    contact_name: str | None = None
+    contact_email: str | None = None
+    contact_phone: str | None = None
+    organization: str | None = None
+    category_id: int | None = None
+    subcategory_id: int | None = None
+    language: str = "es"
+
+
+def _enum(cls, value: Any, field: str):
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(v.value for v in cls)
+        raise ValidationError(f"{field} must be one of: {allowed}", field=field) from None
+
+
+def _text(value: Any, field: str, *, required: bool = True, max_len: int = MAX_TEXT) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise ValidationError(f"{field} is required", field=field)
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string", field=field)
+    if len(value) > max_len:
+        raise ValidationError(f"{field} is longer than {max_len} characters", field=field)
+    return value
+
+
+class CaseService:
+    def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, on_commit: Callable[[], None] = lambda: None):
+        self._db = db
+        self._outgoing = outgoing
+        self._clock = clock
+        #: Called after a commit that queued deliveries (wakes the outbox workers).
+        self._on_commit = on_commit
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def list_cases(self, f: CaseFilter = CaseFilter()) -> list[dict[str, Any]]:
+        q = select(*_SUMMARY_COLS).select_from(_SUMMARY_FROM)
+        conds = []
+        if f.activity:
+            conds.append(cases.c.activity == _enum(Activity, f.activity, "activity").value)
+        if f.open_only:
+            conds.append(cases.c.activity != Activity.CLOSED.value)
+        if f.case_type:
+            conds.append(cases.c.case_type == _enum(CaseType, f.case_type, "type").value)
+        if f.category_id is not None:
+            conds.append(or_(cases.c.category_id == f.category_id, cases.c.subcategory_id == f.category_id))
+        if f.channel:
+            conds.append(cases.c.channel == _enum(ChannelName, f.channel, "channel").value)
+        if f.assigned_agent:
+            conds.append(cases.c.assigned_agent == f.assigned_agent)
+        if f.text:
+            # Bound parameter, LIKE wildcards escaped: user text is data, never SQL.
+            needle = "%" + f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")[:200] + "%"
+            conds.append(or_(cases.c.title.ilike(needle, escape="\\"), cases.c.description.ilike(needle, escape="\\")))
+        if conds:
+            q = q.where(and_(*conds))
+        limit = max(1, min(int(f.limit), 500))
+        q = q.order_by(cases.c.updated_at.desc(), cases.c.id.desc()).limit(limit).offset(max(0, int(f.offset)))
+        async with self._db.engine.connect() as conn:
+            return [_summary(r) for r in await conn.execute(q)]
+
+    async def activity_counts(self) -> dict[str, int]:
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(select(cases.c.activity, func.count()).group_by(cases.c.activity))
+            counts = {a.value: 0 for a in Activity}
+            counts.update({r[0]: r[1] for r in rows})
+            return counts
+
+    async def get_case(self, number: int) -> dict[str, Any]:
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(select(*_SUMMARY_COLS, *_DETAIL_COLS).select_from(_SUMMARY_FROM)
+                                      .where(cases.c.id == number))).first()
+            if row is None:
+                raise NotFound(f"case {number} not found")
+            case = _summary(row)
+            case.update({
+                "description": row.description,
+                "contact": {"id": row.contact_id, "name": row.contact_name, "email": row.contact_email,
+                            "phone": row.contact_phone},
+                "kb": {"problem": row.kb_problem, "answer": row.kb_answer, "hotfix": row.kb_hotfix,
+                       "application": row.kb_application, "action": row.kb_action, "url": row.kb_url},
+                "budget_mode": row.budget_mode,
+                "self_served": bool(row.self_served),
+            })
+            msg_rows = (await conn.execute(select(messages).where(messages.c.case_id == number)
+                                           .order_by(messages.c.id))).all()
+            att_rows = (await conn.execute(select(attachments).join(messages, messages.c.id == attachments.c.message_id)
+                                           .where(messages.c.case_id == number))).all()
+            by_message: dict[int, list[dict[str, Any]]] = {}
+            for a in att_rows:
+                by_message.setdefault(a.message_id, []).append(
+                    {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size,
+                     "sha256": a.sha256, "inline": a.inline})
+            case["messages"] = [
+                {"id": m.id, "channel": m.channel, "direction": m.direction, "author": m.author,
+                 "author_name": m.author_name, "text": m.text, "created_at": _iso(m.created_at),
+                 "edited_at": _iso(m.edited_at), "extra": m.extra, "attachments": by_message.get(m.id, [])}
+                for m in msg_rows
+            ]
+            case["history"] = [
+                {"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "from": e.from_value, "to": e.to_value,
+                 "detail": e.detail}
+                for e in await conn.execute(select(case_events).where(case_events.c.case_id == number)
+                                            .order_by(case_events.c.id))
+            ]
+            case["suggestions"] = [
+                {"article_id": s.article_id, "title": s.title, "url": s.url, "score": s.score, "feedback": s.feedback}
+                for s in await conn.execute(select(case_suggestions).where(case_suggestions.c.case_id == number)
+                                            .order_by(case_suggestions.c.rank))
+            ]
+            case["budget_lines"] = [
+                {"product": b.product, "quantity": _num(b.quantity), "unit_amount": _num(b.unit_amount)}
+                for b in await conn.execute(select(budget_lines).where(budget_lines.c.case_id == number)
+                                            .order_by(budget_lines.c.position))
+            ]
+            return case
+
+    # --- creating --------------------------------------------------------------------------
+
+    async def create_case(self, new: NewCase, *, actor: str) -> dict[str, Any]:
+        title = _text(new.title, "title", max_len=300)
+        description = _text(new.description, "description")
+        case_type = _enum(CaseType, new.case_type, "type").value
+        if not (new.contact_email or new.contact_name or new.contact_phone):
+            raise ValidationError("a contact (name, email or phone) is required", field="contact")
+        email = (new.contact_email or "").strip().lower() or None
+        if email and ("@" not in email or len(email) > 320 or any(c in email for c in "\r\n <>")):
+            raise ValidationError("contact email is not an email address", field="contact.email")
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            await self._check_categories(conn, new.category_id, new.subcategory_id)
+            org_id = None
+            if new.organization:
+                org_name = _text(new.organization, "organization", max_len=200)
+                org_id = (await conn.execute(select(organizations.c.id).where(organizations.c.name == org_name))).scalar()
+                if org_id is None:
+                    org_id = (await conn.execute(insert(organizations).values(name=org_name, created_at=now)
+                                                 .returning(organizations.c.id))).scalar_one()
+            contact_id = None
+            if email:
+                contact_id = (await conn.execute(
+                    select(contact_identities.c.contact_id).where(contact_identities.c.channel == ChannelName.EMAIL.value,
+                                                                  contact_identities.c.address == email))).scalar()
+            if contact_id is None:
+                contact_id = (await conn.execute(insert(contacts).values(
+                    name=new.contact_name, email=email, phone=new.contact_phone, language=new.language,
+                    organization_id=org_id, created_at=now).returning(contacts.c.id))).scalar_one()
+                if email:
+                    await conn.execute(insert(contact_identities).values(
+                        contact_id=contact_id, channel=ChannelName.EMAIL.value, address=email, unreachable=False,
+                        created_at=now))
+            number = (await conn.execute(insert(cases).values(
+                created_at=now, updated_at=now, organization_id=org_id, contact_id=contact_id,
+                category_id=new.category_id, subcategory_id=new.subcategory_id, case_type=case_type, title=title,
+                description=description, channel=ChannelName.API.value, language=new.language,
+                activity=Activity.PRELIMINARY_ANALYSIS.value, budget_mode=BudgetMode.NOT_USED.value,
+                kb_problem=description, reply_token=secrets.token_urlsafe(18), self_served=False,
+            ).returning(cases.c.id))).scalar_one()
+            await conn.execute(insert(case_events).values(case_id=number, at=now, actor=actor, kind="opened",
+                                                          to_value=ChannelName.API.value))
+            await conn.execute(insert(messages).values(
+                case_id=number, contact_id=contact_id, channel=ChannelName.API.value, direction=Direction.IN.value,
+                author=Author.CUSTOMER.value, author_name=new.contact_name, text=description, created_at=now,
+                external_id=f"api-{number}"))
+        return await self.get_case(number)
+
+    # --- agents' actions ---------------------------------------------------------------
+
+    async def reply(self, number: int, body: str, *, agent: str) -> dict[str, Any]:
+        """Send ``body`` to the customer on the channel they last wrote from."""
+        body = _text(body, "text")  # type: ignore[assignment]
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            case = await self._case(conn, number)
+            recipient = await _customer_recipient(conn, case)
+            if recipient is None:
+                raise ValidationError("this customer has no reachable channel (no email, chat or Telegram)",
+                                      field="channel")
+            in_reply_to, references = (None, ())
+            if recipient.channel == ChannelName.EMAIL:
+                in_reply_to, references = await email_thread_for_case(conn, number)
+            [outbox_id] = await self._outgoing.add(conn, [OutgoingMessage(
+                recipient=recipient, text=body, kind="reply", case_id=number, case_title=case.title,
+                author=Author.AGENT, author_name=agent, language=case.language, automatic=False,
+                in_reply_to=in_reply_to, references=references, reply_token=case.reply_token,
+            )], now=now)
+            await conn.execute(update(cases).where(cases.c.id == number).values(updated_at=now))
+            await conn.execute(insert(case_events).values(case_id=number, at=now, actor=f"agent:{agent}",
+                                                          kind="reply", to_value=recipient.channel.value))
+        self._on_commit()
+        return {"case": number, "channel": recipient.channel.value, "outbox_id": outbox_id}
+
+    async def add_note(self, number: int, body: str, *, agent: str) -> int:
+        body = _text(body, "text")  # type: ignore[assignment]
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            await self._case(conn, number)
+            mid = (await conn.execute(insert(messages).values(
+                case_id=number, channel=ChannelName.API.value, direction=Direction.OUT.value, author=Author.NOTE.value,
+                author_name=agent, text=body, created_at=now, external_id=f"note-{secrets.token_hex(10)}",
+            ).returning(messages.c.id))).scalar_one()
+            await conn.execute(insert(case_events).values(case_id=number, at=now, actor=f"agent:{agent}", kind="note"))
+        return mid
+
+    async def change_activity(self, number: int, activity: str, *, agent: str, sector: str | None = None) -> dict[str, Any]:
+        target = _enum(Activity, activity, "activity")
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            case = await self._case(conn, number)
+            check_transition(case.activity, target, sector=sector)
+            values: dict[str, Any] = {"activity": target.value, "updated_at": now}
+            if target == Activity.DERIVED:
+                values["sector"] = _text(sector, "sector", max_len=120)
+            if target == Activity.CLOSED:
+                values["closed_at"] = now
+            await conn.execute(update(cases).where(cases.c.id == number).values(**values))
+            await conn.execute(insert(case_events).values(case_id=number, at=now, actor=f"agent:{agent}",
+                                                          kind="activity", from_value=case.activity,
+                                                          to_value=target.value,
+                                                          detail=f"sector: {sector}" if sector else None))
+        return await self.get_case(number)
+
+    async def set_type(self, number: int, case_type: str, *, agent: str) -> dict[str, Any]:
+        value = _enum(CaseType, case_type, "type").value
+        return await self._set(number, agent, "type", {"case_type": value}, "case_type", value)
+
+    async def assign(self, number: int, assignee: str | None, *, agent: str) -> dict[str, Any]:
+        value = _text(assignee, "assigned_agent", required=False, max_len=120)
+        return await self._set(number, agent, "assign", {"assigned_agent": value}, "assigned_agent", value)
+
+    async def set_sector(self, number: int, sector: str | None, *, agent: str) -> dict[str, Any]:
+        value = _text(sector, "sector", required=False, max_len=120)
+        return await self._set(number, agent, "sector", {"sector": value}, "sector", value)
+
+    async def set_category(self, number: int, category_id: int | None, subcategory_id: int | None, *,
+                           agent: str) -> dict[str, Any]:
+        async with self._db.engine.connect() as conn:
+            await self._check_categories(conn, category_id, subcategory_id)
+        return await self._set(number, agent, "category",
+                               {"category_id": category_id, "subcategory_id": subcategory_id},
+                               "category_id", f"{category_id}/{subcategory_id}")
+
+    async def update_kb_fields(self, number: int, *, agent: str, problem: str | None = None,
+                               answer: str | None = None, hotfix: str | None = None,
+                               application: str | None = None) -> dict[str, Any]:
+        values = {k: _text(v, k, required=False) for k, v in
+                  (("kb_problem", problem), ("kb_answer", answer), ("kb_hotfix", hotfix),
+                   ("kb_application", application)) if v is not None}
+        if not values:
+            return await self.get_case(number)
+        return await self._set(number, agent, "kb_fields", values, None, ",".join(sorted(values)))
+
+    async def kb_action(self, number: int, action: str, *, agent: str, url: str | None = None) -> dict[str, Any]:
+        """The three KB actions. PUBLISH queues a Discourse topic through the outbox (kb
+        channel); LINK records an existing post; NONE records the decision."""
+        act = _enum(KbAction, action, "action")
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            case = await self._case(conn, number)
+            values: dict[str, Any] = {"kb_action": act.value, "updated_at": now}
+            if act == KbAction.LINK:
+                link = _text(url, "url", max_len=1000)
+                if not link.startswith(("http://", "https://")):  # type: ignore[union-attr]
+                    raise ValidationError("url must be an http(s) link to the KB post", field="url")
+                values["kb_url"] = link
+            if act == KbAction.PUBLISH:
+                if not (case.kb_answer or "").strip():
+                    raise ValidationError("write the answer in the KB tab before publishing", field="kb.answer")
+                await self._outgoing.add(conn, [OutgoingMessage(
+                    recipient=Recipient(ChannelName.KB, f"case-{number}"), text=case.kb_answer, kind="kb_publish",
+                    case_id=number, case_title=case.title, author=Author.AGENT, author_name=agent, automatic=False,
+                    language=case.language,
+                )], now=now)
+            await conn.execute(update(cases).where(cases.c.id == number).values(**values))
+            await conn.execute(insert(case_events).values(case_id=number, at=now, actor=f"agent:{agent}",
+                                                          kind="kb_action", from_value=case.kb_action,
+                                                          to_value=act.value, detail=values.get("kb_url")))
+        self._on_commit()
+        return await self.get_case(number)
+
+    async def record_publication(self, number: int, url: str) -> None:
+        """Called by the KB channel once Discourse accepted the topic."""
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            await conn.execute(update(cases).where(cases.c.id == number).values(kb_url=url[:1000], updated_at=now))
+            await conn.execute(insert(case_events).values(case_id=number, at=now, actor="system", kind="kb_published",
+                                                          to_value=url[:300]))
+
+    async def set_budget(self, number: int, mode: str, lines: Sequence[dict[str, Any]], *, agent: str) -> dict[str, Any]:
+        budget_mode = _enum(BudgetMode, mode, "budget_mode")
+        rows = []
+        for i, line in enumerate(lines):
+            product = _text(line.get("product"), f"lines[{i}].product", max_len=200)
+            qty = amount = None
+            if budget_mode == BudgetMode.PRODUCTS_WITH_AMOUNTS:
+                qty = _decimal(line.get("quantity"), f"lines[{i}].quantity")
+                amount = _decimal(line.get("unit_amount"), f"lines[{i}].unit_amount")
+            rows.append({"case_id": number, "position": i, "product": product, "quantity": qty, "unit_amount": amount})
+        if budget_mode == BudgetMode.NOT_USED and rows:
+            raise ValidationError("budget lines need a budget mode other than not_used", field="budget_mode")
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            await self._case(conn, number)
+            await conn.execute(delete(budget_lines).where(budget_lines.c.case_id == number))
+            if rows:
+                await conn.execute(insert(budget_lines), rows)
+            await conn.execute(update(cases).where(cases.c.id == number).values(budget_mode=budget_mode.value,
+                                                                                 updated_at=now))
+            await conn.execute(insert(case_events).values(case_id=number, at=now, actor=f"agent:{agent}",
+                                                          kind="budget", to_value=budget_mode.value))
+        return await self.get_case(number)
+
+    # --- categories (admin-managed master, two levels) --------------------------------------------
+
+    async def list_categories(self) -> list[dict[str, Any]]:
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(select(categories).order_by(categories.c.parent_id.is_not(None),
+                                                                   categories.c.name))).all()
+        tree: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            if r.parent_id is None:
+                tree[r.id] = {"id": r.id, "name": r.name, "active": r.active, "subcategories": []}
+        for r in rows:
+            if r.parent_id is not None and r.parent_id in tree:
+                tree[r.parent_id]["subcategories"].append({"id": r.id, "name": r.name, "active": r.active})
+        return list(tree.values())
+
+    async def create_category(self, name: str, *, parent_id: int | None = None) -> dict[str, Any]:
+        name = _text(name, "name", max_len=120).strip()  # type: ignore[union-attr]
+        async with self._db.transaction() as conn:
+            if parent_id is not None:
+                parent = (await conn.execute(select(categories.c.parent_id).where(categories.c.id == parent_id))).first()
+                if parent is None:
+                    raise NotFound(f"category {parent_id} not found")
+                if parent.parent_id is not None:
+                    raise ValidationError("categories have two levels: a subcategory cannot have children",
+                                          field="parent_id")
+            same = categories.c.parent_id.is_(None) if parent_id is None else categories.c.parent_id == parent_id
+            if (await conn.execute(select(categories.c.id).where(same, categories.c.name == name))).first():
+                raise ValidationError(f"category {name!r} already exists there", field="name")
+            cid = (await conn.execute(insert(categories).values(name=name, parent_id=parent_id, active=True)
+                                      .returning(categories.c.id))).scalar_one()
+        return {"id": cid, "name": name, "parent_id": parent_id, "active": True}
+
+    async def update_category(self, category_id: int, *, name: str | None = None, active: bool | None = None) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if name is not None:
+            values["name"] = _text(name, "name", max_len=120).strip()  # type: ignore[union-attr]
+        if active is not None:
+            if not isinstance(active, bool):
+                raise ValidationError("active must be true or false", field="active")
+            values["active"] = active
+        async with self._db.transaction() as conn:
+            row = (await conn.execute(select(categories).where(categories.c.id == category_id))).first()
+            if row is None:
+                raise NotFound(f"category {category_id} not found")
+            if values:
+                await conn.execute(update(categories).where(categories.c.id == category_id).values(**values))
+        return {"id": category_id, "name": values.get("name", row.name), "parent_id": row.parent_id,
+                "active": values.get("active", row.active)}
+
+    # --- helpers -------------------------------------------------------------------------
+
+    async def _case(self, conn: AsyncConnection, number: int):
+        row = (await conn.execute(select(cases).where(cases.c.id == number))).first()
+        if row is None:
+            raise NotFound(f"case {number} not found")
+        return row
+
+    async def _set(self, number: int, agent: str, kind: str, values: dict[str, Any], column: str | None,
+                   to_value: Any) -> dict[str, Any]:
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            case = await self._case(conn, number)
+            before = getattr(case, column) if column else None
+            await conn.execute(update(cases).where(cases.c.id == number).values(**values, updated_at=now))
+            await conn.execute(insert(case_events).values(
+                case_id=number, at=now, actor=f"agent:{agent}", kind=kind,
+                from_value=None if before is None else str(before)[:300],
+                to_value=None if to_value is None else str(to_value)[:300]))
+        return await self.get_case(number)
+
+    async def _check_categories(self, conn: AsyncConnection, category_id: int | None, subcategory_id: int | None) -> None:
+        if category_id is None and subcategory_id is None:
+            return
+        if category_id is None:
+            raise ValidationError("a subcategory needs its category", field="category_id")
+        rows = {r.id: r for r in await conn.execute(select(categories).where(
+            categories.c.id.in_([c for c in (category_id, subcategory_id) if c is not None])))}
+        cat = rows.get(category_id)
+        if cat is None or cat.parent_id is not None:
+            raise ValidationError(f"category {category_id} is not a top-level category", field="category_id")
+        if subcategory_id is not None:
+            sub = rows.get(subcategory_id)
+            if sub is None or sub.parent_id != category_id:
+                raise ValidationError(f"subcategory {subcategory_id} does not belong to category {category_id}",
+                                      field="subcategory_id")
+
+
+async def _customer_recipient(conn: AsyncConnection, case: Any) -> Recipient | None:
+    """The channel the customer last wrote from on this case, else any reachable identity."""
+    row = (await conn.execute(
+        select(contact_identities.c.id, contact_identities.c.channel, contact_identities.c.address)
+        .join(messages, messages.c.identity_id == contact_identities.c.id)
+        .where(messages.c.case_id == case.id, messages.c.direction == Direction.IN.value,
+               contact_identities.c.unreachable.is_(False))
+        .order_by(messages.c.id.desc()).limit(1)
+    )).first()
+    if row is None:
+        row = (await conn.execute(
+            select(contact_identities.c.id, contact_identities.c.channel, contact_identities.c.address)
+            .where(contact_identities.c.contact_id == case.contact_id, contact_identities.c.unreachable.is_(False),
+                   contact_identities.c.channel.in_(CUSTOMER_CHANNEL_VALUES))
+            .order_by(contact_identities.c.id.desc()).limit(1)
+        )).first()
+    if row is None:
+        return None
+    return Recipient(ChannelName(row.channel), row.address, row.id, case.contact_id)
+
+
+def _decimal(value: Any, field: str) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        d = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ValidationError(f"{field} must be a number", field=field) from None
+    if not d.is_finite() or abs(d) >= Decimal("1e11"):
+        raise ValidationError(f"{field} is out of range", field=field)
+    return d
+
+
+def _num(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+_cat = categories.alias("cat")
+_sub = categories.alias("sub")
+_SUMMARY_FROM = (
+    cases.join(contacts, contacts.c.id == cases.c.contact_id)
+    .outerjoin(organizations, organizations.c.id == cases.c.organization_id)
+    .outerjoin(_cat, _cat.c.id == cases.c.category_id)
+    .outerjoin(_sub, _sub.c.id == cases.c.subcategory_id)
+)
+_SUMMARY_COLS = (
+    cases.c.id, cases.c.created_at, cases.c.updated_at, cases.c.title, cases.c.case_type, cases.c.activity,
+    cases.c.channel, cases.c.sector, cases.c.assigned_agent, cases.c.language, cases.c.category_id,
+    cases.c.subcategory_id, cases.c.contact_id, cases.c.closed_at,
+    contacts.c.name.label("contact_name"), organizations.c.name.label("organization_name"),
+    _cat.c.name.label("category_name"), _sub.c.name.label("subcategory_name"),
+)
+_DETAIL_COLS = (
+    cases.c.description, cases.c.kb_problem, cases.c.kb_answer, cases.c.kb_hotfix, cases.c.kb_application,
+    cases.c.kb_action, cases.c.kb_url, cases.c.budget_mode, cases.c.self_served,
+    contacts.c.email.label("contact_email"), contacts.c.phone.label("contact_phone"),
+)
+
+
+def _summary(r: Any) -> dict[str, Any]:
+    return {
+        "number": r.id,
+        "created_at": _iso(r.created_at),
+        "updated_at": _iso(r.updated_at),
+        "title": r.title,
+        "type": r.case_type,
+        "activity": r.activity,
+        "channel": r.channel,
+        "sector": r.sector,
+        "assigned_agent": r.assigned_agent,
+        "language": r.language,
+        "category": {"id": r.category_id, "name": r.category_name} if r.category_id else None,
+        "subcategory": {"id": r.subcategory_id, "name": r.subcategory_name} if r.subcategory_id else None,
+        "contact_name": r.contact_name,
+        "organization": r.organization_name,
+        "closed_at": _iso(r.closed_at),
+    }

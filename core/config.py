@@ -1,0 +1,343 @@
+"""Configuration: a TOML file (all optional) plus secrets from the environment.
+
+Every key is declared once in ``SCHEMA`` with its type and default. Unknown sections or
+keys, wrong types and missing secrets for an enabled part raise ``ConfigError`` naming
+the key and the file, so start-up stops with one clear line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.domain import LANGUAGES
+from core.errors import ConfigError
+
+MAX_CONFIG_BYTES = 1_000_000
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite+aiosqlite:///posventa.db"
+    pool_size: int = 10
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    #: Where attachments and raw mails are stored.
+    data_dir: str = "./data"
+    default_language: str = "es"
+    company_name: str = "Soporte"
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    tokens: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EmailOutboundConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 25
+    starttls: bool = False
+    tls: bool = False
+    username: str = ""
+    password: str = ""
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    enabled: bool = True
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 2525
+    domains: tuple[str, ...] = ("example.com",)
+    address: str = "support@example.com"
+    from_name: str = "Soporte"
+    max_message_bytes: int = 25_000_000
+    max_attachment_bytes: int = 10_000_000
+    max_total_attachment_bytes: int = 20_000_000
+    #: Automatic replies to one sender per hour, at most (Zammad-style loop brake).
+    auto_replies_per_sender_per_hour: int = 10
+    outbound: EmailOutboundConfig = EmailOutboundConfig()
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    enabled: bool = False
+    token: str = ""
+    api_base_url: str = "https://api.telegram.org"
+    mode: str = "polling"
+    agent_chat_id: int = 0
+    agents: tuple[int, ...] = ()
+    webhook_secret: str = ""
+    poll_timeout_seconds: int = 30
+    max_file_bytes: int = 20_000_000
+
+
+@dataclass(frozen=True)
+class WebchatConfig:
+    enabled: bool = True
+    allowed_origins: tuple[str, ...] = ()
+    prechat_form: bool = False
+    max_frame_bytes: int = 16_384
+    messages_per_minute_per_session: int = 30
+    messages_per_minute_per_ip: int = 120
+    idle_timeout_seconds: int = 1800
+    #: After this long undelivered, an agent reply also goes by email when the visitor gave one.
+    email_fallback_after_seconds: int = 900
+
+
+@dataclass(frozen=True)
+class KbConfig:
+    enabled: bool = False
+    type: str = "discourse"
+    api_url: str = ""
+    api_user: str = "system"
+    api_key: str = ""
+    categories: tuple[int, ...] = ()
+    publish_category: int = 0
+    webhook_secret: str = ""
+    min_score: float = 50.0
+    suggest_limit: int = 3
+    sync_interval_seconds: int = 600
+    suggest_timeout_seconds: float = 2.0
+    requests_per_minute: int = 50
+
+
+@dataclass(frozen=True)
+class SurveysConfig:
+    enabled: bool = True
+    timezone: str = "America/Argentina/Buenos_Aires"
+    tick_seconds: int = 60
+    reminder_after_hours: int = 24
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    max_attempts: int = 8
+    base_delay_seconds: float = 5.0
+    max_delay_seconds: float = 3600.0
+    lease_seconds: float = 120.0
+    poll_seconds: float = 1.0
+    concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = DatabaseConfig()
+    service: ServiceConfig = ServiceConfig()
+    http: HttpConfig = HttpConfig()
+    api: ApiConfig = ApiConfig()
+    email: EmailConfig = EmailConfig()
+    telegram: TelegramConfig = TelegramConfig()
+    webchat: WebchatConfig = WebchatConfig()
+    kb: KbConfig = KbConfig()
+    surveys: SurveysConfig = SurveysConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    #: Where the file came from, for error messages ("<defaults>" without one).
+    source: str = field(default="<defaults>", compare=False)
+
+
+#: Secrets that may come from the environment (which wins over the file).
+SECRET_ENV: Mapping[str, str] = {
+    "telegram.token": "POSVENTA_TELEGRAM_TOKEN",
+    "telegram.webhook_secret": "POSVENTA_TELEGRAM_WEBHOOK_SECRET",
+    "kb.api_key": "POSVENTA_KB_API_KEY",
+    "kb.webhook_secret": "POSVENTA_KB_WEBHOOK_SECRET",
+    "email.outbound.password": "POSVENTA_SMTP_PASSWORD",
+    "api.tokens": "POSVENTA_API_TOKENS",
+    "database.url": "POSVENTA_DATABASE_URL",
+}
+SECRET_KEYS = frozenset({"telegram.token", "telegram.webhook_secret", "kb.api_key", "kb.webhook_secret",
+                         "email.outbound.password", "api.tokens"})
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (or only defaults when None) and the environment into a ``Config``."""
+    env = os.environ if env is None else env
+    source = str(path) if path is not None else "<defaults>"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            if p.stat().st_size > MAX_CONFIG_BYTES:
+                raise ConfigError(f"file is larger than {MAX_CONFIG_BYTES} bytes", file=source)
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError("file not found", file=source) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read file: {exc.strerror}", file=source) from None
+        try:
+            raw = tomllib.loads(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError("file is not UTF-8", file=source) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML: {exc}", file=source) from None
+    config = _build(Config, raw, prefix="", source=source)
+    config = _apply_env(config, env, source)
+    config = dataclasses.replace(config, source=source)
+    validate(config)
+    return config
+
+
+def _build(cls: type, raw: Mapping[str, Any], *, prefix: str, source: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            kind = "section" if isinstance(value, dict) else "key"
+            raise ConfigError(f"unknown {kind}", key=dotted, file=source)
+        default = fields[key].default
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError("must be a table (section)", key=dotted, file=source)
+            values[key] = _build(type(default), value, prefix=f"{dotted}.", source=source)
+        else:
+            values[key] = _coerce(value, default, dotted, source)
+    return cls(**values)
+
+
+def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(f"must be {expected}, got {type(value).__name__}", key=key, file=source)
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("an integer")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong("a number")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise wrong("a string")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list):
+            raise wrong("a list")
+        item_type = type(default[0]) if default else _LIST_ITEM_TYPES.get(key, str)
+        out = []
+        for item in value:
+            if item_type is int and (isinstance(item, bool) or not isinstance(item, int)):
+                raise ConfigError("must be a list of integers", key=key, file=source)
+            if item_type is str and not isinstance(item, str):
+                raise ConfigError("must be a list of strings", key=key, file=source)
+            out.append(item)
+        return tuple(out)
+    raise ConfigError("unsupported value", key=key, file=source)
+
+
+_LIST_ITEM_TYPES: Mapping[str, type] = {
+    "telegram.agents": int,
+    "kb.categories": int,
+}
+
+
+def _apply_env(config: Config, env: Mapping[str, str], source: str) -> Config:
+    for key, var in SECRET_ENV.items():
+        value = env.get(var)
+        if value is None or value == "":
+            continue
+        if key == "api.tokens":
+            parsed: Any = tuple(t.strip() for t in value.split(",") if t.strip())
+        else:
+            parsed = value
+        config = _replace_dotted(config, key.split("."), parsed)
+    return config
+
+
+def _replace_dotted(obj: Any, parts: list[str], value: Any) -> Any:
+    head, *rest = parts
+    if not rest:
+        return dataclasses.replace(obj, **{head: value})
+    return dataclasses.replace(obj, **{head: _replace_dotted(getattr(obj, head), rest, value)})
+
+
+def validate(config: Config) -> None:
+    """Cross-field checks that need the whole config."""
+    src = config.source
+
+    def need(cond: bool, key: str, message: str) -> None:
+        if not cond:
+            raise ConfigError(message, key=key, file=src)
+
+    need(config.service.default_language in LANGUAGES, "service.default_language", f"must be one of {', '.join(LANGUAGES)}")
+    for name, port in (("http.port", config.http.port), ("email.listen_port", config.email.listen_port),
+                       ("email.outbound.port", config.email.outbound.port)):
+        need(0 <= port <= 65535, name, "must be a TCP port (0-65535)")
+    if config.email.enabled:
+        need(bool(config.email.domains), "email.domains", "list at least one support domain")
+        need("@" in config.email.address, "email.address", "must be an email address")
+        need(config.email.max_message_bytes > 0, "email.max_message_bytes", "must be positive")
+        need(not (config.email.outbound.tls and config.email.outbound.starttls), "email.outbound.tls",
+             "use either tls (implicit) or starttls, not both")
+        if config.email.outbound.username:
+            need(bool(config.email.outbound.password), "email.outbound.password",
+                 "is required when email.outbound.username is set (or set POSVENTA_SMTP_PASSWORD)")
+    if config.telegram.enabled:
+        need(bool(config.telegram.token), "telegram.token",
+             "is required when telegram is enabled (or set POSVENTA_TELEGRAM_TOKEN)")
+        need(config.telegram.mode in ("polling", "webhook"), "telegram.mode", 'must be "polling" or "webhook"')
+        if config.telegram.mode == "webhook":
+            need(bool(config.telegram.webhook_secret), "telegram.webhook_secret",
+                 "is required in webhook mode (or set POSVENTA_TELEGRAM_WEBHOOK_SECRET)")
+        need(config.telegram.api_base_url.startswith(("http://", "https://")), "telegram.api_base_url",
+             "must be an http(s) URL")
+    if config.kb.enabled:
+        need(config.kb.type == "discourse", "kb.type", 'must be "discourse"')
+        need(config.kb.api_url.startswith(("http://", "https://")), "kb.api_url", "must be an http(s) URL")
+        need(bool(config.kb.api_key), "kb.api_key", "is required when kb is enabled (or set POSVENTA_KB_API_KEY)")
+        need(bool(config.kb.api_user), "kb.api_user", "is required when kb is enabled")
+    need(0 <= config.kb.min_score <= 100, "kb.min_score", "must be between 0 and 100")
+    need(1 <= config.kb.suggest_limit <= 10, "kb.suggest_limit", "must be between 1 and 10")
+    try:
+        ZoneInfo(config.surveys.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown time zone {config.surveys.timezone!r}", key="surveys.timezone", file=src) from None
+    need(config.surveys.tick_seconds >= 1, "surveys.tick_seconds", "must be at least 1")
+    need(config.outbox.max_attempts >= 1, "outbox.max_attempts", "must be at least 1")
+    need(config.outbox.concurrency >= 1, "outbox.concurrency", "must be at least 1")
+    need(config.webchat.max_frame_bytes >= 256, "webchat.max_frame_bytes", "must be at least 256")
+    for token in config.api.tokens:
+        need(len(token) >= 16, "api.tokens", "each token must be at least 16 characters")
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The config as a dict with every secret replaced, safe to print or log."""
+    out = dataclasses.asdict(config)
+    for key in SECRET_KEYS:
+        section = out
+        *path, last = key.split(".")
+        for part in path:
+            section = section[part]
+        if section.get(last):
+            section[last] = "***"
+    if "@" in out["database"]["url"] and ":" in out["database"]["url"].split("@")[0]:
+        scheme, rest = out["database"]["url"].split("://", 1)
+        creds, host = rest.split("@", 1)
+        out["database"]["url"] = f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return out

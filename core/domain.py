@@ -1,0 +1,215 @@
+"""Domain vocabulary and the frozen values that cross the edge into core.
+
+Adapters (bots/, intake/) translate whatever their SDK hands them into these values
+before calling a port; nothing from telegram, aiosmtpd or aiohttp ever reaches core.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+LANGUAGES = ("es", "pt", "en")
+
+
+class ChannelName(enum.StrEnum):
+    EMAIL = "email"
+    TELEGRAM = "telegram"
+    WEBCHAT = "webchat"
+    #: Cases an agent opens by hand (a phone call) and notes that never leave the house.
+    API = "api"
+    #: The agents' Telegram desk: mirror of customer traffic into per-case forum topics.
+    DESK = "desk"
+    #: Knowledge-base publishing (Discourse): queued like any other delivery.
+    KB = "kb"
+
+
+class Direction(enum.StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class Author(enum.StrEnum):
+    CUSTOMER = "customer"
+    AGENT = "agent"
+    BOT = "bot"
+    #: Internal notes: stored on the case, never sent.
+    NOTE = "note"
+
+
+class CaseType(enum.StrEnum):
+    UNCLASSIFIED = "unclassified"
+    REQUEST = "request"
+    COMPLAINT = "complaint"
+    INCIDENT = "incident"
+
+
+class Activity(enum.StrEnum):
+    PRELIMINARY_ANALYSIS = "preliminary_analysis"
+    DERIVED = "derived"
+    ANSWER_SENT = "answer_sent"
+    CLOSED = "closed"
+
+
+class BudgetMode(enum.StrEnum):
+    NOT_USED = "not_used"
+    PRODUCTS_ONLY = "products_only"
+    PRODUCTS_WITH_AMOUNTS = "products_with_amounts"
+
+
+class KbAction(enum.StrEnum):
+    PUBLISH = "publish"
+    LINK = "link"
+    NONE = "none"
+
+
+class OutboxStatus(enum.StrEnum):
+    """pretix's OutgoingMail statuses: the intent is stored before the side effect."""
+
+    QUEUED = "queued"
+    INFLIGHT = "inflight"
+    AWAITING_RETRY = "awaiting_retry"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def _frozen_mapping(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    return MappingProxyType(dict(value or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRef:
+    """A file already written to the attachment store (content-addressed by sha256)."""
+
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    inline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadHints:
+    """What an inbound message says about the case it belongs to.
+
+    Core decides what the hints are worth: a reply token is an unguessable capability,
+    while references and a subject tag count only for the case's own contact.
+    """
+
+    reply_token: str | None = None
+    references: tuple[str, ...] = ()
+    case_number: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A button the customer can press: a label shown, a value sent back."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceAnswer:
+    """A pressed button (or a numbered choice parsed by the adapter)."""
+
+    question: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    title: str
+    url: str
+    score: float
+    article_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One customer message, normalised at the edge.
+
+    ``external_id`` is the transport's own id (an email Message-ID, a Telegram
+    ``chat:message`` pair, a web chat client UUID); ``(channel, external_id)`` is unique,
+    so a retried delivery stores nothing new.
+    ``sender`` is the address on that channel (email address, Telegram user id, web chat
+    session id).
+    """
+
+    channel: ChannelName
+    external_id: str
+    sender: str
+    text: str
+    sender_name: str | None = None
+    language: str | None = None
+    subject: str | None = None
+    attachments: tuple[AttachmentRef, ...] = ()
+    thread: ThreadHints = ThreadHints()
+    choice: ChoiceAnswer | None = None
+    #: False when a loop guard fired (auto-reply, bounce, list mail): the message is
+    #: stored, but nothing automatic is sent back.
+    auto_reply_allowed: bool = True
+    #: The customer asked for a new case explicitly (Telegram /new).
+    new_case: bool = False
+    #: Where the raw transport payload was kept (the raw .eml), relative to the data dir.
+    raw_path: str | None = None
+    received_at: datetime | None = None
+    #: Channel-specific facts the channel needs later (e.g. the email Message-ID header).
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channel", ChannelName(self.channel))
+        object.__setattr__(self, "meta", _frozen_mapping(self.meta))
+        if not self.external_id:
+            raise ValueError("InboundMessage.external_id is required")
+        if not self.sender:
+            raise ValueError("InboundMessage.sender is required")
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the inbox answers once a message is durable (after commit)."""
+
+    message_id: int
+    case_number: int | None
+    duplicate: bool = False
+    new_case: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EmailThreading:
+    """Headers an outbound email needs to thread in the customer's mail client."""
+
+    message_id: str
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    reply_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One delivery claimed from the outbox, handed to ``Channel.send``."""
+
+    outbox_id: int
+    channel: ChannelName
+    recipient: str
+    text: str
+    kind: str
+    attempt: int = 1
+    case_number: int | None = None
+    case_title: str | None = None
+    message_id: int | None = None
+    language: str = "es"
+    automatic: bool = False
+    choices: tuple[Choice, ...] = ()
+    question: str | None = None
+    suggestions: tuple[Suggestion, ...] = ()
+    email: EmailThreading | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channel", ChannelName(self.channel))
+        object.__setattr__(self, "extra", _frozen_mapping(self.extra))

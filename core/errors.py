@@ -1,0 +1,69 @@
+"""posventa's exception tree, split by what the caller does next.
+
+::
+
+    PosventaError
+    ├── ConfigError                  start-up stops with one line naming the key and file
+    ├── DomainError                  the request is wrong; tell the user, change nothing
+    │   ├── NotFound
+    │   ├── InvalidTransition        workflow refused (e.g. closed → derived)
+    │   └── ValidationError          a field is missing or out of range
+    ├── StorageUnavailable           the database did not commit; the transport says "try later"
+    └── DeliveryError                raised by Channel.send
+        ├── TransientDeliveryError   retry with backoff, honouring ``retry_after``
+        └── PermanentDeliveryError   do not retry; the outbox item fails
+"""
+
+from __future__ import annotations
+
+
+class PosventaError(Exception):
+    """Base of every error posventa raises on purpose."""
+
+
+class ConfigError(PosventaError):
+    def __init__(self, message: str, *, key: str | None = None, file: str | None = None):
+        self.key = key
+        self.file = file
+        where = ", ".join(p for p in (f"file {file}" if file else None, f"key {key}" if key else None) if p)
+        super().__init__(f"config error ({where}): {message}" if where else f"config error: {message}")
+
+
+class DomainError(PosventaError):
+    """A request that cannot be honoured as asked. The message is safe to show a user."""
+
+
+class NotFound(DomainError):
+    pass
+
+
+class InvalidTransition(DomainError):
+    pass
+
+
+class ValidationError(DomainError):
+    def __init__(self, message: str, *, field: str | None = None):
+        self.field = field
+        super().__init__(message)
+
+
+class StorageUnavailable(PosventaError):
+    """The database could not commit. Nothing was acknowledged; the sender should retry."""
+
+
+class DeliveryError(PosventaError):
+    """A channel could not deliver an outbound message."""
+
+
+class TransientDeliveryError(DeliveryError):
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentDeliveryError(DeliveryError):
+    def __init__(self, message: str, *, unreachable: bool = False):
+        #: True when the recipient can never be reached this way again (blocked the bot,
+        #: mailbox does not exist): the identity is marked unreachable.
+        self.unreachable = unreachable
+        super().__init__(message)

@@ -1,0 +1,722 @@
+"""The inbound pipeline: every channel's messages become case messages here.
+
+``InboxService.receive`` queues the message and waits; one batcher task takes whatever
+has queued up and processes it in ONE transaction (group commit): dedupe, identify the
+customer, hand to an active conversation (survey) or thread into a case, enqueue the
+replies, commit. Every waiter gets its receipt only after that commit, so an adapter
+never acknowledges anything that is not durable.
+
+A commit per message caps throughput near the database's fsync rate; batching the
+same work approaches the bulk-insert rate. If a batch fails on a constraint (a race
+with another process) it is retried once, then message by message, so one poison
+message never takes its batch-mates down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.domain import (
+    Activity,
+    Author,
+    BudgetMode,
+    CaseType,
+    ChannelName,
+    Choice,
+    Direction,
+    InboundMessage,
+    Receipt,
+)
+from core.errors import StorageUnavailable
+from core.outgoing import Outgoing, OutgoingMessage, Recipient
+from core.persistence import Database
+from core.persistence.schema import (
+    attachments,
+    case_events,
+    case_suggestions,
+    cases,
+    contact_identities,
+    contacts,
+    message_edits,
+    messages,
+    organizations,
+)
+from core.ports import Clock
+from core.texts import case_type_name, pick_language, text
+
+log = logging.getLogger(__name__)
+
+#: Channels where a message with no thread hint joins the contact's open case.
+#: Email opens a new case per new conversation, as every mail desk does.
+CHAT_CHANNELS = frozenset({ChannelName.TELEGRAM, ChannelName.WEBCHAT})
+
+CASE_TYPE_QUESTION = "case_type"
+KB_FEEDBACK_QUESTION = "kb_feedback"
+MAX_TITLE = 300
+MAX_TEXT = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """Told to listeners after commit (console live updates, KB suggestions, metrics)."""
+
+    message_id: int
+    case_id: int | None
+    contact_id: int
+    channel: ChannelName
+    new_case: bool
+    text: str
+    language: str
+    auto_reply_allowed: bool
+
+
+@dataclass(slots=True)
+class HookContext:
+    """What a conversation hook sees of one inbound message, inside the batch transaction."""
+
+    conn: AsyncConnection
+    message: InboundMessage
+    contact_id: int
+    identity_id: int
+    language: str
+    now: datetime
+    outgoing: list[OutgoingMessage] = field(default_factory=list)
+
+
+class ConversationHook(Protocol):
+    """Something that may own a customer's next message (a running survey)."""
+
+    async def active_contacts(self, conn: AsyncConnection, contact_ids: Collection[int]) -> set[int]: ...
+
+    async def handle(self, ctx: HookContext) -> bool:
+        """Return True when the message was consumed (it then joins no case)."""
+        ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    message: InboundMessage
+    future: asyncio.Future[Receipt]
+
+
+@dataclass(slots=True)
+class _Identity:
+    id: int
+    contact_id: int
+    language: str | None
+
+
+@dataclass(slots=True)
+class _CaseRef:
+    """A case known to the batch: an existing id, or an index into the new-case rows."""
+
+    id: int | None = None
+    new_index: int | None = None
+    title: str = ""
+    reply_token: str = ""
+    case_type: str = CaseType.UNCLASSIFIED.value
+
+
+class InboxService:
+    """Implements the ``Inbox`` port."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        outgoing: Outgoing,
+        clock: Clock,
+        default_language: str = "es",
+        desk_enabled: bool = False,
+        hooks: Sequence[ConversationHook] = (),
+        max_batch: int = 256,
+    ) -> None:
+        self._db = db
+        self._outgoing = outgoing
+        self._clock = clock
+        self._default_language = default_language
+        self._desk_enabled = desk_enabled
+        self._hooks = list(hooks)
+        self._max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._listeners: list[Callable[[Sequence[StoredMessage]], Awaitable[None] | None]] = []
+        self.batches_committed = 0
+        self.messages_committed = 0
+
+    def add_hook(self, hook: ConversationHook) -> None:
+        self._hooks.append(hook)
+
+    def subscribe(self, listener: Callable[[Sequence[StoredMessage]], Awaitable[None] | None]) -> None:
+        """Call ``listener`` with what each batch stored, after its commit."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="inbox-batcher")
+
+    async def stop(self) -> None:
+        """Drain what is queued, then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def __aenter__(self) -> InboxService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def receive(self, message: InboundMessage) -> Receipt:
+        if self._task is None or self._stopping:
+            raise StorageUnavailable("inbox is not running")
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(message, future))
+        self._wake.set()
+        return await asyncio.shield(future)
+
+    async def record_edit(self, channel: ChannelName, external_id: str, new_text: str) -> bool:
+        """An edited customer message: keep the old text in history, show the new one."""
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    select(messages.c.id, messages.c.text).where(
+                        messages.c.channel == ChannelName(channel).value,
+                        messages.c.direction == Direction.IN.value,
+                        messages.c.external_id == external_id,
+                    )
+                )
+            ).first()
+            if row is None:
+                return False
+            if row.text == new_text:
+                return True
+            await conn.execute(insert(message_edits).values(message_id=row.id, previous_text=row.text, at=now))
+            await conn.execute(
+                update(messages).where(messages.c.id == row.id).values(text=new_text[:MAX_TEXT], edited_at=now)
+            )
+        return True
+
+    # --- the batcher -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: list[_Pending]) -> None:
+        try:
+            stored = await self._try_batch(batch)
+        except StorageUnavailable as exc:
+            for p in batch:
+                _fail(p, exc)
+            return
+        except IntegrityError:
+            # Usually another process created the same identity or message at the same
+            # time: once more sees its rows; after that, isolate message by message.
+            try:
+                stored = await self._try_batch(batch)
+            except StorageUnavailable as exc:
+                for p in batch:
+                    _fail(p, exc)
+                return
+            except Exception:
+                stored = await self._one_by_one(batch)
+        except Exception:
+            log.exception("inbox batch of %d failed; retrying message by message", len(batch))
+            stored = await self._one_by_one(batch)
+        if stored:
+            await self._notify(stored)
+
+    async def _one_by_one(self, batch: list[_Pending]) -> list[StoredMessage]:
+        stored: list[StoredMessage] = []
+        for p in batch:
+            if p.future.done():
+                continue
+            try:
+                stored.extend(await self._try_batch([p]))
+            except StorageUnavailable as exc:
+                _fail(p, exc)
+            except Exception as exc:
+                log.exception("inbox could not store a %s message", p.message.channel)
+                _fail(p, StorageUnavailable(f"message could not be stored: {type(exc).__name__}"))
+        return stored
+
+    async def _try_batch(self, batch: list[_Pending]) -> list[StoredMessage]:
+        async with self._db.transaction() as conn:
+            receipts, stored = await self._process(conn, [p.message for p in batch])
+        self.batches_committed += 1
+        self.messages_committed += sum(1 for r in receipts if not r.duplicate)
+        for p, receipt in zip(batch, receipts, strict=True):
+            if not p.future.done():
+                p.future.set_result(receipt)
+        return stored
+
+    async def _notify(self, stored: list[StoredMessage]) -> None:
+        for listener in self._listeners:
+            try:
+                result = listener(stored)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("inbox listener failed")
+
+    # --- one batch, inside one transaction -------------------------------------------------
+
+    async def _process(
+        self, conn: AsyncConnection, batch: Sequence[InboundMessage]
+    ) -> tuple[list[Receipt], list[StoredMessage]]:
+        now = self._clock.now()
+        receipts: list[Receipt | None] = [None] * len(batch)
+
+        # 1. Dedupe against the database and within the batch.
+        existing = await _existing_messages(conn, batch)
+        first_seen: dict[tuple[str, str], int] = {}
+        fresh: list[int] = []
+        for i, m in enumerate(batch):
+            key = (m.channel.value, m.external_id)
+            if key in existing:
+                mid, case_id = existing[key]
+                receipts[i] = Receipt(message_id=mid, case_number=case_id, duplicate=True)
+            elif key in first_seen:
+                continue  # answered with the first copy's receipt below
+            else:
+                first_seen[key] = i
+                fresh.append(i)
+
+        # 2. Identify customers (creating contacts on first contact).
+        identities = await self._identify(conn, [batch[i] for i in fresh], now)
+
+        # 3. Which contacts are in a conversation a hook owns (a running survey)?
+        hooked: dict[int, set[int]] = {}
+        contact_ids = {identities[_ident_key(batch[i])].contact_id for i in fresh}
+        for h, hook in enumerate(self._hooks):
+            hooked[h] = await hook.active_contacts(conn, contact_ids) if contact_ids else set()
+
+        # 4. Thread hints and open cases, fetched in bulk.
+        hints = await _thread_lookups(conn, [batch[i] for i in fresh], identities)
+
+        new_cases: list[dict[str, Any]] = []
+        message_rows: list[dict[str, Any]] = []
+        message_refs: list[tuple[int, _CaseRef | None]] = []  # (batch index, case)
+        outgoing: list[tuple[OutgoingMessage, _CaseRef | None]] = []
+        touched_cases: set[int] = set()
+        choice_actions: list[tuple[InboundMessage, int, _Identity, str]] = []
+
+        for i in fresh:
+            m = batch[i]
+            ident = identities[_ident_key(m)]
+            language = pick_language(m.language, ident.language, default=self._default_language)
+
+            consumed = False
+            for h, hook in enumerate(self._hooks):
+                if ident.contact_id in hooked[h]:
+                    ctx = HookContext(conn=conn, message=m, contact_id=ident.contact_id, identity_id=ident.id,
+                                      language=language, now=now)
+                    consumed = await hook.handle(ctx)
+                    outgoing.extend((o, None) for o in ctx.outgoing)
+                    if consumed:
+                        break
+
+            case: _CaseRef | None = None
+            if not consumed:
+                case = self._choose_case(m, ident, hints, now, new_cases, language)
+                if case.id is not None:
+                    touched_cases.add(case.id)
+                if m.choice is not None:
+                    choice_actions.append((m, i, ident, language))
+            message_refs.append((i, case))
+            message_rows.append(
+                {
+                    "contact_id": ident.contact_id,
+                    "identity_id": ident.id,
+                    "channel": m.channel.value,
+                    "direction": Direction.IN.value,
+                    "author": Author.CUSTOMER.value,
+                    "author_name": (m.sender_name or "")[:200] or None,
+                    "external_id": m.external_id[:500],
+                    "text": m.text[:MAX_TEXT],
+                    "extra": {"choice": {"question": m.choice.question, "value": m.choice.value}} if m.choice else None,
+                    "raw_path": m.raw_path,
+                    "created_at": m.received_at or now,
+                }
+            )
+
+        # 5. Create the new cases (bulk, ids in order) and resolve the placeholders.
+        new_ids: list[int] = []
+        if new_cases:
+            result = await conn.execute(insert(cases).returning(cases.c.id, sort_by_parameter_order=True), new_cases)
+            new_ids = [r[0] for r in result.all()]
+            await conn.execute(
+                insert(case_events),
+                [{"case_id": cid, "at": now, "actor": "customer", "kind": "opened", "to_value": row["channel"]}
+                 for cid, row in zip(new_ids, new_cases, strict=True)],
+            )
+
+        def case_id_of(ref: _CaseRef | None) -> int | None:
+            if ref is None:
+                return None
+            return ref.id if ref.id is not None else new_ids[ref.new_index]  # type: ignore[index]
+
+        for row, (_, ref) in zip(message_rows, message_refs, strict=True):
+            row["case_id"] = case_id_of(ref)
+        message_ids: list[int] = []
+        if message_rows:
+            inserted = await conn.execute(
+                insert(messages).returning(messages.c.id, sort_by_parameter_order=True), message_rows
+            )
+            message_ids = [r[0] for r in inserted.all()]
+
+        attachment_rows = [
+            {"message_id": mid, "filename": a.filename[:300], "content_type": a.content_type[:200], "size": a.size,
+             "sha256": a.sha256, "inline": a.inline}
+            for mid, (i, _) in zip(message_ids, message_refs, strict=True)
+            for a in batch[i].attachments
+        ]
+        if attachment_rows:
+            await conn.execute(insert(attachments), attachment_rows)
+        if touched_cases:
+            await conn.execute(update(cases).where(cases.c.id.in_(touched_cases)).values(updated_at=now))
+
+        # 6. Replies: an acknowledgement on a new case (asking the type when unknown),
+        #    the desk mirror, and answers to buttons.
+        stored: list[StoredMessage] = []
+        acked_new: set[int] = set()
+        for mid, (i, ref) in zip(message_ids, message_refs, strict=True):
+            m = batch[i]
+            ident = identities[_ident_key(m)]
+            language = pick_language(m.language, ident.language, default=self._default_language)
+            cid = case_id_of(ref)
+            is_new = ref is not None and ref.new_index is not None
+            receipts[i] = Receipt(message_id=mid, case_number=cid, new_case=is_new)
+            stored.append(StoredMessage(mid, cid, ident.contact_id, m.channel, is_new, m.text, language,
+                                        m.auto_reply_allowed))
+            recipient = Recipient(m.channel, m.sender, ident.id, ident.contact_id)
+            if is_new and cid not in acked_new and m.auto_reply_allowed and m.channel != ChannelName.API:
+                acked_new.add(cid)  # type: ignore[arg-type]
+                outgoing.append((self._ack(recipient, cid, ref, m, language), ref))  # type: ignore[arg-type]
+            if self._desk_enabled and cid is not None:
+                outgoing.append((
+                    OutgoingMessage(
+                        recipient=Recipient(ChannelName.DESK, str(cid)),
+                        text=m.text[:4000],
+                        kind="desk",
+                        case_id=cid,
+                        case_title=ref.title if ref else None,
+                        author=Author.CUSTOMER,
+                        author_name=m.sender_name,
+                        language=language,
+                        extra={"channel": m.channel.value, "message_id": str(mid), "new_case": "1" if is_new else ""},
+                    ),
+                    ref,
+                ))
+
+        for m, i, ident, language in choice_actions:
+            _, ref = next(mr for mr in message_refs if mr[0] == i)
+            outgoing.extend(
+                (o, ref) for o in await self._answer_choice(conn, m, ident, case_id_of(ref), language, now)
+            )
+
+        if outgoing:
+            resolved = []
+            for o, ref in outgoing:
+                if o.case_id is None and ref is not None:
+                    o = _with_case(o, case_id_of(ref))
+                resolved.append(o)
+            await self._outgoing.add(conn, resolved, now=now)
+
+        # 7. Copies of a message within the batch share the first copy's receipt.
+        for i, m in enumerate(batch):
+            if receipts[i] is None:
+                first = receipts[first_seen[(m.channel.value, m.external_id)]]
+                assert first is not None
+                receipts[i] = Receipt(first.message_id, first.case_number, duplicate=True)
+        return [r for r in receipts if r is not None], stored
+
+    def _choose_case(
+        self,
+        m: InboundMessage,
+        ident: _Identity,
+        hints: _Hints,
+        now: datetime,
+        new_cases: list[dict[str, Any]],
+        language: str,
+    ) -> _CaseRef:
+        # A reply token is an unguessable capability: it counts whoever writes.
+        if m.thread.reply_token and (c := hints.by_token.get(m.thread.reply_token)):
+            return c
+        # Headers and subject tags only count for the case's own contact, so a forwarded
+        # newsletter can never join a stranger's case.
+        for ref in m.thread.references:
+            found = hints.by_reference.get(ref)
+            if found and found[0] == ident.contact_id:
+                return found[1]
+        if m.thread.case_number and (found := hints.by_number.get(m.thread.case_number)):
+            if found[0] == ident.contact_id:
+                return found[1]
+        if not m.new_case and m.channel in CHAT_CHANNELS and (c := hints.open_case.get(ident.contact_id)):
+            return c
+        title = _title_for(m)
+        new_cases.append(
+            {
+                "created_at": now,
+                "updated_at": now,
+                "organization_id": hints.organization_of.get(ident.contact_id),
+                "contact_id": ident.contact_id,
+                "case_type": CaseType.UNCLASSIFIED.value,
+                "title": title,
+                "description": m.text[:MAX_TEXT],
+                "channel": m.channel.value,
+                "language": language,
+                "activity": Activity.PRELIMINARY_ANALYSIS.value,
+                "budget_mode": BudgetMode.NOT_USED.value,
+                "kb_problem": m.text[:MAX_TEXT],
+                "reply_token": secrets.token_urlsafe(18),
+                "self_served": False,
+            }
+        )
+        ref = _CaseRef(new_index=len(new_cases) - 1, title=title, reply_token=new_cases[-1]["reply_token"])
+        if m.channel in CHAT_CHANNELS:
+            # A second message in the same batch joins this case, as it would a moment later.
+            hints.open_case[ident.contact_id] = ref
+        return ref
+
+    def _ack(self, recipient: Recipient, case_id: int, ref: _CaseRef, m: InboundMessage, language: str) -> OutgoingMessage:
+        body = text("ack_new_case", language, number=case_id)
+        choices: tuple[Choice, ...] = ()
+        question = None
+        if ref.case_type == CaseType.UNCLASSIFIED.value:
+            body = f"{body}\n{text('ask_case_type', language)}"
+            choices = tuple(
+                Choice(case_type_name(t, language), t.value)
+                for t in (CaseType.REQUEST, CaseType.COMPLAINT, CaseType.INCIDENT)
+            )
+            question = f"{CASE_TYPE_QUESTION}:{case_id}"
+        return OutgoingMessage(
+            recipient=recipient,
+            text=body,
+            kind="ack",
+            case_id=case_id,
+            case_title=ref.title,
+            language=language,
+            automatic=True,
+            choices=choices,
+            question=question,
+            in_reply_to=m.meta.get("message_id") or (m.external_id if m.channel == ChannelName.EMAIL else None),
+            references=tuple(m.thread.references) + ((m.external_id,) if m.channel == ChannelName.EMAIL else ()),
+            reply_token=ref.reply_token,
+        )
+
+    async def _answer_choice(
+        self, conn: AsyncConnection, m: InboundMessage, ident: _Identity, case_id: int | None, language: str,
+        now: datetime,
+    ) -> list[OutgoingMessage]:
+        """Buttons the bot itself asked: the case type, and "did this solve it?"."""
+        assert m.choice is not None
+        kind, _, target = m.choice.question.partition(":")
+        if not target.isdigit():
+            return []
+        target_id = int(target)
+        row = (
+            await conn.execute(select(cases.c.id, cases.c.contact_id, cases.c.case_type, cases.c.activity, cases.c.title,
+                                      cases.c.reply_token).where(cases.c.id == target_id))
+        ).first()
+        if row is None or row.contact_id != ident.contact_id:
+            return []  # a button for someone else's case: ignore it
+        recipient = Recipient(m.channel, m.sender, ident.id, ident.contact_id)
+        if kind == CASE_TYPE_QUESTION and m.choice.value in {t.value for t in CaseType} - {CaseType.UNCLASSIFIED.value}:
+            if row.case_type != m.choice.value:
+                await conn.execute(update(cases).where(cases.c.id == row.id).values(case_type=m.choice.value,
+                                                                                       updated_at=now))
+                await conn.execute(insert(case_events).values(case_id=row.id, at=now, actor="customer", kind="type",
+                                                              from_value=row.case_type, to_value=m.choice.value))
+            return [OutgoingMessage(recipient=recipient, kind="bot", case_id=row.id, case_title=row.title,
+                                    language=language, reply_token=row.reply_token,
+                                    text=text("type_recorded", language, type=case_type_name(m.choice.value, language),
+                                              number=row.id))]
+        if kind == KB_FEEDBACK_QUESTION and m.choice.value in ("yes", "no"):
+            await conn.execute(update(case_suggestions).where(case_suggestions.c.case_id == row.id)
+                               .values(feedback=m.choice.value))
+            if m.choice.value == "yes" and row.activity != Activity.CLOSED.value:
+                await conn.execute(update(cases).where(cases.c.id == row.id).values(
+                    activity=Activity.CLOSED.value, self_served=True, closed_at=now, updated_at=now))
+                await conn.execute(insert(case_events).values(case_id=row.id, at=now, actor="customer",
+                                                              kind="activity", from_value=row.activity,
+                                                              to_value=Activity.CLOSED.value, detail="self-served"))
+                return [OutgoingMessage(recipient=recipient, kind="bot", case_id=row.id, case_title=row.title,
+                                        language=language, reply_token=row.reply_token,
+                                        text=text("self_served", language, number=row.id))]
+            return [OutgoingMessage(recipient=recipient, kind="bot", case_id=row.id, case_title=row.title,
+                                    language=language, reply_token=row.reply_token,
+                                    text=text("agent_will_answer", language, number=row.id))]
+        return []
+
+    async def _identify(self, conn: AsyncConnection, batch: Sequence[InboundMessage], now: datetime) -> dict[tuple[str, str], _Identity]:
+        wanted: dict[tuple[str, str], InboundMessage] = {}
+        for m in batch:
+            wanted.setdefault(_ident_key(m), m)
+        found: dict[tuple[str, str], _Identity] = {}
+        by_channel: dict[str, list[str]] = {}
+        for ch, addr in wanted:
+            by_channel.setdefault(ch, []).append(addr)
+        for ch, addrs in by_channel.items():
+            rows = await conn.execute(
+                select(contact_identities.c.id, contact_identities.c.contact_id, contact_identities.c.address,
+                       contacts.c.language)
+                .join(contacts, contacts.c.id == contact_identities.c.contact_id)
+                .where(contact_identities.c.channel == ch, contact_identities.c.address.in_(addrs))
+            )
+            for r in rows:
+                found[(ch, r.address)] = _Identity(r.id, r.contact_id, r.language)
+        missing = [k for k in wanted if k not in found]
+        if missing:  # noqa: SIM102
+            domains = {k[1].rsplit("@", 1)[1] for k in missing if k[0] == ChannelName.EMAIL.value and "@" in k[1]}
+            org_by_domain: dict[str, int] = {}
+            if domains:
+                rows = await conn.execute(select(organizations.c.id, organizations.c.domain)
+                                          .where(organizations.c.domain.in_(domains)))
+                org_by_domain = {r.domain: r.id for r in rows}
+            contact_rows = []
+            for ch, addr in missing:
+                m = wanted[(ch, addr)]
+                is_email = ch == ChannelName.EMAIL.value
+                contact_rows.append({
+                    "name": (m.sender_name or "")[:200] or None,
+                    "email": addr if is_email else None,
+                    "language": pick_language(m.language, default=self._default_language) if m.language else None,
+                    "organization_id": org_by_domain.get(addr.rsplit("@", 1)[-1]) if is_email else None,
+                    "created_at": now,
+                })
+            result = await conn.execute(insert(contacts).returning(contacts.c.id, sort_by_parameter_order=True),
+                                        contact_rows)
+            contact_ids = [r[0] for r in result.all()]
+            result = await conn.execute(
+                insert(contact_identities).returning(contact_identities.c.id, sort_by_parameter_order=True),
+                [{"contact_id": cid, "channel": ch, "address": addr, "unreachable": False, "created_at": now}
+                 for cid, (ch, addr) in zip(contact_ids, missing, strict=True)],
+            )
+            for iid, cid, key, row in zip([r[0] for r in result.all()], contact_ids, missing, contact_rows, strict=True):
+                found[key] = _Identity(iid, cid, row["language"])
+        return found
+
+
+def _ident_key(m: InboundMessage) -> tuple[str, str]:
+    return (m.channel.value, m.sender)
+
+
+def _fail(p: _Pending, exc: BaseException) -> None:
+    if not p.future.done():
+        p.future.set_exception(exc)
+        # The waiter may have gone away (client disconnected); don't warn about it.
+        with contextlib.suppress(BaseException):
+            p.future.exception()
+
+
+def _with_case(o: OutgoingMessage, case_id: int | None) -> OutgoingMessage:
+    from dataclasses import replace
+
+    return replace(o, case_id=case_id)
+
+
+def _title_for(m: InboundMessage) -> str:
+    title = " ".join((m.subject or "").split())
+    if not title:
+        title = " ".join(m.text.split())[:80] or "(sin texto)"
+    return title[:MAX_TITLE]
+
+
+@dataclass(slots=True)
+class _Hints:
+    by_token: dict[str, _CaseRef] = field(default_factory=dict)
+    #: reference → (contact id, case)
+    by_reference: dict[str, tuple[int, _CaseRef]] = field(default_factory=dict)
+    by_number: dict[int, tuple[int, _CaseRef]] = field(default_factory=dict)
+    open_case: dict[int, _CaseRef] = field(default_factory=dict)
+    organization_of: dict[int, int | None] = field(default_factory=dict)
+
+
+_CASE_COLS = (cases.c.id, cases.c.contact_id, cases.c.title, cases.c.reply_token, cases.c.case_type)
+
+
+def _ref(row: Any) -> _CaseRef:
+    return _CaseRef(id=row.id, title=row.title, reply_token=row.reply_token, case_type=row.case_type)
+
+
+async def _existing_messages(conn: AsyncConnection, batch: Sequence[InboundMessage]) -> dict[tuple[str, str], tuple[int, int | None]]:
+    by_channel: dict[str, set[str]] = {}
+    for m in batch:
+        by_channel.setdefault(m.channel.value, set()).add(m.external_id[:500])
+    found: dict[tuple[str, str], tuple[int, int | None]] = {}
+    for ch, ids in by_channel.items():
+        rows = await conn.execute(
+            select(messages.c.id, messages.c.case_id, messages.c.external_id).where(
+                messages.c.channel == ch, messages.c.direction == Direction.IN.value, messages.c.external_id.in_(ids)
+            )
+        )
+        for r in rows:
+            found[(ch, r.external_id)] = (r.id, r.case_id)
+    return found
+
+
+async def _thread_lookups(conn: AsyncConnection, batch: Sequence[InboundMessage],
+                          identities: dict[tuple[str, str], _Identity]) -> _Hints:
+    hints = _Hints()
+    not_closed = cases.c.activity != Activity.CLOSED.value
+    tokens = {m.thread.reply_token for m in batch if m.thread.reply_token}
+    if tokens:
+        for r in await conn.execute(select(*_CASE_COLS).where(cases.c.reply_token.in_(tokens), not_closed)):
+            hints.by_token[r.reply_token] = _ref(r)
+    refs = {ref for m in batch for ref in m.thread.references[:50]}
+    if refs:
+        rows = await conn.execute(
+            select(messages.c.external_id, *_CASE_COLS)
+            .join(cases, cases.c.id == messages.c.case_id)
+            .where(messages.c.channel == ChannelName.EMAIL.value, messages.c.external_id.in_(refs), not_closed)
+        )
+        for r in rows:
+            hints.by_reference[r.external_id] = (r.contact_id, _ref(r))
+    numbers = {m.thread.case_number for m in batch if m.thread.case_number}
+    if numbers:
+        for r in await conn.execute(select(*_CASE_COLS).where(cases.c.id.in_(numbers), not_closed)):
+            hints.by_number[r.id] = (r.contact_id, _ref(r))
+    contact_ids = {identities[_ident_key(m)].contact_id for m in batch}
+    chat_contacts = {identities[_ident_key(m)].contact_id for m in batch if m.channel in CHAT_CHANNELS}
+    if chat_contacts:
+        latest = (
+            select(cases.c.contact_id, func.max(cases.c.id).label("case_id"))
+            .where(cases.c.contact_id.in_(chat_contacts), not_closed)
+            .group_by(cases.c.contact_id)
+            .subquery()
+        )
+        rows = await conn.execute(select(*_CASE_COLS).join(latest, and_(latest.c.case_id == cases.c.id)))
+        for r in rows:
+            hints.open_case[r.contact_id] = _ref(r)
+    if contact_ids:
+        rows = await conn.execute(select(contacts.c.id, contacts.c.organization_id).where(contacts.c.id.in_(contact_ids)))
+        hints.organization_of = {r.id: r.organization_id for r in rows}
+    return hints

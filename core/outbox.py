@@ -1,0 +1,280 @@
+"""Delivering the outbox: claim, send after commit, record the outcome.
+
+Rows move ``queued → inflight → sent``; a transient failure parks the row in
+``awaiting_retry`` with exponential backoff and jitter (a channel's ``retry_after`` is a
+floor); a permanent failure, or running out of attempts, ends in ``failed``. A claim is a
+lease: a worker that dies leaves ``inflight`` rows whose lease expires, and start-up puts
+them back in the queue. Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
+processes never send the same row; SQLite has one writer, so the claim is serial there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.domain import Author, ChannelName, Direction, OutboxStatus
+from core.errors import PermanentDeliveryError, StorageUnavailable, TransientDeliveryError
+from core.outgoing import CUSTOMER_CHANNELS, backoff_delay, outbound_from_row
+from core.persistence import Database
+from core.persistence.schema import case_events, contact_identities, messages, outbox
+from core.ports import Channel, Clock
+
+log = logging.getLogger(__name__)
+
+CLAIMABLE = (OutboxStatus.QUEUED.value, OutboxStatus.AWAITING_RETRY.value)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_delay_seconds: float = 5.0
+    max_delay_seconds: float = 3600.0
+    lease_seconds: float = 120.0
+
+
+class OutboxSignal:
+    """Wakes the workers when something was enqueued and committed (no polling delay)."""
+
+    def __init__(self) -> None:
+        self._events: list[asyncio.Event] = []
+
+    def register(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._events.append(event)
+        return event
+
+    def notify(self) -> None:
+        for event in self._events:
+            event.set()
+
+
+class OutboxWorker:
+    """Sends one channel's outbox items. Never holds a transaction while sending."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        channel: Channel,
+        clock: Clock,
+        signal: OutboxSignal,
+        policy: RetryPolicy = RetryPolicy(),
+        batch_size: int = 50,
+        concurrency: int = 8,
+        poll_seconds: float = 1.0,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._db = db
+        self._channel = channel
+        self._clock = clock
+        self._policy = policy
+        self._batch_size = batch_size
+        self._concurrency = concurrency
+        self._poll_seconds = poll_seconds
+        self._rand = rand
+        self._wake = signal.register()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.sent = 0
+        self.failed = 0
+        self.retried = 0
+
+    @property
+    def channel_name(self) -> ChannelName:
+        return self._channel.name
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name=f"outbox-{self._channel.name}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                handled = await self.run_once()
+            except StorageUnavailable:
+                handled = 0
+                log.warning("outbox %s: database unavailable, will retry", self._channel.name)
+            except Exception:
+                handled = 0
+                log.exception("outbox %s: unexpected error", self._channel.name)
+            if handled:
+                continue  # there may be more ready right now
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    async def run_once(self) -> int:
+        """Claim a batch, send it, record outcomes. Returns how many items were handled."""
+        claimed = await self.claim()
+        if not claimed:
+            return 0
+        # Deliveries to one recipient keep their order; different recipients go in parallel.
+        by_recipient: dict[str, list[dict[str, Any]]] = {}
+        for row in claimed:
+            by_recipient.setdefault(row["recipient"], []).append(row)
+        limit = asyncio.Semaphore(self._concurrency)
+        outcomes: list[tuple[dict[str, Any], str | None, BaseException | None]] = []
+
+        async def deliver(rows: list[dict[str, Any]]) -> None:
+            async with limit:
+                for i, row in enumerate(rows):
+                    try:
+                        external = await self._channel.send(outbound_from_row(row))
+                        outcomes.append((row, external, None))
+                    except TransientDeliveryError as exc:
+                        outcomes.append((row, None, exc))
+                        # Keep order: the rest of this recipient's rows wait for the retry.
+                        for later in rows[i + 1:]:
+                            outcomes.append((later, None, _Deferred(exc.retry_after)))
+                        return
+                    except PermanentDeliveryError as exc:
+                        outcomes.append((row, None, exc))
+                    except Exception as exc:  # a bug in a channel must not kill the worker
+                        log.exception("outbox %s: channel raised unexpectedly", self._channel.name)
+                        outcomes.append((row, None, TransientDeliveryError(f"unexpected {type(exc).__name__}")))
+
+        await asyncio.gather(*(deliver(rows) for rows in by_recipient.values()))
+        await self._record(outcomes)
+        return len(claimed)
+
+    async def claim(self) -> list[dict[str, Any]]:
+        now = self._clock.now()
+        lease_until = now + timedelta(seconds=self._policy.lease_seconds)
+        async with self._db.transaction() as conn:
+            ids = (
+                select(outbox.c.id)
+                .where(
+                    outbox.c.channel == self._channel.name.value,
+                    outbox.c.status.in_(CLAIMABLE),
+                    outbox.c.next_attempt_at <= now,
+                )
+                .order_by(outbox.c.id)
+                .limit(self._batch_size)
+                .with_for_update(skip_locked=True)
+            )
+            result = await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(ids.scalar_subquery()))
+                .values(status=OutboxStatus.INFLIGHT.value, lease_until=lease_until, attempts=outbox.c.attempts + 1)
+                .returning(*outbox.c)
+            )
+            rows = [dict(r._mapping) for r in result]
+        rows.sort(key=lambda r: r["id"])
+        return rows
+
+    async def _record(self, outcomes: Sequence[tuple[dict[str, Any], str | None, BaseException | None]]) -> None:
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            for row, external, error in outcomes:
+                if error is None:
+                    self.sent += 1
+                    await conn.execute(
+                        update(outbox).where(outbox.c.id == row["id"]).values(
+                            status=OutboxStatus.SENT.value, sent_at=now, lease_until=None,
+                            external_id=(external or None) and str(external)[:300], last_error=None,
+                        )
+                    )
+                elif isinstance(error, _Deferred):
+                    # Not attempted: give the attempt back and wait with the row before it.
+                    await conn.execute(
+                        update(outbox).where(outbox.c.id == row["id"]).values(
+                            status=OutboxStatus.AWAITING_RETRY.value, attempts=outbox.c.attempts - 1,
+                            lease_until=None,
+                            next_attempt_at=now + timedelta(seconds=error.retry_after or self._policy.base_delay_seconds),
+                        )
+                    )
+                elif isinstance(error, TransientDeliveryError) and row["attempts"] < row["max_attempts"]:
+                    self.retried += 1
+                    delay = backoff_delay(row["attempts"], base=self._policy.base_delay_seconds,
+                                          cap=self._policy.max_delay_seconds, retry_after=error.retry_after,
+                                          rand=self._rand())
+                    log.info("outbox %s #%s: transient failure (%s), retry in %.0fs", row["channel"], row["id"],
+                             error, delay.total_seconds())
+                    await conn.execute(
+                        update(outbox).where(outbox.c.id == row["id"]).values(
+                            status=OutboxStatus.AWAITING_RETRY.value, next_attempt_at=now + delay, lease_until=None,
+                            last_error=str(error)[:2000],
+                        )
+                    )
+                else:
+                    self.failed += 1
+                    log.warning("outbox %s #%s: failed for good: %s", row["channel"], row["id"], error)
+                    await conn.execute(
+                        update(outbox).where(outbox.c.id == row["id"]).values(
+                            status=OutboxStatus.FAILED.value, lease_until=None, last_error=str(error)[:2000],
+                        )
+                    )
+                    await _note_failure(conn, row, error, now)
+
+
+class _Deferred(Exception):
+    def __init__(self, retry_after: float | None) -> None:
+        self.retry_after = retry_after
+        super().__init__("deferred behind an earlier message to the same recipient")
+
+
+async def _note_failure(conn: AsyncConnection, row: dict[str, Any], error: BaseException | None, now) -> None:
+    """A delivery that failed for good becomes visible to agents as an internal note."""
+    if isinstance(error, PermanentDeliveryError) and error.unreachable and row["channel"] in CUSTOMER_CHANNELS:
+        await conn.execute(
+            update(contact_identities)
+            .where(contact_identities.c.channel == row["channel"], contact_identities.c.address == row["recipient"])
+            .values(unreachable=True)
+        )
+    if row["case_id"] is None:
+        return
+    detail = f"Delivery by {row['channel']} to {row['recipient']} failed: {error}"[:2000]
+    await conn.execute(insert(case_events).values(case_id=row["case_id"], at=now, actor="system",
+                                                  kind="delivery_failed", detail=detail))
+    await conn.execute(insert(messages).values(
+        case_id=row["case_id"], channel=ChannelName.API.value, direction=Direction.OUT.value,
+        author=Author.NOTE.value, author_name="system", text=detail, created_at=now,
+        external_id=f"note-failed-{row['id']}",
+    ))
+
+
+async def recover_expired_leases(db: Database, clock: Clock, *, all_inflight: bool = False) -> int:
+    """Put rows whose sender died back in the queue. With one process (SQLite), every
+    in-flight row at start-up is an orphan; with several, only expired leases are."""
+    now = clock.now()
+    cond = outbox.c.status == OutboxStatus.INFLIGHT.value
+    if not all_inflight:
+        cond = cond & or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now)
+    async with db.transaction() as conn:
+        result = await conn.execute(
+            update(outbox).where(cond).values(status=OutboxStatus.AWAITING_RETRY.value, next_attempt_at=now,
+                                              lease_until=None)
+        )
+        count = result.rowcount or 0
+    if count:
+        log.info("outbox: %d in-flight deliveries recovered after a restart", count)
+    return count
+
+
+async def backlog(db: Database) -> dict[tuple[str, str], int]:
+    """(channel, status) → count, for /metrics."""
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(
+            select(outbox.c.channel, outbox.c.status, func.count())
+            .where(outbox.c.status != OutboxStatus.SENT.value)
+            .group_by(outbox.c.channel, outbox.c.status)
+        )
+        return {(r[0], r[1]): r[2] for r in rows}

@@ -1,0 +1,98 @@
+"""The database handle: one async engine, SQLite or PostgreSQL, with the pragmas each needs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from core.errors import ConfigError, StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+class Database:
+    """Owns the engine. ``transaction()`` is the only way application code writes.
+
+    SQLite runs in WAL mode with foreign keys on, and every transaction starts with
+    ``BEGIN IMMEDIATE``: a deferred transaction that later writes can fail with
+    "database is locked" without waiting, while IMMEDIATE waits on ``busy_timeout``.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        try:
+            parsed = make_url(url)
+        except Exception as exc:  # sqlalchemy raises ArgumentError with the url in it
+            raise ConfigError("not a database URL", key="database.url") from exc
+        self.url = url
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            if parsed.drivername != "sqlite+aiosqlite":
+                raise ConfigError("SQLite needs the async driver: sqlite+aiosqlite:///file.db", key="database.url")
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self.engine: AsyncEngine = create_async_engine(
+                url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            )
+            event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
+        elif self.dialect == "postgresql":
+            if parsed.drivername != "postgresql+asyncpg":
+                raise ConfigError("PostgreSQL needs the async driver: postgresql+asyncpg://…", key="database.url")
+            self.engine = create_async_engine(
+                url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+        else:
+            raise ConfigError(f"unsupported database {self.dialect!r}: use sqlite or postgresql", key="database.url")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction; commits on success. Connection-level failures become
+        ``StorageUnavailable`` so transports can answer "try later"."""
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except IntegrityError:
+            raise
+        except (OperationalError, DBAPIError, OSError, ConnectionError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_availability_error(exc):
+                raise
+            log.warning("database unavailable: %s", type(exc).__name__)
+            raise StorageUnavailable(str(type(exc).__name__)) from exc
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _is_availability_error(exc: DBAPIError) -> bool:
+    if isinstance(exc, OperationalError) or exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower() if exc.orig is not None else ""
+    return any(s in text for s in ("connection", "locked", "shutdown", "terminat", "timeout"))
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:
+    # Take manual control of transactions so "begin" below can issue BEGIN IMMEDIATE.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,424 @@
+"""The relational schema, as SQLAlchemy Core tables on one MetaData.
+
+Core tables are defined here; kb/ adds its own cache tables to the same ``metadata`` so
+that one Alembic history covers everything. Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints so Alembic can alter them on SQLite (batch mode) and PostgreSQL alike.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger primary keys become INTEGER on SQLite so they stay rowid aliases there.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC in and out, on both databases.
+
+    SQLite has no time zone type and hands back naive values; comparing those with the
+    aware ``clock.now()`` would raise, so every value is normalised to aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC values")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(name: str, **kw) -> Column:
+    return Column(name, UTCDateTime(), **kw)
+
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200), nullable=False),
+    #: Email domain that identifies the organization's people (lower-case), if any.
+    Column("domain", String(253), unique=True),
+    _ts("created_at", nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200)),
+    Column("email", String(320)),
+    Column("phone", String(50)),
+    Column("language", String(5)),
+    Column("organization_id", ForeignKey("organizations.id", ondelete="SET NULL")),
+    _ts("created_at", nullable=False),
+)
+
+contact_identities = Table(
+    "contact_identities",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("channel", String(20), nullable=False),
+    #: The address on that channel: email address, Telegram user id, web chat session id.
+    Column("address", String(320), nullable=False),
+    #: Set when the channel told us this address can never be reached (bot blocked, 5xx).
+    Column("unreachable", Boolean, nullable=False, default=False),
+    _ts("created_at", nullable=False),
+    UniqueConstraint("channel", "address"),
+)
+
+categories = Table(
+    "categories",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("parent_id", ForeignKey("categories.id", ondelete="CASCADE")),
+    Column("name", String(120), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    UniqueConstraint("parent_id", "name"),
+)
+
+cases = Table(
+    "cases",
+    metadata,
+    #: The id is the human-friendly case number: unique across processes, never reused.
+    Column("id", Id, primary_key=True),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    Column("organization_id", ForeignKey("organizations.id", ondelete="SET NULL")),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="RESTRICT"), nullable=False, index=True),
+    Column("category_id", ForeignKey("categories.id", ondelete="SET NULL")),
+    Column("subcategory_id", ForeignKey("categories.id", ondelete="SET NULL")),
+    Column("case_type", String(20), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("language", String(5), nullable=False),
+    Column("sector", String(120)),
+    Column("assigned_agent", String(120)),
+    Column("activity", String(30), nullable=False, index=True),
+    Column("budget_mode", String(30), nullable=False),
+    Column("kb_problem", Text),
+    Column("kb_answer", Text),
+    Column("kb_hotfix", Text),
+    Column("kb_application", Text),
+    Column("kb_action", String(10)),
+    Column("kb_url", String(1000)),
+    #: Unguessable capability in reply addresses (support+<token>@domain).
+    Column("reply_token", String(64), nullable=False, unique=True),
+    Column("self_served", Boolean, nullable=False, default=False),
+    _ts("closed_at"),
+)
+
+case_events = Table(
+    "case_events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("case_id", ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True),
+    _ts("at", nullable=False),
+    #: Who did it: "customer", "bot", "system", or "agent:<name>".
+    Column("actor", String(160), nullable=False),
+    #: opened, activity, type, category, sector, assign, kb_action, reopened, delivery_failed...
+    Column("kind", String(30), nullable=False),
+    Column("from_value", String(300)),
+    Column("to_value", String(300)),
+    Column("detail", Text),
+)
+
+budget_lines = Table(
+    "budget_lines",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("case_id", ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("product", String(200), nullable=False),
+    Column("quantity", Numeric(14, 3)),
+    Column("unit_amount", Numeric(14, 2)),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("case_id", ForeignKey("cases.id", ondelete="CASCADE"), index=True),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="SET NULL"), index=True),
+    #: For inbound: the sender's identity; for outbound: the recipient's.
+    Column("identity_id", ForeignKey("contact_identities.id", ondelete="SET NULL"), index=True),
+    Column("channel", String(20), nullable=False),
+    Column("direction", String(3), nullable=False),
+    Column("author", String(10), nullable=False),
+    Column("author_name", String(200)),
+    #: The transport's id: email Message-ID (ours for outbound), Telegram chat:message, web chat client UUID.
+    Column("external_id", String(500)),
+    Column("text", Text, nullable=False),
+    #: Structured extras shown with the text: suggestions, choices, the survey question id.
+    Column("extra", JSON),
+    Column("raw_path", String(500)),
+    _ts("created_at", nullable=False),
+    _ts("edited_at"),
+    UniqueConstraint("channel", "direction", "external_id"),
+)
+
+message_edits = Table(
+    "message_edits",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("message_id", ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("previous_text", Text, nullable=False),
+    _ts("at", nullable=False),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("message_id", ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("filename", String(300), nullable=False),
+    Column("content_type", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("inline", Boolean, nullable=False, default=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("channel", String(20), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    #: ack, reply, bot, suggestions, survey, desk, kb_publish...
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    _ts("next_attempt_at", nullable=False),
+    _ts("lease_until"),
+    Column("last_error", Text),
+    Column("case_id", ForeignKey("cases.id", ondelete="SET NULL"), index=True),
+    Column("message_id", ForeignKey("messages.id", ondelete="SET NULL")),
+    #: The OutboundMessage fields, as JSON (text, choices, threading headers...).
+    Column("payload", JSON, nullable=False),
+    Column("external_id", String(300)),
+    _ts("created_at", nullable=False),
+    _ts("sent_at"),
+    Index("ix_outbox_claim", "channel", "status", "next_attempt_at"),
+)
+
+#: Ids of things in other systems that belong to a case: the Telegram forum topic, the
+#: Discourse topic a case was published as...
+case_links = Table(
+    "case_links",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("case_id", ForeignKey("cases.id", ondelete="CASCADE"), nullable=False),
+    Column("system", String(40), nullable=False),
+    Column("ref", String(300), nullable=False),
+    UniqueConstraint("system", "case_id"),
+    Index("ix_case_links_system_ref", "system", "ref"),
+)
+
+#: At-least-once transports' dedupe: an event id stored before it is acknowledged upstream.
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("source", String(40), primary_key=True),
+    Column("event_id", String(200), primary_key=True),
+    _ts("at", nullable=False),
+)
+
+case_suggestions = Table(
+    "case_suggestions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("case_id", ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("article_id", String(100), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("url", String(1000), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("rank", Integer, nullable=False),
+    #: None until the customer answers "did this solve it?": "yes" / "no".
+    Column("feedback", String(5)),
+    _ts("created_at", nullable=False),
+)
+
+webchat_sessions = Table(
+    "webchat_sessions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    #: Public id: the identity address for the web chat channel.
+    Column("public_id", String(40), nullable=False, unique=True),
+    #: sha256 of the bearer token the browser keeps; the token itself is never stored.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    Column("language", String(5)),
+    Column("name", String(200)),
+    Column("email", String(320)),
+    _ts("created_at", nullable=False),
+    _ts("last_seen_at", nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("username", String(80), nullable=False, unique=True),
+    Column("display_name", String(200)),
+    Column("password_hash", String(300), nullable=False),
+    #: agent, manager, admin
+    Column("role", String(10), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    _ts("created_at", nullable=False),
+)
+
+# --- post-sale surveys -------------------------------------------------------------------
+
+survey_questions = Table(
+    "survey_questions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("code", String(80), nullable=False, unique=True),
+    Column("text_es", Text, nullable=False),
+    Column("text_pt", Text, nullable=False),
+    Column("text_en", Text, nullable=False),
+    #: "1-5", "0-10", "yes/no"...
+    Column("scale", String(20), nullable=False),
+    #: {"<score>": weight in -100..100} for every possible score.
+    Column("weights", JSON, nullable=False),
+)
+
+survey_rules = Table(
+    "survey_rules",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("start_after_days", Integer, nullable=False),
+    Column("expires_after_days", Integer, nullable=False),
+    Column("note", Text),
+)
+
+survey_rule_questions = Table(
+    "survey_rule_questions",
+    metadata,
+    Column("rule_id", ForeignKey("survey_rules.id", ondelete="CASCADE"), primary_key=True),
+    Column("question_id", ForeignKey("survey_questions.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, nullable=False),
+)
+
+survey_rule_operators = Table(
+    "survey_rule_operators",
+    metadata,
+    Column("rule_id", ForeignKey("survey_rules.id", ondelete="CASCADE"), primary_key=True),
+    Column("operator", String(120), primary_key=True),
+)
+
+survey_profiles = Table(
+    "survey_profiles",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("notes", Text),
+)
+
+survey_profile_rules = Table(
+    "survey_profile_rules",
+    metadata,
+    Column("profile_id", ForeignKey("survey_profiles.id", ondelete="CASCADE"), primary_key=True),
+    Column("rule_id", ForeignKey("survey_rules.id", ondelete="CASCADE"), primary_key=True),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("code", String(80), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("profile_id", ForeignKey("survey_profiles.id", ondelete="SET NULL")),
+)
+
+sales = Table(
+    "sales",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("external_id", String(120), nullable=False, unique=True),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="RESTRICT"), nullable=False, index=True),
+    Column("product_id", ForeignKey("products.id", ondelete="RESTRICT"), nullable=False),
+    Column("seller", String(120), nullable=False, index=True),
+    _ts("closed_at", nullable=False),
+    _ts("created_at", nullable=False),
+)
+
+rule_instances = Table(
+    "rule_instances",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("sale_id", ForeignKey("sales.id", ondelete="CASCADE"), nullable=False),
+    Column("rule_id", ForeignKey("survey_rules.id", ondelete="CASCADE"), nullable=False),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False),
+    _ts("window_start", nullable=False),
+    _ts("window_end", nullable=False),
+    #: pending (window not open), open (asked), executed, expired, paused
+    Column("status", String(12), nullable=False),
+    Column("channel", String(20)),
+    Column("current_position", Integer, nullable=False, default=0),
+    Column("invalid_answers", Integer, nullable=False, default=0),
+    _ts("opened_at"),
+    _ts("last_asked_at"),
+    _ts("reminded_at"),
+    _ts("executed_at"),
+    Column("executed_by", String(120)),
+    Column("total_score", Float),
+    UniqueConstraint("sale_id", "rule_id"),
+    Index("ix_rule_instances_status_window", "status", "window_start"),
+    Index("ix_rule_instances_contact_status", "contact_id", "status"),
+)
+
+survey_answers = Table(
+    "survey_answers",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("instance_id", ForeignKey("rule_instances.id", ondelete="CASCADE"), nullable=False),
+    Column("question_id", ForeignKey("survey_questions.id", ondelete="RESTRICT"), nullable=False),
+    Column("score", String(20), nullable=False),
+    Column("weight", Integer, nullable=False),
+    _ts("answered_at", nullable=False),
+    Column("answered_by", String(120), nullable=False),
+    UniqueConstraint("instance_id", "question_id"),
+)

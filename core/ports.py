@@ -1,0 +1,61 @@
+"""The narrow interfaces adapters receive. Adapters get a port, never the application."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from core.domain import ChannelName, InboundMessage, OutboundMessage, Receipt, Suggestion
+
+
+@runtime_checkable
+class Inbox(Protocol):
+    """Where every channel hands customer messages.
+
+    ``receive`` returns only after the message is committed; raise-through of
+    ``StorageUnavailable`` means nothing was stored and the transport must say "try later".
+    """
+
+    async def receive(self, message: InboundMessage) -> Receipt: ...
+
+    async def record_edit(self, channel: ChannelName, external_id: str, text: str) -> bool: ...
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """One outbound transport. ``send`` delivers one claimed outbox item.
+
+    Returns the transport's id for the delivered message (or None), raises
+    ``TransientDeliveryError`` / ``PermanentDeliveryError``. Never called inside a
+    database transaction.
+    """
+
+    name: ChannelName
+
+    async def send(self, message: OutboundMessage) -> str | None: ...
+
+
+@runtime_checkable
+class AnswerSuggester(Protocol):
+    """Knowledge-base suggestions for a customer's text. Implemented by kb/."""
+
+    async def suggest(self, text: str, *, language: str | None, limit: int) -> Sequence[Suggestion]: ...
+
+
+class NullSuggester:
+    """The suggester when no knowledge base is configured: never suggests anything."""
+
+    async def suggest(self, text: str, *, language: str | None, limit: int) -> Sequence[Suggestion]:
+        return ()
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        from datetime import UTC
+
+        return datetime.now(UTC)

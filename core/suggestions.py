@@ -1,0 +1,97 @@
+"""KB suggestions on a new case: computed after the case committed, under a timeout.
+
+A slow or broken knowledge base can therefore never lose or delay a case; at worst the
+customer gets no suggestions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import insert, select
+
+from core.domain import ChannelName, Choice
+from core.inbox import KB_FEEDBACK_QUESTION, StoredMessage
+from core.outgoing import Outgoing, OutgoingMessage, Recipient
+from core.persistence import Database
+from core.persistence.schema import case_suggestions, cases, contact_identities, messages
+from core.ports import AnswerSuggester, Clock
+from core.texts import text
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_CHANNELS = (ChannelName.EMAIL, ChannelName.TELEGRAM, ChannelName.WEBCHAT)
+
+
+class SuggestionFlow:
+    def __init__(self, *, db: Database, suggester: AnswerSuggester, outgoing: Outgoing, clock: Clock,
+                 min_score: float, limit: int, timeout_seconds: float, on_commit: Callable[[], None],
+                 max_concurrent: int = 4) -> None:
+        self._db = db
+        self._suggester = suggester
+        self._outgoing = outgoing
+        self._clock = clock
+        self._min_score = min_score
+        self._limit = limit
+        self._timeout = timeout_seconds
+        self._on_commit = on_commit
+        self._limiter = asyncio.Semaphore(max_concurrent)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_stored(self, stored: Sequence[StoredMessage]) -> None:
+        """Inbox listener: start a suggestion task per new case (never awaited by the inbox)."""
+        for s in stored:
+            if s.new_case and s.case_id is not None and s.auto_reply_allowed and s.channel in CUSTOMER_CHANNELS:
+                task = asyncio.create_task(self.suggest_for_case(s))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def suggest_for_case(self, s: StoredMessage) -> int:
+        async with self._limiter:
+            try:
+                found = await asyncio.wait_for(
+                    self._suggester.suggest(s.text, language=s.language, limit=self._limit), self._timeout)
+            except TimeoutError:
+                log.warning("KB suggestions for case %s timed out", s.case_id)
+                return 0
+            except Exception as exc:
+                log.warning("KB suggestions for case %s failed: %s", s.case_id, type(exc).__name__)
+                return 0
+            good = [x for x in found if x.score >= self._min_score][: self._limit]
+            if not good:
+                return 0
+            now = self._clock.now()
+            try:
+                async with self._db.transaction() as conn:
+                    case = (await conn.execute(select(cases.c.title, cases.c.reply_token)
+                                               .where(cases.c.id == s.case_id))).first()
+                    ident = (await conn.execute(
+                        select(contact_identities.c.id, contact_identities.c.channel, contact_identities.c.address)
+                        .join(messages, messages.c.identity_id == contact_identities.c.id)
+                        .where(messages.c.id == s.message_id))).first()
+                    if case is None or ident is None:
+                        return 0
+                    await conn.execute(insert(case_suggestions), [
+                        {"case_id": s.case_id, "article_id": x.article_id or x.url, "title": x.title[:300],
+                         "url": x.url[:1000], "score": float(x.score), "rank": i, "created_at": now}
+                        for i, x in enumerate(good)])
+                    body = f"{text('suggestions_intro', s.language)}\n" + "\n".join(
+                        f"- {x.title}: {x.url}" for x in good) + f"\n{text('did_it_solve', s.language)}"
+                    await self._outgoing.add(conn, [OutgoingMessage(
+                        recipient=Recipient(ChannelName(ident.channel), ident.address, ident.id, s.contact_id),
+                        text=body, kind="suggestions", case_id=s.case_id, case_title=case.title,
+                        language=s.language, automatic=True, suggestions=tuple(good),
+                        choices=(Choice(text("yes", s.language), "yes"), Choice(text("no", s.language), "no")),
+                        question=f"{KB_FEEDBACK_QUESTION}:{s.case_id}", reply_token=case.reply_token,
+                    )], now=now)
+            except Exception as exc:
+                log.warning("could not store suggestions for case %s: %s", s.case_id, type(exc).__name__)
+                return 0
+            self._on_commit()
+            return len(good)

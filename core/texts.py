@@ -1,0 +1,74 @@
+"""Customer-facing bot texts in es / pt / en. Adapters may add channel wording of their own."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from core.domain import LANGUAGES, CaseType
+
+_TEXTS: Mapping[str, Mapping[str, str]] = {
+    "ack_new_case": {
+        "es": "¡Gracias! Recibimos tu mensaje y abrimos el caso #{number}. Te responderemos pronto.",
+        "pt": "Obrigado! Recebemos sua mensagem e abrimos o caso #{number}. Responderemos em breve.",
+        "en": "Thanks! We received your message and opened case #{number}. We'll get back to you soon.",
+    },
+    "ask_case_type": {
+        "es": "Para ayudarte mejor, ¿tu consulta es una solicitud, un reclamo o un incidente?",
+        "pt": "Para ajudar melhor, sua mensagem é uma solicitação, uma reclamação ou um incidente?",
+        "en": "To help you faster: is this a request, a complaint or an incident?",
+    },
+    "type_recorded": {
+        "es": "Anotado: {type}. Caso #{number}.",
+        "pt": "Anotado: {type}. Caso #{number}.",
+        "en": "Noted: {type}. Case #{number}.",
+    },
+    "suggestions_intro": {
+        "es": "Mientras tanto, esto puede ayudarte:",
+        "pt": "Enquanto isso, isto pode ajudar:",
+        "en": "Meanwhile, this may help:",
+    },
+    "did_it_solve": {
+        "es": "¿Esto resolvió tu consulta?",
+        "pt": "Isso resolveu sua dúvida?",
+        "en": "Did this solve it?",
+    },
+    "self_served": {
+        "es": "¡Genial! Cerramos el caso #{number}. Si necesitas algo más, escríbenos.",
+        "pt": "Ótimo! Encerramos o caso #{number}. Se precisar de algo mais, escreva para nós.",
+        "en": "Great! We closed case #{number}. If you need anything else, just write.",
+    },
+    "agent_will_answer": {
+        "es": "Entendido. Un agente te responderá en el caso #{number}.",
+        "pt": "Entendido. Um atendente vai responder no caso #{number}.",
+        "en": "Understood. An agent will answer you in case #{number}.",
+    },
+    "yes": {"es": "Sí", "pt": "Sim", "en": "Yes"},
+    "no": {"es": "No", "pt": "Não", "en": "No"},
+}
+
+_CASE_TYPE_NAMES: Mapping[CaseType, Mapping[str, str]] = {
+    CaseType.REQUEST: {"es": "Solicitud", "pt": "Solicitação", "en": "Request"},
+    CaseType.COMPLAINT: {"es": "Reclamo", "pt": "Reclamação", "en": "Complaint"},
+    CaseType.INCIDENT: {"es": "Incidente", "pt": "Incidente", "en": "Incident"},
+    CaseType.UNCLASSIFIED: {"es": "Sin clasificar", "pt": "Não classificado", "en": "Unclassified"},
+}
+
+
+def pick_language(*candidates: str | None, default: str = "es") -> str:
+    """The first candidate that is (or starts with) a supported language, e.g. "pt-BR" → "pt"."""
+    for candidate in candidates:
+        if candidate:
+            code = candidate.strip().lower()[:2]
+            if code in LANGUAGES:
+                return code
+    return default
+
+
+def text(key: str, language: str, **params: object) -> str:
+    table = _TEXTS[key]
+    template = table.get(language) or table["es"]
+    return template.format(**params)
+
+
+def case_type_name(case_type: CaseType | str, language: str) -> str:
+    return _CASE_TYPE_NAMES[CaseType(case_type)].get(language, _CASE_TYPE_NAMES[CaseType(case_type)]["es"])

@@ -1,0 +1,113 @@
+"""The one aiohttp server: health, metrics, error mapping, and a place for every
+adapter's routes. The service owns the loop: we use AppRunner, never ``web.run_app``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from core.errors import DomainError, InvalidTransition, NotFound, StorageUnavailable, ValidationError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str, **extra: object) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status)
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Domain errors become JSON with the right status; nothing leaks a traceback."""
+    try:
+        return await handler(request)
+    except NotFound as exc:
+        return error_response(404, "not_found", str(exc))
+    except ValidationError as exc:
+        return error_response(422, "invalid", str(exc), field=exc.field)
+    except InvalidTransition as exc:
+        return error_response(409, "invalid_transition", str(exc))
+    except DomainError as exc:
+        return error_response(400, "bad_request", str(exc))
+    except StorageUnavailable:
+        return error_response(503, "unavailable", "storage is unavailable; try again later")
+    except web.HTTPException as exc:
+        if request.path.startswith("/api/") and exc.status >= 400 and exc.content_type != "application/json":
+            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error")
+
+
+async def read_json_object(request: web.Request) -> dict:
+    """The request body as a JSON object, or 400 with a message."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "bad_json", "message": "body is not valid JSON"}),
+                                 content_type="application/json") from None
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text=json.dumps({"error": "bad_json", "message": "body must be a JSON object"}),
+                                 content_type="application/json")
+    return data
+
+
+def build_app(*, registry: CollectorRegistry, max_body_bytes: int,
+              before_metrics: Callable[[], Awaitable[None]] | None = None,
+              health: Callable[[], Awaitable[dict]] | None = None) -> web.Application:
+    app = web.Application(middlewares=[api_errors], client_max_size=max_body_bytes)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        try:
+            info = await health() if health else {}
+        except Exception as exc:
+            log.warning("health check failed: %s", type(exc).__name__)
+            return web.json_response({"status": "unavailable"}, status=503)
+        return web.json_response({"status": "ok", **info})
+
+    async def metrics(_request: web.Request) -> web.Response:
+        if before_metrics is not None:
+            try:
+                await before_metrics()
+            except Exception as exc:  # metrics must answer even when the database does not
+                log.warning("metrics refresh failed: %s", type(exc).__name__)
+        body = generate_latest(registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+class HttpServer:
+    """Start/stop around an ``AppRunner`` on the service's own loop."""
+
+    def __init__(self, *, app: web.Application, host: str, port: int) -> None:
+        self._app = app
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self.bound_port: int | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self._app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

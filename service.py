@@ -1,0 +1,253 @@
+"""The composition root: builds every component from config, wires them, owns the loop.
+
+This is the only module that imports core, the adapters (bots/, intake/) and kb/ together.
+Components are started in dependency order and stopped in reverse: inbound doors close
+first, then the inbox drains, then the outbox workers finish their batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import text as sql_text
+
+from core.attachments import AttachmentStore
+from core.cases import CaseService
+from core.config import Config
+from core.domain import ChannelName, OutboxStatus
+from core.errors import ConfigError
+from core.inbox import InboxService, StoredMessage
+from core.outbox import OutboxSignal, OutboxWorker, RetryPolicy, backlog, recover_expired_leases
+from core.outgoing import Outgoing
+from core.persistence import Database, upgrade
+from core.persistence.migrate import current_revision
+from core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
+from core.suggestions import SuggestionFlow
+from intake.api import cases as cases_api
+from intake.api.openapi import ApiRegistry
+from intake.http import HttpServer, build_app
+
+log = logging.getLogger("posventa")
+
+
+class Component(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Metrics:
+    """The service's Prometheus metrics, on its own registry (no global state)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.inbound = Counter("posventa_inbound_messages", "Customer messages stored", ["channel"],
+                               registry=self.registry)
+        self.new_cases = Counter("posventa_cases_opened", "Cases opened from inbound messages", ["channel"],
+                                 registry=self.registry)
+        self.outbox = Gauge("posventa_outbox_items", "Outbox items not yet sent, by channel and status",
+                            ["channel", "status"], registry=self.registry)
+        self.delivered = Gauge("posventa_outbox_delivered", "Deliveries by this process since start",
+                               ["channel", "outcome"], registry=self.registry)
+        self.inbox_batches = Gauge("posventa_inbox_batches", "Group-commit batches since start",
+                                   registry=self.registry)
+
+    def on_stored(self, stored: Sequence[StoredMessage]) -> None:
+        for s in stored:
+            self.inbound.labels(s.channel.value).inc()
+            if s.new_case:
+                self.new_cases.labels(s.channel.value).inc()
+
+
+@dataclass
+class Service:
+    """Everything ``posventa serve`` runs, built from one ``Config``."""
+
+    config: Config
+    clock: Clock = field(default_factory=SystemClock)
+    #: Outbound channels by name; tests and the wiring below add to it before start().
+    channels: dict[ChannelName, Channel] = field(default_factory=dict)
+    suggester: AnswerSuggester | None = None
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        self.db = Database(cfg.database.url, pool_size=cfg.database.pool_size)
+        self.metrics = Metrics()
+        self.signal = OutboxSignal()
+        self.attachments = AttachmentStore(Path(cfg.service.data_dir))
+        email_domain = cfg.email.address.rsplit("@", 1)[-1] if "@" in cfg.email.address else "posventa.invalid"
+        self.outgoing = Outgoing(email_domain=email_domain, max_attempts=cfg.outbox.max_attempts)
+        self.inbox = InboxService(db=self.db, outgoing=self.outgoing, clock=self.clock,
+                                  default_language=cfg.service.default_language,
+                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
+        self.cases = CaseService(db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify)
+        self.api = ApiRegistry()
+        self.app = build_app(registry=self.metrics.registry, max_body_bytes=cfg.http.max_body_bytes,
+                             before_metrics=self._refresh_metrics, health=self._health)
+        self.http = HttpServer(app=self.app, host=cfg.http.host, port=cfg.http.port)
+        self.workers: list[OutboxWorker] = []
+        #: Inbound doors and background loops, started after the inbox and stopped first.
+        self.components: list[Component] = []
+        self._started = False
+
+    # --- wiring ------------------------------------------------------------------------
+
+    def _wire(self) -> None:
+        """Build every enabled adapter. Each ``_wire_*`` adds its channels, routes and
+        components; the order here is the start order."""
+        self.suggestions = SuggestionFlow(
+            db=self.db, suggester=self.suggester or NullSuggester(), outgoing=self.outgoing, clock=self.clock,
+            min_score=self.config.kb.min_score, limit=self.config.kb.suggest_limit,
+            timeout_seconds=self.config.kb.suggest_timeout_seconds, on_commit=self.signal.notify)
+        self.inbox.subscribe(self.metrics.on_stored)
+        self.inbox.subscribe(lambda _stored: self.signal.notify())
+        self.inbox.subscribe(self.suggestions.on_stored)
+        cases_api.register(self.api, cases=self.cases)
+        self._wire_email()
+        self._wire_webchat()
+        self._wire_telegram()
+        self._wire_kb()
+        self._wire_surveys()
+        self._wire_console()
+        self.api.install(self.app, tokens=self.config.api.tokens)
+        policy = RetryPolicy(base_delay_seconds=self.config.outbox.base_delay_seconds,
+                             max_delay_seconds=self.config.outbox.max_delay_seconds,
+                             lease_seconds=self.config.outbox.lease_seconds)
+        for channel in self.channels.values():
+            self.workers.append(OutboxWorker(db=self.db, channel=channel, clock=self.clock, signal=self.signal,
+                                             policy=policy, concurrency=self.config.outbox.concurrency,
+                                             poll_seconds=self.config.outbox.poll_seconds))
+
+    def _wire_email(self) -> None:
+        """Inbound SMTP server and outbound SMTP channel (intake/email)."""
+
+    def _wire_webchat(self) -> None:
+        """The /chat/ws websocket, the widget and the webchat channel (intake/webchat)."""
+
+    def _wire_telegram(self) -> None:
+        """The customer bot and the agents' desk (bots/telegram)."""
+
+    def _wire_kb(self) -> None:
+        """Discourse sync, the matcher as AnswerSuggester, the publisher channel (kb/)."""
+
+    def _wire_surveys(self) -> None:
+        """Catalog, sales, the survey runner hook and scheduler (core/surveys, intake/api)."""
+
+    def _wire_console(self) -> None:
+        """The agents' console and manager panel pages (intake/console)."""
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def prepare_database(self) -> None:
+        """SQLite upgrades itself (one process owns the file); PostgreSQL, shared by many
+        processes, is upgraded explicitly with ``posventa db upgrade``."""
+        if self.db.is_sqlite:
+            await upgrade(self.db)
+            return
+        from alembic.script import ScriptDirectory
+
+        from core.persistence.migrate import alembic_config
+
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        current = await current_revision(self.db)
+        if current != head:
+            raise ConfigError(f"database schema is at {current or 'nothing'}, expected {head}: "
+                              "run `posventa db upgrade` first", key="database.url", file=self.config.source)
+
+    async def start(self) -> None:
+        await self.prepare_database()
+        self._wire()
+        await recover_expired_leases(self.db, self.clock, all_inflight=self.db.is_sqlite)
+        await self.inbox.start()
+        for worker in self.workers:
+            await worker.start()
+        started: list[Component] = []
+        try:
+            if self.config.http.enabled:
+                await self.http.start()
+            for component in self.components:
+                await component.start()
+                started.append(component)
+        except BaseException:
+            for component in reversed(started):
+                with contextlib.suppress(Exception):
+                    await component.stop()
+            await self._stop_core()
+            raise
+        self._started = True
+        log.info("posventa is up: http %s:%s, channels %s", self.config.http.host, self.http.bound_port,
+                 ", ".join(sorted(c.value for c in self.channels)) or "none")
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        for component in reversed(self.components):
+            try:
+                await asyncio.wait_for(component.stop(), timeout=5)
+            except Exception:
+                log.exception("stopping %s failed", type(component).__name__)
+        await self._stop_core()
+
+    async def _stop_core(self) -> None:
+        await self.http.stop()
+        await self.inbox.stop()
+        if hasattr(self, "suggestions"):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.suggestions.drain(), timeout=3)
+        for worker in self.workers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(worker.stop(), timeout=5)
+        await self.db.dispose()
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- health and metrics ---------------------------------------------------------------
+
+    async def _health(self) -> dict[str, Any]:
+        async with self.db.engine.connect() as conn:
+            await conn.execute(sql_text("SELECT 1"))
+        return {"database": self.db.dialect}
+
+    async def _refresh_metrics(self) -> None:
+        self.metrics.inbox_batches.set(self.inbox.batches_committed)
+        for worker in self.workers:
+            ch = worker.channel_name.value
+            self.metrics.delivered.labels(ch, "sent").set(worker.sent)
+            self.metrics.delivered.labels(ch, "failed").set(worker.failed)
+            self.metrics.delivered.labels(ch, "retried").set(worker.retried)
+        counts = await backlog(self.db)
+        channels = {c.value for c in self.channels} | {ch for ch, _ in counts}
+        for ch in channels:
+            for status in (OutboxStatus.QUEUED, OutboxStatus.INFLIGHT, OutboxStatus.AWAITING_RETRY,
+                           OutboxStatus.FAILED):
+                self.metrics.outbox.labels(ch, status.value).set(counts.get((ch, status.value), 0))
+
+
+async def run_until_signalled(service: Service) -> None:
+    """Serve until SIGINT or SIGTERM, then drain and return (the process exits 0)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await service.stop()

@@ -1,0 +1,165 @@
+"""The REST API over real HTTP against a running Service, on both databases; and its
+OpenAPI document checked against what the server really answers."""
+
+from __future__ import annotations
+
+import aiohttp
+import jsonschema
+import pytest
+
+from core.domain import ChannelName, InboundMessage
+from service import Service
+from tests.support import API_TOKEN, RecordingChannel, make_config
+
+
+@pytest.fixture
+async def running(database_url, tmp_path):
+    service = Service(make_config(database_url, tmp_path))
+    email = RecordingChannel(ChannelName.EMAIL)
+    service.channels[ChannelName.EMAIL] = email
+    async with service:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{service.http.bound_port}",
+                                         headers={"Authorization": f"Bearer {API_TOKEN}"}) as http:
+            yield service, http, email
+
+
+class Spec:
+    """Validates responses against the schemas the server itself publishes."""
+
+    def __init__(self, doc):
+        self.doc = doc
+
+    def check(self, method: str, template: str, status: int, body) -> None:
+        op = self.doc["paths"]["/api/v1" + template][method.lower()]
+        schema = op["responses"][str(status)]["content"]["application/json"]["schema"]
+        jsonschema.validate(body, {"$ref": "#/$defs/target", "$defs": {"target": schema},
+                                   "components": self.doc["components"]})
+
+
+@pytest.fixture
+async def spec(running):
+    _, http, _ = running
+    async with http.get("/api/v1/openapi.json") as r:
+        assert r.status == 200
+        return Spec(await r.json())
+
+
+async def call(http, spec, method, template, path=None, *, status, json=None):
+    async with http.request(method, "/api/v1" + (path or template), json=json) as r:
+        body = await r.json()
+        assert r.status == status, body
+        if status < 400:
+            spec.check(method, template, status, body)
+        else:
+            assert set(body) >= {"error", "message"}
+        return body
+
+
+async def test_auth_bad_json_and_unknown_ids(running):
+    service, http, _ = running
+    base = f"http://127.0.0.1:{service.http.bound_port}"
+    async with aiohttp.ClientSession() as anon:
+        for headers in ({}, {"Authorization": "Bearer wrong-token-xxxxxxxx"}, {"Authorization": API_TOKEN}):
+            async with anon.get(f"{base}/api/v1/cases", headers=headers) as r:
+                assert r.status == 401 and (await r.json())["error"] == "unauthorized"
+    async with http.post("/api/v1/cases", data=b"{not json") as r:
+        assert r.status == 400 and "JSON" in (await r.json())["message"]
+    async with http.post("/api/v1/cases", json=[1, 2]) as r:
+        assert r.status == 400
+    async with http.get("/api/v1/cases/999999") as r:
+        assert r.status == 404 and (await r.json())["error"] == "not_found"
+    async with http.get("/api/v1/cases/abc") as r:
+        assert r.status == 404
+
+
+async def test_phone_case_lifecycle(running, spec):
+    service, http, email = running
+    cat = await call(http, spec, "POST", "/categories", status=201, json={"name": "Facturación"})
+    sub = await call(http, spec, "POST", "/categories", status=201, json={"name": "Notas de crédito", "parent_id": cat["id"]})
+    await call(http, spec, "POST", "/categories", status=422, json={"name": "Nieta", "parent_id": sub["id"]})
+    tree = await call(http, spec, "GET", "/categories", status=200)
+    assert tree["categories"][0]["subcategories"][0]["name"] == "Notas de crédito"
+
+    case = await call(http, spec, "POST", "/cases", status=201, json={
+        "title": "No puedo emitir factura", "description": "El sistema da error 500 al emitir.",
+        "type": "incident", "contact": {"name": "Ana Pérez", "email": "Ana@Cliente.com"},
+        "organization": "Cliente SA", "category_id": cat["id"], "subcategory_id": sub["id"], "agent": "maria"})
+    n = case["number"]
+    assert case["type"] == "incident" and case["activity"] == "preliminary_analysis"
+    assert case["kb"]["problem"] == "El sistema da error 500 al emitir."
+    assert case["organization"] == "Cliente SA" and case["subcategory"]["name"] == "Notas de crédito"
+
+    await call(http, spec, "POST", "/cases", status=422, json={"title": "x", "description": "y", "contact": {}})
+    await call(http, spec, "POST", "/cases/{number}/activity", f"/cases/{n}/activity", status=409,
+               json={"activity": "derived"})  # no sector
+    derived = await call(http, spec, "POST", "/cases/{number}/activity", f"/cases/{n}/activity", status=200,
+                         json={"activity": "derived", "sector": "Sistemas", "agent": "maria"})
+    assert derived["sector"] == "Sistemas"
+
+    reply = await call(http, spec, "POST", "/cases/{number}/reply", f"/cases/{n}/reply", status=202,
+                       json={"text": "Ya lo corregimos.", "agent": "maria"})
+    assert reply["channel"] == "email"
+    [sent] = await email.wait_for(1)
+    assert sent.recipient == "ana@cliente.com" and sent.text == "Ya lo corregimos." and not sent.automatic
+    assert sent.email and sent.email.message_id.startswith("<pv.")
+
+    await call(http, spec, "POST", "/cases/{number}/notes", f"/cases/{n}/notes", status=201,
+               json={"text": "Llamó de nuevo, está molesta"})
+    patched = await call(http, spec, "PATCH", "/cases/{number}", f"/cases/{n}", status=200,
+                         json={"type": "complaint", "assigned_agent": "juan", "kb": {"answer": "Reinstalar el módulo"}})
+    assert patched["type"] == "complaint" and patched["assigned_agent"] == "juan"
+    await call(http, spec, "PATCH", "/cases/{number}", f"/cases/{n}", status=422, json={"bogus": 1})
+    budget = await call(http, spec, "PUT", "/cases/{number}/budget", f"/cases/{n}/budget", status=200, json={
+        "mode": "products_with_amounts", "lines": [{"product": "Licencia", "quantity": 2, "unit_amount": "10.50"}]})
+    assert budget["budget_lines"] == [{"product": "Licencia", "quantity": 2.0, "unit_amount": 10.5}]
+    linked = await call(http, spec, "POST", "/cases/{number}/kb-action", f"/cases/{n}/kb-action", status=200,
+                        json={"action": "link", "url": "https://forum.example.com/t/factura/12"})
+    assert linked["kb"]["action"] == "link" and linked["kb"]["url"].endswith("/12")
+    await call(http, spec, "POST", "/cases/{number}/activity", f"/cases/{n}/activity", status=200,
+               json={"activity": "closed"})
+    await call(http, spec, "POST", "/cases/{number}/activity", f"/cases/{n}/activity", status=409,
+               json={"activity": "derived", "sector": "X"})
+
+    full = await call(http, spec, "GET", "/cases/{number}", f"/cases/{n}", status=200)
+    kinds = [h["kind"] for h in full["history"]]
+    assert kinds[:3] == ["opened", "activity", "reply"] and kinds[-1] == "activity"
+    assert [m["author"] for m in full["messages"]] == ["customer", "agent", "note"]
+
+
+async def test_list_filters_and_text_search_are_parameters_not_sql(running, spec):
+    service, http, _ = running
+    for i, (sender, text) in enumerate([("1", "impresora rota"), ("2", "factura duplicada"), ("3", "100% fallo_x")]):
+        await service.inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id=f"m{i}", sender=sender,
+                                                   text=text))
+    found = await call(http, spec, "GET", "/cases", "/cases?q=factura", status=200)
+    assert [c["title"] for c in found["cases"]] == ["factura duplicada"]
+    assert found["counts"]["preliminary_analysis"] == 3
+    assert len((await call(http, spec, "GET", "/cases", "/cases?q=%25", status=200))["cases"]) == 1
+    assert len((await call(http, spec, "GET", "/cases", "/cases?q=' OR 1=1 --", status=200))["cases"]) == 0
+    assert len((await call(http, spec, "GET", "/cases", "/cases?channel=telegram&type=unclassified&open=1",
+                           status=200))["cases"]) == 3
+    await call(http, spec, "GET", "/cases", "/cases?channel=fax", status=422)
+    await call(http, spec, "GET", "/cases", "/cases?limit=abc", status=422)
+
+
+async def test_openapi_lists_exactly_the_routes_the_server_has(running):
+    service, http, _ = running
+    async with http.get("/api/v1/openapi.json") as r:
+        doc = await r.json()
+    jsonschema.Draft202012Validator.check_schema({"$defs": doc["components"]["schemas"]})
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    served = {(r.method, r.resource.canonical) for r in service.app.router.routes()
+              if r.resource and r.resource.canonical.startswith("/api/v1/") and r.method != "HEAD"
+              and r.resource.canonical != "/api/v1/openapi.json"}
+    assert documented == served
+
+
+async def test_health_and_metrics(running):
+    service, http, _ = running
+    await service.inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id="h1", sender="9", text="hola"))
+    async with http.get("/healthz") as r:
+        assert r.status == 200 and (await r.json())["status"] == "ok"
+    async with http.get("/metrics") as r:
+        text = await r.text()
+    assert 'posventa_inbound_messages_total{channel="telegram"} 1.0' in text
+    assert 'posventa_outbox_items{channel="telegram",status="queued"} 1.0' in text

@@ -1,0 +1,33 @@
+"""core/ is the domain: it imports no transport or adapter library, and no adapter."""
+
+from __future__ import annotations
+
+import ast
+
+from tests.support import REPO
+
+FORBIDDEN = {"telegram", "aiosmtpd", "aiosmtplib", "aiohttp", "aiohttp_jinja2", "rapidfuzz", "httpx", "bots",
+             "intake", "kb", "service", "cli", "prometheus_client", "jinja2"}
+
+
+def imported_roots(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name.split(".")[0], node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module.split(".")[0], node.lineno
+
+
+def test_core_imports_no_transport_or_adapter():
+    offenders = [f"{p.relative_to(REPO)}:{line} imports {root}"
+                 for p in sorted((REPO / "core").rglob("*.py"))
+                 for root, line in imported_roots(p) if root in FORBIDDEN]
+    assert offenders == []
+
+
+def test_the_check_itself_catches_an_offender(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\nfrom aiohttp import web\n")
+    assert ("aiohttp", 2) in list(imported_roots(bad))
