@@ -1,0 +1,128 @@
+"""Inbox throughput: 50 concurrent customers, one message at a time each, through
+``InboxService.receive`` (waiting for the commit), on SQLite and PostgreSQL.
+
+In the same run, on the same engine, it measures the two bare rates the pipeline sits
+between: single-row inserts with a commit each, and inserts batched 100 per commit.
+Prints one JSON object.
+
+    .venv/bin/python bench/inbox.py [--messages 6000] [--customers 50] [--only sqlite|postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert  # noqa: E402
+
+from core.domain import ChannelName, InboundMessage  # noqa: E402
+from core.inbox import InboxService  # noqa: E402
+from core.outgoing import Outgoing  # noqa: E402
+from core.persistence import Database, upgrade  # noqa: E402
+from core.ports import SystemClock  # noqa: E402
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+bare_meta = MetaData()
+bare_rows = Table("bench_bare_rows", bare_meta, Column("id", Integer, primary_key=True),
+                  Column("channel", String(20)), Column("external_id", String(100)), Column("text", String(500)))
+
+
+async def bare_rates(db: Database, rows: int) -> dict[str, float]:
+    async with db.engine.begin() as conn:
+        await conn.run_sync(bare_meta.create_all)
+    t0 = time.perf_counter()
+    n_single = max(200, rows // 5)
+    for i in range(n_single):
+        async with db.transaction() as conn:
+            await conn.execute(insert(bare_rows).values(channel="x", external_id=f"s{i}", text="hola"))
+    single = n_single / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for start in range(0, rows, 100):
+        async with db.transaction() as conn:
+            await conn.execute(insert(bare_rows), [{"channel": "x", "external_id": f"b{j}", "text": "hola"}
+                                                   for j in range(start, min(rows, start + 100))])
+    batched = rows / (time.perf_counter() - t0)
+    return {"commit_per_row_rows_s": round(single, 1), "batched_100_rows_s": round(batched, 1)}
+
+
+async def pipeline(db: Database, messages: int, customers: int) -> dict[str, float]:
+    inbox = InboxService(db=db, outgoing=Outgoing(email_domain="bench.example", max_attempts=5), clock=SystemClock())
+    per_customer = messages // customers
+    latencies: list[float] = []
+
+    async def customer(c: int) -> None:
+        for i in range(per_customer):
+            msg = InboundMessage(channel=ChannelName.WEBCHAT, external_id=f"{c}-{i}", sender=f"visitor-{c}",
+                                 text=f"mensaje {i}: mi pedido no llegó todavía")
+            t = time.perf_counter()
+            await inbox.receive(msg)
+            latencies.append(time.perf_counter() - t)
+
+    async with inbox:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(customer(c) for c in range(customers)))
+        elapsed = time.perf_counter() - t0
+    latencies.sort()
+    return {
+        "messages": per_customer * customers,
+        "messages_s": round(per_customer * customers / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
+        "batches": inbox.batches_committed,
+        "mean_batch": round(inbox.messages_committed / max(1, inbox.batches_committed), 1),
+    }
+
+
+async def run_one(url: str, args) -> dict:
+    db = Database(url)
+    try:
+        await upgrade(db)
+        result = await pipeline(db, args.messages, args.customers)
+        bare = await bare_rates(db, args.bare_rows)
+    finally:
+        await db.dispose()
+    result.update(bare)
+    result["ratio_to_commit_per_row"] = round(result["messages_s"] / bare["commit_per_row_rows_s"], 2)
+    result["ratio_to_batched_100"] = round(result["messages_s"] / bare["batched_100_rows_s"], 3)
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=6000)
+    parser.add_argument("--customers", type=int, default=50)
+    parser.add_argument("--bare-rows", type=int, default=10000)
+    parser.add_argument("--only", choices=["sqlite", "postgres"])
+    args = parser.parse_args()
+    out: dict[str, object] = {"benchmark": "inbox", "customers": args.customers}
+    if args.only in (None, "sqlite"):
+        with tempfile.TemporaryDirectory() as tmp:
+            out["sqlite"] = await run_one(f"sqlite+aiosqlite:///{tmp}/bench.db", args)
+    if args.only in (None, "postgres"):
+        import asyncpg
+
+        name = f"pv_bench_{secrets.token_hex(4)}"
+        admin = await asyncpg.connect(PG_ADMIN)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        try:
+            out["postgres"] = await run_one(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", args)
+        finally:
+            admin = await asyncpg.connect(PG_ADMIN)
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
