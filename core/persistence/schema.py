@@ -308,6 +308,23 @@ users = Table(
     _ts("created_at", nullable=False),
 )
 
+#: Web console logins. Kept in the database, not in a process, so any of several
+#: ``posventa serve`` processes behind a load balancer can serve the next request.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    #: sha256 of the cookie value; the cookie itself is never stored, so a leaked
+    #: database dump cannot be replayed as a login.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    #: The synchronizer token every form of this session must echo.
+    Column("csrf_token", String(64), nullable=False),
+    _ts("created_at", nullable=False),
+    _ts("last_seen_at", nullable=False),
+    _ts("expires_at", nullable=False, index=True),
+)
+
 # --- post-sale surveys -------------------------------------------------------------------
 
 survey_questions = Table(
