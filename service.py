@@ -143,6 +143,17 @@ class Service:
 
     def _wire_console(self) -> None:
         """The agents' console and manager panel pages (intake/console)."""
+        if not self.config.http.enabled:
+            return
+        from intake.console import Console
+
+        self.console = Console(db=self.db, cases=self.cases, attachments=self.attachments, clock=self.clock,
+                               public_url=self.config.http.public_url,
+                               company_name=self.config.service.company_name)
+        # Open inbox and case pages refresh when a customer writes (in-process fan-out).
+        self.inbox.subscribe(self.console.live.publish)
+        self.console.install(self.app)
+        self.components.append(self.console)
 
     # --- lifecycle -----------------------------------------------------------------------
 

@@ -1,0 +1,12 @@
+"""The agents' console and the managers' panel, served at ``/console/``.
+
+Server-rendered pages (aiohttp-jinja2, autoescaped) with light progressive JavaScript,
+database sessions, CSRF tokens on every form, and roles: agent < manager < admin.
+"""
+
+from intake.console.app import PREFIX, Console
+from intake.console.auth import LoginThrottle, Passwords, Role, SessionStore, User, UserStore
+from intake.console.live import LiveUpdates
+
+__all__ = ["PREFIX", "Console", "LiveUpdates", "LoginThrottle", "Passwords", "Role", "SessionStore", "User",
+           "UserStore"]

@@ -1,0 +1,267 @@
+"""The console as an aiohttp sub-application at ``/console``: templates, static files,
+and the guard every request passes (session, role, CSRF, security headers).
+
+Pages render on the server with Jinja2 (autoescape on for every template), so user text
+is escaped in exactly one place. JavaScript only enhances: every form works without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from core.attachments import AttachmentStore
+from core.cases import CaseService
+from core.errors import DomainError, NotFound, StorageUnavailable
+from core.persistence import Database
+from core.ports import Clock
+from intake.console.auth import (
+    LoginThrottle,
+    Passwords,
+    Role,
+    SessionStore,
+    UserStore,
+    csrf_matches,
+)
+from intake.console.labels import LABELS, label
+from intake.console.live import LiveUpdates
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/console"
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "pv_console"
+LOGIN_CSRF_COOKIE = "pv_console_login"
+CSRF_FIELD = "_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+#: No inline script or style anywhere: an injected <script> would not run even if an
+#: escaping bug let one through.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CONSOLE_KEY: web.AppKey[Console] = web.AppKey("console", None)  # type: ignore[arg-type]
+
+
+def requires(role: Role) -> Callable[[Handler], Handler]:
+    """Mark a handler with the least role that may call it (the guard checks it)."""
+    def mark(handler: Handler) -> Handler:
+        handler.console_role = role  # type: ignore[attr-defined]
+        return handler
+    return mark
+
+
+def see_other(location: str) -> web.Response:
+    """Post/Redirect/Get: a returned 303 (a raised HTTPException cannot carry our cookies
+    as cleanly)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def public(handler: Handler) -> Handler:
+    handler.console_public = True  # type: ignore[attr-defined]
+    return handler
+
+
+class Console:
+    """Everything the console needs, handed in by the composition root."""
+
+    def __init__(self, *, db: Database, cases: CaseService, attachments: AttachmentStore, clock: Clock,
+                 public_url: str, passwords: Passwords | None = None, throttle: LoginThrottle | None = None,
+                 company_name: str = "posventa") -> None:
+        self.db = db
+        self.cases = cases
+        self.attachments = attachments
+        self.clock = clock
+        self.company_name = company_name
+        self.passwords = passwords or Passwords()
+        self.users = UserStore(db=db, clock=clock, passwords=self.passwords)
+        self.sessions = SessionStore(db=db, clock=clock)
+        self.throttle = throttle or LoginThrottle()
+        self.live = LiveUpdates()
+        parts = urlsplit(public_url)
+        #: Secure cookies whenever agents reach us over HTTPS (TLS ends at a proxy, so the
+        #: request itself may look like plain HTTP).
+        self.secure_cookies = parts.scheme == "https"
+        self._public_host = parts.netloc.lower()
+        self.app = self._build()
+
+    # --- lifecycle (a service component) ------------------------------------------------
+
+    def install(self, app: web.Application) -> None:
+        app.add_subapp(PREFIX, self.app)
+
+        async def to_console(_request: web.Request) -> web.Response:
+            return see_other(f"{PREFIX}/")
+
+        app.router.add_get(PREFIX, to_console)
+
+    async def start(self) -> None:
+        await self.live.start()
+
+    async def stop(self) -> None:
+        await self.live.stop()
+
+    # --- building --------------------------------------------------------------------------
+
+    def _build(self) -> web.Application:
+        from intake.console import views_admin, views_agent, views_auth, views_manager
+
+        app = web.Application(middlewares=[self._headers, self._errors, self._guard])
+        app[CONSOLE_KEY] = self
+        env = aiohttp_jinja2.setup(
+            app,
+            loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+            autoescape=True,  # every template, whatever its name: user text is always escaped
+            undefined=jinja2.StrictUndefined,
+            context_processors=[self._context],
+        )
+        env.filters.update({"dt": _format_dt, "label": label, "filesize": _filesize, "urlq": _urlq,
+                            "safe_url": _safe_url})
+        env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role})
+        app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
+        views_auth.register(app.router, self)
+        views_agent.register(app.router, self)
+        views_manager.register(app.router, self)
+        views_admin.register(app.router, self)
+        return app
+
+    async def _context(self, request: web.Request) -> dict[str, Any]:
+        session = request.get("session")
+        return {"request": request, "user": session.user if session else None,
+                "csrf_token": session.csrf_token if session else "", "company": self.company_name}
+
+    def set_session_cookie(self, response: web.StreamResponse, token: str) -> None:
+        response.set_cookie(SESSION_COOKIE, token, path=f"{PREFIX}/", httponly=True, samesite="Lax",
+                            secure=self.secure_cookies, max_age=int(self.sessions.absolute.total_seconds()))
+
+    def clear_session_cookie(self, response: web.StreamResponse) -> None:
+        response.del_cookie(SESSION_COOKIE, path=f"{PREFIX}/", secure=self.secure_cookies, httponly=True,
+                            samesite="Lax")
+
+    # --- middlewares ---------------------------------------------------------------------
+
+    @web.middleware
+    async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            _secure_headers(exc.headers, static=False)
+            raise
+        _secure_headers(response.headers, static=request.path.startswith(f"{PREFIX}/static/"))
+        return response
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Errors as pages in the console's look, never JSON or a traceback."""
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status in (400, 401, 403, 404, 405, 413, 429, 503):
+                return self.error_page(request, exc.status, exc.text or exc.reason, headers=exc.headers)
+            raise
+        except NotFound as exc:
+            return self.error_page(request, 404, str(exc))
+        except DomainError as exc:
+            return self.error_page(request, 400, str(exc))
+        except StorageUnavailable:
+            return self.error_page(request, 503, "The database is unavailable. Try again in a moment.")
+        except Exception:
+            log.exception("console error on %s %s", request.method, request.path)
+            return self.error_page(request, 500, "Something went wrong on our side.")
+
+    def error_page(self, request: web.Request, status: int, message: str, *, headers: Any = None) -> web.Response:
+        response = aiohttp_jinja2.render_template("error.html", request,
+                                                  {"status": status, "message": message}, status=status)
+        for key in ("Retry-After",):
+            if headers and key in headers:
+                response.headers[key] = headers[key]
+        return response
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Session → role → CSRF, before any handler runs."""
+        target = request.match_info.handler
+        if request.path.startswith(f"{PREFIX}/static/") or getattr(target, "console_public", False):
+            return await handler(request)
+        session = await self.sessions.resolve(request.cookies.get(SESSION_COOKIE))
+        if session is None:
+            if request.method in SAFE_METHODS and request.headers.get("Accept", "") != "text/event-stream":
+                return see_other(f"{PREFIX}/login?next={quote(request.path_qs, safe='')}")
+            raise web.HTTPUnauthorized(text="Your session has ended. Log in again.")
+        request["session"] = session
+        needed: Role = getattr(target, "console_role", Role.AGENT)
+        if not session.user.can(needed):
+            raise web.HTTPForbidden(text=f"This page is for the {needed.value} role.")
+        if request.method not in SAFE_METHODS:
+            if not self.same_origin(request):
+                raise web.HTTPForbidden(text="Cross-site request refused.")
+            given = request.headers.get(CSRF_HEADER)
+            if given is None:
+                form = await request.post() if request.content_type in (
+                    "application/x-www-form-urlencoded", "multipart/form-data") else {}
+                value = form.get(CSRF_FIELD)
+                given = value if isinstance(value, str) else None
+            if not csrf_matches(session.csrf_token, given):
+                raise web.HTTPForbidden(text="The form expired or did not come from this console. "
+                                             "Reload the page and try again.")
+        return await handler(request)
+
+    def same_origin(self, request: web.Request) -> bool:
+        """Browsers send Origin on every cross-site POST; when present it must be us."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True  # not a browser, or a same-origin GET-style navigation
+        host = urlsplit(origin).netloc.lower()
+        return bool(host) and host in {request.host.lower(), self._public_host}
+
+
+def _secure_headers(headers: Any, *, static: bool) -> None:
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if static:
+        headers.setdefault("Cache-Control", "public, max-age=3600")
+        return
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Frame-Options", "DENY")
+    # Case pages hold customers' personal data: no shared or back-button caches.
+    headers.setdefault("Cache-Control", "no-store")
+
+
+def _format_dt(value: str | datetime | None) -> str:
+    if not value:
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _filesize(size: int | None) -> str:
+    size = int(size or 0)
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size} {unit}"
+        size //= 1024
+    return f"{size} GB"
+
+
+def _safe_url(value: Any) -> str:
+    """Links from stored data (KB posts) only as http(s): never ``javascript:``."""
+    text = str(value or "").strip()
+    return text if text.lower().startswith(("http://", "https://")) else "#"
+
+
+def _urlq(value: Any) -> str:
+    return quote(str(value), safe="")

@@ -1,0 +1,325 @@
+"""Console users, their passwords, their sessions, and the brake on guessing passwords.
+
+Users live in the ``users`` table with an argon2id hash (argon2-cffi, RFC 9106 defaults).
+Sessions live in ``console_sessions`` so that any ``posventa serve`` process can serve
+the next request; the browser holds a random token and the database only its sha256.
+Hashing runs in a thread: argon2 is deliberately slow (tens of milliseconds) and must
+not stall every other customer on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from core.errors import NotFound, ValidationError
+from core.persistence import Database
+from core.persistence.schema import console_sessions, users
+from core.ports import Clock
+
+USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._@-]{1,79}")
+MIN_PASSWORD = 10
+#: argon2 cost grows with the input; a megabyte "password" is an attack, not a password.
+MAX_PASSWORD = 1024
+
+
+class Role(enum.StrEnum):
+    AGENT = "agent"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Role.AGENT: 1, Role.MANAGER: 2, Role.ADMIN: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    display_name: str | None
+    role: Role
+    active: bool
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.username
+
+    def can(self, role: Role | str) -> bool:
+        """Roles nest: a manager can do what an agent can, an admin everything."""
+        return self.active and self.role.rank >= Role(role).rank
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: int
+    user: User
+    csrf_token: str
+
+
+def _user(row: Any) -> User:
+    return User(id=row.id, username=row.username, display_name=row.display_name, role=Role(row.role),
+                active=bool(row.active))
+
+
+def check_username(username: Any) -> str:
+    if not isinstance(username, str) or not USERNAME_RE.fullmatch(username.strip().lower()):
+        raise ValidationError("2-80 characters: lower-case letters, digits and . _ @ -", field="username")
+    return username.strip().lower()
+
+
+def check_password(password: Any) -> str:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise ValidationError(f"use at least {MIN_PASSWORD} characters", field="password")
+    if len(password) > MAX_PASSWORD:
+        raise ValidationError(f"use at most {MAX_PASSWORD} characters", field="password")
+    return password
+
+
+def check_role(role: Any) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise ValidationError("must be agent, manager or admin", field="role") from None
+
+
+class Passwords:
+    """argon2id hashing off the event loop."""
+
+    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+        self._hasher = hasher or PasswordHasher()
+        # Verifying against this when the user does not exist makes "no such user" take
+        # as long as "wrong password", so timing does not reveal which usernames exist.
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> tuple[bool, bool]:
+        """(matches, needs_rehash)."""
+        def run() -> tuple[bool, bool]:
+            try:
+                self._hasher.verify(stored_hash or self._dummy, password)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return False, False
+            return stored_hash is not None, self._hasher.check_needs_rehash(stored_hash or self._dummy)
+
+        return await asyncio.to_thread(run)
+
+
+class UserStore:
+    def __init__(self, *, db: Database, clock: Clock, passwords: Passwords) -> None:
+        self._db = db
+        self._clock = clock
+        self._passwords = passwords
+
+    async def create(self, username: str, password: str, *, role: Role | str,
+                     display_name: str | None = None) -> User:
+        name = check_username(username)
+        check_password(password)
+        user_role = check_role(role)
+        display = (display_name or "").strip()[:200] or None
+        hashed = await self._passwords.hash(password)
+        try:
+            async with self._db.transaction() as conn:
+                uid = (await conn.execute(insert(users).values(
+                    username=name, display_name=display, password_hash=hashed, role=user_role.value, active=True,
+                    created_at=self._clock.now()).returning(users.c.id))).scalar_one()
+        except IntegrityError:
+            raise ValidationError(f"user {name!r} already exists", field="username") from None
+        return User(id=uid, username=name, display_name=display, role=user_role, active=True)
+
+    async def authenticate(self, username: str, password: str) -> User | None:
+        """The active user with this password, or None. Same cost either way."""
+        if not isinstance(password, str) or len(password) > MAX_PASSWORD:
+            return None
+        name = (username or "").strip().lower()[:80]
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.username == name))).first()
+        ok, rehash = await self._passwords.verify(row.password_hash if row else None, password)
+        if not ok or row is None or not row.active:
+            return None
+        if rehash:
+            new_hash = await self._passwords.hash(password)
+            async with self._db.transaction() as conn:
+                await conn.execute(update(users).where(users.c.id == row.id).values(password_hash=new_hash))
+        return _user(row)
+
+    async def get(self, user_id: int) -> User:
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        if row is None:
+            raise NotFound(f"user {user_id} not found")
+        return _user(row)
+
+    async def by_username(self, username: str) -> User:
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(select(users).where(users.c.username == (username or "").lower()))).first()
+        if row is None:
+            raise NotFound(f"user {username!r} not found")
+        return _user(row)
+
+    async def list(self) -> list[User]:
+        async with self._db.engine.connect() as conn:
+            return [_user(r) for r in await conn.execute(select(users).order_by(users.c.username))]
+
+    async def update(self, user_id: int, *, role: Role | str | None = None, active: bool | None = None,
+                     display_name: str | None = None) -> User:
+        """Change a user; refuses to leave the service without an active admin."""
+        values: dict[str, Any] = {}
+        if role is not None:
+            values["role"] = check_role(role).value
+        if active is not None:
+            values["active"] = bool(active)
+        if display_name is not None:
+            values["display_name"] = display_name.strip()[:200] or None
+        async with self._db.transaction() as conn:
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+            if row is None:
+                raise NotFound(f"user {user_id} not found")
+            await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+            admins = (await conn.execute(select(func.count()).select_from(users).where(
+                users.c.role == Role.ADMIN.value, users.c.active.is_(True)))).scalar_one()
+            if admins == 0:
+                # Raising rolls the transaction back: the change never happened.
+                raise ValidationError("this is the last active admin; make another admin first",
+                                      field="role" if role is not None else "active")
+            if values.get("active") is False:
+                await conn.execute(delete(console_sessions).where(console_sessions.c.user_id == user_id))
+            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
+        return _user(row)
+
+    async def set_password(self, user_id: int, password: str) -> None:
+        """New password; every session of that user ends (a stolen cookie dies with it)."""
+        check_password(password)
+        hashed = await self._passwords.hash(password)
+        async with self._db.transaction() as conn:
+            result = await conn.execute(update(users).where(users.c.id == user_id).values(password_hash=hashed))
+            if result.rowcount == 0:
+                raise NotFound(f"user {user_id} not found")
+            await conn.execute(delete(console_sessions).where(console_sessions.c.user_id == user_id))
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+class SessionStore:
+    """Database sessions with an idle timeout and an absolute lifetime."""
+
+    #: Writing last_seen on every request would make each page view a write; a minute's
+    #: precision is plenty for an idle timeout measured in hours.
+    TOUCH_EVERY = timedelta(minutes=1)
+
+    def __init__(self, *, db: Database, clock: Clock, idle: timedelta = timedelta(hours=8),
+                 absolute: timedelta = timedelta(days=7)) -> None:
+        self._db = db
+        self._clock = clock
+        self.idle = idle
+        self.absolute = absolute
+
+    async def create(self, user: User) -> tuple[str, Session]:
+        token = secrets.token_urlsafe(32)
+        csrf = secrets.token_urlsafe(32)
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            # Housekeeping on login rather than on a timer: logins are rare and every
+            # process does them, so expired rows never pile up.
+            await conn.execute(delete(console_sessions).where(console_sessions.c.expires_at < now))
+            sid = (await conn.execute(insert(console_sessions).values(
+                token_hash=token_hash(token), user_id=user.id, csrf_token=csrf, created_at=now, last_seen_at=now,
+                expires_at=min(now + self.idle, now + self.absolute)).returning(console_sessions.c.id))).scalar_one()
+        return token, Session(id=sid, user=user, csrf_token=csrf)
+
+    async def resolve(self, token: str | None) -> Session | None:
+        if not token or len(token) > 200:
+            return None
+        now = self._clock.now()
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(
+                select(console_sessions, users.c.username, users.c.display_name, users.c.role, users.c.active)
+                .join(users, users.c.id == console_sessions.c.user_id)
+                .where(console_sessions.c.token_hash == token_hash(token)))).first()
+        if row is None or row.expires_at <= now or not row.active:
+            return None
+        if now - row.last_seen_at >= self.TOUCH_EVERY:
+            async with self._db.transaction() as conn:
+                await conn.execute(update(console_sessions).where(console_sessions.c.id == row.id).values(
+                    last_seen_at=now, expires_at=min(now + self.idle, row.created_at + self.absolute)))
+        user = User(id=row.user_id, username=row.username, display_name=row.display_name, role=Role(row.role),
+                    active=bool(row.active))
+        return Session(id=row.id, user=user, csrf_token=row.csrf_token)
+
+    async def delete(self, token: str | None) -> None:
+        if not token:
+            return
+        async with self._db.transaction() as conn:
+            await conn.execute(delete(console_sessions).where(console_sessions.c.token_hash == token_hash(token)))
+
+
+def csrf_matches(expected: str, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode("utf-8", "replace"))
+
+
+class LoginThrottle:
+    """Failed logins per username and per client address in a sliding window.
+
+    In-process on purpose: a login storm needs a cheap answer before any database work.
+    With N processes an attacker gets at most N times the budget, which still turns an
+    online guess into years; a password of ``MIN_PASSWORD`` characters does the rest.
+    Memory is bounded: the least recently failing keys are forgotten first.
+    """
+
+    def __init__(self, *, per_user: int = 5, per_address: int = 20, window_seconds: float = 900.0,
+                 max_keys: int = 10_000, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.per_user = per_user
+        self.per_address = per_address
+        self.window = window_seconds
+        self._max_keys = max_keys
+        self._now = monotonic
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, address: str, username: str) -> float:
+        """Seconds until a login attempt is allowed again (0: allowed now)."""
+        waits = [self._wait(f"a:{address}", self.per_address), self._wait(f"u:{username.lower()[:80]}", self.per_user)]
+        return max(waits)
+
+    def failed(self, address: str, username: str) -> None:
+        for key in (f"a:{address}", f"u:{username.lower()[:80]}"):
+            hits = self._failures.pop(key, None) or deque(maxlen=max(self.per_user, self.per_address))
+            hits.append(self._now())
+            self._failures[key] = hits
+        while len(self._failures) > self._max_keys:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, username: str) -> None:
+        self._failures.pop(f"u:{username.lower()[:80]}", None)
+
+    def _wait(self, key: str, limit: int) -> float:
+        hits = self._failures.get(key)
+        if not hits:
+            return 0.0
+        now = self._now()
+        while hits and now - hits[0] >= self.window:
+            hits.popleft()
+        if len(hits) < limit:
+            return 0.0
+        return max(0.0, self.window - (now - hits[-limit]))

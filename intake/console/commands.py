@@ -1,0 +1,112 @@
+"""``posventa users ...``: create the first admin (and rescue a forgotten password)
+from the shell, where no console login exists yet."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from core.errors import PosventaError, ValidationError
+from intake.console.auth import MAX_PASSWORD, Passwords, Role, UserStore
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        # One line; the trailing newline is not part of the password.
+        line = sys.stdin.readline(MAX_PASSWORD + 2)
+        return line.rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise ValidationError("no terminal to prompt on: use --password-stdin", field="password")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Repeat password: "):
+        raise ValidationError("the passwords do not match", field="password")
+    return first
+
+
+def _store_and_run(args: argparse.Namespace, action) -> int:
+    import cli
+    from core.persistence import Database
+    from core.ports import SystemClock
+
+    config = cli._config(args)
+    cli.setup_logging(config)
+
+    async def run() -> None:
+        db = Database(config.database.url)
+        try:
+            await action(UserStore(db=db, clock=SystemClock(), passwords=Passwords()))
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except ValidationError as exc:
+        print(f"posventa: {exc.field + ': ' if exc.field else ''}{exc}", file=sys.stderr)
+        return 1
+    except PosventaError as exc:
+        print(f"posventa: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("username", help="login name (lower-case letters, digits, . _ @ -)")
+    parser.add_argument("--role", choices=[r.value for r in Role], default=Role.AGENT.value,
+                        help="agent (default), manager or admin")
+    parser.add_argument("--display-name", default=None, help="the name shown in the console")
+    parser.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of stdin instead of prompting")
+
+
+def _add(args: argparse.Namespace) -> int:
+    password = None
+
+    async def action(store: UserStore) -> None:
+        user = await store.create(args.username, password or "", role=args.role, display_name=args.display_name)
+        print(f"created {user.role.value} {user.username!r}")
+
+    try:
+        password = _read_password(args)
+    except ValidationError as exc:
+        print(f"posventa: {exc}", file=sys.stderr)
+        return 1
+    return _store_and_run(args, action)
+
+
+def _passwd_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("username")
+    parser.add_argument("--password-stdin", action="store_true",
+                        help="read the password from the first line of stdin instead of prompting")
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    try:
+        password = _read_password(args)
+    except ValidationError as exc:
+        print(f"posventa: {exc}", file=sys.stderr)
+        return 1
+
+    async def action(store: UserStore) -> None:
+        user = await store.by_username(args.username)
+        await store.set_password(user.id, password)
+        print(f"password changed for {user.username!r}; their sessions ended")
+
+    return _store_and_run(args, action)
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def action(store: UserStore) -> None:
+        for user in await store.list():
+            state = "" if user.active else " (inactive)"
+            print(f"{user.username}\t{user.role.value}{state}\t{user.display_name or ''}")
+
+    return _store_and_run(args, action)
+
+
+COMMANDS = {
+    ("users", "add"): ("create a console user (the first admin, say)", _add_arguments, _add),
+    ("users", "passwd"): ("set a console user's password", _passwd_arguments, _passwd),
+    ("users", "list"): ("list console users and their roles", lambda _p: None, _list),
+}

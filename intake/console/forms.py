@@ -1,0 +1,89 @@
+"""Reading HTML form posts: bounded strings, optional integers, and errors by field.
+
+A browser form is untrusted input like any other. Each getter bounds what it returns,
+and a bad value becomes a message next to its field instead of an exception page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from core.errors import DomainError, InvalidTransition, ValidationError
+
+MAX_FIELD = 100_000
+
+
+@dataclass
+class Form:
+    data: Mapping[str, Any]
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    async def read(cls, request: web.Request) -> Form:
+        try:
+            data: MultiDictProxy[Any] = await request.post()
+        except ValueError:
+            # A malformed multipart or urlencoded body: treat as empty, the handler
+            # then reports the missing fields.
+            return cls({})
+        return cls(data)
+
+    def text(self, name: str, *, max_len: int = MAX_FIELD) -> str:
+        value = self.data.get(name)
+        if not isinstance(value, str):
+            return ""
+        if len(value) > max_len:
+            self.errors[name] = f"at most {max_len} characters"
+            return value[:max_len]
+        # Browsers send CRLF in textareas; store what a human typed.
+        return value.replace("\r\n", "\n")
+
+    def optional(self, name: str, *, max_len: int = 1000) -> str | None:
+        return self.text(name, max_len=max_len).strip() or None
+
+    def integer(self, name: str, *, required: bool = False, minimum: int | None = None,
+                maximum: int | None = None) -> int | None:
+        raw = self.text(name, max_len=30).strip()
+        if not raw:
+            if required:
+                self.errors[name] = "required"
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            self.errors[name] = "must be a whole number"
+            return None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            self.errors[name] = f"must be between {minimum} and {maximum}"
+            return None
+        return value
+
+    def all(self, name: str) -> list[str]:
+        getall = getattr(self.data, "getall", None)
+        values = getall(name, []) if getall else ([self.data[name]] if name in self.data else [])
+        return [v for v in values if isinstance(v, str)][:500]
+
+    def checked(self, name: str) -> bool:
+        return self.text(name, max_len=10) in ("1", "on", "true", "yes")
+
+
+_LINE_FIELD = re.compile(r"lines\[(\d+)\]\.(\w+)")
+
+
+def domain_errors(exc: DomainError, default_field: str) -> dict[str, str]:
+    """A core error as {field: message} for the form that caused it.
+
+    Core names list items ``lines[2].quantity``; the form's inputs are ``quantity_2``.
+    """
+    if isinstance(exc, ValidationError) and exc.field:
+        line = _LINE_FIELD.fullmatch(exc.field)
+        return {f"{line.group(2)}_{line.group(1)}" if line else exc.field: str(exc)}
+    if isinstance(exc, InvalidTransition):
+        return {"activity": str(exc)}
+    return {default_field: str(exc)}

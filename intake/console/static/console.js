@@ -1,0 +1,121 @@
+// posventa console: small progressive enhancements. Every page works without this file.
+// No inline scripts (the CSP forbids them); HTML fragments come from our own server,
+// rendered by the same autoescaping templates as the full pages.
+"use strict";
+
+(function () {
+  function debounce(fn, ms) {
+    let timer = null;
+    return function () { clearTimeout(timer); timer = setTimeout(fn, ms); };
+  }
+
+  async function fetchFragment(url) {
+    const response = await fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } });
+    if (!response.ok || response.redirected) throw new Error("refresh failed: " + response.status);
+    return response.text();
+  }
+
+  // Live updates: the server pushes "case N got message M"; we fetch the fresh fragment.
+  function startLive(root, onEvent) {
+    if (!window.EventSource) return;
+    const status = root.querySelector(".live-status");
+    const source = new EventSource(root.dataset.live);
+    source.addEventListener("open", function () {
+      if (status) { status.textContent = "live"; status.classList.add("on"); }
+    });
+    source.addEventListener("error", function () {
+      if (status) { status.textContent = "reconnecting…"; status.classList.remove("on"); }
+    });
+    source.addEventListener("message", function (e) {
+      let data;
+      try { data = JSON.parse(e.data); } catch (_) { return; }
+      onEvent(data);
+    });
+    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  function liveInbox(root) {
+    const target = document.getElementById("inbox-results");
+    const fresh = new Set();
+    const refresh = debounce(async function () {
+      try {
+        target.innerHTML = await fetchFragment(root.dataset.refresh);
+        fresh.forEach(function (n) {
+          const row = target.querySelector('tr[data-case="' + Number(n) + '"]');
+          if (row) row.classList.add("fresh");
+        });
+        fresh.clear();
+      } catch (_) { /* the next event or a reload will catch up */ }
+    }, 250);
+    startLive(root, function (event) { fresh.add(event.case); refresh(); });
+  }
+
+  function liveCase(root) {
+    const target = document.getElementById("thread");
+    if (!target) return;
+    const number = Number(root.dataset.case);
+    const refresh = debounce(async function () {
+      try { target.innerHTML = await fetchFragment(root.dataset.thread); } catch (_) { /* ignore */ }
+    }, 150);
+    startLive(root, function (event) { if (Number(event.case) === number) refresh(); });
+  }
+
+  function copyDescription() {
+    const button = document.getElementById("copy-description");
+    if (!button) return;
+    button.addEventListener("click", function (e) {
+      const from = document.getElementById(button.dataset.copyFrom);
+      const to = document.getElementById(button.dataset.copyTo);
+      if (!from || !to) return;  // fall back to the server-side copy
+      e.preventDefault();
+      to.value = from.value;
+      to.focus();
+    });
+  }
+
+  function subcategories() {
+    const parent = document.querySelector("select[data-parent-of]");
+    if (!parent) return;
+    const child = document.getElementById(parent.dataset.parentOf);
+    function sync() {
+      child.querySelectorAll("optgroup").forEach(function (group) {
+        group.hidden = !!parent.value && group.dataset.parent !== parent.value;
+      });
+      const chosen = child.selectedOptions[0];
+      if (chosen && chosen.dataset.parent && chosen.dataset.parent !== parent.value) child.value = "";
+    }
+    parent.addEventListener("change", sync);
+    sync();
+  }
+
+  function budgetMode() {
+    const select = document.querySelector("select[data-budget-mode]");
+    if (!select) return;
+    const table = document.querySelector("table.budget");
+    const note = document.getElementById("budget-not-used");
+    select.addEventListener("change", function () {
+      table.className = "budget mode-" + select.value;
+      table.hidden = select.value === "not_used";
+      if (note) note.hidden = select.value !== "not_used";
+    });
+  }
+
+  function confirmations() {
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (e) {
+        if (!window.confirm(form.dataset.confirm)) e.preventDefault();
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const inbox = document.querySelector(".inbox[data-live]");
+    if (inbox) liveInbox(inbox);
+    const kase = document.querySelector(".case[data-live]");
+    if (kase) liveCase(kase);
+    copyDescription();
+    subcategories();
+    budgetMode();
+    confirmations();
+  });
+})();

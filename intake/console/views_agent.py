@@ -1,0 +1,340 @@
+"""The agents' pages: the inbox, a case, its actions, attachments and the live stream.
+
+Every action is a plain form POST answered with Post/Redirect/Get; a refused action
+renders the case again with the message next to the field that caused it. Everything
+an agent does goes through ``CaseService``, the same door the API and the Telegram
+desk use, so the rules (workflow, validation, outbox) live in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from core.cases import CaseFilter, NewCase
+from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
+from core.errors import DomainError, NotFound, ValidationError
+from core.workflow import ALLOWED
+from intake.console import queries
+from intake.console.app import PREFIX, Console, see_other
+from intake.console.forms import Form, domain_errors
+
+PAGE_SIZE = 50
+MAX_BUDGET_LINES = 100
+TABS = ("conversation", "kb", "budget", "history")
+#: Images a browser may show inline; anything else is a download, so an uploaded HTML
+#: or SVG file can never run script in the console's origin.
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+FILTER_CHANNELS = (ChannelName.EMAIL, ChannelName.TELEGRAM, ChannelName.WEBCHAT, ChannelName.API)
+
+NOTICES = {
+    "reply": "Reply queued; it goes out on the customer's channel.",
+    "note": "Internal note added.",
+    "type": "Type changed.",
+    "category": "Category changed.",
+    "sector": "Sector changed.",
+    "assign": "Assignment changed.",
+    "activity": "Activity changed.",
+    "kb": "Knowledge-base fields saved.",
+    "kb_action": "Knowledge-base decision recorded.",
+    "kb_publish": "Publication queued to the knowledge base.",
+    "budget": "Budget saved.",
+    "created": "Case created.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InboxQuery:
+    """The inbox filters as read from the URL, each value checked against its domain."""
+
+    activity: str = ""
+    case_type: str = ""
+    category: int | None = None
+    channel: str = ""
+    mine: bool = False
+    text: str = ""
+    page: int = 1
+
+    @classmethod
+    def parse(cls, query: Any) -> InboxQuery:
+        def pick(name: str, allowed: set[str]) -> str:
+            value = query.get(name, "")
+            return value if value in allowed else ""
+
+        try:
+            category = int(query.get("category", "")) if query.get("category") else None
+        except ValueError:
+            category = None
+        try:
+            page = max(1, min(int(query.get("page", "1")), 10_000))
+        except ValueError:
+            page = 1
+        return cls(activity=pick("activity", {a.value for a in Activity}),
+                   case_type=pick("type", {t.value for t in CaseType}),
+                   category=category,
+                   channel=pick("channel", {c.value for c in FILTER_CHANNELS}),
+                   mine=query.get("mine") in ("1", "on"),
+                   text=query.get("q", "").strip()[:200],
+                   page=page)
+
+    def params(self, **override: Any) -> str:
+        values = {"activity": self.activity, "type": self.case_type,
+                  "category": "" if self.category is None else self.category, "channel": self.channel,
+                  "mine": "1" if self.mine else "", "q": self.text, "page": self.page if self.page > 1 else ""}
+        values.update(override)
+        return urlencode({k: v for k, v in values.items() if v not in ("", None)})
+
+
+def register(router: web.UrlDispatcher, console: Console) -> None:
+    cases = console.cases
+
+    def user(request: web.Request):
+        return request["session"].user
+
+    # --- inbox ---------------------------------------------------------------------------
+
+    async def inbox(request: web.Request) -> web.StreamResponse:
+        f = InboxQuery.parse(request.query)
+        rows = await cases.list_cases(CaseFilter(
+            activity=f.activity or None, open_only=not f.activity, case_type=f.case_type or None,
+            category_id=f.category, channel=f.channel or None,
+            assigned_agent=user(request).username if f.mine else None, text=f.text or None,
+            limit=PAGE_SIZE + 1, offset=(f.page - 1) * PAGE_SIZE))
+        context = {
+            "f": f, "rows": rows[:PAGE_SIZE], "has_next": len(rows) > PAGE_SIZE,
+            "counts": await cases.activity_counts(), "categories": await cases.list_categories(),
+            "activities": list(Activity), "types": list(CaseType), "channels": FILTER_CHANNELS,
+        }
+        template = "_inbox_results.html" if request.query.get("partial") == "1" else "inbox.html"
+        return aiohttp_jinja2.render_template(template, request, context)
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        return await console.live.stream(request)
+
+    # --- a case --------------------------------------------------------------------------
+
+    def number_of(request: web.Request) -> int:
+        try:
+            return int(request.match_info["number"])
+        except ValueError:
+            raise NotFound("no such case") from None
+
+    async def render_case(request: web.Request, number: int, *, tab: str = "conversation",
+                          errors: dict[str, str] | None = None, values: dict[str, Any] | None = None,
+                          status: int = 200) -> web.Response:
+        case = await cases.get_case(number)
+        notice = NOTICES.get(request.query.get("done", ""))
+        via = request.query.get("via", "")
+        if notice and via in {c.value for c in ChannelName}:
+            notice = f"{notice} ({via})"
+        lines = case["budget_lines"] or []
+        total = sum((ln["quantity"] or 0) * (ln["unit_amount"] or 0) for ln in lines)
+        context = {
+            "case": case, "tab": tab if tab in TABS else "conversation", "errors": errors or {},
+            "values": values or {}, "notice": notice,
+            "categories": await cases.list_categories(),
+            "agents": [u for u in await console.users.list() if u.active],
+            "sectors": await queries.known_sectors(console.db),
+            "next_activities": sorted(ALLOWED[Activity(case["activity"])], key=list(Activity).index),
+            "types": list(CaseType), "budget_modes": list(BudgetMode), "budget_total": total,
+            "budget_rows": lines + [{"product": "", "quantity": None, "unit_amount": None}] * 3,
+            "kb_actions": list(KbAction),
+        }
+        return aiohttp_jinja2.render_template("case.html", request, context, status=status)
+
+    async def case_page(request: web.Request) -> web.StreamResponse:
+        return await render_case(request, number_of(request), tab=request.query.get("tab", "conversation"))
+
+    async def thread(request: web.Request) -> web.StreamResponse:
+        case = await cases.get_case(number_of(request))
+        return aiohttp_jinja2.render_template("_thread.html", request, {"case": case})
+
+    def done(number: int, code: str, *, tab: str = "conversation", **extra: str) -> web.Response:
+        query = urlencode({"tab": tab, "done": code, **extra})
+        anchor = "#thread-end" if tab == "conversation" else f"#tab-{tab}"
+        return see_other(f"{PREFIX}/cases/{number}?{query}{anchor}")
+
+    def action(tab: str, default_field: str, handler, rename: dict[str, str] | None = None):
+        """Wrap a form action: run it, redirect on success, re-render with errors.
+
+        ``rename`` maps core's field names to this form's (core calls a note "text")."""
+        async def run(request: web.Request) -> web.StreamResponse:
+            number = number_of(request)
+            form = await Form.read(request)
+            try:
+                if form.errors:
+                    raise _FormInvalid
+                return await handler(request, number, form)
+            except _FormInvalid:
+                errors = form.errors
+            except NotFound:
+                raise
+            except DomainError as exc:
+                errors = domain_errors(exc, default_field)
+            errors = {(rename or {}).get(k, k): v for k, v in errors.items()}
+            values = {k: v for k, v in form.data.items() if isinstance(v, str) and k != "_csrf"}
+            return await render_case(request, number, tab=tab, errors=errors, values=values, status=422)
+        return run
+
+    async def do_reply(request: web.Request, number: int, form: Form) -> web.Response:
+        result = await cases.reply(number, form.text("text"), agent=user(request).username)
+        if form.checked("mark_answered"):
+            case = await cases.get_case(number)
+            if Activity.ANSWER_SENT in ALLOWED[Activity(case["activity"])]:
+                await cases.change_activity(number, Activity.ANSWER_SENT.value, agent=user(request).username)
+        return done(number, "reply", via=result["channel"])
+
+    async def do_note(request: web.Request, number: int, form: Form) -> web.Response:
+        await cases.add_note(number, form.text("note"), agent=user(request).username)
+        return done(number, "note")
+
+    async def do_type(request: web.Request, number: int, form: Form) -> web.Response:
+        await cases.set_type(number, form.text("type", max_len=40), agent=user(request).username)
+        return done(number, "type")
+
+    async def do_category(request: web.Request, number: int, form: Form) -> web.Response:
+        category = form.integer("category_id", minimum=1, maximum=2**62)
+        subcategory = form.integer("subcategory_id", minimum=1, maximum=2**62)
+        if form.errors:
+            raise _FormInvalid
+        await cases.set_category(number, category, subcategory, agent=user(request).username)
+        return done(number, "category")
+
+    async def do_sector(request: web.Request, number: int, form: Form) -> web.Response:
+        await cases.set_sector(number, form.optional("sector", max_len=200), agent=user(request).username)
+        return done(number, "sector")
+
+    async def do_assign(request: web.Request, number: int, form: Form) -> web.Response:
+        me = user(request).username
+        assignee = me if form.text("to", max_len=10) == "me" else form.optional("assigned_agent", max_len=200)
+        await cases.assign(number, assignee, agent=me)
+        return done(number, "assign")
+
+    async def do_activity(request: web.Request, number: int, form: Form) -> web.Response:
+        await cases.change_activity(number, form.text("activity", max_len=40), agent=user(request).username,
+                                    sector=form.optional("sector", max_len=200))
+        return done(number, "activity", tab="history")
+
+    async def do_kb(request: web.Request, number: int, form: Form) -> web.Response:
+        problem = form.text("problem")
+        if form.text("copy_description", max_len=10):
+            # The seeds' "Copiar descripción" without JavaScript: the problem starts as
+            # the customer's own description.
+            problem = (await cases.get_case(number))["description"]
+        await cases.update_kb_fields(number, agent=user(request).username, problem=problem,
+                                     answer=form.text("answer"), hotfix=form.text("hotfix"),
+                                     application=form.text("application"))
+        return done(number, "kb", tab="kb")
+
+    async def do_kb_action(request: web.Request, number: int, form: Form) -> web.Response:
+        kb_action = form.text("action", max_len=20)
+        await cases.kb_action(number, kb_action, agent=user(request).username,
+                              url=form.optional("url", max_len=2000))
+        return done(number, "kb_publish" if kb_action == KbAction.PUBLISH.value else "kb_action", tab="kb")
+
+    async def do_budget(request: web.Request, number: int, form: Form) -> web.Response:
+        mode = form.text("budget_mode", max_len=40)
+        lines, rows = [], []
+        for i in range(MAX_BUDGET_LINES):
+            product = form.text(f"product_{i}", max_len=300).strip()
+            if not product:
+                continue  # blank rows are the form's spare rows, not lines
+            rows.append(i)
+            lines.append({"product": product, "quantity": form.text(f"quantity_{i}", max_len=30).strip() or None,
+                          "unit_amount": form.text(f"unit_amount_{i}", max_len=30).strip() or None})
+        try:
+            await cases.set_budget(number, mode, lines, agent=user(request).username)
+        except ValidationError as exc:
+            # Core counts only the lines it got; point the message at the form's row.
+            match = re.fullmatch(r"lines\[(\d+)\]\.(\w+)", exc.field or "")
+            if match and int(match.group(1)) < len(rows):
+                raise ValidationError(str(exc), field=f"lines[{rows[int(match.group(1))]}].{match.group(2)}") from None
+            raise
+        return done(number, "budget", tab="budget")
+
+    # --- a new case (a customer phoned) --------------------------------------------------------
+
+    async def new_case_form(request: web.Request) -> web.StreamResponse:
+        return aiohttp_jinja2.render_template("case_new.html", request, {
+            "errors": {}, "values": {}, "types": list(CaseType), "categories": await cases.list_categories()})
+
+    async def new_case(request: web.Request) -> web.StreamResponse:
+        form = await Form.read(request)
+        new = NewCase(title=form.text("title", max_len=300), description=form.text("description"),
+                      case_type=form.text("type", max_len=40) or CaseType.UNCLASSIFIED.value,
+                      contact_name=form.optional("contact_name", max_len=200),
+                      contact_email=form.optional("contact_email", max_len=320),
+                      contact_phone=form.optional("contact_phone", max_len=50),
+                      organization=form.optional("organization", max_len=200),
+                      category_id=form.integer("category_id", minimum=1, maximum=2**62),
+                      language=form.text("language", max_len=5) if form.text("language", max_len=5) in
+                      ("es", "pt", "en") else "es")
+        errors = dict(form.errors)
+        if not errors:
+            try:
+                case = await cases.create_case(new, actor=f"agent:{user(request).username}")
+                return see_other(f"{PREFIX}/cases/{case['number']}?done=created")
+            except DomainError as exc:
+                errors = domain_errors(exc, "title")
+        values = {k: v for k, v in form.data.items() if isinstance(v, str) and k != "_csrf"}
+        return aiohttp_jinja2.render_template("case_new.html", request, {
+            "errors": errors, "values": values, "types": list(CaseType),
+            "categories": await cases.list_categories()}, status=422)
+
+    # --- attachments -----------------------------------------------------------------------
+
+    async def attachment(request: web.Request) -> web.StreamResponse:
+        try:
+            att = await queries.attachment(console.db, int(request.match_info["id"]))
+        except ValueError:
+            att = None
+        if att is None:
+            raise NotFound("no such attachment")
+        try:
+            path = console.attachments.path_for(att.sha256)
+        except ValueError:
+            raise NotFound("no such attachment") from None
+        if not path.is_file():
+            raise NotFound("the attachment file is missing from the store")
+        inline = att.content_type in INLINE_TYPES and request.query.get("download") != "1"
+        disposition = "inline" if inline else "attachment"
+        ascii_name = att.filename.encode("ascii", "replace").decode().replace('"', "_")
+        return web.FileResponse(path, headers={
+            "Content-Type": att.content_type if inline else "application/octet-stream",
+            "Content-Disposition": f"{disposition}; filename=\"{ascii_name}\"; "
+                                   f"filename*=UTF-8''{quote(att.filename, safe='')}",
+            # Even a file the browser renders gets no script and no access to our origin.
+            "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
+            "Cache-Control": "private, max-age=3600",
+        })
+
+    router.add_get("/inbox", inbox)
+    router.add_get("/events", events)
+    router.add_get("/cases/new", new_case_form)
+    router.add_post("/cases/new", new_case)
+    router.add_get("/cases/{number:\\d+}", case_page)
+    router.add_get("/cases/{number:\\d+}/thread", thread)
+    for path, tab, field, handler, rename in (
+        ("reply", "conversation", "text", do_reply, None),
+        ("note", "conversation", "note", do_note, {"text": "note"}),
+        ("type", "conversation", "type", do_type, None),
+        ("category", "conversation", "category_id", do_category, None),
+        ("sector", "conversation", "sector", do_sector, None),
+        ("assign", "conversation", "assigned_agent", do_assign, None),
+        ("activity", "history", "activity", do_activity, None),
+        ("kb", "kb", "answer", do_kb, {"kb_problem": "problem", "kb_answer": "answer", "kb_hotfix": "hotfix",
+                                         "kb_application": "application"}),
+        ("kb/action", "kb", "action", do_kb_action, {"kb.answer": "answer"}),
+        ("budget", "budget", "budget_mode", do_budget, None),
+    ):
+        router.add_post(f"/cases/{{number:\\d+}}/{path}", action(tab, field, handler, rename))
+    router.add_get("/attachments/{id:\\d+}", attachment)
+
+
+class _FormInvalid(Exception):
+    """The form itself was malformed (errors already in ``Form.errors``)."""
