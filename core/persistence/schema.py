@@ -364,6 +364,7 @@ survey_rule_operators = Table(
     metadata,
     Column("rule_id", ForeignKey("survey_rules.id", ondelete="CASCADE"), primary_key=True),
     Column("operator", String(120), primary_key=True),
+    Index("ix_survey_rule_operators_operator", "operator"),
 )
 
 survey_profiles = Table(
@@ -398,8 +399,9 @@ sales = Table(
     Column("contact_id", ForeignKey("contacts.id", ondelete="RESTRICT"), nullable=False, index=True),
     Column("product_id", ForeignKey("products.id", ondelete="RESTRICT"), nullable=False),
     Column("seller", String(120), nullable=False, index=True),
-    _ts("closed_at", nullable=False),
+    _ts("closed_at", nullable=False, index=True),
     _ts("created_at", nullable=False),
+    Index("ix_sales_product_id", "product_id"),
 )
 
 rule_instances = Table(
@@ -421,10 +423,19 @@ rule_instances = Table(
     _ts("reminded_at"),
     _ts("executed_at"),
     Column("executed_by", String(120)),
+    #: Sum of the answers' weights.
     Column("total_score", Float),
+    #: total_score / number of answers: always within -100..100, comparable across rules.
+    Column("normalized_score", Float),
+    #: The language the survey is asked in (es/pt/en), fixed when it opens.
+    Column("language", String(5)),
     UniqueConstraint("sale_id", "rule_id"),
+    # The scheduler: due pending windows, and windows to expire.
     Index("ix_rule_instances_status_window", "status", "window_start"),
+    Index("ix_rule_instances_status_window_end", "status", "window_end"),
     Index("ix_rule_instances_contact_status", "contact_id", "status"),
+    # The manager panel: an operator's rules, by status, by window.
+    Index("ix_rule_instances_rule_status_window", "rule_id", "status", "window_end", "window_start"),
 )
 
 survey_answers = Table(
@@ -436,6 +447,7 @@ survey_answers = Table(
     Column("score", String(20), nullable=False),
     Column("weight", Integer, nullable=False),
     _ts("answered_at", nullable=False),
+    #: "customer" for chat answers, "operator:<name>" for answers an operator recorded.
     Column("answered_by", String(120), nullable=False),
     UniqueConstraint("instance_id", "question_id"),
 )

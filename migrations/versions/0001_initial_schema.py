@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 17:59:28.709563
+Create Date: 2026-11-23 18:07:12.440291
 """
 
 from alembic import op
@@ -158,6 +158,9 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['rule_id'], ['survey_rules.id'], name=op.f('fk_survey_rule_operators_rule_id_survey_rules'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('rule_id', 'operator', name=op.f('pk_survey_rule_operators'))
     )
+    with op.batch_alter_table('survey_rule_operators', schema=None) as batch_op:
+        batch_op.create_index('ix_survey_rule_operators_operator', ['operator'], unique=False)
+
     op.create_table('survey_rule_questions',
     sa.Column('rule_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('question_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -231,7 +234,9 @@ def upgrade() -> None:
     sa.UniqueConstraint('external_id', name=op.f('uq_sales_external_id'))
     )
     with op.batch_alter_table('sales', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sales_closed_at'), ['closed_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_sales_contact_id'), ['contact_id'], unique=False)
+        batch_op.create_index('ix_sales_product_id', ['product_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_sales_seller'), ['seller'], unique=False)
 
     op.create_table('webchat_sessions',
@@ -348,6 +353,8 @@ def upgrade() -> None:
     sa.Column('executed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('executed_by', sa.String(length=120), nullable=True),
     sa.Column('total_score', sa.Float(), nullable=True),
+    sa.Column('normalized_score', sa.Float(), nullable=True),
+    sa.Column('language', sa.String(length=5), nullable=True),
     sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_rule_instances_contact_id_contacts'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['rule_id'], ['survey_rules.id'], name=op.f('fk_rule_instances_rule_id_survey_rules'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['sale_id'], ['sales.id'], name=op.f('fk_rule_instances_sale_id_sales'), ondelete='CASCADE'),
@@ -356,7 +363,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('rule_instances', schema=None) as batch_op:
         batch_op.create_index('ix_rule_instances_contact_status', ['contact_id', 'status'], unique=False)
+        batch_op.create_index('ix_rule_instances_rule_status_window', ['rule_id', 'status', 'window_end', 'window_start'], unique=False)
         batch_op.create_index('ix_rule_instances_status_window', ['status', 'window_start'], unique=False)
+        batch_op.create_index('ix_rule_instances_status_window_end', ['status', 'window_end'], unique=False)
 
     op.create_table('attachments',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -441,7 +450,9 @@ def downgrade() -> None:
 
     op.drop_table('attachments')
     with op.batch_alter_table('rule_instances', schema=None) as batch_op:
+        batch_op.drop_index('ix_rule_instances_status_window_end')
         batch_op.drop_index('ix_rule_instances_status_window')
+        batch_op.drop_index('ix_rule_instances_rule_status_window')
         batch_op.drop_index('ix_rule_instances_contact_status')
 
     op.drop_table('rule_instances')
@@ -470,7 +481,9 @@ def downgrade() -> None:
     op.drop_table('webchat_sessions')
     with op.batch_alter_table('sales', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sales_seller'))
+        batch_op.drop_index('ix_sales_product_id')
         batch_op.drop_index(batch_op.f('ix_sales_contact_id'))
+        batch_op.drop_index(batch_op.f('ix_sales_closed_at'))
 
     op.drop_table('sales')
     with op.batch_alter_table('contact_identities', schema=None) as batch_op:
@@ -483,6 +496,9 @@ def downgrade() -> None:
 
     op.drop_table('cases')
     op.drop_table('survey_rule_questions')
+    with op.batch_alter_table('survey_rule_operators', schema=None) as batch_op:
+        batch_op.drop_index('ix_survey_rule_operators_operator')
+
     op.drop_table('survey_rule_operators')
     op.drop_table('survey_profile_rules')
     op.drop_table('products')
