@@ -1,0 +1,192 @@
+"""The Telegram component ``posventa serve`` starts: one Bot, both sides, one way in.
+
+Lifecycle in python-telegram-bot's own order, with our loop in charge (no
+``run_polling``): ``start`` proves the token with ``getMe`` (an invalid one stops start-up
+with one line naming ``telegram.token``), then either deletes any webhook and starts the
+poll loop, or registers ``{public_url}/telegram/webhook`` with its secret. If the Bot API
+server cannot be reached at start-up the rest of the service still comes up and this
+component keeps trying in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from telegram import BotCommand
+from telegram.error import TelegramError
+
+from bots.telegram.channel import BotLink, DeskChannel, FloodGate, TelegramChannel
+from bots.telegram.client import ALLOWED_UPDATES, connect, describe, fetch_updates, make_bot
+from bots.telegram.customer import CustomerSide
+from bots.telegram.desk import DeskSide
+from bots.telegram.poller import Leader, Poller, always_leader
+from bots.telegram.router import UpdateRouter
+from bots.telegram.store import BotStore
+from bots.telegram.webhook import SECRET_PATTERN, WEBHOOK_PATH, WebhookEndpoint
+from core.attachments import AttachmentStore
+from core.cases import CaseService
+from core.config import TelegramConfig
+from core.errors import ConfigError
+from core.outgoing import Outgoing
+from core.persistence import Database
+from core.ports import Clock, Inbox
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_SECONDS = 3600.0
+_COMMANDS = {
+    "es": [("start", "Empezar"), ("cases", "Mis casos"), ("new", "Abrir un caso nuevo"),
+           ("agent", "Hablar con una persona"), ("help", "Ayuda")],
+    "pt": [("start", "Começar"), ("cases", "Meus casos"), ("new", "Abrir um caso novo"),
+           ("agent", "Falar com uma pessoa"), ("help", "Ajuda")],
+    "en": [("start", "Start"), ("cases", "My cases"), ("new", "Open a new case"),
+           ("agent", "Talk to a person"), ("help", "Help")],
+}
+
+
+class TelegramBot:
+    def __init__(
+        self,
+        *,
+        config: TelegramConfig,
+        config_source: str,
+        public_url: str,
+        inbox: Inbox,
+        cases: CaseService,
+        db: Database,
+        outgoing: Outgoing,
+        clock: Clock,
+        files: AttachmentStore,
+        on_commit: Callable[[], None],
+        default_language: str,
+        company_name: str,
+        leader: Leader = always_leader,
+        backoff_base: float = 0.5,
+    ) -> None:
+        self.config = config
+        self._source = config_source
+        self._public_url = public_url.rstrip("/")
+        self.bot = make_bot(config)
+        self.link = BotLink(self.bot)
+        self.store = BotStore(db=db, outgoing=outgoing, clock=clock, on_commit=on_commit)
+        gate = FloodGate()
+        self.channel = TelegramChannel(link=self.link, store=self.store, gate=gate)
+        self.desk_channel: DeskChannel | None = None
+        desk: DeskSide | None = None
+        if config.agent_chat_id:
+            self.desk_channel = DeskChannel(link=self.link, store=self.store, cases=cases, files=files,
+                                            chat_id=config.agent_chat_id, language=default_language, gate=gate)
+            desk = DeskSide(cases=cases, store=self.store, chat_id=config.agent_chat_id, agents=config.agents,
+                            language=default_language, bot_username=self._username)
+        self.customer = CustomerSide(inbox=inbox, store=self.store, files=files, link=self.link,
+                                     max_file_bytes=config.max_file_bytes, default_language=default_language,
+                                     company_name=company_name)
+        self.router = UpdateRouter(link=self.link, customer=self.customer, desk=desk,
+                                   agent_chat_id=config.agent_chat_id)
+        self.poller = Poller(
+            fetch=lambda offset, timeout: fetch_updates(self.bot, offset=offset, timeout=timeout),
+            handle=self.router.handle_batch, timeout=config.poll_timeout_seconds, leader=leader,
+            backoff_base=backoff_base, confirm=self._confirm)
+        self.webhook = WebhookEndpoint(secret=config.webhook_secret, handle=self.router.handle_one,
+                                       ready=lambda: self.link.ready)
+        self._backoff_base = backoff_base
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def webhook_mode(self) -> bool:
+        return self.config.mode == "webhook"
+
+    def _username(self) -> str | None:
+        return self.bot.username if self.link.ready else None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.webhook_mode and not SECRET_PATTERN.fullmatch(self.config.webhook_secret):
+            raise ConfigError("must be 1-256 characters of A-Z, a-z, 0-9, _ or - (Telegram's rule)",
+                              key="telegram.webhook_secret", file=self._source)
+        if self.config.agent_chat_id and not self.config.agents:
+            log.warning("telegram: agent_chat_id is set but telegram.agents is empty: nobody can act as an agent")
+        try:
+            await self._bring_up()
+        except ConfigError:
+            await self._close_bot()
+            raise
+        except (TelegramError, OSError) as exc:
+            log.warning("telegram: Bot API server unreachable at start-up (%s); retrying in the background",
+                        describe(exc))
+            self._tasks.append(asyncio.create_task(self._keep_trying(), name="telegram-connect"))
+        self._tasks.append(asyncio.create_task(self._maintenance(), name="telegram-maintenance"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.poller.stop()
+        await self._close_bot()
+
+    async def _close_bot(self) -> None:
+        self.link.close()
+        with contextlib.suppress(Exception):
+            await self.bot.shutdown()
+
+    async def _bring_up(self) -> None:
+        await connect(self.bot, source=self._source)
+        if self.webhook_mode:
+            url = f"{self._public_url}{WEBHOOK_PATH}"
+            await self.bot.set_webhook(url, secret_token=self.config.webhook_secret,
+                                       allowed_updates=list(ALLOWED_UPDATES))
+            log.info("telegram: webhook registered at %s", url)
+        else:
+            # getUpdates answers 409 while a webhook is set; keep its pending updates.
+            await self.bot.delete_webhook(drop_pending_updates=False)
+        self.link.set_ready()
+        if not self.webhook_mode:
+            await self.poller.start()
+        await self._set_commands()
+        log.info("telegram: @%s is up (%s)", self.bot.username, self.config.mode)
+
+    async def _keep_trying(self) -> None:
+        delay = self._backoff_base
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._bring_up()
+                return
+            except ConfigError as exc:
+                log.error("telegram: %s", exc)
+                delay = 300.0
+            except (TelegramError, OSError) as exc:
+                log.warning("telegram: still cannot reach the Bot API server (%s)", describe(exc))
+                delay = min(60.0, delay * 2)
+
+    async def _set_commands(self) -> None:
+        """The command menu customers see, per language; cosmetic, so failures only log."""
+        try:
+            await self.bot.set_my_commands([BotCommand(c, d) for c, d in _COMMANDS["en"]])
+            for language, commands in _COMMANDS.items():
+                await self.bot.set_my_commands([BotCommand(c, d) for c, d in commands], language_code=language)
+        except TelegramError as exc:
+            log.info("telegram: setMyCommands failed (%s)", describe(exc))
+
+    async def _confirm(self, offset: int) -> None:
+        """Tell Telegram everything below ``offset`` is stored, without waiting for news."""
+        if self.link.ready:
+            await fetch_updates(self.bot, offset=offset, timeout=0, limit=1)
+
+    async def _maintenance(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_EVERY_SECONDS)
+            try:
+                pruned = await self.store.prune()
+                if pruned:
+                    log.info("telegram: pruned %d old dedupe markers", pruned)
+            except Exception as exc:
+                log.warning("telegram: pruning dedupe markers failed (%s)", type(exc).__name__)
+

@@ -1,0 +1,243 @@
+"""The agents' desk, inbound: what people write in the agents' forum supergroup.
+
+Authorisation runs first (Errbot's ``is_from_self`` habit): only the Telegram user ids in
+``[telegram] agents`` act, anyone else gets a polite, rate-limited refusal and nothing
+happens. An agent's text in a case's topic is a reply to the customer (``cases.reply``,
+which routes it to the customer's own channel through the outbox); ``/commands`` map onto
+``CaseService`` methods. Answers to the agent go back into the topic through the outbox
+``desk`` channel, so a 429 there is waited out by the outbox, never in this handler.
+
+Each update is marked in ``processed_events`` together with those answers, and skipped
+when seen again. The case action itself commits just before that marker: a crash in the
+few microseconds between the two commits would repeat the action once on redelivery
+(at-least-once, never lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import unicodedata
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+from telegram import Message, User
+
+from bots.telegram.channel import DESK_HEADER, DESK_NOTICE
+from bots.telegram.customer import parse_command
+from bots.telegram.store import BotStore
+from bots.telegram.texts import t
+from core.cases import CaseService
+from core.domain import Activity, CaseType, ChannelName, KbAction
+from core.errors import DomainError
+from core.outgoing import OutgoingMessage, Recipient
+from core.texts import case_type_name
+
+log = logging.getLogger(__name__)
+
+#: One refusal per stranger per this many seconds: a courtesy, not a conversation.
+REFUSAL_INTERVAL_SECONDS = 600.0
+MAX_REMEMBERED_STRANGERS = 1000
+
+
+class _Info(Exception):
+    """A command answered with information (usage, the category list): nothing changed."""
+
+
+def _fold(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text.strip().lower()) if not unicodedata.combining(c))
+
+
+def case_type_from(word: str) -> str | None:
+    """``request``, ``reclamo``, ``Solicitação``… → a CaseType value."""
+    wanted = _fold(word)
+    for case_type in (CaseType.REQUEST, CaseType.COMPLAINT, CaseType.INCIDENT):
+        names = {case_type.value} | {_fold(case_type_name(case_type, lang)) for lang in ("es", "pt", "en")}
+        if wanted in names:
+            return case_type.value
+    return None
+
+
+class DeskSide:
+    def __init__(self, *, cases: CaseService, store: BotStore, chat_id: int, agents: Collection[int],
+                 language: str, bot_username: Callable[[], str | None],
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._cases = cases
+        self._store = store
+        self._chat = chat_id
+        self._agents = frozenset(agents)
+        self._language = language
+        self._bot_username = bot_username
+        self._now = monotonic
+        self._refused: dict[int, float] = {}
+        self._commands: dict[str, Callable[[int, str, str], Awaitable[str]]] = {
+            "type": self._type, "category": self._category, "derive": self._derive, "assign": self._assign,
+            "note": self._note, "answer": self._answer, "close": self._close, "publish": self._publish,
+            "link": self._link, "nopublish": self._nopublish,
+        }
+
+    def is_agent(self, user: User | None) -> bool:
+        return user is not None and not user.is_bot and user.id in self._agents
+
+    async def on_message(self, message: Message) -> None:
+        user = message.from_user
+        thread = message.message_thread_id if message.is_topic_message else None
+        text = message.text or message.caption or ""
+        command = parse_command(text, self._bot_username())
+        if text.startswith("/") and command is None:
+            return  # a command for another bot
+        case = await self._store.case_for_topic(self._chat, thread) if thread is not None else None
+        event = f"desk:{message.chat.id}:{message.message_id}"
+
+        if message.sender_chat is not None:
+            # An anonymous admin writes "as the group" (from the GroupAnonymousBot user): we
+            # cannot tell which agent it is. Posts from a linked channel land here too.
+            if message.sender_chat.id == self._chat and (case is not None or command is not None):
+                await self._answer_once(event, case, thread, message.message_id, t("desk_anonymous", self._language))
+            return
+        if user is None or user.is_bot:
+            return  # other bots in the group (never ourselves: Telegram does not echo those)
+        if not self.is_agent(user):
+            if (case is not None or command is not None) and self._may_refuse(user):
+                name = f", {user.first_name}" if user and user.first_name else ""
+                await self._answer_once(event, case, thread, message.message_id,
+                                        t("desk_refusal", self._language, name=name))
+            return
+
+        if await self._store.seen(event):
+            return
+        agent = (user.full_name or user.username or str(user.id))[:120]
+        if command is not None:
+            if command.name in ("help", "start"):
+                await self._answer_once(event, case, thread, message.message_id, t("desk_help", self._language))
+                return
+            if case is None:
+                await self._answer_once(event, None, thread, message.message_id, t("desk_no_case", self._language))
+                return
+            handler = self._commands.get(command.name)
+            if handler is None:
+                await self._answer_once(event, case, thread, message.message_id, t(
+                    "desk_unknown_command", self._language, command=command.name[:32],
+                    help=t("desk_help", self._language)))
+                return
+            try:
+                reply, changed = await handler(case, command.args, agent), True
+            except _Info as info:
+                reply, changed = str(info), False
+            except DomainError as exc:
+                reply, changed = t("desk_error", self._language, error=str(exc)), False
+            await self._answer_once(event, case, thread, message.message_id, reply, refresh_header=changed)
+            return
+        if case is None:
+            return  # agents talking among themselves outside case topics
+        if not message.text:
+            # A photo or file: cases.reply carries text only, so say it did not go out.
+            await self._answer_once(event, case, thread, message.message_id, t("desk_text_only", self._language))
+            return
+        try:
+            await self._cases.reply(case, message.text, agent=agent)
+        except DomainError as exc:
+            await self._answer_once(event, case, thread, message.message_id,
+                                    t("desk_reply_failed", self._language, error=str(exc)))
+            return
+        await self._store.record(event)
+
+    def _may_refuse(self, user: User | None) -> bool:
+        key = user.id if user is not None else 0
+        now = self._now()
+        last = self._refused.get(key)
+        if last is not None and now - last < REFUSAL_INTERVAL_SECONDS:
+            return False
+        if len(self._refused) >= MAX_REMEMBERED_STRANGERS:
+            self._refused = {k: v for k, v in self._refused.items() if now - v < REFUSAL_INTERVAL_SECONDS}
+        self._refused[key] = now
+        return True
+
+    async def _answer_once(self, event: str, case: int | None, thread: int | None, reply_to: int, text: str, *,
+                           refresh_header: bool = False) -> None:
+        recipient = str(case) if case is not None else f"thread:{thread or 0}"
+        items = [OutgoingMessage(recipient=Recipient(ChannelName.DESK, recipient), text=text, kind=DESK_NOTICE,
+                                 case_id=case, language=self._language,
+                                 extra={"reply_to": str(reply_to), "thread_id": str(thread or "")})]
+        if refresh_header and case is not None:
+            items.append(OutgoingMessage(recipient=Recipient(ChannelName.DESK, str(case)), text="",
+                                         kind=DESK_HEADER, case_id=case, language=self._language))
+        await self._store.record(event, items)
+
+    # --- commands: (case, args, agent) → confirmation ----------------------------------------------
+
+    def _usage(self, usage: str) -> _Info:
+        return _Info(t("desk_usage", self._language, usage=usage))
+
+    async def _type(self, case: int, args: str, agent: str) -> str:
+        value = case_type_from(args) if args else None
+        if value is None:
+            raise self._usage("/type request|complaint|incident")
+        await self._cases.set_type(case, value, agent=agent)
+        return t("ok_type", self._language, value=case_type_name(value, self._language))
+
+    async def _category(self, case: int, args: str, agent: str) -> str:
+        parts = args.split()
+        if not parts:
+            raise _Info(await self._category_list())
+        if len(parts) > 2 or not all(p.isdigit() for p in parts):
+            raise self._usage("/category ID [SUB-ID]")
+        result: dict[str, Any] = await self._cases.set_category(
+            case, int(parts[0]), int(parts[1]) if len(parts) > 1 else None, agent=agent)
+        name = (result.get("category") or {}).get("name", parts[0])
+        if result.get("subcategory"):
+            name += f" › {result['subcategory']['name']}"
+        return t("ok_category", self._language, value=name)
+
+    async def _category_list(self) -> str:
+        tree = await self._cases.list_categories()
+        active = [c for c in tree if c.get("active", True)]
+        if not active:
+            return t("no_categories", self._language)
+        lines = [t("categories", self._language)]
+        for c in active[:50]:
+            lines.append(f"{c['id']} · {c['name']}")
+            lines.extend(f"    {s['id']} · {s['name']}" for s in c.get("subcategories", []) if s.get("active", True))
+        return "\n".join(lines)
+
+    async def _derive(self, case: int, args: str, agent: str) -> str:
+        if not args:
+            raise self._usage("/derive SECTOR")
+        await self._cases.change_activity(case, Activity.DERIVED.value, agent=agent, sector=args[:120])
+        return t("ok_derive", self._language, value=args[:120])
+
+    async def _assign(self, case: int, args: str, agent: str) -> str:
+        assignee = args[:120] or agent
+        if assignee == "-":
+            await self._cases.assign(case, None, agent=agent)
+            return t("ok_unassign", self._language)
+        await self._cases.assign(case, assignee, agent=agent)
+        return t("ok_assign", self._language, value=assignee)
+
+    async def _note(self, case: int, args: str, agent: str) -> str:
+        if not args:
+            raise self._usage("/note TEXT")
+        await self._cases.add_note(case, args, agent=agent)
+        return t("ok_note", self._language)
+
+    async def _answer(self, case: int, args: str, agent: str) -> str:
+        await self._cases.change_activity(case, Activity.ANSWER_SENT.value, agent=agent)
+        return t("ok_answer", self._language)
+
+    async def _close(self, case: int, args: str, agent: str) -> str:
+        await self._cases.change_activity(case, Activity.CLOSED.value, agent=agent)
+        return t("ok_close", self._language)
+
+    async def _publish(self, case: int, args: str, agent: str) -> str:
+        await self._cases.kb_action(case, KbAction.PUBLISH.value, agent=agent)
+        return t("ok_publish", self._language)
+
+    async def _link(self, case: int, args: str, agent: str) -> str:
+        if not args:
+            raise self._usage("/link URL")
+        await self._cases.kb_action(case, KbAction.LINK.value, agent=agent, url=args.split()[0])
+        return t("ok_link", self._language, value=args.split()[0])
+
+    async def _nopublish(self, case: int, args: str, agent: str) -> str:
+        await self._cases.kb_action(case, KbAction.NONE.value, agent=agent)
+        return t("ok_nopublish", self._language)
