@@ -134,6 +134,23 @@ class Service:
 
     def _wire_telegram(self) -> None:
         """The customer bot and the agents' desk (bots/telegram)."""
+        cfg = self.config.telegram
+        if not cfg.enabled:
+            return
+        from bots.telegram import TelegramBot  # imported only when enabled: PTB is a heavy import
+
+        self.telegram = TelegramBot(
+            config=cfg, config_source=self.config.source, public_url=self.config.http.public_url,
+            inbox=self.inbox, cases=self.cases, db=self.db, outgoing=self.outgoing, clock=self.clock,
+            files=self.attachments, on_commit=self.signal.notify,
+            default_language=self.config.service.default_language, company_name=self.config.service.company_name)
+        # setdefault: a test (or another wiring) may already have put its own channel there.
+        self.channels.setdefault(ChannelName.TELEGRAM, self.telegram.channel)
+        if self.telegram.desk_channel is not None:
+            self.channels.setdefault(ChannelName.DESK, self.telegram.desk_channel)
+        if cfg.mode == "webhook":
+            self.telegram.webhook.install(self.app)
+        self.components.append(self.telegram)
 
     def _wire_kb(self) -> None:
         """Discourse sync, the matcher as AnswerSuggester, the publisher channel (kb/)."""
