@@ -1,0 +1,102 @@
+"""A session's conversation as the widget shows it, read from ``messages``.
+
+Every web chat message, both ways, is a ``messages`` row of the session's contact on
+channel ``webchat`` (outbound ones are written by ``Outgoing.add`` with their outbox
+item). So a reconnect replays from the database, and nothing depends on the socket that
+happened to be open when a reply was committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from core.domain import Author, ChannelName, Direction, OutboxStatus
+from core.persistence import Database
+from core.persistence.schema import messages, outbox
+from intake.webchat import protocol
+from intake.webchat.sessions import Session, reading
+
+#: Outbox states of a web chat push that has not reached the visitor yet.
+UNDELIVERED = (OutboxStatus.QUEUED.value, OutboxStatus.AWAITING_RETRY.value, OutboxStatus.FAILED.value)
+
+_COLS = (messages.c.id, messages.c.direction, messages.c.author, messages.c.text, messages.c.extra,
+         messages.c.external_id)
+
+
+def sender_of(direction: str, author: str) -> str:
+    if direction == Direction.IN.value:
+        return "customer"
+    return "agent" if author == Author.AGENT.value else "bot"
+
+
+def frame_of(row: Any, session: Session) -> dict[str, Any]:
+    client_id = None
+    if row.direction == Direction.IN.value and row.external_id:
+        prefix, _, rest = row.external_id.partition(":")
+        client_id = rest if prefix == session.public_id and rest else None
+    return protocol.server_message(row.id, sender=sender_of(row.direction, row.author), text=row.text,
+                                   extra=row.extra, client_id=client_id)
+
+
+class History:
+    def __init__(self, *, db: Database, limit: int) -> None:
+        self._db = db
+        self._limit = limit
+
+    async def replay(self, session: Session, last_seen: int | None, *, now: datetime) -> list[dict[str, Any]]:
+        """Frames for what the client has not seen: every message after ``last_seen``
+        (the newest ``limit`` of the whole history when None), plus any reply still
+        undelivered in the outbox even if its id is older (ids can commit out of order).
+        Those outbox items are then marked sent: the visitor has them now."""
+        mine = and_(messages.c.contact_id == session.contact_id, messages.c.channel == ChannelName.WEBCHAT.value,
+                    messages.c.author != Author.NOTE.value)
+        async with reading(self._db) as conn:
+            pending = (await conn.execute(
+                select(outbox.c.id, outbox.c.message_id).where(
+                    outbox.c.channel == ChannelName.WEBCHAT.value, outbox.c.recipient == session.public_id,
+                    outbox.c.status.in_(UNDELIVERED), outbox.c.message_id.is_not(None))
+                .order_by(outbox.c.id).limit(self._limit))).all()
+            pending_ids = [p.message_id for p in pending]
+            if last_seen is None:
+                rows = list(reversed((await conn.execute(
+                    select(*_COLS).where(mine).order_by(messages.c.id.desc()).limit(self._limit))).all()))
+            else:
+                cond = messages.c.id > last_seen
+                if pending_ids:
+                    cond = or_(cond, messages.c.id.in_(pending_ids))
+                rows = (await conn.execute(
+                    select(*_COLS).where(mine, cond).order_by(messages.c.id).limit(self._limit))).all()
+        shown = {r.id for r in rows}
+        delivered = [p.id for p in pending if p.message_id in shown]
+        if delivered:
+            await self._mark_sent(delivered, now)
+        return [frame_of(r, session) for r in rows]
+
+    async def _mark_sent(self, outbox_ids: Sequence[int], now: datetime) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(outbox_ids), outbox.c.status.in_(UNDELIVERED))
+                .values(status=OutboxStatus.SENT.value, sent_at=now, lease_until=None, external_id="webchat:replay",
+                        last_error=None))
+
+    async def choice_label(self, session: Session, question: str, value: str) -> str | None:
+        """The label of the button the visitor pressed, from the message that asked, so the
+        history reads "Reclamo" rather than "complaint". None if we never asked it."""
+        async with reading(self._db) as conn:
+            rows = (await conn.execute(
+                select(messages.c.extra).where(
+                    messages.c.contact_id == session.contact_id, messages.c.channel == ChannelName.WEBCHAT.value,
+                    messages.c.direction == Direction.OUT.value, messages.c.extra.is_not(None))
+                .order_by(messages.c.id.desc()).limit(50))).all()
+        for (extra,) in rows:
+            if isinstance(extra, dict) and extra.get("question") == question:
+                for choice in extra.get("choices") or ():
+                    if isinstance(choice, dict) and str(choice.get("value")) == value:
+                        return str(choice.get("label") or value)
+                return None
+        return None

@@ -1,0 +1,136 @@
+"""Live web chat sockets by session, so a reply reaches a connected visitor.
+
+``Hub`` is the small interface the channel and the server use; ``LocalHub`` keeps this
+process's sockets. Several processes (PostgreSQL deployments) need a hub that also
+forwards pushes to the process holding the socket (LISTEN/NOTIFY); it implements the
+same three methods around a ``LocalHub``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Protocol
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+Frame = dict[str, Any]
+
+#: A push that cannot be written in this long means a stuck client: drop the socket
+#: (the message stays stored and is replayed when the visitor reconnects).
+SEND_TIMEOUT_SECONDS = 5.0
+#: Live pushes held while a connection is still replaying its history.
+MAX_BUFFERED = 200
+
+
+class Connection:
+    """One websocket of one session. Frames are written one at a time, and pushes that
+    arrive while the history is being replayed wait so the visitor sees them in order."""
+
+    __slots__ = ("ws", "ip", "public_id", "_lock", "_buffer", "_replaying", "closed_reason")
+
+    def __init__(self, ws: web.WebSocketResponse, ip: str) -> None:
+        self.ws = ws
+        self.ip = ip
+        self.public_id: str | None = None
+        self._lock = asyncio.Lock()
+        self._buffer: list[Frame] = []
+        self._replaying = True
+        self.closed_reason: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return not self.ws.closed and self.closed_reason is None
+
+    async def send(self, frame: Frame) -> bool:
+        """Write one frame; False when the socket is gone (or was dropped as stuck)."""
+        if not self.open:
+            return False
+        data = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+        try:
+            async with self._lock:
+                await asyncio.wait_for(self.ws.send_str(data), SEND_TIMEOUT_SECONDS)
+            return True
+        except TimeoutError:
+            log.info("web chat: dropping a client that does not read (session %s)", self.public_id)
+            await self.close(code=1008, reason="too slow")
+            return False
+        except (ConnectionError, RuntimeError):
+            return False
+
+    async def push(self, frame: Frame) -> bool:
+        """A live server message: written now, or held until the replay is done."""
+        if self._replaying:
+            if len(self._buffer) >= MAX_BUFFERED:
+                return False
+            self._buffer.append(frame)
+            return True
+        return await self.send(frame)
+
+    async def finish_replay(self, replayed: set[int]) -> None:
+        """Write what arrived during the replay (minus what it already showed), then go live."""
+        while self._buffer:
+            frame = self._buffer.pop(0)
+            if frame.get("message_id") not in replayed:
+                await self.send(frame)
+        # No await between the empty check and this flag: nothing can slip in between.
+        self._replaying = False
+
+    async def close(self, *, code: int, reason: str) -> None:
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        if not self.ws.closed:
+            try:
+                await self.ws.close(code=code, message=reason.encode()[:120])
+            except (ConnectionError, RuntimeError):
+                pass
+
+
+class Hub(Protocol):
+    def attach(self, public_id: str, conn: Connection) -> None: ...
+
+    def detach(self, public_id: str, conn: Connection) -> None: ...
+
+    async def push(self, public_id: str, frame: Frame) -> int:
+        """Deliver ``frame`` to every live socket of the session; returns how many took it."""
+        ...
+
+    def count(self, public_id: str) -> int: ...
+
+
+class LocalHub:
+    """This process's sockets."""
+
+    def __init__(self) -> None:
+        self._by_session: dict[str, set[Connection]] = {}
+
+    def attach(self, public_id: str, conn: Connection) -> None:
+        conn.public_id = public_id
+        self._by_session.setdefault(public_id, set()).add(conn)
+
+    def detach(self, public_id: str, conn: Connection) -> None:
+        conns = self._by_session.get(public_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._by_session[public_id]
+
+    def count(self, public_id: str) -> int:
+        return len(self._by_session.get(public_id, ()))
+
+    async def push(self, public_id: str, frame: Frame) -> int:
+        conns = list(self._by_session.get(public_id, ()))
+        if not conns:
+            return 0
+        results = await asyncio.gather(*(c.push(frame) for c in conns))
+        return sum(1 for ok in results if ok)
+
+    def connections(self) -> list[Connection]:
+        return [c for conns in self._by_session.values() for c in conns]
+
+    @property
+    def sessions(self) -> int:
+        return len(self._by_session)

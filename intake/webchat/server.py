@@ -1,0 +1,331 @@
+"""The web chat's HTTP side: ``/chat/ws`` (DESIGN.md §3), the widget files and the demo page.
+
+One websocket = one ``Connection``. The handler reads frames one at a time, so answers
+(acks and errors) go back in the order the frames came, which the widget relies on.
+A customer message is acknowledged only after ``Inbox.receive`` returns, i.e. after
+commit; if the database is down the socket is closed with 1013 (try again later) and
+no ack, and the widget resends the same client ids on its next connection.
+
+Checks, in the order a stranger meets them: Origin (403 before the upgrade),
+connections per IP, a hello within ``hello_timeout_seconds``, the session token, then
+per frame: frames per second, size (``too_large``), shape (``bad_request``) and the
+per-session and per-IP message budgets (``rate_limited``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from aiohttp import WSMsgType, web
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from core.config import WebchatConfig
+from core.domain import ChannelName, ChoiceAnswer, InboundMessage
+from core.errors import StorageUnavailable
+from core.ports import Clock, Inbox
+from intake.webchat import assets, protocol
+from intake.webchat.history import History
+from intake.webchat.hub import Connection, LocalHub
+from intake.webchat.limits import LimitSettings, Limits
+from intake.webchat.origin import OriginPolicy
+from intake.webchat.protocol import Hello, ProtocolError, SendChoice, SendText
+from intake.webchat.sessions import Session, SessionStore
+
+log = logging.getLogger(__name__)
+
+#: Protocol pings find dead peers (a laptop lid closed) long before the idle timeout.
+HEARTBEAT_SECONDS = 30.0
+#: Close handshake wait: a client that never answers our close must not hold a task.
+CLOSE_TIMEOUT_SECONDS = 2.0
+#: Wrong tokens tried on one connection before it is closed.
+MAX_FAILED_HELLOS = 3
+#: Frames beyond this many times the allowed rate in a row close the connection.
+FLOOD_FACTOR = 3
+SWEEP_INTERVAL_SECONDS = 3600.0
+
+CLOSE_IDLE = 4000  # private range (4000-4999): "closed because idle"
+CLOSE_POLICY = 1008
+CLOSE_TRY_LATER = 1013
+
+DEMO_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
+            "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+class WebchatServer:
+    """Routes and lifecycle (a service component: ``start``/``stop``)."""
+
+    def __init__(self, *, config: WebchatConfig, public_url: str, inbox: Inbox, sessions: SessionStore,
+                 history: History, hub: LocalHub, clock: Clock, monotonic: Callable[[], float] = time.monotonic,
+                 registry: CollectorRegistry | None = None) -> None:
+        self._cfg = config
+        self._inbox = inbox
+        self._sessions = sessions
+        self._history = history
+        self._hub = hub
+        self._clock = clock
+        self._origins = OriginPolicy(config.allowed_origins, public_url=public_url)
+        self.limits = Limits(LimitSettings(
+            messages_per_minute_per_session=config.messages_per_minute_per_session,
+            messages_per_minute_per_ip=config.messages_per_minute_per_ip,
+            new_sessions_per_minute_per_ip=config.new_sessions_per_minute_per_ip,
+            frames_per_second_per_connection=config.frames_per_second_per_connection,
+        ), clock=monotonic)
+        self._per_ip: dict[str, int] = {}
+        #: Every open connection, said hello or not (the hub only knows the ones that did).
+        self._live: set[Connection] = set()
+        self._handlers: set[asyncio.Task[object]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closing = False
+        self._widget_js = assets.load_asset("widget.js", "application/javascript; charset=utf-8")
+        self._widget_css = assets.load_asset("widget.css", "text/css; charset=utf-8")
+        self._demo = assets.demo_page(prechat=config.prechat_form)
+        # Big enough that an oversized frame is read and answered ``too_large``; past it
+        # aiohttp closes with 1009 without buffering more.
+        self._hard_frame_cap = max(4 * config.max_frame_bytes, 65_536)
+        self._errors: Counter | None = None
+        if registry is not None:
+            Gauge("posventa_webchat_connections", "Open web chat websockets", registry=registry) \
+                .set_function(lambda: len(self._hub.connections()))
+            self._errors = Counter("posventa_webchat_errors", "Web chat error frames sent", ["code"],
+                                   registry=registry)
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/chat/ws", self.websocket)
+        app.router.add_get("/chat/widget.js", self._asset(self._widget_js))
+        app.router.add_get("/chat/widget.css", self._asset(self._widget_css))
+        app.router.add_get("/chat/", self._demo_page)
+        app.router.add_get("/chat", self._to_demo)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._closing = False
+        if self._cfg.abandoned_session_hours > 0:
+            self._sweeper = asyncio.create_task(self._sweep_forever(), name="webchat-sweeper")
+
+    async def stop(self) -> None:
+        """Close every socket (1001, going away: the widget reconnects to whoever serves next)."""
+        self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        conns = list(self._live)
+        await asyncio.gather(*(c.close(code=1001, reason="server restart") for c in conns),
+                             return_exceptions=True)
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=CLOSE_TIMEOUT_SECONDS + 1)
+
+    async def sweep(self) -> int:
+        connected = {c.public_id for c in self._live if c.public_id is not None}
+        return await self._sessions.sweep_abandoned(older_than=timedelta(hours=self._cfg.abandoned_session_hours),
+                                                    keep=connected)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                removed = await self.sweep()
+                if removed:
+                    log.info("web chat: removed %d abandoned sessions", removed)
+            except StorageUnavailable:
+                pass
+            except Exception:
+                log.exception("web chat: sweeping abandoned sessions failed")
+            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+
+    # --- static ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _asset(asset: assets.Asset):
+        async def handler(request: web.Request) -> web.Response:
+            # Any site may load the script (that is the point of a widget); the websocket
+            # is where the Origin policy applies.
+            return assets.respond(request, asset, extra_headers={"Cross-Origin-Resource-Policy": "cross-origin"})
+
+        return handler
+
+    async def _demo_page(self, request: web.Request) -> web.Response:
+        return assets.respond(request, self._demo, cache_control="no-cache",
+                              extra_headers={"Content-Security-Policy": DEMO_CSP, "X-Frame-Options": "DENY"})
+
+    async def _to_demo(self, _request: web.Request) -> web.Response:
+        raise web.HTTPPermanentRedirect("/chat/")
+
+    # --- the websocket -----------------------------------------------------------------------
+
+    def client_ip(self, request: web.Request) -> str:
+        if self._cfg.behind_proxy:
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            # The proxy appends the address it saw; earlier entries are the client's word.
+            last = forwarded.rsplit(",", 1)[-1].strip()
+            if last:
+                return last[:64]
+        return request.remote or "unknown"
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        if self._closing:
+            raise web.HTTPServiceUnavailable(text="restarting")
+        if not self._origins.allows(request.headers.get("Origin"), host=request.host):
+            log.info("web chat: refused origin %r", request.headers.get("Origin", "")[:200])
+            raise web.HTTPForbidden(text="origin not allowed")
+        ip = self.client_ip(request)
+        if self._per_ip.get(ip, 0) >= self._cfg.max_connections_per_ip:
+            raise web.HTTPTooManyRequests(text="too many connections")
+        ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_SECONDS, heartbeat=HEARTBEAT_SECONDS, compress=False,
+                                   max_msg_size=self._hard_frame_cap)
+        if not ws.can_prepare(request).ok:
+            raise web.HTTPBadRequest(text="expected a websocket upgrade")
+        await ws.prepare(request)
+        conn = Connection(ws, ip)
+        self._live.add(conn)
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        session: Session | None = None
+        try:
+            session = await self._serve(conn)
+        except StorageUnavailable:
+            await conn.close(code=CLOSE_TRY_LATER, reason="storage unavailable, retry")
+        except Exception:
+            log.exception("web chat: connection failed")
+            await conn.close(code=1011, reason="internal error")
+        finally:
+            self._live.discard(conn)
+            if conn.public_id is not None:
+                self._hub.detach(conn.public_id, conn)
+            left = self._per_ip.get(ip, 1) - 1
+            if left > 0:
+                self._per_ip[ip] = left
+            else:
+                self._per_ip.pop(ip, None)
+            if task is not None:
+                self._handlers.discard(task)
+            self.limits.frames.forget(_conn_key(conn))
+        if session is not None:
+            # Seen until now: the sweeper only removes sessions idle for a long time.
+            with contextlib.suppress(StorageUnavailable):
+                await self._sessions.touch(session.id)
+        return ws
+
+    async def _serve(self, conn: Connection) -> Session | None:
+        ws = conn.ws
+        session: Session | None = None
+        failed_hellos = 0
+        flood = 0
+        while True:
+            timeout = self._cfg.hello_timeout_seconds if session is None else self._cfg.idle_timeout_seconds
+            try:
+                msg = await ws.receive(timeout=timeout)
+            except TimeoutError:
+                await conn.close(code=CLOSE_IDLE, reason="idle" if session else "no hello")
+                return session
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                return session
+            if msg.type == WSMsgType.ERROR:
+                return session  # aiohttp already closed it (1009 for a frame past the hard cap)
+            if self.limits.frames.allow(_conn_key(conn)):
+                flood += 1
+                if flood > FLOOD_FACTOR * self._cfg.frames_per_second_per_connection:
+                    await conn.close(code=CLOSE_POLICY, reason="flood")
+                    return session
+                await self._error(conn, protocol.RATE_LIMITED, "too many frames")
+                continue
+            flood = 0
+            if msg.type != WSMsgType.TEXT:
+                await self._error(conn, protocol.BAD_REQUEST, "frames must be JSON text")
+                continue
+            data: str = msg.data
+            if len(data) > self._cfg.max_frame_bytes and len(data.encode("utf-8", "surrogatepass")) > \
+                    self._cfg.max_frame_bytes:
+                await self._error(conn, protocol.TOO_LARGE, f"frames are limited to {self._cfg.max_frame_bytes} bytes")
+                continue
+            try:
+                frame = protocol.parse_frame(data, max_text_chars=self._cfg.max_text_chars)
+                if isinstance(frame, Hello):
+                    if session is not None:
+                        raise ProtocolError(protocol.BAD_REQUEST, "this connection already said hello")
+                    session = await self._hello(conn, frame)
+                    if session is None:
+                        failed_hellos += 1
+                elif session is None:
+                    raise ProtocolError(protocol.UNAUTHORIZED, "say hello with a session first",
+                                        client_id=frame.id)
+                else:
+                    await self._customer_message(conn, session, frame)
+            except ProtocolError as exc:
+                await self._error(conn, exc.code, str(exc), client_id=exc.client_id)
+                if exc.code == protocol.UNAUTHORIZED:
+                    failed_hellos += 1
+            if session is None and failed_hellos >= MAX_FAILED_HELLOS:
+                await conn.close(code=CLOSE_POLICY, reason="unauthorized")
+                return None
+
+    async def _error(self, conn: Connection, code: str, message: str, *, client_id: str | None = None,
+                     retry_after: float | None = None) -> None:
+        if self._errors is not None:
+            self._errors.labels(code).inc()
+        await conn.send(protocol.error(code, message, client_id=client_id, retry_after=retry_after))
+
+    async def _hello(self, conn: Connection, hello: Hello) -> Session | None:
+        if hello.session is None:
+            wait = self.limits.new_session.allow(conn.ip)
+            if wait:
+                await self._error(conn, protocol.RATE_LIMITED, "too many new chats from this address",
+                                  retry_after=wait)
+                return None
+            token, session = await self._sessions.create(language=hello.lang, name=hello.name, email=hello.email)
+        else:
+            token = hello.session
+            found = await self._sessions.resume(token, language=hello.lang, name=hello.name, email=hello.email)
+            if found is None:
+                # Wrong tokens cost like new sessions, so guessing is throttled per address.
+                self.limits.new_session.allow(conn.ip)
+                await self._error(conn, protocol.UNAUTHORIZED, "unknown or expired session")
+                return None
+            session = found
+        if self._hub.count(session.public_id) >= self._cfg.max_connections_per_session:
+            await self._error(conn, protocol.RATE_LIMITED, "too many chat windows open for this session")
+            await conn.close(code=CLOSE_POLICY, reason="too many windows")
+            return None
+        # Attach before reading the history: a reply committed meanwhile is held by the
+        # connection until the replay is written, so it is neither lost nor out of order.
+        self._hub.attach(session.public_id, conn)
+        case = await self._sessions.open_case(session)
+        await conn.send(protocol.welcome(token, case))
+        frames = await self._history.replay(session, hello.last_seen, now=self._clock.now())
+        for frame in frames:
+            await conn.send(frame)
+        await conn.finish_replay({f["message_id"] for f in frames})
+        return session
+
+    async def _customer_message(self, conn: Connection, session: Session, frame: SendText | SendChoice) -> None:
+        wait = self.limits.message(session.public_id, conn.ip)
+        if wait:
+            await self._error(conn, protocol.RATE_LIMITED, "too many messages; slow down", client_id=frame.id,
+                              retry_after=wait)
+            return
+        choice = None
+        if isinstance(frame, SendChoice):
+            choice = ChoiceAnswer(frame.question, frame.value)
+            text = await self._history.choice_label(session, frame.question, frame.value) or frame.value
+        else:
+            text = frame.text
+        # The client id is namespaced by the session: ids are unique per (channel,
+        # external_id), and a bare id copied from another visitor must not return their ack.
+        receipt = await self._inbox.receive(InboundMessage(
+            channel=ChannelName.WEBCHAT, external_id=f"{session.public_id}:{frame.id}", sender=session.public_id,
+            text=text, sender_name=session.name, language=session.language, choice=choice,
+        ))
+        await conn.send(protocol.ack(frame.id, receipt.message_id, receipt.case_number))
+
+
+def _conn_key(conn: Connection) -> str:
+    # id() is unique while the connection lives, and its bucket is forgotten when it closes.
+    return f"conn:{id(conn)}"
