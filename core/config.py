@@ -103,6 +103,23 @@ class WebchatConfig:
     idle_timeout_seconds: int = 1800
     #: After this long undelivered, an agent reply also goes by email when the visitor gave one.
     email_fallback_after_seconds: int = 900
+    #: Longest customer message, in characters (the widget enforces the same limit).
+    max_text_chars: int = 4000
+    #: New chat sessions (and wrong session tokens) one IP address may start per minute.
+    new_sessions_per_minute_per_ip: int = 20
+    #: Any frames at all, per connection per second (junk included).
+    frames_per_second_per_connection: int = 10
+    max_connections_per_ip: int = 200
+    #: Open tabs of one visitor.
+    max_connections_per_session: int = 5
+    #: A websocket that says no hello within this long is closed.
+    hello_timeout_seconds: int = 10
+    #: Sessions that never wrote anything are deleted after this long unseen (0 = never).
+    abandoned_session_hours: int = 24
+    #: Messages replayed at most on (re)connect.
+    history_limit: int = 200
+    #: Take the client address from the last X-Forwarded-For entry (set only behind a proxy).
+    behind_proxy: bool = False
 
 
 @dataclass(frozen=True)
@@ -319,9 +336,21 @@ def validate(config: Config) -> None:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"unknown time zone {config.surveys.timezone!r}", key="surveys.timezone", file=src) from None
     need(config.surveys.tick_seconds >= 1, "surveys.tick_seconds", "must be at least 1")
+    need(1 <= config.surveys.reminder_after_hours <= 24 * 365, "surveys.reminder_after_hours",
+         "must be between 1 and 8760")
     need(config.outbox.max_attempts >= 1, "outbox.max_attempts", "must be at least 1")
     need(config.outbox.concurrency >= 1, "outbox.concurrency", "must be at least 1")
     need(config.webchat.max_frame_bytes >= 256, "webchat.max_frame_bytes", "must be at least 256")
+    for key in ("messages_per_minute_per_session", "messages_per_minute_per_ip", "new_sessions_per_minute_per_ip",
+                "frames_per_second_per_connection", "max_connections_per_ip", "max_connections_per_session",
+                "hello_timeout_seconds", "idle_timeout_seconds", "history_limit", "max_text_chars"):
+        need(getattr(config.webchat, key) >= 1, f"webchat.{key}", "must be at least 1")
+    need(config.webchat.email_fallback_after_seconds >= 0, "webchat.email_fallback_after_seconds",
+         "must be 0 (off) or more")
+    need(config.webchat.abandoned_session_hours >= 0, "webchat.abandoned_session_hours", "must be 0 (off) or more")
+    for origin in config.webchat.allowed_origins:
+        need(origin == "*" or origin.startswith(("http://", "https://")), "webchat.allowed_origins",
+             f"{origin!r} is not an origin (https://shop.example.com, https://*.example.com or *)")
     for token in config.api.tokens:
         need(len(token) >= 16, "api.tokens", "each token must be at least 16 characters")
 
