@@ -173,25 +173,7 @@ class Service:
         """Discourse sync, the matcher as AnswerSuggester, the publisher channel (kb/)."""
 
     def _wire_surveys(self) -> None:
-        """Catalog, sales, the survey runner hook and scheduler (core/surveys, intake/api).
-
-        ``self.surveys`` (a ``core.surveys.Surveys``) is None when ``[surveys] enabled``
-        is false; the console checks it before showing the manager panel."""
-        from core.surveys import Surveys, SurveyTicker
-        from intake.api import surveys as surveys_api
-
-        self.surveys = None
-        if not self.config.surveys.enabled:
-            return
-        self.surveys = Surveys.build(db=self.db, outgoing=self.outgoing, clock=self.clock,
-                                     config=self.config.surveys,
-                                     default_language=self.config.service.default_language,
-                                     on_commit=self.signal.notify)
-        self.inbox.add_hook(self.surveys.runner)
-        surveys_api.register(self.api, surveys=self.surveys)
-        self.survey_ticker = SurveyTicker(scheduler=self.surveys.scheduler,
-                                          interval=self.config.surveys.tick_seconds)
-        self.components.append(self.survey_ticker)
+        """Catalog, sales, the survey runner hook and scheduler (core/surveys, intake/api)."""
 
     def _wire_console(self) -> None:
         """The agents' console and manager panel pages (intake/console)."""
@@ -199,24 +181,9 @@ class Service:
             return
         from intake.console import Console
 
-        catalog = panel = None
-        surveys = getattr(self, "surveys", None)
-        if surveys is not None:
-            catalog, panel = surveys.catalog, surveys.panel
-        else:
-            # Managers edit the catalog and read the panel even where the survey runner is
-            # off; both are plain queries over the database.
-            from zoneinfo import ZoneInfo
-
-            from core.surveys.catalog import Catalog
-            from core.surveys.panel import Panel
-
-            catalog = Catalog(db=self.db)
-            panel = Panel(db=self.db, clock=self.clock, tz=ZoneInfo(self.config.surveys.timezone))
         self.console = Console(db=self.db, cases=self.cases, attachments=self.attachments, clock=self.clock,
                                public_url=self.config.http.public_url,
-                               company_name=self.config.service.company_name, catalog=catalog, panel=panel,
-                               timezone=self.config.surveys.timezone)
+                               company_name=self.config.service.company_name)
         # Open inbox and case pages refresh when a customer writes (in-process fan-out).
         self.inbox.subscribe(self.console.live.publish)
         self.console.install(self.app)
