@@ -224,8 +224,10 @@ class TokenBucket:
                 if now > self._updated:
                     self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
                     self._updated = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
+                # The tolerance stops float rounding from leaving us at 0.99999… and sleeping
+                # for less than the clock's resolution forever.
+                if self._tokens >= 1.0 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     return
                 await self._sleep((1.0 - self._tokens) / self._rate)
 
@@ -262,7 +264,7 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP:
             self._skip_depth = max(0, self._skip_depth - 1)
-        elif tag in self._BLOCK:
+        elif tag in self._BLOCK and tag != "li":  # the next <li> starts its own line
             self._emit("\n")
 
     def handle_data(self, data: str) -> None:

@@ -19,7 +19,6 @@ request specs, with tiny fixtures: an empty search, short lists, no plugins.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import hmac
@@ -434,7 +433,7 @@ class FakeDiscourse:
             return web.Response(status=503, text="<html><body>503 Service Unavailable</body></html>",
                                 content_type="text/html")
         if request.headers.get("Api-Key") != self.api_key or request.headers.get("Api-Username") != self.api_username:
-            return self._error(403, "You are not permitted to view the requested resource.", "invalid_access")
+            return self._error(403, "You are not permitted to view the requested resource.", error_type="invalid_access")
         limited = self._rate_limited()
         if limited is not None:
             return limited
@@ -456,7 +455,7 @@ class FakeDiscourse:
             wait = max(1, math.ceil(60 - (now - self._recent[0])))
             return self._error(
                 429, f"You’ve performed this action too many times. Please wait {wait} seconds before trying again.",
-                "rate_limit", extras={"wait_seconds": wait, "time_left": f"{wait} seconds"},
+                error_type="rate_limit", extras={"wait_seconds": wait, "time_left": f"{wait} seconds"},
                 headers={"Retry-After": str(wait)},
             )
         self._recent.append(now)
@@ -738,11 +737,3 @@ class FakeDiscourse:
                        post_url=f"/t/{topic.slug}/{topic.id}/1")
         return self._ok(("/posts.json", "post"), created)
 
-
-async def wait_until(predicate: Callable[[], bool], *, timeout: float = 5.0) -> None:
-    """Poll ``predicate`` (for webhook receivers in tests), failing after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
