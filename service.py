@@ -181,9 +181,27 @@ class Service:
             return
         from intake.console import Console
 
+        catalog = panel = None
+        surveys = getattr(self, "surveys", None)
+        if surveys is not None:
+            catalog, panel = surveys.catalog, surveys.panel
+        else:
+            # Managers edit the catalog and read the panel even where the survey runner is
+            # off; both are plain queries over the database.
+            from zoneinfo import ZoneInfo
+
+            try:
+                from core.surveys.catalog import Catalog
+                from core.surveys.panel import Panel
+            except ModuleNotFoundError:  # a build without surveys: the pages say so
+                pass
+            else:
+                catalog = Catalog(db=self.db)
+                panel = Panel(db=self.db, clock=self.clock, tz=ZoneInfo(self.config.surveys.timezone))
         self.console = Console(db=self.db, cases=self.cases, attachments=self.attachments, clock=self.clock,
                                public_url=self.config.http.public_url,
-                               company_name=self.config.service.company_name)
+                               company_name=self.config.service.company_name, catalog=catalog, panel=panel,
+                               timezone=self.config.surveys.timezone)
         # Open inbox and case pages refresh when a customer writes (in-process fan-out).
         self.inbox.subscribe(self.console.live.publish)
         self.console.install(self.app)

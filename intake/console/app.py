@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import jinja2
@@ -27,6 +28,7 @@ from intake.console.auth import (
     LoginThrottle,
     Passwords,
     Role,
+    Session,
     SessionStore,
     UserStore,
     csrf_matches,
@@ -51,6 +53,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CONSOLE_KEY: web.AppKey[Console] = web.AppKey("console", None)  # type: ignore[arg-type]
+SESSION_KEY: web.RequestKey[Session] = web.RequestKey("console_session", Session)
 
 
 def requires(role: Role) -> Callable[[Handler], Handler]:
@@ -77,9 +80,15 @@ class Console:
 
     def __init__(self, *, db: Database, cases: CaseService, attachments: AttachmentStore, clock: Clock,
                  public_url: str, passwords: Passwords | None = None, throttle: LoginThrottle | None = None,
-                 company_name: str = "posventa") -> None:
+                 company_name: str = "posventa", catalog: Any = None, panel: Any = None,
+                 timezone: str = "UTC") -> None:
         self.db = db
         self.cases = cases
+        #: core.surveys Catalog and Panel; None where surveys are not installed (the
+        #: manager pages then say so instead of failing).
+        self.catalog = catalog
+        self.panel = panel
+        self.tz = ZoneInfo(timezone)
         self.attachments = attachments
         self.clock = clock
         self.company_name = company_name
@@ -123,7 +132,6 @@ class Console:
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
             autoescape=True,  # every template, whatever its name: user text is always escaped
             undefined=jinja2.StrictUndefined,
-            context_processors=[self._context],
         )
         env.filters.update({"dt": _format_dt, "label": label, "filesize": _filesize, "urlq": _urlq,
                             "safe_url": _safe_url})
@@ -135,10 +143,13 @@ class Console:
         views_admin.register(app.router, self)
         return app
 
-    async def _context(self, request: web.Request) -> dict[str, Any]:
-        session = request.get("session")
-        return {"request": request, "user": session.user if session else None,
+    def render(self, template: str, request: web.Request, context: dict[str, Any], *,
+               status: int = 200) -> web.Response:
+        """A page with what every page needs (who is logged in, their CSRF token)."""
+        session = request.get(SESSION_KEY)
+        base = {"request": request, "user": session.user if session else None,
                 "csrf_token": session.csrf_token if session else "", "company": self.company_name}
+        return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)
 
     def set_session_cookie(self, response: web.StreamResponse, token: str) -> None:
         response.set_cookie(SESSION_COOKIE, token, path=f"{PREFIX}/", httponly=True, samesite="Lax",
@@ -180,8 +191,7 @@ class Console:
             return self.error_page(request, 500, "Something went wrong on our side.")
 
     def error_page(self, request: web.Request, status: int, message: str, *, headers: Any = None) -> web.Response:
-        response = aiohttp_jinja2.render_template("error.html", request,
-                                                  {"status": status, "message": message}, status=status)
+        response = self.render("error.html", request, {"status": status, "message": message}, status=status)
         for key in ("Retry-After",):
             if headers and key in headers:
                 response.headers[key] = headers[key]
@@ -198,7 +208,7 @@ class Console:
             if request.method in SAFE_METHODS and request.headers.get("Accept", "") != "text/event-stream":
                 return see_other(f"{PREFIX}/login?next={quote(request.path_qs, safe='')}")
             raise web.HTTPUnauthorized(text="Your session has ended. Log in again.")
-        request["session"] = session
+        request[SESSION_KEY] = session
         needed: Role = getattr(target, "console_role", Role.AGENT)
         if not session.user.can(needed):
             raise web.HTTPForbidden(text=f"This page is for the {needed.value} role.")

@@ -101,14 +101,30 @@ def check_role(role: Any) -> Role:
         raise ValidationError("must be agent, manager or admin", field="role") from None
 
 
+def default_hasher() -> PasswordHasher:
+    """argon2id at OWASP's recommended floor (19 MiB, 2 passes, 1 lane).
+
+    RFC 9106's 64 MiB x 4 lanes costs about half a second per login on a small 2-core
+    server, and a login storm would then starve the event loop's thread pool; this is
+    about a tenth of that and still far beyond GPU-friendly. Stored hashes carry their
+    parameters, and ``check_needs_rehash`` upgrades them at the next login if this changes.
+    """
+    return PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+
+
 class Passwords:
     """argon2id hashing off the event loop."""
 
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
-        self._hasher = hasher or PasswordHasher()
+        self._hasher = hasher or default_hasher()
+        self._dummy: str | None = None
+
+    def _dummy_hash(self) -> str:
         # Verifying against this when the user does not exist makes "no such user" take
         # as long as "wrong password", so timing does not reveal which usernames exist.
-        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        if self._dummy is None:
+            self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        return self._dummy
 
     async def hash(self, password: str) -> str:
         return await asyncio.to_thread(self._hasher.hash, password)
@@ -117,10 +133,10 @@ class Passwords:
         """(matches, needs_rehash)."""
         def run() -> tuple[bool, bool]:
             try:
-                self._hasher.verify(stored_hash or self._dummy, password)
+                self._hasher.verify(stored_hash or self._dummy_hash(), password)
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 return False, False
-            return stored_hash is not None, self._hasher.check_needs_rehash(stored_hash or self._dummy)
+            return stored_hash is not None, stored_hash is not None and self._hasher.check_needs_rehash(stored_hash)
 
         return await asyncio.to_thread(run)
 

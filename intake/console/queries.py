@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
 from core.persistence import Database
-from core.persistence.schema import attachments, cases, categories, messages
+from core.persistence.schema import (
+    attachments,
+    cases,
+    categories,
+    messages,
+    rule_instances,
+    survey_answers,
+    survey_questions,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,4 +61,49 @@ async def cases_per_type_and_category(db: Database) -> dict[str, Any]:
     out: dict[str, dict[str, int]] = {}
     for case_type, category, count in rows:
         out.setdefault(case_type, {})[category or "(no category)"] = count
+    return out
+
+
+#: Survey instance statuses as stored (core/surveys/conversation.py).
+_EXECUTED = "executed"
+#: A chart over years of history would read every row; the chart is for recent weeks.
+MAX_CHART_DAYS = 366
+MAX_CHART_ROWS = 200_000
+
+
+async def survey_outcomes_by_day(db: Database, *, tz: ZoneInfo, since: datetime, until: datetime,
+                                 now: datetime) -> list[dict[str, Any]]:
+    """Per local day in [since, until): surveys executed that day, and surveys whose
+    window ended that day without being executed (expired, the inconsistencies)."""
+    ri = rule_instances.c
+    async with db.engine.connect() as conn:
+        executed = (await conn.execute(select(ri.executed_at).where(
+            ri.status == _EXECUTED, ri.executed_at >= since, ri.executed_at < until).limit(MAX_CHART_ROWS))).scalars()
+        executed_days = [t.astimezone(tz).date() for t in executed]
+        expired = (await conn.execute(select(ri.window_end).where(
+            ri.status != _EXECUTED, ri.window_end >= since, ri.window_end < min(until, now))
+            .limit(MAX_CHART_ROWS))).scalars()
+        expired_days = [t.astimezone(tz).date() for t in expired]
+    first, last = since.astimezone(tz).date(), (until - timedelta(microseconds=1)).astimezone(tz).date()
+    days = [first + timedelta(days=i) for i in range(min((last - first).days + 1, MAX_CHART_DAYS))]
+    ex, exp = Counter(executed_days), Counter(expired_days)
+    return [{"day": d.isoformat(), "executed": ex.get(d, 0), "expired": exp.get(d, 0)} for d in days]
+
+
+async def score_distribution(db: Database) -> list[dict[str, Any]]:
+    """For each question, how many answers each score got, in the scale's order."""
+    async with db.engine.connect() as conn:
+        questions = {q.id: q for q in await conn.execute(select(survey_questions))}
+        rows = (await conn.execute(select(survey_answers.c.question_id, survey_answers.c.score, func.count())
+                                   .group_by(survey_answers.c.question_id, survey_answers.c.score))).all()
+    counts: dict[int, dict[str, int]] = {}
+    for qid, score, n in rows:
+        counts.setdefault(qid, {})[score] = n
+    out = []
+    for qid, q in sorted(questions.items(), key=lambda kv: kv[1].code):
+        weights = {str(k): v for k, v in dict(q.weights or {}).items()}
+        scores = list(weights) or sorted(counts.get(qid, {}))
+        out.append({"code": q.code, "text": q.text_en or q.text_es, "scale": q.scale,
+                    "scores": [{"score": s, "weight": weights.get(s), "count": counts.get(qid, {}).get(s, 0)}
+                               for s in scores]})
     return out

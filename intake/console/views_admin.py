@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from core.errors import DomainError, NotFound
-from intake.console.app import PREFIX, Console, requires, see_other
+from intake.console.app import SESSION_KEY, PREFIX, Console, requires, see_other
 from intake.console.auth import Role
 from intake.console.forms import Form, domain_errors
 
@@ -17,7 +16,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     async def render(request: web.Request, *, errors: dict[str, str] | None = None,
                      values: dict[str, str] | None = None, row_errors: dict[int, dict[str, str]] | None = None,
                      status: int = 200) -> web.Response:
-        return aiohttp_jinja2.render_template("admin_users.html", request, {
+        return console.render("admin_users.html", request, {
             "users": await console.users.list(), "roles": list(Role), "errors": errors or {},
             "values": values or {}, "row_errors": row_errors or {},
             "notice": NOTICES.get(request.query.get("done", "")),
@@ -49,7 +48,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     async def update_user(request: web.Request) -> web.StreamResponse:
         uid = user_id(request)
         form = await Form.read(request)
-        me = request["session"].user
+        me = request[SESSION_KEY].user
         active = form.text("active", max_len=5)
         try:
             if uid == me.id and active == "0":

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from core.cases import CaseFilter, NewCase
@@ -21,7 +20,7 @@ from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
 from core.errors import DomainError, NotFound, ValidationError
 from core.workflow import ALLOWED
 from intake.console import queries
-from intake.console.app import PREFIX, Console, see_other
+from intake.console.app import SESSION_KEY, PREFIX, Console, see_other
 from intake.console.forms import Form, domain_errors
 
 PAGE_SIZE = 50
@@ -94,7 +93,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     cases = console.cases
 
     def user(request: web.Request):
-        return request["session"].user
+        return request[SESSION_KEY].user
 
     # --- inbox ---------------------------------------------------------------------------
 
@@ -111,7 +110,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             "activities": list(Activity), "types": list(CaseType), "channels": FILTER_CHANNELS,
         }
         template = "_inbox_results.html" if request.query.get("partial") == "1" else "inbox.html"
-        return aiohttp_jinja2.render_template(template, request, context)
+        return console.render(template, request, context)
 
     async def events(request: web.Request) -> web.StreamResponse:
         return await console.live.stream(request)
@@ -145,14 +144,14 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             "budget_rows": lines + [{"product": "", "quantity": None, "unit_amount": None}] * 3,
             "kb_actions": list(KbAction),
         }
-        return aiohttp_jinja2.render_template("case.html", request, context, status=status)
+        return console.render("case.html", request, context, status=status)
 
     async def case_page(request: web.Request) -> web.StreamResponse:
         return await render_case(request, number_of(request), tab=request.query.get("tab", "conversation"))
 
     async def thread(request: web.Request) -> web.StreamResponse:
         case = await cases.get_case(number_of(request))
-        return aiohttp_jinja2.render_template("_thread.html", request, {"case": case})
+        return console.render("_thread.html", request, {"case": case})
 
     def done(number: int, code: str, *, tab: str = "conversation", **extra: str) -> web.Response:
         query = urlencode({"tab": tab, "done": code, **extra})
@@ -260,7 +259,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     # --- a new case (a customer phoned) --------------------------------------------------------
 
     async def new_case_form(request: web.Request) -> web.StreamResponse:
-        return aiohttp_jinja2.render_template("case_new.html", request, {
+        return console.render("case_new.html", request, {
             "errors": {}, "values": {}, "types": list(CaseType), "categories": await cases.list_categories()})
 
     async def new_case(request: web.Request) -> web.StreamResponse:
@@ -282,7 +281,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             except DomainError as exc:
                 errors = domain_errors(exc, "title")
         values = {k: v for k, v in form.data.items() if isinstance(v, str) and k != "_csrf"}
-        return aiohttp_jinja2.render_template("case_new.html", request, {
+        return console.render("case_new.html", request, {
             "errors": errors, "values": values, "types": list(CaseType),
             "categories": await cases.list_categories()}, status=422)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import secrets
 
-import aiohttp_jinja2
 from aiohttp import web
 
 from intake.console.app import LOGIN_CSRF_COOKIE, PREFIX, SESSION_COOKIE, Console, public, see_other
@@ -31,7 +30,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     def login_page(request: web.Request, *, status: int = 200, error: str | None = None,
                    username: str = "") -> web.Response:
         token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
-        response = aiohttp_jinja2.render_template("login.html", request, {
+        response = console.render("login.html", request, {
             "error": error, "username": username, "login_csrf": token,
             "next": safe_next(request.query.get("next")),
         }, status=status)

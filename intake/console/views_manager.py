@@ -1,11 +1,387 @@
-"""Managers' pages (filled in below once core/surveys lands)."""
+"""Managers' pages: the survey panel, charts, CSV exports and the survey catalog.
+
+The panel and catalog are core.surveys' ``Panel`` and ``Catalog``: these views only read
+forms into the shapes those take and show their ``ValidationError`` next to the field.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
 from aiohttp import web
 
-from intake.console.app import Console
+from core.cases import CaseFilter
+from core.errors import DomainError, NotFound, ValidationError
+from intake.console import queries
+from intake.console.app import PREFIX, Console, requires, see_other
+from intake.console.auth import Role
+from intake.console.forms import Form, domain_errors
+
+SECTIONS = ("my_rules", "executed", "not_executed", "inconsistencies")
+SECTION_LABELS = {"my_rules": "My rules", "executed": "Executed", "not_executed": "Not executed",
+                  "inconsistencies": "Inconsistencies"}
+PAGE_SIZE = 50
+KINDS = ("questions", "rules", "profiles", "products")
+DEFAULT_CHART_DAYS = 30
+SCALES = ("1-5", "0-10", "1-10", "yes/no")
+
+
+def _panel_filter(query: Any, me: str) -> tuple[Any, dict[str, str], dict[str, str]]:
+    """(PanelFilter or None, the raw values to show back, errors by field)."""
+    from core.surveys.panel import PanelFilter
+
+    raw = {k: (query.get(k) or "").strip()[:120] for k in
+           ("operator", "seller", "product", "rule", "date_from", "date_to")}
+    if query.get("mine") == "1":
+        raw["operator"] = me
+    errors: dict[str, str] = {}
+    dates: dict[str, date | None] = {}
+    for name in ("date_from", "date_to"):
+        try:
+            dates[name] = date.fromisoformat(raw[name]) if raw[name] else None
+        except ValueError:
+            errors[name] = "use a date like 2026-03-31"
+            dates[name] = None
+    rule_id = None
+    if raw["rule"]:
+        try:
+            rule_id = int(raw["rule"])
+        except ValueError:
+            errors["rule"] = "unknown rule"
+    try:
+        f = PanelFilter(operator=raw["operator"] or None, seller=raw["seller"] or None,
+                        product=raw["product"] or None, rule_id=rule_id, **dates)
+    except ValidationError as exc:
+        errors[exc.field or "operator"] = str(exc)
+        f = PanelFilter()
+    return f, raw, errors
+
+
+def _cell(value: Any) -> Any:
+    """Spreadsheets run a cell starting with = + - @ as a formula; a customer controls
+    case titles, so those cells get a leading quote."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+async def _csv_response(request: web.Request, filename: str, chunks: Any) -> web.StreamResponse:
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "no-store",
+    })
+    await response.prepare(request)
+    # A byte-order mark so spreadsheet programs read the UTF-8 (ñ, ç, ã) correctly.
+    await response.write("\ufeff".encode())
+    async for chunk in chunks:
+        await response.write(chunk.encode("utf-8"))
+    await response.write_eof()
+    return response
 
 
 def register(router: web.UrlDispatcher, console: Console) -> None:
-    return None
+    def surveys_ready() -> None:
+        if console.panel is None or console.catalog is None:
+            raise web.HTTPNotFound(text="Surveys are not installed in this service.")
+
+    # --- the panel -------------------------------------------------------------------------
+
+    @requires(Role.MANAGER)
+    async def panel(request: web.Request) -> web.StreamResponse:
+        surveys_ready()
+        me = _me(request)
+        f, raw, errors = _panel_filter(request.query, me)
+        section = request.query.get("section", "inconsistencies")
+        if section not in SECTIONS:
+            section = "inconsistencies"
+        try:
+            page = max(1, min(int(request.query.get("page", "1")), 10_000))
+        except ValueError:
+            page = 1
+        data = await console.panel.panel(f, section=section, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+        items = data["items"][section]
+        params = {k: v for k, v in raw.items() if v}
+        return console.render("panel.html", request, {
+            "section": section, "sections": SECTIONS, "section_labels": SECTION_LABELS, "counts": data["counts"],
+            "items": items[:PAGE_SIZE], "has_next": len(items) > PAGE_SIZE, "page": page, "raw": raw,
+            "errors": errors, "query": urlencode(params), "rules": await console.catalog.list_rules(),
+            "me": me, "sellers": await console.panel.seller_scores(f),
+        })
+
+    @requires(Role.MANAGER)
+    async def panel_csv(request: web.Request) -> web.StreamResponse:
+        surveys_ready()
+        f, _raw, errors = _panel_filter(request.query, _me(request))
+        if errors:
+            raise web.HTTPBadRequest(text="; ".join(f"{k}: {v}" for k, v in errors.items()))
+        section = request.query.get("section") or None
+        if section is not None and section not in SECTIONS:
+            raise web.HTTPBadRequest(text=f"section must be one of {', '.join(SECTIONS)}")
+        name = f"survey-panel-{section or 'all'}.csv"
+        return await _csv_response(request, name, console.panel.export_csv(f, section=section))
+
+    @requires(Role.MANAGER)
+    async def sellers_csv(request: web.Request) -> web.StreamResponse:
+        surveys_ready()
+        f, _raw, errors = _panel_filter(request.query, _me(request))
+        if errors:
+            raise web.HTTPBadRequest(text="; ".join(f"{k}: {v}" for k, v in errors.items()))
+        rows = await console.panel.seller_scores(f)
+
+        async def one() -> Any:
+            yield console.panel.seller_scores_csv(rows)
+
+        return await _csv_response(request, "seller-scores.csv", one())
+
+    @requires(Role.MANAGER)
+    async def cases_csv(request: web.Request) -> web.StreamResponse:
+        columns = ("number", "created_at", "updated_at", "title", "type", "activity", "channel", "sector",
+                   "assigned_agent", "category", "subcategory", "contact_name", "organization", "closed_at")
+
+        async def rows() -> Any:
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\r\n").writerow(columns)
+            yield buf.getvalue()
+            offset = 0
+            while True:
+                batch = await console.cases.list_cases(CaseFilter(limit=500, offset=offset))
+                if not batch:
+                    break
+                buf = io.StringIO()
+                writer = csv.writer(buf, lineterminator="\r\n")
+                for c in batch:
+                    c = {**c, "category": (c["category"] or {}).get("name"),
+                         "subcategory": (c["subcategory"] or {}).get("name")}
+                    writer.writerow([_cell(c[k]) for k in columns])
+                yield buf.getvalue()
+                offset += len(batch)
+
+        return await _csv_response(request, "cases.csv", rows())
+
+    # --- charts ------------------------------------------------------------------------------
+
+    @requires(Role.MANAGER)
+    async def charts(request: web.Request) -> web.StreamResponse:
+        surveys_ready()
+        f, raw, errors = _panel_filter(request.query, _me(request))
+        now = console.clock.now()
+        today = now.astimezone(console.tz).date()
+        last = f.date_to or today
+        first = f.date_from or (last - timedelta(days=DEFAULT_CHART_DAYS - 1))
+        if (last - first).days >= queries.MAX_CHART_DAYS:
+            first = last - timedelta(days=queries.MAX_CHART_DAYS - 1)
+            errors.setdefault("date_from", f"charts cover at most {queries.MAX_CHART_DAYS} days")
+        since = datetime.combine(first, time(), console.tz)
+        until = datetime.combine(last + timedelta(days=1), time(), console.tz)
+        data = {
+            "outcomes": await queries.survey_outcomes_by_day(console.db, tz=console.tz, since=since, until=until,
+                                                              now=now),
+            "scores": await queries.score_distribution(console.db),
+            "sellers": await console.panel.seller_scores(f),
+            "cases": await queries.cases_per_type_and_category(console.db),
+        }
+        raw = {**raw, "date_from": raw["date_from"] or first.isoformat(), "date_to": raw["date_to"] or last.isoformat()}
+        return console.render("charts.html", request, {
+            "data": data, "data_json": json.dumps(data), "raw": raw, "errors": errors,
+            "query": urlencode({k: v for k, v in raw.items() if v})})
+
+    # --- the catalog -----------------------------------------------------------------------------
+
+    @requires(Role.MANAGER)
+    async def catalog_page(request: web.Request) -> web.StreamResponse:
+        surveys_ready()
+        return console.render("catalog.html", request, {
+            "questions": await console.catalog.list_questions(), "rules": await console.catalog.list_rules(),
+            "profiles": await console.catalog.list_profiles(), "products": await console.catalog.list_products(),
+            "notice": {"saved": "Saved.", "deleted": "Deleted."}.get(request.query.get("done", "")),
+        })
+
+    def kind_of(request: web.Request) -> str:
+        kind = request.match_info["kind"]
+        if kind not in KINDS:
+            raise NotFound("no such catalog section")
+        return kind
+
+    def item_id(request: web.Request) -> int | None:
+        raw = request.match_info.get("id", "new")
+        if raw == "new":
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise NotFound("no such catalog entry") from None
+
+    async def load(kind: str, ident: int) -> dict[str, Any]:
+        getter = {"questions": console.catalog.get_question, "rules": console.catalog.get_rule,
+                  "profiles": console.catalog.get_profile, "products": console.catalog.get_product}[kind]
+        return await getter(ident)
+
+    async def render_form(request: web.Request, kind: str, item: dict[str, Any] | None, *,
+                          values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
+                          status: int = 200) -> web.Response:
+        values = values if values is not None else _values_of(kind, item)
+        return console.render("catalog_form.html", request, {
+            "kind": kind, "item": item, "values": values, "errors": errors or {}, "scales": SCALES,
+            "weight_scores": _scores_for(values.get("scale", "1-5"), values.get("weights", {})),
+            "questions": await console.catalog.list_questions() if kind == "rules" else [],
+            "rules": await console.catalog.list_rules() if kind == "profiles" else [],
+            "profiles": await console.catalog.list_profiles() if kind == "products" else [],
+        }, status=status)
+
+    @requires(Role.MANAGER)
+    async def form_page(request: web.Request) -> web.StreamResponse:
+        surveys_ready()
+        kind, ident = kind_of(request), item_id(request)
+        item = await load(kind, ident) if ident is not None else None
+        return await render_form(request, kind, item)
+
+    @requires(Role.MANAGER)
+    async def save(request: web.Request) -> web.StreamResponse:
+        surveys_ready()
+        kind, ident = kind_of(request), item_id(request)
+        item = await load(kind, ident) if ident is not None else None
+        form = await Form.read(request)
+        data, values, errors = _read_catalog_form(kind, form)
+        if not errors:
+            try:
+                if kind == "questions":
+                    if ident is None:
+                        await console.catalog.create_question(data)
+                    else:
+                        await console.catalog.update_question(ident, data)
+                elif kind == "rules":
+                    await (console.catalog.create_rule(data) if ident is None
+                           else console.catalog.update_rule(ident, data))
+                elif kind == "profiles":
+                    await (console.catalog.create_profile(data) if ident is None
+                           else console.catalog.update_profile(ident, data))
+                else:
+                    await (console.catalog.create_product(data) if ident is None
+                           else console.catalog.update_product(ident, data))
+                return see_other(f"{PREFIX}/catalog?done=saved#{kind}")
+            except NotFound:
+                raise
+            except DomainError as exc:
+                errors = domain_errors(exc, "name" if kind in ("rules", "profiles") else "code")
+        return await render_form(request, kind, item, values=values, errors=errors, status=422)
+
+    @requires(Role.MANAGER)
+    async def delete(request: web.Request) -> web.StreamResponse:
+        surveys_ready()
+        kind, ident = kind_of(request), item_id(request)
+        if ident is None:
+            raise NotFound("nothing to delete")
+        item = await load(kind, ident)
+        deleter = {"questions": console.catalog.delete_question, "rules": console.catalog.delete_rule,
+                   "profiles": console.catalog.delete_profile, "products": console.catalog.delete_product}[kind]
+        try:
+            await deleter(ident)
+        except NotFound:
+            raise
+        except DomainError as exc:
+            return await render_form(request, kind, item, errors={"delete": str(exc)}, status=422)
+        return see_other(f"{PREFIX}/catalog?done=deleted#{kind}")
+
+    router.add_get("/panel", panel)
+    router.add_get("/exports/panel.csv", panel_csv)
+    router.add_get("/exports/sellers.csv", sellers_csv)
+    router.add_get("/exports/cases.csv", cases_csv)
+    router.add_get("/charts", charts)
+    router.add_get("/catalog", catalog_page)
+    router.add_get("/catalog/{kind}/{id}", form_page)
+    router.add_post("/catalog/{kind}/{id}", save)
+    router.add_post("/catalog/{kind}/{id:\\d+}/delete", delete)
+
+
+def _me(request: web.Request) -> str:
+    from intake.console.app import SESSION_KEY
+
+    return request[SESSION_KEY].user.username
+
+
+def _split(text: str) -> list[str]:
+    return [p.strip() for p in text.replace("\n", ",").split(",") if p.strip()]
+
+
+def _values_of(kind: str, item: dict[str, Any] | None) -> dict[str, Any]:
+    """Form values for an existing entry (or a blank form)."""
+    if item is None:
+        return {"scale": "1-5", "weights": {}}
+    if kind == "questions":
+        return {"code": item["code"], "text_es": item["text"]["es"], "text_pt": item["text"]["pt"],
+                "text_en": item["text"]["en"], "scale": item["scale"],
+                "weights": {k: str(v) for k, v in item["weights"].items()}}
+    if kind == "rules":
+        return {"name": item["name"], "start_after_days": str(item["start_after_days"]),
+                "expires_after_days": str(item["expires_after_days"]), "note": item["note"],
+                "questions": ", ".join(q["code"] for q in item["questions"]),
+                "operators": ", ".join(item["operators"])}
+    if kind == "profiles":
+        return {"name": item["name"], "notes": item["notes"], "rules": [str(r["id"]) for r in item["rules"]]}
+    return {"code": item["code"], "name": item["name"],
+            "profile": str(item["profile"]["id"]) if item["profile"] else ""}
+
+
+def _scores_for(scale: str, weights: dict[str, str]) -> list[tuple[str, str]]:
+    """The score inputs to show: the scale's scores, or what was typed if the scale is bad."""
+    try:
+        from core.surveys.scales import Scale
+
+        scores = Scale.parse(scale).scores
+    except (ImportError, ValidationError):
+        scores = tuple(weights)
+    return [(s, weights.get(s, "")) for s in scores]
+
+
+def _number(text: str) -> int | str:
+    """An int when the text is one; otherwise the text, so core names the field."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        return text
+
+
+def _read_catalog_form(kind: str, form: Form) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """(data for core.surveys.Catalog, values to show back, form-level errors)."""
+    errors: dict[str, str] = {}
+    if kind == "questions":
+        weights_raw = {k[len("weight_"):]: form.text(k, max_len=10).strip() for k in form.data
+                       if isinstance(k, str) and k.startswith("weight_")}
+        values = {"code": form.text("code", max_len=200), "text_es": form.text("text_es", max_len=5000),
+                  "text_pt": form.text("text_pt", max_len=5000), "text_en": form.text("text_en", max_len=5000),
+                  "scale": form.text("scale", max_len=20), "weights": weights_raw}
+        weights: dict[str, Any] = {}
+        for score, raw in weights_raw.items():
+            if raw == "":
+                continue  # core reports the missing score by name
+            try:
+                weights[score] = int(raw)
+            except ValueError:
+                errors["weights"] = f"the weight for score {score} must be a whole number from -100 to 100"
+        data = {"code": values["code"], "text": {"es": values["text_es"], "pt": values["text_pt"],
+                                                 "en": values["text_en"]},
+                "scale": values["scale"], "weights": weights}
+        return data, values, errors
+    if kind == "rules":
+        values = {k: form.text(k, max_len=10_000) for k in
+                  ("name", "start_after_days", "expires_after_days", "note", "questions", "operators")}
+        data = {"name": values["name"], "start_after_days": _number(values["start_after_days"]),
+                "expires_after_days": _number(values["expires_after_days"]), "note": values["note"],
+                "questions": _split(values["questions"]), "operators": _split(values["operators"])}
+        return data, values, errors
+    if kind == "profiles":
+        values = {"name": form.text("name", max_len=300), "notes": form.text("notes", max_len=10_000),
+                  "rules": form.all("rules")}
+        rules: list[int | str] = [_number(r) for r in values["rules"]]
+        return {"name": values["name"], "notes": values["notes"], "rules": rules}, values, errors
+    values = {"code": form.text("code", max_len=200), "name": form.text("name", max_len=300),
+              "profile": form.text("profile", max_len=30)}
+    data = {"code": values["code"], "name": values["name"],
+            "profile": _number(values["profile"]) if values["profile"] else None}
+    return data, values, errors
