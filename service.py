@@ -103,13 +103,8 @@ class Service:
     def _wire(self) -> None:
         """Build every enabled adapter. Each ``_wire_*`` adds its channels, routes and
         components; the order here is the start order."""
-        self.suggestions = SuggestionFlow(
-            db=self.db, suggester=self.suggester or NullSuggester(), outgoing=self.outgoing, clock=self.clock,
-            min_score=self.config.kb.min_score, limit=self.config.kb.suggest_limit,
-            timeout_seconds=self.config.kb.suggest_timeout_seconds, on_commit=self.signal.notify)
         self.inbox.subscribe(self.metrics.on_stored)
         self.inbox.subscribe(lambda _stored: self.signal.notify())
-        self.inbox.subscribe(self.suggestions.on_stored)
         cases_api.register(self.api, cases=self.cases)
         self._wire_email()
         self._wire_webchat()
@@ -117,6 +112,12 @@ class Service:
         self._wire_kb()
         self._wire_surveys()
         self._wire_console()
+        # After _wire_kb, which may have provided the suggester.
+        self.suggestions = SuggestionFlow(
+            db=self.db, suggester=self.suggester or NullSuggester(), outgoing=self.outgoing, clock=self.clock,
+            min_score=self.config.kb.min_score, limit=self.config.kb.suggest_limit,
+            timeout_seconds=self.config.kb.suggest_timeout_seconds, on_commit=self.signal.notify)
+        self.inbox.subscribe(self.suggestions.on_stored)
         self.api.install(self.app, tokens=self.config.api.tokens)
         policy = RetryPolicy(base_delay_seconds=self.config.outbox.base_delay_seconds,
                              max_delay_seconds=self.config.outbox.max_delay_seconds,
@@ -171,6 +172,16 @@ class Service:
 
     def _wire_kb(self) -> None:
         """Discourse sync, the matcher as AnswerSuggester, the publisher channel (kb/)."""
+        if not self.config.kb.enabled:
+            return
+        from kb.runtime import KbRuntime
+
+        self.kb = KbRuntime(config=self.config.kb, db=self.db, clock=self.clock, cases=self.cases)
+        if self.suggester is None:
+            self.suggester = self.kb.index
+        self.channels[ChannelName.KB] = self.kb.publisher
+        self.kb.webhook.add_routes(self.app)
+        self.components.append(self.kb)
 
     def _wire_surveys(self) -> None:
         """Catalog, sales, the survey runner hook and scheduler (core/surveys, intake/api)."""

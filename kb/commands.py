@@ -1,0 +1,101 @@
+"""``posventa kb sync`` and ``posventa kb search``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from core.errors import ConfigError
+
+
+def _add_sync_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--full", action="store_true", help="walk every topic (and drop deleted ones), not only bumped ones")
+
+
+def _run_sync(args: argparse.Namespace) -> int:
+    from cli import _config, setup_logging
+    from core.cases import CaseService
+    from core.outgoing import Outgoing
+    from core.persistence import Database, upgrade
+    from core.ports import SystemClock
+    from kb.discourse import DiscourseError
+    from kb.runtime import KbRuntime
+
+    config = _config(args)
+    setup_logging(config)
+    if not config.kb.enabled:
+        raise ConfigError("the knowledge base is disabled: set [kb] enabled = true", key="kb.enabled",
+                          file=config.source)
+    console = Console()
+
+    async def run() -> int:
+        db = Database(config.database.url)
+        try:
+            if db.is_sqlite:
+                await upgrade(db)
+            cases = CaseService(db=db, outgoing=Outgoing(email_domain="x", max_attempts=1), clock=SystemClock())
+            kb = KbRuntime(config=config.kb, db=db, clock=SystemClock(), cases=cases)
+            try:
+                await kb.index.load()
+                with Progress(SpinnerColumn(), TextColumn("[bold]KB sync"), BarColumn(), TextColumn("{task.completed} topics"),
+                              TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+                    task = progress.add_task("", total=None)
+                    report = await kb.sync.sync(
+                        full=args.full,
+                        progress=lambda n, title: progress.update(task, completed=n, description=title[:50]))
+            except DiscourseError as exc:
+                console.print(f"[red]Discourse: {exc}[/red]")
+                return 1
+            finally:
+                await kb.stop()
+            console.print(f"{report.seen} topics seen, {report.updated} updated, {report.removed} removed"
+                          f"{' (full walk)' if report.full else ''}; index has {len(kb.index)} articles.")
+            return 0
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def _add_search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("text", help="what a customer might write")
+    p.add_argument("--limit", type=int, default=5)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from cli import _config, setup_logging
+    from core.persistence import Database, upgrade
+    from kb.index import KbIndex
+
+    config = _config(args)
+    setup_logging(config)
+
+    async def run() -> int:
+        db = Database(config.database.url)
+        try:
+            if db.is_sqlite:
+                await upgrade(db)
+            index = KbIndex(db=db)
+            count = await index.load()
+            found = await index.suggest(args.text, language=None, limit=max(1, min(args.limit, 50)))
+        finally:
+            await db.dispose()
+        table = Table(title=f"{count} articles indexed; min_score = {config.kb.min_score}")
+        for col in ("score", "shown", "title", "url"):
+            table.add_column(col)
+        for s in found:
+            table.add_row(f"{s.score:.1f}", "yes" if s.score >= config.kb.min_score else "no", s.title, s.url)
+        Console().print(table)
+        return 0
+
+    return asyncio.run(run())
+
+
+COMMANDS = {
+    ("kb", "sync"): ("pull the Discourse KB into the local index", _add_sync_args, _run_sync),
+    ("kb", "search"): ("show the top suggestions for a text, with scores", _add_search_args, _run_search),
+}

@@ -1,0 +1,70 @@
+"""The knowledge base as one service component: the HTTP session, the Discourse client,
+the index, the sync loop, the publisher channel and the webhook, built from ``[kb]``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import aiohttp
+
+from core.cases import CaseService
+from core.config import KbConfig
+from core.persistence import Database
+from core.ports import Clock
+from kb.discourse import DiscourseClient, DiscourseError
+from kb.index import KbIndex
+from kb.publisher import KbPublishChannel
+from kb.sync import KbSync
+from kb.webhook import KbWebhook
+
+log = logging.getLogger(__name__)
+
+FULL_SYNC_EVERY_SECONDS = 24 * 3600
+
+
+class KbRuntime:
+    def __init__(self, *, config: KbConfig, db: Database, clock: Clock, cases: CaseService,
+                 session: aiohttp.ClientSession | None = None) -> None:
+        self._config = config
+        self._own_session = session is None
+        self.session = session or aiohttp.ClientSession()
+        self.client = DiscourseClient(session=self.session, base_url=config.api_url, api_user=config.api_user,
+                                      api_key=config.api_key, requests_per_minute=config.requests_per_minute)
+        self.index = KbIndex(db=db)
+        self.sync = KbSync(db=db, client=self.client, index=self.index, clock=clock, categories=config.categories)
+        self.publisher = KbPublishChannel(client=self.client, cases=cases, category=config.publish_category)
+        self.webhook = KbWebhook(sync=self.sync, secret=config.webhook_secret)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        count = await self.index.load()
+        log.info("KB index loaded: %d articles", count)
+        self._task = asyncio.create_task(self._loop(), name="kb-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.webhook.drain()
+        if self._own_session:
+            await self.session.close()
+
+    async def _loop(self) -> None:
+        last_full = 0.0
+        while True:
+            full = time.monotonic() - last_full > FULL_SYNC_EVERY_SECONDS
+            try:
+                report = await self.sync.sync(full=full)
+                if full:
+                    last_full = time.monotonic()
+                log.info("KB sync: %d seen, %d updated, %d removed", report.seen, report.updated, report.removed)
+            except DiscourseError as exc:
+                log.warning("KB sync failed (%s); cases keep opening without fresh suggestions",
+                            type(exc).__name__)
+            except Exception:
+                log.exception("KB sync crashed; will retry")
+            await asyncio.sleep(self._config.sync_interval_seconds)
