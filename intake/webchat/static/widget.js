@@ -213,6 +213,11 @@
     link.onload = link.onerror = function () { root.hidden = false; };
     shadow.appendChild(link);
     shadow.appendChild(root);
+    ui.shadow = shadow;
+    // Escape closes from anywhere in the widget, the bubble included.
+    root.addEventListener("keydown", function (e) {
+      if (e.key === "Escape" && !ui.panel.hidden) { e.preventDefault(); close(); }
+    });
 
     var bubble = ui.bubble = el("button", "pvc-bubble");
     bubble.type = "button";
@@ -229,9 +234,6 @@
     panel.hidden = true;
     panel.setAttribute("role", "dialog");
     panel.setAttribute("aria-labelledby", "pvc-title");
-    panel.addEventListener("keydown", function (e) {
-      if (e.key === "Escape") { e.preventDefault(); close(); }
-    });
 
     var header = panel.appendChild(el("div", "pvc-header"));
     var heading = header.appendChild(el("h2", "pvc-title", t.title));
@@ -696,7 +698,10 @@
     ui.panel.hidden = true;
     ui.bubble.setAttribute("aria-expanded", "false");
     ui.bubble.setAttribute("aria-label", t.open);
-    ui.bubble.focus(); // focus returns to what opened the panel
+    // Focus returns to what opened the panel, but only if it was in the panel: a host
+    // page calling PosventaChat.close() must not have its own focus stolen.
+    var active = ui.shadow.activeElement;
+    if (active && ui.panel.contains(active)) ui.bubble.focus();
   }
 
   // Coming back online should not wait for the rest of a long backoff.

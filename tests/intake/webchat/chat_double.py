@@ -85,12 +85,15 @@ class ChatDouble:
 
     # -- what the tests call --------------------------------------------------------------
 
-    def shop_url(self, *, lang: str | None = "es", prechat: bool = False) -> str:
-        query = []
+    def shop_url(self, *, lang: str | None = "es", prechat: bool = False, in_head: bool = False, copies: int = 1) -> str:
+        """The shop page; ``in_head`` puts the snippet in <head>, ``copies`` pastes it n times."""
+        query = [f"copies={copies}"]
         if lang is not None:
             query.append(f"lang={lang}")
         if prechat:
             query.append("prechat=true")
+        if in_head:
+            query.append("head=true")
         return f"{self.shop_origin}/shop.html?{'&'.join(query)}"
 
     def sent(self, kind: str) -> list[Frame]:
@@ -159,11 +162,12 @@ class ChatDouble:
             attrs += f' data-lang="{html.escape(request.query["lang"])}"'
         if request.query.get("prechat") == "true":
             attrs += ' data-prechat="true"'
+        snippet = f'<script src="{self.widget_origin}/chat/widget.js"{attrs}></script>' * int(request.query["copies"])
+        in_head = request.query.get("head") == "true"
         body = (
-            "<!doctype html><html><head><meta charset='utf-8'><title>Shop</title></head>"
-            "<body><h1>Shop</h1><p>Products.</p>"
-            f'<script src="{self.widget_origin}/chat/widget.js"{attrs}></script>'
-            "</body></html>"
+            "<!doctype html><html><head><meta charset='utf-8'><title>Shop</title>"
+            f"{snippet if in_head else ''}</head><body><h1>Shop</h1><p>Products.</p>"
+            f"{'' if in_head else snippet}</body></html>"
         )
         return web.Response(text=body, content_type="text/html")
 

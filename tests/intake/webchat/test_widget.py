@@ -186,6 +186,35 @@ async def test_offline_messages_are_queued_and_resent_once_with_the_same_id(page
     assert (await stored_state(page, chat))["queue"] == []
 
 
+async def test_messages_queued_offline_survive_a_reload(page: Page, chat: ChatDouble) -> None:
+    await page.clock.install()
+    token = await open_chat(page, chat)
+    await chat.go_offline()
+    await expect(page.locator(".pvc-state")).to_have_attribute("data-state", "offline")
+    await send(page, "escrito sin conexión")
+    await expect(page.locator('.pvc-msg[data-status="sending"]')).to_have_count(1)
+
+    await page.reload()  # still offline: the queued message is shown from localStorage
+    await page.locator(".pvc-bubble").click()
+    pending = page.locator('.pvc-msg[data-status="sending"]')
+    await expect(pending).to_have_text(re.compile("escrito sin conexión"))
+    assert chat.sent("message") == []
+
+    chat.go_online()
+    await page.clock.fast_forward(31_000)
+    await expect(page.locator('.pvc-msg[data-status="sent"]')).to_have_count(1)
+    assert len(chat.sent("message")) == 1
+    assert chat.history_texts(token) == ["escrito sin conexión"]
+
+
+async def test_snippet_in_head_and_pasted_twice_makes_one_widget(page: Page, chat: ChatDouble) -> None:
+    await open_chat(page, chat, in_head=True, copies=2)
+    assert await page.locator("#posventa-chat").count() == 1
+    await send(page, "hola")
+    await expect(page.locator('.pvc-msg[data-status="sent"]')).to_have_count(1)
+    assert len(chat.sent("hello")) == 1
+
+
 @pytest.mark.parametrize("random", [0.0, 0.5])
 async def test_reconnect_backoff_doubles_with_jitter_up_to_the_cap(page: Page, chat: ChatDouble, random: float) -> None:
     # Math.random pinned, so "equal jitter" (half the ceiling plus a random half) is exact.
@@ -363,6 +392,12 @@ async def test_keyboard_only_use_and_uuid_fallback(page: Page, chat: ChatDouble)
     await expect(page.locator(".pvc-panel")).to_be_hidden()
     await expect(bubble).to_be_focused()
     await expect(bubble).to_have_attribute("aria-expanded", "false")
+
+    # The one global: open()/close() for the host page (and tests).
+    await page.evaluate("PosventaChat.open()")
+    await expect(page.locator(".pvc-panel")).to_be_visible()
+    await page.evaluate("PosventaChat.close()")
+    await expect(page.locator(".pvc-panel")).to_be_hidden()
 
 
 async def test_prechat_form_sends_name_and_email_in_hello(page: Page, chat: ChatDouble) -> None:
