@@ -129,6 +129,19 @@ class Service:
 
     def _wire_email(self) -> None:
         """Inbound SMTP server and outbound SMTP channel (intake/email)."""
+        if not self.config.email.enabled:
+            return
+        from intake.email.channel import EmailChannel
+        from intake.email.server import InboundMailHandler, SmtpServer, SmtpSettings
+
+        cfg = self.config.email
+        self.smtp_handler = InboundMailHandler(inbox=self.inbox, attachments=self.attachments,
+                                               settings=SmtpSettings.from_config(cfg))
+        self.smtp = SmtpServer(handler=self.smtp_handler, host=cfg.listen_host, port=cfg.listen_port,
+                               max_message_bytes=cfg.max_message_bytes)
+        self.components.append(self.smtp)
+        if cfg.outbound.enabled:
+            self.channels.setdefault(ChannelName.EMAIL, EmailChannel(config=cfg))
 
     def _wire_webchat(self) -> None:
         """The /chat/ws websocket, the widget and the webchat channel (intake/webchat)."""

@@ -1,0 +1,55 @@
+"""Outbound mail: outbox items of channel ``email`` relayed with aiosmtplib.
+
+Classification at the seam: 4xx and connection problems are transient (the outbox
+retries with backoff); 5xx is permanent (the worker records it as an internal note on
+the case; a refused recipient marks the address unreachable).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import aiosmtplib
+
+from core.config import EmailConfig
+from core.domain import ChannelName, OutboundMessage
+from core.errors import PermanentDeliveryError, TransientDeliveryError
+from intake.email.compose import compose_email
+
+log = logging.getLogger(__name__)
+
+
+class EmailChannel:
+    name = ChannelName.EMAIL
+
+    def __init__(self, *, config: EmailConfig) -> None:
+        self._config = config
+        self._outbound = config.outbound
+        local, _, domain = config.address.partition("@")
+        self._local, self._domain = local, domain
+
+    def reply_address(self, token: str | None) -> str | None:
+        return f"{self._local}+{token}@{self._domain}" if token else None
+
+    async def send(self, message: OutboundMessage) -> str | None:
+        mail = compose_email(message, from_address=self._config.address, from_name=self._config.from_name,
+                             reply_to=self.reply_address(message.email.reply_token if message.email else None))
+        o = self._outbound
+        try:
+            errors, _response = await aiosmtplib.send(
+                mail, hostname=o.host, port=o.port, use_tls=o.tls, start_tls=True if o.starttls else False,
+                username=o.username or None, password=o.password or None, timeout=o.timeout_seconds,
+                sender=self._config.address, recipients=[message.recipient])
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            if codes and all(400 <= c < 500 for c in codes):
+                raise TransientDeliveryError(f"recipient deferred ({codes[0]})") from None
+            raise PermanentDeliveryError(f"recipient refused by the relay ({codes[0] if codes else '5xx'})",
+                                         unreachable=True) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            if 400 <= exc.code < 500:
+                raise TransientDeliveryError(f"relay deferred: {exc.code} {exc.message[:200]}") from None
+            raise PermanentDeliveryError(f"relay refused: {exc.code} {exc.message[:200]}") from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise TransientDeliveryError(f"relay unreachable: {type(exc).__name__}") from None
+        return message.email.message_id if message.email else None

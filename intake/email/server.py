@@ -1,0 +1,186 @@
+"""Inbound mail: an aiosmtpd server on the service's own loop.
+
+The hooks are thin and answer in SMTP's own vocabulary (aiosmtpd's handler contract):
+``handle_RCPT`` rejects any recipient outside our support domains with ``550 5.7.1`` —
+we are never an open relay — and ``handle_DATA`` answers ``250`` only after the message
+is committed, ``451 4.3.0`` when storage failed (the sender's MTA retries), and a 5xx
+for mail we will never accept. Routing is by envelope recipient: the reply token in
+``support+<token>@domain`` is what threads a reply into its case (Zulip's gateway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from core.attachments import AttachmentStore
+from core.config import EmailConfig
+from core.domain import AttachmentRef, ChannelName, InboundMessage, ThreadHints
+from core.errors import StorageUnavailable
+from core.ports import Inbox
+from intake.email.guards import SenderRateWindow, loop_guard
+from intake.email.parse import (
+    EmailLimits,
+    EmailRejected,
+    ParsedEmail,
+    case_number_from_subject,
+    parse_email,
+    reply_token_from_address,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_RECIPIENTS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    domains: tuple[str, ...]
+    address: str
+    limits: EmailLimits
+    max_message_bytes: int
+    auto_replies_per_sender_per_hour: int
+
+    @classmethod
+    def from_config(cls, c: EmailConfig) -> SmtpSettings:
+        return cls(
+            domains=tuple(d.lower().strip() for d in c.domains),
+            address=c.address.lower(),
+            limits=EmailLimits(max_attachment_bytes=c.max_attachment_bytes,
+                               max_total_attachment_bytes=c.max_total_attachment_bytes,
+                               max_message_bytes=c.max_message_bytes),
+            max_message_bytes=c.max_message_bytes,
+            auto_replies_per_sender_per_hour=c.auto_replies_per_sender_per_hour,
+        )
+
+    @property
+    def local_part(self) -> str:
+        return self.address.split("@", 1)[0]
+
+
+def _domain_of(address: str) -> str:
+    return address.strip().strip("<>").rpartition("@")[2].lower().rstrip(".")
+
+
+class InboundMailHandler:
+    """aiosmtpd handler: the whole SMTP-facing surface of posventa."""
+
+    def __init__(self, *, inbox: Inbox, attachments: AttachmentStore, settings: SmtpSettings,
+                 rate_window: SenderRateWindow | None = None) -> None:
+        self._inbox = inbox
+        self._attachments = attachments
+        self._settings = settings
+        self._rate = rate_window or SenderRateWindow(max_per_window=settings.auto_replies_per_sender_per_hour,
+                                                     window_seconds=3600, clock=time.monotonic)
+        self.accepted = 0
+        self.rejected = 0
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if _domain_of(address) not in self._settings.domains:
+            self.rejected += 1
+            log.info("SMTP: refused relay to %s from %s", _domain_of(address) or "?", session.peer)
+            return "550 5.7.1 Relaying denied: we only accept mail for our support addresses"
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content if envelope.original_content is not None else envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        if len(raw) > self._settings.max_message_bytes:
+            return "552 5.3.4 Message too big"
+        try:
+            # Parsing is CPU work on untrusted bytes (bounded by the limits): off the loop.
+            parsed = await asyncio.to_thread(parse_email, raw, limits=self._settings.limits)
+        except EmailRejected as exc:
+            self.rejected += 1
+            log.info("SMTP: rejected a message from %s: %s", session.peer, exc.message)
+            return exc.smtp_reply
+        try:
+            message = await self._normalise(parsed, raw, envelope)
+            receipt = await self._inbox.receive(message)
+        except StorageUnavailable:
+            return "451 4.3.0 Temporary failure storing the message; please try again later"
+        except OSError as exc:
+            log.warning("SMTP: could not store a message on disk: %s", exc.strerror)
+            return "451 4.3.0 Temporary local problem; please try again later"
+        except Exception:
+            log.exception("SMTP: unexpected error handling a message")
+            return "451 4.3.0 Temporary local problem; please try again later"
+        self.accepted += 1
+        return f"250 2.0.0 OK: case #{receipt.case_number}" if receipt.case_number else "250 2.0.0 OK"
+
+    async def _normalise(self, parsed: ParsedEmail, raw: bytes, envelope: Envelope) -> InboundMessage:
+        envelope_from = (envelope.mail_from or "").strip().strip("<>").lower()
+        sender = parsed.from_address or envelope_from or "mailer-daemon@unknown.invalid"
+        verdict = loop_guard(parsed, envelope_from=envelope_from, own_addresses=(self._settings.address,),
+                             own_domains=self._settings.domains)
+        auto_ok = verdict.auto_reply_allowed and self._rate.allow(sender)
+        if not verdict.auto_reply_allowed:
+            log.info("SMTP: no automatic reply to %s (%s)", _domain_of(sender), verdict.reason)
+        token = next((t for t in (reply_token_from_address(r, local_part=self._settings.local_part)
+                                  for r in envelope.rcpt_tos) if t), None)
+        refs: Sequence[str] = tuple(dict.fromkeys((*parsed.in_reply_to, *parsed.references)))
+        raw_path = await self._attachments.put_raw(raw, kind="email", suffix=".eml")
+        stored: list[AttachmentRef] = []
+        for a in parsed.attachments:
+            stored.append(await self._attachments.put(a.data, filename=a.filename, content_type=a.content_type,
+                                                      inline=a.inline))
+        text = parsed.text
+        if parsed.dropped_attachments:
+            text += "\n\n[" + ", ".join(parsed.dropped_attachments) + ": too large, not kept]"
+        # Without a Message-ID, the raw bytes identify the message: a retried delivery of
+        # the same mail still dedupes.
+        external_id = parsed.message_id or f"<{hashlib.sha256(raw).hexdigest()}@missing-message-id.invalid>"
+        return InboundMessage(
+            channel=ChannelName.EMAIL, external_id=external_id, sender=sender, text=text or "(sin texto)",
+            sender_name=parsed.from_name, language=parsed.language, subject=parsed.subject or None,
+            attachments=tuple(stored),
+            thread=ThreadHints(reply_token=token, references=tuple(refs)[-50:],
+                               case_number=case_number_from_subject(parsed.subject)),
+            auto_reply_allowed=auto_ok, raw_path=raw_path, received_at=None,
+            meta={"message_id": external_id},
+        )
+
+
+class SmtpServer:
+    """Runs aiosmtpd's ``SMTP`` protocol through ``loop.create_server`` (not the threaded
+    Controller), so the handler shares the service's loop, engine and inbox."""
+
+    def __init__(self, *, handler: InboundMailHandler, host: str, port: int, max_message_bytes: int,
+                 hostname: str | None = None) -> None:
+        self._handler = handler
+        self._host = host
+        self._port = port
+        self._max = max_message_bytes
+        self._hostname = hostname
+        self._server: asyncio.base_events.Server | None = None
+        self.bound_port: int | None = None
+
+    def _protocol(self) -> SMTP:
+        return SMTP(self._handler, data_size_limit=self._max, enable_SMTPUTF8=True, hostname=self._hostname,
+                    ident="posventa ESMTP", timeout=120, command_call_limit=200)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, host=self._host, port=self._port)
+        self.bound_port = self._server.sockets[0].getsockname()[1]
+        log.info("SMTP listening on %s:%s", self._host, self.bound_port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), timeout=3)
+            except TimeoutError:
+                log.warning("SMTP: connections still open at shutdown")
+            self._server = None
