@@ -1,0 +1,60 @@
+"""Post-sale surveys: the catalog, sales and their windows, the conversational runner,
+the scheduler and the manager panel.
+
+``Surveys`` assembles them from config for ``service.py`` and the CLI::
+
+    surveys = Surveys.build(db=..., outgoing=..., clock=..., config=config.surveys,
+                            default_language="es", on_commit=signal.notify)
+    surveys.catalog      # Catalog: questions, rules, profiles, products, import_toml
+    surveys.sales        # Sales: record, record_many, import_csv
+    surveys.runner       # SurveyRunner: the inbox ConversationHook, manual answers, resume
+    surveys.scheduler    # SurveyScheduler: tick(now)
+    surveys.panel        # Panel: panel(filter), export_csv, seller_scores
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from core.config import SurveysConfig
+from core.outgoing import Outgoing
+from core.persistence import Database
+from core.ports import Clock
+from core.surveys.catalog import Catalog
+from core.surveys.panel import Panel, PanelFilter
+from core.surveys.runner import SurveyRunner
+from core.surveys.sales import ImportReport, SaleError, SaleInput, SaleResult, Sales
+from core.surveys.scheduler import SurveyScheduler, SurveyTicker, TickReport
+
+
+@dataclass(frozen=True)
+class Surveys:
+    catalog: Catalog
+    sales: Sales
+    runner: SurveyRunner
+    scheduler: SurveyScheduler
+    panel: Panel
+    tz: ZoneInfo
+
+    @classmethod
+    def build(cls, *, db: Database, outgoing: Outgoing, clock: Clock, config: SurveysConfig,
+              default_language: str = "es", on_commit: Callable[[], None] = lambda: None) -> Surveys:
+        tz = ZoneInfo(config.timezone)
+        return cls(
+            catalog=Catalog(db=db),
+            sales=Sales(db=db, clock=clock, tz=tz, default_language=default_language),
+            runner=SurveyRunner(db=db, outgoing=outgoing, clock=clock, default_language=default_language,
+                                on_commit=on_commit),
+            scheduler=SurveyScheduler(db=db, outgoing=outgoing, clock=clock,
+                                      reminder_after=timedelta(hours=config.reminder_after_hours),
+                                      default_language=default_language, on_commit=on_commit),
+            panel=Panel(db=db, clock=clock, tz=tz),
+            tz=tz,
+        )
+
+
+__all__ = ["Catalog", "ImportReport", "Panel", "PanelFilter", "SaleError", "SaleInput", "SaleResult", "Sales",
+           "SurveyRunner", "SurveyScheduler", "SurveyTicker", "Surveys", "TickReport"]

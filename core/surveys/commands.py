@@ -1,0 +1,190 @@
+"""CLI: ``posventa import sales FILE.csv``, ``posventa import catalog FILE.toml`` and
+``posventa surveys tick``. They work on the database directly (a running ``serve``
+picks the queued questions up from the outbox), with a progress bar and a summary
+table; a bad file is one clear message and a non-zero exit status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from core.config import Config
+
+
+def _surveys(config: Config) -> tuple[Any, Any]:
+    from core.outgoing import Outgoing
+    from core.persistence import Database
+    from core.ports import SystemClock
+    from core.surveys import Surveys
+
+    db = Database(config.database.url, pool_size=config.database.pool_size)
+    email_domain = config.email.address.rsplit("@", 1)[-1] if "@" in config.email.address else "posventa.invalid"
+    surveys = Surveys.build(db=db, outgoing=Outgoing(email_domain=email_domain,
+                                                     max_attempts=config.outbox.max_attempts),
+                            clock=SystemClock(), config=config.surveys,
+                            default_language=config.service.default_language)
+    return db, surveys
+
+
+async def _ready(db: Any) -> None:
+    """SQLite files are upgraded in place (as serve does); PostgreSQL must be upgraded
+    explicitly, and an old schema is a clear error rather than a confusing SQL one."""
+    from core.errors import ConfigError
+    from core.persistence import upgrade
+    from core.persistence.migrate import alembic_config, current_revision
+
+    if db.is_sqlite:
+        await upgrade(db)
+        return
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if await current_revision(db) != head:
+        raise ConfigError("the database schema is not current: run `posventa db upgrade` first", key="database.url")
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def _file(path: str, what: str) -> Path:
+    from core.errors import ValidationError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValidationError(f"{path}: no such {what} file")
+    return p
+
+
+# --- import sales -------------------------------------------------------------------------
+
+
+def _sales_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE.csv", help="columns: external_id, closed_at, product, seller, "
+                   "customer_name, email, telegram_id, webchat_session, phone, language")
+    p.add_argument("--chunk", type=int, default=2000, help="sales per transaction (default 2000)")
+
+
+def run_import_sales(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from cli import _config, setup_logging
+
+    config = _config(args)
+    setup_logging(config)
+    path = _file(args.file, "CSV")
+    console = _console()
+
+    async def run() -> Any:
+        db, surveys = _surveys(config)
+        try:
+            await _ready(db)
+            with Progress(TextColumn("importing {task.description}"), BarColumn(), DownloadColumn(),
+                          TimeRemainingColumn(), console=console, transient=True,
+                          disable=not console.is_terminal) as progress:
+                task = progress.add_task(path.name, total=path.stat().st_size)
+                return await surveys.sales.import_csv(
+                    path, chunk_size=max(1, min(args.chunk, 10_000)),
+                    on_progress=lambda done, total: progress.update(task, completed=done, total=total))
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(run())
+    table = Table(title=f"sales from {path.name}", show_header=False)
+    for label, value in (("rows", report.rows), ("created", report.created), ("duplicates (already imported)",
+                         report.duplicates), ("survey windows", report.instances), ("rejected", report.error_count)):
+        table.add_row(label, str(value))
+    console.print(table)
+    if report.errors:
+        errors = Table(title="rejected rows (nothing of them was written)")
+        errors.add_column("line", justify="right")
+        errors.add_column("external id")
+        errors.add_column("reason")
+        for e in report.errors:
+            errors.add_row(str(e.where), e.external_id or "", e.reason)
+        console.print(errors)
+        if report.error_count > len(report.errors):
+            console.print(f"… and {report.error_count - len(report.errors)} more")
+    return 1 if report.error_count else 0
+
+
+# --- import catalog -----------------------------------------------------------------------
+
+
+def _catalog_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE.toml", help="[[questions]], [[rules]], [[profiles]], [[products]]")
+
+
+def run_import_catalog(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from cli import _config, setup_logging
+
+    config = _config(args)
+    setup_logging(config)
+    path = _file(args.file, "TOML")
+    console = _console()
+
+    async def run() -> dict[str, int]:
+        db, surveys = _surveys(config)
+        try:
+            await _ready(db)
+            return await surveys.catalog.import_toml(path.read_bytes(), source=path.name)
+        finally:
+            await db.dispose()
+
+    counts = asyncio.run(run())
+    table = Table(title=f"catalog from {path.name} (created or updated)", show_header=False)
+    for key, value in counts.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    return 0
+
+
+# --- surveys tick ---------------------------------------------------------------------------
+
+
+def _tick_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run_tick(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from cli import _config, setup_logging
+
+    config = _config(args)
+    setup_logging(config)
+    console = _console()
+
+    async def run() -> Any:
+        db, surveys = _surveys(config)
+        try:
+            await _ready(db)
+            with console.status("opening and expiring survey windows…"):
+                return await surveys.scheduler.tick()
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(run())
+    table = Table(title="survey tick", show_header=False)
+    table.add_row("opened", str(report.opened) + (
+        f" ({', '.join(f'{k}: {v}' for k, v in sorted(report.by_channel.items()))})" if report.by_channel else ""))
+    table.add_row("reminded", str(report.reminded))
+    table.add_row("expired", str(report.expired))
+    table.add_row("no reachable channel (paused)", str(report.unreachable))
+    console.print(table)
+    return 0
+
+
+COMMANDS = {
+    ("import", "sales"): ("import sales from a CSV file (idempotent by external_id)", _sales_args, run_import_sales),
+    ("import", "catalog"): ("import survey questions, rules, profiles and products from TOML", _catalog_args,
+                            run_import_catalog),
+    ("surveys", "tick"): ("open, remind and expire survey windows now", _tick_args, run_tick),
+}
