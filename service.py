@@ -197,7 +197,25 @@ class Service:
         self.components.append(self.kb)
 
     def _wire_surveys(self) -> None:
-        """Catalog, sales, the survey runner hook and scheduler (core/surveys, intake/api)."""
+        """Catalog, sales, the survey runner hook and scheduler (core/surveys, intake/api).
+
+        ``self.surveys`` (a ``core.surveys.Surveys``) is None when ``[surveys] enabled``
+        is false; the console checks it before showing the manager panel."""
+        from core.surveys import Surveys, SurveyTicker
+        from intake.api import surveys as surveys_api
+
+        self.surveys = None
+        if not self.config.surveys.enabled:
+            return
+        self.surveys = Surveys.build(db=self.db, outgoing=self.outgoing, clock=self.clock,
+                                     config=self.config.surveys,
+                                     default_language=self.config.service.default_language,
+                                     on_commit=self.signal.notify)
+        self.inbox.add_hook(self.surveys.runner)
+        surveys_api.register(self.api, surveys=self.surveys)
+        self.survey_ticker = SurveyTicker(scheduler=self.surveys.scheduler,
+                                          interval=self.config.surveys.tick_seconds)
+        self.components.append(self.survey_ticker)
 
     def _wire_console(self) -> None:
         """The agents' console and manager panel pages (intake/console)."""

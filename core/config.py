@@ -336,6 +336,8 @@ def validate(config: Config) -> None:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"unknown time zone {config.surveys.timezone!r}", key="surveys.timezone", file=src) from None
     need(config.surveys.tick_seconds >= 1, "surveys.tick_seconds", "must be at least 1")
+    need(1 <= config.surveys.reminder_after_hours <= 24 * 365, "surveys.reminder_after_hours",
+         "must be between 1 and 8760")
     need(config.outbox.max_attempts >= 1, "outbox.max_attempts", "must be at least 1")
     need(config.outbox.concurrency >= 1, "outbox.concurrency", "must be at least 1")
     need(config.webchat.max_frame_bytes >= 256, "webchat.max_frame_bytes", "must be at least 256")

@@ -1,0 +1,398 @@
+"""/api/v1/surveys/... and /api/v1/sales: the survey catalog, sales from the ERP,
+the manager panel, commission scores, and operators' manual answers."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from aiohttp import web
+
+from core.errors import ValidationError
+from core.surveys import PanelFilter, SaleError, SaleResult, Surveys
+from core.surveys.panel import MAX_LIMIT, SECTIONS
+from core.surveys.sales import MAX_BULK
+from intake.api.openapi import ApiRegistry, query_param
+from intake.http import read_json_object
+
+TAG = "surveys"
+_STR = {"type": "string"}
+_NSTR = {"type": ["string", "null"]}
+_INT = {"type": "integer"}
+_NUM = {"type": ["number", "null"]}
+_TEXTS = {"type": "object", "required": ["es", "pt", "en"],
+          "properties": {lang: {"type": "string", "minLength": 1} for lang in ("es", "pt", "en")},
+          "additionalProperties": False}
+_WEIGHTS = {"oneOf": [
+    {"type": "object", "additionalProperties": {"type": "integer", "minimum": -100, "maximum": 100}},
+    {"type": "array", "items": {"type": "integer", "minimum": -100, "maximum": 100}},
+], "description": "a weight from -100 to 100 for EVERY score of the scale: {\"1\": -100, ..., \"5\": 100} "
+                  "or a list in scale order"}
+_REFS = {"type": "array", "items": {"type": ["integer", "string"]}}
+
+QUESTION = {"type": "object", "required": ["id", "code", "text", "scale", "weights"], "properties": {
+    "id": _INT, "code": _STR, "text": _TEXTS, "scale": _STR,
+    "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": -100, "maximum": 100}}}}
+QUESTION_IN = {"type": "object", "required": ["code", "text", "scale", "weights"], "properties": {
+    "code": {"type": "string", "maxLength": 80}, "text": _TEXTS,
+    "scale": {"type": "string", "description": '"1-5", "0-10" (any range within 0-10) or "yes/no"'},
+    "weights": _WEIGHTS}, "additionalProperties": False}
+RULE = {"type": "object", "required": ["id", "name", "start_after_days", "expires_after_days", "note", "questions",
+                                       "operators"], "properties": {
+    "id": _INT, "name": _STR, "start_after_days": _INT, "expires_after_days": _INT, "note": _STR,
+    "questions": {"type": "array", "items": {"$ref": "#/components/schemas/SurveyQuestion"}},
+    "operators": {"type": "array", "items": _STR}}}
+RULE_IN = {"type": "object", "required": ["name", "start_after_days", "expires_after_days"], "properties": {
+    "name": {"type": "string", "maxLength": 200},
+    "start_after_days": {"type": "integer", "minimum": 0, "maximum": 3650,
+                         "description": "days after the deal closed when the survey becomes available"},
+    "expires_after_days": {"type": "integer", "minimum": 1, "maximum": 3650,
+                           "description": "days after the start when it stops being available"},
+    "note": _STR, "questions": {**_REFS, "description": "question ids or codes, in the order they are asked"},
+    "operators": {"type": "array", "items": _STR}}, "additionalProperties": False}
+PROFILE = {"type": "object", "required": ["id", "name", "notes", "rules"], "properties": {
+    "id": _INT, "name": _STR, "notes": _STR,
+    "rules": {"type": "array", "items": {"type": "object", "required": ["id", "name"],
+                                         "properties": {"id": _INT, "name": _STR}}}}}
+PROFILE_IN = {"type": "object", "required": ["name"], "properties": {
+    "name": _STR, "notes": _STR, "rules": {**_REFS, "description": "rule ids or names"}},
+    "additionalProperties": False}
+PRODUCT = {"type": "object", "required": ["id", "code", "name", "profile"], "properties": {
+    "id": _INT, "code": _STR, "name": _STR,
+    "profile": {"type": ["object", "null"], "properties": {"id": _INT, "name": _STR}}}}
+PRODUCT_IN = {"type": "object", "required": ["code", "name"], "properties": {
+    "code": {"type": "string", "maxLength": 80}, "name": _STR,
+    "profile": {"type": ["integer", "string", "null"], "description": "profile id or name"}},
+    "additionalProperties": False}
+SALE_IN = {"type": "object", "required": ["external_id", "product", "seller", "closed_at", "customer"], "properties": {
+    "external_id": {"type": "string", "maxLength": 120, "description": "the ERP's id; sending it again is harmless"},
+    "product": {"type": "string", "description": "product code"},
+    "seller": {"type": "string", "maxLength": 120},
+    "closed_at": {"type": "string", "description": "YYYY-MM-DD (a local date in [surveys] timezone) or an ISO "
+                                                   "8601 date-time; a time without offset is local"},
+    "customer": {"type": "object", "properties": {
+        "name": _STR, "email": _STR, "telegram_id": {"type": ["string", "integer"]}, "webchat_session": _STR,
+        "phone": _STR, "language": {"type": "string", "enum": ["es", "pt", "en"]}},
+        "description": "at least one of telegram_id, webchat_session, email, phone"}},
+    "additionalProperties": False}
+SALE_RESULT = {"type": "object", "required": ["external_id", "sale_id", "customer_id", "duplicate", "surveys"],
+               "properties": {"external_id": _STR, "sale_id": _INT, "customer_id": _INT,
+                              "duplicate": {"type": "boolean"}, "surveys": _INT}}
+SALE_ERROR = {"type": "object", "required": ["index", "reason"], "properties": {
+    "index": _INT, "reason": _STR, "external_id": _NSTR, "field": _NSTR}}
+PANEL_ITEM = {"type": "object", "required": ["id", "status", "rule_id", "rule", "sale", "seller", "product",
+                                             "window_start", "window_end"], "properties": {
+    "id": _INT, "status": {"type": "string", "enum": ["pending", "open", "executed", "expired", "paused"]},
+    "rule_id": _INT, "rule": _STR, "sale": _STR, "seller": _STR, "product": _STR, "customer_id": _INT,
+    "customer": _NSTR, "closed_at": _STR, "window_start": _STR, "window_end": _STR, "channel": _NSTR,
+    "opened_at": _NSTR, "executed_at": _NSTR, "executed_by": _NSTR, "total_score": _NUM,
+    "normalized_score": _NUM}}
+INSTANCE = {"type": "object", "required": ["id", "status", "rule", "sale", "product", "customer", "window_start",
+                                           "window_end", "answers", "questions"], "properties": {
+    "id": _INT, "status": _STR, "channel": _NSTR, "language": _NSTR, "rule": {"type": "object"},
+    "sale": {"type": "object"}, "product": {"type": "object"}, "customer": {"type": "object"},
+    "window_start": _STR, "window_end": _STR, "opened_at": _NSTR, "last_asked_at": _NSTR, "reminded_at": _NSTR,
+    "executed_at": _NSTR, "executed_by": _NSTR, "total_score": _NUM, "normalized_score": _NUM,
+    "answers": {"type": "array", "items": {"type": "object", "required": ["question_id", "score", "weight",
+                                                                          "answered_by"]}},
+    "questions": {"type": "array", "items": {"type": "object", "required": ["id", "code", "answered"]}}}}
+SCORES_DOC = """Weighted scores per seller over the executed surveys of the sales that match the filters
+(commission). With total_i = the sum of the weights of survey i's answers:
+
+- `sum` = Σ total_i
+- `average` = sum / n (n = executed surveys)
+- `normalized_average` = (1/n) Σ (total_i / answers_i): each term is survey i's mean weight per answer,
+  so the result always lies within -100..100 whatever the number of questions.
+
+`from`/`to` are local dates (the `[surveys] timezone`), both inclusive, on the sale's closing date.
+`format=csv` answers text/csv with the same columns."""
+PANEL_DOC = """The manager panel. Counts of every section, and the first `limit` items of each (or only of
+`section`). With `operator`, only the rules that operator is responsible for.
+
+- `my_rules`: window open now (start <= now < end) and not executed, most urgent first;
+- `executed`;
+- `not_executed`: window already started and not executed (= my_rules + inconsistencies);
+- `inconsistencies`: not executed and the window already ended.
+
+`from`/`to` (local dates, inclusive) filter on the sale's closing date. `format=csv` streams every item
+(text/csv, one row per survey with a `section` column) instead of JSON."""
+
+
+def _id(request: web.Request, name: str = "id") -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+
+
+def _qint(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValidationError(f"{name} must be an integer", field=name) from None
+
+
+def _qdate(value: str | None, name: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(f"{name} must be a date (YYYY-MM-DD)", field=name) from None
+
+
+def _filter(request: web.Request) -> PanelFilter:
+    q = request.query
+    return PanelFilter(operator=q.get("operator") or None, seller=q.get("seller") or None,
+                       product=q.get("product") or None, rule_id=_qint(q.get("rule"), "rule"),
+                       date_from=_qdate(q.get("from"), "from"), date_to=_qdate(q.get("to"), "to"))
+
+
+def _format(request: web.Request) -> str:
+    fmt = request.query.get("format") or "json"
+    if fmt not in ("json", "csv"):
+        raise ValidationError("format must be json or csv", field="format")
+    return fmt
+
+
+_FILTER_PARAMS = [
+    query_param("operator", _STR, "only rules this operator is responsible for"),
+    query_param("seller", _STR), query_param("product", _STR, "product code"),
+    query_param("rule", _INT, "rule id"),
+    query_param("from", {"type": "string", "format": "date"}, "first closing date (local), inclusive"),
+    query_param("to", {"type": "string", "format": "date"}, "last closing date (local), inclusive"),
+    query_param("format", {"type": "string", "enum": ["json", "csv"]}),
+]
+
+
+def _sale_result(r: SaleResult) -> dict[str, Any]:
+    return {"external_id": r.external_id, "sale_id": r.sale_id, "customer_id": r.contact_id,
+            "duplicate": r.duplicate, "surveys": r.instances}
+
+
+def _sale_error(e: SaleError) -> dict[str, Any]:
+    return {"index": e.where, "reason": e.reason, "external_id": e.external_id, "field": e.field}
+
+
+def _crud(api: ApiRegistry, *, path: str, noun: str, schema: str, request_schema: dict[str, Any],
+          list_fn: Any, get_fn: Any, create_fn: Any, update_fn: Any, delete_fn: Any) -> None:
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    plural = path.rsplit("/", 1)[-1]
+
+    async def list_(_request: web.Request) -> web.Response:
+        return web.json_response({plural: await list_fn()})
+
+    async def get(request: web.Request) -> web.Response:
+        return web.json_response(await get_fn(_id(request)))
+
+    async def create(request: web.Request) -> web.Response:
+        return web.json_response(await create_fn(await read_json_object(request)), status=201)
+
+    async def patch(request: web.Request) -> web.Response:
+        return web.json_response(await update_fn(_id(request), await read_json_object(request)))
+
+    async def delete(request: web.Request) -> web.Response:
+        await delete_fn(_id(request))
+        return web.Response(status=204)
+
+    partial = {k: v for k, v in request_schema.items() if k != "required"}
+    api.add("GET", path, list_, summary=f"List {plural}", tag=TAG,
+            response={"type": "object", "required": [plural], "properties": {plural: {"type": "array", "items": ref}}})
+    api.add("POST", path, create, summary=f"Create a {noun}", tag=TAG, status=201, request=request_schema,
+            response=ref)
+    api.add("GET", f"{path}/{{id}}", get, summary=f"One {noun}", tag=TAG, response=ref)
+    api.add("PATCH", f"{path}/{{id}}", patch, summary=f"Change a {noun} (only the fields given)", tag=TAG,
+            request=partial, response=ref)
+    api.add("DELETE", f"{path}/{{id}}", delete, summary=f"Delete a {noun} (refused while history depends on it)",
+            tag=TAG, status=204)
+
+
+def register(api: ApiRegistry, *, surveys: Surveys) -> None:
+    api.schemas.update({"SurveyQuestion": QUESTION, "SurveyRule": RULE, "SurveyProfile": PROFILE,
+                        "Product": PRODUCT, "SaleResult": SALE_RESULT, "SaleError": SALE_ERROR,
+                        "PanelItem": PANEL_ITEM, "SurveyInstance": INSTANCE})
+    cat = surveys.catalog
+    _crud(api, path="/surveys/questions", noun="question", schema="SurveyQuestion", request_schema=QUESTION_IN,
+          list_fn=cat.list_questions, get_fn=cat.get_question, create_fn=cat.create_question,
+          update_fn=cat.update_question, delete_fn=cat.delete_question)
+    _crud(api, path="/surveys/rules", noun="rule", schema="SurveyRule", request_schema=RULE_IN,
+          list_fn=cat.list_rules, get_fn=cat.get_rule, create_fn=cat.create_rule, update_fn=cat.update_rule,
+          delete_fn=cat.delete_rule)
+    _crud(api, path="/surveys/profiles", noun="profile", schema="SurveyProfile", request_schema=PROFILE_IN,
+          list_fn=cat.list_profiles, get_fn=cat.get_profile, create_fn=cat.create_profile,
+          update_fn=cat.update_profile, delete_fn=cat.delete_profile)
+    _crud(api, path="/surveys/products", noun="product", schema="Product", request_schema=PRODUCT_IN,
+          list_fn=cat.list_products, get_fn=cat.get_product, create_fn=cat.create_product,
+          update_fn=cat.update_product, delete_fn=cat.delete_product)
+    rule_ref = {"$ref": "#/components/schemas/SurveyRule"}
+
+    async def add_rule_question(request: web.Request) -> web.Response:
+        body = await read_json_object(request)
+        if "question" not in body:
+            raise ValidationError("question is required (id or code)", field="question")
+        return web.json_response(await cat.add_rule_question(_id(request), body["question"],
+                                                             position=body.get("position")))
+
+    api.add("POST", "/surveys/rules/{id}/questions", add_rule_question, tag=TAG, response=rule_ref,
+            summary="Add a question to a rule (at position, 1-based; default last)",
+            request={"type": "object", "required": ["question"], "properties": {
+                "question": {"type": ["integer", "string"]}, "position": {"type": "integer", "minimum": 1}}})
+
+    async def remove_rule_question(request: web.Request) -> web.Response:
+        return web.json_response(await cat.remove_rule_question(_id(request), _id(request, "question_id")))
+
+    api.add("DELETE", "/surveys/rules/{id}/questions/{question_id}", remove_rule_question, tag=TAG,
+            response=rule_ref, summary="Remove a question from a rule")
+
+    async def add_operator(request: web.Request) -> web.Response:
+        body = await read_json_object(request)
+        return web.json_response(await cat.add_rule_operator(_id(request), body.get("operator")))
+
+    api.add("POST", "/surveys/rules/{id}/operators", add_operator, tag=TAG, response=rule_ref,
+            summary="Make an operator responsible for a rule",
+            request={"type": "object", "required": ["operator"], "properties": {"operator": _STR}})
+
+    async def remove_operator(request: web.Request) -> web.Response:
+        operator = request.query.get("operator")
+        if not operator:
+            raise ValidationError("operator is required", field="operator")
+        return web.json_response(await cat.remove_rule_operator(_id(request), operator))
+
+    api.add("DELETE", "/surveys/rules/{id}/operators", remove_operator, tag=TAG, response=rule_ref,
+            summary="An operator is no longer responsible for a rule",
+            params=[{**query_param("operator", _STR), "required": True}])
+
+    # --- sales ---------------------------------------------------------------------------
+
+    async def post_sales(request: web.Request) -> web.Response:
+        body = await read_json_object(request)
+        if "sales" in body:
+            if set(body) != {"sales"} or not isinstance(body["sales"], list):
+                raise ValidationError("a bulk request is {\"sales\": [...]}", field="sales")
+            results, errors = await surveys.sales.record_many(body["sales"])
+            return web.json_response({
+                "created": sum(1 for r in results if not r.duplicate),
+                "duplicates": sum(1 for r in results if r.duplicate),
+                "sales": [_sale_result(r) for r in results], "errors": [_sale_error(e) for e in errors]})
+        sale = surveys.sales.validate(body)
+        [outcome] = await surveys.sales.record([sale])
+        if isinstance(outcome, SaleError):
+            raise ValidationError(outcome.reason, field=outcome.field)
+        return web.json_response(_sale_result(outcome), status=200 if outcome.duplicate else 201)
+
+    api.add("POST", "/sales", post_sales, tag="sales", status=201,
+            summary="Record a sale, or many: {\"sales\": [...]} (idempotent by external_id)",
+            description=f"One sale answers 201 (200 when that external_id was already recorded) or 422. "
+                        f"A bulk request (up to {MAX_BULK}) answers 200 with the stored sales and, for each "
+                        "rejected one, its index and reason; a rejected sale writes nothing. Every rule of the "
+                        "product's profile gets a survey window.",
+            request={"oneOf": [SALE_IN, {"type": "object", "required": ["sales"], "properties": {
+                "sales": {"type": "array", "maxItems": MAX_BULK, "items": SALE_IN}}, "additionalProperties": False}]},
+            response={"oneOf": [{"$ref": "#/components/schemas/SaleResult"}, {
+                "type": "object", "required": ["created", "duplicates", "sales", "errors"], "properties": {
+                    "created": _INT, "duplicates": _INT,
+                    "sales": {"type": "array", "items": {"$ref": "#/components/schemas/SaleResult"}},
+                    "errors": {"type": "array", "items": {"$ref": "#/components/schemas/SaleError"}}}}]})
+
+    # --- panel and scores ------------------------------------------------------------------
+
+    async def panel(request: web.Request) -> web.StreamResponse:
+        f = _filter(request)
+        section = request.query.get("section") or None
+        if section is not None and section not in SECTIONS:
+            raise ValidationError(f"section must be one of {', '.join(SECTIONS)}", field="section")
+        if _format(request) == "csv":
+            response = web.StreamResponse(headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": 'attachment; filename="survey-panel.csv"'})
+            await response.prepare(request)
+            async for chunk in surveys.panel.export_csv(f, section=section):
+                await response.write(chunk.encode("utf-8"))
+            await response.write_eof()
+            return response
+        result = await surveys.panel.panel(f, section=section,
+                                           limit=_qint(request.query.get("limit"), "limit") or 50,
+                                           offset=_qint(request.query.get("offset"), "offset") or 0)
+        return web.json_response({"filters": _filter_echo(f, section), **result})
+
+    items = {"type": "array", "items": {"$ref": "#/components/schemas/PanelItem"}}
+    api.add("GET", "/surveys/panel", panel, tag=TAG, summary="Manager panel: my rules, executed, not executed, "
+            "inconsistencies", description=PANEL_DOC,
+            params=[*_FILTER_PARAMS,
+                    query_param("section", {"type": "string", "enum": list(SECTIONS)}),
+                    query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+                    query_param("offset", {"type": "integer", "minimum": 0})],
+            response={"type": "object", "required": ["now", "filters", "counts", "items"], "properties": {
+                "now": _STR, "filters": {"type": "object"},
+                "counts": {"type": "object", "required": list(SECTIONS), "properties": {s: _INT for s in SECTIONS}},
+                "items": {"type": "object", "properties": {s: items for s in SECTIONS}}}})
+
+    async def seller_scores(request: web.Request) -> web.Response:
+        f = _filter(request)
+        rows = await surveys.panel.seller_scores(f)
+        if _format(request) == "csv":
+            return web.Response(text=surveys.panel.seller_scores_csv(rows), content_type="text/csv",
+                                charset="utf-8",
+                                headers={"Content-Disposition": 'attachment; filename="seller-scores.csv"'})
+        return web.json_response({"filters": _filter_echo(f, None), "sellers": rows})
+
+    api.add("GET", "/surveys/seller-scores", seller_scores, tag=TAG,
+            summary="Weighted scores per seller (commission): sum, average, normalised average",
+            description=SCORES_DOC, params=_FILTER_PARAMS,
+            response={"type": "object", "required": ["filters", "sellers"], "properties": {
+                "filters": {"type": "object"},
+                "sellers": {"type": "array", "items": {"type": "object", "required": [
+                    "seller", "surveys", "sum", "average", "normalized_average"], "properties": {
+                    "seller": _STR, "surveys": _INT, "sum": {"type": "number"}, "average": {"type": "number"},
+                    "normalized_average": {"type": "number", "minimum": -100, "maximum": 100}}}}}})
+
+    # --- one survey ---------------------------------------------------------------------------
+
+    instance_ref = {"$ref": "#/components/schemas/SurveyInstance"}
+
+    async def get_instance(request: web.Request) -> web.Response:
+        return web.json_response(await surveys.runner.instance(_id(request)))
+
+    api.add("GET", "/surveys/instances/{id}", get_instance, tag=TAG, response=instance_ref,
+            summary="One survey (rule instance) with its answers")
+
+    async def answer(request: web.Request) -> web.Response:
+        body = await read_json_object(request)
+        return web.json_response(await surveys.runner.record_answers(_id(request), body.get("answers"),
+                                                                     operator=body.get("operator")))
+
+    api.add("POST", "/surveys/instances/{id}/answers", answer, tag=TAG, response=instance_ref,
+            summary="Record answers an operator collected by hand (a phone call)",
+            description="The operator must be responsible for the survey's rule. When every question has an "
+                        "answer the survey is executed by that operator; a partial run pauses the chat. "
+                        "409 when the window is not open or the survey is already executed or expired.",
+            request={"type": "object", "required": ["operator", "answers"], "properties": {
+                "operator": _STR,
+                "answers": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["question", "score"], "properties": {
+                        "question": {"type": ["integer", "string"], "description": "question id or code"},
+                        "score": {"type": ["string", "integer"], "description": "a score of the question's scale"}}}}}})
+
+    async def resume(request: web.Request) -> web.Response:
+        body = await read_json_object(request)
+        return web.json_response(await surveys.runner.resume(_id(request), operator=body.get("operator")))
+
+    api.add("POST", "/surveys/instances/{id}/resume", resume, tag=TAG, response=instance_ref,
+            summary="Reopen a paused survey in the customer's chat at the next unanswered question",
+            request={"type": "object", "required": ["operator"], "properties": {"operator": _STR}})
+
+    async def tick(_request: web.Request) -> web.Response:
+        return web.json_response((await surveys.scheduler.tick()).as_dict())
+
+    api.add("POST", "/surveys/tick", tick, tag=TAG, summary="Open, remind and expire survey windows now",
+            response={"type": "object", "required": ["expired", "reminded", "opened", "unreachable"],
+                      "properties": {"expired": _INT, "reminded": _INT, "opened": _INT, "unreachable": _INT,
+                                     "by_channel": {"type": "object", "additionalProperties": _INT}}})
+
+
+def _filter_echo(f: PanelFilter, section: str | None) -> dict[str, Any]:
+    return {"operator": f.operator, "seller": f.seller, "product": f.product, "rule": f.rule_id,
+            "from": f.date_from.isoformat() if f.date_from else None,
+            "to": f.date_to.isoformat() if f.date_to else None, "section": section}
