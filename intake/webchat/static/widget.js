@@ -609,9 +609,13 @@
     else if (f.type === "ack") onAck(f);
     else if (f.type === "message" && isId(f.message_id)) {
       renderServerMessage(f);
-      pageLastSeen = f.message_id;
-      state.lastSeen = f.message_id;
-      saveState();
+      // The server replays "id > last_seen", so never move it backwards if frames arrive
+      // out of order (a live push racing the replay).
+      if (!(typeof pageLastSeen === "number" && typeof f.message_id === "number" && f.message_id < pageLastSeen)) {
+        pageLastSeen = f.message_id;
+        state.lastSeen = f.message_id;
+        saveState();
+      }
     } else if (f.type === "error") onError(f);
   }
 
