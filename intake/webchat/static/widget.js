@@ -266,7 +266,8 @@
     root.appendChild(bubble);
     document.body.appendChild(host);
     mounted = true;
-    setState("offline");
+    ui.root = root;
+    setState("idle"); // not "offline": nothing has failed before we first try to connect
 
     state.queue.forEach(renderOwn);
     // A returning visitor (session or unsent messages) connects at once, so agent replies
@@ -335,7 +336,7 @@
 
   function setState(s) {
     ui.state.setAttribute("data-state", s);
-    ui.state.textContent = t[s];
+    ui.state.textContent = t[s] || "";
     ui.panel.setAttribute("data-state", s);
   }
 
@@ -688,6 +689,7 @@
   function open() {
     if (!mounted) { openWhenMounted = true; return; }
     ui.panel.hidden = false;
+    ui.root.classList.add("pvc-open");
     ui.bubble.setAttribute("aria-expanded", "true");
     ui.bubble.setAttribute("aria-label", t.close);
     unread = 0;
@@ -700,6 +702,7 @@
   function close() {
     if (!mounted) { openWhenMounted = false; return; }
     ui.panel.hidden = true;
+    ui.root.classList.remove("pvc-open");
     ui.bubble.setAttribute("aria-expanded", "false");
     ui.bubble.setAttribute("aria-label", t.open);
     // Focus returns to what opened the panel, but only if it was in the panel: a host
