@@ -133,7 +133,7 @@ class Console:
             autoescape=True,  # every template, whatever its name: user text is always escaped
             undefined=jinja2.StrictUndefined,
         )
-        env.filters.update({"dt": _format_dt, "label": label, "filesize": _filesize, "urlq": _urlq,
+        env.filters.update({"dt": lambda value: _format_dt(value, self.tz), "label": label, "filesize": _filesize, "urlq": _urlq,
                             "safe_url": _safe_url})
         env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role})
         app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
@@ -247,7 +247,8 @@ def _secure_headers(headers: Any, *, static: bool) -> None:
     headers.setdefault("Cache-Control", "no-store")
 
 
-def _format_dt(value: str | datetime | None) -> str:
+def _format_dt(value: str | datetime | None, tz: ZoneInfo) -> str:
+    """Times in the business's time zone (the one survey windows are counted in)."""
     if not value:
         return ""
     if isinstance(value, str):
@@ -255,7 +256,9 @@ def _format_dt(value: str | datetime | None) -> str:
             value = datetime.fromisoformat(value)
         except ValueError:
             return value
-    return value.strftime("%Y-%m-%d %H:%M UTC")
+    if value.tzinfo is None:
+        return value.strftime("%Y-%m-%d %H:%M")
+    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _filesize(size: int | None) -> str:

@@ -28,11 +28,11 @@ def safe_next(value: str | None) -> str:
 
 def register(router: web.UrlDispatcher, console: Console) -> None:
     def login_page(request: web.Request, *, status: int = 200, error: str | None = None,
-                   username: str = "") -> web.Response:
+                   username: str = "", next_path: str | None = None) -> web.Response:
         token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
         response = console.render("login.html", request, {
             "error": error, "username": username, "login_csrf": token,
-            "next": safe_next(request.query.get("next")),
+            "next": safe_next(next_path if next_path is not None else request.query.get("next")),
         }, status=status)
         response.set_cookie(LOGIN_CSRF_COOKIE, token, path=f"{PREFIX}/", httponly=True, samesite="Strict",
                             secure=console.secure_cookies, max_age=3600)
@@ -49,25 +49,28 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         form = await Form.read(request)
         username = form.text("username", max_len=200).strip()
         password = form.text("password", max_len=2000)
+        next_path = form.text("next", max_len=2000)
         cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
         if not cookie or not csrf_matches(cookie, form.text("_csrf", max_len=200)):
             return login_page(request, status=403, username=username,
-                              error="The login form expired. Please try again.")
+                              error="The login form expired. Please try again.", next_path=next_path)
         address = request.remote or "unknown"
         wait = console.throttle.retry_after(address, username)
         if wait > 0:
             response = login_page(request, status=429, username=username,
-                                  error=f"Too many failed attempts. Try again in {math.ceil(wait / 60)} minutes.")
+                                  error=f"Too many failed attempts. Try again in {math.ceil(wait / 60)} minutes.",
+                                  next_path=next_path)
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         user = await console.users.authenticate(username, password)
         if user is None:
             console.throttle.failed(address, username)
-            return login_page(request, status=401, username=username, error="Wrong username or password.")
+            return login_page(request, status=401, username=username, error="Wrong username or password.",
+                              next_path=next_path)
         console.throttle.succeeded(username)
         # A fresh token on every login: a cookie planted before login is worth nothing.
         token, _session = await console.sessions.create(user)
-        response = see_other(safe_next(form.text("next", max_len=2000)))
+        response = see_other(safe_next(next_path))
         console.set_session_cookie(response, token)
         response.del_cookie(LOGIN_CSRF_COOKIE, path=f"{PREFIX}/")
         return response

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from core.persistence.schema import console_sessions, users
 from intake.console.auth import LoginThrottle
 from service import Service
-from tests.intake.console.harness import PASSWORD, ConsoleClient, start_console
+from tests.intake.console.harness import PASSWORD, SQLITE_ONLY, ConsoleClient, start_console
 from tests.support import FakeClock, make_config
 
 
@@ -46,6 +46,7 @@ async def test_login_sets_a_hardened_cookie_and_stores_only_hashes(running):
         assert status == 303
 
 
+@SQLITE_ONLY
 async def test_wrong_password_unknown_user_and_open_redirect(running):
     async with ConsoleClient(running.base) as client:
         status, page = await client.login("agent1", "wrong password!!")
@@ -59,6 +60,7 @@ async def test_wrong_password_unknown_user_and_open_redirect(running):
             assert r.headers["Location"] == "/console/"
 
 
+@SQLITE_ONLY
 async def test_secure_cookie_behind_https(database_url, tmp_path):
     config = make_config(database_url, tmp_path)
     config = dataclasses.replace(config, http=dataclasses.replace(config.http, public_url="https://support.example.com"))
@@ -81,6 +83,7 @@ async def test_secure_cookie_behind_https(database_url, tmp_path):
         await service.stop()
 
 
+@SQLITE_ONLY
 async def test_agent_is_denied_manager_and_admin_pages(running, agent):
     for path in ("/console/admin/users", "/console/panel", "/console/charts", "/console/catalog",
                  "/console/exports/panel.csv"):
@@ -96,6 +99,7 @@ async def test_agent_is_denied_manager_and_admin_pages(running, agent):
         assert (await manager.get("/console/panel"))[0] == 200
 
 
+@SQLITE_ONLY
 async def test_posts_without_csrf_or_from_another_site_are_refused(running, agent):
     number = await _case(running)
     status, page = await agent.post(f"/console/cases/{number}/note", {"note": "no token"}, csrf=False)
@@ -118,6 +122,7 @@ async def test_posts_without_csrf_or_from_another_site_are_refused(running, agen
             if m["author"] == "note"] == ["with token"]
 
 
+@SQLITE_ONLY
 async def test_login_attempts_are_rate_limited(running):
     throttle: LoginThrottle = running.service.console.throttle
     async with ConsoleClient(running.base) as client:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from core.domain import AttachmentRef, ChannelName, InboundMessage
 from core.persistence.schema import outbox
-from tests.intake.console.harness import ConsoleClient
+from tests.intake.console.harness import SQLITE_ONLY, ConsoleClient
 
 XSS_TITLE = '<img src=x onerror="window.__pwned=1">Impresora'
 XSS_BODY = "Hola <script>window.__pwned=1</script> & adiós"
@@ -24,6 +24,7 @@ async def _email(running, *, external_id="<m1@example.org>", text=XSS_BODY, subj
     return receipt.case_number
 
 
+@SQLITE_ONLY
 async def test_inbox_and_case_escape_customer_text(running, agent):
     number = await _email(running)
     status, page = await agent.get("/console/inbox")
@@ -39,6 +40,7 @@ async def test_inbox_and_case_escape_customer_text(running, agent):
         assert r.headers["X-Frame-Options"] == "DENY" and r.headers["Cache-Control"] == "no-store"
 
 
+@SQLITE_ONLY
 async def test_inbox_filters_and_counts(running, agent):
     first = await _email(running, external_id="<a@x>", text="La impresora no imprime", subject="Impresora")
     second = await _email(running, external_id="<b@x>", text="Factura duplicada", subject="Factura")
@@ -104,6 +106,7 @@ async def test_properties_activity_and_errors_next_to_the_field(running, agent):
     assert status == 422 and "the case is closed" in page
 
 
+@SQLITE_ONLY
 async def test_kb_tab_fields_copy_description_and_actions(running, agent):
     number = await _email(running, text="El equipo muestra error 42", subject="Error 42")
     status, page = await agent.post(f"/console/cases/{number}/kb/action", {"action": "publish"})
@@ -126,6 +129,7 @@ async def test_kb_tab_fields_copy_description_and_actions(running, agent):
     assert 'id="kb-view-publication"' in page and "https://kb.example.com/t/error-42/7" in page
 
 
+@SQLITE_ONLY
 async def test_budget_tab_follows_the_mode(running, agent):
     number = await _email(running, text="Presupuesto de repuestos", subject="Presupuesto")
     status, page = await agent.get(f"/console/cases/{number}?tab=budget")
@@ -145,6 +149,7 @@ async def test_budget_tab_follows_the_mode(running, agent):
     assert case["budget_lines"] == [{"product": "Tóner", "quantity": None, "unit_amount": None}]
 
 
+@SQLITE_ONLY
 async def test_attachments_download_through_an_authenticated_route(running, agent):
     html = await running.service.attachments.put(b"<script>alert(1)</script>", filename="evil.html",
                                                  content_type="text/html")
@@ -193,6 +198,7 @@ async def test_live_events_announce_new_messages(running, agent):
     assert status == 200 and fragment.lstrip().startswith("<table") and f'data-case="{number}"' in fragment
 
 
+@SQLITE_ONLY
 async def test_new_case_by_hand(running, agent):
     status, page = await agent.post("/console/cases/new", {"title": "", "description": "x", "contact_name": "Leo"})
     assert status == 422 and 'id="error-title"' in page
