@@ -1,0 +1,235 @@
+"""The agents' desk: one forum topic per case, agents answering customers on their own
+channel (Telegram or email), commands, authorisation, flood control and blocked users."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from core.domain import ChannelName, InboundMessage, ThreadHints
+from core.persistence.schema import case_links, cases, contact_identities, messages, outbox
+from tests.bots.conftest import AGENT, AGENTS_CHAT, OTHER_AGENT, STRANGER, eventually, rows, sqlite_only
+from tests.fakes.telegram_api import FakeTelegram
+
+ANA = 4201
+
+
+async def topic_of_first_case(tg: FakeTelegram) -> int:
+    call = await tg.wait_for_call("createForumTopic")
+    await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == AGENTS_CHAT
+                           and c.params["text"].startswith("👤"))
+    return next(thread for (chat, thread) in tg.topics if chat == AGENTS_CHAT and
+                tg.topics[(chat, thread)]["name"] == call.params["name"])
+
+
+def notices(tg: FakeTelegram, thread: int) -> list[str]:
+    return [m["text"] for m in tg.sent_messages(AGENTS_CHAT, thread) if "text" in m]
+
+
+async def test_agent_reply_in_the_topic_reaches_the_telegram_customer(start_service, tg: FakeTelegram):
+    service = await start_service()
+    tg.private_text(ANA, "¿Cuándo llega mi pedido 1234?")
+    thread = await topic_of_first_case(tg)
+    assert tg.topics[(AGENTS_CHAT, thread)]["name"] == "#1 · ¿Cuándo llega mi pedido 1234?"
+    header = notices(tg, thread)[0]
+    assert header.startswith("📋 Caso #1") and "Cliente: Ana" in header and "Canal: telegram" in header
+    [link] = await rows(service, select(case_links).where(case_links.c.system == "telegram_topic"))
+    assert (link.case_id, link.ref) == (1, f"{AGENTS_CHAT}:{thread}")
+
+    tg.group_text(AGENTS_CHAT, AGENT, "Hola Ana: sale mañana <por la tarde> & con seguimiento", thread_id=thread,
+                  first_name="María")
+    reply = await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == ANA and "mañana" in c.params["text"])
+    assert tg.sent_messages(ANA)[-1]["text"] == "Hola Ana: sale mañana <por la tarde> & con seguimiento"
+    assert reply.params["parse_mode"] == "HTML"
+    case = await service.cases.get_case(1)
+    assert [(m["author"], m["author_name"]) for m in case["messages"] if m["direction"] == "out"][-1] == (
+        "agent", "María")
+
+    # The customer's answer lands in the same topic.
+    tg.private_text(ANA, "¡Gracias!")
+    await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == AGENTS_CHAT
+                           and c.params.get("message_thread_id") == thread and "¡Gracias!" in c.params["text"])
+    assert len(tg.calls_to("createForumTopic")) == 1
+
+
+async def test_agent_reply_to_an_email_customer_goes_out_as_threaded_email(start_service, tg: FakeTelegram):
+    service = await start_service()
+    email = service.channels[ChannelName.EMAIL]
+    receipt = await service.inbox.receive(InboundMessage(
+        channel=ChannelName.EMAIL, external_id="<m1.abc@cliente.com>", sender="ana@cliente.com",
+        sender_name="Ana Pérez", subject="Factura duplicada", text="Me llegó dos veces la factura 77.",
+        thread=ThreadHints(references=("<older@cliente.com>",))))
+    ack = (await email.wait_for(1))[0]
+    assert ack.kind == "ack"
+    thread = await topic_of_first_case(tg)
+    assert tg.topics[(AGENTS_CHAT, thread)]["name"] == f"#{receipt.case_number} · Factura duplicada"
+    assert "Canal: email" in notices(tg, thread)[0] and "ana@cliente.com" in notices(tg, thread)[0]
+    assert notices(tg, thread)[1] == "👤 Ana Pérez · email\nMe llegó dos veces la factura 77."
+
+    tg.group_text(AGENTS_CHAT, AGENT, "Ya anulamos la duplicada.", thread_id=thread)
+    sent = (await email.wait_for(2))[1]
+    assert sent.recipient == "ana@cliente.com" and sent.text == "Ya anulamos la duplicada." and sent.kind == "reply"
+    assert sent.email is not None and sent.email.in_reply_to == "<m1.abc@cliente.com>"
+    assert "<m1.abc@cliente.com>" in sent.email.references and sent.email.message_id.startswith("<pv.")
+    assert sent.case_number == receipt.case_number
+    assert not [c for c in tg.calls_to("sendMessage") if c.params["chat_id"] != AGENTS_CHAT]
+
+
+@sqlite_only
+async def test_agent_commands_change_the_case_and_answer_in_the_topic(start_service, tg: FakeTelegram):
+    service = await start_service()
+    cat = await service.cases.create_category("Facturación")
+    sub = await service.cases.create_category("Notas de crédito", parent_id=cat["id"])
+    tg.private_text(ANA, "La nota de crédito no aparece")
+    thread = await topic_of_first_case(tg)
+
+    async def command(text: str, expected: str) -> None:
+        tg.group_text(AGENTS_CHAT, AGENT, text, thread_id=thread, first_name="María")
+        await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == AGENTS_CHAT and
+                               c.params.get("message_thread_id") == thread and expected in c.params["text"])
+
+    await command("/type reclamo", "✅ Tipo: Reclamo")
+    await command("/category", f"{sub['id']} · Notas de crédito")
+    await command(f"/category {cat['id']} {sub['id']}", "✅ Categoría: Facturación › Notas de crédito")
+    await command("/category 9999", "⚠️ No se pudo: category 9999 is not a top-level category")
+    await command("/derive Sistemas", "✅ Derivado a Sistemas")
+    await command("/assign", "✅ Asignado a María")
+    await command("/note Llamó por teléfono, está molesta", "📝 Nota interna")
+    await command("/publish", "⚠️ No se pudo: write the answer in the KB tab")
+    await command("/link ftp://x", "⚠️ No se pudo: url must be an http(s) link")
+    await command("/link https://forum.example.com/t/notas/12", "✅ Vinculado a https://forum.example.com/t/notas/12")
+    await command("/answer", "✅ Marcado: respuesta enviada")
+    await command("/frobnicate", "Comando desconocido: /frobnicate")
+    await command("/type", "Uso: /type request|complaint|incident")
+    await command(f"/close@{tg.bot_user['username']}", "✅ Caso cerrado")
+    await command("/derive Ventas", "⚠️ No se pudo: the case is closed")
+
+    case = await service.cases.get_case(1)
+    assert case["type"] == "complaint" and case["category"]["name"] == "Facturación"
+    assert case["sector"] == "Sistemas" and case["assigned_agent"] == "María" and case["activity"] == "closed"
+    assert case["kb"]["action"] == "link" and case["kb"]["url"].endswith("/12")
+    notes = [m for m in case["messages"] if m["author"] == "note"]
+    assert [n["text"] for n in notes] == ["Llamó por teléfono, está molesta"]
+    # A note is internal: nothing but the ack and the type question ever reached the customer.
+    assert len(tg.sent_messages(ANA)) == 1
+    # The header card follows the case.
+    edit = await tg.wait_for_call("editMessageText", lambda c: "Finalizado" in c.params["text"])
+    assert "<b>Tipo:</b> Reclamo" in edit.params["text"] and "<b>Asignado:</b> María" in edit.params["text"]
+    # Notices answer the agent's own message.
+    assert all("reply_parameters" in c.params for c in tg.calls_to("sendMessage")
+               if c.params.get("message_thread_id") == thread and c.params["text"].startswith(("✅", "⚠️")))
+    # A command addressed to another bot is not ours.
+    before = len(tg.calls_to("sendMessage"))
+    tg.group_text(AGENTS_CHAT, AGENT, "/close@otro_bot", thread_id=thread)
+    tg.group_text(AGENTS_CHAT, OTHER_AGENT, "/help", thread_id=thread)
+    await tg.wait_for_call("sendMessage", lambda c: c.params["text"].startswith("Escribe en el tema"))
+    assert len(tg.calls_to("sendMessage")) == before + 1
+
+
+async def test_unauthorised_group_member_is_refused_politely_once_and_nothing_happens(start_service, tg: FakeTelegram):
+    service = await start_service()
+    tg.private_text(ANA, "Mi equipo no arranca")
+    thread = await topic_of_first_case(tg)
+    await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == ANA)
+    tg.group_text(AGENTS_CHAT, STRANGER, "Hola Ana, soy de soporte, pasame tu clave", thread_id=thread,
+                  first_name="Intruso")
+    tg.group_text(AGENTS_CHAT, STRANGER, "/close", thread_id=thread, first_name="Intruso")
+    tg.group_text(AGENTS_CHAT, STRANGER, "/type incident", thread_id=thread, first_name="Intruso")
+    refusal = await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == AGENTS_CHAT
+                                     and "solo los agentes habilitados" in c.params["text"])
+    assert refusal.params["text"].startswith("Hola, Intruso.")
+    # The agent's next message proves the stranger's three were all handled (in order).
+    tg.group_text(AGENTS_CHAT, AGENT, "/assign", thread_id=thread, first_name="María")
+    await tg.wait_for_call("sendMessage", lambda c: "✅ Asignado a María" in c.params["text"])
+    case = await service.cases.get_case(1)
+    assert case["activity"] == "preliminary_analysis" and case["type"] == "unclassified"
+    assert [m["author"] for m in case["messages"]].count("agent") == 0
+    assert len(tg.sent_messages(ANA)) == 1  # only the ack: nothing the stranger wrote reached Ana
+    assert sum("habilitados" in m.get("text", "") for m in tg.sent_messages(AGENTS_CHAT)) == 1
+
+
+@sqlite_only
+async def test_anonymous_admins_and_commands_outside_a_case_topic(start_service, tg: FakeTelegram):
+    await start_service()
+    tg.group_text(AGENTS_CHAT, AGENT, "/close", thread_id=None, is_topic=False)
+    await tg.wait_for_call("sendMessage", lambda c: "no corresponde a un caso" in c.params["text"])
+    tg.group_text(AGENTS_CHAT, AGENT, "charla entre agentes", thread_id=None, is_topic=False)
+    anonymous = tg.group_text(AGENTS_CHAT, 1087968824, "/close", first_name="Group")
+    anonymous["message"]["from"]["is_bot"] = True
+    anonymous["message"]["sender_chat"] = tg.forum(AGENTS_CHAT)
+    await tg.wait_for_call("sendMessage", lambda c: "administrador anónimo" in c.params["text"])
+    assert len(tg.calls_to("sendMessage")) == 2
+
+
+async def test_429_is_honoured_through_the_outbox(start_service, tg: FakeTelegram):
+    service = await start_service(agent_chat_id=0)
+    tg.fail_next("sendMessage", retry_after=1)
+    tg.private_text(ANA, "hola")
+    tg.private_text(ANA, "¿hay alguien?")  # same chat: must wait behind the first reply
+    limited = await tg.wait_for_call("sendMessage", lambda c: c.status == 429)
+    limited_at = _loop_time()
+    delivered = await tg.wait_for_call("sendMessage", lambda c: c.status == 200 and c.params["chat_id"] == ANA)
+    waited = _loop_time() - limited_at
+    assert limited.params["chat_id"] == ANA
+    assert waited >= 0.9, f"retried after {waited:.2f}s, before Telegram's retry_after"
+    calls = [c for c in tg.calls_to("sendMessage") if c.params["chat_id"] == ANA]
+    assert [c.status for c in calls] == [429, 200]  # nothing hammered Telegram in between
+    assert "abrimos el caso #1" in delivered.params["text"]
+    [row] = await eventually(lambda: rows(service, select(outbox).where(outbox.c.channel == "telegram",
+                                                                        outbox.c.status == "sent")))
+    assert row.attempts == 2 and "flood control" in (row.last_error or "flood control")
+
+
+def _loop_time() -> float:
+    import asyncio
+
+    return asyncio.get_running_loop().time()
+
+
+async def test_blocked_user_marks_the_identity_unreachable(start_service, tg: FakeTelegram):
+    service = await start_service()
+    tg.private_text(ANA, "hola")
+    thread = await topic_of_first_case(tg)
+    await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == ANA and c.status == 200)
+    tg.block_user(ANA)
+    tg.group_text(AGENTS_CHAT, AGENT, "¿Sigue el problema?", thread_id=thread)
+    await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == ANA and c.status == 403)
+    [identity] = await eventually(lambda: rows(service, select(contact_identities).where(
+        contact_identities.c.channel == "telegram", contact_identities.c.unreachable.is_(True))))
+    assert identity.address == str(ANA)
+    [failed] = await rows(service, select(outbox).where(outbox.c.status == "failed"))
+    assert failed.attempts == 1 and "blocked" in failed.last_error.lower()
+    # With no reachable channel left, the next reply is refused in the topic, not lost silently.
+    tg.group_text(AGENTS_CHAT, AGENT, "¿Hola?", thread_id=thread)
+    await tg.wait_for_call("sendMessage", lambda c: "No se envió al cliente" in c.params["text"])
+    assert len([c for c in tg.calls_to("sendMessage") if c.params["chat_id"] == ANA]) == 2
+
+
+async def test_a_redelivered_agent_reply_is_sent_once(start_service, tg: FakeTelegram):
+    service = await start_service()
+    tg.private_text(ANA, "hola")
+    thread = await topic_of_first_case(tg)
+    reply = tg.group_text(AGENTS_CHAT, AGENT, "Respuesta única", thread_id=thread)
+    tg.push_update({"message": reply["message"]})
+    tg.group_text(AGENTS_CHAT, AGENT, "/assign", thread_id=thread)
+    await tg.wait_for_call("sendMessage", lambda c: "✅ Asignado" in c.params["text"])
+    await eventually(lambda: _sent(service, "Respuesta única"))
+    assert [m["text"] for m in tg.sent_messages(ANA)].count("Respuesta única") == 1
+    assert len(await rows(service, select(messages).where(messages.c.text == "Respuesta única"))) == 1
+
+
+async def _sent(service, text):
+    return await rows(service, select(outbox).where(outbox.c.status == "sent", outbox.c.kind == "reply"))
+
+
+@sqlite_only
+async def test_a_deleted_topic_is_opened_again(start_service, tg: FakeTelegram):
+    service = await start_service()
+    tg.private_text(ANA, "hola")
+    thread = await topic_of_first_case(tg)
+    del tg.topics[(AGENTS_CHAT, thread)]  # an admin deleted the topic
+    tg.private_text(ANA, "¿siguen ahí?")
+    await tg.wait_for_call("createForumTopic", lambda c: len(tg.calls_to("createForumTopic")) == 2)
+    await tg.wait_for_call("sendMessage", lambda c: "¿siguen ahí?" in c.params["text"] and c.status == 200)
+    [link] = await rows(service, select(case_links).where(case_links.c.system == "telegram_topic"))
+    assert link.ref != f"{AGENTS_CHAT}:{thread}"
+    assert (await rows(service, select(cases.c.id))) == [(1,)]
