@@ -41,7 +41,8 @@ def encode(question: str, value: str, index: int) -> str:
         data = f"={question}|{value}"
     else:
         data = ""
-    if data and len(data.encode()) <= MAX_BYTES:
+    # Only what decodes back to the same pair is used; anything else goes by index.
+    if data and len(data.encode()) <= MAX_BYTES and decode(data) == Packed(question=question, value=value):
         return data
     return f"#{index}"
 
