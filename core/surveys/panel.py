@@ -127,8 +127,7 @@ class Panel:
         if offset < 0:
             raise ValidationError("offset must be 0 or more", field="offset")
         wanted = [section] if section else list(SECTIONS)
-        for s in wanted:
-            self._section(s, None)
+        _check_sections(wanted)
         now = self._clock.now()
         terms, needs_sales = self._conditions(f)
         async with self._db.engine.connect() as conn:
@@ -167,8 +166,7 @@ class Panel:
         """The panel as CSV text, in pieces: one section, or every section with a
         ``section`` column first. Streams in batches, so any size exports in bounded memory."""
         wanted = [section] if section else list(SECTIONS)
-        for s in wanted:
-            self._section(s, None)
+        _check_sections(wanted)
         now = self._clock.now()
         terms, _ = self._conditions(f)
         yield _csv_line(["section", *_ITEM_COLUMNS])
@@ -211,6 +209,12 @@ class Panel:
         for r in rows:
             writer.writerow([_cell(r["seller"]), r["surveys"], r["sum"], r["average"], r["normalized_average"]])
         return buf.getvalue()
+
+
+def _check_sections(names: list[str]) -> None:
+    for name in names:
+        if name not in SECTIONS:
+            raise ValidationError(f"section must be one of {', '.join(SECTIONS)}", field="section")
 
 
 def _item(r: Any) -> dict[str, Any]:

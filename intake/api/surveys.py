@@ -280,11 +280,12 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
         [outcome] = await surveys.sales.record([sale])
         if isinstance(outcome, SaleError):
             raise ValidationError(outcome.reason, field=outcome.field)
-        return web.json_response(_sale_result(outcome), status=200 if outcome.duplicate else 201)
+        return web.json_response(_sale_result(outcome))
 
-    api.add("POST", "/sales", post_sales, tag="sales", status=201,
+    api.add("POST", "/sales", post_sales, tag="sales",
             summary="Record a sale, or many: {\"sales\": [...]} (idempotent by external_id)",
-            description=f"One sale answers 201 (200 when that external_id was already recorded) or 422. "
+            description=f"One sale answers 200 with `duplicate: true` when that external_id was already "
+                        "recorded (nothing changes), or 422. "
                         f"A bulk request (up to {MAX_BULK}) answers 200 with the stored sales and, for each "
                         "rejected one, its index and reason; a rejected sale writes nothing. Every rule of the "
                         "product's profile gets a survey window.",
@@ -312,9 +313,10 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
                 await response.write(chunk.encode("utf-8"))
             await response.write_eof()
             return response
-        result = await surveys.panel.panel(f, section=section,
-                                           limit=_qint(request.query.get("limit"), "limit") or 50,
-                                           offset=_qint(request.query.get("offset"), "offset") or 0)
+        limit = _qint(request.query.get("limit"), "limit")
+        offset = _qint(request.query.get("offset"), "offset")
+        result = await surveys.panel.panel(f, section=section, limit=50 if limit is None else limit,
+                                           offset=0 if offset is None else offset)
         return web.json_response({"filters": _filter_echo(f, section), **result})
 
     items = {"type": "array", "items": {"$ref": "#/components/schemas/PanelItem"}}
