@@ -1,0 +1,211 @@
+"""Telegram intake throughput: N updates from 200 simulated customers, polled through the
+fake Bot API server, into a real Service (SQLite and PostgreSQL), against a bare
+python-telegram-bot echo Application fed the same updates in the same run.
+
+What "done" means for each side:
+
+- posventa: every update is stored (committed, with its case and the desk/ack rows in the
+  outbox) and confirmed upstream by the next getUpdates offset;
+- echo: every update has been answered with a sendMessage (PTB's Updater confirmed each
+  batch before handling it).
+
+Prints one JSON object with updates/second for both and their ratio (target ≥ 0.5).
+
+    .venv/bin/python bench/telegram.py [--updates 4000] [--customers 200] [--only sqlite|postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this file's folder comes first on sys.path, and its name would shadow
+# the python-telegram-bot package ("telegram"), so the folder goes and the repo comes in.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+import bots.telegram  # noqa: E402,F401  (sets PTB_TIMEDELTA before PTB builds any error)
+from sqlalchemy import func, select  # noqa: E402
+from telegram import Update  # noqa: E402
+from telegram.ext import Application, ContextTypes, MessageHandler, filters  # noqa: E402
+
+from core.config import Config  # noqa: E402
+from core.persistence import Database, upgrade  # noqa: E402
+from core.persistence.schema import messages, outbox  # noqa: E402
+from service import Service  # noqa: E402
+from tests.fakes.telegram_api import FakeTelegram  # noqa: E402
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+LANGS = ("es", "pt", "en")
+PHRASES = ("mi pedido no llegó", "la factura está duplicada", "no puedo iniciar sesión", "el equipo hace ruido",
+           "quiero cambiar el producto", "¿cuándo llega el técnico?")
+
+
+def build_updates(count: int, customers: int) -> list[dict[str, Any]]:
+    """The same contract-checked updates for every run: round-robin over the customers."""
+    scratch = FakeTelegram()
+    for i in range(count):
+        user = 10_000 + i % customers
+        scratch.private_text(user, f"{PHRASES[i % len(PHRASES)]} ({i})", language_code=LANGS[user % 3],
+                             first_name=f"Cliente {user}")
+    return list(scratch.pending_updates)
+
+
+def feed(fake: FakeTelegram, updates: list[dict[str, Any]]) -> None:
+    # All at once, as a backlog Telegram kept for us; the fake's push_update would number
+    # them again, so the prepared list goes straight into its queue.
+    fake.pending_updates.extend(updates)
+    fake._wake()  # noqa: SLF001  (wake the long poll waiting for news)
+
+
+async def until(condition, *, timeout: float, interval: float = 0.002) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(interval)
+
+
+async def run_echo(updates: list[dict[str, Any]]) -> dict[str, float]:
+    async with FakeTelegram(max_long_poll=5.0) as fake:
+        kw = fake.bot_kwargs()
+        answered = 0
+        done = asyncio.Event()
+
+        async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            nonlocal answered
+            await context.bot.send_message(update.effective_chat.id, update.message.text)
+            answered += 1
+            if answered == len(updates):
+                done.set()
+
+        app = Application.builder().token(kw["token"]).base_url(kw["base_url"]).base_file_url(
+            kw["base_file_url"]).build()
+        app.add_handler(MessageHandler(filters.TEXT, echo))
+        async with app:
+            await app.updater.start_polling(poll_interval=0, timeout=5)
+            await app.start()
+            await until(lambda: fake.waiting_polls > 0, timeout=10)
+            t0 = time.perf_counter()
+            feed(fake, updates)
+            await asyncio.wait_for(done.wait(), timeout=600)
+            elapsed = time.perf_counter() - t0
+            await app.updater.stop()
+            await app.stop()
+    return {"updates_s": round(len(updates) / elapsed, 1), "seconds": round(elapsed, 3)}
+
+
+def service_config(url: str, data_dir: str, fake: FakeTelegram) -> Config:
+    base = Config()
+    return dataclasses.replace(
+        base,
+        database=dataclasses.replace(base.database, url=url),
+        service=dataclasses.replace(base.service, data_dir=data_dir, log_level="WARNING"),
+        http=dataclasses.replace(base.http, enabled=False),
+        email=dataclasses.replace(base.email, enabled=False),
+        webchat=dataclasses.replace(base.webchat, enabled=False),
+        surveys=dataclasses.replace(base.surveys, enabled=False),
+        telegram=dataclasses.replace(base.telegram, enabled=True, token=fake.token, api_base_url=fake.api_base_url,
+                                     poll_timeout_seconds=5),
+    )
+
+
+async def run_posventa(url: str, updates: list[dict[str, Any]], customers: int) -> dict[str, float]:
+    last = updates[-1]["update_id"]
+    async with FakeTelegram(max_long_poll=5.0) as fake:
+        with tempfile.TemporaryDirectory() as data_dir:
+            service = Service(service_config(url, data_dir, fake))
+            await service.start()
+            try:
+                await until(lambda: fake.waiting_polls > 0, timeout=10)
+                t0 = time.perf_counter()
+                feed(fake, updates)
+                # Confirmed upstream = stored: the poller only advances after the commit.
+                await until(lambda: fake.confirmed_offset > last, timeout=600)
+                elapsed = time.perf_counter() - t0
+                await until(lambda: len(fake.calls_to("sendMessage")) >= customers, timeout=120, interval=0.01)
+                acks_at = time.perf_counter() - t0
+                async with service.db.engine.connect() as conn:
+                    stored = (await conn.execute(select(func.count()).select_from(messages).where(
+                        messages.c.direction == "in"))).scalar_one()
+                    queued = (await conn.execute(select(func.count()).select_from(outbox))).scalar_one()
+            finally:
+                await service.stop()
+    if stored != len(updates):
+        raise SystemExit(f"stored {stored} of {len(updates)} updates")
+    return {"updates_s": round(len(updates) / elapsed, 1), "seconds": round(elapsed, 3),
+            "acks_sent_s": round(acks_at, 3), "stored": stored, "outbox_rows": queued,
+            "poll_batches": service.telegram.poller.batches}
+
+
+@contextlib.asynccontextmanager
+async def database(kind: str):
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite+aiosqlite:///{tmp}/bench.db"
+            db = Database(url)
+            await upgrade(db)
+            await db.dispose()
+            yield url
+        return
+    import asyncpg
+
+    name = f"pv_bench_tg_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    try:
+        db = Database(url)
+        await upgrade(db)
+        await db.dispose()
+        yield url
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=4000)
+    parser.add_argument("--customers", type=int, default=200)
+    parser.add_argument("--only", choices=("sqlite", "postgres"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    updates = build_updates(args.updates, args.customers)
+
+    result: dict[str, Any] = {"bench": "telegram", "updates": len(updates), "customers": args.customers,
+                              "echo": await run_echo(updates), "posventa": {}}
+    for kind in ("sqlite", "postgres"):
+        if args.only and kind != args.only:
+            continue
+        try:
+            async with database(kind) as url:
+                figures = await run_posventa(url, updates, args.customers)
+        except OSError as exc:
+            result["posventa"][kind] = {"skipped": f"{kind} unavailable: {exc}"}
+            continue
+        figures["ratio_vs_echo"] = round(figures["updates_s"] / result["echo"]["updates_s"], 2)
+        result["posventa"][kind] = figures
+    # The echo again, last, so a machine that warmed up or slowed down shows in the figures.
+    result["echo_again"] = await run_echo(updates)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
