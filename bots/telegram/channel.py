@@ -156,12 +156,22 @@ class TelegramChannel:
         if message.kind == NEW_CASE_PROMPT:
             markup = ForceReply(selective=False)
 
-        def step(i: int, text: str) -> Callable[[], Any]:
-            last = i == len(texts) - 1
+        def send(text: str, reply_markup: Any) -> Any:
+            return self._sender.call(chat_id, f"sendMessage to {chat_id}", lambda bot: bot.send_message(
+                chat_id, esc(text), parse_mode=HTML, reply_markup=reply_markup))
 
+        def step(i: int, text: str) -> Callable[[], Any]:
             async def run() -> Message:
-                return await self._sender.call(chat_id, f"sendMessage to {chat_id}", lambda bot: bot.send_message(
-                    chat_id, esc(text), parse_mode=HTML, reply_markup=markup if last else None))
+                if i < len(texts) - 1:
+                    return await send(text, None)
+                try:
+                    return await send(text, markup)
+                except PermanentDeliveryError as exc:
+                    # Telegram refuses link buttons to hosts it cannot see (an intranet KB):
+                    # the links are in the text too, so send the choices alone.
+                    if not message.suggestions or "button_url" not in str(exc).lower():
+                        raise
+                    return await send(text, keyboard(message.choices, message.question))
             return run
 
         sent: Message = await self._sender.parts(message.outbox_id, [step(i, x) for i, x in enumerate(texts)])
