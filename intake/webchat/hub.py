@@ -2,8 +2,8 @@
 
 ``Hub`` is the small interface the channel and the server use; ``LocalHub`` keeps this
 process's sockets. Several processes (PostgreSQL deployments) need a hub that also
-forwards pushes to the process holding the socket (LISTEN/NOTIFY); it implements the
-same three methods around a ``LocalHub``.
+forwards a push to the process holding the socket (LISTEN/NOTIFY): it implements the
+same interface around a ``LocalHub``, and ``push`` then counts remote deliveries too.
 """
 
 from __future__ import annotations

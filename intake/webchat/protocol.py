@@ -84,8 +84,8 @@ def parse_frame(raw: str, *, max_text_chars: int) -> ClientFrame:
             raise ProtocolError(BAD_REQUEST, "id must be a short string (a UUID)")
         if kind == "message":
             text = data.get("text")
-            if not isinstance(text, str):
-                raise ProtocolError(BAD_REQUEST, "text must be a string", client_id=client_id)
+            if not isinstance(text, str) or not encodable(text):
+                raise ProtocolError(BAD_REQUEST, "text must be a (valid Unicode) string", client_id=client_id)
             text = clean_text(text)
             if not text.strip():
                 raise ProtocolError(BAD_REQUEST, "text is empty", client_id=client_id)
@@ -99,7 +99,7 @@ def parse_frame(raw: str, *, max_text_chars: int) -> ClientFrame:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ProtocolError(BAD_REQUEST, "value must be a string or a number", client_id=client_id)
         value = clean_text(str(value)).strip()
-        if not value or len(value) > MAX_VALUE:
+        if not value or len(value) > MAX_VALUE or not encodable(value):
             raise ProtocolError(BAD_REQUEST, "value is empty or too long", client_id=client_id)
         return SendChoice(client_id, question, value)
     raise ProtocolError(BAD_REQUEST, "unknown frame type", client_id=client_id)
@@ -119,15 +119,26 @@ def _hello(data: dict[str, Any]) -> Hello:
     lang = data.get("lang")
     lang = lang.lower()[:2] if isinstance(lang, str) and lang[:2].lower() in LANGUAGES else None
     name = data.get("name")
-    name = " ".join(clean_text(name).split())[:MAX_NAME] or None if isinstance(name, str) else None
+    name = " ".join(clean_text(name).split())[:MAX_NAME] or None if isinstance(name, str) and encodable(name) else None
     email = data.get("email")
     # An email we cannot use is ignored rather than refused: the visitor can still chat.
-    email = email.strip().lower() if isinstance(email, str) and _EMAIL.match(email.strip()) else None
+    email = (email.strip().lower() if isinstance(email, str) and encodable(email) and _EMAIL.match(email.strip())
+             else None)
     return Hello(session=session, last_seen=last_seen, lang=lang, name=name, email=email)
 
 
 def clean_text(text: str) -> str:
     return _CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def encodable(text: str) -> bool:
+    """False for JSON's lone surrogates (``"\\ud800"``): valid JSON, but no database
+    can store them, and a message that can never be stored must be refused, not retried."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- server frames --------------------------------------------------------------------------

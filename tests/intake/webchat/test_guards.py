@@ -1,0 +1,98 @@
+"""The web chat's pure guards: rate limiting on a hand-moved clock, the Origin policy and
+the frame parser. (Everything with sockets and databases is in test_server.py.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from intake.webchat.limits import RateLimiter
+from intake.webchat.origin import OriginPolicy, normalise_origin
+from intake.webchat.protocol import Hello, ProtocolError, SendChoice, SendText, parse_frame
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_token_bucket_allows_a_burst_then_refills_at_the_rate():
+    clock = Clock()
+    limiter = RateLimiter(per_minute=6, clock=clock)  # one token every 10 s, burst of 6
+    assert [limiter.allow("a") for _ in range(6)] == [0.0] * 6
+    wait = limiter.allow("a")
+    assert wait == pytest.approx(10.0)
+    assert limiter.allow("b") == 0.0  # keys are independent
+    clock.t += 9.9
+    assert limiter.allow("a") > 0
+    clock.t += 0.2
+    assert limiter.allow("a") == 0.0
+    clock.t += 3600
+    assert [limiter.allow("a") for _ in range(7)].count(0.0) == 6  # never more than the burst
+
+
+def test_token_bucket_memory_is_bounded():
+    clock = Clock()
+    limiter = RateLimiter(per_minute=60, clock=clock, max_keys=100)
+    for i in range(1000):
+        limiter.allow(f"k{i}")
+        clock.t += 0.001
+    assert len(limiter) <= 100
+    limiter.forget("k999")
+    assert "k999" not in limiter._buckets
+
+
+@pytest.mark.parametrize(("raw", "norm"), [
+    ("https://Shop.Example.com", "https://shop.example.com"),
+    ("https://shop.example.com:443", "https://shop.example.com"),
+    ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+    ("null", None), ("file:///etc/passwd", None), ("https://", None), ("http://h:99999", None),
+])
+def test_origins_are_normalised(raw, norm):
+    assert normalise_origin(raw) == norm
+
+
+def test_origin_policy():
+    same = OriginPolicy((), public_url="https://support.example.com")
+    assert same.allows("https://support.example.com", host="10.0.0.1:8080")
+    assert same.allows("http://10.0.0.1:8080", host="10.0.0.1:8080")  # the demo page, by address
+    assert not same.allows("https://shop.example.com", host="support.example.com")
+    assert same.allows(None, host="x")  # not a browser: the token is the credential
+    listed = OriginPolicy(["https://shop.example.com", "https://*.tienda.example"], public_url="http://x")
+    assert listed.allows("https://a.b.tienda.example", host="x")
+    assert not listed.allows("https://tienda.example.evil", host="x")
+    assert not listed.allows("http://a.tienda.example", host="x")  # scheme matters
+    assert OriginPolicy(["*"], public_url="http://x").allows("https://anything.example", host="x")
+    with pytest.raises(ValueError):
+        OriginPolicy(["not an origin"], public_url="http://x")
+
+
+def test_frames_parse_into_values():
+    assert parse_frame(json.dumps({"type": "hello", "session": None, "last_seen": None, "lang": "PT-br",
+                                   "name": "  Ana \t María ", "email": "Ana@Example.COM "}), max_text_chars=10) \
+        == Hello(None, None, "pt", "Ana María", "ana@example.com")
+    assert parse_frame('{"type":"hello","session":"t","last_seen":"42","lang":"xx","email":"no"}',
+                       max_text_chars=10) == Hello("t", 42, None, None, None)
+    assert parse_frame('{"type":"message","id":"u-1","text":"a\\r\\nb"}', max_text_chars=10) == SendText("u-1", "a\nb")
+    assert parse_frame('{"type":"choice","id":"u-2","question":"case_type:3","value":5}', max_text_chars=10) \
+        == SendChoice("u-2", "case_type:3", "5")
+
+
+@pytest.mark.parametrize(("raw", "code"), [
+    ('{"type":"message","id":"u","text":"' + "x" * 11 + '"}', "too_large"),
+    ('{"type":"hello","session":5}', "unauthorized"),
+    ('{"type":"hello","last_seen":-1}', "bad_request"),
+    ('{"type":"hello","last_seen":true}', "bad_request"),
+    ('{"type":"choice","id":"u","question":"q q","value":"v"}', "bad_request"),
+    ('{"type":"choice","id":"u","question":"q","value":true}', "bad_request"),
+    ("[" * 100_000, "bad_request"),
+    ('{"type":"message","id":"u","text":"\\ud800"}', "bad_request"),
+])
+def test_bad_frames_name_their_problem(raw, code):
+    with pytest.raises(ProtocolError) as err:
+        parse_frame(raw, max_text_chars=10)
+    assert err.value.code == code
