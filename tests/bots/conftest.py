@@ -8,8 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-
 from core.domain import ChannelName
 from service import Service
 from tests.fakes.telegram_api import FakeTelegram
@@ -68,9 +66,6 @@ async def rows(service: Service, query) -> list[Any]:
     async with service.db.engine.connect() as conn:
         return list((await conn.execute(query)).all())
 
-
-def select_all(table, *where):
-    return select(table).where(*where) if where else select(table)
 
 
 #: For tests where the database kind changes nothing (wording, routing): SQLite only,

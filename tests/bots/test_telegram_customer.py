@@ -7,8 +7,7 @@ import hashlib
 
 from sqlalchemy import select
 
-from core.domain import ChannelName
-from core.persistence.schema import attachments, cases, contact_identities, message_edits, messages
+from core.persistence.schema import attachments, cases, message_edits, messages
 from tests.bots.conftest import AGENTS_CHAT, eventually, rows, sqlite_only
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -37,10 +36,10 @@ async def test_conversation_with_photo_opens_a_case_and_stores_the_file(start_se
     jpeg = b"\xff\xd8\xff\xe0 serial-number-photo \xff\xd9"
     tg.private_photo(ANA, caption="el número de serie", file_bytes=jpeg)
     stored = await eventually(lambda: _with_attachment(service))
-    [(message, attachment)] = stored
-    assert message.text == "el número de serie"
-    assert attachment.sha256 == hashlib.sha256(jpeg).hexdigest() and attachment.content_type == "image/jpeg"
-    assert service.attachments.path_for(attachment.sha256).read_bytes() == jpeg
+    [row] = stored  # the message joined with its attachment
+    assert row.text == "el número de serie"
+    assert row.sha256 == hashlib.sha256(jpeg).hexdigest() and row.content_type == "image/jpeg"
+    assert service.attachments.path_for(row.sha256).read_bytes() == jpeg
 
     [case] = await rows(service, select(cases))
     assert case.channel == "telegram" and case.title.startswith("Hola, la impresora <HP>")
@@ -58,9 +57,8 @@ async def test_conversation_with_photo_opens_a_case_and_stores_the_file(start_se
 
 
 async def _with_attachment(service):
-    found = await rows(service, select(messages, attachments).join(attachments,
-                                                                   attachments.c.message_id == messages.c.id))
-    return [(r, r) for r in found]
+    return await rows(service, select(messages.c.text, attachments.c.sha256, attachments.c.content_type)
+                      .join(attachments, attachments.c.message_id == messages.c.id))
 
 
 async def _topic_messages(tg: FakeTelegram, at_least: int):
