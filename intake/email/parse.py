@@ -172,7 +172,9 @@ def reply_token_from_address(address: str, *, local_part: str) -> str | None:
     return token
 
 
-_ANGLE_ID = re.compile(r"<([^<>\s]{1,%d})>" % _MAX_ID_CHARS)
+# No spaces, angle brackets or control characters: ids end up in headers we send back.
+_ID_CHARS = "[^<>\\s\x00-\x1f\x7f-\x9f\ud800-\udfff]"
+_ANGLE_ID = re.compile("<(%s{1,%d})>" % (_ID_CHARS, _MAX_ID_CHARS))
 
 
 def _message_ids(value: str | None) -> list[str]:
@@ -187,7 +189,7 @@ def _message_id(value: str | None) -> str | None:
         return ids[0]
     bare = (value or "").strip()
     # Some broken mailers omit the brackets; a bare "x@y" is still an id worth keeping.
-    if bare and "@" in bare and len(bare) <= _MAX_ID_CHARS and re.fullmatch(r"[^<>\s]+", bare):
+    if bare and "@" in bare and len(bare) <= _MAX_ID_CHARS and re.fullmatch(_ID_CHARS + "+", bare):
         return f"<{bare}>"
     return None
 
@@ -376,7 +378,7 @@ def _codec_for(charset: str | None) -> str | None:
     return name
 
 
-def decode_bytes(data: bytes, charset: str | None) -> str:
+def _decode_bytes(data: bytes, charset: str | None) -> str:
     """Bytes in a declared (maybe wrong, maybe unknown) charset → str, never raising."""
     codec = _codec_for(charset)
     if codec is None or codec in _GUESS_FOR:
@@ -385,9 +387,14 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
         except UnicodeDecodeError:
             return data.decode("cp1252", "replace")
     try:
-        return data.decode(codec, "replace")
+        text = data.decode(codec, "replace")
     except Exception:  # noqa: BLE001 - a few codecs raise despite errors="replace"
-        return data.decode("utf-8", "replace")
+        text = data.decode("utf-8", "replace")
+    if codec == "utf_8" and "\ufffd" in text and not any("\x7f" < ch != "\ufffd" for ch in text):
+        # "UTF-8" with not one valid multi-byte sequence is an 8-bit charset mislabelled
+        # (a webmail template or an old client): Windows-1252 reads it as written.
+        return data.decode("cp1252", "replace")
+    return text
 
 
 def _unflow(text: str, *, delsp: bool) -> str:
@@ -519,7 +526,7 @@ def _param(part: Message, name: str) -> str | None:
 
 def _leaf_text(part: Message, budget: int) -> str:
     data = _payload_bytes(part)[: budget * 4 + 4]
-    text = clean_text(decode_bytes(data, _param(part, "charset")))
+    text = clean_text(_decode_bytes(data, _param(part, "charset")))
     if _content_type(part) == "text/html":
         return html_to_text(text, max_chars=budget)
     if (_param(part, "format") or "").lower() == "flowed":

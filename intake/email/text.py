@@ -103,11 +103,20 @@ class _TextRenderer(HTMLParser):
         if self._cur:
             line = "".join(self._cur).rstrip()
             depth = min(self._cur_depth, _MAX_QUOTE_PREFIX)
-            self._lines.append("> " * depth + line if line else ">" * depth)
+            self._append_line("> " * depth + line if line else ">" * depth)
             self._cur = []
             self._link = None if self._link is None else (self._link[0], 0)
         if blank and self._lines and self._lines[-1].strip("> ") != "":
-            self._lines.append(">" * min(self._quote_depth, _MAX_QUOTE_PREFIX))
+            self._append_line(">" * min(self._quote_depth, _MAX_QUOTE_PREFIX))
+
+    def _append_line(self, line: str) -> None:
+        # Text was counted by _write(); line breaks and quote prefixes count here, so that
+        # "<br>" * 10**6 cannot build a million empty lines.
+        if self._size > self._max_chars:
+            self.truncated = True
+            return
+        self._size += 1 + min(len(line), 2 * _MAX_QUOTE_PREFIX)
+        self._lines.append(line)
 
     def text(self) -> str:
         self._break()
@@ -214,7 +223,7 @@ class _TextRenderer(HTMLParser):
         if self._cur:
             self._break()
         else:
-            self._lines.append(">" * min(self._quote_depth, _MAX_QUOTE_PREFIX))
+            self._append_line(">" * min(self._quote_depth, _MAX_QUOTE_PREFIX))
 
     def handle_endtag(self, tag: str) -> None:
         if self._skip:
@@ -303,7 +312,7 @@ def html_to_text(html: str, *, max_chars: int = 200_000) -> str:
         # Never lose the customer's words to a parser quirk: fall back to a crude, linear
         # tag strip of the whole input (script text may leak in; it is shown as text only).
         return clean_text(" ".join(unescape(_TAG.sub(" ", html)).split()))[:max_chars]
-    return clean_text(renderer.text())
+    return clean_text(renderer.text())[:max_chars].rstrip()
 
 
 # ------------------------------------------------------------------------- quotes
