@@ -78,21 +78,30 @@ class Asking:
         parts = [lead] if lead else []
         progress = say("progress", self.language, n=number, total=total) + " " if total > 1 else ""
         parts.append(progress + question.text(self.language))
-        if self.recipient.channel == ChannelName.EMAIL:
-            # Email shows the choices as a numbered list; say what to reply, since a
-            # 0-10 scale's "1." is not the score 1.
+        choices = choices_for(question.scale, self.language)
+        if self.recipient.channel == ChannelName.EMAIL and not _numbered_like_scores(question.scale):
+            # Email renders choices as "1) ... 2) ..." and asks for the number: on a 0-10
+            # or yes/no scale option 1 is not score 1, so we ask for the score itself.
+            choices = ()
             parts.append(f"{hint_for(question.scale, self.language)} {say('hint_email', self.language)}")
         return OutgoingMessage(
             recipient=self.recipient, text="\n\n".join(parts), kind="survey", case_title=self.subject,
-            language=self.language, automatic=True, choices=choices_for(question.scale, self.language),
+            language=self.language, automatic=True, choices=choices,
             question=question_key(self.instance_id, question.id), in_reply_to=self.in_reply_to,
-            references=self.references, extra={"survey_instance": str(self.instance_id)})
+            references=self.references, extra=self._extra())
+
+    def _extra(self) -> dict[str, str]:
+        return {"survey_instance": str(self.instance_id), "subject": self.subject}
 
     def say(self, key: str, **params: object) -> OutgoingMessage:
         return OutgoingMessage(recipient=self.recipient, text=say(key, self.language, **params), kind="survey",
                                case_title=self.subject, language=self.language, automatic=True,
-                               in_reply_to=self.in_reply_to, references=self.references,
-                               extra={"survey_instance": str(self.instance_id)})
+                               in_reply_to=self.in_reply_to, references=self.references, extra=self._extra())
+
+
+def _numbered_like_scores(scale: Scale) -> bool:
+    """True when choice number n is score n (1-5, 1-10): the numbered list is then exact."""
+    return scale.numeric and scale.low == 1
 
 
 def survey_subject(product_name: str, language: str) -> str:

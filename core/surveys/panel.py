@@ -29,7 +29,7 @@ from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import ValidationError
@@ -40,6 +40,14 @@ from core.surveys.conversation import EXECUTED, EXPIRED, OPEN, PAUSED, PENDING
 from core.surveys.windows import day_range
 
 SECTIONS = ("my_rules", "executed", "not_executed", "inconsistencies")
+_STATUSES = {
+    "my_rules": (PENDING, OPEN, PAUSED),
+    "executed": (EXECUTED,),
+    "not_executed": (PENDING, OPEN, PAUSED, EXPIRED),
+    "inconsistencies": (PENDING, OPEN, PAUSED, EXPIRED),
+}
+#: Below SQLite's limit of 500 terms in one compound SELECT.
+_MAX_BRANCHES = 100
 MAX_LIMIT = 500
 EXPORT_BATCH = 2000
 
@@ -73,51 +81,51 @@ class Panel:
         self._clock = clock
         self._tz = tz
 
-    def _conditions(self, f: PanelFilter) -> tuple[list[Any], bool]:
-        """WHERE terms for the filter, and whether they need the sales table."""
-        terms: list[Any] = []
+    async def _rule_ids(self, conn: AsyncConnection, f: PanelFilter) -> list[int]:
+        """The rules in scope: the operator's (or all), narrowed to ``rule_id``."""
+        q = select(survey_rules.c.id).order_by(survey_rules.c.id)
         if f.operator is not None:
-            terms.append(rule_instances.c.rule_id.in_(
-                select(survey_rule_operators.c.rule_id).where(survey_rule_operators.c.operator == f.operator)
-                .scalar_subquery()))
-        if f.rule_id is not None:
-            terms.append(rule_instances.c.rule_id == f.rule_id)
-        needs_sales = False
+            q = (select(survey_rule_operators.c.rule_id).where(survey_rule_operators.c.operator == f.operator)
+                 .order_by(survey_rule_operators.c.rule_id))
+        ids = [r[0] for r in await conn.execute(q)]
+        return [i for i in ids if f.rule_id is None or i == f.rule_id]
+
+    def _sale_terms(self, f: PanelFilter) -> list[Any]:
+        """WHERE terms on the sales table (seller, product, closing dates)."""
+        terms: list[Any] = []
         if f.seller is not None:
             terms.append(sales.c.seller == f.seller)
-            needs_sales = True
         if f.product is not None:
             terms.append(sales.c.product_id == select(products.c.id).where(products.c.code == f.product)
                          .scalar_subquery())
-            needs_sales = True
         lo, hi = day_range(f.date_from, f.date_to, self._tz)
         if lo is not None:
             terms.append(sales.c.closed_at >= lo)
-            needs_sales = True
         if hi is not None:
             terms.append(sales.c.closed_at < hi)
-            needs_sales = True
-        return terms, needs_sales
+        return terms
 
     @staticmethod
-    def _section(name: str, now: Any) -> Any:
+    def _when(name: str, now: Any) -> list[Any]:
+        """The time part of a section; its statuses are in ``_STATUSES``."""
         ri = rule_instances.c
         if name == "my_rules":
-            return and_(ri.status.in_((PENDING, OPEN, PAUSED)), ri.window_start <= now, ri.window_end > now)
-        if name == "executed":
-            return ri.status == EXECUTED
+            return [ri.window_start <= now, ri.window_end > now]
         if name == "not_executed":
-            return and_(ri.status.in_((PENDING, OPEN, PAUSED, EXPIRED)), ri.window_start <= now)
+            return [ri.window_start <= now]
         if name == "inconsistencies":
-            return and_(ri.status.in_((PENDING, OPEN, PAUSED, EXPIRED)), ri.window_end <= now)
-        raise ValidationError(f"section must be one of {', '.join(SECTIONS)}", field="section")
+            return [ri.window_end <= now]
+        return []
+
+    def _where(self, name: str, now: Any, rule_ids: list[int], sale_terms: list[Any]) -> list[Any]:
+        return [rule_instances.c.rule_id.in_(rule_ids), rule_instances.c.status.in_(_STATUSES[name]),
+                *self._when(name, now), *sale_terms]
 
     @staticmethod
-    def _order(name: str) -> tuple[Any, ...]:
-        ri = rule_instances.c
-        if name == "my_rules":
-            return (ri.window_end.asc(), ri.id.asc())  # the most urgent first
-        return (ri.window_end.desc(), ri.id.desc())  # the most recent first
+    def _from(sale_terms: list[Any]) -> Any:
+        if sale_terms:
+            return rule_instances.join(sales, sales.c.id == rule_instances.c.sale_id)
+        return rule_instances
 
     async def panel(self, f: PanelFilter, *, section: str | None = None, limit: int = 50,
                     offset: int = 0) -> dict[str, Any]:
@@ -129,19 +137,52 @@ class Panel:
         wanted = [section] if section else list(SECTIONS)
         _check_sections(wanted)
         now = self._clock.now()
-        terms, needs_sales = self._conditions(f)
+        sale_terms = self._sale_terms(f)
         async with self._db.engine.connect() as conn:
-            counts = {s: await self._count(conn, s, now, terms, needs_sales)
-                      for s in ("my_rules", "executed", "inconsistencies")}
-            counts["not_executed"] = counts["my_rules"] + counts["inconsistencies"]
-            items = {s: await self._items(conn, s, now, terms, limit, offset) for s in wanted}
-        return {"now": now.isoformat(), "counts": {s: counts[s] for s in SECTIONS}, "items": items}
+            rule_ids = await self._rule_ids(conn, f)
+            counts = {s: 0 for s in SECTIONS}
+            items: dict[str, list[dict[str, Any]]] = {s: [] for s in wanted}
+            if rule_ids:
+                for s in ("my_rules", "executed", "inconsistencies"):
+                    counts[s] = (await conn.execute(
+                        select(func.count()).select_from(self._from(sale_terms))
+                        .where(*self._where(s, now, rule_ids, sale_terms)))).scalar_one()
+                counts["not_executed"] = counts["my_rules"] + counts["inconsistencies"]
+                for s in wanted:
+                    if counts[s] > offset:
+                        items[s] = await self._items(conn, s, now, rule_ids, sale_terms, limit, offset)
+        return {"now": now.isoformat(), "counts": counts, "items": items}
 
-    async def _count(self, conn: AsyncConnection, name: str, now: Any, terms: list[Any], needs_sales: bool) -> int:
-        q = select(func.count()).select_from(rule_instances)
-        if needs_sales:
-            q = q.join(sales, sales.c.id == rule_instances.c.sale_id)
-        return (await conn.execute(q.where(self._section(name, now), *terms))).scalar_one()
+    async def _items(self, conn: AsyncConnection, name: str, now: Any, rule_ids: list[int], sale_terms: list[Any],
+                     limit: int, offset: int) -> list[dict[str, Any]]:
+        """One page of a section, most urgent (my_rules) or most recent first.
+
+        Each (rule, status) pair is read in window order straight off the index
+        (rule_id, status, window_end) and only its first offset+limit rows are kept;
+        merging those small runs is what keeps an operator's page fast at millions of
+        surveys, where one ORDER BY over every not-executed row would sort them all."""
+        ri = rule_instances.c
+        newest_first = name != "my_rules"
+        order = (ri.window_end.desc(), ri.id.desc()) if newest_first else (ri.window_end.asc(), ri.id.asc())
+        keep = offset + limit
+        branches = [
+            select(ri.id, ri.window_end).select_from(self._from(sale_terms))
+            .where(ri.rule_id == rule_id, ri.status == status, *self._when(name, now), *sale_terms)
+            .order_by(*order).limit(keep).subquery()
+            for rule_id in rule_ids for status in _STATUSES[name]
+        ]
+        found: list[tuple[Any, int]] = []
+        for start in range(0, len(branches), _MAX_BRANCHES):
+            part = branches[start:start + _MAX_BRANCHES]
+            query = union_all(*(select(b.c.id, b.c.window_end) for b in part)) if len(part) > 1 \
+                else select(part[0].c.id, part[0].c.window_end)
+            found.extend((r.window_end, r.id) for r in await conn.execute(query))
+        found.sort(reverse=newest_first)
+        page = [iid for _, iid in found[offset:offset + limit]]
+        if not page:
+            return []
+        rows = {r.id: r for r in await conn.execute(self._item_query().where(ri.id.in_(page)))}
+        return [_item(rows[i]) for i in page if i in rows]
 
     def _item_query(self) -> Any:
         return (select(rule_instances.c.id, rule_instances.c.status, rule_instances.c.rule_id,
@@ -156,26 +197,23 @@ class Panel:
                 .join(survey_rules, survey_rules.c.id == rule_instances.c.rule_id)
                 .join(contacts, contacts.c.id == rule_instances.c.contact_id))
 
-    async def _items(self, conn: AsyncConnection, name: str, now: Any, terms: list[Any], limit: int,
-                     offset: int) -> list[dict[str, Any]]:
-        rows = await conn.execute(self._item_query().where(self._section(name, now), *terms)
-                                  .order_by(*self._order(name)).limit(limit).offset(offset))
-        return [_item(r) for r in rows]
-
     async def export_csv(self, f: PanelFilter, *, section: str | None = None) -> AsyncIterator[str]:
         """The panel as CSV text, in pieces: one section, or every section with a
         ``section`` column first. Streams in batches, so any size exports in bounded memory."""
         wanted = [section] if section else list(SECTIONS)
         _check_sections(wanted)
         now = self._clock.now()
-        terms, _ = self._conditions(f)
+        sale_terms = self._sale_terms(f)
+        async with self._db.engine.connect() as conn:
+            rule_ids = await self._rule_ids(conn, f)
         yield _csv_line(["section", *_ITEM_COLUMNS])
         for name in wanted:
             after = 0
-            while True:
+            while rule_ids:
                 async with self._db.engine.connect() as conn:
                     rows = (await conn.execute(
-                        self._item_query().where(self._section(name, now), rule_instances.c.id > after, *terms)
+                        self._item_query().where(*self._where(name, now, rule_ids, sale_terms),
+                                                 rule_instances.c.id > after)
                         .order_by(rule_instances.c.id).limit(EXPORT_BATCH))).all()
                 if not rows:
                     break
@@ -189,12 +227,15 @@ class Panel:
 
     async def seller_scores(self, f: PanelFilter) -> list[dict[str, Any]]:
         """Commission scores per seller (formulas in the module docstring)."""
-        terms, _ = self._conditions(f)
         ri = rule_instances.c
+        terms = [ri.status == EXECUTED, *self._sale_terms(f)]
+        if f.operator is not None or f.rule_id is not None:
+            async with self._db.engine.connect() as conn:
+                terms.append(ri.rule_id.in_(await self._rule_ids(conn, f)))
         q = (select(sales.c.seller, func.count().label("n"), func.sum(ri.total_score).label("sum"),
                     func.avg(ri.total_score).label("average"), func.avg(ri.normalized_score).label("normalized"))
              .select_from(rule_instances).join(sales, sales.c.id == ri.sale_id)
-             .where(ri.status == EXECUTED, *terms).group_by(sales.c.seller).order_by(sales.c.seller))
+             .where(*terms).group_by(sales.c.seller).order_by(sales.c.seller))
         async with self._db.engine.connect() as conn:
             rows = (await conn.execute(q)).all()
         return [{"seller": r.seller, "surveys": int(r.n), "sum": round(float(r.sum or 0), 4),

@@ -107,6 +107,10 @@ class SurveyRunner:
 
     async def handle(self, ctx: HookContext) -> bool:
         conn, m = ctx.conn, ctx.message
+        if not m.auto_reply_allowed or m.new_case:
+            # An out-of-office or a bounce must never be answered (mail loops), and
+            # "/new" asks for a case explicitly: neither is a survey answer.
+            return False
         current = (await conn.execute(
             _instance_select().where(rule_instances.c.contact_id == ctx.contact_id, rule_instances.c.status == OPEN)
             .order_by(rule_instances.c.id).limit(1).with_for_update(of=rule_instances))).first()

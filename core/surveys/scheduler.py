@@ -84,8 +84,9 @@ class SurveyScheduler:
         report.expired = await self.expire(now)
         while (n := await self._remind_batch(now)) > 0:
             report.reminded += n
+        after = 0  # contacts are visited in id order, each batch after the last one
         while True:
-            opened, unreachable, by_channel, more = await self._open_batch(now)
+            opened, unreachable, by_channel, after, more = await self._open_batch(now, after)
             report.opened += opened
             report.unreachable += unreachable
             for ch, n in by_channel.items():
@@ -145,22 +146,24 @@ class SurveyScheduler:
             await self._outgoing.add(conn, out, now=now)
         return len(rows)
 
-    async def _open_batch(self, now: datetime) -> tuple[int, int, dict[str, int], bool]:
-        """Open at most one due survey for each of up to ``batch_size`` customers."""
+    async def _open_batch(self, now: datetime, after: int) -> tuple[int, int, dict[str, int], int, bool]:
+        """Open at most one due survey for each of up to ``batch_size`` customers whose
+        id is above ``after``; returns the counts, the last customer id seen, and
+        whether there may be more."""
         due = and_(rule_instances.c.status == PENDING, rule_instances.c.window_start <= now,
                    rule_instances.c.window_end > now)
         busy = rule_instances.alias("busy")
         async with self._db.transaction() as conn:
             candidates = [r[0] for r in await conn.execute(
                 select(rule_instances.c.contact_id).where(
-                    due,
+                    due, rule_instances.c.contact_id > after,
                     ~exists().where(busy.c.contact_id == rule_instances.c.contact_id,
                                     # An open survey, or one an agent took over in chat.
                                     (busy.c.status == OPEN) | ((busy.c.status == PAUSED) & busy.c.channel.isnot(None))))
                 .group_by(rule_instances.c.contact_id).order_by(rule_instances.c.contact_id)
                 .limit(self._batch))]
             if not candidates:
-                return 0, 0, {}, False
+                return 0, 0, {}, after, False
             # Lock the customers (FOR NO KEY UPDATE: the inbox may still insert rows
             # referencing them). A customer another process holds is skipped now and
             # found again on the next tick.
@@ -168,7 +171,8 @@ class SurveyScheduler:
                 select(contacts.c.id).where(contacts.c.id.in_(candidates)).order_by(contacts.c.id)
                 .with_for_update(skip_locked=True, key_share=True))]
             if not locked:
-                return 0, 0, {}, False  # all held by another process: its tick does them
+                # All held by another process (its tick opens them); go on past them.
+                return 0, 0, {}, candidates[-1], len(candidates) >= self._batch
             # Re-read under the lock: another process may have opened one a moment ago.
             rows = (await conn.execute(
                 select(rule_instances.c.id, rule_instances.c.rule_id, rule_instances.c.contact_id,
@@ -224,8 +228,7 @@ class SurveyScheduler:
             if empty:
                 await conn.execute(update(rule_instances).where(rule_instances.c.id.in_(empty))
                                    .values(status=PAUSED, channel=None, opened_at=now))
-        more = len(candidates) >= self._batch
-        return len(opened), len(unreachable), by_channel, more
+        return len(opened), len(unreachable), by_channel, candidates[-1], len(candidates) >= self._batch
 
 
 class SurveyTicker:

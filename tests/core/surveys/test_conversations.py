@@ -46,11 +46,11 @@ class World:
         return await self.service.surveys.scheduler.tick()
 
     async def say(self, channel: ChannelName, sender: str, text: str, *, choice: ChoiceAnswer | None = None,
-                  references: tuple[str, ...] = ()):
+                  references: tuple[str, ...] = (), auto_reply_allowed: bool = True):
         self._n += 1
         return await self.service.inbox.receive(InboundMessage(
             channel=channel, external_id=f"in-{self._n}", sender=sender, text=text, choice=choice,
-            thread=ThreadHints(references=references)))
+            thread=ThreadHints(references=references), auto_reply_allowed=auto_reply_allowed))
 
     async def next(self, channel: ChannelName, count: int = 1):
         rec = self.channels[channel]
@@ -163,21 +163,29 @@ async def test_email_numbered_replies_and_unrelated_mail(world):
     await world.tick(OPENS)
     [q1] = await world.next(ChannelName.EMAIL)
     assert q1.recipient == "ana@cliente.com" and q1.email is not None
-    assert "Responde con un número del 1 al 5. Puedes responder a este correo." in q1.text
+    # On 1-5, option n of the email's numbered list is score n: the list is shown.
     assert [c.label for c in q1.choices] == ["1", "2", "3", "4", "5"]
+    assert q1.extra["subject"] == "Encuesta: Impresora"
     # An unrelated mail (no reply headers, not an answer) opens a case; the survey waits.
     other = await world.say(ChannelName.EMAIL, "ana@cliente.com", "Necesito la factura de marzo")
     assert other.case_number is not None
     await world.next(ChannelName.EMAIL)  # the case ack
+    # An out-of-office reply (the email adapter's loop guard fired) is never answered.
+    ooo = await world.say(ChannelName.EMAIL, "ana@cliente.com", "Estoy fuera de la oficina hasta el 20",
+                          references=(q1.email.message_id,), auto_reply_allowed=False)
+    assert ooo.case_number is not None
+    assert _week(await world.instance()).invalid_answers == 0
     # The reply to the survey mail, quoted history already stripped by the email adapter.
     r = await world.say(ChannelName.EMAIL, "ana@cliente.com", "tres", references=(q1.email.message_id,))
     assert r.case_number is None
     [q2] = await world.next(ChannelName.EMAIL)
     assert "(2/3)" in q2.text and q2.email.in_reply_to == f"in-{world._n}"
+    # On 0-10, option 1 would be score 0: no numbered list, ask for the score itself.
+    assert q2.choices == () and "Responde con un número del 0 al 10. Puedes responder a este correo." in q2.text
     # A bare "8" without headers still reads as an answer.
     assert (await world.say(ChannelName.EMAIL, "ana@cliente.com", "8")).case_number is None
     [q3] = await world.next(ChannelName.EMAIL)
-    assert "Responde sí o no." in q3.text
+    assert "Responde sí o no." in q3.text and q3.choices == ()
     assert (await world.say(ChannelName.EMAIL, "ana@cliente.com", "No", references=(q3.email.message_id,))
             ).case_number is None
     await world.next(ChannelName.EMAIL)  # thanks
