@@ -174,3 +174,26 @@ def test_random_garbage_bytes_parse() -> None:
     parsed = parse_email(garbage)
     assert isinstance(parsed, ParsedEmail)
     assert "\ud800" not in parsed.full_text
+
+
+@pytest.mark.parametrize(
+    ("subject", "autoreply"),
+    [
+        ("Respuesta automática: Su consulta", True),
+        ("Resposta automática: Seu pedido", True),
+        ("Out of Office: Your order", True),
+        ("Auto: Re: Pedido", True),
+        ("Ausente: Re: Su consulta [#77]", True),
+        ("Ausente el técnico en la visita", False),  # a complaint, not a robot
+        ("Automatic replies are annoying", False),
+        ("Re: Reply from our office", False),
+    ],
+)
+def test_out_of_office_subjects(subject: str, autoreply: bool) -> None:
+    raw = HEAD.replace(b"Subject: prueba", b"Subject: " + subject.encode()) + b"\nhola\n"
+    assert parse_email(raw).x_autoreply is autoreply
+
+
+def test_buffers_other_than_bytes_are_accepted() -> None:
+    raw = HEAD + b"\nhola\n"
+    assert parse_email(bytearray(raw)) == parse_email(memoryview(raw)) == parse_email(raw)
