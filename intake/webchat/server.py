@@ -279,6 +279,9 @@ class WebchatServer:
             if wait:
                 await self._error(conn, protocol.RATE_LIMITED, "too many new chats from this address",
                                   retry_after=wait)
+                # Closing makes the widget come back after its reconnect backoff; an open
+                # socket without a session would just sit there until the hello timeout.
+                await conn.close(code=CLOSE_TRY_LATER, reason="too many new chats")
                 return None
             token, session = await self._sessions.create(language=hello.lang, name=hello.name, email=hello.email)
         else:

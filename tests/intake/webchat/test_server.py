@@ -353,6 +353,7 @@ async def test_rate_limits_per_session_and_per_ip(start):
     assert (await third.hello())["type"] == "welcome"
     fourth = await running.chat()
     assert (await fourth.hello())["code"] == "rate_limited"
+    assert await fourth.closed() == 1013  # the widget comes back after its backoff
     count = await running.scalar(select(func.count()).select_from(messages).where(messages.c.direction == "in"))
     assert count == 5
 
