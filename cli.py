@@ -49,8 +49,20 @@ def secrets_of(config: Config) -> list[str]:
     return [v for v in values if v]
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests and embedders swap it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(config: Config) -> None:
-    handler = logging.StreamHandler()
+    handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets_of(config)))
     root = logging.getLogger()
@@ -96,7 +108,18 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 #: Subcommands other modules contribute: (group, name) → (help, add_arguments, run).
-Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+#: ``run(args, config)`` gets the loaded config, with logging already set up, so feature
+#: modules (even core's) never import the CLI.
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Config], int]]
+
+
+def _with_config(run: Callable[[argparse.Namespace, Config], int]) -> Callable[[argparse.Namespace], int]:
+    def wrapped(args: argparse.Namespace) -> int:
+        config = _config(args)
+        setup_logging(config)
+        return run(args, config)
+
+    return wrapped
 
 
 def extra_commands() -> dict[tuple[str, str], Command]:
@@ -142,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = groups[group].add_parser(name, help=help_text)
         add_config(p)
         add_args(p)
-        p.set_defaults(run=run)
+        p.set_defaults(run=_with_config(run))
     return parser
 
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.config import Config
 from core.errors import ConfigError
 
 
@@ -16,8 +17,7 @@ def _add_sync_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full", action="store_true", help="walk every topic (and drop deleted ones), not only bumped ones")
 
 
-def _run_sync(args: argparse.Namespace) -> int:
-    from cli import _config, setup_logging
+def _run_sync(args: argparse.Namespace, config: Config) -> int:
     from core.cases import CaseService
     from core.outgoing import Outgoing
     from core.persistence import Database, upgrade
@@ -25,8 +25,6 @@ def _run_sync(args: argparse.Namespace) -> int:
     from kb.discourse import DiscourseError
     from kb.runtime import KbRuntime
 
-    config = _config(args)
-    setup_logging(config)
     if not config.kb.enabled:
         raise ConfigError("the knowledge base is disabled: set [kb] enabled = true", key="kb.enabled",
                           file=config.source)
@@ -66,13 +64,10 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=5)
 
 
-def _run_search(args: argparse.Namespace) -> int:
-    from cli import _config, setup_logging
+def _run_search(args: argparse.Namespace, config: Config) -> int:
     from core.persistence import Database, upgrade
     from kb.index import KbIndex
 
-    config = _config(args)
-    setup_logging(config)
 
     async def run() -> int:
         db = Database(config.database.url)

@@ -20,11 +20,13 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 class Database:
-    """Owns the engine. ``transaction()`` is the only way application code writes.
+    """Owns the engine. ``transaction()`` is the only way application code writes;
+    reads use ``engine.connect()``.
 
-    SQLite runs in WAL mode with foreign keys on, and every transaction starts with
+    SQLite runs in WAL mode with foreign keys on. Write transactions start with
     ``BEGIN IMMEDIATE``: a deferred transaction that later writes can fail with
     "database is locked" without waiting, while IMMEDIATE waits on ``busy_timeout``.
+    Reads start deferred, so in WAL mode they never block a writer.
     """
 
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
@@ -62,8 +64,12 @@ class Database:
         """One transaction; commits on success. Connection-level failures become
         ``StorageUnavailable`` so transports can answer "try later"."""
         try:
-            async with self.engine.begin() as conn:
-                yield conn
+            async with self.engine.connect() as conn:
+                # Marks the transaction as a write: on SQLite "begin" then takes the write
+                # lock up front (BEGIN IMMEDIATE); reads elsewhere stay deferred and never block writers.
+                conn = await conn.execution_options(posventa_write=True)
+                async with conn.begin():
+                    yield conn
         except IntegrityError:
             raise
         except (OperationalError, DBAPIError, OSError, ConnectionError) as exc:
@@ -95,4 +101,4 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
 
 
 def _sqlite_on_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("posventa_write") else "BEGIN")

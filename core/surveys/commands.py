@@ -69,14 +69,11 @@ def _sales_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk", type=int, default=2000, help="sales per transaction (default 2000)")
 
 
-def run_import_sales(args: argparse.Namespace) -> int:
+def run_import_sales(args: argparse.Namespace, config: Config) -> int:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
-    from cli import _config, setup_logging
 
-    config = _config(args)
-    setup_logging(config)
     path = _file(args.file, "CSV")
     console = _console()
 
@@ -120,13 +117,10 @@ def _catalog_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE.toml", help="[[questions]], [[rules]], [[profiles]], [[products]]")
 
 
-def run_import_catalog(args: argparse.Namespace) -> int:
+def run_import_catalog(args: argparse.Namespace, config: Config) -> int:
     from rich.table import Table
 
-    from cli import _config, setup_logging
 
-    config = _config(args)
-    setup_logging(config)
     path = _file(args.file, "TOML")
     console = _console()
 
@@ -153,13 +147,10 @@ def _tick_args(p: argparse.ArgumentParser) -> None:
     pass
 
 
-def run_tick(args: argparse.Namespace) -> int:
+def run_tick(args: argparse.Namespace, config: Config) -> int:
     from rich.table import Table
 
-    from cli import _config, setup_logging
 
-    config = _config(args)
-    setup_logging(config)
     console = _console()
 
     async def run() -> Any:

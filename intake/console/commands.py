@@ -8,6 +8,7 @@ import asyncio
 import getpass
 import sys
 
+from core.config import Config
 from core.errors import PosventaError, ValidationError
 from intake.console.auth import MAX_PASSWORD, Passwords, Role, UserStore
 
@@ -25,13 +26,9 @@ def _read_password(args: argparse.Namespace) -> str:
     return first
 
 
-def _store_and_run(args: argparse.Namespace, action) -> int:
-    import cli
+def _store_and_run(config: Config, action) -> int:
     from core.persistence import Database
     from core.ports import SystemClock
-
-    config = cli._config(args)
-    cli.setup_logging(config)
 
     async def run() -> None:
         db = Database(config.database.url)
@@ -60,7 +57,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="read the password from the first line of stdin instead of prompting")
 
 
-def _add(args: argparse.Namespace) -> int:
+def _add(args: argparse.Namespace, config: Config) -> int:
     password = None
 
     async def action(store: UserStore) -> None:
@@ -72,7 +69,7 @@ def _add(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"posventa: {exc}", file=sys.stderr)
         return 1
-    return _store_and_run(args, action)
+    return _store_and_run(config, action)
 
 
 def _passwd_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +78,7 @@ def _passwd_arguments(parser: argparse.ArgumentParser) -> None:
                         help="read the password from the first line of stdin instead of prompting")
 
 
-def _passwd(args: argparse.Namespace) -> int:
+def _passwd(args: argparse.Namespace, config: Config) -> int:
     try:
         password = _read_password(args)
     except ValidationError as exc:
@@ -93,16 +90,16 @@ def _passwd(args: argparse.Namespace) -> int:
         await store.set_password(user.id, password)
         print(f"password changed for {user.username!r}; their sessions ended")
 
-    return _store_and_run(args, action)
+    return _store_and_run(config, action)
 
 
-def _list(args: argparse.Namespace) -> int:
+def _list(args: argparse.Namespace, config: Config) -> int:
     async def action(store: UserStore) -> None:
         for user in await store.list():
             state = "" if user.active else " (inactive)"
             print(f"{user.username}\t{user.role.value}{state}\t{user.display_name or ''}")
 
-    return _store_and_run(args, action)
+    return _store_and_run(config, action)
 
 
 COMMANDS = {

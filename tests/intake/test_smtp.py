@@ -73,7 +73,8 @@ async def test_accepted_only_after_commit_and_deduped_by_message_id(running, db)
     _, reply = await deliver(service, mail())
     assert reply.startswith("2.0.0 OK: case #")
     number = int(reply.rsplit("#", 1)[1])
-    row = (await (await db.engine.connect()).execute(select(cases).where(cases.c.id == number))).one()
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(select(cases).where(cases.c.id == number))).one()
     assert row.title == "Mi pedido no llegó" and row.channel == "email"
     await deliver(service, mail(body="same id, second delivery"))
     assert await scalar(db, select(func.count()).select_from(messages).where(messages.c.direction == "in")) == 1
@@ -134,9 +135,10 @@ async def test_full_round_trip_threads_both_ways(running, sink, db):
                   References=f"<first@cliente.com> {agent_mail['Message-ID']}")
     _, reply2 = await deliver(service, answer, recipients=[reply_to])
     assert reply2.endswith(f"#{number}")
-    texts = [r.text for r in (await (await db.engine.connect()).execute(
-        select(messages.c.text).where(messages.c.case_id == number, messages.c.direction == "in")
-        .order_by(messages.c.id)))]
+    async with db.engine.connect() as conn:
+        texts = [r.text for r in await conn.execute(
+            select(messages.c.text).where(messages.c.case_id == number, messages.c.direction == "in")
+            .order_by(messages.c.id))]
     assert texts[-1].startswith("¡Gracias! Llegó hoy.") and "Ya salió" not in texts[-1]
 
 
@@ -166,7 +168,8 @@ async def test_relay_4xx_is_retried_and_5xx_becomes_a_note(running, sink, db):
             break
         await asyncio.sleep(0.1)
     assert notes == 1
-    statuses = {r.kind: r.status for r in (await (await db.engine.connect()).execute(select(outbox)))}
+    async with db.engine.connect() as conn:
+        statuses = {r.kind: r.status for r in await conn.execute(select(outbox))}
     assert statuses == {"ack": "sent", "reply": "failed"}
 
 
