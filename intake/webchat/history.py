@@ -47,11 +47,15 @@ class History:
         self._db = db
         self._limit = limit
 
-    async def replay(self, session: Session, last_seen: int | None, *, now: datetime) -> list[dict[str, Any]]:
+    async def replay(self, session: Session, last_seen: int | None, *, now: datetime,
+                     mark_delivered: bool) -> list[dict[str, Any]]:
         """Frames for what the client has not seen: every message after ``last_seen``
         (the newest ``limit`` of the whole history when None), plus any reply still
         undelivered in the outbox even if its id is older (ids can commit out of order).
-        Those outbox items are then marked sent: the visitor has them now."""
+
+        With ``mark_delivered`` those outbox items are marked sent: the visitor has them
+        now. The caller passes it only when this is the session's one open socket; with
+        other tabs open the outbox must still push to them (this tab drops the copy)."""
         mine = and_(messages.c.contact_id == session.contact_id, messages.c.channel == ChannelName.WEBCHAT.value,
                     messages.c.author != Author.NOTE.value)
         async with reading(self._db) as conn:
@@ -72,7 +76,7 @@ class History:
                     select(*_COLS).where(mine, cond).order_by(messages.c.id).limit(self._limit))).all()
         shown = {r.id for r in rows}
         delivered = [p.id for p in pending if p.message_id in shown]
-        if delivered:
+        if delivered and mark_delivered:
             await self._mark_sent(delivered, now)
         return [frame_of(r, session) for r in rows]
 

@@ -302,7 +302,8 @@ class WebchatServer:
         self._hub.attach(session.public_id, conn)
         case = await self._sessions.open_case(session)
         await conn.send(protocol.welcome(token, case))
-        frames = await self._history.replay(session, hello.last_seen, now=self._clock.now())
+        frames = await self._history.replay(session, hello.last_seen, now=self._clock.now(),
+                                            mark_delivered=self._hub.count(session.public_id) == 1)
         for frame in frames:
             await conn.send(frame)
         await conn.finish_replay({f["message_id"] for f in frames})

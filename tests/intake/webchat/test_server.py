@@ -162,6 +162,24 @@ async def test_agent_reply_is_pushed_live_to_every_tab(start):
     assert await running.wait_outbox(result["outbox_id"], "sent") == "sent"
 
 
+async def test_a_tab_opening_while_a_reply_is_queued_does_not_keep_it_from_the_others(start):
+    running = await start()
+    tab1 = await new_chat(running)
+    ack = await tab1.say("m-1", "hola")
+    await tab1.messages_until(lambda f: f["from"] == "bot")
+    [worker] = [w for w in running.service.workers if w.channel_name == ChannelName.WEBCHAT]
+    await worker.stop()  # hold the push: the reply sits in the outbox
+    result = await running.reply(ack["case"], "respuesta en cola")
+    tab2 = await new_chat(running, session=tab1.session)
+    [*_, replayed] = await tab2.messages_until(lambda f: f["text"] == "respuesta en cola")
+    # tab2 saw it in its replay, but tab1 is open too: the outbox still owes tab1 the push.
+    assert await running.outbox_status(result["outbox_id"]) == OutboxStatus.QUEUED.value
+    await worker.start()
+    [*_, live] = await tab1.messages_until(lambda f: f["from"] == "agent")
+    assert live["message_id"] == replayed["message_id"]
+    assert await running.wait_outbox(result["outbox_id"], "sent") == "sent"
+
+
 # --- reconnects and replay ----------------------------------------------------------------------
 
 
