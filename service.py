@@ -88,7 +88,8 @@ class Service:
         self.inbox = InboxService(db=self.db, outgoing=self.outgoing, clock=self.clock,
                                   default_language=cfg.service.default_language,
                                   desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
-        self.cases = CaseService(db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify)
+        self.cases = CaseService(db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
+                                 desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
         self.api = ApiRegistry()
         self.app = build_app(registry=self.metrics.registry, max_body_bytes=cfg.http.max_body_bytes,
                              before_metrics=self._refresh_metrics, health=self._health)

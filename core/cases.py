@@ -97,10 +97,13 @@ def _text(value: Any, field: str, *, required: bool = True, max_len: int = MAX_T
 
 
 class CaseService:
-    def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, on_commit: Callable[[], None] = lambda: None):
+    def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, on_commit: Callable[[], None] = lambda: None,
+                 desk_enabled: bool = False):
         self._db = db
         self._outgoing = outgoing
         self._clock = clock
+        #: Copy replies made elsewhere (API, console) into the case's agents' desk topic.
+        self._desk_enabled = desk_enabled
         #: Called after a commit that queued deliveries (wakes the outbox workers).
         self._on_commit = on_commit
 
@@ -239,8 +242,11 @@ class CaseService:
 
     # --- agents' actions ---------------------------------------------------------------
 
-    async def reply(self, number: int, body: str, *, agent: str) -> dict[str, Any]:
-        """Send ``body`` to the customer on the channel they last wrote from."""
+    async def reply(self, number: int, body: str, *, agent: str, mirror_to_desk: bool = True) -> dict[str, Any]:
+        """Send ``body`` to the customer on the channel they last wrote from.
+
+        With the agents' desk on, the reply is also copied into the case's topic so the
+        whole team sees it, unless it was written there (``mirror_to_desk=False``)."""
         body = _text(body, "text")  # type: ignore[assignment]
         now = self._clock.now()
         async with self._db.transaction() as conn:
@@ -252,11 +258,17 @@ class CaseService:
             in_reply_to, references = (None, ())
             if recipient.channel == ChannelName.EMAIL:
                 in_reply_to, references = await email_thread_for_case(conn, number)
-            [outbox_id] = await self._outgoing.add(conn, [OutgoingMessage(
+            items = [OutgoingMessage(
                 recipient=recipient, text=body, kind="reply", case_id=number, case_title=case.title,
                 author=Author.AGENT, author_name=agent, language=case.language, automatic=False,
                 in_reply_to=in_reply_to, references=references, reply_token=case.reply_token,
-            )], now=now)
+            )]
+            if self._desk_enabled and mirror_to_desk:
+                items.append(OutgoingMessage(
+                    recipient=Recipient(ChannelName.DESK, str(number)), text=f"↩ {agent} ({recipient.channel.value}): {body}",
+                    kind="desk", case_id=number, case_title=case.title, author=Author.AGENT, author_name=agent,
+                    language=case.language, automatic=False))
+            outbox_id = (await self._outgoing.add(conn, items, now=now))[0]
             await conn.execute(update(cases).where(cases.c.id == number).values(updated_at=now))
             await conn.execute(insert(case_events).values(case_id=number, at=now, actor=f"agent:{agent}",
                                                           kind="reply", to_value=recipient.channel.value))

@@ -201,11 +201,22 @@ class OutboxWorker:
                             next_attempt_at=now + timedelta(seconds=error.retry_after or self._policy.base_delay_seconds),
                         )
                     )
+                elif isinstance(error, TransientDeliveryError) and error.retry_after is not None:
+                    # A rate limit ("try again in N s") is the far side pacing us, not a failed
+                    # attempt: wait as told and give the attempt back, so a long backlog in a
+                    # busy Telegram group never runs out of attempts.
+                    self.retried += 1
+                    await conn.execute(
+                        update(outbox).where(outbox.c.id == row["id"]).values(
+                            status=OutboxStatus.AWAITING_RETRY.value, attempts=outbox.c.attempts - 1,
+                            next_attempt_at=now + timedelta(seconds=min(float(error.retry_after), 86400.0)),
+                            lease_until=None, last_error=str(error)[:2000],
+                        )
+                    )
                 elif isinstance(error, TransientDeliveryError) and row["attempts"] < row["max_attempts"]:
                     self.retried += 1
                     delay = backoff_delay(row["attempts"], base=self._policy.base_delay_seconds,
-                                          cap=self._policy.max_delay_seconds, retry_after=error.retry_after,
-                                          rand=self._rand())
+                                          cap=self._policy.max_delay_seconds, retry_after=None, rand=self._rand())
                     log.info("outbox %s #%s: transient failure (%s), retry in %.0fs", row["channel"], row["id"],
                              error, delay.total_seconds())
                     await conn.execute(

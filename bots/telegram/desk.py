@@ -135,7 +135,7 @@ class DeskSide:
             await self._answer_once(event, case, thread, message.message_id, t("desk_text_only", self._language))
             return
         try:
-            await self._cases.reply(case, message.text, agent=agent)
+            await self._cases.reply(case, message.text, agent=agent, mirror_to_desk=False)
         except DomainError as exc:
             await self._answer_once(event, case, thread, message.message_id,
                                     t("desk_reply_failed", self._language, error=str(exc)))

@@ -53,12 +53,25 @@ async def test_transient_failure_waits_for_retry_after_then_sends(db):
     ch.failures.append(TransientDeliveryError("429", retry_after=120))
     w = worker(db, clock, ch)
     await w.run_once()
-    assert await statuses(db) == [("awaiting_retry", 1)]
+    assert await statuses(db) == [("awaiting_retry", 0)]
     clock.advance(seconds=60)  # backoff would allow it, retry_after does not
     assert await w.run_once() == 0
     clock.advance(seconds=61)
     assert await w.run_once() == 1
-    assert await statuses(db) == [("sent", 2)]
+    # A rate limit is pacing, not failure: the attempt was given back.
+    assert await statuses(db) == [("sent", 1)]
+
+
+async def test_rate_limits_never_exhaust_the_attempts(db):
+    clock = FakeClock()
+    await open_cases(db, clock)
+    ch = RecordingChannel(ChannelName.TELEGRAM)
+    ch.failures.extend(TransientDeliveryError("429", retry_after=5) for _ in range(10))  # max_attempts is 3
+    w = worker(db, clock, ch)
+    for _ in range(11):
+        await w.run_once()
+        clock.advance(seconds=6)
+    assert await statuses(db) == [("sent", 1)] and len(ch.sent) == 1
 
 
 async def test_gives_up_after_max_attempts_and_notes_the_case(db):
