@@ -10,6 +10,13 @@ Prints one JSON object.
 
 from __future__ import annotations
 
+# Scripts run from bench/ get bench/ first on sys.path, where email.py would shadow the
+# standard library's email package: drop it (imports below come from the repo root).
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path[:] = [p for p in _sys.path if _Path(p or ".").resolve() != _Path(__file__).resolve().parent]
+
 import argparse
 import asyncio
 import json

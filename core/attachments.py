@@ -41,10 +41,10 @@ class AttachmentStore:
         return AttachmentRef(filename=safe_filename(filename), content_type=(content_type or "application/octet-stream")[:200],
                              size=len(data), sha256=digest, inline=inline)
 
-    async def put_raw(self, data: bytes, *, kind: str, suffix: str) -> str:
+    async def put_raw(self, data: bytes, *, kind: str, suffix: str, durable: bool = True) -> str:
         """Keep a raw transport payload (an .eml); returns its path relative to the root."""
         rel = Path("raw") / kind / f"{secrets.token_hex(16)}{suffix}"
-        await asyncio.to_thread(self._write, self.root / rel, data)
+        await asyncio.to_thread(self._write, self.root / rel, data, durable)
         return str(rel)
 
     def open_raw(self, rel: str) -> bytes:
@@ -54,13 +54,14 @@ class AttachmentStore:
         return path.read_bytes()
 
     @staticmethod
-    def _write(path: Path, data: bytes) -> None:
+    def _write(path: Path, data: bytes, durable: bool = True) -> None:
         if path.exists():
             return  # content-addressed: same hash, same bytes
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)

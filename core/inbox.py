@@ -41,6 +41,7 @@ from core.domain import (
 from core.errors import StorageUnavailable
 from core.outgoing import Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
+from core.persistence.bulk import insert_ids
 from core.persistence.schema import (
     attachments,
     case_events,
@@ -370,8 +371,7 @@ class InboxService:
         # 5. Create the new cases (bulk, ids in order) and resolve the placeholders.
         new_ids: list[int] = []
         if new_cases:
-            result = await conn.execute(insert(cases).returning(cases.c.id, sort_by_parameter_order=True), new_cases)
-            new_ids = [r[0] for r in result.all()]
+            new_ids = await insert_ids(conn, cases, new_cases)
             await conn.execute(
                 insert(case_events),
                 [{"case_id": cid, "at": now, "actor": "customer", "kind": "opened", "to_value": row["channel"]}
@@ -387,10 +387,7 @@ class InboxService:
             row["case_id"] = case_id_of(ref)
         message_ids: list[int] = []
         if message_rows:
-            inserted = await conn.execute(
-                insert(messages).returning(messages.c.id, sort_by_parameter_order=True), message_rows
-            )
-            message_ids = [r[0] for r in inserted.all()]
+            message_ids = await insert_ids(conn, messages, message_rows)
 
         attachment_rows = [
             {"message_id": mid, "filename": a.filename[:300], "content_type": a.content_type[:200], "size": a.size,
@@ -612,15 +609,13 @@ class InboxService:
                     "organization_id": org_by_domain.get(addr.rsplit("@", 1)[-1]) if is_email else None,
                     "created_at": now,
                 })
-            result = await conn.execute(insert(contacts).returning(contacts.c.id, sort_by_parameter_order=True),
-                                        contact_rows)
-            contact_ids = [r[0] for r in result.all()]
-            result = await conn.execute(
-                insert(contact_identities).returning(contact_identities.c.id, sort_by_parameter_order=True),
+            contact_ids = await insert_ids(conn, contacts, contact_rows)
+            identity_ids = await insert_ids(
+                conn, contact_identities,
                 [{"contact_id": cid, "channel": ch, "address": addr, "unreachable": False, "created_at": now}
                  for cid, (ch, addr) in zip(contact_ids, missing, strict=True)],
             )
-            for iid, cid, key, row in zip([r[0] for r in result.all()], contact_ids, missing, contact_rows, strict=True):
+            for iid, cid, key, row in zip(identity_ids, contact_ids, missing, contact_rows, strict=True):
                 found[key] = _Identity(iid, cid, row["language"])
         return found
 

@@ -22,6 +22,7 @@ from core.domain import (
     OutboxStatus,
     Suggestion,
 )
+from core.persistence.bulk import insert_ids
 from core.persistence.schema import messages, outbox
 
 #: Channels whose deliveries are customer-visible messages (stored in ``messages``).
@@ -104,10 +105,7 @@ class Outgoing:
                 )
         message_ids: dict[int, int] = {}
         if message_rows:
-            result = await conn.execute(
-                insert(messages).returning(messages.c.id, sort_by_parameter_order=True), message_rows
-            )
-            for slot, (mid,) in zip(message_slots, result.all(), strict=True):
+            for slot, mid in zip(message_slots, await insert_ids(conn, messages, message_rows), strict=True):
                 message_ids[slot] = mid
         outbox_rows = []
         for index, item in enumerate(items):
@@ -134,8 +132,7 @@ class Outgoing:
                     "created_at": now,
                 }
             )
-        result = await conn.execute(insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), outbox_rows)
-        return [row[0] for row in result.all()]
+        return await insert_ids(conn, outbox, outbox_rows)
 
 
 def _message_extra(item: OutgoingMessage) -> dict[str, Any] | None:
