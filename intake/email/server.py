@@ -33,6 +33,7 @@ from intake.email.parse import (
     parse_email,
     reply_token_from_address,
 )
+from intake.email.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,18 @@ def _domain_of(address: str) -> str:
     return address.strip().strip("<>").rpartition("@")[2].lower().rstrip(".")
 
 
+#: Old relay syntaxes inside the local part: the percent hack (``user%other.org@us``), UUCP
+#: bang paths (``other.org!user@us``) and a quoted address (``"user@other.org"@us``).
+#: Each names a foreign destination; relay testers (and spammers probing us) read a 250
+#: as "relay accepted", and none of our support addresses looks like that.
+_RELAY_LOCAL_PART = frozenset("%!@")
+
+
+def _foreign(address: str, domains: Sequence[str]) -> bool:
+    local = address.strip().strip("<>").rpartition("@")[0]
+    return _domain_of(address) not in domains or any(c in _RELAY_LOCAL_PART for c in local)
+
+
 class InboundMailHandler:
     """aiosmtpd handler: the whole SMTP-facing surface of posventa."""
 
@@ -84,7 +97,7 @@ class InboundMailHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
-        if _domain_of(address) not in self._settings.domains:
+        if _foreign(address, self._settings.domains):
             self.rejected += 1
             log.info("SMTP: refused relay to %s from %s", _domain_of(address) or "?", session.peer)
             return "550 5.7.1 Relaying denied: we only accept mail for our support addresses"
@@ -125,7 +138,10 @@ class InboundMailHandler:
         return f"250 2.0.0 OK: case #{receipt.case_number}" if receipt.case_number else "250 2.0.0 OK"
 
     async def _normalise(self, parsed: ParsedEmail, raw: bytes, envelope: Envelope) -> InboundMessage:
-        envelope_from = (envelope.mail_from or "").strip().strip("<>").lower()
+        # The envelope sender is as untrusted as any header: aiosmtpd passes control
+        # characters through, and a NUL in it made PostgreSQL refuse the whole message
+        # (451 on every retry, forever), so it gets the same one-line cleaning as headers.
+        envelope_from = one_line(envelope.mail_from or "").strip("<> ").lower()
         sender = parsed.from_address or envelope_from or "mailer-daemon@unknown.invalid"
         verdict = loop_guard(parsed, envelope_from=envelope_from, own_addresses=(self._settings.address,),
                              own_domains=self._settings.domains)
