@@ -208,6 +208,10 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
             raise ConfigError("file is not UTF-8", file=source) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid TOML: {exc}", file=source) from None
+        except RecursionError:
+            # tomllib recurses once per nested array or inline table; a few thousand
+            # brackets (well under MAX_CONFIG_BYTES) exhaust the stack.
+            raise ConfigError("invalid TOML: arrays or tables nested too deeply", file=source) from None
     config = _build(Config, raw, prefix="", source=source)
     config = _apply_env(config, env, source)
     config = dataclasses.replace(config, source=source)
@@ -333,7 +337,9 @@ def validate(config: Config) -> None:
     need(1 <= config.kb.suggest_limit <= 10, "kb.suggest_limit", "must be between 1 and 10")
     try:
         ZoneInfo(config.surveys.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: the name is looked up as a file, so "America" (a directory) raises
+    # IsADirectoryError and a very long name ENAMETOOLONG instead of "not found".
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ConfigError(f"unknown time zone {config.surveys.timezone!r}", key="surveys.timezone", file=src) from None
     need(config.surveys.tick_seconds >= 1, "surveys.tick_seconds", "must be at least 1")
     need(1 <= config.surveys.reminder_after_hours <= 24 * 365, "surveys.reminder_after_hours",
