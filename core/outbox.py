@@ -3,9 +3,10 @@
 Rows move ``queued → inflight → sent``; a transient failure parks the row in
 ``awaiting_retry`` with exponential backoff and jitter (a channel's ``retry_after`` is a
 floor); a permanent failure, or running out of attempts, ends in ``failed``. A claim is a
-lease: a worker that dies leaves ``inflight`` rows whose lease expires, and start-up puts
-them back in the queue. Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
-processes never send the same row; SQLite has one writer, so the claim is serial there.
+lease: a worker that dies leaves ``inflight`` rows whose lease expires, and any worker of
+the channel claims them again once it has (start-up also puts them back in the queue).
+Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several processes never send the
+same row; SQLite has one writer, so the claim is serial there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.domain import Author, ChannelName, Direction, OutboxStatus
@@ -163,8 +164,14 @@ class OutboxWorker:
                 select(outbox.c.id)
                 .where(
                     outbox.c.channel == self._channel.name.value,
-                    outbox.c.status.in_(CLAIMABLE),
-                    outbox.c.next_attempt_at <= now,
+                    or_(
+                        and_(outbox.c.status.in_(CLAIMABLE), outbox.c.next_attempt_at <= now),
+                        # An expired lease: its worker died (kill -9, a lost host) before it
+                        # recorded an outcome. Recovering these only at start-up is not
+                        # enough with several processes: a process restarted within the
+                        # lease, or one never restarted, would leave them in flight forever.
+                        and_(outbox.c.status == OutboxStatus.INFLIGHT.value, outbox.c.lease_until < now),
+                    ),
                 )
                 .order_by(outbox.c.id)
                 .limit(self._batch_size)
