@@ -1,0 +1,64 @@
+"""Fixtures of the fault tests: the serve processes (always killed at the end), the far
+sides that stay in this process (fake Telegram, the outbound relay), and a throwaway
+PostgreSQL database on the shared server."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from tests.faults.harness import RestartableTelegram, ServeGroup, SlowRelay
+from tests.support import PG_ADMIN_DSN, require_or_skip
+
+
+@pytest.fixture
+def serve_group(tmp_path):
+    group = ServeGroup(tmp_path)
+    try:
+        yield group
+    finally:
+        group.kill_all()
+
+
+@pytest.fixture
+async def telegram():
+    fake = RestartableTelegram(max_long_poll=5.0)
+    fake.send_latency = 0.05
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()  # raises what the fake found wrong in the bot's calls
+
+
+@pytest.fixture
+async def sink():
+    relay = SlowRelay(delay=0.1)
+    await relay.start()
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+
+
+@pytest.fixture
+async def pg_url(pg_template):
+    """A migrated database of its own on the shared server (serve does not migrate PostgreSQL)."""
+    require_or_skip(pg_template is not None, "PostgreSQL is not reachable on 127.0.0.1:5432")
+    import asyncpg
+
+    name = f"pv_fault_{secrets.token_hex(5)}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
