@@ -122,7 +122,8 @@ class Service:
         self._wire_console()
         # After _wire_kb, which may have provided the suggester.
         self.suggestions = SuggestionFlow(
-            db=self.db, suggester=self.suggester or NullSuggester(), outgoing=self.outgoing, clock=self.clock,
+            db=self.db, suggester=self.suggester if self.suggester is not None else NullSuggester(),
+            outgoing=self.outgoing, clock=self.clock,
             min_score=self.config.kb.min_score, limit=self.config.kb.suggest_limit,
             timeout_seconds=self.config.kb.suggest_timeout_seconds, on_commit=self.signal.notify)
         self.inbox.subscribe(self.suggestions.on_stored)

@@ -38,6 +38,8 @@ class KbRuntime:
         self.publisher = KbPublishChannel(client=self.client, cases=cases, category=config.publish_category)
         self.webhook = KbWebhook(sync=self.sync, secret=config.webhook_secret)
         self._task: asyncio.Task[None] | None = None
+        #: Set after each pass of the background sync (tests and health checks wait on it).
+        self.synced = asyncio.Event()
 
     async def start(self) -> None:
         count = await self.index.load()
@@ -67,4 +69,5 @@ class KbRuntime:
                             type(exc).__name__)
             except Exception:
                 log.exception("KB sync crashed; will retry")
+            self.synced.set()
             await asyncio.sleep(self._config.sync_interval_seconds)

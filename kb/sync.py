@@ -9,12 +9,15 @@ marks topics that disappeared as deleted.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.persistence import Database
 from core.ports import Clock
@@ -48,15 +51,21 @@ class KbSync:
         self._index = index
         self._clock = clock
         self._categories = tuple(categories)
+        self._running = asyncio.Lock()
 
     async def sync(self, *, full: bool = False, progress: Callable[[int, str], None] | None = None) -> SyncReport:
+        async with self._running:  # one walk at a time: the loop and `kb sync` may overlap
+            return await self._sync(full=full, progress=progress)
+
+    async def _sync(self, *, full: bool, progress: Callable[[int, str], None] | None) -> SyncReport:
         since = None if full else await self._bumped_since()
-        started = self._clock.now()
         known = await self._known_updated_at()
         seen: set[int] = set()
         updated = 0
+        newest: datetime | None = None
         async for summary in self._client.iter_topics(category_ids=self._categories, bumped_since=since):
             seen.add(summary.id)
+            newest = summary.bumped_at if newest is None else max(newest, summary.bumped_at)
             if progress:
                 progress(len(seen), summary.title)
             stamp = known.get(article_id(summary.id))
@@ -69,7 +78,10 @@ class KbSync:
             for aid in set(known) - {article_id(t) for t in seen}:
                 await self._mark_deleted(aid)
                 removed += 1
-        await self._set_bumped_since(started - OVERLAP)
+        # The forum's own clock, not ours: the next walk starts at the newest bump we saw
+        # (minus an overlap for topics bumped while we walked), whatever the clock skew.
+        if newest is not None:
+            await self._set_bumped_since(newest - OVERLAP)
         return SyncReport(seen=len(seen), updated=updated, removed=removed, full=since is None)
 
     async def refresh_topic(self, topic_id: int) -> bool:
@@ -96,11 +108,11 @@ class KbSync:
         }
         aid = article_id(topic.id)
         async with self._db.transaction() as conn:
-            exists = (await conn.execute(select(kb_articles.c.id).where(kb_articles.c.id == aid))).first()
-            if exists:
-                await conn.execute(update(kb_articles).where(kb_articles.c.id == aid).values(**values))
-            else:
-                await conn.execute(kb_articles.insert().values(id=aid, **values))
+            # An upsert: a webhook refresh, the periodic sync or another process may store
+            # the same topic at the same moment.
+            dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+            stmt = dialect_insert(kb_articles).values(id=aid, **values)
+            await conn.execute(stmt.on_conflict_do_update(index_elements=[kb_articles.c.id], set_=values))
             row = (await conn.execute(select(kb_articles).where(kb_articles.c.id == aid))).one()
         await self._index.upsert(document_from_row(row))
 

@@ -43,7 +43,7 @@ async def running(database_url, tmp_path, forum):
     telegram = RecordingChannel(ChannelName.TELEGRAM)
     service.channels[ChannelName.TELEGRAM] = telegram
     async with service:
-        await service.kb.sync.sync()
+        await asyncio.wait_for(service.kb.synced.wait(), 30)  # the background loop's first walk
         async with aiohttp.ClientSession(f"http://127.0.0.1:{service.http.bound_port}",
                                          headers={"Authorization": f"Bearer {API_TOKEN}"}) as http:
             yield service, http, telegram, forum
