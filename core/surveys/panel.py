@@ -66,6 +66,8 @@ class PanelFilter:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or len(value) > 120):
                 raise ValidationError(f"{name} must be a name of at most 120 characters", field=name)
+            if value is not None and "\x00" in value:  # PostgreSQL refuses it in a parameter: a 500
+                raise ValidationError(f"{name} contains a NUL character", field=name)
         if self.date_from and self.date_to and self.date_from > self.date_to:
             raise ValidationError("date_from is after date_to", field="date_from")
 
@@ -91,7 +93,9 @@ class Panel:
         return [i for i in ids if f.rule_id is None or i == f.rule_id]
 
     def _sale_terms(self, f: PanelFilter) -> list[Any]:
-        """WHERE terms on the sales table (seller, product, closing dates)."""
+        """WHERE terms for the sale filters (seller, product, closing dates), as one
+        ``sale_id IN (matching sales)``: the database builds that set once and checks
+        each survey against it, instead of visiting the sale row of every survey."""
         terms: list[Any] = []
         if f.seller is not None:
             terms.append(sales.c.seller == f.seller)
@@ -103,7 +107,9 @@ class Panel:
             terms.append(sales.c.closed_at >= lo)
         if hi is not None:
             terms.append(sales.c.closed_at < hi)
-        return terms
+        if not terms:
+            return []
+        return [rule_instances.c.sale_id.in_(select(sales.c.id).where(*terms))]
 
     @staticmethod
     def _when(name: str, now: Any) -> list[Any]:
@@ -123,8 +129,6 @@ class Panel:
 
     @staticmethod
     def _from(sale_terms: list[Any]) -> Any:
-        if sale_terms:
-            return rule_instances.join(sales, sales.c.id == rule_instances.c.sale_id)
         return rule_instances
 
     async def panel(self, f: PanelFilter, *, section: str | None = None, limit: int = 50,
@@ -148,14 +152,19 @@ class Panel:
                         select(func.count()).select_from(self._from(sale_terms))
                         .where(*self._where(s, now, rule_ids, sale_terms)))).scalar_one()
                 counts["not_executed"] = counts["my_rules"] + counts["inconsistencies"]
-                for s in wanted:
-                    if counts[s] > offset:
-                        items[s] = await self._items(conn, s, now, rule_ids, sale_terms, limit, offset)
+                pages = {s: await self._page(conn, s, now, rule_ids, sale_terms, limit, offset)
+                         for s in wanted if counts[s] > offset}
+                wanted_ids = sorted({i for page in pages.values() for i in page})
+                if wanted_ids:  # one query for the details of every section's page
+                    rows = {r.id: r for r in await conn.execute(
+                        self._item_query().where(rule_instances.c.id.in_(wanted_ids)))}
+                    for s, page in pages.items():
+                        items[s] = [_item(rows[i]) for i in page if i in rows]
         return {"now": now.isoformat(), "counts": counts, "items": items}
 
-    async def _items(self, conn: AsyncConnection, name: str, now: Any, rule_ids: list[int], sale_terms: list[Any],
-                     limit: int, offset: int) -> list[dict[str, Any]]:
-        """One page of a section, most urgent (my_rules) or most recent first.
+    async def _page(self, conn: AsyncConnection, name: str, now: Any, rule_ids: list[int], sale_terms: list[Any],
+                    limit: int, offset: int) -> list[int]:
+        """The ids of one page of a section, most urgent (my_rules) or most recent first.
 
         Each (rule, status) pair is read in window order straight off the index
         (rule_id, status, window_end) and only its first offset+limit rows are kept;
@@ -178,11 +187,7 @@ class Panel:
                 else select(part[0].c.id, part[0].c.window_end)
             found.extend((r.window_end, r.id) for r in await conn.execute(query))
         found.sort(reverse=newest_first)
-        page = [iid for _, iid in found[offset:offset + limit]]
-        if not page:
-            return []
-        rows = {r.id: r for r in await conn.execute(self._item_query().where(ri.id.in_(page)))}
-        return [_item(rows[i]) for i in page if i in rows]
+        return [iid for _, iid in found[offset:offset + limit]]
 
     def _item_query(self) -> Any:
         return (select(rule_instances.c.id, rule_instances.c.status, rule_instances.c.rule_id,

@@ -70,9 +70,18 @@ def window_for(closed_at: datetime, *, start_after_days: int, expires_after_days
 
 
 def day_range(first: date | None, last: date | None, tz: ZoneInfo) -> tuple[datetime | None, datetime | None]:
-    """Local dates ``first..last`` (both inclusive) as a half-open UTC interval, for filters."""
-    lo = start_of_local_day(first, tz) if first else None
-    hi = start_of_local_day(last + timedelta(days=1), tz) if last else None
+    """Local dates ``first..last`` (both inclusive) as a half-open UTC interval, for filters.
+
+    At the ends of the calendar (0001-01-01, 9999-12-31) the bounding instant does not
+    exist in ``datetime`` (OverflowError, a 500 from a filter); such a bound is no bound."""
+    try:
+        lo = start_of_local_day(first, tz) if first else None
+    except OverflowError:
+        lo = None
+    try:
+        hi = start_of_local_day(last + timedelta(days=1), tz) if last else None
+    except OverflowError:
+        hi = None
     return lo, hi
 
 

@@ -74,8 +74,7 @@ async def test_profiles_and_products(surveys):
         await cat.update_product(product["id"], {"profile": "zzz"})
     assert [p["code"] for p in await cat.list_products()] == ["BARE", "LIC", "PRN", "X1"]
 
-
-async def test_things_with_history_cannot_be_deleted(surveys):
+    # Things with history cannot be deleted.
     await surveys.sales.record_many([{"external_id": "s1", "product": "PRN", "seller": "m",
                                       "closed_at": "2026-03-01", "customer": {"telegram_id": "5"}}])
     rules = {r["name"]: r for r in await surveys.catalog.list_rules()}
@@ -84,6 +83,8 @@ async def test_things_with_history_cannot_be_deleted(surveys):
         await surveys.catalog.delete_rule(rules["week"]["id"])
     with pytest.raises(InUse):
         await surveys.catalog.delete_product(products["PRN"]["id"])
+    await surveys.catalog.delete_product(products["X1"]["id"])
+    await surveys.catalog.delete_profile(profile["id"])
 
 
 async def test_toml_import_is_all_or_nothing_and_names_the_entry(surveys, db):
@@ -115,8 +116,7 @@ weights = [1, 2, 3, 4, 500]
         await surveys.catalog.import_toml(b"[[rules]]\nname='r'\nstart_after_days=1\nexpires_after_days=1\n"
                                           b"questions=['ghost']\n")
 
-
-async def test_toml_import_updates_in_place(surveys):
+    # Importing again updates in place.
     again = await surveys.catalog.import_toml(b"""
 [[rules]]
 name = "week"
@@ -129,8 +129,5 @@ operators = ["dora"]
     week = next(r for r in await surveys.catalog.list_rules() if r["name"] == "week")
     assert week["start_after_days"] == 8 and week["operators"] == ["dora"]
     assert [q["code"] for q in week["questions"]] == ["working"]
-
-
-async def test_the_example_catalog_imports(surveys):
     counts = await surveys.catalog.import_toml((REPO / "examples" / "catalog.toml").read_bytes())
     assert counts == {"questions": 4, "rules": 2, "profiles": 2, "products": 2}

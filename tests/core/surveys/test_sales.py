@@ -133,16 +133,13 @@ async def test_csv_whole_file_errors_change_nothing(surveys, db, tmp_path):
         await surveys.sales.import_csv(latin1)
     assert await _count(db, sales) == 0
 
-
-async def test_semicolons_and_bom_from_spreadsheets(surveys, tmp_path):
+    # Spreadsheets write semicolons and a byte-order mark.
     path = tmp_path / "excel.csv"
     path.write_bytes("\ufeffExternal_ID;Closed_At;Product;Seller;Email\nX-1;2026-03-01;PRN;Muñoz;m@x.com\n"
                      .encode("utf-8"))
     report = await surveys.sales.import_csv(path)
     assert (report.created, report.error_count) == (1, 0)
-
-
-async def test_the_example_sales_file_imports(surveys, tmp_path):
+    # And the example file imports cleanly.
     from tests.support import REPO
 
     await surveys.catalog.import_toml((REPO / "examples" / "catalog.toml").read_bytes())
