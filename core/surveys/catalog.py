@@ -49,6 +49,8 @@ MAX_OPERATOR = 120
 MAX_TEXT = 2000
 MAX_NOTE = 10_000
 MAX_CATALOG_BYTES = 2_000_000
+#: Ids are 64-bit in the database: a bigger number from outside is no id at all.
+MAX_ID = 2**63 - 1
 
 
 class InUse(DomainError):
@@ -162,6 +164,10 @@ def _refs(value: Any, field: str) -> list[int | str]:
     for v in value:
         if isinstance(v, bool) or not isinstance(v, int | str) or (isinstance(v, str) and not v.strip()):
             raise ValidationError(f"{field} must list ids or codes", field=field)
+        if isinstance(v, int) and not 1 <= v <= MAX_ID:
+            raise ValidationError(f"{field}: {v} is not an id", field=field)
+        if isinstance(v, str) and len(v) > MAX_NAME:
+            raise ValidationError(f"{field}: a code or name is at most {MAX_NAME} characters", field=field)
         v = v.strip() if isinstance(v, str) else v
         if v in out:
             raise ValidationError(f"{field} lists {v!r} twice", field=field)
@@ -302,7 +308,8 @@ class Catalog:
         """Insert ``question`` at ``position`` (1-based; default: last)."""
         async with self._db.transaction() as conn:
             rule = await _rule(conn, rule_id)
-            qid = (await _resolve(conn, survey_questions, survey_questions.c.code, [question], "questions"))[0]
+            qid = (await _resolve(conn, survey_questions, survey_questions.c.code, _refs([question], "question"),
+                                  "question"))[0]
             ids = [q["id"] for q in rule["questions"]]
             if qid in ids:
                 raise ValidationError("the rule already asks this question", field="question")
@@ -611,7 +618,7 @@ async def _create_profile(conn: AsyncConnection, row: dict[str, Any], rules: Seq
 async def _profile_ref(conn: AsyncConnection, ref: int | str | None) -> int | None:
     if ref is None or ref == "":
         return None
-    return (await _resolve(conn, survey_profiles, survey_profiles.c.name, [ref], "profile"))[0]
+    return (await _resolve(conn, survey_profiles, survey_profiles.c.name, _refs([ref], "profile"), "profile"))[0]
 
 
 _PRODUCT_SELECT = select(products.c.id, products.c.code, products.c.name, products.c.profile_id,

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 #: Bounds that keep a window's end representable and a typo (36500 days) visible.
 MAX_DAYS = 3650
+MIN_YEAR, MAX_YEAR = 1970, 9000
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +96,14 @@ def parse_instant(value: str, tz: ZoneInfo) -> datetime:
         raise ValueError("is too long for a date")
     try:
         if len(text) == 10:
-            return start_of_local_day(date.fromisoformat(text), tz)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+            parsed = datetime.combine(date.fromisoformat(text), time(0), tzinfo=tz)
+        else:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
         raise ValueError(f"{value!r} is not a date (use YYYY-MM-DD or an ISO 8601 date-time)") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        # Far dates overflow window arithmetic; no deal closed then.
+        raise ValueError(f"{value!r} is not between {MIN_YEAR} and {MAX_YEAR}")
     return parsed.astimezone(UTC)

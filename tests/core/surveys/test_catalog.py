@@ -52,6 +52,10 @@ async def test_rule_questions_are_ordered_and_editable(surveys):
         await cat.add_rule_question(rule["id"], "working")
     with pytest.raises(ValidationError, match="position must be between 1 and 3"):
         await cat.add_rule_question(rule["id"], "speed", position=7)
+    with pytest.raises(ValidationError, match="is not an id"):
+        await cat.update_rule(rule["id"], {"questions": [2**70]})
+    with pytest.raises(ValidationError, match="is not an id"):
+        await cat.add_rule_question(rule["id"], -1)
     with pytest.raises(ValidationError, match="'nope' does not exist"):
         await cat.update_rule(rule["id"], {"questions": ["nope"]})
     rule = await cat.add_rule_operator(rule["id"], "carla")
