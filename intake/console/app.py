@@ -81,7 +81,7 @@ class Console:
     def __init__(self, *, db: Database, cases: CaseService, attachments: AttachmentStore, clock: Clock,
                  public_url: str, passwords: Passwords | None = None, throttle: LoginThrottle | None = None,
                  company_name: str = "posventa", catalog: Any = None, panel: Any = None,
-                 timezone: str = "UTC") -> None:
+                 timezone: str = "UTC", live: LiveUpdates | None = None) -> None:
         self.db = db
         self.cases = cases
         #: core.surveys Catalog and Panel; None where surveys are not installed (the
@@ -96,7 +96,9 @@ class Console:
         self.users = UserStore(db=db, clock=clock, passwords=self.passwords)
         self.sessions = SessionStore(db=db, clock=clock)
         self.throttle = throttle or LoginThrottle()
-        self.live = LiveUpdates()
+        #: Open pages' event streams; the composition root hands in one that fans out
+        #: across processes when there are several.
+        self.live = live or LiveUpdates()
         parts = urlsplit(public_url)
         #: Secure cookies whenever agents reach us over HTTPS (TLS ends at a proxy, so the
         #: request itself may look like plain HTTP).

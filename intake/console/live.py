@@ -5,9 +5,11 @@ The inbox calls ``publish`` after each commit; every open page gets a small even
 itself. No message text goes over this stream, so escaping stays in one place: the
 templates.
 
-In-process for now: a message stored by another ``posventa serve`` process does not
-reach pages connected here. PostgreSQL LISTEN/NOTIFY is the way to fan out later; the
-``publish`` seam stays the same.
+With a ``Notifier`` (``core.persistence.notify``) the events go through it, so on
+PostgreSQL a message stored by one ``posventa serve`` process reaches the pages connected
+to every other (LISTEN/NOTIFY). The events are ids, far below the 8000-byte payload
+limit once chunked; a notification lost while the database restarts costs a page one
+refresh, never a message. Without one, events stay in this process.
 """
 
 from __future__ import annotations
@@ -22,16 +24,22 @@ from typing import Any
 from aiohttp import web
 
 from core.inbox import StoredMessage
+from core.persistence.notify import Notifier
 
 log = logging.getLogger(__name__)
 
 #: Proxies close idle connections; a comment line every so often keeps the stream open.
 KEEPALIVE_SECONDS = 15.0
+TOPIC = "console_live"
+#: Events per notification: each is well under 100 bytes, the payload limit is 8000.
+EVENTS_PER_NOTIFICATION = 50
 
 
 class LiveUpdates:
     def __init__(self, *, max_clients: int = 500, queue_size: int = 100,
-                 keepalive_seconds: float = KEEPALIVE_SECONDS) -> None:
+                 keepalive_seconds: float = KEEPALIVE_SECONDS, notifier: Notifier | None = None) -> None:
+        self._notifier = notifier
+        self._subscribed = False
         self._clients: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._max_clients = max_clients
         self._queue_size = queue_size
@@ -47,6 +55,26 @@ class LiveUpdates:
                    "new_case": s.new_case} for s in stored if s.case_id is not None]
         if not events:
             return
+        if self._notifier is None:
+            self._deliver(events)
+            return
+        for start in range(0, len(events), EVENTS_PER_NOTIFICATION):
+            chunk = events[start:start + EVENTS_PER_NOTIFICATION]
+            self._notifier.publish(TOPIC, json.dumps(chunk, separators=(",", ":")))
+
+    def _on_notification(self, payload: str) -> None:
+        try:
+            decoded = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(decoded, list):
+            # Re-shaped field by field: only ids and flags ever reach a page.
+            self._deliver([{"case": e["case"], "message_id": e["message_id"], "channel": str(e["channel"])[:20],
+                            "new_case": bool(e.get("new_case"))}
+                           for e in decoded if isinstance(e, dict) and type(e.get("case")) is int
+                           and type(e.get("message_id")) is int and "channel" in e])
+
+    def _deliver(self, events: list[dict[str, Any]]) -> None:
         for queue in list(self._clients):
             for event in events:
                 try:
@@ -98,6 +126,9 @@ class LiveUpdates:
 
     async def start(self) -> None:
         self._closing = False
+        if self._notifier is not None and not self._subscribed:
+            self._notifier.subscribe(TOPIC, self._on_notification)
+            self._subscribed = True
 
     async def stop(self) -> None:
         """End every stream so the HTTP server can shut down without waiting on them."""

@@ -1,0 +1,285 @@
+"""Web chat pushes across ``serve`` processes (PostgreSQL deployments).
+
+A visitor's websocket lives in one process; the outbox item for a reply may be claimed
+by any other. ``FanoutHub`` is the ``Hub`` the webchat channel uses there: it pushes to
+this process's sockets (its ``LocalHub``) and, when the visitor is not connected here,
+asks the others through the ``Notifier`` (LISTEN/NOTIFY):
+
+    push(session, frame)
+      ├── delivered here?  yes → done (plus a copy for the visitor's tabs elsewhere)
+      ├── seen lately?     no  → 0: nobody is connected anywhere; the item waits
+      └── NOTIFY {session, message id, request id} → the process holding the socket
+          reads the message row, pushes it and NOTIFYs an ack → the count it took
+
+Only ids travel (a payload is at most 8000 bytes and may be lost); the holder reads the
+``messages`` row, so what it shows is what the history replay would show. No ack within
+``ack_timeout`` counts as "not delivered", as from a ``LocalHub``: the webchat channel
+keeps the reply for the history replay and, in time, sends it by email; a late push that
+did arrive is deduplicated by the widget on ``message_id``.
+
+"Seen lately" is ``webchat_sessions.last_seen_at``: a hello sets it, and every process
+refreshes it for its open sockets every ``heartbeat_seconds``. A session not refreshed for
+three heartbeats is connected nowhere (a process killed with its sockets stops
+refreshing), so a reply to a visitor who left costs no NOTIFY and no waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import select, update
+
+from core.domain import ChannelName, Direction
+from core.errors import StorageUnavailable, TransientDeliveryError
+from core.persistence import Database
+from core.persistence.notify import Notifier
+from core.persistence.schema import messages, webchat_sessions
+from core.ports import Clock
+from intake.webchat import protocol
+from intake.webchat.history import sender_of
+from intake.webchat.hub import Connection, Frame, LocalHub
+from intake.webchat.sessions import reading
+
+log = logging.getLogger(__name__)
+
+PUSH_TOPIC = "webchat_push"
+ACK_TOPIC = "webchat_ack"
+HEARTBEAT_SECONDS = 15.0
+#: Missed heartbeats after which a session counts as connected nowhere.
+PRESENCE_HEARTBEATS = 3
+ACK_TIMEOUT_SECONDS = 2.0
+#: Retry delay for a push this process could not forward (starting or stopping).
+ELSEWHERE_RETRY_SECONDS = 5.0
+#: Pushes from other processes waiting to be written here; past it they are dropped
+#: (their senders see no ack and the outbox retries).
+MAX_PENDING = 10_000
+_BATCH = 200
+_CHUNK = 500
+
+
+class FanoutHub:
+    """A ``Hub`` over this process's ``LocalHub`` that reaches sockets held elsewhere.
+    A service component (``start``/``stop``): it listens and heartbeats while running."""
+
+    def __init__(self, *, local: LocalHub, notifier: Notifier, db: Database, clock: Clock,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS, ack_timeout: float = ACK_TIMEOUT_SECONDS,
+                 elsewhere_retry: float = ELSEWHERE_RETRY_SECONDS, registry: CollectorRegistry | None = None) -> None:
+        self._local = local
+        self._notifier = notifier
+        self._db = db
+        self._clock = clock
+        self._heartbeat = heartbeat_seconds
+        self._ack_timeout = ack_timeout
+        self._elsewhere_retry = elsewhere_retry
+        self._waiting: dict[str, asyncio.Future[int]] = {}
+        self._pending: asyncio.Queue[tuple[str, int, str | None]] = asyncio.Queue(maxsize=MAX_PENDING)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subscribed = False
+        self._running = False
+        self._events: Counter | None = None
+        if registry is not None:
+            self._events = Counter(
+                "posventa_webchat_fanout", "Web chat pushes between processes: forwarded (asked the others), "
+                "confirmed/unconfirmed (their answer), received (asked by another), delivered (written here "
+                "for another)", ["event"], registry=registry)
+
+    # --- the Hub interface -----------------------------------------------------------------------
+
+    def attach(self, public_id: str, conn: Connection) -> None:
+        self._local.attach(public_id, conn)
+
+    def detach(self, public_id: str, conn: Connection) -> None:
+        self._local.detach(public_id, conn)
+
+    def count(self, public_id: str) -> int:
+        return self._local.count(public_id)
+
+    async def push(self, public_id: str, frame: Frame) -> int:
+        """Sockets that took ``frame``, here or elsewhere. 0 means connected nowhere (the
+        channel then waits, or falls back to email). Raises ``TransientDeliveryError`` while
+        this process is starting or stopping and the visitor was seen lately: retry in a
+        few seconds rather than after the away-visitor delay."""
+        delivered = await self._local.push(public_id, frame)
+        message_id = frame.get("message_id")
+        if type(message_id) is not int:
+            return delivered
+        if delivered:
+            if self._running:
+                # The visitor may have another tab open on another process; it gets a
+                # copy (no answer needed: this delivery already counts).
+                self._publish(public_id, message_id, None)
+            return delivered
+        try:
+            if not await self._seen_lately(public_id):
+                return 0
+        except StorageUnavailable:
+            return 0  # cannot tell: the outbox retries
+        if self._running:
+            # No answer in time: as if connected nowhere (the visitor most likely just
+            # left; their next hello replays it), so the channel's away-visitor rules apply.
+            return await self._ask_others(public_id, message_id)
+        raise TransientDeliveryError("the visitor was seen lately and this process cannot ask the others yet",
+                                     retry_after=self._elsewhere_retry)
+
+    async def _ask_others(self, public_id: str, message_id: int) -> int:
+        request = secrets.token_hex(8)
+        answer: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting[request] = answer
+        self._count("forwarded")
+        try:
+            self._publish(public_id, message_id, request)
+            taken = await asyncio.wait_for(answer, self._ack_timeout)
+        except TimeoutError:
+            self._count("unconfirmed")
+            return 0
+        finally:
+            self._waiting.pop(request, None)
+        self._count("confirmed" if taken else "unconfirmed")
+        return taken
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self._subscribed:
+            self._notifier.subscribe(PUSH_TOPIC, self._on_push)
+            self._notifier.subscribe(ACK_TOPIC, self._on_ack)
+            self._subscribed = True
+        # Forward only once answers can be heard; until then pushes to visitors seen
+        # lately are retried soon (see push).
+        if not await self._notifier.ready(timeout=self._ack_timeout * 5):
+            log.warning("web chat: notifications are not up yet; pushes to other processes start when they are")
+        self._running = True
+        self._tasks = [asyncio.create_task(self._deliver_forever(), name="webchat-fanout"),
+                       asyncio.create_task(self._heartbeat_forever(), name="webchat-presence")]
+
+    async def stop(self) -> None:
+        self._running = False
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for answer in self._waiting.values():
+            if not answer.done():
+                answer.set_result(0)
+
+    # --- asking the others ------------------------------------------------------------------------
+
+    def _publish(self, public_id: str, message_id: int, request: str | None) -> None:
+        body: dict[str, Any] = {"s": public_id, "m": message_id}
+        if request is not None:
+            body["r"] = request
+        self._notifier.publish(PUSH_TOPIC, json.dumps(body, separators=(",", ":")))
+
+    async def _seen_lately(self, public_id: str) -> bool:
+        since = self._clock.now() - timedelta(seconds=self._heartbeat * PRESENCE_HEARTBEATS)
+        async with reading(self._db) as conn:
+            seen = (await conn.execute(select(webchat_sessions.c.last_seen_at)
+                                       .where(webchat_sessions.c.public_id == public_id))).scalar()
+        return seen is not None and seen >= since
+
+    def _on_ack(self, payload: str) -> None:
+        try:
+            body = json.loads(payload)
+            request, taken = body["r"], body["n"]
+        except (ValueError, KeyError, TypeError):
+            return
+        answer = self._waiting.get(request) if isinstance(request, str) else None
+        if answer is not None and not answer.done() and type(taken) is int and taken > 0:
+            answer.set_result(taken)
+
+    # --- answering them ---------------------------------------------------------------------------
+
+    def _on_push(self, payload: str) -> None:
+        try:
+            body = json.loads(payload)
+            public_id, message_id, request = body["s"], body["m"], body.get("r")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return
+        if not isinstance(public_id, str) or type(message_id) is not int or \
+                not (request is None or isinstance(request, str)):
+            return
+        if not self._local.count(public_id):
+            return  # not ours: the process holding the socket answers
+        self._count("received")
+        try:
+            self._pending.put_nowait((public_id, message_id, request))
+        except asyncio.QueueFull:
+            log.warning("web chat: too many pushes from other processes waiting; dropping one (it is retried)")
+
+    async def _deliver_forever(self) -> None:
+        while True:
+            batch = [await self._pending.get()]
+            while len(batch) < _BATCH and not self._pending.empty():
+                batch.append(self._pending.get_nowait())
+            try:
+                await self._deliver(batch)
+            except StorageUnavailable:
+                pass  # no ack: the senders retry
+            except Exception:
+                log.exception("web chat: delivering pushes from other processes failed")
+
+    async def _deliver(self, batch: list[tuple[str, int, str | None]]) -> None:
+        ids = sorted({m for _, m, _ in batch})
+        async with reading(self._db) as conn:
+            rows = (await conn.execute(
+                select(messages.c.id, messages.c.direction, messages.c.author, messages.c.text, messages.c.extra,
+                       webchat_sessions.c.public_id)
+                .join(webchat_sessions, webchat_sessions.c.contact_id == messages.c.contact_id)
+                .where(messages.c.id.in_(ids), messages.c.channel == ChannelName.WEBCHAT.value,
+                       messages.c.direction == Direction.OUT.value))).all()
+        found = {r.id: r for r in rows}
+        # One visitor's pushes stay in order; different visitors are written side by side.
+        by_session: dict[str, list[tuple[Any, str | None]]] = {}
+        for public_id, message_id, request in batch:
+            row = found.get(message_id)
+            if row is not None and row.public_id == public_id:  # only a session's own messages
+                by_session.setdefault(public_id, []).append((row, request))
+
+        async def write(public_id: str, items: list[tuple[Any, str | None]]) -> None:
+            for row, request in items:
+                frame = protocol.server_message(row.id, sender=sender_of(row.direction, row.author), text=row.text,
+                                                extra=row.extra)
+                taken = await self._local.push(public_id, frame)
+                if taken:
+                    self._count("delivered")
+                    if request is not None:
+                        self._notifier.publish(ACK_TOPIC, json.dumps({"r": request, "n": taken},
+                                                                     separators=(",", ":")))
+
+        await asyncio.gather(*(write(p, items) for p, items in by_session.items()))
+
+    # --- presence ---------------------------------------------------------------------------------
+
+    async def _heartbeat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            try:
+                await self.heartbeat()
+            except StorageUnavailable:
+                pass
+            except Exception:
+                log.exception("web chat: presence heartbeat failed")
+
+    async def heartbeat(self) -> int:
+        """Mark every session with a socket here as seen now; returns how many."""
+        ids = sorted({c.public_id for c in self._local.connections() if c.public_id is not None})
+        now = self._clock.now()
+        for start in range(0, len(ids), _CHUNK):
+            async with self._db.transaction() as conn:
+                await conn.execute(update(webchat_sessions)
+                                   .where(webchat_sessions.c.public_id.in_(ids[start:start + _CHUNK]))
+                                   .values(last_seen_at=now))
+        return len(ids)
+
+    def _count(self, event: str) -> None:
+        if self._events is not None:
+            self._events.labels(event).inc()
