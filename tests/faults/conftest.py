@@ -9,7 +9,8 @@ import secrets
 import pytest
 
 from tests.faults.harness import RestartableTelegram, ServeGroup, SlowRelay
-from tests.support import PG_ADMIN_DSN, require_or_skip
+from tests.faults.private_pg import PrivatePostgres, unavailable_reason
+from tests.support import PG_ADMIN_DSN, free_port, require_or_skip
 
 
 @pytest.fixture
@@ -62,3 +63,17 @@ async def pg_url(pg_template):
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture
+def private_pg():
+    """A PostgreSQL server of this test's own (initialised and running), always destroyed."""
+    reason = unavailable_reason()
+    require_or_skip(reason is None, f"cannot run a private PostgreSQL: {reason}")
+    server = PrivatePostgres(port=free_port())
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.destroy()

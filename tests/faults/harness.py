@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,7 +262,7 @@ class ServeGroup:
         return "\n".join(f"--- {p.name} ---\n{p.log_tail(60)}" for p in self.processes)
 
 
-def ports(count: int) -> Iterable[int]:
+def ports(count: int) -> list[int]:
     seen: set[int] = set()
     while len(seen) < count:
         seen.add(free_port())

@@ -110,6 +110,19 @@ class EmailCustomers:
             return type(exc).__name__
         return 250
 
+    async def probe(self, port: int) -> int | str:
+        """Write one new message, one attempt; if it was not accepted the senders' queue
+        resends it like any other."""
+        msg = self.new_message()
+        code = await self.send_once(msg, port)
+        self.replies.append((msg["Message-ID"], code))
+        self.outcomes.add(str(code))
+        if code == 250:
+            self.acked[msg["Message-ID"]] = 1
+        else:
+            self._retry.append(msg)
+        return code
+
     async def _worker(self, stop_new: asyncio.Event) -> None:
         while True:
             if self._retry:
@@ -263,7 +276,7 @@ class TelegramCustomers:
                  first_user: int = 700_000, pause: float = 0.25) -> None:
         self.tag = tag
         self._rng = rng
-        self._tg = telegram
+        self.telegram = telegram
         self.users = [first_user + i for i in range(users)]
         self._pause = pause
         self.updates: list[dict] = []
@@ -272,7 +285,7 @@ class TelegramCustomers:
         n = len(self.updates)
         user = self.users[n % len(self.users)]
         lang = LANGS[user % 3]
-        update = self._tg.private_text(user, _text(self._rng, lang, n), language_code=lang,
+        update = self.telegram.private_text(user, _text(self._rng, lang, n), language_code=lang,
                                        first_name=f"Cliente{user}")
         self.updates.append(update)
         return update
@@ -287,7 +300,7 @@ class TelegramCustomers:
 
     @property
     def unconfirmed(self) -> int:
-        return sum(1 for u in self.updates if u["update_id"] >= self._tg.confirmed_offset)
+        return sum(1 for u in self.updates if u["update_id"] >= self.telegram.confirmed_offset)
 
     async def run(self, stop_new: asyncio.Event) -> None:
         """Write until ``stop_new``, then wait until the bot confirmed every update."""
@@ -295,5 +308,8 @@ class TelegramCustomers:
             self.write()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop_new.wait(), self._pause * (0.5 + self._rng.random()))
+        await self.wait_confirmed()
+
+    async def wait_confirmed(self) -> None:
         while self.unconfirmed:
             await asyncio.sleep(0.1)
