@@ -54,9 +54,10 @@ _PASSAGE_K1, _PASSAGE_B = 1.2, 0.75
 _PASSAGE_WEIGHT = 0.2
 _EXPANSION_MIN_SIMILARITY = 0.45
 _MAX_EXPANSIONS = 8
-_POSTINGS_BUDGET = 40_000
-_CANDIDATES = 500
+_POSTINGS_BUDGET = 10_000
+_CANDIDATES = 1_000
 _RERANK = 30
+_RENORMALISE_DRIFT = 0.1
 _EXPANSION_CACHE_SIZE = 4_096
 
 
@@ -118,13 +119,23 @@ class Matcher:
         self._entries: dict[str, _Entry] = {}
         self._postings: dict[str, dict[str, float]] = {}
         self._total_length = 0.0
+        # Postings hold BM25's saturated term frequency tf / (tf + k1·(1 - b + b·len/avg)),
+        # computed against ``_norm_length`` rather than the live average, so a query does
+        # one multiplication per posting.  The stored values are recomputed only when the
+        # live average drifts by more than _RENORMALISE_DRIFT; that needs a sizeable share
+        # of the index to change, so its cost is amortised O(article) per upsert.
+        self._norm_length = 0.0
         self._passage_df: Counter[str] = Counter()
         self._passage_count = 0
         self._passage_total_length = 0
         self._grams: dict[str, set[str]] = {}
+        self._gram_counts: dict[str, int] = {}
         self._expansions: dict[str, tuple[tuple[str, float], ...]] = {}
         for doc in documents:
             self.upsert(doc)
+        if self._entries and self._norm_length != self._total_length / len(self._entries):
+            # A bulk load ends exact, so its results do not depend on the input order.
+            self._renormalise(self._total_length / len(self._entries))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -150,12 +161,11 @@ class Matcher:
         entry = _Entry(tf=tf, length=float(sum(tf.values())), passages=kept)
         self._entries[doc.id] = entry
         self._total_length += entry.length
-        for term, count in tf.items():
-            postings = self._postings.get(term)
-            if postings is None:
-                postings = self._postings[term] = {}
-                self._add_to_vocabulary(term)
-            postings[doc.id] = count
+        average = self._total_length / len(self._entries)
+        if not self._norm_length or abs(average - self._norm_length) > _RENORMALISE_DRIFT * self._norm_length:
+            self._renormalise(average)  # includes this article's postings, at the new average
+        else:
+            self._add_postings(doc.id, entry)
         for passage in kept:
             self._passage_df.update(set(passage))
             self._passage_total_length += len(passage)
@@ -182,13 +192,31 @@ class Matcher:
         self._passage_count -= len(entry.passages)
         if not self._entries:
             self._total_length = 0.0  # no float drift survives an empty index
+            self._norm_length = 0.0
+
+    def _add_postings(self, doc_id: str, entry: _Entry) -> None:
+        length_norm = _DOC_K1 * (1.0 - _DOC_B + _DOC_B * entry.length / self._norm_length)
+        for term, count in entry.tf.items():
+            postings = self._postings.get(term)
+            if postings is None:
+                postings = self._postings[term] = {}
+                self._add_to_vocabulary(term)
+            postings[doc_id] = count / (count + length_norm)
+
+    def _renormalise(self, average: float) -> None:
+        self._norm_length = average
+        for doc_id, entry in self._entries.items():
+            self._add_postings(doc_id, entry)
 
     def _add_to_vocabulary(self, term: str) -> None:
-        for gram in char_grams(term):
+        grams = char_grams(term)
+        self._gram_counts[term] = len(grams)
+        for gram in grams:
             self._grams.setdefault(gram, set()).add(term)
         self._expansions.clear()  # a new term may be a variant of a cached query term
 
     def _remove_from_vocabulary(self, term: str) -> None:
+        del self._gram_counts[term]
         for gram in char_grams(term):
             holders = self._grams.get(gram)
             if holders is not None:
@@ -210,11 +238,11 @@ class Matcher:
         if not doc_scores:
             return []
         ideal = sum(qt.weight for qt in query_terms)
-        best = heapq.nsmallest(max(_RERANK, limit), doc_scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        passage_ideal = self._passage_ideal(query_terms)
+        best = _top(doc_scores, max(_RERANK, limit))
+        wanted, passage_ideal = self._passage_weights(query_terms)
         ranked = []
         for doc_id, score in best:
-            raw = score / ideal + _PASSAGE_WEIGHT * self._best_passage(doc_id, query_terms) / passage_ideal
+            raw = score / ideal + _PASSAGE_WEIGHT * self._best_passage(doc_id, wanted) / passage_ideal
             ranked.append((-raw, doc_id))
         ranked.sort()
         top = 1.0 + _PASSAGE_WEIGHT
@@ -245,8 +273,9 @@ class Matcher:
         for gram in grams:
             shared.update(self._grams.get(gram, ()))
         scored = []
+        size, sizes = len(grams), self._gram_counts
         for other, common in shared.items():
-            similarity = 2.0 * common / (len(grams) + len(char_grams(other)))
+            similarity = 2.0 * common / (size + sizes[other])
             if similarity >= _EXPANSION_MIN_SIMILARITY:
                 scored.append((-similarity, other))
         scored.sort()
@@ -257,70 +286,111 @@ class Matcher:
         return variants
 
     def _score_documents(self, query_terms: list[_QueryTerm]) -> dict[str, float]:
+        """BM25F of every article that shares a term (or a variant of one) with the query.
+
+        Each (query term, variant) pair is a posting list to walk.  Pairs are walked most
+        informative first until ``_POSTINGS_BUDGET`` postings have been read; the rest
+        (frequent words, weak variants) only refine the ``_CANDIDATES`` best articles so
+        far, by direct lookups.  On a small KB the budget is never reached and the result
+        is exact; on a large one a query costs O(budget + candidates × terms).
+        """
         n = len(self._entries)
-        avg = self._total_length / n
-        lengths = self._entries
-        k_base, k_len = _DOC_K1 * (1.0 - _DOC_B), _DOC_K1 * _DOC_B / avg
-        accumulated: dict[str, float] = {}
-        spent = 0
-        deferred: list[_QueryTerm] = []
-        for qt in query_terms:
-            if spent and spent + qt.cost > _POSTINGS_BUDGET:
-                deferred.append(qt)
-                continue
-            spent += qt.cost
-            best: dict[str, float] = {}
+        pairs = []
+        for index, qt in enumerate(query_terms):
             for variant, sim in qt.variants:
                 postings = self._postings[variant]
                 weight = sim * _idf(n, len(postings)) * (_DOC_K1 + 1.0)
-                for doc_id, tf in postings.items():
-                    value = weight * tf / (tf + k_base + k_len * lengths[doc_id].length)
-                    if value > best.get(doc_id, 0.0):
-                        best[doc_id] = value
-            for doc_id, value in best.items():
-                accumulated[doc_id] = accumulated.get(doc_id, 0.0) + value
-        if deferred:
-            # Frequent terms only refine the articles the informative terms already found.
-            candidates = heapq.nsmallest(_CANDIDATES, accumulated.items(), key=lambda kv: (-kv[1], kv[0]))
-            accumulated = dict(candidates)
-            for qt in deferred:
-                plans = [
-                    (self._postings[v], sim * _idf(n, len(self._postings[v])) * (_DOC_K1 + 1.0))
-                    for v, sim in qt.variants
-                ]
-                for doc_id in accumulated:
-                    length_norm = k_base + k_len * lengths[doc_id].length
-                    top = 0.0
-                    for postings, weight in plans:
-                        tf = postings.get(doc_id)
-                        if tf:
-                            top = max(top, weight * tf / (tf + length_norm))
-                    accumulated[doc_id] += top
-        return accumulated
+                pairs.append((-weight, index, variant, postings))
+        pairs.sort(key=lambda p: (p[0], p[1], p[2]))
+        best: list[dict[str, float]] = [{} for _ in query_terms]
+        deferred = []
+        spent = 0
+        for neg_weight, index, _, postings in pairs:
+            weight = -neg_weight
+            if spent and spent + len(postings) > _POSTINGS_BUDGET:
+                deferred.append((weight, index, postings))
+                continue
+            spent += len(postings)
+            term_best = best[index]
+            if not term_best:  # the term's strongest variant: nothing to compare with yet
+                best[index] = {doc_id: weight * sat for doc_id, sat in postings.items()}
+                continue
+            get = term_best.get
+            for doc_id, sat in postings.items():
+                value = weight * sat
+                if value > get(doc_id, 0.0):
+                    term_best[doc_id] = value
+        totals: dict[str, float] = {}
+        for term_best in best:
+            for doc_id, value in term_best.items():
+                totals[doc_id] = totals.get(doc_id, 0.0) + value
+        if not deferred or not totals:
+            return totals
+        # Frequent words and weak variants only refine the articles found so far.
+        refined = {}
+        for doc_id, score in _top(totals, _CANDIDATES):
+            extra: dict[int, float] = {}
+            for weight, index, postings in deferred:
+                sat = postings.get(doc_id)
+                if sat:
+                    value = weight * sat
+                    if value > best[index].get(doc_id, 0.0) and value > extra.get(index, 0.0):
+                        extra[index] = value
+            for index, value in extra.items():
+                score += value - best[index].get(doc_id, 0.0)
+            refined[doc_id] = score
+        return refined
 
-    def _passage_ideal(self, query_terms: list[_QueryTerm]) -> float:
+    def _passage_weights(self, query_terms: list[_QueryTerm]) -> tuple[dict[str, list[tuple[int, float]]], float]:
+        """Per vocabulary variant: which query terms it stands for, with its passage-BM25 weight."""
         count = self._passage_count
-        return sum(max(sim * _idf(count, self._passage_df[v]) for v, sim in qt.variants) for qt in query_terms)
+        wanted: dict[str, list[tuple[int, float]]] = {}
+        ideal = 0.0
+        for index, qt in enumerate(query_terms):
+            best = 0.0
+            for variant, sim in qt.variants:
+                weight = sim * _idf(count, self._passage_df[variant])
+                best = max(best, weight)
+                wanted.setdefault(variant, []).append((index, weight * (_PASSAGE_K1 + 1.0)))
+            ideal += best
+        return wanted, ideal
 
-    def _best_passage(self, doc_id: str, query_terms: list[_QueryTerm]) -> float:
-        count = self._passage_count
-        avg = self._passage_total_length / count
+    def _best_passage(self, doc_id: str, wanted: dict[str, list[tuple[int, float]]]) -> float:
+        avg = self._passage_total_length / self._passage_count
         k_base, k_len = _PASSAGE_K1 * (1.0 - _PASSAGE_B), _PASSAGE_K1 * _PASSAGE_B / avg
         best = 0.0
         for passage in self._entries[doc_id].passages:
-            counts = Counter(passage)
+            hits: dict[str, int] = {}
+            for term in passage:
+                if term in wanted:
+                    hits[term] = hits.get(term, 0) + 1
+            if not hits:
+                continue
             length_norm = k_base + k_len * len(passage)
-            score = 0.0
-            for qt in query_terms:
-                top = 0.0
-                for variant, sim in qt.variants:
-                    tf = counts.get(variant)
-                    if tf:
-                        value = sim * _idf(count, self._passage_df[variant]) * tf * (_PASSAGE_K1 + 1.0) / (tf + length_norm)
-                        top = max(top, value)
-                score += top
-            best = max(best, score)
+            per_term: dict[int, float] = {}
+            for term, tf in hits.items():
+                saturation = tf / (tf + length_norm)
+                for index, weight in wanted[term]:
+                    value = weight * saturation
+                    if value > per_term.get(index, 0.0):
+                        per_term[index] = value
+            best = max(best, sum(per_term.values()))
         return best
+
+
+def _top(scores: dict[str, float], k: int) -> list[tuple[str, float]]:
+    """The ``k`` best ``(id, score)`` pairs, higher score first, ties broken by ascending id.
+
+    Every article tied with the k-th score is considered, so the cut never depends on
+    dict order.
+    """
+    if len(scores) > k:
+        kth = heapq.nlargest(k, scores.values())[-1]
+        items = [(doc_id, score) for doc_id, score in scores.items() if score >= kth]
+    else:
+        items = list(scores.items())
+    items.sort(key=lambda item: (-item[1], item[0]))
+    return items[:k]
 
 
 def _idf(n: int, df: int) -> float:
