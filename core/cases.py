@@ -93,6 +93,10 @@ def _text(value: Any, field: str, *, required: bool = True, max_len: int = MAX_T
         raise ValidationError(f"{field} must be a string", field=field)
     if len(value) > max_len:
         raise ValidationError(f"{field} is longer than {max_len} characters", field=field)
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL (the insert failed: a 500); SQLite would store
+        # it and then cut LIKE patterns at it. Never meaningful in what an agent types.
+        raise ValidationError(f"{field} contains a NUL character", field=field)
     return value
 
 
@@ -112,6 +116,11 @@ class CaseService:
     async def list_cases(self, f: CaseFilter = CaseFilter()) -> list[dict[str, Any]]:
         q = select(*_SUMMARY_COLS).select_from(_SUMMARY_FROM)
         conds = []
+        for name, value in (("text", f.text), ("assigned_agent", f.assigned_agent)):
+            # No stored text holds a NUL (see _text); PostgreSQL refuses one in a parameter
+            # (a 500) and SQLite ends the LIKE pattern there (matching every case).
+            if value is not None and "\x00" in value:
+                raise ValidationError(f"{name} contains a NUL character", field=name)
         if f.activity:
             conds.append(cases.c.activity == _enum(Activity, f.activity, "activity").value)
         if f.open_only:
@@ -197,9 +206,13 @@ class CaseService:
         title = _text(new.title, "title", max_len=300)
         description = _text(new.description, "description")
         case_type = _enum(CaseType, new.case_type, "type").value
-        if not (new.contact_email or new.contact_name or new.contact_phone):
+        # Straight from a JSON body: anything may be a number, a list or carry a NUL.
+        contact_name = _text(new.contact_name, "contact.name", required=False, max_len=200)
+        contact_phone = _text(new.contact_phone, "contact.phone", required=False, max_len=50)
+        contact_email = _text(new.contact_email, "contact.email", required=False, max_len=320)
+        if not (contact_email or contact_name or contact_phone):
             raise ValidationError("a contact (name, email or phone) is required", field="contact")
-        email = (new.contact_email or "").strip().lower() or None
+        email = (contact_email or "").strip().lower() or None
         if email and ("@" not in email or len(email) > 320 or any(c in email for c in "\r\n <>")):
             raise ValidationError("contact email is not an email address", field="contact.email")
         now = self._clock.now()
@@ -219,7 +232,7 @@ class CaseService:
                                                                   contact_identities.c.address == email))).scalar()
             if contact_id is None:
                 contact_id = (await conn.execute(insert(contacts).values(
-                    name=new.contact_name, email=email, phone=new.contact_phone, language=new.language,
+                    name=contact_name, email=email, phone=contact_phone, language=new.language,
                     organization_id=org_id, created_at=now).returning(contacts.c.id))).scalar_one()
                 if email:
                     await conn.execute(insert(contact_identities).values(
@@ -236,7 +249,7 @@ class CaseService:
                                                           to_value=ChannelName.API.value))
             await conn.execute(insert(messages).values(
                 case_id=number, contact_id=contact_id, channel=ChannelName.API.value, direction=Direction.IN.value,
-                author=Author.CUSTOMER.value, author_name=new.contact_name, text=description, created_at=now,
+                author=Author.CUSTOMER.value, author_name=contact_name, text=description, created_at=now,
                 external_id=f"api-{number}"))
         return await self.get_case(number)
 

@@ -16,6 +16,14 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: Ids, limits and offsets end up as bound parameters of BIGINT columns; a larger number
+#: made the driver raise OverflowError (a 500) instead of a clear 404/422.
+DB_INT_MIN, DB_INT_MAX = -(2**63), 2**63 - 1
+
+
+def fits_db_int(value: int) -> bool:
+    return DB_INT_MIN <= value <= DB_INT_MAX
+
 
 def error_response(status: int, code: str, message: str, **extra: object) -> web.Response:
     return web.json_response({"error": code, "message": message, **extra}, status=status)

@@ -10,7 +10,7 @@ from core.cases import CaseFilter, CaseService, NewCase
 from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
 from core.errors import ValidationError
 from intake.api.openapi import ApiRegistry, query_param
-from intake.http import read_json_object
+from intake.http import fits_db_int, read_json_object
 
 _NULLABLE_STR = {"type": ["string", "null"]}
 _REF = {"type": ["object", "null"], "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}
@@ -91,16 +91,22 @@ def _int(value: Any, name: str, *, required: bool = False) -> int | None:
     if isinstance(value, bool):
         raise ValidationError(f"{name} must be an integer", field=name)
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         raise ValidationError(f"{name} must be an integer", field=name) from None
+    if not fits_db_int(number):
+        raise ValidationError(f"{name} is out of range", field=name)
+    return number
 
 
-def _number(request: web.Request) -> int:
+def _number(request: web.Request, name: str = "number") -> int:
     try:
-        return int(request.match_info["number"])
+        number = int(request.match_info[name])
     except ValueError:
         raise web.HTTPNotFound() from None
+    if not fits_db_int(number):
+        raise web.HTTPNotFound()  # no row can have that id
+    return number
 
 
 def _agent(body: dict[str, Any], request: web.Request) -> str:
@@ -307,10 +313,7 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
 
     async def update_category(request: web.Request) -> web.Response:
         body = await read_json_object(request)
-        try:
-            cid = int(request.match_info["id"])
-        except ValueError:
-            raise web.HTTPNotFound() from None
+        cid = _number(request, "id")
         return web.json_response(await cases.update_category(cid, name=body.get("name"), active=body.get("active")))
 
     api.add("PATCH", "/categories/{id}", update_category, tag="categories", summary="Rename or (de)activate",

@@ -13,7 +13,7 @@ from core.surveys import PanelFilter, SaleError, SaleResult, Surveys
 from core.surveys.panel import MAX_LIMIT, SECTIONS
 from core.surveys.sales import MAX_BULK
 from intake.api.openapi import ApiRegistry, query_param
-from intake.http import read_json_object
+from intake.http import fits_db_int, read_json_object
 
 TAG = "surveys"
 _STR = {"type": "string"}
@@ -120,18 +120,24 @@ PANEL_DOC = """The manager panel. Counts of every section, and the first `limit`
 
 def _id(request: web.Request, name: str = "id") -> int:
     try:
-        return int(request.match_info[name])
+        number = int(request.match_info[name])
     except ValueError:
         raise web.HTTPNotFound() from None
+    if not fits_db_int(number):
+        raise web.HTTPNotFound()  # no row can have that id
+    return number
 
 
 def _qint(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ValidationError(f"{name} must be an integer", field=name) from None
+    if not fits_db_int(number):
+        raise ValidationError(f"{name} is out of range", field=name)
+    return number
 
 
 def _qdate(value: str | None, name: str) -> date | None:

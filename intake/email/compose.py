@@ -65,17 +65,29 @@ def reply_address(address: str, token: str) -> str:
     return f"{local}+{token}@{domain}"
 
 
+def _header_text(text: str) -> str:
+    """Untrusted text for a header value: one line, and no RFC 2047 encoded word in it.
+
+    The email package *decodes* encoded words in a value when the header is set, after
+    ``one_line`` has looked; CPython before 3.11.10/3.12.5 (CVE-2024-6923) then writes a
+    decoded CR/LF out raw, so a case titled ``x=?utf-8?q?=0D=0ABcc:_a@b?=`` (or such a
+    Message-ID from a customer's mail) added a header. ``= ?`` cannot start one.
+    """
+    return one_line(text).replace("=?", "= ?")
+
+
 def _msg_id(value: str | None) -> str | None:
     value = one_line(value or "").strip()
     if value and not value.startswith("<"):
         value = f"<{value}>"
-    return value if _MSG_ID.fullmatch(value) else None
+    # An encoded-word opener inside an id is only ever an injection attempt (see _header_text).
+    return value if _MSG_ID.fullmatch(value) and "=?" not in value else None
 
 
 def _subject(message: OutboundMessage, *, tag: bool) -> str:
     texts = _TEXTS.get(message.language, _TEXTS["es"])
-    explicit = one_line(message.extra.get("subject", ""))[:_MAX_TITLE]
-    title = explicit or one_line(message.case_title or "")[:_MAX_TITLE]
+    explicit = _header_text(message.extra.get("subject", ""))[:_MAX_TITLE]
+    title = explicit or _header_text(message.case_title or "")[:_MAX_TITLE]
     if not title:
         title = texts["title"]
     elif not explicit and not re.match(r"(?i)(re|res|rv|aw)\s*:", title):
