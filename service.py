@@ -30,7 +30,7 @@ from core.outbox import OutboxSignal, OutboxWorker, RetryPolicy, backlog, recove
 from core.outgoing import Outgoing
 from core.persistence import Database, upgrade
 from core.persistence.migrate import current_revision
-from core.persistence.notify import Notifier, notifier_for
+from core.persistence.notify import Notifier, PgNotifier, notifier_for
 from core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
 from core.suggestions import SuggestionFlow
 from intake.api import cases as cases_api
@@ -114,6 +114,15 @@ class Service:
         cases_api.register(self.api, cases=self.cases)
         # First in, last out: everything below may publish or subscribe until it stops.
         self.components.append(self.notifier)
+        if isinstance(self.notifier, PgNotifier):
+            notifier = self.notifier
+            listening = Gauge("posventa_notify_listening", "1 while the LISTEN connection to PostgreSQL is up",
+                              registry=self.metrics.registry)
+            listening.set_function(lambda: float(notifier.listening.is_set()))
+            counts = Gauge("posventa_notifications", "Cross-process notifications since start, by outcome",
+                           ["event"], registry=self.metrics.registry)
+            for event in ("published", "received", "dropped", "reconnects"):
+                counts.labels(event).set_function(lambda event=event: float(getattr(notifier, event)))
         self._wire_email()
         self._wire_webchat()
         self._wire_telegram()
@@ -194,9 +203,11 @@ class Service:
             # database, the holder of an advisory lock polls. Added before the bot, so it
             # is stopped after it (the bot confirms its last offset while still leading).
             bot_id = cfg.token.split(":", 1)[0]
-            self.telegram_leadership = AdvisoryLeadership(db=self.db, name=f"telegram-poller:{bot_id}")
-            self.components.append(self.telegram_leadership)
-            leader = self.telegram_leadership.is_leader
+            lead = self.telegram_leadership = AdvisoryLeadership(db=self.db, name=f"telegram-poller:{bot_id}")
+            self.components.append(lead)
+            leader = lead.is_leader
+            Gauge("posventa_telegram_poller", "1 while this process holds the Telegram polling lock",
+                  registry=self.metrics.registry).set_function(lambda: float(lead.held))
         self.telegram = TelegramBot(
             config=cfg, config_source=self.config.source, public_url=self.config.http.public_url,
             inbox=self.inbox, cases=self.cases, db=self.db, outgoing=self.outgoing, clock=self.clock,

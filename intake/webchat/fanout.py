@@ -54,7 +54,13 @@ ACK_TOPIC = "webchat_ack"
 HEARTBEAT_SECONDS = 15.0
 #: Missed heartbeats after which a session counts as connected nowhere.
 PRESENCE_HEARTBEATS = 3
-ACK_TIMEOUT_SECONDS = 2.0
+#: Generous: the holder reads one row and writes one frame, but a loaded host can stall
+#: an event loop for a while, and a push given up on while it was on its way costs a
+#: needless retry (and maybe the email fallback). Only visitors seen in the last three
+#: heartbeats, i.e. just leaving, ever make a worker wait this long for nothing.
+ACK_TIMEOUT_SECONDS = 5.0
+#: How long start-up waits for the LISTEN connection before going on without it.
+READY_TIMEOUT_SECONDS = 10.0
 #: Retry delay for a push this process could not forward (starting or stopping).
 ELSEWHERE_RETRY_SECONDS = 5.0
 #: Pushes from other processes waiting to be written here; past it they are dropped
@@ -153,7 +159,7 @@ class FanoutHub:
             self._subscribed = True
         # Forward only once answers can be heard; until then pushes to visitors seen
         # lately are retried soon (see push).
-        if not await self._notifier.ready(timeout=self._ack_timeout * 5):
+        if not await self._notifier.ready(timeout=READY_TIMEOUT_SECONDS):
             log.warning("web chat: notifications are not up yet; pushes to other processes start when they are")
         self._running = True
         self._tasks = [asyncio.create_task(self._deliver_forever(), name="webchat-fanout"),

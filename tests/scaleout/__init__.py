@@ -1,0 +1,1 @@
+"""Several ``posventa serve`` processes sharing one PostgreSQL database."""
