@@ -135,6 +135,10 @@ def check_email_delivery(rows: list[dict[str, Any]], sink: SmtpSink, *, context:
         assert list(captured.rcpt_tos) == [item["recipient"]], f"{context}: {mid} went to {captured.rcpt_tos}"
     missing = set(items) - set(seen)
     assert not missing, f"{context}: {len(missing)} email outbox items never reached the relay: {sorted(missing)[:5]}"
+    # A second copy only ever comes from a second claim (a resend after a crash or an
+    # unrecorded outcome), never from one claim sending twice.
+    resent = {mid: (n, items[mid]["attempts"]) for mid, n in seen.items() if n > items[mid]["attempts"]}
+    assert not resent, f"{context}: more copies than delivery attempts (copies, attempts): {resent}"
     if acked_inbound is not None:
         # One acknowledgement per accepted email (each opens its own case), in reply to it.
         acks = collections.Counter(bare_id(r["payload"]["email"].get("in_reply_to"))

@@ -133,6 +133,7 @@ class ServeProcess:
     starts: int = 0
     #: Seconds from spawn to a 200 from /healthz, per start.
     startup_seconds: list[float] = field(default_factory=list)
+    _spawned_at: float = 0.0
 
     @property
     def http_port(self) -> int:
