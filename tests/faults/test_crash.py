@@ -142,8 +142,8 @@ async def test_kill9_under_load_postgres_three_processes(tmp_path, pg_url, teleg
         http_port, smtp_port = ports(2)
         processes.append(serve_group.add(f"serve-{i}", serve_config(
             database_url=pg_url, data_dir=tmp_path / "data", http_port=http_port, smtp_port=smtp_port,
-            relay_port=sink.port,
-            # One poller for the bot: getUpdates from two processes would answer 409 to one.
-            telegram=telegram if i == 0 else None)))
+            # Every process runs the bot; the holder of the PostgreSQL advisory lock polls, and
+            # when it is killed another takes over (the kernel closes its session).
+            relay_port=sink.port, telegram=telegram)))
     await crash_under_load(name="crash/postgres/3 processes", seed=seed, group=serve_group, processes=processes,
                            database_url=pg_url, telegram=telegram, sink=sink, kills=4)
