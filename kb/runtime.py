@@ -64,6 +64,9 @@ class KbRuntime:
                 if full:
                     last_full = time.monotonic()
                 log.info("KB sync: %d seen, %d updated, %d removed", report.seen, report.updated, report.removed)
+                learned = await self.index.refresh_learned()
+                if learned:
+                    log.info("KB index: %d articles learned new phrasings from solved cases", learned)
             except DiscourseError as exc:
                 log.warning("KB sync failed (%s); cases keep opening without fresh suggestions",
                             type(exc).__name__)

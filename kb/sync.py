@@ -114,7 +114,7 @@ class KbSync:
             stmt = dialect_insert(kb_articles).values(id=aid, **values)
             await conn.execute(stmt.on_conflict_do_update(index_elements=[kb_articles.c.id], set_=values))
             row = (await conn.execute(select(kb_articles).where(kb_articles.c.id == aid))).one()
-        await self._index.upsert(document_from_row(row))
+        await self._index.upsert(document_from_row(row, self._index.learned_for(aid)))
 
     async def _mark_deleted(self, aid: str) -> None:
         async with self._db.transaction() as conn:

@@ -186,3 +186,19 @@ async def test_cases_still_open_when_discourse_is_down(running):
         await service.kb.sync.sync()
     receipt = await service.inbox.receive(customer("la impresora fiscal no imprime", "9:9"))
     assert receipt.new_case  # suggestions come from the local index, not from Discourse
+
+
+async def test_solved_cases_teach_the_matcher(running):
+    """A customer who said "yes, this solved it" and a case linked to a post both become
+    phrasings of that article, so the next customer asking the same way finds it."""
+    service, http, telegram, forum = running
+    question = "la caja registradora está trabada"
+    assert not await service.kb.index.suggest(question, language="es", limit=1)
+    printer = next(t for t in forum.topics.values() if t.title.startswith("La impresora"))
+    receipt = await service.inbox.receive(customer(question, "7:1"))
+    url = f"{service.config.kb.api_url}/t/{printer.slug}/{printer.id}"
+    async with http.post(f"/api/v1/cases/{receipt.case_number}/kb-action", json={"action": "link", "url": url}) as r:
+        assert r.status == 200
+    assert await service.kb.index.refresh_learned() == 1
+    [found] = await service.kb.index.suggest("la caja registradora quedó trabada", language="es", limit=1)
+    assert found.title == "La impresora fiscal no imprime tickets"
