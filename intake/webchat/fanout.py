@@ -242,12 +242,14 @@ class FanoutHub:
                 .join(webchat_sessions, webchat_sessions.c.contact_id == messages.c.contact_id)
                 .where(messages.c.id.in_(ids), messages.c.channel == ChannelName.WEBCHAT.value,
                        messages.c.direction == Direction.OUT.value))).all()
-        found = {r.id: r for r in rows}
+        # Keyed by session too: only a session's own messages are written to it (and a
+        # contact with two sessions yields one row per session).
+        found = {(r.id, r.public_id): r for r in rows}
         # One visitor's pushes stay in order; different visitors are written side by side.
         by_session: dict[str, list[tuple[Any, str | None]]] = {}
         for public_id, message_id, request in batch:
-            row = found.get(message_id)
-            if row is not None and row.public_id == public_id:  # only a session's own messages
+            row = found.get((message_id, public_id))
+            if row is not None:
                 by_session.setdefault(public_id, []).append((row, request))
 
         async def write(public_id: str, items: list[tuple[Any, str | None]]) -> None:

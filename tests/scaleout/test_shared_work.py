@@ -24,7 +24,7 @@ from tests.support import REPO, free_port
 
 pytestmark = pytest.mark.postgres  # skipped without PostgreSQL (see conftest.py)
 
-ITEMS = 240
+ITEMS = 160
 WAVE = 8
 CUSTOMERS = 40
 
