@@ -3,7 +3,12 @@ reused), to ``posventa serve`` (SQLite and PostgreSQL) and, in the same run, to 
 aiosmtpd whose handler only answers 250. Both servers run as separate processes.
 Afterwards every accepted mail must be in the database. Prints one JSON object.
 
+``--processes N`` (PostgreSQL only; SQLite is single-process) starts N ``posventa serve``
+processes on one database, each with its own SMTP and HTTP port, and N bare servers,
+and spreads the connections round-robin over them, so the ratio compares like with like.
+
     .venv/bin/python bench/email.py [--mails 3000] [--connections 20] [--only sqlite|postgres]
+                                    [--processes 1]
 """
 
 from __future__ import annotations
@@ -81,12 +86,12 @@ def make_mail(i: int, run: str) -> EmailMessage:
     return m
 
 
-async def load(port: int, mails: int, connections: int, run: str) -> dict:
+async def load(ports: list[int], mails: int, connections: int, run: str) -> dict:
     latencies: list[float] = []
     accepted: list[str] = []
     queue = list(range(mails))
 
-    async def worker() -> None:
+    async def worker(port: int) -> None:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60)
         await client.connect()
         try:
@@ -104,7 +109,7 @@ async def load(port: int, mails: int, connections: int, run: str) -> dict:
             await client.quit()
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(connections)))
+    await asyncio.gather(*(worker(ports[k % len(ports)]) for k in range(connections)))
     elapsed = time.perf_counter() - t0
     latencies.sort()
     return {"accepted": len(accepted), "mails_s": round(len(accepted) / elapsed, 1),
@@ -112,22 +117,23 @@ async def load(port: int, mails: int, connections: int, run: str) -> dict:
             "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2), "_ids": accepted}
 
 
-async def bare(mails: int, connections: int) -> dict:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)])
+async def bare(mails: int, connections: int, processes: int = 1) -> dict:
+    ports = [free_port() for _ in range(processes)]
+    procs = [subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port)]) for port in ports]
     try:
-        await wait_port(port)
-        result = await load(port, mails, connections, secrets.token_hex(4))
+        for port in ports:
+            await wait_port(port)
+        result = await load(ports, mails, connections, secrets.token_hex(4))
     finally:
-        proc.terminate()
-        proc.wait()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait()
     result.pop("_ids")
     return result
 
 
-async def posventa(url: str, mails: int, connections: int, tmp: Path) -> dict:
-    smtp_port, http_port = free_port(), free_port()
-    cfg = tmp / "bench.toml"
+def write_config(cfg: Path, url: str, tmp: Path, smtp_port: int, http_port: int) -> None:
     cfg.write_text(textwrap.dedent(f"""
         [database]
         url = "{url}"
@@ -143,17 +149,30 @@ async def posventa(url: str, mails: int, connections: int, tmp: Path) -> dict:
         [email.outbound]
         enabled = false
     """))
+
+
+async def posventa(url: str, mails: int, connections: int, tmp: Path, processes: int = 1) -> dict:
+    # One config per process: same database and data folder, own SMTP and HTTP ports.
+    smtp_ports = [free_port() for _ in range(processes)]
+    configs = []
+    for n, smtp_port in enumerate(smtp_ports):
+        cfg = tmp / ("bench.toml" if n == 0 else f"bench{n}.toml")
+        write_config(cfg, url, tmp, smtp_port, free_port())
+        configs.append(cfg)
     if not url.startswith("sqlite"):
-        subprocess.run([sys.executable, "-m", "cli", "db", "upgrade", "--config", str(cfg)], cwd=REPO, check=True,
-                       capture_output=True)
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--config", str(cfg)], cwd=tmp,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+        subprocess.run([sys.executable, "-m", "cli", "db", "upgrade", "--config", str(configs[0])], cwd=REPO,
+                       check=True, capture_output=True)
+    procs = [subprocess.Popen([sys.executable, "-m", "cli", "serve", "--config", str(cfg)], cwd=tmp,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}) for cfg in configs]
     try:
-        await wait_port(smtp_port)
-        result = await load(smtp_port, mails, connections, secrets.token_hex(4))
+        for smtp_port in smtp_ports:
+            await wait_port(smtp_port)
+        result = await load(smtp_ports, mails, connections, secrets.token_hex(4))
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
     # Every accepted mail must be in the database.
     sys.path.insert(0, str(REPO))
     from sqlalchemy import select
@@ -178,11 +197,18 @@ async def main() -> None:
     parser.add_argument("--mails", type=int, default=3000)
     parser.add_argument("--connections", type=int, default=20)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
+    parser.add_argument("--processes", type=int, default=1,
+                        help="serve processes on one database (and bare servers); >1 needs PostgreSQL")
     args = parser.parse_args()
-    out: dict = {"benchmark": "email", "mails": args.mails, "connections": args.connections}
-    out["bare_aiosmtpd"] = await bare(args.mails, args.connections)
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
+    out: dict = {"benchmark": "email", "mails": args.mails, "connections": args.connections,
+                 "processes": args.processes}
+    out["bare_aiosmtpd"] = await bare(args.mails, args.connections, args.processes)
     with tempfile.TemporaryDirectory() as tmp:
-        if args.only in (None, "sqlite"):
+        if args.only in (None, "sqlite") and args.processes > 1:
+            out["sqlite"] = {"skipped": "n/a: SQLite is single-process"}
+        elif args.only in (None, "sqlite"):
             out["sqlite"] = await posventa(f"sqlite+aiosqlite:///{tmp}/bench.db", args.mails, args.connections,
                                            Path(tmp))
     if args.only in (None, "postgres"):
@@ -195,13 +221,13 @@ async def main() -> None:
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 out["postgres"] = await posventa(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}",
-                                                 args.mails, args.connections, Path(tmp))
+                                                 args.mails, args.connections, Path(tmp), args.processes)
         finally:
             admin = await asyncpg.connect(PG_ADMIN)
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
     for kind in ("sqlite", "postgres"):
-        if kind in out:
+        if kind in out and "mails_s" in out[kind]:
             out[kind]["ratio_to_bare"] = round(out[kind]["mails_s"] / out["bare_aiosmtpd"]["mails_s"], 2)
     print(json.dumps(out, indent=2))
 
