@@ -11,7 +11,7 @@ import secrets
 import pytest
 
 from core.persistence import Database, upgrade
-from tests.support import PG_ADMIN_DSN, pg_available, require_or_skip
+from tests.support import PG_ADMIN_DSN, pg_available, require_or_skip, throwaway_pg_database
 
 DB_KINDS = ["sqlite", "postgres"]
 
@@ -59,20 +59,8 @@ async def database_url(request, tmp_path, pg_template):
         yield f"sqlite+aiosqlite:///{path}"
         return
     require_or_skip(pg_template is not None, "PostgreSQL is not reachable on 127.0.0.1:5432")
-    import asyncpg
-
-    name = f"pv_t_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    finally:
-        await admin.close()
-    yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with throwaway_pg_database(template=pg_template) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,11 +4,14 @@ skip-or-fail rule for optional infrastructure, and ways to build a test Service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,3 +135,54 @@ def make_config(database_url: str, tmp_path: Path, **sections):
     config = dataclasses.replace(base, **replaced)
     validate(config)
     return config
+
+
+@contextlib.asynccontextmanager
+async def throwaway_pg_database(*, prefix: str = "pv_t", template: str | None = None) -> AsyncIterator[str]:
+    """A PostgreSQL database of its own on the shared server, dropped afterwards (even when
+    clients are still connected). Yields its SQLAlchemy URL."""
+    import asyncpg
+
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    finally:
+        await admin.close()
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def toml_text(doc: Mapping[str, Any]) -> str:
+    """TOML for nested dicts of str/int/float/bool/lists: all a posventa config needs."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    lines: list[str] = []
+
+    def table(prefix: str, body: Mapping[str, Any]) -> None:
+        scalars = {k: v for k, v in body.items() if not isinstance(v, Mapping)}
+        if prefix:
+            lines.append(f"[{prefix}]")
+        lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())
+        for k, v in body.items():
+            if isinstance(v, Mapping):
+                table(f"{prefix}.{k}" if prefix else k, v)
+
+    table("", doc)
+    return "\n".join(lines) + "\n"

@@ -4,13 +4,12 @@ PostgreSQL database on the shared server."""
 
 from __future__ import annotations
 
-import secrets
 
 import pytest
 
 from tests.faults.harness import RestartableTelegram, ServeGroup, SlowRelay
 from tests.faults.private_pg import PrivatePostgres, unavailable_reason
-from tests.support import PG_ADMIN_DSN, free_port, require_or_skip
+from tests.support import free_port, require_or_skip, throwaway_pg_database
 
 
 @pytest.fixture
@@ -47,22 +46,8 @@ async def sink():
 async def pg_url(pg_template):
     """A migrated database of its own on the shared server (serve does not migrate PostgreSQL)."""
     require_or_skip(pg_template is not None, "PostgreSQL is not reachable on 127.0.0.1:5432")
-    import asyncpg
-
-    name = f"pv_fault_{secrets.token_hex(5)}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    finally:
-        await admin.close()
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with throwaway_pg_database(prefix="pv_fault", template=pg_template) as url:
+        yield url
 
 
 @pytest.fixture

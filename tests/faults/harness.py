@@ -25,7 +25,7 @@ import aiohttp
 
 from tests.fakes.smtp_sink import SmtpSink
 from tests.fakes.telegram_api import FakeTelegram
-from tests.support import API_TOKEN, REPO, free_port
+from tests.support import API_TOKEN, REPO, free_port, toml_text
 
 SUPPORT_DOMAIN = "example.com"
 SUPPORT_ADDRESS = f"support@{SUPPORT_DOMAIN}"
@@ -44,35 +44,6 @@ def fault_seed(name: str) -> int:
 
 
 # --- config ---------------------------------------------------------------------------------
-
-
-def toml_text(doc: Mapping[str, Any]) -> str:
-    """A TOML rendering of nested dicts of str/int/float/bool/lists (all our config needs)."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list | tuple):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-    lines: list[str] = []
-
-    def table(prefix: str, body: Mapping[str, Any]) -> None:
-        scalars = {k: v for k, v in body.items() if not isinstance(v, Mapping)}
-        if prefix:
-            lines.append(f"[{prefix}]")
-        lines.extend(f"{k} = {value(v)}" for k, v in scalars.items())
-        for k, v in body.items():
-            if isinstance(v, Mapping):
-                table(f"{prefix}.{k}" if prefix else k, v)
-
-    table("", doc)
-    return "\n".join(lines) + "\n"
 
 
 def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

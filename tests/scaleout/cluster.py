@@ -22,39 +22,9 @@ from typing import Any
 
 import aiohttp
 
-from tests.support import API_TOKEN, REPO, free_port
+from tests.support import API_TOKEN, REPO, free_port, toml_text
 
-PG_DATABASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
 _METRIC = re.compile(r'^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$')
-
-
-def toml_dump(sections: dict[str, dict[str, Any]]) -> str:
-    """Just enough TOML for our config: tables of scalars and lists, one level of nesting."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list | tuple):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        raise TypeError(f"cannot write {v!r} as TOML")
-
-    lines: list[str] = []
-
-    def table(name: str, body: dict[str, Any]) -> None:
-        lines.append(f"[{name}]")
-        nested = {k: v for k, v in body.items() if isinstance(v, dict)}
-        lines.extend(f"{k} = {value(v)}" for k, v in body.items() if k not in nested)
-        lines.append("")
-        for k, v in nested.items():
-            table(f"{name}.{k}", v)
-
-    for name, body in sections.items():
-        table(name, body)
-    return "\n".join(lines)
 
 
 def cli(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -125,7 +95,7 @@ class Cluster:
         for section, values in sections.items():
             merged[section] = {**merged.get(section, {}), **values}
         path = self.tmp_path / f"{name}.toml"
-        path.write_text(toml_dump(merged), encoding="utf-8")
+        path.write_text(toml_text(merged), encoding="utf-8")
         return path, merged
 
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

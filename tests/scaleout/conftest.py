@@ -4,35 +4,20 @@ Every test here needs PostgreSQL: skipped without it, failed under POSVENTA_REQU
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator
 
 import pytest
 
 from core.persistence import Database
-from tests.scaleout.cluster import PG_DATABASE, Cluster
-from tests.support import PG_ADMIN_DSN, pg_available, require_or_skip
+from tests.scaleout.cluster import Cluster
+from tests.support import pg_available, require_or_skip, throwaway_pg_database
 
 
 @pytest.fixture
 async def pg_url(tmp_path) -> AsyncIterator[str]:
     require_or_skip(pg_available(), "PostgreSQL is not reachable on 127.0.0.1:5432 (scale-out needs it)")
-    import asyncpg
-
-    name = f"pv_scale_{secrets.token_hex(5)}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield PG_DATABASE.format(name=name)
-    finally:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with throwaway_pg_database(prefix="pv_scale") as url:
+        yield url
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
