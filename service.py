@@ -354,6 +354,7 @@ class Service:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(worker.stop(), timeout=5)
         await self.db.dispose()
+        self.attachments.close()
 
     async def __aenter__(self) -> Service:
         await self.start()

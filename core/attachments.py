@@ -11,11 +11,14 @@ import hashlib
 import os
 import re
 import secrets
+import time
+from typing import Any
 from pathlib import Path
 
 from core.domain import AttachmentRef
 
 _SAFE_NAME = re.compile(r"[^\w.\- ]+", re.UNICODE)
+INLINE_WRITE_BYTES = 64 * 1024
 
 
 def safe_filename(name: str | None, default: str = "attachment") -> str:
@@ -28,6 +31,8 @@ def safe_filename(name: str | None, default: str = "attachment") -> str:
 class AttachmentStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._segments: dict[tuple[str, str], Any] = {}
+        self._segment_lock = asyncio.Lock()
 
     def path_for(self, sha256: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{64}", sha256):
@@ -42,16 +47,57 @@ class AttachmentStore:
                              size=len(data), sha256=digest, inline=inline)
 
     async def put_raw(self, data: bytes, *, kind: str, suffix: str, durable: bool = True) -> str:
-        """Keep a raw transport payload (an .eml); returns its path relative to the root."""
-        rel = Path("raw") / kind / f"{secrets.token_hex(16)}{suffix}"
-        await asyncio.to_thread(self._write, self.root / rel, data, durable)
-        return str(rel)
+        """Keep a raw transport payload (an .eml); returns a reference for ``open_raw``.
+
+        ``durable=True`` writes a file of its own, fsynced. Otherwise the payload is an
+        audit copy (what the customer said is made durable by the commit): it is appended
+        to this process's segment file for the day, which costs one write instead of
+        creating a file per message; a process crash keeps it (the kernel has it).
+        """
+        if durable:
+            rel = Path("raw") / kind / f"{secrets.token_hex(16)}{suffix}"
+            await asyncio.to_thread(self._write, self.root / rel, data, True)
+            return str(rel)
+        async with self._segment_lock:
+            segment = self._segment(kind, suffix)
+            offset = segment.tell()
+            if len(data) <= INLINE_WRITE_BYTES:
+                segment.write(data)
+            else:
+                await asyncio.to_thread(segment.write, data)
+            segment.flush()
+            rel = Path(segment.name).relative_to(self.root)
+        return f"{rel}@{offset}+{len(data)}"
+
+    def _segment(self, kind: str, suffix: str):
+        day = time.strftime("%Y%m%d", time.gmtime())
+        key = (kind, day)
+        fh = self._segments.get(key)
+        if fh is None:
+            for old_key in [k for k in self._segments if k[0] == kind]:
+                self._segments.pop(old_key).close()
+            folder = self.root / "raw" / kind
+            folder.mkdir(parents=True, exist_ok=True)
+            fh = open(folder / f"{day}-{os.getpid()}-{secrets.token_hex(4)}{suffix}.seg", "ab")  # noqa: SIM115
+            self._segments[key] = fh
+        return fh
+
+    def close(self) -> None:
+        for fh in self._segments.values():
+            fh.close()
+        self._segments.clear()
 
     def open_raw(self, rel: str) -> bytes:
-        path = (self.root / rel).resolve()
+        name, at, span = rel.rpartition("@")
+        path = (self.root / (name if at else rel)).resolve()
         if self.root.resolve() not in path.parents:
             raise ValueError("path outside the store")
-        return path.read_bytes()
+        if not at:
+            return path.read_bytes()
+        offset, _, length = span.partition("+")
+        with open(path, "rb") as fh:
+            fh.seek(int(offset))
+            return fh.read(int(length))
 
     @staticmethod
     def _write(path: Path, data: bytes, durable: bool = True) -> None:
