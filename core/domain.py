@@ -7,6 +7,7 @@ before calling a port; nothing from telegram, aiosmtpd or aiohttp ever reaches c
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,6 +75,18 @@ class OutboxStatus(enum.StrEnum):
     AWAITING_RETRY = "awaiting_retry"
     SENT = "sent"
     FAILED = "failed"
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` without what no database text column takes: NUL (PostgreSQL refuses it)
+    and lone surrogates (not encodable as UTF-8 at all). Such a message used to fail its
+    insert as if storage were down, so the transport retried it, and stayed stuck, forever."""
+    if not _UNSTORABLE.search(text):
+        return text
+    return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", text)
 
 
 def _frozen_mapping(value: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -163,6 +176,11 @@ class InboundMessage:
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel", ChannelName(self.channel))
         object.__setattr__(self, "meta", _frozen_mapping(self.meta))
+        # Adapters clean what they can; this is the one place every channel passes.
+        for name in ("external_id", "sender", "text", "sender_name", "subject"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, storable(value))
         if not self.external_id:
             raise ValueError("InboundMessage.external_id is required")
         if not self.sender:

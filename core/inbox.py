@@ -37,6 +37,7 @@ from core.domain import (
     Direction,
     InboundMessage,
     Receipt,
+    storable,
 )
 from core.errors import StorageUnavailable
 from core.outgoing import Outgoing, OutgoingMessage, Recipient
@@ -196,6 +197,7 @@ class InboxService:
     async def record_edit(self, channel: ChannelName, external_id: str, new_text: str) -> bool:
         """An edited customer message: keep the old text in history, show the new one."""
         now = self._clock.now()
+        external_id, new_text = storable(external_id), storable(new_text)  # see InboundMessage
         async with self._db.transaction() as conn:
             row = (
                 await conn.execute(

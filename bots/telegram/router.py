@@ -21,6 +21,7 @@ from bots.telegram.channel import BotLink
 from bots.telegram.client import RetryLater, describe
 from bots.telegram.customer import CustomerSide
 from bots.telegram.desk import DeskSide
+from bots.telegram.shape import update_problem
 from core.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,11 @@ class UpdateRouter:
             await self._handle(update)
 
     def _parse(self, data: dict[str, Any]) -> Update | None:
+        problem = update_problem(data)
+        if problem is not None:
+            # Malformed beyond what our handlers can read: skipped now, not retried (see shape.py).
+            log.error("telegram: skipping malformed update %s (%s)", str(data.get("update_id"))[:30], problem)
+            return None
         try:
             return Update.de_json(data, self._link.bot)
         except Exception as exc:

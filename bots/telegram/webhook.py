@@ -54,7 +54,7 @@ class WebhookEndpoint:
             if len(body) > MAX_UPDATE_BYTES:
                 return web.json_response({"ok": False, "error": "too large"}, status=413)
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." (was a 500)
             return web.json_response({"ok": False, "error": "not a JSON update"}, status=400)
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             return web.json_response({"ok": False, "error": "not an update"}, status=400)
