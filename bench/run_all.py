@@ -19,9 +19,10 @@ imports, event loop and memory never colour another's figures.
 
     .venv/bin/python bench/run_all.py [--quick] [--only NAME[,NAME]] [--out DIR]
 
-A full run takes about 35 minutes on a quiet 2-core machine; ``--quick`` (small sizes,
-a smoke test of the whole chain) a few minutes and writes ``*-quick.*`` files so that it
-never overwrites a full report. Progress goes to stderr.
+A full run took 17 minutes on a 2-core machine that was nearly idle (11 of them are the
+survey benchmark at a million sales, on both databases); on a busy one expect twice that.
+``--quick`` (small sizes, a smoke test of the whole chain) takes about 5 minutes and writes
+``*-quick.*`` files, so that it never overwrites a full report. Progress goes to stderr.
 """
 
 from __future__ import annotations
