@@ -285,6 +285,11 @@ class Sales:
                 except StopIteration:
                     break
                 except csv.Error as exc:
+                    # The message promises the lines before it are in: up to a chunk of
+                    # them were still pending (a field over the csv size limit used to
+                    # drop them silently).
+                    if pending:
+                        await self._flush(pending, report)
                     raise ValidationError(f"{path.name}: line {start}: {exc}; fix the file and import it again "
                                           f"(lines before it were imported)") from None
                 line = reader.line_num + 1
