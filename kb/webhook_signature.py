@@ -69,7 +69,7 @@ def parse_webhook(event_header: str | None, body: bytes) -> WebhookEvent | None:
         raise InvalidWebhook("webhook body too large")
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays (was a 500)
         raise InvalidWebhook("webhook body is not JSON") from None
     if kind.value.startswith("topic_"):
         obj, key = (payload.get("topic") if isinstance(payload, dict) else None), "id"
