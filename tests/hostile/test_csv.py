@@ -10,9 +10,10 @@ as data and neutralised when the panel exports them as CSV.
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -158,9 +159,6 @@ async def test_formula_injection_is_data_and_neutralised_on_export(surveys, tmp_
     report = await surveys.sales.import_csv(path)
     assert (report.created, report.error_count) == (len(FORMULAS), 0), report.errors
     exported = "".join([chunk async for chunk in surveys.panel.export_csv(PanelFilter())])
-    import csv
-    import io
-
     for record in list(csv.reader(io.StringIO(exported)))[1:]:
         for value in record:
             assert value[:1] not in ("=", "+", "-", "@", "\t", "\r") or value.lstrip("-").replace(".", "").isdigit(), \

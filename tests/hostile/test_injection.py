@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from email.message import EmailMessage
 from typing import Any
 
 import aiohttp
@@ -24,8 +23,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from core.domain import ChannelName, InboundMessage
+from core.domain import ChannelName, EmailThreading, InboundMessage, OutboundMessage
 from core.persistence.schema import cases, outbox, rule_instances, sales
+from intake.email.compose import compose_email
 from service import Service
 from tests.core.surveys.conftest import CATALOG, sale
 from tests.fakes.smtp_sink import SmtpSink
@@ -323,9 +323,6 @@ header_text = st.lists(st.one_of(st.text(max_size=20), _encoded_words, st.sample
 def test_composed_mail_never_carries_a_foreign_header(tally, title, subject, ids, text, token):
     """The composition itself, fuzzed: whatever the case title, explicit subject,
     threading ids and text, the mail's header block holds only our headers, one line each."""
-    from intake.email.compose import compose_email
-    from core.domain import EmailThreading, OutboundMessage
-
     tally.add("injection.mail_headers")
     message = OutboundMessage(
         outbox_id=1, channel=ChannelName.EMAIL, recipient="ana@cliente.com", text=text, kind="reply",

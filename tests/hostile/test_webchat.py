@@ -25,7 +25,7 @@ from core.persistence.schema import messages, webchat_sessions
 from service import Service
 from tests.hostile.conftest import assert_healthy, assert_no_leak, fuzz
 from tests.intake.webchat.support import ChatClient
-from tests.support import make_config
+from tests.support import API_TOKEN, make_config
 
 ERROR_CODES = {"rate_limited", "too_large", "bad_request", "unauthorized"}
 #: Normal, going away, invalid payload (bad UTF-8), policy, too big, try later, idle.
@@ -352,8 +352,6 @@ async def test_cross_session_reads_are_refused(chat, tally):
         answer = await mallory.answer(frame["id"])
         chat.assert_nothing_of_alice([answer])
     async with aiohttp.ClientSession() as api:
-        from tests.support import API_TOKEN
-
         async with api.get(f"{chat.base}/api/v1/cases/{chat.alice_case}",
                            headers={"Authorization": f"Bearer {API_TOKEN}"}) as r:
             case = await r.json()

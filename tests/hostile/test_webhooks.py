@@ -5,6 +5,7 @@ change and the forum is not even asked about the topic; a genuine delivery still
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -74,7 +75,7 @@ def forgeries(body: bytes) -> dict[str, str | None]:
         "plain_sha256": "sha256=" + hashlib.sha256(body).hexdigest(),
         "secret_appended": "sha256=" + hashlib.sha256(SECRET.encode() + body).hexdigest(),
         "replay_other_body": sign(SECRET, body),  # a captured genuine signature, sent with other_body
-        "base64": "sha256=" + __import__("base64").b64encode(bytes.fromhex(good)).decode(),
+        "base64": "sha256=" + base64.b64encode(bytes.fromhex(good)).decode(),
         "the_secret_itself": SECRET, "sha256_secret": "sha256=" + SECRET, "unicode": "sha256=" + "é" * 64,
         "nul": "sha256=" + "\x00" * 64, "two_signatures": f"sha256=deadbeef, sha256={good[:10]}",
     }
