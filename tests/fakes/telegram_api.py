@@ -489,6 +489,10 @@ class FakeTelegram:
             status, body = 200, {"ok": True, "result": result}
         except TelegramApiError as err:
             status, body = err.status, err.payload()
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            # The bot hung up mid-request (it is shutting down): nobody to answer, and no
+            # fault of the fake's.
+            raise
         except Exception as err:  # a bug in the fake: answer, and fail the test at stop()
             self.internal_errors.append(err)
             status, body = 500, {"ok": False, "error_code": 500, "description": f"fake bug: {err!r}"}
