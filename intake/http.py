@@ -119,3 +119,31 @@ class HttpServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def path_id(request: web.Request, name: str) -> int:
+    """An integer id from the URL path; anything else, or an id no row can have, is 404."""
+    try:
+        number = int(request.match_info[name])
+    except ValueError:
+        raise web.HTTPNotFound() from None
+    if not fits_db_int(number):
+        raise web.HTTPNotFound()
+    return number
+
+
+def int_param(value: object, name: str, *, required: bool = False) -> int | None:
+    """An optional integer from a query string or JSON body; a clear 422 otherwise."""
+    if value is None or value == "":
+        if required:
+            raise ValidationError(f"{name} is required", field=name)
+        return None
+    if isinstance(value, bool):
+        raise ValidationError(f"{name} must be an integer", field=name)
+    try:
+        number = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValidationError(f"{name} must be an integer", field=name) from None
+    if not fits_db_int(number):
+        raise ValidationError(f"{name} is out of range", field=name)
+    return number

@@ -10,7 +10,7 @@ from core.cases import CaseFilter, CaseService, NewCase
 from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
 from core.errors import ValidationError
 from intake.api.openapi import ApiRegistry, query_param
-from intake.http import fits_db_int, read_json_object
+from intake.http import int_param, path_id, read_json_object
 
 _NULLABLE_STR = {"type": ["string", "null"]}
 _REF = {"type": ["object", "null"], "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}
@@ -83,32 +83,6 @@ CATEGORY = {
 }
 
 
-def _int(value: Any, name: str, *, required: bool = False) -> int | None:
-    if value is None or value == "":
-        if required:
-            raise ValidationError(f"{name} is required", field=name)
-        return None
-    if isinstance(value, bool):
-        raise ValidationError(f"{name} must be an integer", field=name)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{name} must be an integer", field=name) from None
-    if not fits_db_int(number):
-        raise ValidationError(f"{name} is out of range", field=name)
-    return number
-
-
-def _number(request: web.Request, name: str = "number") -> int:
-    try:
-        number = int(request.match_info[name])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    if not fits_db_int(number):
-        raise web.HTTPNotFound()  # no row can have that id
-    return number
-
-
 def _agent(body: dict[str, Any], request: web.Request) -> str:
     agent = body.get("agent")
     if agent is None:
@@ -132,12 +106,12 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
             activity=q.get("activity") or None,
             open_only=q.get("open") in ("1", "true", "yes"),
             case_type=q.get("type") or None,
-            category_id=_int(q.get("category"), "category"),
+            category_id=int_param(q.get("category"), "category"),
             channel=q.get("channel") or None,
             assigned_agent=q.get("assigned") or None,
             text=q.get("q") or None,
-            limit=_int(q.get("limit"), "limit") or 50,
-            offset=_int(q.get("offset"), "offset") or 0,
+            limit=int_param(q.get("limit"), "limit") or 50,
+            offset=int_param(q.get("offset"), "offset") or 0,
         )
         return web.json_response({"cases": await cases.list_cases(f), "counts": await cases.activity_counts()})
 
@@ -165,8 +139,8 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
             case_type=body.get("type") or CaseType.UNCLASSIFIED.value,
             contact_name=contact.get("name"), contact_email=contact.get("email"), contact_phone=contact.get("phone"),
             organization=body.get("organization"),
-            category_id=_int(body.get("category_id"), "category_id"),
-            subcategory_id=_int(body.get("subcategory_id"), "subcategory_id"),
+            category_id=int_param(body.get("category_id"), "category_id"),
+            subcategory_id=int_param(body.get("subcategory_id"), "subcategory_id"),
             language=body.get("language") if body.get("language") in ("es", "pt", "en") else "es",
         )
         return web.json_response(await cases.create_case(new, actor=f"agent:{_agent(body, request)}"), status=201)
@@ -186,14 +160,14 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
                 }})
 
     async def get_case(request: web.Request) -> web.Response:
-        return web.json_response(await cases.get_case(_number(request)))
+        return web.json_response(await cases.get_case(path_id(request, "number")))
 
     api.add("GET", "/cases/{number}", get_case, summary="One case with its messages and history", tag="cases",
             response=detail)
 
     async def reply(request: web.Request) -> web.Response:
         body = await read_json_object(request)
-        result = await cases.reply(_number(request), body.get("text"), agent=_agent(body, request))  # type: ignore[arg-type]
+        result = await cases.reply(path_id(request, "number"), body.get("text"), agent=_agent(body, request))  # type: ignore[arg-type]
         return web.json_response(result, status=202)
 
     api.add("POST", "/cases/{number}/reply", reply, tag="cases", status=202,
@@ -206,7 +180,7 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
 
     async def note(request: web.Request) -> web.Response:
         body = await read_json_object(request)
-        mid = await cases.add_note(_number(request), body.get("text"), agent=_agent(body, request))  # type: ignore[arg-type]
+        mid = await cases.add_note(path_id(request, "number"), body.get("text"), agent=_agent(body, request))  # type: ignore[arg-type]
         return web.json_response({"message_id": mid}, status=201)
 
     api.add("POST", "/cases/{number}/notes", note, tag="cases", status=201,
@@ -216,7 +190,7 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
             response={"type": "object", "required": ["message_id"], "properties": {"message_id": {"type": "integer"}}})
 
     async def patch_case(request: web.Request) -> web.Response:
-        number = _number(request)
+        number = path_id(request, "number")
         body = await read_json_object(request)
         agent = _agent(body, request)
         known = {"type", "category_id", "subcategory_id", "sector", "assigned_agent", "kb", "agent"}
@@ -227,8 +201,8 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
         if "type" in body:
             result = await cases.set_type(number, body["type"], agent=agent)
         if "category_id" in body or "subcategory_id" in body:
-            result = await cases.set_category(number, _int(body.get("category_id"), "category_id"),
-                                              _int(body.get("subcategory_id"), "subcategory_id"), agent=agent)
+            result = await cases.set_category(number, int_param(body.get("category_id"), "category_id"),
+                                              int_param(body.get("subcategory_id"), "subcategory_id"), agent=agent)
         if "sector" in body:
             result = await cases.set_sector(number, body["sector"], agent=agent)
         if "assigned_agent" in body:
@@ -254,7 +228,7 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
 
     async def activity(request: web.Request) -> web.Response:
         body = await read_json_object(request)
-        return web.json_response(await cases.change_activity(_number(request), body.get("activity"),  # type: ignore[arg-type]
+        return web.json_response(await cases.change_activity(path_id(request, "number"), body.get("activity"),  # type: ignore[arg-type]
                                                              agent=_agent(body, request), sector=body.get("sector")))
 
     api.add("POST", "/cases/{number}/activity", activity, tag="cases", response=detail,
@@ -266,7 +240,7 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
 
     async def kb_action(request: web.Request) -> web.Response:
         body = await read_json_object(request)
-        return web.json_response(await cases.kb_action(_number(request), body.get("action"),  # type: ignore[arg-type]
+        return web.json_response(await cases.kb_action(path_id(request, "number"), body.get("action"),  # type: ignore[arg-type]
                                                        agent=_agent(body, request), url=body.get("url")))
 
     api.add("POST", "/cases/{number}/kb-action", kb_action, tag="cases", response=detail,
@@ -280,7 +254,7 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
         lines = body.get("lines") or []
         if not isinstance(lines, list) or not all(isinstance(x, dict) for x in lines):
             raise ValidationError("lines must be a list of objects", field="lines")
-        return web.json_response(await cases.set_budget(_number(request), body.get("mode"), lines,  # type: ignore[arg-type]
+        return web.json_response(await cases.set_budget(path_id(request, "number"), body.get("mode"), lines,  # type: ignore[arg-type]
                                                         agent=_agent(body, request)))
 
     api.add("PUT", "/cases/{number}/budget", budget, tag="cases", response=detail,
@@ -302,7 +276,7 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
     async def create_category(request: web.Request) -> web.Response:
         body = await read_json_object(request)
         return web.json_response(await cases.create_category(body.get("name"),  # type: ignore[arg-type]
-                                                             parent_id=_int(body.get("parent_id"), "parent_id")),
+                                                             parent_id=int_param(body.get("parent_id"), "parent_id")),
                                  status=201)
 
     api.add("POST", "/categories", create_category, tag="categories", status=201,
@@ -313,7 +287,7 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
 
     async def update_category(request: web.Request) -> web.Response:
         body = await read_json_object(request)
-        cid = _number(request, "id")
+        cid = path_id(request, "id")
         return web.json_response(await cases.update_category(cid, name=body.get("name"), active=body.get("active")))
 
     api.add("PATCH", "/categories/{id}", update_category, tag="categories", summary="Rename or (de)activate",

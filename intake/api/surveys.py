@@ -13,7 +13,7 @@ from core.surveys import PanelFilter, SaleError, SaleResult, Surveys
 from core.surveys.panel import MAX_LIMIT, SECTIONS
 from core.surveys.sales import MAX_BULK
 from intake.api.openapi import ApiRegistry, query_param
-from intake.http import fits_db_int, read_json_object
+from intake.http import int_param, path_id, read_json_object
 
 TAG = "surveys"
 _STR = {"type": "string"}
@@ -118,28 +118,6 @@ PANEL_DOC = """The manager panel. Counts of every section, and the first `limit`
 (text/csv, one row per survey with a `section` column) instead of JSON."""
 
 
-def _id(request: web.Request, name: str = "id") -> int:
-    try:
-        number = int(request.match_info[name])
-    except ValueError:
-        raise web.HTTPNotFound() from None
-    if not fits_db_int(number):
-        raise web.HTTPNotFound()  # no row can have that id
-    return number
-
-
-def _qint(value: str | None, name: str) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValidationError(f"{name} must be an integer", field=name) from None
-    if not fits_db_int(number):
-        raise ValidationError(f"{name} is out of range", field=name)
-    return number
-
-
 def _qdate(value: str | None, name: str) -> date | None:
     if not value:
         return None
@@ -152,7 +130,7 @@ def _qdate(value: str | None, name: str) -> date | None:
 def _filter(request: web.Request) -> PanelFilter:
     q = request.query
     return PanelFilter(operator=q.get("operator") or None, seller=q.get("seller") or None,
-                       product=q.get("product") or None, rule_id=_qint(q.get("rule"), "rule"),
+                       product=q.get("product") or None, rule_id=int_param(q.get("rule"), "rule"),
                        date_from=_qdate(q.get("from"), "from"), date_to=_qdate(q.get("to"), "to"))
 
 
@@ -191,16 +169,16 @@ def _crud(api: ApiRegistry, *, path: str, noun: str, schema: str, request_schema
         return web.json_response({plural: await list_fn()})
 
     async def get(request: web.Request) -> web.Response:
-        return web.json_response(await get_fn(_id(request)))
+        return web.json_response(await get_fn(path_id(request, "id")))
 
     async def create(request: web.Request) -> web.Response:
         return web.json_response(await create_fn(await read_json_object(request)), status=201)
 
     async def patch(request: web.Request) -> web.Response:
-        return web.json_response(await update_fn(_id(request), await read_json_object(request)))
+        return web.json_response(await update_fn(path_id(request, "id"), await read_json_object(request)))
 
     async def delete(request: web.Request) -> web.Response:
-        await delete_fn(_id(request))
+        await delete_fn(path_id(request, "id"))
         return web.Response(status=204)
 
     partial = {k: v for k, v in request_schema.items() if k != "required"}
@@ -238,7 +216,7 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
         body = await read_json_object(request)
         if "question" not in body:
             raise ValidationError("question is required (id or code)", field="question")
-        return web.json_response(await cat.add_rule_question(_id(request), body["question"],
+        return web.json_response(await cat.add_rule_question(path_id(request, "id"), body["question"],
                                                              position=body.get("position")))
 
     api.add("POST", "/surveys/rules/{id}/questions", add_rule_question, tag=TAG, response=rule_ref,
@@ -247,14 +225,14 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
                 "question": {"type": ["integer", "string"]}, "position": {"type": "integer", "minimum": 1}}})
 
     async def remove_rule_question(request: web.Request) -> web.Response:
-        return web.json_response(await cat.remove_rule_question(_id(request), _id(request, "question_id")))
+        return web.json_response(await cat.remove_rule_question(path_id(request, "id"), path_id(request, "question_id")))
 
     api.add("DELETE", "/surveys/rules/{id}/questions/{question_id}", remove_rule_question, tag=TAG,
             response=rule_ref, summary="Remove a question from a rule")
 
     async def add_operator(request: web.Request) -> web.Response:
         body = await read_json_object(request)
-        return web.json_response(await cat.add_rule_operator(_id(request), body.get("operator")))
+        return web.json_response(await cat.add_rule_operator(path_id(request, "id"), body.get("operator")))
 
     api.add("POST", "/surveys/rules/{id}/operators", add_operator, tag=TAG, response=rule_ref,
             summary="Make an operator responsible for a rule",
@@ -264,7 +242,7 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
         operator = request.query.get("operator")
         if not operator:
             raise ValidationError("operator is required", field="operator")
-        return web.json_response(await cat.remove_rule_operator(_id(request), operator))
+        return web.json_response(await cat.remove_rule_operator(path_id(request, "id"), operator))
 
     api.add("DELETE", "/surveys/rules/{id}/operators", remove_operator, tag=TAG, response=rule_ref,
             summary="An operator is no longer responsible for a rule",
@@ -319,8 +297,8 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
                 await response.write(chunk.encode("utf-8"))
             await response.write_eof()
             return response
-        limit = _qint(request.query.get("limit"), "limit")
-        offset = _qint(request.query.get("offset"), "offset")
+        limit = int_param(request.query.get("limit"), "limit")
+        offset = int_param(request.query.get("offset"), "offset")
         result = await surveys.panel.panel(f, section=section, limit=50 if limit is None else limit,
                                            offset=0 if offset is None else offset)
         return web.json_response({"filters": _filter_echo(f, section), **result})
@@ -361,14 +339,14 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
     instance_ref = {"$ref": "#/components/schemas/SurveyInstance"}
 
     async def get_instance(request: web.Request) -> web.Response:
-        return web.json_response(await surveys.runner.instance(_id(request)))
+        return web.json_response(await surveys.runner.instance(path_id(request, "id")))
 
     api.add("GET", "/surveys/instances/{id}", get_instance, tag=TAG, response=instance_ref,
             summary="One survey (rule instance) with its answers")
 
     async def answer(request: web.Request) -> web.Response:
         body = await read_json_object(request)
-        return web.json_response(await surveys.runner.record_answers(_id(request), body.get("answers"),
+        return web.json_response(await surveys.runner.record_answers(path_id(request, "id"), body.get("answers"),
                                                                      operator=body.get("operator")))
 
     api.add("POST", "/surveys/instances/{id}/answers", answer, tag=TAG, response=instance_ref,
@@ -385,7 +363,7 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
 
     async def resume(request: web.Request) -> web.Response:
         body = await read_json_object(request)
-        return web.json_response(await surveys.runner.resume(_id(request), operator=body.get("operator")))
+        return web.json_response(await surveys.runner.resume(path_id(request, "id"), operator=body.get("operator")))
 
     api.add("POST", "/surveys/instances/{id}/resume", resume, tag=TAG, response=instance_ref,
             summary="Reopen a paused survey in the customer's chat at the next unanswered question",
