@@ -26,7 +26,7 @@ from core.domain import (
     KbAction,
 )
 from core.errors import NotFound, ValidationError
-from core.outgoing import Outgoing, OutgoingMessage, Recipient, email_thread_for_case
+from core.outgoing import CUSTOMER_CHANNELS, Outgoing, OutgoingMessage, Recipient, email_thread_for_case
 from core.persistence import Database
 from core.persistence.schema import (
     attachments,
@@ -44,7 +44,6 @@ from core.ports import Clock
 from core.workflow import check_transition
 
 MAX_TEXT = 100_000
-CUSTOMER_CHANNEL_VALUES = (ChannelName.EMAIL.value, ChannelName.TELEGRAM.value, ChannelName.WEBCHAT.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -508,7 +507,7 @@ async def _customer_recipient(conn: AsyncConnection, case: Any) -> Recipient | N
         row = (await conn.execute(
             select(contact_identities.c.id, contact_identities.c.channel, contact_identities.c.address)
             .where(contact_identities.c.contact_id == case.contact_id, contact_identities.c.unreachable.is_(False),
-                   contact_identities.c.channel.in_(CUSTOMER_CHANNEL_VALUES))
+                   contact_identities.c.channel.in_([c.value for c in CUSTOMER_CHANNELS]))
             .order_by(contact_identities.c.id.desc()).limit(1)
         )).first()
     if row is None:

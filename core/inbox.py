@@ -475,9 +475,9 @@ class InboxService:
             found = hints.by_reference.get(ref)
             if found and found[0] == ident.contact_id:
                 return found[1]
-        if m.thread.case_number and (found := hints.by_number.get(m.thread.case_number)):
-            if found[0] == ident.contact_id:
-                return found[1]
+        found = hints.by_number.get(m.thread.case_number) if m.thread.case_number else None
+        if found and found[0] == ident.contact_id:
+            return found[1]
         if not m.new_case and m.channel in CHAT_CHANNELS and (c := hints.open_case.get(ident.contact_id)):
             return c
         title = _title_for(m)
@@ -593,7 +593,7 @@ class InboxService:
             for r in rows:
                 found[(ch, r.address)] = _Identity(r.id, r.contact_id, r.language)
         missing = [k for k in wanted if k not in found]
-        if missing:  # noqa: SIM102
+        if missing:
             domains = {k[1].rsplit("@", 1)[1] for k in missing if k[0] == ChannelName.EMAIL.value and "@" in k[1]}
             org_by_domain: dict[str, int] = {}
             if domains:

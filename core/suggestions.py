@@ -14,16 +14,13 @@ from sqlalchemy import insert, select
 
 from core.domain import ChannelName, Choice
 from core.inbox import KB_FEEDBACK_QUESTION, StoredMessage
-from core.outgoing import Outgoing, OutgoingMessage, Recipient
+from core.outgoing import CUSTOMER_CHANNELS, Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
 from core.persistence.schema import case_suggestions, cases, contact_identities, messages
 from core.ports import AnswerSuggester, Clock
 from core.texts import text
 
 log = logging.getLogger(__name__)
-
-CUSTOMER_CHANNELS = (ChannelName.EMAIL, ChannelName.TELEGRAM, ChannelName.WEBCHAT)
-
 
 class SuggestionFlow:
     def __init__(self, *, db: Database, suggester: AnswerSuggester, outgoing: Outgoing, clock: Clock,

@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.outgoing import Outgoing, OutgoingMessage
 from core.persistence import Database

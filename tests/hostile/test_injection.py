@@ -194,7 +194,7 @@ async def test_create_case_with_hostile_fields(api, tally, title, description, c
 EVIL = "evil@attacker.example"
 CRLF_TRICKS = [f"\r\nBcc: {EVIL}", f"\nBcc: {EVIL}", f"\rBcc: {EVIL}", f"\r\n\r\nBcc: {EVIL}", f"\u2028Bcc: {EVIL}",
                f"\x85Bcc: {EVIL}", f"\r\n Bcc: {EVIL}", f"\r\nX-Injected: 1\r\nTo: {EVIL}",
-               f"=?utf-8?q?x=0D=0ABcc:_{EVIL}?=", f"=?utf-8?b?eA0KQmNjOiBldmlsQGF0dGFja2VyLmV4YW1wbGU=?="]
+               f"=?utf-8?q?x=0D=0ABcc:_{EVIL}?=", "=?utf-8?b?eA0KQmNjOiBldmlsQGF0dGFja2VyLmV4YW1wbGU=?="]
 OUR_HEADERS = {"from", "to", "subject", "date", "message-id", "in-reply-to", "references", "reply-to",
                "auto-submitted", "x-auto-response-suppress", "mime-version", "content-type",
                "content-transfer-encoding", "content-language"}
@@ -281,8 +281,8 @@ async def test_header_injection_through_inbound_mail(mail_service, sink, tally):
     From display name and the Message-ID/References we thread with. Raw and RFC 2047
     encoded CR/LF in each must not add a header to our acknowledgement or reply."""
     service, http = mail_service
-    encoded = [f"=?utf-8?q?x=0D=0ABcc:_{EVIL}?=", f"=?utf-8?b?eA0KQmNjOiBldmlsQGF0dGFja2VyLmV4YW1wbGU=?=",
-               f"=?iso-8859-1?q?x=0ABcc:_{EVIL}?=", f"=?utf-8?q?x=0D=0A=0D=0Abody?="]
+    encoded = [f"=?utf-8?q?x=0D=0ABcc:_{EVIL}?=", "=?utf-8?b?eA0KQmNjOiBldmlsQGF0dGFja2VyLmV4YW1wbGU=?=",
+               f"=?iso-8859-1?q?x=0ABcc:_{EVIL}?=", "=?utf-8?q?x=0D=0A=0D=0Abody?="]
     vectors = ([{"subject": f"Pedido {e}"} for e in encoded]
                + [{"subject": f"Pedido {e}", "msgid": f"<{e.replace(' ', '_')}>"} for e in encoded[:2]]
                + [{"references": f"<a@b> <{e}>", "in_reply_to": f"<{e}>"} for e in encoded[:2]]

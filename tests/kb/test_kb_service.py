@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from core.domain import ChannelName, ChoiceAnswer, InboundMessage
 from core.persistence.schema import cases, outbox
+from kb.discourse import DiscourseUnavailable
 from kb.tables import kb_articles
 from service import Service
 from tests.fakes.discourse_api import FakeDiscourse
@@ -182,7 +183,7 @@ async def test_incremental_then_full_sync(running):
 async def test_cases_still_open_when_discourse_is_down(running):
     service, _, telegram, forum = running
     forum.down = True
-    with pytest.raises(Exception):
+    with pytest.raises(DiscourseUnavailable):
         await service.kb.sync.sync()
     receipt = await service.inbox.receive(customer("la impresora fiscal no imprime", "9:9"))
     assert receipt.new_case  # suggestions come from the local index, not from Discourse
