@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -27,6 +28,14 @@ class Database:
     ``BEGIN IMMEDIATE``: a deferred transaction that later writes can fail with
     "database is locked" without waiting, while IMMEDIATE waits on ``busy_timeout``.
     Reads start deferred, so in WAL mode they never block a writer.
+
+    SQLite has one writer at a time, so this process's write transactions also take
+    turns on an asyncio lock before they reach the database. Left to SQLite, a writer
+    that finds the lock taken polls it from its driver thread, sleeping 1, 2, 5, 10, …
+    ms between tries (the busy handler): under load (the inbox batcher against an outbox
+    worker's claim) that sleep was most of a batch's latency. The lock hands the turn over
+    the moment the previous writer commits; ``busy_timeout`` still covers other
+    processes (the CLI) on the same file.
     """
 
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
@@ -54,6 +63,7 @@ class Database:
             )
         else:
             raise ConfigError(f"unsupported database {self.dialect!r}: use sqlite or postgresql", key="database.url")
+        self._write_turn = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -63,6 +73,25 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One transaction; commits on success. Connection-level failures become
         ``StorageUnavailable`` so transports can answer "try later"."""
+        if self._write_turn is None:
+            async with self._transaction() as conn:
+                yield conn
+            return
+        try:
+            # As long as SQLite itself would wait for the write lock, then "try later".
+            async with asyncio.timeout(SQLITE_BUSY_TIMEOUT_MS / 1000):
+                await self._write_turn.acquire()
+        except TimeoutError:
+            log.warning("database unavailable: no write turn within the busy timeout")
+            raise StorageUnavailable("database is locked") from None
+        try:
+            async with self._transaction() as conn:
+                yield conn
+        finally:
+            self._write_turn.release()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
         try:
             async with self.engine.connect() as conn:
                 # Marks the transaction as a write: on SQLite "begin" then takes the write
