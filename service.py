@@ -89,7 +89,8 @@ class Service:
         self.outgoing = Outgoing(email_domain=email_domain, max_attempts=cfg.outbox.max_attempts)
         self.inbox = InboxService(db=self.db, outgoing=self.outgoing, clock=self.clock,
                                   default_language=cfg.service.default_language,
-                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
+                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id),
+                                  on_commit=self.signal.notify)
         self.cases = CaseService(db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
         self.api = ApiRegistry()
@@ -110,7 +111,6 @@ class Service:
         """Build every enabled adapter. Each ``_wire_*`` adds its channels, routes and
         components; the order here is the start order."""
         self.inbox.subscribe(self.metrics.on_stored)
-        self.inbox.subscribe(lambda _stored: self.signal.notify())
         cases_api.register(self.api, cases=self.cases)
         # First in, last out: everything below may publish or subscribe until it stops.
         self.components.append(self.notifier)
@@ -226,9 +226,10 @@ class Service:
         """Discourse sync, the matcher as AnswerSuggester, the publisher channel (kb/)."""
         if not self.config.kb.enabled:
             return
-        from kb.runtime import KbRuntime
+        from kb.runtime import KbRuntime, load_encoder
 
-        self.kb = KbRuntime(config=self.config.kb, db=self.db, clock=self.clock, cases=self.cases)
+        self.kb = KbRuntime(config=self.config.kb, db=self.db, clock=self.clock, cases=self.cases,
+                            encoder=load_encoder(self.config.kb))
         if self.suggester is None:
             self.suggester = self.kb.index
         self.channels[ChannelName.KB] = self.kb.publisher

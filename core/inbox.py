@@ -143,6 +143,7 @@ class InboxService:
         desk_enabled: bool = False,
         hooks: Sequence[ConversationHook] = (),
         max_batch: int = 256,
+        on_commit: Callable[[frozenset[ChannelName]], None] | None = None,
     ) -> None:
         self._db = db
         self._outgoing = outgoing
@@ -151,6 +152,7 @@ class InboxService:
         self._desk_enabled = desk_enabled
         self._hooks = list(hooks)
         self._max_batch = max_batch
+        self._on_commit = on_commit
         self._queue: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -272,7 +274,11 @@ class InboxService:
 
     async def _try_batch(self, batch: list[_Pending]) -> list[StoredMessage]:
         async with self._db.transaction() as conn:
-            receipts, stored = await self._process(conn, [p.message for p in batch])
+            receipts, stored, enqueued = await self._process(conn, [p.message for p in batch])
+        if enqueued and self._on_commit is not None:
+            # Wake only the outbox workers of the channels that got something: a batch of
+            # emails must not make the web chat worker claim (a write transaction) for nothing.
+            self._on_commit(enqueued)
         self.batches_committed += 1
         self.messages_committed += sum(1 for r in receipts if not r.duplicate)
         for p, receipt in zip(batch, receipts, strict=True):
@@ -293,7 +299,7 @@ class InboxService:
 
     async def _process(
         self, conn: AsyncConnection, batch: Sequence[InboundMessage]
-    ) -> tuple[list[Receipt], list[StoredMessage]]:
+    ) -> tuple[list[Receipt], list[StoredMessage], frozenset[ChannelName]]:
         now = self._clock.now()
         receipts: list[Receipt | None] = [None] * len(batch)
 
@@ -441,6 +447,7 @@ class InboxService:
                 (o, ref) for o in await self._answer_choice(conn, m, ident, case_id_of(ref), language, now)
             )
 
+        enqueued: frozenset[ChannelName] = frozenset()
         if outgoing:
             resolved = []
             for o, ref in outgoing:
@@ -448,6 +455,7 @@ class InboxService:
                     o = _with_case(o, case_id_of(ref))
                 resolved.append(o)
             await self._outgoing.add(conn, resolved, now=now)
+            enqueued = frozenset(o.recipient.channel for o in resolved)
 
         # 7. Copies of a message within the batch share the first copy's receipt.
         for i, m in enumerate(batch):
@@ -455,7 +463,7 @@ class InboxService:
                 first = receipts[first_seen[(m.channel.value, m.external_id)]]
                 assert first is not None
                 receipts[i] = Receipt(first.message_id, first.case_number, duplicate=True)
-        return [r for r in receipts if r is not None], stored
+        return [r for r in receipts if r is not None], stored, enqueued
 
     def _choose_case(
         self,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -42,19 +42,25 @@ class RetryPolicy:
 
 
 class OutboxSignal:
-    """Wakes the workers when something was enqueued and committed (no polling delay)."""
+    """Wakes the workers when something was enqueued and committed (no polling delay).
+
+    ``notify()`` wakes every worker; ``notify(channels)`` only those of ``channels``, so
+    that a waking worker's claim (a write transaction) is spent where there is work.
+    """
 
     def __init__(self) -> None:
-        self._events: list[asyncio.Event] = []
+        self._events: list[tuple[ChannelName | None, asyncio.Event]] = []
 
-    def register(self) -> asyncio.Event:
+    def register(self, channel: ChannelName | None = None) -> asyncio.Event:
+        """An event set on every notify about ``channel`` (None: about any channel)."""
         event = asyncio.Event()
-        self._events.append(event)
+        self._events.append((channel, event))
         return event
 
-    def notify(self) -> None:
-        for event in self._events:
-            event.set()
+    def notify(self, channels: Collection[ChannelName] | None = None) -> None:
+        for channel, event in self._events:
+            if channels is None or channel is None or channel in channels:
+                event.set()
 
 
 class OutboxWorker:
@@ -81,7 +87,7 @@ class OutboxWorker:
         self._concurrency = concurrency
         self._poll_seconds = poll_seconds
         self._rand = rand
-        self._wake = signal.register()
+        self._wake = signal.register(channel.name)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.sent = 0
