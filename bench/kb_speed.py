@@ -1,7 +1,13 @@
-"""KB matcher latency at 10,000 and 100,000 articles, against rapidfuzz brute force, on one core.
+"""KB search latency at 10,000 and 100,000 articles, against rapidfuzz brute force, on one core.
 
     python bench/kb_speed.py [--articles FILE] [--questions FILE] [--sizes 10000 100000]
-                             [--queries 300] [--brute-queries 30]
+                             [--queries 300] [--brute-queries 30] [--lexical-only]
+
+``search`` is what ``serve`` runs per suggestion (``kb.search.KbSearch``): encoding the
+query with the sentence model, the lexical index, and the semantic rerank of its
+candidates; ``lexical`` is the same index without the model, for comparison.  Passage
+vectors are content-addressed, so the synthetic articles below (made of real passages)
+encode only the distinct passages; ``build_s`` includes that.
 
 Synthetic articles are recombined from the real kb-eval ones: the title of one article
 with a numbered suffix, and a body interleaving the passages of two articles.  That
@@ -31,8 +37,9 @@ if str(REPO) not in sys.path:
 
 from rapidfuzz import fuzz, process  # noqa: E402
 
-from kb.matcher import KbDocument, Matcher  # noqa: E402
+from kb.matcher import KbDocument  # noqa: E402
 from kb.normalize import passages  # noqa: E402
+from kb.search import KbSearch  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "kb-eval"
 
@@ -80,23 +87,29 @@ def rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
 
-def measure(articles: Sequence[dict], questions: Sequence[str], size: int, brute_queries: int) -> dict:
+def measure(articles: Sequence[dict], questions: Sequence[str], size: int, brute_queries: int,
+            encoder=None) -> dict:
     docs = synthetic(articles, size)
     gc.collect()
     start, start_cpu = time.perf_counter(), time.thread_time()
-    matcher = Matcher(docs)
+    search = KbSearch.build(docs, encoder=encoder)
     build_s, build_cpu_s = time.perf_counter() - start, time.thread_time() - start_cpu
-    # One upsert into the full index: webhooks pay this, not a rebuild.
+    # One upsert into the full index (its new passage encoded too): webhooks pay this, not a rebuild.
     start = time.perf_counter()
-    matcher.upsert(KbDocument(id="syn-000000", title=docs[0].title, body=docs[0].body + "\nupdated"))
+    search.upsert(KbDocument(id="syn-000000", title=docs[0].title, body=docs[0].body + "\nupdated"))
+    while search.encode_step():
+        pass
     upsert_ms = (time.perf_counter() - start) * 1000.0
     result = {
-        "articles": len(matcher),
+        "articles": len(search),
+        "semantic": encoder is not None,
+        "passage_vectors": len(search.semantic) if search.semantic is not None else 0,
         "build_s": round(build_s, 2),
         "build_cpu_s": round(build_cpu_s, 2),
         "upsert_ms": round(upsert_ms, 3),
         "max_rss_mib": rss_mib(),
-        "matcher": time_queries(lambda q: matcher.search(q, limit=3), questions),
+        "search": time_queries(lambda q: search.search(q, limit=3), questions),
+        "lexical": time_queries(lambda q: search.matcher.search(q, limit=3), questions),
     }
     texts = [f"{d.title} {d.body}" for d in docs]
     result["rapidfuzz_wratio_bruteforce"] = time_queries(
@@ -112,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=300, help="matcher queries per size")
     parser.add_argument("--brute-queries", type=int, default=10, help="brute-force queries per size (slow)")
+    parser.add_argument("--lexical-only", action="store_true", help="without the sentence model")
     args = parser.parse_args(argv)
     for path in (args.articles, args.questions):
         if not path.is_file():
@@ -122,9 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = load_jsonl(args.questions)
     step = max(1, len(rows) // max(1, args.queries))
     questions = [r["text"] for r in rows[::step]][: args.queries]  # spread over all three sources
+    encoder = None if args.lexical_only else KbSearch.default_encoder()
     report = {"one_core": hasattr(os, "sched_setaffinity"), "sizes": {}}
     for size in args.sizes:
-        report["sizes"][str(size)] = measure(articles, questions, size, args.brute_queries)
+        report["sizes"][str(size)] = measure(articles, questions, size, args.brute_queries, encoder)
     print(json.dumps(report))
     return 0
 

@@ -134,6 +134,8 @@ class KbConfig:
     webhook_secret: str = ""
     min_score: float = 50.0
     suggest_limit: int = 3
+    #: Re-rank suggestions by meaning with the bundled sentence model (kb.embedding).
+    semantic: bool = True
     sync_interval_seconds: int = 600
     suggest_timeout_seconds: float = 2.0
     requests_per_minute: int = 50

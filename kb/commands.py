@@ -23,7 +23,7 @@ def _run_sync(args: argparse.Namespace, config: Config) -> int:
     from core.persistence import Database, upgrade
     from core.ports import SystemClock
     from kb.discourse import DiscourseError
-    from kb.runtime import KbRuntime
+    from kb.runtime import KbRuntime, load_encoder
 
     if not config.kb.enabled:
         raise ConfigError("the knowledge base is disabled: set [kb] enabled = true", key="kb.enabled",
@@ -36,7 +36,7 @@ def _run_sync(args: argparse.Namespace, config: Config) -> int:
             if db.is_sqlite:
                 await upgrade(db)
             cases = CaseService(db=db, outgoing=Outgoing(email_domain="x", max_attempts=1), clock=SystemClock())
-            kb = KbRuntime(config=config.kb, db=db, clock=SystemClock(), cases=cases)
+            kb = KbRuntime(config=config.kb, db=db, clock=SystemClock(), cases=cases, encoder=load_encoder(config.kb))
             try:
                 await kb.index.load()
                 with Progress(SpinnerColumn(), TextColumn("[bold]KB sync"), BarColumn(), TextColumn("{task.completed} topics"),
@@ -45,6 +45,11 @@ def _run_sync(args: argparse.Namespace, config: Config) -> int:
                     report = await kb.sync.sync(
                         full=args.full,
                         progress=lambda n, title: progress.update(task, completed=n, description=title[:50]))
+                if kb.index.semantic:
+                    with Progress(SpinnerColumn(), TextColumn("[bold]Encoding KB passages"), TimeElapsedColumn(),
+                                  console=console) as progress:
+                        progress.add_task("", total=None)
+                        await kb.index.encode_all()  # stored, so serve starts with every vector
             except DiscourseError as exc:
                 console.print(f"[red]Discourse: {exc}[/red]")
                 return 1
@@ -67,15 +72,20 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
 def _run_search(args: argparse.Namespace, config: Config) -> int:
     from core.persistence import Database, upgrade
     from kb.index import KbIndex
-
+    from kb.runtime import load_encoder
 
     async def run() -> int:
         db = Database(config.database.url)
         try:
             if db.is_sqlite:
                 await upgrade(db)
-            index = KbIndex(db=db)
+            index = KbIndex(db=db, encoder=load_encoder(config.kb))
             count = await index.load()
+            if index.semantic:
+                with Progress(SpinnerColumn(), TextColumn("[bold]Encoding KB passages"), TimeElapsedColumn(),
+                              console=Console(stderr=True), transient=True) as progress:
+                    progress.add_task("", total=None)
+                    await index.encode_all()  # stored: the next search (and serve) reuse them
             found = await index.suggest(args.text, language=None, limit=max(1, min(args.limit, 50)))
         finally:
             await db.dispose()

@@ -2,21 +2,37 @@
 
 The index is a cache of a cache: Discourse → kb_articles (+ kb_phrasings) → Matcher.
 Suggestions are computed locally, so we never call Discourse per customer message.
+
+With a sentence encoder, passage vectors are a third cache (``kb_vectors``): ``load``
+takes what is stored, and a background task (``start``/``stop``) encodes what is missing
+in a worker thread, a batch at a time, and stores it, so the event loop never waits on
+the model and a restart, or another process, encodes nothing twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import re
 from collections.abc import Sequence
 
+import numpy as np
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.domain import Suggestion
 from core.persistence import Database
 from core.persistence.schema import case_suggestions, cases
+from kb.embedding import SentenceEncoder
 from kb.matcher import KbDocument, Matcher
-from kb.tables import kb_articles, kb_phrasings
+from kb.search import ENCODE_BATCH, KbSearch
+from kb.tables import kb_articles, kb_phrasings, kb_vectors
+
+log = logging.getLogger(__name__)
+
+_KEYS_PER_QUERY = 500
 
 
 #: Learned phrasings kept per article (the most recent), so history cannot grow an article
@@ -65,15 +81,30 @@ class KbIndex:
     """Implements core's ``AnswerSuggester``. ``load()`` (re)builds from the tables;
     ``upsert``/``remove`` keep it fresh between loads."""
 
-    def __init__(self, *, db: Database) -> None:
+    def __init__(self, *, db: Database, encoder: SentenceEncoder | None = None) -> None:
         self._db = db
-        self._matcher = Matcher()
+        self._encoder = encoder
+        self._search = KbSearch(encoder=encoder)
         self._titles: dict[str, tuple[str, str]] = {}
         self._learned: dict[str, tuple[str, ...]] = {}
         self._lock = asyncio.Lock()
+        self._encode_wanted = asyncio.Event()
+        self._encoder_task: asyncio.Task[None] | None = None
+        #: Set whenever every indexed passage has its vector (tests and tools wait on it).
+        self.encoded = asyncio.Event()
+        if encoder is None:
+            self.encoded.set()
 
     def __len__(self) -> int:
-        return len(self._matcher)
+        return len(self._search)
+
+    @property
+    def _matcher(self) -> Matcher:
+        return self._search.matcher
+
+    @property
+    def semantic(self) -> bool:
+        return self._encoder is not None
 
     async def load(self) -> int:
         async with self._db.engine.connect() as conn:
@@ -81,12 +112,93 @@ class KbIndex:
             extra = await learned_phrasings(conn)
         self._learned = {k: tuple(v) for k, v in extra.items()}
         docs = [document_from_row(r, extra.get(r.id, ())) for r in rows]
+        search = KbSearch(encoder=self._encoder)
         # Building the index is CPU work; keep the event loop responsive meanwhile.
-        matcher = await asyncio.to_thread(Matcher, docs)
+        search.matcher = await asyncio.to_thread(Matcher, docs, semantic=search.semantic)
+        await self._install_stored(search)
         async with self._lock:
-            self._matcher = matcher
+            self._search = search
             self._titles = {r.id: (r.title, r.url) for r in rows}
+        self._wake_encoder()
         return len(docs)
+
+    # -- passage vectors -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Run the background encoder (a no-op without an encoder)."""
+        if self._encoder is not None and self._encoder_task is None:
+            self._encoder_task = asyncio.create_task(self._encode_loop(), name="kb-encoder")
+
+    async def stop(self) -> None:
+        if self._encoder_task is not None:
+            self._encoder_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._encoder_task
+            self._encoder_task = None
+
+    async def encode_all(self) -> int:
+        """Encode every missing passage now, in the foreground (for the CLI); returns how many."""
+        total = 0
+        while (done := await self._encode_batch()):
+            total += done
+        return total
+
+    def _wake_encoder(self) -> None:
+        semantic = self._search.semantic
+        if semantic is not None and semantic.pending(1):
+            self.encoded.clear()
+            self._encode_wanted.set()
+        else:
+            self.encoded.set()
+
+    async def _install_stored(self, search: KbSearch) -> None:
+        semantic = search.semantic
+        if semantic is None:
+            return
+        keys = [key for key, _ in semantic.pending()]
+        async with self._db.engine.connect() as conn:
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = keys[start : start + _KEYS_PER_QUERY]
+                rows = await conn.execute(select(kb_vectors.c.key, kb_vectors.c.vector).where(kb_vectors.c.key.in_(chunk)))
+                semantic.install((bytes(r.key), np.frombuffer(r.vector, dtype="<f4")) for r in rows)
+
+    async def _encode_batch(self) -> int:
+        """One batch: texts picked on the loop, encoded in a thread, installed and stored."""
+        search = self._search
+        semantic = search.semantic
+        if semantic is None or self._encoder is None:
+            return 0
+        pending = semantic.pending(ENCODE_BATCH)
+        if not pending:
+            return 0
+        vectors = await asyncio.to_thread(self._encoder.encode, [text for _, text in pending])
+        pairs = [(key, vector) for (key, _), vector in zip(pending, vectors, strict=True)]
+        async with self._lock:
+            if self._search is search:  # a reload meanwhile starts over with its own pending set
+                semantic.install(pairs)
+        async with self._db.transaction() as conn:
+            dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+            await conn.execute(
+                dialect_insert(kb_vectors).on_conflict_do_nothing(index_elements=[kb_vectors.c.key]),
+                [{"key": key, "vector": np.asarray(vector, dtype="<f4").tobytes()} for key, vector in pairs],
+            )
+        return len(pairs)
+
+    async def _encode_loop(self) -> None:
+        while True:
+            await self._encode_wanted.wait()
+            self._encode_wanted.clear()
+            try:
+                while await self._encode_batch():
+                    await asyncio.sleep(0)  # let a suggestion in between two batches
+            except Exception:
+                # Storage down or a bad passage: suggestions stay lexical for the articles
+                # concerned; the next change or load tries again.
+                log.exception("KB passage encoding failed; suggestions for new articles stay lexical for now")
+                await asyncio.sleep(5)
+                self._encode_wanted.set()
+                continue
+            self._wake_encoder()
 
     async def refresh_learned(self) -> int:
         """Re-read what solved cases taught us and update only the articles that changed."""
@@ -113,6 +225,7 @@ class KbIndex:
         async with self._lock:
             self._matcher.upsert(doc)
             self._titles[doc.id] = (doc.title, doc.url)
+        self._wake_encoder()
 
     async def remove(self, article_id: str) -> None:
         async with self._lock:
@@ -120,7 +233,12 @@ class KbIndex:
             self._titles.pop(article_id, None)
 
     async def suggest(self, text: str, *, language: str | None, limit: int) -> Sequence[Suggestion]:
-        matches = self._matcher.search(text, limit=limit)
+        search = self._search
+        query_vector = None
+        if self._encoder is not None and len(search):
+            # ~10 ms of matrix products: in a thread, so other customers' messages go on.
+            query_vector = await asyncio.to_thread(search.query_vector, text)
+        matches = search.search(text, limit=limit, query_vector=query_vector)
         out = []
         for m in matches:
             title, url = self._titles.get(m.id, ("", ""))

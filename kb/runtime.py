@@ -15,6 +15,7 @@ from core.config import KbConfig
 from core.persistence import Database
 from core.ports import Clock
 from kb.discourse import DiscourseClient, DiscourseError
+from kb.embedding import EncoderUnavailable, SentenceEncoder
 from kb.index import KbIndex
 from kb.publisher import KbPublishChannel
 from kb.sync import KbSync
@@ -25,15 +26,28 @@ log = logging.getLogger(__name__)
 FULL_SYNC_EVERY_SECONDS = 24 * 3600
 
 
+def load_encoder(config: KbConfig) -> SentenceEncoder | None:
+    """The sentence model for ``[kb] semantic``, or None (lexical suggestions) with one log line why."""
+    if not config.semantic:
+        return None
+    try:
+        encoder = SentenceEncoder.bundled()
+    except EncoderUnavailable as exc:
+        log.warning("KB semantic rerank off: %s; suggestions are lexical only (./scripts/serve installs the model)", exc)
+        return None
+    log.info("KB semantic rerank on: %s", encoder.model_id)
+    return encoder
+
+
 class KbRuntime:
     def __init__(self, *, config: KbConfig, db: Database, clock: Clock, cases: CaseService,
-                 session: aiohttp.ClientSession | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None, encoder: SentenceEncoder | None = None) -> None:
         self._config = config
         self._own_session = session is None
         self.session = session or aiohttp.ClientSession()
         self.client = DiscourseClient(session=self.session, base_url=config.api_url, api_user=config.api_user,
                                       api_key=config.api_key, requests_per_minute=config.requests_per_minute)
-        self.index = KbIndex(db=db)
+        self.index = KbIndex(db=db, encoder=encoder)
         self.sync = KbSync(db=db, client=self.client, index=self.index, clock=clock, categories=config.categories)
         self.publisher = KbPublishChannel(client=self.client, cases=cases, category=config.publish_category)
         self.webhook = KbWebhook(sync=self.sync, secret=config.webhook_secret)
@@ -44,6 +58,7 @@ class KbRuntime:
     async def start(self) -> None:
         count = await self.index.load()
         log.info("KB index loaded: %d articles", count)
+        await self.index.start()
         self._task = asyncio.create_task(self._loop(), name="kb-sync")
 
     async def stop(self) -> None:
@@ -52,6 +67,7 @@ class KbRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.webhook.drain()
+        await self.index.stop()
         if self._own_session:
             await self.session.close()
 

@@ -6,7 +6,7 @@ but only kb/ reads or writes them.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Integer, String, Table, Text
+from sqlalchemy import JSON, Boolean, Column, Integer, LargeBinary, String, Table, Text
 
 from core.persistence.schema import Id, UTCDateTime, metadata
 
@@ -44,4 +44,14 @@ kb_sync_state = Table(
     metadata,
     Column("key", String(60), primary_key=True),
     Column("value", String(200), nullable=False),
+)
+
+#: Sentence vectors of KB passages, content-addressed (``kb.semantic.passage_key``: a digest
+#: of the model and the passage text), so a restart or another process encodes nothing twice.
+#: Rows are never updated: a changed passage has a new key.  Stale rows only cost space.
+kb_vectors = Table(
+    "kb_vectors",
+    metadata,
+    Column("key", LargeBinary(32), primary_key=True),
+    Column("vector", LargeBinary, nullable=False),
 )

@@ -8,12 +8,14 @@ import asyncio
 
 import aiohttp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.domain import ChannelName, ChoiceAnswer, InboundMessage
 from core.persistence.schema import cases, outbox
 from kb.discourse import DiscourseUnavailable
-from kb.tables import kb_articles
+from kb.embedding import SentenceEncoder
+from kb.index import KbIndex
+from kb.tables import kb_articles, kb_vectors
 from service import Service
 from tests.fakes.discourse_api import FakeDiscourse
 from tests.support import API_TOKEN, RecordingChannel, make_config
@@ -62,6 +64,24 @@ async def test_sync_indexes_title_first_post_and_accepted_answer(running, db):
     printer = rows["La impresora fiscal no imprime tickets"]
     assert "papel térmico" in printer.body and "controlador" in printer.accepted_answer
     assert printer.url.startswith(service.config.kb.api_url) and printer.url.endswith(f"/{printer.topic_id}")
+
+
+async def test_passage_vectors_are_encoded_in_the_background_stored_and_reused(running, db):
+    service, _, _, _ = running
+    assert service.kb.index.semantic
+    await asyncio.wait_for(service.kb.index.encoded.wait(), 60)
+    async with db.engine.connect() as conn:
+        stored = (await conn.execute(select(func.count()).select_from(kb_vectors))).scalar_one()
+    assert stored >= 3  # at least one passage per article
+    # A restart (or another process) takes them from the database and encodes nothing.
+    again = KbIndex(db=db, encoder=SentenceEncoder.bundled())
+    assert await again.load() == 3
+    assert again.encoded.is_set()
+    question = "la impresora no saca los tickets"
+    ours = await service.kb.index.suggest(question, language="es", limit=3)
+    theirs = await again.suggest(question, language="es", limit=3)
+    assert [(s.article_id, s.score) for s in ours] == [(s.article_id, s.score) for s in theirs]
+    assert ours[0].title == "La impresora fiscal no imprime tickets"
 
 
 async def test_new_case_gets_suggestions_and_yes_closes_it_self_served(running, db):
