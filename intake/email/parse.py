@@ -202,10 +202,13 @@ def _bounded_references(ids: list[str]) -> tuple[str, ...]:
     return tuple(unique)
 
 
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def _recover_header(value: str) -> str:
     """Raw 8-bit header bytes (surrogateescaped by the parser) → UTF-8, else Windows-1252."""
     value = value[:_MAX_HEADER_CHARS]
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if value.isascii() or not _ESCAPED_BYTE.search(value):  # a regex: this runs on every header access
         return value
     data = value.encode("utf-8", "surrogateescape")
     try:
@@ -214,11 +217,30 @@ def _recover_header(value: str) -> str:
         return data.decode("cp1252", "replace")
 
 
+def _fetch_value(name: str, value: str) -> str:
+    """What the structured parser is given for a raw header value: capped per header,
+    8-bit bytes recovered, line breaks removed (as ``EmailPolicy.header_fetch_parse`` does)."""
+    cap = _STRUCTURED_CAPS.get(name.lower(), _STRUCTURED_DEFAULT_CAP)
+    value = _recover_header(value[: cap * 4])[:cap]
+    return value.replace("\r", "").replace("\n", "") if ("\r" in value or "\n" in value) else value
+
+
+#: MIME structure headers whose values repeat from message to message (every client sends
+#: the same few Content-Type and Content-Transfer-Encoding lines; a boundary makes a value
+#: unique, and then it simply misses). Parsing one costs as much as the rest of a small
+#: mail's headers together, and a parsed header is immutable, so they are shared across
+#: parses: a bounded map, emptied when full, so hostile variety costs memory only up to it.
+_SHARED_HEADER_NAMES = frozenset({"content-type", "content-transfer-encoding", "mime-version"})
+_SHARED_HEADERS_MAX = 1024
+_shared_headers: dict[tuple[str, str], object] = {}
+
+
 class _LenientPolicy(EmailPolicy):
     """``policy.default`` whose header access never raises and never sees huge values.
 
     The stdlib parses a header again on every access (``get_content_type()`` alone runs
-    several times per part), so parsed headers are cached for the life of one parse.
+    several times per part), so parsed headers are cached for the life of one parse
+    (and MIME structure headers for longer, see ``_shared_headers``).
     """
 
     def __init__(self, **kw: object) -> None:
@@ -228,18 +250,25 @@ class _LenientPolicy(EmailPolicy):
     def header_fetch_parse(self, name, value):  # type: ignore[no-untyped-def]
         if hasattr(value, "name"):
             return value
-        cap = _STRUCTURED_CAPS.get(name.lower(), _STRUCTURED_DEFAULT_CAP)
-        value = _recover_header(value[: cap * 4])[:cap]
+        value = _fetch_value(name, value)
+        key = (name, value)
         cache: dict[tuple[str, str], object] = self._parsed  # type: ignore[attr-defined]
-        cached = cache.get((name, value))
+        cached = cache.get(key)
         if cached is not None:
+            return cached
+        shared = name.lower() in _SHARED_HEADER_NAMES
+        if shared and (cached := _shared_headers.get(key)) is not None:
             return cached
         try:
             header = super().header_fetch_parse(name, value)
         except Exception:  # noqa: BLE001 - e.g. RecursionError on "((((((" comments
             header = super().header_fetch_parse(name, "")
         if len(cache) < 10_000:
-            cache[(name, value)] = header
+            cache[key] = header
+        if shared:
+            if len(_shared_headers) >= _SHARED_HEADERS_MAX:
+                _shared_headers.clear()
+            _shared_headers[key] = header
         return header
 
 
@@ -309,12 +338,21 @@ class _Headers:
         """RFC 2047-decoded single line (via the lenient structured parser)."""
         if name not in self._raw:
             return ""
+        if name == "subject" and _PLAIN_UNSTRUCTURED.fullmatch(value := _fetch_value(name, self._raw[name][0])):
+            # Unstructured, printable ASCII and no encoded word: the parser would hand it back
+            # as is. (Structured headers it rewrites: a Date comes back normalised.)
+            return one_line(value)
         return one_line(str(self._msg.get(name, "")))
 
     def addresses(self, name: str) -> list[tuple[str | None, str]]:
         """(display name, lower-cased addr-spec) pairs; unparseable entries are skipped."""
         if name not in self._raw:
             return []
+        simple = _SIMPLE_MAILBOX.fullmatch(_fetch_value(name, self._raw[name][0]))
+        if simple and (spec := _clean_addr_spec(simple.group(2) or simple.group(3))):
+            # "Name <local@domain>", "<local@domain>" or "local@domain" in plain atoms: what
+            # the structured parser (the bulk of a small mail's parse) would make of it.
+            return [(one_line(simple.group(1) or "")[:200] or None, spec)]
         found: list[tuple[str | None, str]] = []
         header = self._msg.get(name)
         for address in getattr(header, "addresses", ()) or ():
@@ -346,6 +384,18 @@ class _Headers:
         # "-0000" means "UTC, origin zone unknown"; a naive datetime would not compare.
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
+
+#: The common shapes of a From/To value, written in plain atoms only: no quotes, comments,
+#: encoded words, groups, lists, obsolete syntax or non-ASCII, which all take the structured
+#: parser. Tests check this agrees with the parser (tests/intake/email/test_parse_fast.py).
+_ATOM = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATOM}(?:\.{_ATOM})*"
+_SIMPLE_MAILBOX = re.compile(
+    rf"(?:({_ATOM}(?: {_ATOM})*) )?<({_DOT_ATOM}@{_DOT_ATOM})>|({_DOT_ATOM}@{_DOT_ATOM})"
+)
+#: An unstructured value (the Subject) the parser returns unchanged: printable ASCII, spaces
+#: and tabs, and no "=?" that could start an RFC 2047 encoded word.
+_PLAIN_UNSTRUCTURED = re.compile(r"(?:[\t -<>-~]|=(?!\?))*")
 
 _ADDR_SPEC = re.compile(r"[^\s<>()\[\],;:\\\"]{1,64}@[^\s<>()\[\],;:\\\"@]{1,255}")
 
