@@ -117,6 +117,8 @@ class _Identity:
     id: int
     contact_id: int
     language: str | None
+    #: The contact's organization, read with the identity (a new case records it).
+    organization_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -594,12 +596,12 @@ class InboxService:
         for ch, addrs in by_channel.items():
             rows = await conn.execute(
                 select(contact_identities.c.id, contact_identities.c.contact_id, contact_identities.c.address,
-                       contacts.c.language)
+                       contacts.c.language, contacts.c.organization_id)
                 .join(contacts, contacts.c.id == contact_identities.c.contact_id)
                 .where(contact_identities.c.channel == ch, contact_identities.c.address.in_(addrs))
             )
             for r in rows:
-                found[(ch, r.address)] = _Identity(r.id, r.contact_id, r.language)
+                found[(ch, r.address)] = _Identity(r.id, r.contact_id, r.language, r.organization_id)
         missing = [k for k in wanted if k not in found]
         if missing:
             domains = {k[1].rsplit("@", 1)[1] for k in missing if k[0] == ChannelName.EMAIL.value and "@" in k[1]}
@@ -626,7 +628,7 @@ class InboxService:
                  for cid, (ch, addr) in zip(contact_ids, missing, strict=True)],
             )
             for iid, cid, key, row in zip(identity_ids, contact_ids, missing, contact_rows, strict=True):
-                found[key] = _Identity(iid, cid, row["language"])
+                found[key] = _Identity(iid, cid, row["language"], row["organization_id"])
         return found
 
 
@@ -709,7 +711,6 @@ async def _thread_lookups(conn: AsyncConnection, batch: Sequence[InboundMessage]
     if numbers:
         for r in await conn.execute(select(*_CASE_COLS).where(cases.c.id.in_(numbers), not_closed)):
             hints.by_number[r.id] = (r.contact_id, _ref(r))
-    contact_ids = {identities[_ident_key(m)].contact_id for m in batch}
     chat_contacts = {identities[_ident_key(m)].contact_id for m in batch if m.channel in CHAT_CHANNELS}
     if chat_contacts:
         latest = (
@@ -721,7 +722,8 @@ async def _thread_lookups(conn: AsyncConnection, batch: Sequence[InboundMessage]
         rows = await conn.execute(select(*_CASE_COLS).join(latest, and_(latest.c.case_id == cases.c.id)))
         for r in rows:
             hints.open_case[r.contact_id] = _ref(r)
-    if contact_ids:
-        rows = await conn.execute(select(contacts.c.id, contacts.c.organization_id).where(contacts.c.id.in_(contact_ids)))
-        hints.organization_of = {r.id: r.organization_id for r in rows}
+    # Read with the identities, in this transaction: one statement fewer per batch.
+    for m in batch:
+        ident = identities[_ident_key(m)]
+        hints.organization_of[ident.contact_id] = ident.organization_id
     return hints
