@@ -47,6 +47,8 @@ MAX_FAILED_HELLOS = 3
 #: Frames beyond this many times the allowed rate in a row close the connection.
 FLOOD_FACTOR = 3
 SWEEP_INTERVAL_SECONDS = 3600.0
+#: How often the watchdog looks for idle sockets and stuck writes (see ``watch``).
+WATCH_INTERVAL_SECONDS = 1.0
 
 CLOSE_IDLE = 4000  # private range (4000-4999): "closed because idle"
 CLOSE_POLICY = 1008
@@ -80,6 +82,8 @@ class WebchatServer:
         self._live: set[Connection] = set()
         self._handlers: set[asyncio.Task[object]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self._dropping: set[asyncio.Task[None]] = set()
         self._closing = False
         self._widget_js = assets.load_asset("widget.js", "application/javascript; charset=utf-8")
         self._widget_css = assets.load_asset("widget.css", "text/css; charset=utf-8")
@@ -107,15 +111,17 @@ class WebchatServer:
         self._closing = False
         if self._cfg.abandoned_session_hours > 0:
             self._sweeper = asyncio.create_task(self._sweep_forever(), name="webchat-sweeper")
+        self._watchdog = asyncio.create_task(self._watch_forever(), name="webchat-watchdog")
 
     async def stop(self) -> None:
         """Close every socket (1001, going away: the widget reconnects to whoever serves next)."""
         self._closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        for task in (self._sweeper, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._sweeper = self._watchdog = None
         conns = list(self._live)
         await asyncio.gather(*(c.close(code=1001, reason="server restart") for c in conns),
                              return_exceptions=True)
@@ -126,6 +132,45 @@ class WebchatServer:
         connected = {c.public_id for c in self._live if c.public_id is not None}
         return await self._sessions.sweep_abandoned(older_than=timedelta(hours=self._cfg.abandoned_session_hours),
                                                     keep=connected)
+
+    def watch(self, now: float) -> int:
+        """Drop the sockets idle past ``idle_timeout_seconds`` (once they said hello; before,
+        the hello timeout applies to each read) and those whose client stopped reading.
+        Returns how many it drops.
+
+        Per-read and per-write timeouts did the same with a timer per frame (and a task
+        per write): at hundreds of messages a second, more work than the frames. Here
+        one check a second covers every connection, so a limit may be overshot by up to
+        ``WATCH_INTERVAL_SECONDS``."""
+        idle_after = self._cfg.idle_timeout_seconds
+        dropped = 0
+        for conn in list(self._live):
+            if conn.closed_reason is not None:
+                continue
+            if conn.stuck(now):
+                log.info("web chat: dropping a client that does not read (session %s)", conn.public_id)
+                self._drop(conn, code=CLOSE_POLICY, reason="too slow")
+            elif conn.public_id is not None and now - conn.last_frame_at > idle_after:
+                self._drop(conn, code=CLOSE_IDLE, reason="idle")
+            else:
+                continue
+            dropped += 1
+        return dropped
+
+    def _drop(self, conn: Connection, *, code: int, reason: str) -> None:
+        # Its own task: closing waits for the client (up to the close timeout, longer for
+        # a stuck one), and the watchdog must not wait with it.
+        task = asyncio.create_task(conn.close(code=code, reason=reason), name="webchat-drop")
+        self._dropping.add(task)
+        task.add_done_callback(self._dropping.discard)
+
+    async def _watch_forever(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+            try:
+                self.watch(time.monotonic())
+            except Exception:
+                log.exception("web chat: the connection watchdog failed")
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -182,7 +227,7 @@ class WebchatServer:
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="expected a websocket upgrade")
         await ws.prepare(request)
-        conn = Connection(ws, ip)
+        conn = Connection(ws, ip, now=time.monotonic())
         self._live.add(conn)
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         task = asyncio.current_task()
@@ -220,12 +265,17 @@ class WebchatServer:
         failed_hellos = 0
         flood = 0
         while True:
-            timeout = self._cfg.hello_timeout_seconds if session is None else self._cfg.idle_timeout_seconds
-            try:
-                msg = await ws.receive(timeout=timeout)
-            except TimeoutError:
-                await conn.close(code=CLOSE_IDLE, reason="idle" if session else "no hello")
-                return session
+            if session is None:
+                try:
+                    msg = await ws.receive(timeout=self._cfg.hello_timeout_seconds)
+                except TimeoutError:
+                    await conn.close(code=CLOSE_IDLE, reason="no hello")
+                    return session
+            else:
+                # No timeout per read once there is a session: the watchdog closes idle
+                # sockets (``watch``), and this read then ends with the close.
+                msg = await ws.receive()
+            conn.last_frame_at = time.monotonic()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return session
             if msg.type == WSMsgType.ERROR:
