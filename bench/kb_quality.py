@@ -28,6 +28,9 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# Run as a script, bench/ comes first on sys.path, where bench/email.py would shadow the
+# standard library's email package (which onnx imports): drop it, use the repo root.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 

@@ -28,6 +28,16 @@ def test_unit_vectors_in_order_whatever_the_batching(encoder: SentenceEncoder) -
     assert np.abs(encoder.encode(texts[::-1])[::-1] - together).max() < 1e-5
 
 
+def test_the_onnx_graph_computes_the_numpy_reference(encoder: SentenceEncoder) -> None:
+    texts = ["When will my card arrive?", "Cómo restablecer la contraseña del portal", "PIN", "x " * 200]
+    reference = SentenceEncoder.bundled(backend="numpy").encode(texts)
+    float32 = SentenceEncoder.bundled(backend="onnx-float32").encode(texts)
+    assert np.abs(float32 - reference).max() < 1e-5
+    assert encoder.backend == "onnx"  # the default: int8 weights, close to the reference
+    assert np.all((encoder.encode(texts) * reference).sum(axis=1) > 0.9)
+    assert len({e.model_id for e in (encoder, SentenceEncoder.bundled(backend="numpy"))}) == 2
+
+
 def test_paraphrases_are_closer_than_other_topics(encoder: SentenceEncoder) -> None:
     lost, stolen, pin, weather = encoder.encode([
         "I can't find my card, it's gone.", "My card was lost or stolen", "How do I change my PIN?",

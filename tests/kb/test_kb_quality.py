@@ -57,12 +57,12 @@ def test_issue_targets(dev_result: dict) -> None:
 
 
 def test_margin_over_targets(dev_result: dict) -> None:
-    """What dev reaches today (0.80 / 0.92, banking77 top-3 0.88, MRR 0.86), so a regression shows
-    long before the held-out half would fall under a target."""
-    assert dev_result["top1"] >= 0.79
-    assert dev_result["top3"] >= 0.915
-    assert dev_result["mrr"] >= 0.855
-    assert dev_result["by_source"]["banking77"]["top3"] >= 0.875
+    """Near what dev reaches today (0.795 / 0.917, banking77 top-3 0.882, MRR 0.862), so a
+    regression shows long before the held-out half would fall under a target."""
+    assert dev_result["top1"] >= 0.785
+    assert dev_result["top3"] >= 0.91
+    assert dev_result["mrr"] >= 0.85
+    assert dev_result["by_source"]["banking77"]["top3"] >= 0.87
 
 
 @pytest.mark.parametrize("source", sorted(BASELINE))
