@@ -43,6 +43,7 @@ from core.errors import StorageUnavailable
 from core.outgoing import Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
 from core.persistence.bulk import insert_ids
+from core.persistence.lookup import by_unique_key
 from core.persistence.schema import (
     attachments,
     case_events,
@@ -594,12 +595,11 @@ class InboxService:
         for ch, addr in wanted:
             by_channel.setdefault(ch, []).append(addr)
         for ch, addrs in by_channel.items():
-            rows = await conn.execute(
+            rows = await by_unique_key(conn, addrs, lambda match, ch=ch: (
                 select(contact_identities.c.id, contact_identities.c.contact_id, contact_identities.c.address,
                        contacts.c.language, contacts.c.organization_id)
                 .join(contacts, contacts.c.id == contact_identities.c.contact_id)
-                .where(contact_identities.c.channel == ch, contact_identities.c.address.in_(addrs))
-            )
+                .where(contact_identities.c.channel == ch, match(contact_identities.c.address))))
             for r in rows:
                 found[(ch, r.address)] = _Identity(r.id, r.contact_id, r.language, r.organization_id)
         missing = [k for k in wanted if k not in found]
@@ -680,11 +680,9 @@ async def _existing_messages(conn: AsyncConnection, batch: Sequence[InboundMessa
         by_channel.setdefault(m.channel.value, set()).add(m.external_id[:500])
     found: dict[tuple[str, str], tuple[int, int | None]] = {}
     for ch, ids in by_channel.items():
-        rows = await conn.execute(
-            select(messages.c.id, messages.c.case_id, messages.c.external_id).where(
-                messages.c.channel == ch, messages.c.direction == Direction.IN.value, messages.c.external_id.in_(ids)
-            )
-        )
+        rows = await by_unique_key(conn, ids, lambda match, ch=ch: select(
+            messages.c.id, messages.c.case_id, messages.c.external_id).where(
+                messages.c.channel == ch, messages.c.direction == Direction.IN.value, match(messages.c.external_id)))
         for r in rows:
             found[(ch, r.external_id)] = (r.id, r.case_id)
     return found

@@ -1,0 +1,39 @@
+"""Many rows by a unique key at once, with a plan that does not depend on table statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, String, bindparam, func, select, true
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Match = Callable[[ColumnElement[Any]], ColumnElement[bool]]
+
+
+async def by_unique_key(conn: AsyncConnection, values: Collection[str],
+                        query: Callable[[Match], Select[Any]]) -> Sequence[Any]:
+    """The rows of ``query`` for every value in ``values``.
+
+    ``query(match)`` builds a SELECT whose WHERE clause holds ``match(key_column)`` next
+    to equality on the key's other columns, so that each value finds at most one row
+    through a unique index (a message's ``(channel, direction, external_id)``).
+
+    SQLite gets ``key IN (…)``. PostgreSQL gets one index probe per value (``unnest`` of
+    one array parameter, joined LATERAL to the query with LIMIT 1): with ``IN (…)``,
+    a table whose statistics lag behind its growth (a new database, the first minutes of
+    a busy day: autovacuum analyzes a minute later at best) is planned as a scan of every
+    row with that channel, each compared with every value. At 30,000 messages that was
+    200 ms of server CPU per inbox batch, growing with the table. The probe's plan is the
+    same whatever the statistics say; the statement text is the same for any number of
+    values, so it is prepared once.
+    """
+    if not values:
+        return []
+    if conn.dialect.name != "postgresql":
+        return (await conn.execute(query(lambda key: key.in_(list(values))))).all()
+    wanted = func.unnest(bindparam("unique_keys", list(values), type_=ARRAY(String))) \
+        .table_valued("value").render_derived(name="wanted")
+    found = query(lambda key: key == wanted.c.value).limit(1).lateral("found")
+    return (await conn.execute(select(found).select_from(wanted).join(found, true()))).all()
