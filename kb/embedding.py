@@ -130,6 +130,8 @@ class SentenceEncoder:
             # The session holds its own copy of the weights; don't keep 90 MB twice.
             self._layers = ()
             self._word = self._position = np.zeros((0, self.hidden), dtype=np.float32)
+            del weights, get, graph
+            onnx_model.release_freed_memory()
 
     @staticmethod
     def _layer(get, i: int) -> _Layer:

@@ -15,6 +15,8 @@ Runtime's quantizer needs, removed once the session has loaded it.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import math
 import tempfile
@@ -127,6 +129,20 @@ def session(model: onnx.ModelProto, *, int8: bool = True) -> ort.InferenceSessio
             return ort.InferenceSession(str(target), options, providers=["CPUExecutionProvider"])
     finally:
         root.removeFilter(_drop_preprocessing_advice)
+
+
+def release_freed_memory() -> None:
+    """Hand the build's freed buffers back to the OS.
+
+    Building and quantizing passes ~400 MB of short-lived copies of the weights through
+    malloc; glibc keeps that in its arenas, so a serve process would stay at ~270 MB of RSS
+    instead of ~130 MB.  Call it once the weights themselves are gone.  ``malloc_trim`` is glibc's; elsewhere this does nothing.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
 
 
 def _drop_preprocessing_advice(record: logging.LogRecord) -> bool:
