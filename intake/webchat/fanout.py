@@ -85,6 +85,10 @@ class FanoutHub:
         self._ack_timeout = ack_timeout
         self._elsewhere_retry = elsewhere_retry
         self._waiting: dict[str, asyncio.Future[int]] = {}
+        #: Marks this process's own pushes: the notifier hands a publisher its own
+        #: notifications too, and a copy meant for the visitor's tabs elsewhere must not
+        #: come back as a second push (a message read again) to the socket it just reached.
+        self._origin = secrets.token_hex(6)
         self._pending: asyncio.Queue[tuple[str, int, str | None]] = asyncio.Queue(maxsize=MAX_PENDING)
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False
@@ -180,7 +184,7 @@ class FanoutHub:
     # --- asking the others ------------------------------------------------------------------------
 
     def _publish(self, public_id: str, message_id: int, request: str | None) -> None:
-        body: dict[str, Any] = {"s": public_id, "m": message_id}
+        body: dict[str, Any] = {"s": public_id, "m": message_id, "o": self._origin}
         if request is not None:
             body["r"] = request
         self._notifier.publish(PUSH_TOPIC, json.dumps(body, separators=(",", ":")))
@@ -213,6 +217,8 @@ class FanoutHub:
         if not isinstance(public_id, str) or type(message_id) is not int or \
                 not (request is None or isinstance(request, str)):
             return
+        if body.get("o") == self._origin:
+            return  # ours: pushed here already (or asked because it is not held here)
         if not self._local.count(public_id):
             return  # not ours: the process holding the socket answers
         self._count("received")
