@@ -63,10 +63,18 @@ class Metrics:
                                    registry=self.registry)
 
     def on_stored(self, stored: Sequence[StoredMessage]) -> None:
+        # Counted per batch: labels().inc() takes two locks, per message it was a visible
+        # share of the inbox batcher's time.
+        inbound: dict[str, int] = {}
+        opened: dict[str, int] = {}
         for s in stored:
-            self.inbound.labels(s.channel.value).inc()
+            inbound[s.channel.value] = inbound.get(s.channel.value, 0) + 1
             if s.new_case:
-                self.new_cases.labels(s.channel.value).inc()
+                opened[s.channel.value] = opened.get(s.channel.value, 0) + 1
+        for channel, n in inbound.items():
+            self.inbound.labels(channel).inc(n)
+        for channel, n in opened.items():
+            self.new_cases.labels(channel).inc(n)
 
 
 @dataclass
