@@ -264,6 +264,8 @@ class WebchatServer:
         session: Session | None = None
         failed_hellos = 0
         flood = 0
+        frames_key = _conn_key(conn)
+        frame_wait = self.limits.frames.allow  # 0.0 when the frame is within the rate
         while True:
             if session is None:
                 try:
@@ -280,7 +282,7 @@ class WebchatServer:
                 return session
             if msg.type == WSMsgType.ERROR:
                 return session  # aiohttp already closed it (1009 for a frame past the hard cap)
-            if self.limits.frames.allow(_conn_key(conn)):
+            if frame_wait(frames_key):
                 flood += 1
                 if flood > FLOOD_FACTOR * self._cfg.frames_per_second_per_connection:
                     await conn.close(code=CLOSE_POLICY, reason="flood")
