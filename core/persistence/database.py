@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from core.errors import ConfigError, StorageUnavailable
+from core.persistence import sqlite_driver
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,15 @@ class Database:
                 raise ConfigError("SQLite needs the async driver: sqlite+aiosqlite:///file.db", key="database.url")
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            self.engine: AsyncEngine = create_async_engine(
-                url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-            )
+            async def connect_sqlite() -> object:
+                # The dialect's own arguments for the URL (file name, check_same_thread),
+                # through our aiosqlite whose statements take one trip to its thread.
+                args, kwargs = self.engine.sync_engine.dialect.create_connect_args(self.engine.sync_engine.url)
+                conn = sqlite_driver.connect(*args, **{**kwargs, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+                conn._thread.daemon = True  # as SQLAlchemy does for aiosqlite: never holds up exit
+                return await conn
+
+            self.engine: AsyncEngine = create_async_engine(url, echo=echo, async_creator=connect_sqlite)
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_on_begin)
         elif self.dialect == "postgresql":

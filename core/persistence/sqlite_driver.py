@@ -1,0 +1,136 @@
+"""aiosqlite with one trip to its thread per statement, instead of four.
+
+aiosqlite runs every sqlite3 call on the connection's own thread, and SQLAlchemy's
+adapter makes four such calls per statement: create a cursor, execute, fetch the rows,
+close the cursor. Each trip is a queue put, a thread wake-up and a callback back on the
+event loop, where the result waits for the loop's current round; under load, a group
+commit of a dozen statements spent most of its time in those waits, with both the loop
+and the database idle.
+
+``connect`` builds an aiosqlite connection whose cursors do the sqlite3 work of one
+statement in a single trip: create the sqlite3 cursor (the first time), execute, and
+fetch every row the statement returns. ``fetch*`` then read those rows, and ``close``
+has nothing left to do on the thread (the statement already ran to its end; the sqlite3
+cursor is freed with ours).
+Everything else (commit, rollback, the connection's lifecycle) is aiosqlite's own.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import aiosqlite
+
+__all__ = ["connect"]
+
+
+def connect(database: str, **kwargs: Any) -> aiosqlite.Connection:
+    """Like ``aiosqlite.connect``; awaiting the result starts the connection's thread."""
+
+    def connector() -> sqlite3.Connection:
+        return sqlite3.connect(database, **kwargs)
+
+    return _Connection(connector, 64)
+
+
+class _Connection(aiosqlite.Connection):
+    def cursor(self) -> _Opened:  # type: ignore[override]
+        # aiosqlite makes the sqlite3 cursor in a trip of its own; ours is made by the
+        # first execute, in the same trip as the statement.
+        return _Opened(_Cursor(self))
+
+
+class _Opened:
+    """What ``Connection.cursor()`` returns: awaitable, and an async context manager."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: _Cursor) -> None:
+        self._cursor = cursor
+
+    async def _get(self) -> _Cursor:
+        return self._cursor
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self._get().__await__()
+
+    async def __aenter__(self) -> _Cursor:
+        return self._cursor
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._cursor.close()
+
+
+def _run(conn: _Connection, cursor: sqlite3.Cursor | None, call: Callable[[sqlite3.Cursor], object]
+         ) -> tuple[sqlite3.Cursor, list[Any] | None]:
+    """On the connection's thread: the statement and all of its rows."""
+    if cursor is None:
+        cursor = conn._conn.cursor()
+    call(cursor)
+    return cursor, (cursor.fetchall() if cursor.description is not None else None)
+
+
+class _Cursor(aiosqlite.Cursor):
+    def __init__(self, conn: _Connection) -> None:  # no super().__init__: no sqlite3 cursor yet
+        self.iter_chunk_size = conn._iter_chunk_size
+        self._conn = conn
+        self._cursor: sqlite3.Cursor | None = None  # type: ignore[assignment]
+        self._rows: list[Any] = []
+        self._arraysize = 1
+
+    async def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> _Cursor:
+        params = [] if parameters is None else parameters
+        self._cursor, rows = await self._conn._execute(_run, self._conn, self._cursor,
+                                                       lambda c: c.execute(sql, params))
+        self._rows = rows or []
+        return self
+
+    async def executemany(self, sql: str, parameters: Iterable[Iterable[Any]]) -> _Cursor:
+        self._cursor, rows = await self._conn._execute(_run, self._conn, self._cursor,
+                                                       lambda c: c.executemany(sql, parameters))
+        self._rows = rows or []
+        return self
+
+    async def executescript(self, sql_script: str) -> _Cursor:
+        self._cursor, rows = await self._conn._execute(_run, self._conn, self._cursor,
+                                                       lambda c: c.executescript(sql_script))
+        self._rows = rows or []
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    async def fetchmany(self, size: int | None = None) -> Sequence[Any]:
+        size = self._arraysize if size is None else size
+        batch, self._rows = self._rows[:size], self._rows[size:]
+        return batch
+
+    async def fetchall(self) -> Sequence[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    async def close(self) -> None:
+        # The sqlite3 cursor stays referenced: SQLAlchemy reads rowcount after closing.
+        self._rows = []
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount if self._cursor is not None else -1
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid if self._cursor is not None else None
+
+    @property
+    def arraysize(self) -> int:
+        return self._arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._arraysize = value
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description if self._cursor is not None else None
