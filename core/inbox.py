@@ -110,7 +110,10 @@ class ConversationHook(Protocol):
 @dataclass(slots=True)
 class _Pending:
     message: InboundMessage
+    #: The waiter's future. It may be cancelled (the waiter went away) while the message
+    #: is still stored: ``settled`` is ours, not the waiter's.
     future: asyncio.Future[Receipt]
+    settled: bool = False
 
 
 @dataclass(slots=True)
@@ -197,7 +200,10 @@ class InboxService:
         future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(message, future))
         self._wake.set()
-        return await asyncio.shield(future)
+        # No shield (an outer future and two more callbacks per message): a waiter that is
+        # cancelled cancels only its own future; the batcher still stores the message and
+        # tracks it with ``_Pending.settled``.
+        return await future
 
     async def record_edit(self, channel: ChannelName, external_id: str, new_text: str) -> bool:
         """An edited customer message: keep the old text in history, show the new one."""
@@ -264,7 +270,7 @@ class InboxService:
     async def _one_by_one(self, batch: list[_Pending]) -> list[StoredMessage]:
         stored: list[StoredMessage] = []
         for p in batch:
-            if p.future.done():
+            if p.settled:
                 continue
             try:
                 stored.extend(await self._try_batch([p]))
@@ -285,6 +291,7 @@ class InboxService:
         self.batches_committed += 1
         self.messages_committed += sum(1 for r in receipts if not r.duplicate)
         for p, receipt in zip(batch, receipts, strict=True):
+            p.settled = True
             if not p.future.done():
                 p.future.set_result(receipt)
         return stored
@@ -637,6 +644,7 @@ def _ident_key(m: InboundMessage) -> tuple[str, str]:
 
 
 def _fail(p: _Pending, exc: BaseException) -> None:
+    p.settled = True
     if not p.future.done():
         p.future.set_exception(exc)
         # The waiter may have gone away (client disconnected); don't warn about it.
