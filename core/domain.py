@@ -89,8 +89,12 @@ def storable(text: str) -> str:
     return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", text)
 
 
+_NO_META: Mapping[str, str] = MappingProxyType({})
+
+
 def _frozen_mapping(value: Mapping[str, str] | None) -> Mapping[str, str]:
-    return MappingProxyType(dict(value or {}))
+    # Most messages carry no meta: they share one empty read-only mapping.
+    return MappingProxyType(dict(value)) if value else _NO_META
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +178,13 @@ class InboundMessage:
     meta: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "channel", ChannelName(self.channel))
+        if type(self.channel) is not ChannelName:
+            object.__setattr__(self, "channel", ChannelName(self.channel))
         object.__setattr__(self, "meta", _frozen_mapping(self.meta))
         # Adapters clean what they can; this is the one place every channel passes.
         for name in ("external_id", "sender", "text", "sender_name", "subject"):
             value = getattr(self, name)
-            if isinstance(value, str):
+            if isinstance(value, str) and _UNSTORABLE.search(value):
                 object.__setattr__(self, name, storable(value))
         if not self.external_id:
             raise ValueError("InboundMessage.external_id is required")
