@@ -302,8 +302,10 @@ class PgNotifier:
             return
         try:
             # One round trip for a whole batch; a function scan returns rows in array
-            # order, so subscribers elsewhere hear them in publish order.
-            async with self._db.engine.begin() as conn:
+            # order, so subscribers elsewhere hear them in publish order. Autocommit: the
+            # statement is its own transaction, without a BEGIN and a COMMIT round trip.
+            async with self._db.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.execute(
                     text("SELECT pg_notify(c, p) FROM unnest(CAST(:c AS text[]), CAST(:p AS text[])) AS t(c, p)"),
                     {"c": [c for c, _ in items], "p": [p for _, p in items]})
