@@ -11,8 +11,8 @@ and the database idle.
 statement in a single trip: create the sqlite3 cursor (the first time), execute, and
 fetch every row the statement returns. ``fetch*`` then read those rows, and ``close``
 has nothing left to do on the thread (the statement already ran to its end; the sqlite3
-cursor is freed with ours).
-Everything else (commit, rollback, the connection's lifecycle) is aiosqlite's own.
+cursor is freed with ours). A rollback with no transaction open takes no trip either.
+Everything else (commit, the connection's lifecycle) is aiosqlite's own.
 """
 
 from __future__ import annotations
@@ -40,6 +40,17 @@ class _Connection(aiosqlite.Connection):
         # aiosqlite makes the sqlite3 cursor in a trip of its own; ours is made by the
         # first execute, in the same trip as the statement.
         return _Opened(_Cursor(self))
+
+    async def rollback(self) -> None:
+        # SQLAlchemy rolls back every connection it puts back in its pool, most often right
+        # after a commit, when there is nothing to roll back: no trip for that. (Nothing
+        # runs on this connection's thread meanwhile: SQLAlchemy awaits each call.)
+        try:
+            idle = self._connection is not None and not self._connection.in_transaction
+        except sqlite3.ProgrammingError:  # check_same_thread (":memory:"): ask the thread
+            idle = False
+        if not idle:
+            await super().rollback()
 
 
 class _Opened:
