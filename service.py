@@ -143,7 +143,9 @@ class Service:
             outgoing=self.outgoing, clock=self.clock,
             min_score=self.config.kb.min_score, limit=self.config.kb.suggest_limit,
             timeout_seconds=self.config.kb.suggest_timeout_seconds, on_commit=self.signal.notify)
-        self.inbox.subscribe(self.suggestions.on_stored)
+        if self.suggester is not None:
+            # Without a knowledge base nothing is ever suggested: no task per new case.
+            self.inbox.subscribe(self.suggestions.on_stored)
         self.api.install(self.app, tokens=self.config.api.tokens)
         policy = RetryPolicy(base_delay_seconds=self.config.outbox.base_delay_seconds,
                              max_delay_seconds=self.config.outbox.max_delay_seconds,
