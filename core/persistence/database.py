@@ -68,7 +68,12 @@ class Database:
         elif self.dialect == "postgresql":
             if parsed.drivername != "postgresql+asyncpg":
                 raise ConfigError("PostgreSQL needs the async driver: postgresql+asyncpg://…", key="database.url")
-            self.engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+            # LIFO: the busiest users (the inbox batcher, the outbox workers) keep getting
+            # the connection they just returned, whose statement cache (asyncpg prepares each
+            # statement once per connection) already holds their statements; first-in-first-
+            # out handed each batch the least recently used one and re-prepared everything.
+            self.engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+                                              pool_use_lifo=True)
             for name, listener in (("connect", _pg_mark_idle), ("checkin", _pg_mark_idle),
                                    ("checkout", _pg_on_checkout)):
                 event.listen(self.engine.sync_engine.pool, name, listener)
