@@ -1,0 +1,41 @@
+"""Batch lookups: one probe per key on PostgreSQL, IN (...) on SQLite; padded IN lists."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from core.persistence.bulk import insert_ids
+from core.persistence.lookup import by_unique_key, padded
+from core.persistence.schema import contacts, messages
+
+
+def test_padding_keeps_the_values_and_rounds_the_length_up():
+    assert padded([]) == []
+    assert padded([5]) == [5] * 8
+    assert padded(list(range(8))) == list(range(8))
+    assert len(padded(list(range(9)))) == 16
+    assert len(padded(list(range(129)))) == len(padded(list(range(256)))) == 256
+    values = list(range(200))
+    assert set(padded(values)) == set(values)
+
+
+async def test_by_unique_key_finds_each_existing_key_once(db):
+    now = datetime.now(UTC)
+    async with db.transaction() as conn:
+        (contact,) = await insert_ids(conn, contacts, [{"name": None, "email": None, "language": "es",
+                                                        "created_at": now}])
+        ids = await insert_ids(conn, messages, [
+            {"contact_id": contact, "channel": "webchat", "direction": "in", "author": "customer",
+             "external_id": f"s:{n}", "text": "hola", "created_at": now} for n in range(5)])
+    wanted = {"s:1", "s:3", "s:404", "s:1 "}
+
+    def query(match):
+        return select(messages.c.id, messages.c.external_id).where(
+            messages.c.channel == "webchat", messages.c.direction == "in", match(messages.c.external_id))
+
+    async with db.engine.connect() as conn:
+        rows = await by_unique_key(conn, wanted, query)
+        assert sorted((r.external_id, r.id) for r in rows) == [("s:1", ids[1]), ("s:3", ids[3])]
+        assert await by_unique_key(conn, set(), query) == []
