@@ -27,6 +27,7 @@ _QUESTION = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _EMAIL = re.compile(r"^[^\s@<>\"(),;:\\\[\]]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")
 # C0/C1 controls except tab and newline: they break logs and mail headers, never text.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_NESTED = (dict, list)
 MAX_TOKEN = 128
 MAX_NAME = 200
 MAX_VALUE = 200
@@ -72,7 +73,7 @@ def parse_frame(raw: str, *, max_text_chars: int) -> ClientFrame:
         raise ProtocolError(BAD_REQUEST, "frame is not valid JSON") from None
     if not isinstance(data, dict):
         raise ProtocolError(BAD_REQUEST, "frame must be a JSON object")
-    if any(isinstance(v, dict | list) for v in data.values()):
+    if any(isinstance(v, _NESTED) for v in data.values()):
         raise ProtocolError(BAD_REQUEST, "frame fields must be plain values")
     kind = data.get("type")
     raw_id = data.get("id")
@@ -128,7 +129,10 @@ def _hello(data: dict[str, Any]) -> Hello:
 
 
 def clean_text(text: str) -> str:
-    return _CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    # Most text has neither carriage returns nor controls: then it is returned as is.
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROLS.sub("", text) if _CONTROLS.search(text) else text
 
 
 def encodable(text: str) -> bool:
