@@ -162,8 +162,11 @@ class SentenceEncoder:
     def token_count(self, text: str) -> int:
         return len(self._tokenizer.encode(text.encode("utf-8", "replace").decode("utf-8")).ids)
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors for ``texts``, in order. Similar lengths are batched together."""
+    def encode(self, texts: Sequence[str], *, max_tokens: int | None = None) -> np.ndarray:
+        """Unit vectors for ``texts``, in order. Similar lengths are batched together.
+
+        ``max_tokens`` cuts these texts shorter than the encoder's own limit ([SEP] kept).
+        """
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -171,6 +174,8 @@ class SentenceEncoder:
         clean = [t.encode("utf-8", "replace").decode("utf-8") if isinstance(t, str) else "" for t in texts]
         encodings = self._tokenizer.encode_batch(clean)
         ids = [e.ids for e in encodings]
+        if max_tokens is not None and max_tokens >= 2:
+            ids = [i if len(i) <= max_tokens else [*i[: max_tokens - 1], i[-1]] for i in ids]
         # int8 quantizes activations with one scale per run, so a text's vector would depend
         # on its batch-mates: with ONNX Runtime each text runs alone (no padding wasted
         # either), which keeps a vector a pure function of its text, as its storage key says.

@@ -176,7 +176,9 @@ class SemanticIndex:
         if not entries:
             return out
         rows = np.concatenate([rows for _, rows, _ in entries])
-        dots = self._vectors[rows] @ query
+        # einsum's own loop, not BLAS: a few hundred rows are too few for OpenBLAS's threads,
+        # which would then spin on the core the next query's encoding needs (+1.2 ms p95).
+        dots = np.einsum("ij,j->i", self._vectors[rows], query)
         starts = np.cumsum([0] + [len(rows) for _, rows, _ in entries[:-1]])
         best = np.maximum.reduceat(dots, starts)
         sums = np.add.reduceat(dots, starts)

@@ -71,3 +71,11 @@ def test_missing_or_foreign_model_files_are_a_clear_error(tmp_path) -> None:
     shutil.copy(source / "config.json", tmp_path / "config.json")
     with pytest.raises(EncoderUnavailable):
         SentenceEncoder(model_dir=tmp_path)
+
+
+def test_max_tokens_reads_only_the_start_of_a_text(encoder: SentenceEncoder) -> None:
+    words = "my card was lost in the bus station yesterday morning please help me".split()
+    assert all(encoder.token_count(w) == 3 for w in words)  # one word piece each, plus [CLS] and [SEP]
+    cut, prefix = encoder.encode([" ".join(words)], max_tokens=8)[0], encoder.encode([" ".join(words[:6])])[0]
+    assert np.abs(cut - prefix).max() < 1e-6
+    assert np.abs(cut - encoder.encode([" ".join(words)])[0]).max() > 1e-3
