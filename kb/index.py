@@ -26,7 +26,7 @@ from core.domain import Suggestion
 from core.persistence import Database
 from core.persistence.schema import case_suggestions, cases
 from kb.embedding import SentenceEncoder
-from kb.matcher import KbDocument, Matcher
+from kb.matcher import KbDocument
 from kb.search import ENCODE_BATCH, KbSearch
 from kb.tables import kb_articles, kb_phrasings, kb_vectors
 
@@ -99,10 +99,6 @@ class KbIndex:
         return len(self._search)
 
     @property
-    def _matcher(self) -> Matcher:
-        return self._search.matcher
-
-    @property
     def semantic(self) -> bool:
         return self._encoder is not None
 
@@ -112,9 +108,8 @@ class KbIndex:
             extra = await learned_phrasings(conn)
         self._learned = {k: tuple(v) for k, v in extra.items()}
         docs = [document_from_row(r, extra.get(r.id, ())) for r in rows]
-        search = KbSearch(encoder=self._encoder)
         # Building the index is CPU work; keep the event loop responsive meanwhile.
-        search.matcher = await asyncio.to_thread(Matcher, docs, semantic=search.semantic)
+        search = await asyncio.to_thread(KbSearch, docs, encoder=self._encoder)
         await self._install_stored(search)
         async with self._lock:
             self._search = search
@@ -223,13 +218,13 @@ class KbIndex:
 
     async def upsert(self, doc: KbDocument) -> None:
         async with self._lock:
-            self._matcher.upsert(doc)
+            self._search.upsert(doc)
             self._titles[doc.id] = (doc.title, doc.url)
         self._wake_encoder()
 
     async def remove(self, article_id: str) -> None:
         async with self._lock:
-            self._matcher.remove(article_id)
+            self._search.remove(article_id)
             self._titles.pop(article_id, None)
 
     async def suggest(self, text: str, *, language: str | None, limit: int) -> Sequence[Suggestion]:

@@ -28,11 +28,12 @@ ENCODE_BATCH = 256
 class KbSearch:
     """Lexical recall plus semantic rerank. Without an encoder it is the lexical matcher."""
 
-    def __init__(self, *, encoder: SentenceEncoder | None = None) -> None:
+    def __init__(self, documents: Iterable[KbDocument] = (), *, encoder: SentenceEncoder | None = None) -> None:
+        """Index ``documents`` (CPU work, no encoding: see ``encode_step``)."""
         self.encoder = encoder
         self.query_max_tokens = QUERY_MAX_TOKENS
         semantic = SemanticIndex(model_id=encoder.model_id, dim=encoder.dim) if encoder is not None else None
-        self.matcher = Matcher(semantic=semantic)
+        self.matcher = Matcher(documents, semantic=semantic)
 
     @staticmethod
     def default_encoder() -> SentenceEncoder:
@@ -42,8 +43,7 @@ class KbSearch:
     @classmethod
     def build(cls, documents: Iterable[KbDocument], *, encoder: SentenceEncoder | None = None) -> KbSearch:
         """An index over ``documents`` with every passage encoded (blocking: for tools and tests)."""
-        search = cls(encoder=encoder)
-        search.matcher = Matcher(documents, semantic=search.matcher.semantic)
+        search = cls(documents, encoder=encoder)
         while search.encode_step():
             pass
         return search
@@ -70,7 +70,8 @@ class KbSearch:
         if not pending:
             return 0
         vectors = self.encoder.encode([text for _, text in pending])
-        return semantic.install(zip((key for key, _ in pending), vectors, strict=True)) or len(pending)
+        semantic.install(zip((key for key, _ in pending), vectors, strict=True))
+        return len(pending)
 
     def query_vector(self, text: str) -> np.ndarray | None:
         if self.encoder is None:

@@ -54,6 +54,7 @@ class SemanticIndex:
         self._text_of: dict[bytes, str] = {}  # only for keys still missing a vector
         self._waiting: dict[bytes, set[str]] = {}  # missing key -> the articles that want it
         self._missing: dict[str, int] = {}  # article -> how many of its vectors are missing
+        self._refused: set[bytes] = set()  # vectors refused by install: never offered again
         self._ready: dict[str, tuple[np.ndarray, float]] = {}  # article -> (rows, |sum of its vectors|)
 
     def __len__(self) -> int:
@@ -96,6 +97,7 @@ class SemanticIndex:
                     if not wanting:
                         del self._waiting[key]
                         self._text_of.pop(key, None)
+                        self._refused.discard(key)
                 continue
             self._refs[row] -= 1
             if self._refs[row] <= 0:
@@ -109,7 +111,7 @@ class SemanticIndex:
 
     def pending(self, limit: int | None = None) -> list[tuple[bytes, str]]:
         """Passages that some article needs and that have no vector yet: ``(key, text)``."""
-        items = list(self._text_of.items())
+        items = [(key, text) for key, text in self._text_of.items() if key not in self._refused]
         return items if limit is None else items[:limit]
 
     def install(self, vectors: Iterable[tuple[bytes, np.ndarray]]) -> int:
@@ -120,6 +122,8 @@ class SemanticIndex:
                 continue  # already known, or no article wants it any more
             vector = np.asarray(vector, dtype=np.float32).reshape(-1)
             if vector.shape[0] != self.dim or not np.all(np.isfinite(vector)):
+                # Its articles stay lexical; offering the passage again would loop for ever.
+                self._refused.add(key)
                 continue
             row = self._allocate()
             self._vectors[row] = vector

@@ -41,7 +41,7 @@ async def by_unique_key(conn: AsyncConnection, values: Collection[str],
     to equality on the key's other columns, so that each value finds at most one row
     through a unique index (a message's ``(channel, direction, external_id)``).
 
-    SQLite gets ``key IN (…)``. PostgreSQL gets one index probe per value (``unnest`` of
+    SQLite gets ``key IN (…)``, ``padded``. PostgreSQL gets one index probe per value (``unnest`` of
     one array parameter, joined LATERAL to the query with LIMIT 1): with ``IN (…)``,
     a table whose statistics lag behind its growth (a new database, the first minutes of
     a busy day: autovacuum analyzes a minute later at best) is planned as a scan of every
@@ -53,7 +53,7 @@ async def by_unique_key(conn: AsyncConnection, values: Collection[str],
     if not values:
         return []
     if conn.dialect.name != "postgresql":
-        return (await conn.execute(query(lambda key: key.in_(list(values))))).all()
+        return (await conn.execute(query(lambda key: key.in_(padded(values))))).all()
     wanted = func.unnest(bindparam("unique_keys", list(values), type_=ARRAY(String))) \
         .table_valued("value").render_derived(name="wanted")
     found = query(lambda key: key == wanted.c.value).limit(1).lateral("found")

@@ -54,6 +54,7 @@ def test_foreign_vectors_are_refused() -> None:
     index.set_article("a", ["x"])
     key = passage_key("m", "x")
     assert index.install([(key, np.array([np.nan, 0, 1])), (key, np.ones(4)), (b"unknown", unit(1, 0, 0))]) == 0
+    assert index.pending() == []  # a refused passage is not offered again: encoding loops end
     assert index.install([(key, unit(0, 0, 1))]) == 1 and index.is_ready("a")
 
 
