@@ -43,7 +43,7 @@ from core.errors import StorageUnavailable
 from core.outgoing import Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
 from core.persistence.bulk import insert_ids
-from core.persistence.lookup import by_unique_key, padded
+from core.persistence.lookup import by_unique_key, one_of
 from core.persistence.schema import (
     attachments,
     case_events,
@@ -416,7 +416,7 @@ class InboxService:
         if attachment_rows:
             await conn.execute(insert(attachments), attachment_rows)
         if touched_cases:
-            await conn.execute(update(cases).where(cases.c.id.in_(padded(touched_cases))).values(updated_at=now))
+            await conn.execute(update(cases).where(one_of(conn, cases.c.id, sorted(touched_cases))).values(updated_at=now))
 
         # 6. Replies: an acknowledgement on a new case (asking the type when unknown),
         #    the desk mirror, and answers to buttons.
@@ -721,7 +721,7 @@ async def _thread_lookups(conn: AsyncConnection, batch: Sequence[InboundMessage]
     if chat_contacts:
         latest = (
             select(cases.c.contact_id, func.max(cases.c.id).label("case_id"))
-            .where(cases.c.contact_id.in_(padded(chat_contacts)), not_closed)
+            .where(one_of(conn, cases.c.contact_id, chat_contacts), not_closed)
             .group_by(cases.c.contact_id)
             .subquery()
         )

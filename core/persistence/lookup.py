@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, String, bindparam, func, select, true
+from sqlalchemy import ColumnElement, Select, String, any_, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,6 +31,18 @@ def padded(values: Collection[T]) -> list[T]:
             size *= 2
         out.extend(out[-1:] * (size - len(out)))
     return out
+
+
+def one_of(conn: AsyncConnection, column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
+    """``column IN values`` in the cheapest form that keeps one statement text per query.
+
+    PostgreSQL: ``column = ANY($1)`` with the values as one array parameter, which the
+    driver encodes in C; an ``IN`` list is one rendered placeholder per value, and that
+    rendering was a tenth of the inbox's CPU at 250 messages a batch. SQLite has no
+    arrays: ``IN``, ``padded``."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(padded(values))
 
 
 async def by_unique_key(conn: AsyncConnection, values: Collection[str],

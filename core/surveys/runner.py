@@ -28,7 +28,7 @@ from core.errors import InvalidTransition, NotFound, ValidationError
 from core.inbox import HookContext
 from core.outgoing import Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
-from core.persistence.lookup import padded
+from core.persistence.lookup import one_of
 from core.persistence.schema import (
     contact_identities,
     contacts,
@@ -100,7 +100,7 @@ class SurveyRunner:
         recent = self._clock.now() - RECENT_SURVEY
         rows = await conn.execute(
             select(rule_instances.c.contact_id).distinct().where(
-                rule_instances.c.contact_id.in_(padded(ids)),
+                one_of(conn, rule_instances.c.contact_id, ids),
                 or_(rule_instances.c.status == OPEN,
                     and_(rule_instances.c.status.in_((EXECUTED, EXPIRED, PAUSED)),
                          rule_instances.c.last_asked_at >= recent))))
