@@ -416,7 +416,8 @@ class InboxService:
         if attachment_rows:
             await conn.execute(insert(attachments), attachment_rows)
         if touched_cases:
-            await conn.execute(update(cases).where(one_of(conn, cases.c.id, sorted(touched_cases))).values(updated_at=now))
+            await conn.execute(update(cases).where(one_of(conn, cases.c.id, sorted(touched_cases)))
+                               .values(updated_at=now))
 
         # 6. Replies: an acknowledgement on a new case (asking the type when unknown),
         #    the desk mirror, and answers to buttons.

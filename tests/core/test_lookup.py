@@ -1,4 +1,4 @@
-"""Batch lookups: one probe per key on PostgreSQL, IN (...) on SQLite; padded IN lists."""
+"""Batch lookups: one probe per key on PostgreSQL, IN (...) on SQLite; padded IN lists; one_of."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from core.persistence.bulk import insert_ids
-from core.persistence.lookup import by_unique_key, padded
+from core.persistence.lookup import by_unique_key, one_of, padded
 from core.persistence.schema import contacts, messages
 
 
@@ -39,3 +39,17 @@ async def test_by_unique_key_finds_each_existing_key_once(db):
         rows = await by_unique_key(conn, wanted, query)
         assert sorted((r.external_id, r.id) for r in rows) == [("s:1", ids[1]), ("s:3", ids[3])]
         assert await by_unique_key(conn, set(), query) == []
+
+
+async def test_one_of_matches_exactly_the_given_values(db):
+    now = datetime.now(UTC)
+    async with db.transaction() as conn:
+        ids = await insert_ids(conn, contacts, [{"name": f"c{n}", "email": None, "language": "es",
+                                                 "created_at": now} for n in range(12)])
+    # More values than one padding step, repeats and a missing id: the same rows either way.
+    wanted = [ids[0], ids[3], ids[3], ids[11], 10**9] + ids[5:10]
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(select(contacts.c.id).where(one_of(conn, contacts.c.id, wanted)))
+        assert sorted(r.id for r in rows) == sorted({ids[0], ids[3], ids[11], *ids[5:10]})
+        rows = await conn.execute(select(contacts.c.id).where(one_of(conn, contacts.c.id, [10**9])))
+        assert rows.all() == []
