@@ -98,7 +98,8 @@ class Service:
         self.inbox = InboxService(db=self.db, outgoing=self.outgoing, clock=self.clock,
                                   default_language=cfg.service.default_language,
                                   desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id),
-                                  on_commit=self.signal.notify)
+                                  on_commit=self.signal.notify,
+                                  max_concurrent_batches=1 if self.db.is_sqlite else 2)
         self.cases = CaseService(db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
         self.api = ApiRegistry()

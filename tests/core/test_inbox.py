@@ -81,6 +81,38 @@ async def test_concurrent_messages_share_transactions(db, inbox):
     assert await count(db, outbox, outbox.c.kind == "ack") == 30
 
 
+async def test_concurrent_batches_keep_each_senders_messages_in_order(db):
+    """Two batches in flight (as on PostgreSQL): every message stored once, each customer's
+    in the order sent and in one case, as with a single batcher."""
+    inbox = InboxService(db=db, outgoing=Outgoing(email_domain="example.com", max_attempts=5), clock=FakeClock(),
+                         max_batch=8, max_concurrent_batches=2)
+    senders = [str(4000 + s) for s in range(20)]
+    msgs = [tg(sender, f"{sender}:{n}", text=f"mensaje {n}") for n in range(10) for sender in senders]
+    async with inbox:
+        receipts = await asyncio.gather(*(inbox.receive(m) for m in msgs))
+    assert inbox.peak_batches_in_flight == 2
+    assert not any(r.duplicate for r in receipts) and len({r.message_id for r in receipts}) == len(msgs)
+    for sender in senders:
+        mine = [r for m, r in zip(msgs, receipts, strict=True) if m.sender == sender]
+        assert [r.message_id for r in mine] == sorted(r.message_id for r in mine)
+        assert len({r.case_number for r in mine}) == 1 and mine[0].new_case
+        assert not any(r.new_case for r in mine[1:])
+    assert await count(db, cases) == 20
+    assert await count(db, contact_identities) == 20
+    assert await count(db, outbox, outbox.c.kind == "ack") == 20
+
+
+async def test_one_senders_messages_never_share_the_batches_in_flight(db):
+    inbox = InboxService(db=db, outgoing=Outgoing(email_domain="example.com", max_attempts=5), clock=FakeClock(),
+                         max_batch=8, max_concurrent_batches=2)
+    msgs = [tg("4100", f"4100:{n}", text=f"mensaje {n}") for n in range(60)]
+    async with inbox:
+        receipts = await asyncio.gather(*(inbox.receive(m) for m in msgs))
+    assert inbox.peak_batches_in_flight == 1
+    assert [r.message_id for r in receipts] == sorted(r.message_id for r in receipts)
+    assert inbox.batches_committed >= 60 // 8
+
+
 async def test_chat_threads_into_open_case_but_email_opens_new_ones(db, inbox):
     a = await inbox.receive(tg("1001", "1001:1"))
     b = await inbox.receive(tg("1001", "1001:2", text="¿novedades?"))
