@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import Select, Update, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -44,7 +45,7 @@ from core.errors import StorageUnavailable
 from core.outgoing import Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
 from core.persistence.bulk import insert_ids
-from core.persistence.lookup import by_unique_key, one_of
+from core.persistence.lookup import Match, any_key, by_unique_key, key_values
 from core.persistence.schema import (
     attachments,
     case_events,
@@ -467,8 +468,9 @@ class InboxService:
         if attachment_rows:
             await conn.execute(insert(attachments), attachment_rows)
         if touched_cases:
-            await conn.execute(update(cases).where(one_of(conn, cases.c.id, sorted(touched_cases)))
-                               .values(updated_at=now))
+            dialect = conn.dialect.name
+            await conn.execute(_touch_cases_statement(dialect),
+                               {"case_ids": key_values(dialect, sorted(touched_cases)), "now": now})
 
         # 6. Replies: an acknowledgement on a new case (asking the type when unknown),
         #    the desk mirror, and answers to buttons.
@@ -654,11 +656,7 @@ class InboxService:
         for ch, addr in wanted:
             by_channel.setdefault(ch, []).append(addr)
         for ch, addrs in by_channel.items():
-            rows = await by_unique_key(conn, addrs, lambda match, ch=ch: (
-                select(contact_identities.c.id, contact_identities.c.contact_id, contact_identities.c.address,
-                       contacts.c.language, contacts.c.organization_id)
-                .join(contacts, contacts.c.id == contact_identities.c.contact_id)
-                .where(contact_identities.c.channel == ch, match(contact_identities.c.address))))
+            rows = await by_unique_key(conn, addrs, _identities_query, channel=ch)
             for r in rows:
                 found[(ch, r.address)] = _Identity(r.id, r.contact_id, r.language, r.organization_id)
         missing = [k for k in wanted if k not in found]
@@ -734,15 +732,45 @@ def _ref(row: Any) -> _CaseRef:
     return _CaseRef(id=row.id, title=row.title, reply_token=row.reply_token, case_type=row.case_type)
 
 
+# Statements built once (see ``lookup.any_key``); what varies is bound at execution.
+
+def _inbound_messages_query(match: Match) -> Select[Any]:
+    return select(messages.c.id, messages.c.case_id, messages.c.external_id).where(
+        messages.c.channel == bindparam("channel"), messages.c.direction == Direction.IN.value,
+        match(messages.c.external_id))
+
+
+def _identities_query(match: Match) -> Select[Any]:
+    return (select(contact_identities.c.id, contact_identities.c.contact_id, contact_identities.c.address,
+                   contacts.c.language, contacts.c.organization_id)
+            .join(contacts, contacts.c.id == contact_identities.c.contact_id)
+            .where(contact_identities.c.channel == bindparam("channel"), match(contact_identities.c.address)))
+
+
+@functools.cache
+def _open_cases_statement(dialect: str) -> Select[Any]:
+    """Each given contact's newest case that is not closed."""
+    latest = (
+        select(cases.c.contact_id, func.max(cases.c.id).label("case_id"))
+        .where(any_key(dialect, cases.c.contact_id, "contact_ids"), cases.c.activity != Activity.CLOSED.value)
+        .group_by(cases.c.contact_id)
+        .subquery()
+    )
+    return select(*_CASE_COLS).join(latest, latest.c.case_id == cases.c.id)
+
+
+@functools.cache
+def _touch_cases_statement(dialect: str) -> Update:
+    return update(cases).where(any_key(dialect, cases.c.id, "case_ids")).values(updated_at=bindparam("now"))
+
+
 async def _existing_messages(conn: AsyncConnection, batch: Sequence[InboundMessage]) -> dict[tuple[str, str], tuple[int, int | None]]:
     by_channel: dict[str, set[str]] = {}
     for m in batch:
         by_channel.setdefault(m.channel.value, set()).add(m.external_id[:500])
     found: dict[tuple[str, str], tuple[int, int | None]] = {}
     for ch, ids in by_channel.items():
-        rows = await by_unique_key(conn, ids, lambda match, ch=ch: select(
-            messages.c.id, messages.c.case_id, messages.c.external_id).where(
-                messages.c.channel == ch, messages.c.direction == Direction.IN.value, match(messages.c.external_id)))
+        rows = await by_unique_key(conn, ids, _inbound_messages_query, channel=ch)
         for r in rows:
             found[(ch, r.external_id)] = (r.id, r.case_id)
     return found
@@ -771,13 +799,9 @@ async def _thread_lookups(conn: AsyncConnection, batch: Sequence[InboundMessage]
             hints.by_number[r.id] = (r.contact_id, _ref(r))
     chat_contacts = {identities[_ident_key(m)].contact_id for m in batch if m.channel in CHAT_CHANNELS}
     if chat_contacts:
-        latest = (
-            select(cases.c.contact_id, func.max(cases.c.id).label("case_id"))
-            .where(one_of(conn, cases.c.contact_id, chat_contacts), not_closed)
-            .group_by(cases.c.contact_id)
-            .subquery()
-        )
-        rows = await conn.execute(select(*_CASE_COLS).join(latest, and_(latest.c.case_id == cases.c.id)))
+        dialect = conn.dialect.name
+        rows = await conn.execute(_open_cases_statement(dialect),
+                                  {"contact_ids": key_values(dialect, chat_contacts)})
         for r in rows:
             hints.open_case[r.contact_id] = _ref(r)
     # Read with the identities, in this transaction: one statement fewer per batch.

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Insert, Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
@@ -20,13 +21,20 @@ async def insert_ids(conn: AsyncConnection, table: Table, rows: Sequence[dict[st
     if not rows:
         return []
     if conn.dialect.name != "sqlite":
-        result = await conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+        result = await conn.execute(_insert_returning_id(table, ordered=True), rows)
         return [r[0] for r in result]
     # One multi-row INSERT … RETURNING. SQLite does not promise RETURNING's row order, but
     # the ids themselves come in VALUES order (max(rowid)+1 under our write lock), so the
     # sorted ids are the insertion order once they are shown to be one contiguous range.
-    result = await conn.execute(insert(table).returning(table.c.id), list(rows))
+    result = await conn.execute(_insert_returning_id(table, ordered=False), list(rows))
     ids = sorted(r[0] for r in result)
     if len(ids) != len(rows) or ids[-1] - ids[0] != len(rows) - 1:
         raise RuntimeError(f"{table.name}: ids are not contiguous after a bulk insert ({len(rows)} rows)")
     return ids
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_returning_id(table: Table, *, ordered: bool) -> Insert:
+    # One statement object per table: a new one per call costs its cache key and the
+    # adaptation of the cached compiled form to it, on every inbox batch.
+    return insert(table).returning(table.c.id, sort_by_parameter_order=ordered)

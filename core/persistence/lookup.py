@@ -3,6 +3,7 @@ statement texts that do not depend on how many values a batch happens to have.""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
@@ -33,27 +34,44 @@ def padded(values: Collection[T]) -> list[T]:
     return out
 
 
-def one_of(conn: AsyncConnection, column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
-    """``column IN values`` in the cheapest form that keeps one statement text per query.
+def any_key(dialect: str, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """``column IN :name`` for a statement built once and run with ``key_values``.
 
     PostgreSQL: ``column = ANY($1)`` with the values as one array parameter, which the
     driver encodes in C. SQLAlchemy renders an ``IN`` list as one placeholder per value, and
     at 250 messages a batch that rendering was about 4% of the web chat server's CPU. The
     plan is the one ``IN`` gets (PostgreSQL turns an IN list into ``= ANY(ARRAY[…])``), so
     the caveat of ``by_unique_key`` applies alike: for a unique key that also filters on
-    other columns, use that. SQLite has no arrays: ``IN``, ``padded``."""
+    other columns, use that. SQLite has no arrays: an expanding ``IN``, ``padded``.
+
+    Why build once: constructing a statement, and adapting the cached compiled form's
+    result columns to the new object, cost more per inbox batch than compiling ever did."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def key_values(dialect: str, values: Collection[T]) -> list[T]:
+    """The parameter value for an ``any_key`` placeholder."""
+    return list(values) if dialect == "postgresql" else padded(values)
+
+
+def one_of(conn: AsyncConnection, column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
+    """``column IN values``, values included: for statements built per call (``any_key``)."""
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(padded(values))
 
 
 async def by_unique_key(conn: AsyncConnection, values: Collection[str],
-                        query: Callable[[Match], Select[Any]]) -> Sequence[Any]:
+                        query: Callable[[Match], Select[Any]], **params: Any) -> Sequence[Any]:
     """The rows of ``query`` for every value in ``values``.
 
     ``query(match)`` builds a SELECT whose WHERE clause holds ``match(key_column)`` next
     to equality on the key's other columns, so that each value finds at most one row
-    through a unique index (a message's ``(channel, direction, external_id)``).
+    through a unique index (a message's ``(channel, direction, external_id)``). Anything
+    else that varies goes in a ``bindparam`` whose value is in ``params``: the statement
+    is built once per ``query`` and database (``query`` should be a module-level function).
 
     SQLite gets ``key IN (…)``, ``padded``. PostgreSQL gets one index probe per value (``unnest`` of
     one array parameter, joined LATERAL to the query with LIMIT 1): with ``IN (…)``,
@@ -66,9 +84,19 @@ async def by_unique_key(conn: AsyncConnection, values: Collection[str],
     """
     if not values:
         return []
-    if conn.dialect.name != "postgresql":
-        return (await conn.execute(query(lambda key: one_of(conn, key, values)))).all()
-    wanted = func.unnest(bindparam("unique_keys", list(values), type_=ARRAY(String))) \
-        .table_valued("value").render_derived(name="wanted")
+    dialect = conn.dialect.name
+    statement = _unique_key_statement(query, dialect)
+    return (await conn.execute(statement, {UNIQUE_KEYS: key_values(dialect, values), **params})).all()
+
+
+UNIQUE_KEYS = "unique_keys"
+
+
+@functools.lru_cache(maxsize=128)
+def _unique_key_statement(query: Callable[[Match], Select[Any]], dialect: str) -> Select[Any]:
+    if dialect != "postgresql":
+        return query(lambda key: any_key(dialect, key, UNIQUE_KEYS))
+    wanted = func.unnest(bindparam(UNIQUE_KEYS, type_=ARRAY(String))).table_valued("value") \
+        .render_derived(name="wanted")
     found = query(lambda key: key == wanted.c.value).limit(1).lateral("found")
-    return (await conn.execute(select(found).select_from(wanted).join(found, true()))).all()
+    return select(found).select_from(wanted).join(found, true())

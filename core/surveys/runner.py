@@ -15,12 +15,13 @@ the survey email or that read as an answer.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.domain import ChannelName, Direction
@@ -28,7 +29,7 @@ from core.errors import InvalidTransition, NotFound, ValidationError
 from core.inbox import HookContext
 from core.outgoing import Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
-from core.persistence.lookup import one_of
+from core.persistence.lookup import any_key, key_values
 from core.persistence.schema import (
     contact_identities,
     contacts,
@@ -96,14 +97,9 @@ class SurveyRunner:
 
     async def active_contacts(self, conn: AsyncConnection, contact_ids: Collection[int]) -> set[int]:
         """Contacts with an open survey, or one that closed recently (for stale buttons)."""
-        ids = sorted(contact_ids)
-        recent = self._clock.now() - RECENT_SURVEY
-        rows = await conn.execute(
-            select(rule_instances.c.contact_id).distinct().where(
-                one_of(conn, rule_instances.c.contact_id, ids),
-                or_(rule_instances.c.status == OPEN,
-                    and_(rule_instances.c.status.in_((EXECUTED, EXPIRED, PAUSED)),
-                         rule_instances.c.last_asked_at >= recent))))
+        dialect = conn.dialect.name
+        rows = await conn.execute(_active_contacts_statement(dialect), {
+            "contact_ids": key_values(dialect, sorted(contact_ids)), "recent": self._clock.now() - RECENT_SURVEY})
         return {r[0] for r in rows}
 
     async def handle(self, ctx: HookContext) -> bool:
@@ -413,3 +409,13 @@ def _iso(value: datetime | None) -> str | None:
 
 
 __all__ = ["CHANNEL_PREFERENCE", "PENDING", "SurveyRunner", "pick_recipient", "reachable_identities"]
+
+
+@functools.cache
+def _active_contacts_statement(dialect: str) -> Select[Any]:
+    """Built once per database (see ``lookup.any_key``): it runs in every inbox batch."""
+    return select(rule_instances.c.contact_id).distinct().where(
+        any_key(dialect, rule_instances.c.contact_id, "contact_ids"),
+        or_(rule_instances.c.status == OPEN,
+            and_(rule_instances.c.status.in_((EXECUTED, EXPIRED, PAUSED)),
+                 rule_instances.c.last_asked_at >= bindparam("recent"))))
