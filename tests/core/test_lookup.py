@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from core.persistence.bulk import insert_ids
-from core.persistence.lookup import by_unique_key, one_of, padded
+from core.persistence.lookup import any_key, by_unique_key, key_values, one_of, padded
 from core.persistence.schema import contacts, messages
 
 
@@ -53,3 +53,23 @@ async def test_one_of_matches_exactly_the_given_values(db):
         assert sorted(r.id for r in rows) == sorted({ids[0], ids[3], ids[11], *ids[5:10]})
         rows = await conn.execute(select(contacts.c.id).where(one_of(conn, contacts.c.id, [10**9])))
         assert rows.all() == []
+
+
+async def test_any_key_is_one_statement_for_any_values_and_matches_exactly(db):
+    """The static form: one statement object, values bound at execution (JSON on SQLite,
+    an array on PostgreSQL), including text JSON would escape and ints."""
+    now = datetime.now(UTC)
+    odd = ['say "hi"', "back\\slash", "emoji 😀 ñ", "comma, [bracket]", "null"]
+    async with db.transaction() as conn:
+        ids = await insert_ids(conn, contacts, [{"name": name, "email": None, "language": "es", "created_at": now}
+                                                for name in [*odd, "other"]])
+    async with db.engine.connect() as conn:
+        dialect = conn.dialect.name
+        by_name = select(contacts.c.id).where(any_key(dialect, contacts.c.name, "names"))
+        by_id = select(contacts.c.name).where(any_key(dialect, contacts.c.id, "ids"))
+        rows = await conn.execute(by_name, {"names": key_values(dialect, odd)})
+        assert sorted(r.id for r in rows) == sorted(ids[:len(odd)])
+        rows = await conn.execute(by_name, {"names": key_values(dialect, ["missing"])})
+        assert rows.all() == []
+        rows = await conn.execute(by_id, {"ids": key_values(dialect, [ids[-1], 10**12])})
+        assert [r.name for r in rows] == ["other"]
