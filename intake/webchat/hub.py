@@ -32,8 +32,10 @@ encode_frame = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encod
 
 
 class Connection:
-    """One websocket of one session. Frames are written one at a time, and pushes that
-    arrive while the history is being replayed wait so the visitor sees them in order.
+    """One websocket of one session. Frames go out in the order ``send`` is called, and
+    pushes that arrive while the history is being replayed wait so the visitor sees
+    them in order. No lock is needed for that: aiohttp writes an uncompressed frame into
+    the transport within the call, and only then may wait for the buffer to drain.
 
     A write that does not finish within ``SEND_TIMEOUT_SECONDS`` (a client that stopped
     reading) is noticed by the server's watchdog (``stuck``), which drops the socket: one
@@ -41,20 +43,21 @@ class Connection:
     task) per frame, which cost more than writing the frame itself.
     """
 
-    __slots__ = ("ws", "ip", "public_id", "_lock", "_buffer", "_replaying", "closed_reason", "last_frame_at",
-                 "_sending_since")
+    __slots__ = ("ws", "ip", "public_id", "_buffer", "_replaying", "closed_reason", "last_frame_at",
+                 "_sending_since", "_sends_waiting")
 
     def __init__(self, ws: web.WebSocketResponse, ip: str, *, now: float = 0.0) -> None:
         self.ws = ws
         self.ip = ip
         self.public_id: str | None = None
-        self._lock = asyncio.Lock()
         self._buffer: list[Frame] = []
         self._replaying = True
         self.closed_reason: str | None = None
         #: Monotonic time of the last frame from the client (the server's idle check).
         self.last_frame_at = now
+        #: Since when writes have been waiting (for a client that does not read), and how many.
         self._sending_since: float | None = None
+        self._sends_waiting = 0
 
     @property
     def open(self) -> bool:
@@ -69,18 +72,21 @@ class Connection:
         if not self.open:
             return False
         data = encode_frame(frame)
+        # Usually the frame goes straight into the transport's buffer and this returns
+        # without waiting; only a full buffer (a client not reading) makes it wait, which
+        # the watchdog ends.
+        if not self._sends_waiting:
+            self._sending_since = time.monotonic()
+        self._sends_waiting += 1
         try:
-            async with self._lock:
-                # Usually the frame goes straight into the transport's buffer; only a full
-                # buffer (a client not reading) makes this wait, which the watchdog ends.
-                self._sending_since = time.monotonic()
-                try:
-                    await self.ws.send_str(data)
-                finally:
-                    self._sending_since = None
+            await self.ws.send_str(data)
             return self.closed_reason is None
         except (ConnectionError, RuntimeError):
             return False
+        finally:
+            self._sends_waiting -= 1
+            if not self._sends_waiting:
+                self._sending_since = None
 
     async def push(self, frame: Frame) -> bool:
         """A live server message: written now, or held until the replay is done."""
