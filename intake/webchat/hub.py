@@ -9,12 +9,12 @@ same interface around a ``LocalHub``, and ``push`` then counts remote deliveries
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any, Protocol
 
-from aiohttp import web
+import orjson
+from aiohttp import WSMsgType, web
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,9 @@ SEND_TIMEOUT_SECONDS = 5.0
 #: Live pushes held while a connection is still replaying its history.
 MAX_BUFFERED = 200
 
-#: Frames are compact JSON with text as is (not \u-escaped). One encoder for every frame:
-#: ``json.dumps`` with options builds a new one per call.
-encode_frame = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: Frames are compact UTF-8 JSON with text as is (not \u-escaped), as bytes for the socket.
+#: orjson: the stdlib encoder was about 4% of the server's CPU at 500 busy chats.
+encode_frame = orjson.dumps
 
 
 class Connection:
@@ -79,7 +79,7 @@ class Connection:
             self._sending_since = time.monotonic()
         self._sends_waiting += 1
         try:
-            await self.ws.send_str(data)
+            await self.ws.send_frame(data, WSMsgType.TEXT)
             return self.closed_reason is None
         except (ConnectionError, RuntimeError):
             return False

@@ -6,6 +6,8 @@ import asyncio
 import json
 import time
 
+from aiohttp import WSMsgType
+
 from intake.webchat.hub import SEND_TIMEOUT_SECONDS, Connection
 
 
@@ -18,7 +20,8 @@ class _SlowSocket:
         self.drained = asyncio.Event()
         self.closed = False
 
-    async def send_str(self, data: str) -> None:
+    async def send_frame(self, data: bytes, opcode: WSMsgType) -> None:
+        assert opcode == WSMsgType.TEXT
         self.written.append(json.loads(data))
         await self.drained.wait()
 
