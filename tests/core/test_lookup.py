@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core.persistence.bulk import insert_ids
 from core.persistence.lookup import any_key, by_unique_key, key_values, one_of, padded
-from core.persistence.schema import contacts, messages
+from core.persistence.schema import contact_identities, contacts, messages
 
 
 def test_padding_keeps_the_values_and_rounds_the_length_up():
@@ -73,3 +73,28 @@ async def test_any_key_is_one_statement_for_any_values_and_matches_exactly(db):
         assert rows.all() == []
         rows = await conn.execute(by_id, {"ids": key_values(dialect, [ids[-1], 10**12])})
         assert [r.name for r in rows] == ["other"]
+
+
+async def test_insert_ids_returns_each_rows_id_in_order_with_defaults_and_types(db):
+    """Ids in row order, every value stored as given (JSON, aware times, NULLs), and a
+    left-out column with a Python default gets it, on both databases."""
+    now = datetime.now(UTC)
+    async with db.transaction() as conn:
+        (contact,) = await insert_ids(conn, contacts, [{"name": "c", "email": None, "language": "es",
+                                                        "created_at": now}])
+        rows = [{"contact_id": contact, "channel": "webchat", "direction": "in", "author": "customer",
+                 "external_id": f"order:{n}", "text": f"texto {n} ñ 😀", "created_at": now,
+                 "extra": {"choice": {"question": "q", "value": str(n)}} if n % 3 == 0 else None}
+                for n in range(40)]
+        ids = await insert_ids(conn, messages, rows)
+        (ident,) = await insert_ids(conn, contact_identities, [{"contact_id": contact, "channel": "webchat",
+                                                                "address": "s1", "created_at": now}])
+    assert len(ids) == 40 and ids == sorted(ids)
+    async with db.engine.connect() as conn:
+        stored = {r.id: r for r in await conn.execute(select(messages).where(messages.c.id.in_(ids)))}
+        identity = (await conn.execute(select(contact_identities).where(contact_identities.c.id == ident))).one()
+    for mid, row in zip(ids, rows, strict=True):
+        got = stored[mid]
+        assert (got.external_id, got.text, got.extra) == (row["external_id"], row["text"], row["extra"])
+        assert got.created_at == now
+    assert identity.unreachable is False
