@@ -257,6 +257,10 @@ class InboxService:
                         in_flight.discard(t)
                         busy.difference_update(senders)
                         self._wake.set()
+                        # _commit_batch answers every failure itself; anything else is a bug,
+                        # and must show rather than vanish with the task.
+                        if not t.cancelled() and t.exception() is not None:
+                            log.error("inbox batch task failed", exc_info=t.exception())
 
                     task.add_done_callback(done)
                 if self._stopping and not self._queue and not in_flight:
