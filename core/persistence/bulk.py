@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,17 +15,20 @@ async def insert_ids(conn: AsyncConnection, table: Table, rows: Sequence[dict[st
     """Insert ``rows`` and return their ``id``s in the same order.
 
     PostgreSQL: one ``INSERT … SELECT FROM unnest($1, $2, …) RETURNING id`` with a column
-    per array parameter (``_pg_insert_ids``). SQLite: SQLAlchemy can only keep
-    RETURNING in order there by sending one statement per row, which dominated the inbox's
-    cost. Our SQLite write transactions hold the write lock from BEGIN IMMEDIATE, and SQLite
-    gives each new row (without an explicit id) max(rowid)+1, in VALUES order.
+    per array parameter. SQLite: one ``INSERT … SELECT value ->> 0, … FROM json_each(?)
+    RETURNING id`` with the rows as one JSON text (``_fast_insert_ids``). SQLAlchemy can
+    only keep RETURNING in order on SQLite by sending one statement per row, which
+    dominated the inbox's cost. Our SQLite write transactions hold the write lock from
+    BEGIN IMMEDIATE, and SQLite gives each new row (without an explicit id)
+    max(rowid)+1, in the order the SELECT yields them.
     """
     if not rows:
         return []
-    if conn.dialect.name == "postgresql":
-        keys = rows[0].keys()
-        if all(row.keys() == keys for row in rows):
-            return await _pg_insert_ids(conn, table, rows, tuple(keys))
+    keys = rows[0].keys()
+    if conn.dialect.name in ("postgresql", "sqlite") and all(row.keys() == keys for row in rows):
+        ids = await _fast_insert_ids(conn, table, rows, tuple(keys))
+        if ids is not None:
+            return ids
     if conn.dialect.name != "sqlite":
         result = await conn.execute(_insert_returning_id(table, ordered=True), rows)
         return [r[0] for r in result]
@@ -32,9 +36,13 @@ async def insert_ids(conn: AsyncConnection, table: Table, rows: Sequence[dict[st
     # the ids themselves come in VALUES order (max(rowid)+1 under our write lock), so the
     # sorted ids are the insertion order once they are shown to be one contiguous range.
     result = await conn.execute(_insert_returning_id(table, ordered=False), list(rows))
-    ids = sorted(r[0] for r in result)
-    if len(ids) != len(rows) or ids[-1] - ids[0] != len(rows) - 1:
-        raise RuntimeError(f"{table.name}: ids are not contiguous after a bulk insert ({len(rows)} rows)")
+    return _sqlite_ids_in_order(table, [r[0] for r in result], len(rows))
+
+
+def _sqlite_ids_in_order(table: Table, ids: list[int], expected: int) -> list[int]:
+    ids.sort()
+    if len(ids) != expected or ids[-1] - ids[0] != expected - 1:
+        raise RuntimeError(f"{table.name}: ids are not contiguous after a bulk insert ({expected} rows)")
     return ids
 
 
@@ -45,36 +53,46 @@ def _insert_returning_id(table: Table, *, ordered: bool) -> Insert:
     return insert(table).returning(table.c.id, sort_by_parameter_order=ordered)
 
 
-async def _pg_insert_ids(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]],
-                         names: tuple[str, ...]) -> list[int]:
-    """SQLAlchemy's ordered multi-row ``VALUES`` binds every cell as its own parameter
-    (3,000 of them for 250 messages), each through Python, and PostgreSQL parses them
-    all: together the largest part of an inbox batch. Arrays are one parameter per
-    column, encoded by asyncpg in C. Each cell still goes through its column type's bind
-    processor (UTC check, JSON), exactly as SQLAlchemy would.
+async def _fast_insert_ids(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]],
+                           names: tuple[str, ...]) -> list[int] | None:
+    """The rows as one parameter per column (PostgreSQL arrays) or one in all (a SQLite
+    JSON text); None when this table or these values need SQLAlchemy's own insert.
 
-    The ids come back in row order once sorted: the function scan yields the rows in
-    array order and the sequence hands each one a larger id than the one before (another
-    transaction's ids may fall in between, never out of order)."""
-    plan = _pg_unnest_insert(table, names, conn.dialect)
-    if plan is None:  # a column left out has a default computed in Python
-        result = await conn.execute(_insert_returning_id(table, ordered=True), rows)
-        return [r[0] for r in result]
+    SQLAlchemy's multi-row ``VALUES`` binds every cell as its own parameter (3,000 for 250
+    messages), each through Python, and the database parses them all: together the
+    largest part of an inbox batch. Here the driver (asyncpg) or ``json.dumps`` encodes
+    them in C. Each cell still goes through its column type's bind processor (UTC check,
+    JSON, booleans), exactly as SQLAlchemy would.
+
+    PostgreSQL's ids come back in row order once sorted: the function scan yields the
+    rows in array order and the sequence hands each one a larger id than the one before
+    (another transaction's ids may fall in between, never out of order)."""
+    dialect = conn.dialect
+    plan = _fast_insert_plan(table, names, dialect)
+    if plan is None:
+        return None
     sql, processors, defaults = plan
-    params = []
+    columns = []
     for name, process in zip(names, processors, strict=True):
         values = [row[name] for row in rows]
-        params.append([process(v) for v in values] if process is not None else values)
-    params.extend([value] * len(rows) for value in defaults)
-    result = await conn.exec_driver_sql(sql, tuple(params))
-    ids = sorted(r[0] for r in result)
-    if len(ids) != len(rows):
-        raise RuntimeError(f"{table.name}: {len(ids)} ids for {len(rows)} rows after a bulk insert")
-    return ids
+        columns.append([process(v) for v in values] if process is not None else values)
+    columns.extend([value] * len(rows) for value in defaults)
+    if dialect.name == "postgresql":
+        result = await conn.exec_driver_sql(sql, tuple(columns))
+        ids = sorted(r[0] for r in result)
+        if len(ids) != len(rows):
+            raise RuntimeError(f"{table.name}: {len(ids)} ids for {len(rows)} rows after a bulk insert")
+        return ids
+    try:
+        text = json.dumps(list(zip(*columns)), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):  # a value JSON cannot carry exactly (bytes, Decimal, NaN)
+        return None
+    result = await conn.exec_driver_sql(sql, (text,))
+    return _sqlite_ids_in_order(table, [r[0] for r in result], len(rows))
 
 
 @functools.lru_cache(maxsize=64)
-def _pg_unnest_insert(table: Table, names: tuple[str, ...],
+def _fast_insert_plan(table: Table, names: tuple[str, ...],
                       dialect: Dialect) -> tuple[str, list[Any], list[Any]] | None:
     """The statement, each given column's bind processor, and the scalar defaults of the
     columns not given (as SQLAlchemy fills them in); None when one of those defaults is
@@ -85,9 +103,14 @@ def _pg_unnest_insert(table: Table, names: tuple[str, ...],
     defaults = [c.default.arg for c in missing]  # type: ignore[union-attr]
     columns = [table.c[name] for name in names] + missing
     preparer = dialect.identifier_preparer
-    arrays = ", ".join(f"${n}::{col.type.compile(dialect=dialect)}[]" for n, col in enumerate(columns, start=1))
-    sql = (f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.format_column(c) for c in columns)}) "
-           f"SELECT * FROM unnest({arrays}) RETURNING {preparer.format_column(table.c.id)}")
+    into = f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.format_column(c) for c in columns)})"
+    returning = f"RETURNING {preparer.format_column(table.c.id)}"
+    if dialect.name == "postgresql":
+        arrays = ", ".join(f"${n}::{col.type.compile(dialect=dialect)}[]" for n, col in enumerate(columns, start=1))
+        sql = f"{into} SELECT * FROM unnest({arrays}) {returning}"
+    else:
+        cells = ", ".join(f"value ->> {n}" for n in range(len(columns)))
+        sql = f"{into} SELECT {cells} FROM json_each(?) {returning}"
     processors = [col.type.dialect_impl(dialect).bind_processor(dialect) for col in columns]
     defaults = [value if process is None else process(value)
                 for value, process in zip(defaults, processors[len(names):], strict=True)]
