@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, String, any_, bindparam, func, select, true
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -14,25 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 Match = Callable[[ColumnElement[Any]], ColumnElement[bool]]
 
-T = TypeVar("T")
-
-
-def padded(values: Collection[T]) -> list[T]:
-    """``values`` for an ``IN (…)``, lengthened to the next power of two (at least 8) by
-    repeating one of them, which changes nothing in what the IN matches.
-
-    ``IN (…)`` is rendered with one placeholder per value, so every batch size is another
-    statement text, and the drivers' prepared-statement caches (asyncpg: once per
-    connection and text; sqlite3: by text) missed on nearly every inbox batch. Padded,
-    the sizes of 129 to 256 values share one statement. (Hibernate calls this
-    in_clause_parameter_padding.)"""
-    out = list(values)
-    if out:
-        size = 8
-        while size < len(out):
-            size *= 2
-        out.extend(out[-1:] * (size - len(out)))
-    return out
+#: The parameter that carries ``by_unique_key``'s values.
+UNIQUE_KEYS = "unique_keys"
 
 
 def any_key(dialect: str, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
@@ -62,13 +45,6 @@ def key_values(dialect: str, values: Collection[Any]) -> list[Any] | str:
     return json.dumps(list(values), ensure_ascii=False)  # raw UTF-8: no surrogate-pair escapes
 
 
-def one_of(conn: AsyncConnection, column: ColumnElement[Any], values: Collection[Any]) -> ColumnElement[bool]:
-    """``column IN values``, values included: for statements built per call (``any_key``)."""
-    if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-    return column.in_(padded(values))
-
-
 async def by_unique_key(conn: AsyncConnection, values: Collection[str],
                         query: Callable[[Match], Select[Any]], **params: Any) -> Sequence[Any]:
     """The rows of ``query`` for every value in ``values``.
@@ -93,9 +69,6 @@ async def by_unique_key(conn: AsyncConnection, values: Collection[str],
     dialect = conn.dialect.name
     statement = _unique_key_statement(query, dialect)
     return (await conn.execute(statement, {UNIQUE_KEYS: key_values(dialect, values), **params})).all()
-
-
-UNIQUE_KEYS = "unique_keys"
 
 
 @functools.lru_cache(maxsize=128)

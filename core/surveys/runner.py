@@ -408,9 +408,6 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-__all__ = ["CHANNEL_PREFERENCE", "PENDING", "SurveyRunner", "pick_recipient", "reachable_identities"]
-
-
 @functools.cache
 def _active_contacts_statement(dialect: str) -> Select[Any]:
     """Built once per database (see ``lookup.any_key``): it runs in every inbox batch."""
@@ -419,3 +416,7 @@ def _active_contacts_statement(dialect: str) -> Select[Any]:
         or_(rule_instances.c.status == OPEN,
             and_(rule_instances.c.status.in_((EXECUTED, EXPIRED, PAUSED)),
                  rule_instances.c.last_asked_at >= bindparam("recent"))))
+
+
+__all__ = ["CHANNEL_PREFERENCE", "PENDING", "SurveyRunner", "pick_recipient", "reachable_identities"]
+

@@ -1,4 +1,4 @@
-"""Batch lookups: one probe per key on PostgreSQL, IN (...) on SQLite; padded IN lists; one_of."""
+"""Batch lookups: one probe per key on PostgreSQL, IN (...) on SQLite; any_key; bulk inserts."""
 
 from __future__ import annotations
 
@@ -7,18 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from core.persistence.bulk import insert_ids
-from core.persistence.lookup import any_key, by_unique_key, key_values, one_of, padded
+from core.persistence.lookup import any_key, by_unique_key, key_values
 from core.persistence.schema import contact_identities, contacts, messages
-
-
-def test_padding_keeps_the_values_and_rounds_the_length_up():
-    assert padded([]) == []
-    assert padded([5]) == [5] * 8
-    assert padded(list(range(8))) == list(range(8))
-    assert len(padded(list(range(9)))) == 16
-    assert len(padded(list(range(129)))) == len(padded(list(range(256)))) == 256
-    values = list(range(200))
-    assert set(padded(values)) == set(values)
 
 
 async def test_by_unique_key_finds_each_existing_key_once(db):
@@ -41,7 +31,7 @@ async def test_by_unique_key_finds_each_existing_key_once(db):
         assert await by_unique_key(conn, set(), query) == []
 
 
-async def test_one_of_matches_exactly_the_given_values(db):
+async def test_any_key_matches_exactly_the_given_ids(db):
     now = datetime.now(UTC)
     async with db.transaction() as conn:
         ids = await insert_ids(conn, contacts, [{"name": f"c{n}", "email": None, "language": "es",
@@ -49,9 +39,11 @@ async def test_one_of_matches_exactly_the_given_values(db):
     # More values than one padding step, repeats and a missing id: the same rows either way.
     wanted = [ids[0], ids[3], ids[3], ids[11], 10**9] + ids[5:10]
     async with db.engine.connect() as conn:
-        rows = await conn.execute(select(contacts.c.id).where(one_of(conn, contacts.c.id, wanted)))
+        dialect = conn.dialect.name
+        by_id = select(contacts.c.id).where(any_key(dialect, contacts.c.id, "ids"))
+        rows = await conn.execute(by_id, {"ids": key_values(dialect, wanted)})
         assert sorted(r.id for r in rows) == sorted({ids[0], ids[3], ids[11], *ids[5:10]})
-        rows = await conn.execute(select(contacts.c.id).where(one_of(conn, contacts.c.id, [10**9])))
+        rows = await conn.execute(by_id, {"ids": key_values(dialect, [10**9])})
         assert rows.all() == []
 
 
