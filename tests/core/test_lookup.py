@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy import select
 
-from core.persistence.bulk import insert_ids
+from core.persistence.bulk import _json_rows, _processed, insert_ids
 from core.persistence.lookup import any_key, by_unique_key, key_values
 from core.persistence.schema import contact_identities, contacts, messages
 
@@ -90,3 +91,46 @@ async def test_insert_ids_returns_each_rows_id_in_order_with_defaults_and_types(
         assert (got.external_id, got.text, got.extra) == (row["external_id"], row["text"], row["extra"])
         assert got.created_at == now
     assert identity.unreachable is False
+
+
+async def test_insert_ids_keeps_each_rows_own_values_when_many_are_shared(db):
+    """Bind processors run once per distinct value (``_processed``): rows that share a
+    time or a null JSON, and rows with their own, each get exactly their own back."""
+    base = datetime(2026, 12, 5, 6, 0, tzinfo=UTC)
+    times = [base, base, base + timedelta(microseconds=1), base.astimezone(timezone(timedelta(hours=-3))), base]
+    async with db.transaction() as conn:
+        (contact,) = await insert_ids(conn, contacts, [{"name": "c", "email": None, "language": "es",
+                                                        "created_at": base}])
+        rows = [{"contact_id": contact, "channel": "webchat", "direction": "in", "author": "customer",
+                 "external_id": f"shared:{n}", "text": "hola", "created_at": at,
+                 "extra": None if n % 2 else {"n": n}} for n, at in enumerate(times)]
+        ids = await insert_ids(conn, messages, rows)
+    async with db.engine.connect() as conn:
+        stored = {r.id: r for r in await conn.execute(select(messages).where(messages.c.id.in_(ids)))}
+    assert [(stored[i].created_at, stored[i].extra) for i in ids] == [(r["created_at"], r["extra"]) for r in rows]
+
+
+def test_processed_runs_once_per_distinct_value_and_never_mixes_equal_types():
+    calls = []
+
+    def process(value):
+        calls.append(value)
+        return repr(value)
+
+    values = [1, True, 1.0, 1, True, {"a": 1}, {"a": 1}, None, None]
+    assert _processed(process, values) == [repr(v) for v in values]
+    # 1, True and 1.0 are equal with one hash, yet each is processed as itself; dicts
+    # cannot be keys, so each is processed.
+    assert calls == [1, True, 1.0, {"a": 1}, {"a": 1}, None]
+
+
+def test_json_rows_refuses_what_json_cannot_carry_exactly():
+    assert json.loads(_json_rows([[1, 2], ["a", "ñ 😀"]], [False, False])) == [[1, "a"], [2, "ñ 😀"]]
+    # orjson would write NaN and infinity as null: refused, so SQLAlchemy binds them.
+    assert _json_rows([[1.5, float("nan")]], [True]) is None
+    assert _json_rows([[float("inf")]], [True]) is None
+    # A time without a bind processor is not turned into text behind the caller's back.
+    assert _json_rows([[datetime.now(UTC)]], [False]) is None
+    assert _json_rows([[b"bytes"]], [False]) is None
+    # Past 64 bits orjson refuses and the stdlib decides: exact.
+    assert json.loads(_json_rows([[2**70]], [False])) == [[2**70]]
