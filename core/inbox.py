@@ -374,7 +374,7 @@ class InboxService:
         first_seen: dict[tuple[str, str], int] = {}
         fresh: list[int] = []
         for i, m in enumerate(batch):
-            key = (m.channel.value, m.external_id)
+            key = (m.channel._value_, m.external_id)
             if key in existing:
                 mid, case_id = existing[key]
                 receipts[i] = Receipt(message_id=mid, case_number=case_id, duplicate=True)
@@ -403,10 +403,13 @@ class InboxService:
         touched_cases: set[int] = set()
         choice_actions: list[tuple[InboundMessage, int, _Identity, str]] = []
 
+        # Per fresh message, what the reply loop below needs again.
+        ident_of: dict[int, _Identity] = {}
+        language_of: dict[int, str] = {}
         for i in fresh:
             m = batch[i]
-            ident = identities[_ident_key(m)]
-            language = pick_language(m.language, ident.language, default=self._default_language)
+            ident = ident_of[i] = identities[_ident_key(m)]
+            language = language_of[i] = pick_language(m.language, ident.language, default=self._default_language)
 
             consumed = False
             for h, hook in enumerate(self._hooks):
@@ -430,9 +433,9 @@ class InboxService:
                 {
                     "contact_id": ident.contact_id,
                     "identity_id": ident.id,
-                    "channel": m.channel.value,
-                    "direction": Direction.IN.value,
-                    "author": Author.CUSTOMER.value,
+                    "channel": m.channel._value_,
+                    "direction": _IN,
+                    "author": _CUSTOMER,
                     "author_name": (m.sender_name or "")[:200] or None,
                     "external_id": m.external_id[:500],
                     "text": m.text[:MAX_TEXT],
@@ -482,16 +485,20 @@ class InboxService:
         acked_new: set[int] = set()
         for mid, (i, ref) in zip(message_ids, message_refs, strict=True):
             m = batch[i]
-            ident = identities[_ident_key(m)]
-            language = pick_language(m.language, ident.language, default=self._default_language)
-            cid = case_id_of(ref)
-            is_new = ref is not None and ref.new_index is not None
-            receipts[i] = Receipt(message_id=mid, case_number=cid, new_case=is_new)
+            ident = ident_of[i]
+            language = language_of[i]
+            if ref is None:
+                cid, is_new = None, False
+            elif ref.new_index is None:
+                cid, is_new = ref.id, False
+            else:
+                cid, is_new = new_ids[ref.new_index], True
+            receipts[i] = Receipt(mid, cid, False, is_new)
             stored.append(StoredMessage(mid, cid, ident.contact_id, m.channel, is_new, m.text, language,
                                         m.auto_reply_allowed))
-            recipient = Recipient(m.channel, m.sender, ident.id, ident.contact_id)
             if is_new and cid not in acked_new and m.auto_reply_allowed and m.channel != ChannelName.API:
                 acked_new.add(cid)  # type: ignore[arg-type]
+                recipient = Recipient(m.channel, m.sender, ident.id, ident.contact_id)
                 outgoing.append((self._ack(recipient, cid, ref, m, language), ref))  # type: ignore[arg-type]
             if self._desk_enabled and cid is not None:
                 outgoing.append((
@@ -661,8 +668,8 @@ class InboxService:
             by_channel.setdefault(ch, []).append(addr)
         for ch, addrs in by_channel.items():
             rows = await by_unique_key(conn, addrs, _identities_query, channel=ch)
-            for r in rows:
-                found[(ch, r.address)] = _Identity(r.id, r.contact_id, r.language, r.organization_id)
+            for identity_id, contact_id, address, language, organization_id in rows:
+                found[(ch, address)] = _Identity(identity_id, contact_id, language, organization_id)
         missing = [k for k in wanted if k not in found]
         if missing:
             domains = {k[1].rsplit("@", 1)[1] for k in missing if k[0] == ChannelName.EMAIL.value and "@" in k[1]}
@@ -694,7 +701,12 @@ class InboxService:
 
 
 def _ident_key(m: InboundMessage) -> tuple[str, str]:
-    return (m.channel.value, m.sender)
+    # ``_value_``: the enum's ``value`` is a property, and this runs several times per message.
+    return (m.channel._value_, m.sender)
+
+
+_IN = Direction.IN.value
+_CUSTOMER = Author.CUSTOMER.value
 
 
 def _fail(p: _Pending, exc: BaseException) -> None:
@@ -733,7 +745,8 @@ _CASE_COLS = (cases.c.id, cases.c.contact_id, cases.c.title, cases.c.reply_token
 
 
 def _ref(row: Any) -> _CaseRef:
-    return _CaseRef(id=row.id, title=row.title, reply_token=row.reply_token, case_type=row.case_type)
+    # By position (the order of ``_CASE_COLS``): a Row's attribute lookup costs more.
+    return _CaseRef(row[0], None, row[2], row[3], row[4])
 
 
 # Statements built once (see ``lookup.any_key``); what varies is bound at execution.
@@ -775,8 +788,8 @@ async def _existing_messages(conn: AsyncConnection, batch: Sequence[InboundMessa
     found: dict[tuple[str, str], tuple[int, int | None]] = {}
     for ch, ids in by_channel.items():
         rows = await by_unique_key(conn, ids, _inbound_messages_query, channel=ch)
-        for r in rows:
-            found[(ch, r.external_id)] = (r.id, r.case_id)
+        for message_id, case_id, external_id in rows:
+            found[(ch, external_id)] = (message_id, case_id)
     return found
 
 
@@ -796,7 +809,7 @@ async def _thread_lookups(conn: AsyncConnection, batch: Sequence[InboundMessage]
             .where(messages.c.channel == ChannelName.EMAIL.value, messages.c.external_id.in_(refs), not_closed)
         )
         for r in rows:
-            hints.by_reference[r.external_id] = (r.contact_id, _ref(r))
+            hints.by_reference[r.external_id] = (r.contact_id, _ref(r[1:]))
     numbers = {m.thread.case_number for m in batch if m.thread.case_number}
     if numbers:
         for r in await conn.execute(select(*_CASE_COLS).where(cases.c.id.in_(numbers), not_closed)):
@@ -807,7 +820,7 @@ async def _thread_lookups(conn: AsyncConnection, batch: Sequence[InboundMessage]
         rows = await conn.execute(_open_cases_statement(dialect),
                                   {"contact_ids": key_values(dialect, chat_contacts)})
         for r in rows:
-            hints.open_case[r.contact_id] = _ref(r)
+            hints.open_case[r[1]] = _ref(r)
     # Read with the identities, in this transaction: one statement fewer per batch.
     for m in batch:
         ident = identities[_ident_key(m)]
