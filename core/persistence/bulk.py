@@ -6,19 +6,21 @@ import functools
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Dialect, Insert, Table, insert
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, Float, Insert, Integer, String, Table, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 async def insert_ids(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Insert ``rows`` and return their ``id``s in the same order.
 
-    PostgreSQL: one ``INSERT … SELECT FROM unnest($1, $2, …) RETURNING id`` with a column
-    per array parameter. SQLite: one ``INSERT … SELECT value ->> 0, … FROM json_each(?)
-    RETURNING id`` with the rows as one JSON text (``_fast_insert_ids``). SQLAlchemy can
+    One ``INSERT … SELECT … RETURNING id`` with the rows as one JSON text: from
+    ``jsonb_array_elements($1)`` on PostgreSQL, ``json_each(?)`` on SQLite; on PostgreSQL,
+    a table with a column JSON cannot carry exactly (``NUMERIC``) gets one array parameter
+    per column through ``unnest`` instead (``_fast_insert_ids``). SQLAlchemy can
     only keep RETURNING in order on SQLite by sending one statement per row, which
     dominated the inbox's cost. Our SQLite write transactions hold the write lock from
     BEGIN IMMEDIATE, and SQLite gives each new row (without an explicit id)
@@ -65,11 +67,14 @@ def _processed(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
 #: orjson would encode these as JSON itself; the stdlib refuses them, and so must we
 #: (the caller then falls back to SQLAlchemy's insert, which binds them properly).
 _ORJSON_AS_STDLIB = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_ORJSON_TIMES = orjson.OPT_NAIVE_UTC | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
-def _json_rows(columns: list[list[Any]], may_be_float: list[bool]) -> str | None:
+def _json_rows(columns: list[list[Any]], may_be_float: list[bool], *, times: bool = False) -> str | None:
     """The rows (``zip`` of ``columns``) as one JSON text, or None when a value cannot be
     carried exactly (bytes, Decimal, NaN or infinity, ints past 64 bits, lone surrogates).
+    ``times``: datetimes as ISO 8601 text with their offset (naive ones as UTC, as asyncpg
+    binds them), for PostgreSQL's casts; otherwise a datetime is refused.
 
     orjson encodes in C, several times faster than the stdlib; it writes NaN as null
     where the stdlib (``allow_nan=False``) refuses, so columns that may hold floats are
@@ -79,9 +84,10 @@ def _json_rows(columns: list[list[Any]], may_be_float: list[bool]) -> str | None
             return None
     rows = list(zip(*columns, strict=True))
     try:
-        return orjson.dumps(rows, option=_ORJSON_AS_STDLIB).decode()
+        return orjson.dumps(rows, option=_ORJSON_TIMES if times else _ORJSON_AS_STDLIB).decode()
     except orjson.JSONEncodeError:
-        pass
+        if times:
+            return None  # the stdlib knows no datetimes either
     try:
         return json.dumps(rows, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError):
@@ -104,14 +110,16 @@ def _insert_returning_id(table: Table, *, ordered: bool) -> Insert:
 
 async def _fast_insert_ids(conn: AsyncConnection, table: Table, rows: Sequence[dict[str, Any]],
                            names: tuple[str, ...]) -> list[int] | None:
-    """The rows as one parameter per column (PostgreSQL arrays) or one in all (a SQLite
-    JSON text); None when this table or these values need SQLAlchemy's own insert.
+    """The rows as one JSON text (or, on PostgreSQL, one array parameter per column);
+    None when this table or these values need SQLAlchemy's own insert.
 
     SQLAlchemy's multi-row ``VALUES`` binds every cell as its own parameter (3,000 for 250
     messages), each through Python, and the database parses them all: together the
-    largest part of an inbox batch. Here the driver (asyncpg) or orjson encodes
-    them in C. Each cell still goes through its column type's bind processor (UTC check,
-    JSON, booleans), exactly as SQLAlchemy would.
+    largest part of an inbox batch. Here orjson encodes them in C. Arrays cost more:
+    asyncpg checks every element of every array in Python's protocols (is it a nested
+    sequence?), about four times the client CPU of one JSON text for a batch of
+    messages, which PostgreSQL also reads faster. Each cell still goes through its column
+    type's bind processor (UTC check, JSON, booleans), exactly as SQLAlchemy would.
 
     PostgreSQL's ids come back in row order once sorted: the function scan yields the
     rows in array order and the sequence hands each one a larger id than the one before
@@ -120,32 +128,47 @@ async def _fast_insert_ids(conn: AsyncConnection, table: Table, rows: Sequence[d
     plan = _fast_insert_plan(table, names, dialect)
     if plan is None:
         return None
-    sql, processors, defaults, may_be_float = plan
     columns = []
-    for name, process in zip(names, processors, strict=True):
+    for name, process in zip(names, plan.processors, strict=True):
         values = [row[name] for row in rows]
         columns.append(_processed(process, values) if process is not None else values)
-    columns.extend([value] * len(rows) for value in defaults)
-    if dialect.name == "postgresql":
-        result = await conn.exec_driver_sql(sql, tuple(columns))
-        ids = sorted(r[0] for r in result)
-        if len(ids) != len(rows):
-            raise RuntimeError(f"{table.name}: {len(ids)} ids for {len(rows)} rows after a bulk insert")
-        return ids
-    text = _json_rows(columns, may_be_float)
-    if text is None:
-        return None
-    result = await conn.exec_driver_sql(sql, (text,))
-    return _sqlite_ids_in_order(table, [r[0] for r in result], len(rows))
+    columns.extend([value] * len(rows) for value in plan.defaults)
+    if plan.arrays:
+        result = await conn.exec_driver_sql(plan.sql, tuple(columns))
+    else:
+        text = _json_rows(columns, plan.may_be_float, times=dialect.name == "postgresql")
+        if text is None:
+            return None
+        result = await conn.exec_driver_sql(plan.sql, (text,))
+    if dialect.name == "sqlite":
+        return _sqlite_ids_in_order(table, [r[0] for r in result], len(rows))
+    ids = sorted(r[0] for r in result)
+    if len(ids) != len(rows):
+        raise RuntimeError(f"{table.name}: {len(ids)} ids for {len(rows)} rows after a bulk insert")
+    return ids
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    sql: str
+    #: Each given column's bind processor (None: the value goes as it is).
+    processors: list[Any]
+    #: The scalar defaults of the columns not given, processed, as SQLAlchemy fills them in.
+    defaults: list[Any]
+    #: Per column (given, then defaulted): may it carry a float (see ``_json_rows``)?
+    may_be_float: list[bool]
+    #: PostgreSQL with a column JSON cannot carry exactly: one array parameter per column.
+    arrays: bool
+
+
+#: Column types whose processed values JSON carries exactly, and PostgreSQL reads back
+#: from JSON text with a cast to the column's type (timestamps as ISO 8601 with offset).
+_JSON_SAFE = (String, Integer, Boolean, Float, DateTime, JSON)
 
 
 @functools.lru_cache(maxsize=64)
-def _fast_insert_plan(table: Table, names: tuple[str, ...],
-                      dialect: Dialect) -> tuple[str, list[Any], list[Any], list[bool]] | None:
-    """The statement, each given column's bind processor, the scalar defaults of the
-    columns not given (as SQLAlchemy fills them in), and which of all those columns may
-    carry a float (see ``_json_rows``); None when one of those defaults is not a plain
-    value."""
+def _fast_insert_plan(table: Table, names: tuple[str, ...], dialect: Dialect) -> _Plan | None:
+    """None when one of the defaults of the columns not given is not a plain value."""
     missing = [c for c in table.c if c.name not in names and c.default is not None]
     if any(not c.default.is_scalar for c in missing):  # type: ignore[union-attr]
         return None
@@ -154,16 +177,33 @@ def _fast_insert_plan(table: Table, names: tuple[str, ...],
     preparer = dialect.identifier_preparer
     into = f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.format_column(c) for c in columns)})"
     returning = f"RETURNING {preparer.format_column(table.c.id)}"
+    arrays = False
     if dialect.name == "postgresql":
-        arrays = ", ".join(f"${n}::{col.type.compile(dialect=dialect)}[]" for n, col in enumerate(columns, start=1))
-        sql = f"{into} SELECT * FROM unnest({arrays}) {returning}"
+        impls = [col.type.dialect_impl(dialect) for col in columns]
+        arrays = not all(isinstance(getattr(t, "impl", t), _JSON_SAFE) for t in impls)
+        if arrays:
+            params = ", ".join(f"${n}::{col.type.compile(dialect=dialect)}[]" for n, col in enumerate(columns, start=1))
+            sql = f"{into} SELECT * FROM unnest({params}) {returning}"
+        else:
+            sql = f"{into} SELECT {', '.join(_pg_cell(n, col, dialect) for n, col in enumerate(columns))} " \
+                  f"FROM jsonb_array_elements($1::jsonb) AS r {returning}"
     else:
         cells = ", ".join(f"value ->> {n}" for n in range(len(columns)))
         sql = f"{into} SELECT {cells} FROM json_each(?) {returning}"
     processors = [col.type.dialect_impl(dialect).bind_processor(dialect) for col in columns]
     defaults = [value if process is None else process(value)
                 for value, process in zip(defaults, processors[len(names):], strict=True)]
-    return sql, processors[:len(names)], defaults, [_may_be_float(col) for col in columns]
+    return _Plan(sql, processors[:len(names)], defaults, [_may_be_float(col) for col in columns], arrays)
+
+
+def _pg_cell(n: int, column: Any, dialect: Dialect) -> str:
+    """Cell ``n`` of row ``r`` as text (SQL NULL for JSON null), cast to the column's type.
+    Text is left as text: a cast to ``VARCHAR(n)`` would cut an overlong value silently,
+    where the insert's own assignment refuses it."""
+    impl = column.type.dialect_impl(dialect)
+    if isinstance(getattr(impl, "impl", impl), String):
+        return f"r ->> {n}"
+    return f"(r ->> {n})::{column.type.compile(dialect=dialect)}"
 
 
 def _may_be_float(column: Any) -> bool:

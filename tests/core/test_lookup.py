@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    select,
+)
+from sqlalchemy.exc import DBAPIError
 
-from core.persistence.bulk import _json_rows, _processed, insert_ids
+from core.persistence.bulk import _fast_insert_plan, _json_rows, _processed, insert_ids
 from core.persistence.lookup import any_key, by_unique_key, key_values
-from core.persistence.schema import contact_identities, contacts, messages
+from core.persistence.schema import UTCDateTime, contact_identities, contacts, messages
 
 
 async def test_by_unique_key_finds_each_existing_key_once(db):
@@ -134,3 +150,38 @@ def test_json_rows_refuses_what_json_cannot_carry_exactly():
     assert _json_rows([[b"bytes"]], [False]) is None
     # Past 64 bits orjson refuses and the stdlib decides: exact.
     assert json.loads(_json_rows([[2**70]], [False])) == [[2**70]]
+
+
+async def test_insert_ids_carries_every_column_type_exactly_either_way(db):
+    """A table of every kind of column: PostgreSQL sends it as JSON cast back per column,
+    except with a NUMERIC column, which JSON cannot carry exactly (arrays, one per column);
+    SQLite sends JSON, or leaves the Decimal to SQLAlchemy. What comes back is what went in."""
+    meta = MetaData()
+    plain = Table("bulk_plain", meta, Column("id", Integer, primary_key=True), Column("n", BigInteger),
+                  Column("flag", Boolean), Column("ratio", Float), Column("label", String(5)), Column("body", Text),
+                  Column("doc", JSON), Column("at", UTCDateTime()))
+    exact = Table("bulk_exact", meta, Column("id", Integer, primary_key=True), Column("amount", Numeric(12, 2)),
+                  Column("label", String(20)))
+    async with db.engine.begin() as conn:
+        await conn.run_sync(meta.create_all)
+    at = datetime(2026, 12, 5, 6, 7, 8, 901234, tzinfo=UTC)
+    plain_rows = [{"n": 2**62, "flag": True, "ratio": 0.1, "label": "ñandú", "body": 'say "hi" \\ 😀\n',
+                   "doc": {"k": [1, None, "x"]}, "at": at},
+                  {"n": -1, "flag": False, "ratio": -2.5e-300, "label": "", "body": "", "doc": None, "at": None},
+                  {"n": None, "flag": None, "ratio": None, "label": None, "body": None, "doc": [], "at": at}]
+    exact_rows = [{"amount": Decimal("1234567890.12"), "label": "a"}, {"amount": None, "label": "b"}]
+    async with db.transaction() as conn:
+        plain_ids = await insert_ids(conn, plain, plain_rows)
+        exact_ids = await insert_ids(conn, exact, exact_rows)
+    async with db.engine.connect() as conn:
+        got = {r.id: r for r in await conn.execute(select(plain))}
+        assert [{k: getattr(got[i], k) for k in plain_rows[0]} for i in plain_ids] == plain_rows
+        got = {r.id: r for r in await conn.execute(select(exact))}
+        assert [{"amount": got[i].amount, "label": got[i].label} for i in exact_ids] == exact_rows
+    if db.engine.dialect.name == "postgresql":
+        assert _fast_insert_plan(exact, ("amount", "label"), db.engine.dialect).arrays
+        assert not _fast_insert_plan(plain, tuple(plain_rows[0]), db.engine.dialect).arrays
+        # Text is not cast to VARCHAR(5), which would cut it: the insert refuses instead.
+        with pytest.raises(DBAPIError):
+            async with db.transaction() as conn:
+                await insert_ids(conn, plain, [{"label": "toolong"}])
