@@ -62,6 +62,12 @@ class Notifier(Protocol):
         """Wait until notifications from other processes are heard; False on timeout."""
         ...
 
+    async def flush(self, timeout: float) -> bool:
+        """Wait until what was published before the call has been handed to the database
+        (or given up on); False on timeout. After it, other processes' listeners hear it
+        before anything this process commits later."""
+        ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -122,6 +128,9 @@ class LocalNotifier:
     async def ready(self, timeout: float) -> bool:
         return True
 
+    async def flush(self, timeout: float) -> bool:
+        return True
+
     async def start(self) -> None:
         pass
 
@@ -162,6 +171,14 @@ class PgNotifier:
         self.dropped = 0
         self.published = 0
         self.received = 0
+        #: Publications queued, and those sent or given up on (``flush`` waits for these to meet).
+        self._queued = 0
+        self._handled = 0
+        self._progress = asyncio.Condition()
+        #: One LISTEN at a time: asyncpg runs one command per connection, and a second
+        #: topic subscribed right after the first would fail ("another operation is in
+        #: progress") and never be heard.
+        self._listen_lock = asyncio.Lock()
 
     # --- the port ------------------------------------------------------------------------------
 
@@ -171,6 +188,7 @@ class PgNotifier:
         asyncio.get_running_loop().call_soon(self._subscribers.dispatch, topic, payload)
         try:
             self._outgoing.put_nowait((CHANNEL_PREFIX + topic, f"{self.node}|{payload}"))
+            self._queued += 1
         except asyncio.QueueFull:
             # The database has been unreachable for a while; other processes miss this one.
             self.dropped += 1
@@ -178,11 +196,20 @@ class PgNotifier:
     def subscribe(self, topic: str, callback: Callback) -> None:
         if self._subscribers.add(topic, callback) and self._conn is not None:
             # Already listening: add the channel now (a reconnect re-LISTENs every topic).
-            self._tasks.append(asyncio.create_task(self._listen_one(topic), name=f"listen-{topic}"))
+            self._tasks.append(asyncio.create_task(self._listen_late(topic), name=f"listen-{topic}"))
 
     async def ready(self, timeout: float) -> bool:
         try:
             await asyncio.wait_for(self.listening.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def flush(self, timeout: float) -> bool:
+        target = self._queued
+        try:
+            async with asyncio.timeout(timeout), self._progress:
+                await self._progress.wait_for(lambda: self._handled >= target)
             return True
         except TimeoutError:
             return False
@@ -245,9 +272,18 @@ class PgNotifier:
         log.info("notifications: listening on %d topic(s)", len(self._subscribers.by_topic))
 
     async def _listen_one(self, topic: str) -> None:
-        conn = self._conn
-        if conn is not None and not conn.is_closed():
-            await conn.add_listener(CHANNEL_PREFIX + topic, self._on_notification)
+        async with self._listen_lock:
+            conn = self._conn
+            if conn is not None and not conn.is_closed():
+                await conn.add_listener(CHANNEL_PREFIX + topic, self._on_notification)
+
+    async def _listen_late(self, topic: str) -> None:
+        try:
+            await self._listen_one(topic)
+        except Exception as exc:
+            # The connection is going; the reconnect LISTENs every topic, this one included.
+            log.warning("notifications: LISTEN %s failed (%s); it is retried on reconnect", topic, type(exc).__name__)
+            self._lost.set()
 
     async def _watch(self) -> None:
         """Until the connection is lost: a ping now and then finds a dead peer that never
@@ -300,6 +336,14 @@ class PgNotifier:
     async def _send(self, items: list[tuple[str, str]]) -> None:
         if not items:
             return
+        try:
+            await self._send_now(items)
+        finally:
+            self._handled += len(items)
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def _send_now(self, items: list[tuple[str, str]]) -> None:
         try:
             # One round trip for a whole batch; a function scan returns rows in array
             # order, so subscribers elsewhere hear them in publish order. Autocommit: the

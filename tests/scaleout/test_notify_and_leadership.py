@@ -58,12 +58,15 @@ async def test_notifications_reach_every_process_once_in_order_and_survive_a_res
         await eventually(lambda: len(heard["two"]) == 300, what="the other process hearing all 300")
         assert heard["one"] == expected and heard["two"] == expected  # the publisher once, not twice
 
-        # A late subscriber on a running notifier starts hearing its topic too.
+        # Late subscribers on a running notifier start hearing their topics too, even two
+        # subscribed back to back (one LISTEN at a time on the connection).
         late: list[str] = []
         two.subscribe("late_topic", late.append)
+        two.subscribe("later_topic", late.append)
         await asyncio.sleep(0.2)
         one.publish("late_topic", "x")
-        await eventually(lambda: late == ["x"], what="a topic subscribed after start")
+        one.publish("later_topic", "y")
+        await eventually(lambda: late == ["x", "y"], what="topics subscribed after start")
 
         # The listening sessions die (a restart): both reconnect and hear again.
         assert await terminate(pg_url.rsplit("/", 1)[1], "query LIKE 'LISTEN%'") == 2
@@ -153,3 +156,4 @@ async def test_the_hub_asks_other_processes_only_about_visitors_seen_lately(pg_u
         await hub.stop()
         await notifier.stop()
         await db.dispose()
+
