@@ -6,17 +6,23 @@ and the web chat hub's presence shortcut. The database "restarting" under them i
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import asyncpg
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
+from core.domain import ChannelName
+from core.inbox import StoredMessage
 from core.persistence import Database, upgrade
 from core.persistence.leadership import AdvisoryLeadership, lock_key
 from core.persistence.notify import MAX_PAYLOAD_BYTES, LocalNotifier, PgNotifier
 from core.persistence.schema import webchat_sessions
+from intake.console.live import LiveUpdates
 from intake.webchat.fanout import FanoutHub
 from intake.webchat.hub import LocalHub
 from intake.webchat.sessions import SessionStore
@@ -157,3 +163,45 @@ async def test_the_hub_asks_other_processes_only_about_visitors_seen_lately(pg_u
         await notifier.stop()
         await db.dispose()
 
+
+@pytest.mark.postgres
+async def test_console_events_cross_processes_only_while_a_page_is_open_somewhere(handles):
+    """Two processes' live updates on one database. With no page open anywhere a batch
+    sends nothing; once a page's stream on B says it is connected, what A stores next
+    reaches it, and A goes quiet again once B has stopped saying it has pages."""
+    now = [1000.0]  # a monotonic clock the test moves
+    notifiers = [PgNotifier(db=handles[0], backoff_base=0.05), PgNotifier(db=handles[1], backoff_base=0.05)]
+    a, b = (LiveUpdates(notifier=n, watch_seconds=5.0, monotonic=lambda: now[0]) for n in notifiers)
+    app = web.Application()
+    app.router.add_get("/events", b.stream)
+    for n in notifiers:
+        await n.start()
+    await a.start()
+    await b.start()
+    try:
+        assert all([await n.ready(5) for n in notifiers])
+        stored = [StoredMessage(message_id=7, case_id=3, contact_id=1, channel=ChannelName.WEBCHAT, new_case=True,
+                                text="hola", language="es", auto_reply_allowed=True)]
+        a.publish(stored)
+        assert await notifiers[0].flush(5) and notifiers[0].published == 0  # nobody watches: nothing sent
+
+        async with TestServer(app) as server, TestClient(server) as client:
+            async with client.get("/events") as stream:
+                while (await stream.content.readline()).strip() != b": connected":
+                    pass
+                await eventually(lambda: a.watched_elsewhere, what="A hearing that B has a page open")
+                a.publish(stored)
+                line = b""
+                while not line.startswith(b"data: "):
+                    line = await asyncio.wait_for(stream.content.readline(), 5)
+                assert json.loads(line[6:]) == {"case": 3, "message_id": 7, "channel": "webchat", "new_case": True}
+        # B's page is gone and its last word ages out: A stops sending.
+        now[0] += 16.0
+        sent = notifiers[0].published
+        a.publish(stored)
+        assert await notifiers[0].flush(5) and notifiers[0].published == sent
+    finally:
+        await a.stop()
+        await b.stop()
+        for n in notifiers:
+            await n.stop()
