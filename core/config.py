@@ -114,6 +114,9 @@ class WebchatConfig:
     max_connections_per_session: int = 5
     #: A websocket that says no hello within this long is closed.
     hello_timeout_seconds: int = 10
+    #: A websocket silent this long gets a ping; one that does not answer within half of
+    #: it is closed (a laptop lid closed, a network gone), long before the idle timeout.
+    heartbeat_seconds: int = 30
     #: Sessions that never wrote anything are deleted after this long unseen (0 = never).
     abandoned_session_hours: int = 24
     #: Messages replayed at most on (re)connect.
@@ -351,7 +354,8 @@ def validate(config: Config) -> None:
     need(config.webchat.max_frame_bytes >= 256, "webchat.max_frame_bytes", "must be at least 256")
     for key in ("messages_per_minute_per_session", "messages_per_minute_per_ip", "new_sessions_per_minute_per_ip",
                 "frames_per_second_per_connection", "max_connections_per_ip", "max_connections_per_session",
-                "hello_timeout_seconds", "idle_timeout_seconds", "history_limit", "max_text_chars"):
+                "hello_timeout_seconds", "idle_timeout_seconds", "heartbeat_seconds", "history_limit",
+                "max_text_chars"):
         need(getattr(config.webchat, key) >= 1, f"webchat.{key}", "must be at least 1")
     need(config.webchat.email_fallback_after_seconds >= 0, "webchat.email_fallback_after_seconds",
          "must be 0 (off) or more")

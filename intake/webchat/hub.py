@@ -9,6 +9,7 @@ same interface around a ``LocalHub``, and ``push`` then counts remote deliveries
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any, Protocol
@@ -44,7 +45,7 @@ class Connection:
     """
 
     __slots__ = ("ws", "ip", "public_id", "_buffer", "_replaying", "closed_reason", "last_frame_at",
-                 "_sending_since", "_sends_waiting")
+                 "last_pong_at", "ping_sent_at", "_sending_since", "_sends_waiting")
 
     def __init__(self, ws: web.WebSocketResponse, ip: str, *, now: float = 0.0) -> None:
         self.ws = ws
@@ -55,6 +56,9 @@ class Connection:
         self.closed_reason: str | None = None
         #: Monotonic time of the last frame from the client (the server's idle check).
         self.last_frame_at = now
+        #: Monotonic times of the last pong heard and of the server's ping not yet answered.
+        self.last_pong_at = now
+        self.ping_sent_at: float | None = None
         #: Since when writes have been waiting (for a client that does not read), and how many.
         self._sending_since: float | None = None
         self._sends_waiting = 0
@@ -105,6 +109,11 @@ class Connection:
                 await self.send(frame)
         # No await between the empty check and this flag: nothing can slip in between.
         self._replaying = False
+
+    async def ping(self) -> None:
+        if self.open:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.ping()
 
     async def close(self, *, code: int, reason: str) -> None:
         if self.closed_reason is None:

@@ -6,6 +6,10 @@ A customer message is acknowledged only after ``Inbox.receive`` returns, i.e. af
 commit; if the database is down the socket is closed with 1013 (try again later) and
 no ack, and the widget resends the same client ids on its next connection.
 
+Liveness is ours too, not aiohttp's: its heartbeat re-arms a timer on every frame
+received, a cost per message; the watchdog instead pings a socket silent for
+``heartbeat_seconds`` and drops it when half that passes without an answer.
+
 Checks, in the order a stranger meets them: Origin (403 before the upgrade),
 connections per IP, a hello within ``hello_timeout_seconds``, the session token, then
 per frame: frames per second, size (``too_large``), shape (``bad_request``) and the
@@ -18,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 
 from aiohttp import WSMsgType, web
@@ -38,8 +42,6 @@ from intake.webchat.sessions import Session, SessionStore
 
 log = logging.getLogger(__name__)
 
-#: Protocol pings find dead peers (a laptop lid closed) long before the idle timeout.
-HEARTBEAT_SECONDS = 30.0
 #: Close handshake wait: a client that never answers our close must not hold a task.
 CLOSE_TIMEOUT_SECONDS = 2.0
 #: Wrong tokens tried on one connection before it is closed.
@@ -51,6 +53,7 @@ SWEEP_INTERVAL_SECONDS = 3600.0
 WATCH_INTERVAL_SECONDS = 1.0
 
 CLOSE_IDLE = 4000  # private range (4000-4999): "closed because idle"
+CLOSE_NO_PONG = 4001  # "no answer to our ping": a dead peer (the widget reconnects if it was not)
 CLOSE_POLICY = 1008
 CLOSE_TRY_LATER = 1013
 
@@ -83,7 +86,8 @@ class WebchatServer:
         self._handlers: set[asyncio.Task[object]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        self._dropping: set[asyncio.Task[None]] = set()
+        #: Closes and pings the watchdog started (each in a task of its own, kept here).
+        self._dropping: set[asyncio.Task[object]] = set()
         self._closing = False
         self._widget_js = assets.load_asset("widget.js", "application/javascript; charset=utf-8")
         self._widget_css = assets.load_asset("widget.css", "text/css; charset=utf-8")
@@ -135,24 +139,36 @@ class WebchatServer:
 
     def watch(self, now: float) -> int:
         """Drop the sockets idle past ``idle_timeout_seconds`` (once they said hello; before,
-        the hello timeout applies to each read) and those whose client stopped reading.
-        Returns how many it drops.
+        the hello timeout applies to each read), those whose client stopped reading, and
+        those that did not answer a ping within half of ``heartbeat_seconds``; ping those
+        silent for ``heartbeat_seconds``. Returns how many it drops.
 
         Per-read and per-write timeouts did the same with a timer per frame (and a task
         per write): at hundreds of messages a second, more work than the frames. Here
         one check a second covers every connection, so a limit may be overshot by up to
         ``WATCH_INTERVAL_SECONDS``."""
         idle_after = self._cfg.idle_timeout_seconds
+        heartbeat = self._cfg.heartbeat_seconds
         dropped = 0
         for conn in list(self._live):
             if conn.closed_reason is not None:
                 continue
+            heard = max(conn.last_frame_at, conn.last_pong_at)
             if conn.stuck(now):
                 log.info("web chat: dropping a client that does not read (session %s)", conn.public_id)
                 self._drop(conn, code=CLOSE_POLICY, reason="too slow")
             elif conn.public_id is not None and now - conn.last_frame_at > idle_after:
                 self._drop(conn, code=CLOSE_IDLE, reason="idle")
+            elif conn.ping_sent_at is not None and heard < conn.ping_sent_at:
+                if now - conn.ping_sent_at <= heartbeat / 2:
+                    continue
+                self._drop(conn, code=CLOSE_NO_PONG, reason="no pong")
+            elif now - heard > heartbeat:
+                conn.ping_sent_at = now
+                self._background(conn.ping(), name="webchat-ping")
+                continue
             else:
+                conn.ping_sent_at = None
                 continue
             dropped += 1
         return dropped
@@ -160,7 +176,10 @@ class WebchatServer:
     def _drop(self, conn: Connection, *, code: int, reason: str) -> None:
         # Its own task: closing waits for the client (up to the close timeout, longer for
         # a stuck one), and the watchdog must not wait with it.
-        task = asyncio.create_task(conn.close(code=code, reason=reason), name="webchat-drop")
+        self._background(conn.close(code=code, reason=reason), name="webchat-drop")
+
+    def _background(self, work: Coroutine[object, object, object], *, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
         self._dropping.add(task)
         task.add_done_callback(self._dropping.discard)
 
@@ -222,7 +241,8 @@ class WebchatServer:
         ip = self.client_ip(request)
         if self._per_ip.get(ip, 0) >= self._cfg.max_connections_per_ip:
             raise web.HTTPTooManyRequests(text="too many connections")
-        ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_SECONDS, heartbeat=HEARTBEAT_SECONDS, compress=False,
+        # No aiohttp heartbeat and no autoping: pings and pongs are ours (see ``watch``).
+        ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_SECONDS, autoping=False, compress=False,
                                    max_msg_size=self._hard_frame_cap)
         if not ws.can_prepare(request).ok:
             raise web.HTTPBadRequest(text="expected a websocket upgrade")
@@ -277,6 +297,13 @@ class WebchatServer:
                 # No timeout per read once there is a session: the watchdog closes idle
                 # sockets (``watch``), and this read then ends with the close.
                 msg = await ws.receive()
+            if msg.type == WSMsgType.PING:  # answered, as aiohttp's autoping would; not activity
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.pong(msg.data)
+                continue
+            if msg.type == WSMsgType.PONG:  # alive, though maybe idle
+                conn.last_pong_at = time.monotonic()
+                continue
             conn.last_frame_at = time.monotonic()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return session

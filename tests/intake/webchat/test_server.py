@@ -414,6 +414,46 @@ async def test_silent_and_idle_sockets_are_closed(start):
     assert await idle.closed() == 4000
 
 
+async def test_a_peer_that_answers_no_ping_is_dropped_and_one_that_answers_stays(start):
+    """Our own heartbeat (the watchdog pings a silent socket): a socket whose peer no
+    longer answers is closed after about a heartbeat and a half, long before the idle
+    timeout; a live one, idle but answering pings, stays. A client's own ping gets its pong."""
+    running = await start(heartbeat_seconds=1, idle_timeout_seconds=60)
+
+    async def raw_chat() -> ChatClient:
+        # autoping=False: the test sees the server's pings and decides whether to answer.
+        chat = ChatClient(await running.http.ws_connect(f"{running.base}/chat/ws", autoping=False))
+        assert (await chat.hello())["type"] == "welcome"
+        return chat
+
+    dead, alive = await raw_chat(), await raw_chat()
+    pings = {"dead": 0, "alive": 0}
+
+    async def read(chat: ChatClient, name: str, *, answer: bool) -> int | None:
+        """Until the socket ends: count pings, answer them or not; the close code."""
+        while True:
+            msg = await chat.ws.receive()
+            if msg.type == aiohttp.WSMsgType.PING:
+                pings[name] += 1
+                if answer:
+                    await chat.ws.pong(msg.data)
+            elif msg.type == aiohttp.WSMsgType.PONG:
+                assert msg.data == b"are you there?"
+                pings["pong"] = 1
+            elif msg.type != aiohttp.WSMsgType.TEXT:
+                return chat.ws.close_code
+
+    answering = asyncio.create_task(read(alive, "alive", answer=True))
+    await alive.ws.ping(b"are you there?")
+    assert await asyncio.wait_for(read(dead, "dead", answer=False), 15) == 4001
+    assert pings["dead"] == 1  # one ping, unanswered, then the close
+    await asyncio.sleep(2.5)
+    assert not answering.done(), "a socket that answers pings was closed"
+    assert pings["alive"] >= 2 and pings.get("pong") == 1
+    answering.cancel()
+    await alive.close()
+
+
 async def test_abandoned_sessions_are_swept(start):
     clock = FakeClock()
     running = await start(clock=clock, abandoned_session_hours=24)
