@@ -166,4 +166,6 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
 
 
 def _sqlite_on_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("posventa_write") else "BEGIN")
+    # Run by the transaction's first statement, in that statement's trip to the thread.
+    sqlite_driver.defer_begin(conn.connection.dbapi_connection,
+                              "BEGIN IMMEDIATE" if conn.get_execution_options().get("posventa_write") else "BEGIN")
