@@ -26,7 +26,7 @@ from core.config import Config
 from core.domain import ChannelName, OutboxStatus
 from core.errors import ConfigError
 from core.inbox import InboxService, StoredMessage
-from core.outbox import OutboxSignal, OutboxWorker, RetryPolicy, backlog, recover_expired_leases
+from core.outbox import DEFAULT_CLAIM_BATCH, OutboxSignal, OutboxWorker, RetryPolicy, backlog, recover_expired_leases
 from core.outgoing import Outgoing
 from core.persistence import Database, upgrade
 from core.persistence.migrate import current_revision
@@ -154,7 +154,8 @@ class Service:
         for channel in self.channels.values():
             self.workers.append(OutboxWorker(db=self.db, channel=channel, clock=self.clock, signal=self.signal,
                                              policy=policy, concurrency=self.config.outbox.concurrency,
-                                             poll_seconds=self.config.outbox.poll_seconds))
+                                             poll_seconds=self.config.outbox.poll_seconds,
+                                             batch_size=getattr(channel, "claim_batch", DEFAULT_CLAIM_BATCH)))
 
     def _wire_email(self) -> None:
         """Inbound SMTP server and outbound SMTP channel (intake/email)."""

@@ -63,6 +63,10 @@ class OutboxSignal:
                 event.set()
 
 
+#: Items a worker claims at once, unless its channel says otherwise (``Channel.claim_batch``).
+DEFAULT_CLAIM_BATCH = 50
+
+
 class OutboxWorker:
     """Sends one channel's outbox items. Never holds a transaction while sending."""
 
@@ -74,7 +78,7 @@ class OutboxWorker:
         clock: Clock,
         signal: OutboxSignal,
         policy: RetryPolicy = RetryPolicy(),
-        batch_size: int = 50,
+        batch_size: int = DEFAULT_CLAIM_BATCH,
         concurrency: int = 8,
         poll_seconds: float = 1.0,
         rand: Callable[[], float] = random.random,
@@ -97,6 +101,10 @@ class OutboxWorker:
     @property
     def channel_name(self) -> ChannelName:
         return self._channel.name
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
 
     async def start(self) -> None:
         if self._task is None:

@@ -28,7 +28,8 @@ class Channel(Protocol):
 
     Returns the transport's id for the delivered message (or None), raises
     ``TransientDeliveryError`` / ``PermanentDeliveryError``. Never called inside a
-    database transaction.
+    database transaction. A channel whose sends are much cheaper than the network's may
+    set ``claim_batch``: how many items its outbox worker claims at once (default 50).
     """
 
     name: ChannelName

@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from core.domain import ChannelName, OutboxStatus
+from core.outbox import DEFAULT_CLAIM_BATCH
 from core.persistence import Database
 from core.persistence.schema import cases, contacts, messages, outbox, webchat_sessions
+from intake.webchat.channel import WebchatChannel
 from intake.webchat.sessions import hash_token
 from service import Service
 from tests.intake.webchat.support import ChatClient
@@ -452,6 +454,19 @@ async def test_a_peer_that_answers_no_ping_is_dropped_and_one_that_answers_stays
     assert pings["alive"] >= 2 and pings.get("pong") == 1
     answering.cancel()
     await alive.close()
+
+
+async def test_the_web_chat_worker_claims_in_large_batches(start):
+    """Pushes cost microseconds: the web chat's outbox worker claims many at once, so the
+    bot's greetings to a crowd of new chats are a few write transactions, not dozens."""
+    running = await start()
+    sizes = {w.channel_name: w.batch_size for w in running.service.workers}
+    assert sizes[ChannelName.WEBCHAT] == WebchatChannel.claim_batch >= 500 > DEFAULT_CLAIM_BATCH
+    chats = [await new_chat(running) for _ in range(3)]
+    for n, chat in enumerate(chats):
+        assert (await chat.say(f"m-{n}", "hola"))["type"] == "ack"
+        greeting = await chat.next(lambda f: f["type"] == "message" and f.get("from") == "bot")
+        assert greeting["choices"]  # the case-type question, pushed through the outbox
 
 
 async def test_abandoned_sessions_are_swept(start):
