@@ -82,6 +82,7 @@ class Outgoing:
         message_rows: list[dict[str, Any]] = []
         message_slots: list[int] = []
         email_ids: dict[int, str] = {}
+        extras = [_message_extra(item) for item in items]  # the message row's and the payload's
         for index, item in enumerate(items):
             if item.recipient.channel == ChannelName.EMAIL:
                 email_ids[index] = self.new_email_message_id()
@@ -99,7 +100,7 @@ class Outgoing:
                         # Email: our Message-ID, so replies thread back by In-Reply-To.
                         "external_id": email_ids.get(index) or f"out-{secrets.token_hex(12)}",
                         "text": item.text,
-                        "extra": _message_extra(item),
+                        "extra": extras[index],
                         "created_at": now,
                     }
                 )
@@ -128,7 +129,7 @@ class Outgoing:
                     "next_attempt_at": item.not_before or now,
                     "case_id": item.case_id,
                     "message_id": message_ids.get(index),
-                    "payload": _payload(item, email),
+                    "payload": _payload(item, email, extras[index]),
                     "created_at": now,
                 }
             )
@@ -149,7 +150,7 @@ def _message_extra(item: OutgoingMessage) -> dict[str, Any] | None:
     return extra or None
 
 
-def _payload(item: OutgoingMessage, email: dict[str, Any] | None) -> dict[str, Any]:
+def _payload(item: OutgoingMessage, email: dict[str, Any] | None, extra: dict[str, Any] | None) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "text": item.text,
         "case_number": item.case_id,
@@ -159,7 +160,6 @@ def _payload(item: OutgoingMessage, email: dict[str, Any] | None) -> dict[str, A
         "author": item.author.value,
         "author_name": item.author_name,
     }
-    extra = _message_extra(item)
     if extra:
         payload.update(extra)
     if email:

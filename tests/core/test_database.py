@@ -4,12 +4,15 @@ is checkpointed beside the writers, never inside their commits."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select, text
 
 from core.persistence import Database, upgrade
+from core.persistence.database import json_text
 from core.persistence.schema import contacts
 
 
@@ -57,3 +60,11 @@ async def test_sqlite_transaction_that_runs_nothing_begins_nothing(tmp_path):
                     assert "locked" in str(exc)
     finally:
         await db.dispose()
+
+
+def test_json_columns_are_written_as_the_stdlib_would_read_them():
+    """orjson writes JSON columns; what comes back is what the stdlib encoder gave."""
+    for value in [{"a": 1, "ñ": ["😀", 1.5, None, True]}, {1: "int keys become text"}, [2**70, -(2**63)], "x", None]:
+        assert json.loads(json_text(value)) == json.loads(json.dumps(value))
+    with pytest.raises(TypeError):  # as the stdlib: a time is not JSON
+        json_text({"at": datetime.now(UTC)})
