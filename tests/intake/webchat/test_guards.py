@@ -6,10 +6,21 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from intake.webchat.limits import RateLimiter
 from intake.webchat.origin import OriginPolicy, normalise_origin
-from intake.webchat.protocol import Hello, ProtocolError, SendChoice, SendText, parse_frame
+from intake.webchat.protocol import (
+    _CONTROLS,
+    Hello,
+    ProtocolError,
+    SendChoice,
+    SendText,
+    clean_text,
+    encodable,
+    parse_frame,
+)
 
 
 class Clock:
@@ -96,3 +107,13 @@ def test_bad_frames_name_their_problem(raw, code):
     with pytest.raises(ProtocolError) as err:
         parse_frame(raw, max_text_chars=10)
     assert err.value.code == code
+
+
+@given(st.text(alphabet=st.characters(codec=None, exclude_categories=("Cs",)) | st.sampled_from(
+    ["\r", "\n", "\t", "\x00", "\x7f", "\x85", "\x9f", "\u200b", "\u2028"]), max_size=40))
+def test_clean_text_fast_paths_change_nothing(text):
+    """clean_text's shortcuts (printable text, ASCII) give what the full rule gives:
+    newlines normalised, C0/C1 controls but tab and newline removed."""
+    full = _CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    assert clean_text(text) == full
+    assert encodable(text) is True
