@@ -449,8 +449,9 @@ class InboxService:
         new_ids: list[int] = []
         if new_cases:
             new_ids = await insert_ids(conn, cases, new_cases)
-            await conn.execute(
-                insert(case_events),
+            # insert_ids for its one-parameter bulk insert (the ids themselves are not needed).
+            await insert_ids(
+                conn, case_events,
                 [{"case_id": cid, "at": now, "actor": "customer", "kind": "opened", "to_value": row["channel"]}
                  for cid, row in zip(new_ids, new_cases, strict=True)],
             )
@@ -594,10 +595,7 @@ class InboxService:
         question = None
         if ref.case_type == CaseType.UNCLASSIFIED.value:
             body = f"{body}\n{text('ask_case_type', language)}"
-            choices = tuple(
-                Choice(case_type_name(t, language), t.value)
-                for t in (CaseType.REQUEST, CaseType.COMPLAINT, CaseType.INCIDENT)
-            )
+            choices = _case_type_choices(language)
             question = f"{CASE_TYPE_QUESTION}:{case_id}"
         return OutgoingMessage(
             recipient=recipient,
@@ -698,6 +696,13 @@ class InboxService:
             for iid, cid, key, row in zip(identity_ids, contact_ids, missing, contact_rows, strict=True):
                 found[key] = _Identity(iid, cid, row["language"], row["organization_id"])
         return found
+
+
+@functools.cache
+def _case_type_choices(language: str) -> tuple[Choice, ...]:
+    """The buttons of the case-type question (the same for every new case in a language)."""
+    return tuple(Choice(case_type_name(t, language), t.value)
+                 for t in (CaseType.REQUEST, CaseType.COMPLAINT, CaseType.INCIDENT))
 
 
 def _ident_key(m: InboundMessage) -> tuple[str, str]:

@@ -71,4 +71,7 @@ def text(key: str, language: str, **params: object) -> str:
 
 
 def case_type_name(case_type: CaseType | str, language: str) -> str:
-    return _CASE_TYPE_NAMES[CaseType(case_type)].get(language, _CASE_TYPE_NAMES[CaseType(case_type)]["es"])
+    # CaseType(...) only for a plain string: the enum lookup costs more than the rest,
+    # and every new case's greeting names the three types.
+    names = _CASE_TYPE_NAMES[case_type if type(case_type) is CaseType else CaseType(case_type)]
+    return names.get(language) or names["es"]
