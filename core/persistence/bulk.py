@@ -177,33 +177,29 @@ def _fast_insert_plan(table: Table, names: tuple[str, ...], dialect: Dialect) ->
     preparer = dialect.identifier_preparer
     into = f"INSERT INTO {preparer.format_table(table)} ({', '.join(preparer.format_column(c) for c in columns)})"
     returning = f"RETURNING {preparer.format_column(table.c.id)}"
+    impls = [col.type.dialect_impl(dialect) for col in columns]
+    # A TypeDecorator (UTCDateTime) is judged by the type it stores as.
+    stored = [getattr(t, "impl", t) for t in impls]
     arrays = False
     if dialect.name == "postgresql":
-        impls = [col.type.dialect_impl(dialect) for col in columns]
-        arrays = not all(isinstance(getattr(t, "impl", t), _JSON_SAFE) for t in impls)
+        arrays = not all(isinstance(t, _JSON_SAFE) for t in stored)
         if arrays:
             params = ", ".join(f"${n}::{col.type.compile(dialect=dialect)}[]" for n, col in enumerate(columns, start=1))
             sql = f"{into} SELECT * FROM unnest({params}) {returning}"
         else:
-            sql = f"{into} SELECT {', '.join(_pg_cell(n, col, dialect) for n, col in enumerate(columns))} " \
-                  f"FROM jsonb_array_elements($1::jsonb) AS r {returning}"
+            # Text stays text: a cast to VARCHAR(n) would cut an overlong value silently,
+            # where the insert's own assignment refuses it. JSON null reads as SQL NULL.
+            cells = ", ".join(f"r ->> {n}" if isinstance(t, String) else
+                              f"(r ->> {n})::{col.type.compile(dialect=dialect)}"
+                              for n, (col, t) in enumerate(zip(columns, stored, strict=True)))
+            sql = f"{into} SELECT {cells} FROM jsonb_array_elements($1::jsonb) AS r {returning}"
     else:
         cells = ", ".join(f"value ->> {n}" for n in range(len(columns)))
         sql = f"{into} SELECT {cells} FROM json_each(?) {returning}"
-    processors = [col.type.dialect_impl(dialect).bind_processor(dialect) for col in columns]
+    processors = [t.bind_processor(dialect) for t in impls]
     defaults = [value if process is None else process(value)
                 for value, process in zip(defaults, processors[len(names):], strict=True)]
     return _Plan(sql, processors[:len(names)], defaults, [_may_be_float(col) for col in columns], arrays)
-
-
-def _pg_cell(n: int, column: Any, dialect: Dialect) -> str:
-    """Cell ``n`` of row ``r`` as text (SQL NULL for JSON null), cast to the column's type.
-    Text is left as text: a cast to ``VARCHAR(n)`` would cut an overlong value silently,
-    where the insert's own assignment refuses it."""
-    impl = column.type.dialect_impl(dialect)
-    if isinstance(getattr(impl, "impl", impl), String):
-        return f"r ->> {n}"
-    return f"(r ->> {n})::{column.type.compile(dialect=dialect)}"
 
 
 def _may_be_float(column: Any) -> bool:

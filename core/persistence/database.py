@@ -50,7 +50,7 @@ class Database:
     SQLite's automatic checkpoint (copying the WAL back into the database file, with
     its fsyncs) runs inside the commit that crosses 1,000 WAL pages: every third inbox
     batch under load, adding 6 ms to that batch while its customers waited. Here the
-    pool's connections never checkpoint; ``_checkpoint_forever`` does, a moment after
+    pool's connections never checkpoint; ``_Checkpointer`` does, a moment after
     writes, on a connection of its own in a worker thread (PASSIVE: it never waits for,
     nor blocks, a reader or the writer). Durability is unchanged: a commit is in the WAL
     either way, and an open of the file replays whatever was not checkpointed.
@@ -251,7 +251,7 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # Checkpoints are Database._checkpoint_forever's, off the committing connection's path.
+    # Checkpoints are the Database's _Checkpointer's, off the committing connection's path.
     cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 

@@ -87,7 +87,7 @@ class WebchatServer:
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         #: Closes and pings the watchdog started (each in a task of its own, kept here).
-        self._dropping: set[asyncio.Task[object]] = set()
+        self._background_tasks: set[asyncio.Task[object]] = set()
         self._closing = False
         self._widget_js = assets.load_asset("widget.js", "application/javascript; charset=utf-8")
         self._widget_css = assets.load_asset("widget.css", "text/css; charset=utf-8")
@@ -180,8 +180,8 @@ class WebchatServer:
 
     def _background(self, work: Coroutine[object, object, object], *, name: str) -> None:
         task = asyncio.create_task(work, name=name)
-        self._dropping.add(task)
-        task.add_done_callback(self._dropping.discard)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
 
     async def _watch_forever(self) -> None:
         while True:
