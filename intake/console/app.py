@@ -33,6 +33,7 @@ from intake.console.auth import (
     UserStore,
     csrf_matches,
 )
+from intake.console.forms import form_fields
 from intake.console.labels import LABELS, label
 from intake.console.live import LiveUpdates
 
@@ -219,10 +220,9 @@ class Console:
                 raise web.HTTPForbidden(text="Cross-site request refused.")
             given = request.headers.get(CSRF_HEADER)
             if given is None:
-                form = await request.post() if request.content_type in (
+                form = await form_fields(request) if request.content_type in (
                     "application/x-www-form-urlencoded", "multipart/form-data") else {}
-                value = form.get(CSRF_FIELD)
-                given = value if isinstance(value, str) else None
+                given = form.get(CSRF_FIELD)
             if not csrf_matches(session.csrf_token, given):
                 raise web.HTTPForbidden(text="The form expired or did not come from this console. "
                                              "Reload the page and try again.")

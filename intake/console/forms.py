@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from multidict import MultiDictProxy
+from multidict import MultiDict, MultiDictProxy
 
 from core.errors import DomainError, InvalidTransition, ValidationError
 
@@ -26,13 +26,7 @@ class Form:
 
     @classmethod
     async def read(cls, request: web.Request) -> Form:
-        try:
-            data: MultiDictProxy[Any] = await request.post()
-        except ValueError:
-            # A malformed multipart or urlencoded body: treat as empty, the handler
-            # then reports the missing fields.
-            return cls({})
-        return cls(data)
+        return cls(await form_fields(request))
 
     def text(self, name: str, *, max_len: int = MAX_FIELD) -> str:
         value = self.data.get(name)
@@ -71,6 +65,27 @@ class Form:
 
     def checked(self, name: str) -> bool:
         return self.text(name, max_len=10) in ("1", "on", "true", "yes")
+
+
+async def form_fields(request: web.Request) -> MultiDictProxy[str]:
+    """The text fields of a urlencoded or multipart body.
+
+    The console takes no uploads. aiohttp spools any file part to a temporary file and
+    closes it only when the response is finished, which a cancelled handler (the client
+    gone, a shutdown) never reaches; so a file a client sends anyway is closed here and
+    dropped. A malformed body reads as empty, as Form.read always treated it: the
+    handler reports the missing fields, and the CSRF check refuses it (it was a 500)."""
+    try:
+        data = await request.post()
+    except ValueError:
+        return MultiDictProxy(MultiDict())
+    fields: MultiDict[str] = MultiDict()
+    for key, value in data.items():
+        if isinstance(value, web.FileField):
+            value.file.close()
+        elif isinstance(value, str):
+            fields.add(key, value)
+    return MultiDictProxy(fields)
 
 
 _LINE_FIELD = re.compile(r"lines\[(\d+)\]\.(\w+)")

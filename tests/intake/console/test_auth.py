@@ -123,6 +123,25 @@ async def test_posts_without_csrf_or_from_another_site_are_refused(running, agen
 
 
 @SQLITE_ONLY
+async def test_multipart_posts_count_their_fields_and_a_malformed_one_is_refused(running, agent):
+    """The console takes no uploads, but a browser or script may post multipart anyway: its
+    fields count, the CSRF one too, and a file part is dropped. A body that claims to be
+    multipart and is not has no token, so it is refused like any other (it was a 500)."""
+    number = await _case(running)
+    form = aiohttp.FormData()
+    form.add_field("_csrf", agent.csrf)
+    form.add_field("note", "sent as multipart")
+    form.add_field("stray", b"%PDF-1.4 " * 100, filename="invoice.pdf", content_type="application/pdf")
+    async with agent.http.post(f"{running.base}/console/cases/{number}/note", data=form) as r:
+        assert r.status == 200
+    assert [m["text"] for m in (await running.service.cases.get_case(number))["messages"]
+            if m["author"] == "note"] == ["sent as multipart"]
+    async with agent.http.post(f"{running.base}/console/cases/{number}/note", data=b"--nope\r\n\r\n",
+                               headers={"Content-Type": "multipart/form-data; boundary=other"}) as r:
+        assert r.status == 403 and "did not come from this console" in await r.text()
+
+
+@SQLITE_ONLY
 async def test_login_attempts_are_rate_limited(running):
     throttle: LoginThrottle = running.service.console.throttle
     async with ConsoleClient(running.base) as client:
