@@ -2,7 +2,8 @@
 
 This is the only module that imports core, the adapters (bots/, intake/) and kb/ together.
 Components are started in dependency order and stopped in reverse: inbound doors close
-first, then the inbox drains, then the outbox workers finish their batch.
+first, then the inbox drains, then the outbox workers finish their batch, and last the
+clients those workers send through close.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -112,6 +113,8 @@ class Service:
         self.workers: list[OutboxWorker] = []
         #: Inbound doors and background loops, started after the inbox and stopped first.
         self.components: list[Component] = []
+        #: Closers of the clients channels send through, run after the outbox workers stop.
+        self.transports: list[Callable[[], Awaitable[None]]] = []
         self._started = False
 
     # --- wiring ------------------------------------------------------------------------
@@ -233,6 +236,7 @@ class Service:
         if cfg.mode == "webhook":
             self.telegram.webhook.install(self.app)
         self.components.append(self.telegram)
+        self.transports.append(self.telegram.close)
 
     def _wire_kb(self) -> None:
         """Discourse sync, the matcher as AnswerSuggester, the publisher channel (kb/)."""
@@ -247,6 +251,7 @@ class Service:
         self.channels[ChannelName.KB] = self.kb.publisher
         self.kb.webhook.add_routes(self.app)
         self.components.append(self.kb)
+        self.transports.append(self.kb.close)
 
     def _wire_surveys(self) -> None:
         """Catalog, sales, the survey runner hook and scheduler (core/surveys, intake/api).
@@ -366,6 +371,12 @@ class Service:
         for worker in self.workers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(worker.stop(), timeout=5)
+        # Channels' clients close last: a worker's batch may still have been sending.
+        for close in self.transports:
+            try:
+                await asyncio.wait_for(close(), timeout=5)
+            except Exception:
+                log.exception("closing a channel's client failed")
         await self.db.dispose()
         self.attachments.close()
 

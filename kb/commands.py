@@ -55,6 +55,7 @@ def _run_sync(args: argparse.Namespace, config: Config) -> int:
                 return 1
             finally:
                 await kb.stop()
+                await kb.close()
             console.print(f"{report.seen} topics seen, {report.updated} updated, {report.removed} removed"
                           f"{' (full walk)' if report.full else ''}; index has {len(kb.index)} articles.")
             return 0

@@ -68,6 +68,10 @@ class KbRuntime:
                 await self._task
         await self.webhook.drain()
         await self.index.stop()
+
+    async def close(self) -> None:
+        """Close the HTTP session; after ``stop`` and after the outbox workers, since the
+        publisher channel sends through it."""
         if self._own_session:
             await self.session.close()
 

@@ -122,6 +122,10 @@ class TelegramBot:
         self._tasks.append(asyncio.create_task(self._maintenance(), name="telegram-maintenance"))
 
     async def stop(self) -> None:
+        """Stop taking updates. The Bot stays open for the outbox's sends in flight: the
+        service calls ``close`` once its workers have finished their batch. (Closed here,
+        an upload cut off mid-body left an open socket on our side and a half-read
+        request on Telegram's.)"""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -129,6 +133,11 @@ class TelegramBot:
                 await task
         self._tasks.clear()
         await self.poller.stop()
+        if not self.link.ready:
+            self.link.close()  # never connected: a send waiting for the link gives up now
+
+    async def close(self) -> None:
+        """Close the Bot's HTTP client; after ``stop`` and after the outbox workers."""
         await self._close_bot()
 
     async def _close_bot(self) -> None:

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from bots.telegram.client import fetch_updates
-from cli import RedactSecrets, secrets_of
 from bots.telegram.poller import Poller
+from cli import RedactSecrets, secrets_of
 from core.errors import ConfigError
 from core.persistence.schema import messages, outbox
 from service import Service
@@ -204,3 +204,24 @@ async def test_an_unreachable_bot_api_at_start_up_does_not_stop_the_service(data
                 assert r.status == 200
     finally:
         await service.stop()
+
+
+async def test_a_send_in_flight_at_shutdown_finishes_before_the_bot_closes(start_service, tg: FakeTelegram):
+    """Stopping closes the doors first, then lets the outbox finish its batch, and only then
+    closes the Bot's HTTP client. Closed earlier, a reply still being answered by Telegram
+    was cut off: an error for a message Telegram may well have delivered, and a retry."""
+    service = await start_service(agent_chat_id=0)
+    slow = tg.hold("sendMessage")
+    tg.private_text(ANA, "hola")
+    await eventually(lambda: _true(tg.held > 0))
+    stopping = asyncio.create_task(service.stop())
+    await eventually(lambda: _true(not service.telegram.poller.running))
+    await asyncio.sleep(0.3)  # the rest of the bot's stop; before the fix it closed the Bot here
+    assert not stopping.done()  # the outbox is waiting for its send
+    slow.set()
+    await stopping
+    sends = tg.calls_to("sendMessage")
+    assert sends and all(c.status == 200 for c in sends)
+    sent = await rows(service, select(outbox.c.status).where(outbox.c.channel == "telegram"))
+    await service.db.engine.dispose()  # the stopped service had closed its pool; rows() reopened it
+    assert sent and [s for (s,) in sent if s != "queued"] == ["sent"] * len(sends)

@@ -251,6 +251,7 @@ class FakeTelegram:
         self.confirmed_offset = 0
         self.webhook: dict[str, Any] | None = None
         self.waiting_polls = 0  # getUpdates requests currently held open
+        self.held = 0  # calls waiting behind a hold()
         self.api_base_url = ""
         self._chats: dict[int, dict[str, Any]] = {}
         self._users: dict[int, dict[str, Any]] = {}
@@ -259,6 +260,7 @@ class FakeTelegram:
         self._open_callbacks: set[str] = set()
         self._failures: dict[str, list[_Failure]] = {}
         self._blocked: set[int] = set()
+        self._holds: dict[str, asyncio.Event] = {}
         self._allowed_updates: list[str] = []
         self._next_update_id = 1000
         self._poll_generation = 0
@@ -355,6 +357,12 @@ class FakeTelegram:
 
     def block_user(self, chat_id: int) -> None:
         self._blocked.add(chat_id)
+
+    def hold(self, method: str) -> asyncio.Event:
+        """Hold calls to ``method`` once their body is read, until the returned event is set
+        (a slow Bot API server). ``held`` counts the calls waiting."""
+        gate = self._holds[method.lower()] = asyncio.Event()
+        return gate
 
     # -- feeding updates -----------------------------------------------------------------------
 
@@ -474,6 +482,13 @@ class FakeTelegram:
             method = spec["name"]
             params, files = await self._read_params(request, spec)
             self._check_params(spec, params, files)
+            if (gate := self._holds.get(method.lower())) is not None:
+                self.held += 1
+                self._wake()
+                try:
+                    await gate.wait()
+                finally:
+                    self.held -= 1
             self._inject_failure(method)
             if isinstance(params.get("chat_id"), int) and params["chat_id"] in self._blocked:
                 raise TelegramApiError(403, "Forbidden: bot was blocked by the user")
