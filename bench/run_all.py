@@ -361,6 +361,12 @@ def webchat_rows(runs: list[dict[str, Any]]) -> list[Row]:
             Row(kind, procs, f"closed-loop messages/s ({out['sessions']} sessions)", cl["msgs_per_s"],
                 f"bare aiohttp echo ×{n}: {ecl['msgs_per_s']:g} msg/s", ratio(cl["msgs_per_s"], ecl["msgs_per_s"], 3),
                 "≥ 0.3 of bare echo", cl["msgs_per_s"] / ecl["msgs_per_s"] >= 0.3 if ecl["msgs_per_s"] else None),
+            # The "p99 under 100 ms at that load", read strictly: at the closed loop's
+            # own rate, where the mean wait is sessions/rate (Little's law) before any tail.
+            Row(kind, procs, "closed-loop ack p99 ms", cl["p99_ack_ms"], f"echo: {ecl['p99_ack_ms']:g} ms",
+                ratio(cl["p99_ack_ms"], ecl["p99_ack_ms"]), "< 100 ms", cl["p99_ack_ms"] < 100,
+                note=f"{cl['p99_ack_ms_after_first']:g} ms without each session's case-opening first message"
+                if cl.get("p99_ack_ms_after_first") is not None else ""),
             Row(kind, procs, f"paced ack p99 ms ({f['paced']['offered_msgs_per_s']:g} msg/s offered)",
                 f["paced"]["p99_ack_ms"], f"echo: {echo['paced']['p99_ack_ms']:g} ms",
                 ratio(f["paced"]["p99_ack_ms"], echo["paced"]["p99_ack_ms"]), "< 100 ms",
