@@ -196,7 +196,9 @@ async def run_one(url: str, args: argparse.Namespace) -> dict[str, object]:
 
         # 4. The panel for one operator, many times: right after the tick, and again once
         #    the table is vacuumed (PostgreSQL's index-only scans need the visibility map
-        #    that the tick's 10,000 updates just cleared; autovacuum restores it).
+        #    that the tick's 10,000 updates just cleared; autovacuum restores it within a
+        #    minute, given migration 0004's scale factor, where it is on: this machine's
+        #    PostgreSQL has it off).
         out["panel"] = await panel_timings(surveys, args, now, tz)
         if db.dialect == "postgresql":
             async with db.engine.connect() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 
 import kb.tables  # noqa: F401  (kb's tables live on the same MetaData)
 from core.persistence import Database, metadata
@@ -23,5 +24,24 @@ async def test_upgraded_database_matches_the_declared_schema(database_url):
         async with db.engine.connect() as conn:
             differences = await conn.run_sync(diff)
         assert differences == []
+    finally:
+        await db.dispose()
+
+
+async def test_postgresql_storage_settings_the_migrations_make(database_url):
+    """Table settings that compare_metadata cannot see: HOT room on cases, and autovacuum
+    following the survey scheduler's ticks on rule_instances."""
+    db = Database(database_url)
+    try:
+        await upgrade(db)
+        if db.is_sqlite:
+            return  # SQLite has neither setting
+        async with db.engine.connect() as conn:
+            options = dict((await conn.execute(text(
+                "SELECT relname, reloptions FROM pg_class WHERE relname IN ('cases', 'rule_instances')"))).all())
+        assert options == {
+            "cases": ["fillfactor=70"],
+            "rule_instances": ["autovacuum_vacuum_scale_factor=0.005", "autovacuum_analyze_scale_factor=0.01"],
+        }
     finally:
         await db.dispose()
