@@ -12,7 +12,6 @@ the model and a restart, or another process, encodes nothing twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from core.domain import Suggestion
 from core.persistence import Database
 from core.persistence.schema import case_suggestions, cases
+from core.tasks import cancel_and_wait
 from kb.embedding import SentenceEncoder
 from kb.matcher import KbDocument
 from kb.search import ENCODE_BATCH, KbSearch
@@ -125,11 +125,8 @@ class KbIndex:
             self._encoder_task = asyncio.create_task(self._encode_loop(), name="kb-encoder")
 
     async def stop(self) -> None:
-        if self._encoder_task is not None:
-            self._encoder_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._encoder_task
-            self._encoder_task = None
+        await cancel_and_wait([self._encoder_task])
+        self._encoder_task = None
 
     async def encode_all(self) -> int:
         """Encode every missing passage now, in the foreground (for the CLI); returns how many."""

@@ -4,7 +4,6 @@ the index, the sync loop, the publisher channel and the webhook, built from ``[k
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -14,6 +13,7 @@ from core.cases import CaseService
 from core.config import KbConfig
 from core.persistence import Database
 from core.ports import Clock
+from core.tasks import cancel_and_wait
 from kb.discourse import DiscourseClient, DiscourseError
 from kb.embedding import EncoderUnavailable, SentenceEncoder
 from kb.index import KbIndex
@@ -62,10 +62,8 @@ class KbRuntime:
         self._task = asyncio.create_task(self._loop(), name="kb-sync")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait([self._task])
+        self._task = None
         await self.webhook.drain()
         await self.index.stop()
 

@@ -33,6 +33,7 @@ from core.errors import ConfigError
 from core.outgoing import Outgoing
 from core.persistence import Database
 from core.ports import Clock, Inbox
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +127,7 @@ class TelegramBot:
         service calls ``close`` once its workers have finished their batch. (Closed here,
         an upload cut off mid-body left an open socket on our side and a half-read
         request on Telegram's.)"""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         await self.poller.stop()
         if not self.link.ready:

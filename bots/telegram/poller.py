@@ -31,6 +31,7 @@ from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
 from bots.telegram.client import RetryLater, describe, retry_after_seconds
 from core.errors import StorageUnavailable
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,8 @@ class Poller:
     async def stop(self) -> None:
         """Stop polling; confirm what was stored so a restart does not fetch it again."""
         self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         if self._confirm is not None and self.offset is not None:
             try:
                 await self._confirm(self.offset)

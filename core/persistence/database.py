@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from core.errors import ConfigError, StorageUnavailable
 from core.persistence import sqlite_driver
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +194,8 @@ class _Checkpointer:
             self._conn = None
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
         await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
 
 

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from sqlalchemy import text
 
 from core.persistence.database import Database
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -231,11 +232,7 @@ class PgNotifier:
         # Give what is queued one chance to go out (a short drain, not a guarantee).
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._flush(), timeout=2)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         await self._close_listener()
 

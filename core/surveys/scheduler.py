@@ -47,6 +47,7 @@ from core.surveys.conversation import (
 )
 from core.surveys.runner import pick_recipient, reachable_identities, survey_language
 from core.surveys.texts import say
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -249,11 +250,8 @@ class SurveyTicker:
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
     def kick(self) -> None:
         """Tick now rather than at the next interval."""

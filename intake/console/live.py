@@ -37,6 +37,7 @@ from aiohttp import web
 
 from core.inbox import StoredMessage
 from core.persistence.notify import Notifier
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -187,11 +188,8 @@ class LiveUpdates:
     async def stop(self) -> None:
         """End every stream so the HTTP server can shut down without waiting on them."""
         self._closing = True
-        if self._announcer is not None:
-            self._announcer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._announcer
-            self._announcer = None
+        await cancel_and_wait([self._announcer])
+        self._announcer = None
         for queue in list(self._clients):
             self._drop(queue)
         for _ in range(50):

@@ -26,7 +26,6 @@ refreshing), so a reply to a visitor who left costs no NOTIFY and no waiting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -42,6 +41,7 @@ from core.persistence import Database
 from core.persistence.notify import Notifier
 from core.persistence.schema import messages, webchat_sessions
 from core.ports import Clock
+from core.tasks import cancel_and_wait
 from intake.webchat import protocol
 from intake.webchat.history import sender_of
 from intake.webchat.hub import Connection, Frame, LocalHub
@@ -171,11 +171,7 @@ class FanoutHub:
 
     async def stop(self) -> None:
         self._running = False
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         for answer in self._waiting.values():
             if not answer.done():

@@ -32,10 +32,11 @@ from core.config import WebchatConfig
 from core.domain import ChannelName, ChoiceAnswer, InboundMessage
 from core.errors import StorageUnavailable
 from core.ports import Clock, Inbox
+from core.tasks import cancel_and_wait
 from intake.webchat import assets, protocol
 from intake.webchat.history import History
 from intake.webchat.hub import Connection, LocalHub
-from intake.webchat.limits import LimitSettings, Limits
+from intake.webchat.limits import Limits, LimitSettings
 from intake.webchat.origin import OriginPolicy
 from intake.webchat.protocol import Hello, ProtocolError, SendChoice, SendText
 from intake.webchat.sessions import Session, SessionStore
@@ -120,11 +121,7 @@ class WebchatServer:
     async def stop(self) -> None:
         """Close every socket (1001, going away: the widget reconnects to whoever serves next)."""
         self._closing = True
-        for task in (self._sweeper, self._watchdog):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait([self._sweeper, self._watchdog])
         self._sweeper = self._watchdog = None
         conns = list(self._live)
         await asyncio.gather(*(c.close(code=1001, reason="server restart") for c in conns),
