@@ -23,10 +23,12 @@ STRANGER = 6666
 
 @pytest.fixture(autouse=True)
 def _garbage_of_this_test_collected_here() -> Iterator[None]:
-    """A socket left unclosed is reported (ResourceWarning, an error here) when the garbage
-    collector finds it, which can be during some later test's setup. Once, in CI, one
-    surfaced so at the setup of test_a_redelivered_command_or_message_is_handled_once and
-    could not be traced; collecting at each teardown pins such a leak on its own test."""
+    """A socket or file left unclosed is reported (ResourceWarning, an error here) when the
+    garbage collector finds it, which can be during some later test. Twice in CI one
+    surfaced so in test_a_redelivered_command_or_message_is_handled_once; it came from the
+    test before it, whose service closed the Bot mid-upload at stop (fixed: the Bot now
+    closes after the outbox workers). Collecting at each teardown pins such a leak on its
+    own test."""
     yield
     gc.collect()
 

@@ -539,9 +539,10 @@ class FakeTelegram:
             elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
                 for key, value in (await request.post()).items():
                     if isinstance(value, web.FileField):
-                        # aiohttp spools each part to a temporary file and leaves closing it to
-                        # us; left open, it surfaces as a ResourceWarning in whichever test the
-                        # garbage collector happens to run.
+                        # aiohttp spools each part to a temporary file and closes it only once
+                        # the response is finished, which a handler cancelled by the bot
+                        # hanging up never reaches; left open, it surfaces as a ResourceWarning
+                        # in whichever test the garbage collector happens to run.
                         with value.file:
                             files[key] = UploadedFile(value.filename, value.file.read(), value.content_type)
                     else:
