@@ -11,8 +11,8 @@ which half of the questions (chosen by a hash of their id, so the split is stabl
 given to their answer article as learned ``phrasings`` and the other half is evaluated:
 what the matcher gains once solved cases feed back into the KB.
 
-Default paths are the sibling ``shared/`` of the repository this script lives in, so a
-fresh clone anywhere finds them.
+Default paths are the copy in ``tests/data/kb-eval/`` of the repository this script lives in
+(see its README for the sources and licences), so a fresh clone anywhere finds them.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ if str(REPO) not in sys.path:
 from kb.matcher import KbDocument  # noqa: E402
 from kb.search import KbSearch  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "kb-eval"
+DATA = REPO / "tests" / "data" / "kb-eval"
 
 
 def load_jsonl(path: Path) -> list[dict]:

@@ -44,7 +44,7 @@ from kb.matcher import KbDocument  # noqa: E402
 from kb.normalize import passages  # noqa: E402
 from kb.search import KbSearch  # noqa: E402
 
-DATA = REPO.parent / "shared" / "data" / "kb-eval"
+DATA = REPO / "tests" / "data" / "kb-eval"
 
 
 def load_jsonl(path: Path) -> list[dict]:

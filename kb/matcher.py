@@ -1,6 +1,6 @@
 """Lexical matching of customer questions against knowledge-base articles.
 
-How a question is scored (each step measured on shared/data/kb-eval, see bench/kb_quality.py):
+How a question is scored (each step measured on tests/data/kb-eval, see bench/kb_quality.py):
 
 1. Text goes through ``kb.normalize``: folded, stop words dropped, lightly stemmed.
 2. **Fuzzy term expansion.** Each query term also matches the vocabulary terms that

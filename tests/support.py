@@ -20,7 +20,7 @@ from core.errors import DeliveryError
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+CONTRACTS = REPO / "tests" / "contracts"
 
 
 def require_all() -> bool:

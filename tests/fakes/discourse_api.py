@@ -6,7 +6,7 @@
         client = DiscourseClient(session=..., base_url=fake.base_url, api_user="system", api_key="k")
 
 Every JSON body the fake returns is validated against the response schema of
-``shared/contracts/discourse-openapi.json`` (OpenAPI 3.1, JSON Schema 2020-12, ``$ref``s
+``tests/contracts/discourse-openapi.json`` (OpenAPI 3.1, JSON Schema 2020-12, ``$ref``s
 resolved inside the document). A violation answers 500 *and* is recorded; leaving the
 ``async with`` block then fails the test, so a fake that drifts from the contract cannot
 pass silently. Request bodies we receive (POST /posts.json) are validated the same way,
@@ -40,7 +40,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-CONTRACT_PATH = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "discourse-openapi.json"
+CONTRACT_PATH = Path(__file__).resolve().parents[1] / "contracts" / "discourse-openapi.json"
 _CONTRACT_URI = "urn:posventa:discourse-openapi"
 _JSON = "application/json"
 

@@ -6,7 +6,7 @@ The real python-telegram-bot library talks HTTP to it exactly as it would to api
 ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": N, "description": ...}``.
 
 Every object the fake produces and every parameter it receives is checked against the Bot API
-contract in ``shared/contracts/telegram-bot-api.json``. The fake is deliberately *stricter* than
+contract in ``tests/contracts/telegram-bot-api.json``. The fake is deliberately *stricter* than
 Telegram in one way: unknown parameters are rejected (Telegram silently ignores them, which would
 let a misspelt parameter pass every test). A shape the fake itself gets wrong is a bug in the fake:
 it raises :class:`ContractViolation` at once when built by a test helper, or is kept in
@@ -44,7 +44,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-DEFAULT_CONTRACT = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "telegram-bot-api.json"
+DEFAULT_CONTRACT = Path(__file__).resolve().parents[1] / "contracts" / "telegram-bot-api.json"
 
 # Update kinds Telegram leaves out unless allowed_updates names them explicitly.
 _OPT_IN_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})

@@ -1,4 +1,4 @@
-"""The KB search on the labelled kb-eval dev set (../shared/data/kb-eval), pooled over all 566 articles.
+"""The KB search on the labelled kb-eval dev set (tests/data/kb-eval, copied with its sources and licences), pooled over all 566 articles.
 
 Same code path as ``bench/kb_quality.py`` and ``serve``: the lexical matcher plus the
 semantic rerank with the bundled sentence model.  Accuracy only: timing is the

@@ -8,7 +8,7 @@
  *
  * The server is found from this script's own src: widget.css and the websocket ("ws") are
  * resolved next to widget.js, so /chat/widget.js talks to /chat/ws on the same origin.
- * Protocol: /work/shared/DESIGN.md §3, "Web chat protocol".
+ * Protocol: docs/webchat-protocol.md.
  *
  * Security: every string that comes from the server or the user reaches the DOM through
  * textContent / createTextNode only; links are limited to http(s). The only global is
