@@ -27,6 +27,7 @@ from core.domain import (
 )
 from core.errors import NotFound, ValidationError
 from core.outgoing import CUSTOMER_CHANNELS, Outgoing, OutgoingMessage, Recipient, email_thread_for_case
+from core.outbox import delivery_states
 from core.persistence import Database
 from core.persistence.schema import (
     attachments,
@@ -175,10 +176,12 @@ class CaseService:
                 by_message.setdefault(a.message_id, []).append(
                     {"id": a.id, "filename": a.filename, "content_type": a.content_type, "size": a.size,
                      "sha256": a.sha256, "inline": a.inline})
+            deliveries = await delivery_states(conn, number)
             case["messages"] = [
                 {"id": m.id, "channel": m.channel, "direction": m.direction, "author": m.author,
                  "author_name": m.author_name, "text": m.text, "created_at": _iso(m.created_at),
-                 "edited_at": _iso(m.edited_at), "extra": m.extra, "attachments": by_message.get(m.id, [])}
+                 "edited_at": _iso(m.edited_at), "extra": m.extra, "attachments": by_message.get(m.id, []),
+                 "delivery": deliveries.get(m.id)}
                 for m in msg_rows
             ]
             case["history"] = [

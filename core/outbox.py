@@ -22,11 +22,11 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.domain import Author, ChannelName, Direction, OutboxStatus
+from core.domain import ChannelName, OutboxStatus
 from core.errors import PermanentDeliveryError, StorageUnavailable, TransientDeliveryError
 from core.outgoing import CUSTOMER_CHANNELS, backoff_delay, outbound_from_row
 from core.persistence import Database
-from core.persistence.schema import case_events, contact_identities, messages, outbox
+from core.persistence.schema import case_events, contact_identities, outbox
 from core.ports import Channel, Clock
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,9 @@ class _Deferred(Exception):
 
 
 async def _note_failure(conn: AsyncConnection, row: dict[str, Any], error: BaseException | None, now) -> None:
-    """A delivery that failed for good becomes visible to agents as an internal note."""
+    """A delivery that failed for good is recorded once, in the case's history. A
+    customer message also shows it as its own delivery state (see ``delivery_states``),
+    so no second, identical note goes into the conversation."""
     if isinstance(error, PermanentDeliveryError) and error.unreachable and row["channel"] in CUSTOMER_CHANNELS:
         await conn.execute(
             update(contact_identities)
@@ -284,11 +286,41 @@ async def _note_failure(conn: AsyncConnection, row: dict[str, Any], error: BaseE
     detail = f"Delivery by {row['channel']} to {row['recipient']} failed: {error}"[:2000]
     await conn.execute(insert(case_events).values(case_id=row["case_id"], at=now, actor="system",
                                                   kind="delivery_failed", detail=detail))
-    await conn.execute(insert(messages).values(
-        case_id=row["case_id"], channel=ChannelName.API.value, direction=Direction.OUT.value,
-        author=Author.NOTE.value, author_name="system", text=detail, created_at=now,
-        external_id=f"note-failed-{row['id']}",
-    ))
+
+
+#: What a person reads for an outbox status: ``inflight`` is "sending", ``awaiting_retry`` "retrying".
+DELIVERY_STATES = {
+    OutboxStatus.QUEUED.value: "queued",
+    OutboxStatus.INFLIGHT.value: "sending",
+    OutboxStatus.AWAITING_RETRY.value: "retrying",
+    OutboxStatus.SENT.value: "sent",
+    OutboxStatus.FAILED.value: "failed",
+}
+
+
+async def delivery_states(conn: AsyncConnection, case_id: int) -> dict[int, dict[str, Any]]:
+    """message id → its delivery (state, attempts, next attempt, sent time, last error),
+    for the outgoing messages of one case."""
+    rows = await conn.execute(
+        select(outbox.c.message_id, outbox.c.status, outbox.c.attempts, outbox.c.max_attempts,
+               outbox.c.next_attempt_at, outbox.c.sent_at, outbox.c.last_error)
+        .where(outbox.c.case_id == case_id, outbox.c.message_id.is_not(None))
+        .order_by(outbox.c.id)
+    )
+    states: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        state = DELIVERY_STATES.get(r.status, r.status)
+        waiting = state in ("queued", "retrying")
+        states[r.message_id] = {
+            "state": state,
+            "attempts": r.attempts,
+            "max_attempts": r.max_attempts,
+            "next_attempt_at": r.next_attempt_at.isoformat() if waiting and r.next_attempt_at else None,
+            "sent_at": r.sent_at.isoformat() if r.sent_at else None,
+            # A sent row keeps no error; a retrying one says why it waits.
+            "error": r.last_error if state != "sent" else None,
+        }
+    return states
 
 
 async def recover_expired_leases(db: Database, clock: Clock, *, all_inflight: bool = False) -> int:

@@ -50,6 +50,24 @@ MESSAGE = {
         "edited_at": _NULLABLE_STR,
         "extra": {"type": ["object", "null"]},
         "attachments": {"type": "array", "items": {"type": "object", "required": ["filename", "content_type", "size"]}},
+        "delivery": {"$ref": "#/components/schemas/Delivery"},
+    },
+}
+#: An outgoing message's delivery; null for what is not delivered (customer messages, notes).
+DELIVERY = {
+    "type": ["object", "null"],
+    "required": ["state", "attempts", "max_attempts", "next_attempt_at", "sent_at", "error"],
+    "properties": {
+        "state": {"type": "string", "enum": ["queued", "sending", "retrying", "sent", "failed"],
+                  "description": "queued: waiting for its first attempt; sending: a worker has it now; "
+                                 "retrying: an attempt failed, the next is at next_attempt_at; sent; "
+                                 "failed: given up (error says why)"},
+        "attempts": {"type": "integer", "minimum": 0},
+        "max_attempts": {"type": "integer", "minimum": 1},
+        "next_attempt_at": {"type": ["string", "null"], "format": "date-time",
+                            "description": "when queued or retrying: the next attempt"},
+        "sent_at": {"type": ["string", "null"], "format": "date-time"},
+        "error": {"type": ["string", "null"], "description": "the last failure, e.g. the relay and config section"},
     },
 }
 CASE_DETAIL = {
@@ -93,8 +111,8 @@ def _agent(body: dict[str, Any], request: web.Request) -> str:
 
 
 def register(api: ApiRegistry, *, cases: CaseService) -> None:
-    api.schemas.update({"CaseSummary": CASE_SUMMARY, "Message": MESSAGE, "CaseDetail": CASE_DETAIL,
-                        "Category": CATEGORY})
+    api.schemas.update({"CaseSummary": CASE_SUMMARY, "Message": MESSAGE, "Delivery": DELIVERY,
+                        "CaseDetail": CASE_DETAIL, "Category": CATEGORY})
     summary_list = {"type": "object", "required": ["cases", "counts"],
                     "properties": {"cases": {"type": "array", "items": {"$ref": "#/components/schemas/CaseSummary"}},
                                    "counts": {"type": "object", "additionalProperties": {"type": "integer"}}}}

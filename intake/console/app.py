@@ -136,8 +136,9 @@ class Console:
             autoescape=True,  # every template, whatever its name: user text is always escaped
             undefined=jinja2.StrictUndefined,
         )
-        env.filters.update({"dt": lambda value: _format_dt(value, self.tz), "label": label, "filesize": _filesize, "urlq": _urlq,
-                            "safe_url": _safe_url})
+        env.filters.update({"dt": lambda value: _format_dt(value, self.tz),
+                            "dt_seconds": lambda value: _format_dt(value, self.tz, seconds=True),
+                            "label": label, "filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url})
         env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role})
         app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
         views_auth.register(app.router, self)
@@ -249,7 +250,7 @@ def _secure_headers(headers: Any, *, static: bool) -> None:
     headers.setdefault("Cache-Control", "no-store")
 
 
-def _format_dt(value: str | datetime | None, tz: ZoneInfo) -> str:
+def _format_dt(value: str | datetime | None, tz: ZoneInfo, *, seconds: bool = False) -> str:
     """Times in the business's time zone (the one survey windows are counted in)."""
     if not value:
         return ""
@@ -258,9 +259,11 @@ def _format_dt(value: str | datetime | None, tz: ZoneInfo) -> str:
             value = datetime.fromisoformat(value)
         except ValueError:
             return value
+    # Seconds where they matter: a delivery's next attempt is often less than a minute away.
+    fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
     if value.tzinfo is None:
-        return value.strftime("%Y-%m-%d %H:%M")
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+        return value.strftime(fmt)
+    return value.astimezone(tz).strftime(fmt + " %Z")
 
 
 def _filesize(size: int | None) -> str:

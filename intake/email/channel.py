@@ -1,8 +1,9 @@
 """Outbound mail: outbox items of channel ``email`` relayed with aiosmtplib.
 
 Classification at the seam: 4xx and connection problems are transient (the outbox
-retries with backoff); 5xx is permanent (the worker records it as an internal note on
-the case; a refused recipient marks the address unreachable).
+retries with backoff); 5xx is permanent (the worker records it in the case's history and
+the message shows it as its delivery state; a refused recipient marks the address
+unreachable). Every error names the relay (host:port) and ``[email.outbound]``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class EmailChannel:
         mail = compose_email(message, from_address=self._config.address, from_name=self._config.from_name,
                              reply_to=self.reply_address(message.email.reply_token if message.email else None))
         o = self._outbound
+        # Every failure names the relay and the config section that points at it: what an
+        # agent reads on the case page, and what the admin has to change.
+        relay = f"relay {o.host}:{o.port} ([email.outbound])"
         try:
             errors, _response = await aiosmtplib.send(
                 mail, hostname=o.host, port=o.port, use_tls=o.tls, start_tls=True if o.starttls else False,
@@ -43,13 +47,18 @@ class EmailChannel:
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             if codes and all(400 <= c < 500 for c in codes):
-                raise TransientDeliveryError(f"recipient deferred ({codes[0]})") from None
-            raise PermanentDeliveryError(f"recipient refused by the relay ({codes[0] if codes else '5xx'})",
+                raise TransientDeliveryError(f"{relay} deferred the recipient ({codes[0]})") from None
+            raise PermanentDeliveryError(f"{relay} refused the recipient ({codes[0] if codes else '5xx'})",
                                          unreachable=True) from None
         except aiosmtplib.SMTPResponseException as exc:
             if 400 <= exc.code < 500:
-                raise TransientDeliveryError(f"relay deferred: {exc.code} {exc.message[:200]}") from None
-            raise PermanentDeliveryError(f"relay refused: {exc.code} {exc.message[:200]}") from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise TransientDeliveryError(f"relay unreachable: {type(exc).__name__}") from None
+                raise TransientDeliveryError(f"{relay} deferred: {exc.code} {exc.message[:200]}") from None
+            raise PermanentDeliveryError(f"{relay} refused: {exc.code} {exc.message[:200]}") from None
+        except (aiosmtplib.SMTPTimeoutError, TimeoutError):
+            raise TransientDeliveryError(f"{relay} did not answer in {o.timeout_seconds:g} s") from None
+        except aiosmtplib.SMTPConnectError:
+            raise TransientDeliveryError(f"{relay} unreachable: cannot connect") from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)[:200] or type(exc).__name__
+            raise TransientDeliveryError(f"{relay} unreachable: {reason}") from None
         return message.email.message_id if message.email else None

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
+from core.cases import CaseService
 from core.domain import ChannelName, InboundMessage
 from core.errors import PermanentDeliveryError, TransientDeliveryError
 from core.inbox import InboxService
 from core.outbox import OutboxSignal, OutboxWorker, RetryPolicy, recover_expired_leases
 from core.outgoing import Outgoing
 from core.persistence import Database
-from core.persistence.schema import contact_identities, messages, outbox
+from core.persistence.schema import contact_identities, outbox
 from tests.support import FakeClock, RecordingChannel
 
 
@@ -74,7 +76,7 @@ async def test_rate_limits_never_exhaust_the_attempts(db):
     assert await statuses(db) == [("sent", 1)] and len(ch.sent) == 1
 
 
-async def test_gives_up_after_max_attempts_and_notes_the_case(db):
+async def test_gives_up_after_max_attempts_and_records_it_once(db):
     clock = FakeClock()
     [receipt] = await open_cases(db, clock)
     ch = RecordingChannel(ChannelName.TELEGRAM)
@@ -84,10 +86,44 @@ async def test_gives_up_after_max_attempts_and_notes_the_case(db):
         await w.run_once()
         clock.advance(hours=1)
     assert await statuses(db) == [("failed", 3)]
-    async with db.engine.connect() as conn:
-        notes = (await conn.execute(select(messages.c.text).where(messages.c.author == "note",
-                                                                  messages.c.case_id == receipt.case_number))).all()
-    assert len(notes) == 1 and "failed" in notes[0].text
+    case = await CaseService(db=db, outgoing=Outgoing(email_domain="example.com", max_attempts=3),
+                             clock=clock).get_case(receipt.case_number)
+    # Once: in the history, and as the message's own state; no note repeating it.
+    [event] = [e for e in case["history"] if e["kind"] == "delivery_failed"]
+    assert event["detail"] == "Delivery by telegram to u0 failed: down"
+    assert [m for m in case["messages"] if m["author"] == "note"] == []
+    [ack] = [m for m in case["messages"] if m["direction"] == "out"]
+    assert ack["delivery"] == {"state": "failed", "attempts": 3, "max_attempts": 3, "next_attempt_at": None,
+                               "sent_at": None, "error": "down"}
+
+
+async def test_every_outgoing_message_shows_its_delivery_state(db):
+    clock = FakeClock()
+    [receipt] = await open_cases(db, clock)
+    cases = CaseService(db=db, outgoing=Outgoing(email_domain="example.com", max_attempts=3), clock=clock)
+
+    async def delivery():
+        case = await cases.get_case(receipt.case_number)
+        assert [m["delivery"] for m in case["messages"] if m["direction"] == "in"] == [None]
+        [out] = [m["delivery"] for m in case["messages"] if m["direction"] == "out"]
+        return out
+
+    queued = await delivery()
+    assert queued["state"] == "queued" and queued["next_attempt_at"] == clock.now().isoformat()
+    ch = RecordingChannel(ChannelName.TELEGRAM)
+    ch.failures.append(TransientDeliveryError("Telegram answered 502"))
+    w = worker(db, clock, ch)
+    await w.run_once()
+    retrying = await delivery()
+    # rand=1.0 and base 10 s: the first retry is 10 s later.
+    assert retrying == {"state": "retrying", "attempts": 1, "max_attempts": 3,
+                        "next_attempt_at": (clock.now() + timedelta(seconds=10)).isoformat(), "sent_at": None,
+                        "error": "Telegram answered 502"}
+    clock.advance(seconds=10)
+    await w.run_once()
+    sent = await delivery()
+    assert sent == {"state": "sent", "attempts": 2, "max_attempts": 3, "next_attempt_at": None,
+                    "sent_at": clock.now().isoformat(), "error": None}
 
 
 async def test_permanent_failure_marks_identity_unreachable(db):

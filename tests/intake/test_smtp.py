@@ -153,7 +153,7 @@ async def test_auto_replies_are_stored_but_never_answered(running, sink, db):
     assert await scalar(db, select(func.count()).select_from(outbox).where(outbox.c.channel == "email")) == 0
 
 
-async def test_relay_4xx_is_retried_and_5xx_becomes_a_note(running, sink, db):
+async def test_relay_4xx_is_retried_and_5xx_is_recorded_once_naming_the_relay(running, sink, db):
     service, http = running
     sink.replies = ["451 4.7.1 greylisted"]
     _, reply = await deliver(service, mail())
@@ -163,14 +163,38 @@ async def test_relay_4xx_is_retried_and_5xx_becomes_a_note(running, sink, db):
     async with http.post(f"/api/v1/cases/{number}/reply", json={"text": "Hola"}) as r:
         assert r.status == 202
     for _ in range(100):
-        notes = await scalar(db, select(func.count()).select_from(messages).where(messages.c.author == "note"))
-        if notes:
+        async with db.engine.connect() as conn:
+            statuses = {r.kind: r.status for r in await conn.execute(select(outbox))}
+        if statuses.get("reply") == "failed":
             break
         await asyncio.sleep(0.1)
-    assert notes == 1
-    async with db.engine.connect() as conn:
-        statuses = {r.kind: r.status for r in await conn.execute(select(outbox))}
     assert statuses == {"ack": "sent", "reply": "failed"}
+    async with http.get(f"/api/v1/cases/{number}") as r:
+        case = await r.json()
+    relay = f"relay 127.0.0.1:{sink.port} ([email.outbound])"
+    [ack, answer] = [m for m in case["messages"] if m["direction"] == "out"]
+    assert ack["delivery"]["state"] == "sent" and ack["delivery"]["attempts"] == 2
+    assert answer["delivery"]["state"] == "failed"
+    assert answer["delivery"]["error"] == f"{relay} refused: 550 5.1.1 mailbox unavailable"
+    # Recorded once: a history entry, and no note repeating it in the conversation.
+    failures = [e["detail"] for e in case["history"] if e["kind"] == "delivery_failed"]
+    assert failures == [f"Delivery by email to ana@cliente.com failed: {relay} refused: 550 5.1.1 mailbox unavailable"]
+    assert [m for m in case["messages"] if m["author"] == "note"] == []
+
+
+async def test_an_unreachable_relay_is_named_with_its_config_section(tmp_path):
+    from core.config import EmailConfig, EmailOutboundConfig
+    from core.domain import ChannelName, OutboundMessage
+    from core.errors import TransientDeliveryError
+    from intake.email.channel import EmailChannel
+
+    closed = free_port()  # nothing listens there
+    channel = EmailChannel(config=EmailConfig(address="support@example.com",
+                                              outbound=EmailOutboundConfig(host="127.0.0.1", port=closed)))
+    with pytest.raises(TransientDeliveryError) as info:
+        await channel.send(OutboundMessage(outbox_id=1, channel=ChannelName.EMAIL, recipient="ana@cliente.com",
+                                           text="Hola", kind="reply", attempt=1))
+    assert str(info.value) == f"relay 127.0.0.1:{closed} ([email.outbound]) unreachable: cannot connect"
 
 
 async def test_no_header_injection_through_titles_or_text(running, sink):

@@ -208,3 +208,41 @@ async def test_new_case_by_hand(running, agent):
     status, page = await agent.post("/console/cases/new", {"title": "Llamó por teléfono", "description": "No anda",
                                                            "contact_email": "leo@example.org", "type": "request"})
     assert status == 200 and "Case created" in page and "Llamó por teléfono" in page
+
+
+async def _deliveries(running, number: int, *, settled: tuple[str, ...]) -> list[dict]:
+    """The case's outgoing deliveries once each is in one of ``settled`` (the outbox
+    worker records outcomes in the background)."""
+    async def wait() -> list[dict]:
+        while True:
+            case = await running.service.cases.get_case(number)
+            out = [m["delivery"] for m in case["messages"] if m["delivery"]]
+            if out and all(d["state"] in settled for d in out):
+                return out
+            await asyncio.sleep(0.02)
+
+    return await asyncio.wait_for(wait(), 5)
+
+
+@SQLITE_ONLY
+async def test_case_page_shows_each_deliverys_state(running, agent):
+    from core.errors import PermanentDeliveryError, TransientDeliveryError
+
+    relay = "relay 127.0.0.1:25 ([email.outbound])"
+    # The acknowledgement meets a relay that says "later": it waits, with the time of its next attempt.
+    running.email.failures.append(TransientDeliveryError(f"{relay} deferred: 451 greylisted", retry_after=3600))
+    number = await _email(running, text="¿Llegó mi pedido?", subject="Pedido")
+    [ack] = await _deliveries(running, number, settled=("retrying",))
+    status, page = await agent.get(f"/console/cases/{number}")
+    assert status == 200
+    assert 'data-delivery="retrying"' in page and "next attempt" in page
+    assert f'<time datetime="{ack["next_attempt_at"]}">' in page and f"{relay} deferred: 451 greylisted" in page
+    # A reply the relay refuses for good: failed, naming the relay and its config section, once.
+    running.email.failures.append(PermanentDeliveryError(f"{relay} refused: 550 no such user"))
+    await agent.post(f"/console/cases/{number}/reply", {"text": "Sí, ayer."})
+    await _deliveries(running, number, settled=("retrying", "failed"))
+    status, page = await agent.get(f"/console/cases/{number}")
+    assert 'data-delivery="failed"' in page and f"{relay} refused: 550 no such user" in page
+    assert page.count("550 no such user") == 1 and "author-note" not in page
+    status, page = await agent.get(f"/console/cases/{number}?tab=history")
+    assert page.count("550 no such user") == 1 and "Delivery failed" in page
