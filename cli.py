@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.config import SECRET_KEYS, Config, load_config
 from core.errors import ConfigError, PosventaError, StorageUnavailable
 
@@ -61,14 +63,23 @@ class _CurrentStderr(logging.StreamHandler):
         pass
 
 
-def setup_logging(config: Config) -> None:
+def setup_logging(config: Config, *, verbose: bool = False, service: bool = False) -> None:
+    """``serve`` logs at ``[service] log_level``; a one-shot command prints its result and
+    logs only warnings and errors, unless ``--verbose``. Alembic's per-migration INFO
+    lines (and the ONNX quantizer's) are noise to both unless ``--verbose``."""
     handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets_of(config)))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(config.service.log_level.upper() if config.service.log_level.upper() in
-                  ("DEBUG", "INFO", "WARNING", "ERROR") else "INFO")
+    configured = config.service.log_level.upper()
+    if configured not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        configured = "INFO"
+    if verbose:
+        root.setLevel("DEBUG" if configured == "DEBUG" else "INFO")
+    else:
+        root.setLevel(configured if service else "WARNING")
+    logging.getLogger("alembic").setLevel(logging.NOTSET if verbose else logging.WARNING)
     # httpx logs every request URL at INFO, and Telegram URLs contain the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -83,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from service import Service, run_until_signalled
 
     config = _config(args)
-    setup_logging(config)
+    setup_logging(config, verbose=args.verbose, service=True)
     asyncio.run(run_until_signalled(Service(config)))
     return 0
 
@@ -93,7 +104,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from core.persistence.migrate import current_revision
 
     config = _config(args)
-    setup_logging(config)
+    setup_logging(config, verbose=args.verbose)
 
     async def run() -> str | None:
         db = Database(config.database.url)
@@ -116,10 +127,24 @@ Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argpar
 def _with_config(run: Callable[[argparse.Namespace, Config], int]) -> Callable[[argparse.Namespace], int]:
     def wrapped(args: argparse.Namespace) -> int:
         config = _config(args)
-        setup_logging(config)
+        setup_logging(config, verbose=args.verbose)
+        asyncio.run(_prepare_database(config))
         return run(args, config)
 
     return wrapped
+
+
+async def _prepare_database(config: Config) -> None:
+    """Before any command touches the database: a fresh SQLite file is brought up to date
+    (as serve does); an old PostgreSQL schema is one line saying to run ``db upgrade``."""
+    from core.persistence import Database
+    from core.persistence.migrate import prepare
+
+    db = Database(config.database.url)
+    try:
+        await prepare(db, source=config.source)
+    finally:
+        await db.dispose()
 
 
 def extra_commands() -> dict[tuple[str, str], Command]:
@@ -140,10 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posventa", description="Post-sale customer-support intake service.")
     parser.add_argument("--config", "-c", metavar="FILE",
                         help=f"TOML config file (default: ${DEFAULT_CONFIG_ENV}, else built-in defaults)")
+    parser.add_argument("--verbose", "-v", action="store_true",
+                        help="log INFO lines too (migrations, model loading); tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add_config(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS, help="TOML config file")
+        p.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                       help="log INFO lines too (migrations, model loading)")
 
     serve = sub.add_parser("serve", help="run every enabled channel, the HTTP server and the workers")
     add_config(serve)
@@ -181,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"posventa: {exc}", file=sys.stderr)
         return 2
     except StorageUnavailable as exc:
-        print(f"posventa: database unavailable ({exc})", file=sys.stderr)
+        # The exception's own text is the bare driver class (it may reach HTTP clients);
+        # here, for the admin, the driver's first line says what is wrong.
+        detail = f"{exc}: {_first_line(exc.__cause__)}" if exc.__cause__ is not None else str(exc)
+        print(f"posventa: database unavailable ({detail})", file=sys.stderr)
         return 3
     except PosventaError as exc:
         print(f"posventa: {exc}", file=sys.stderr)
@@ -192,6 +224,22 @@ def main(argv: list[str] | None = None) -> int:
         # e.g. the port is taken: one line, not a traceback.
         print(f"posventa: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except SQLAlchemyError as exc:
+        print(f"posventa: database error: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if getattr(args, "verbose", False):
+            raise
+        print(f"posventa: unexpected {type(exc).__name__}: {_first_line(exc)} "
+              "(run again with --verbose for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _first_line(exc: BaseException) -> str:
+    """What an error says, without SQLAlchemy's statement and parameters (which may hold
+    customer data or a password hash): the driver's own first line."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0][:300] if text else "no detail"
 
 
 if __name__ == "__main__":

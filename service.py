@@ -25,12 +25,11 @@ from core.attachments import AttachmentStore
 from core.cases import CaseService
 from core.config import Config
 from core.domain import ChannelName, OutboxStatus
-from core.errors import ConfigError
 from core.inbox import InboxService, StoredMessage
 from core.outbox import DEFAULT_CLAIM_BATCH, OutboxSignal, OutboxWorker, RetryPolicy, backlog, recover_expired_leases
 from core.outgoing import Outgoing
-from core.persistence import Database, upgrade
-from core.persistence.migrate import current_revision
+from core.persistence import Database
+from core.persistence.migrate import prepare
 from core.persistence.notify import Notifier, PgNotifier, notifier_for
 from core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
 from core.suggestions import SuggestionFlow
@@ -312,20 +311,8 @@ class Service:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def prepare_database(self) -> None:
-        """SQLite upgrades itself (one process owns the file); PostgreSQL, shared by many
-        processes, is upgraded explicitly with ``posventa db upgrade``."""
-        if self.db.is_sqlite:
-            await upgrade(self.db)
-            return
-        from alembic.script import ScriptDirectory
-
-        from core.persistence.migrate import alembic_config
-
-        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        current = await current_revision(self.db)
-        if current != head:
-            raise ConfigError(f"database schema is at {current or 'nothing'}, expected {head}: "
-                              "run `posventa db upgrade` first", key="database.url", file=self.config.source)
+        """SQLite upgrades itself; PostgreSQL must have been upgraded (see ``prepare``)."""
+        await prepare(self.db, source=self.config.source)
 
     async def start(self) -> None:
         await self.prepare_database()

@@ -13,6 +13,13 @@ from core.config import Config
 from core.errors import ConfigError
 
 
+def _require_kb(config: Config) -> None:
+    """Both commands need [kb]: the same one line (exit 2) for either."""
+    if not config.kb.enabled:
+        raise ConfigError("the knowledge base is disabled: set [kb] enabled = true", key="kb.enabled",
+                          file=config.source)
+
+
 def _add_sync_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full", action="store_true", help="walk every topic (and drop deleted ones), not only bumped ones")
 
@@ -20,21 +27,17 @@ def _add_sync_args(p: argparse.ArgumentParser) -> None:
 def _run_sync(args: argparse.Namespace, config: Config) -> int:
     from core.cases import CaseService
     from core.outgoing import Outgoing
-    from core.persistence import Database, upgrade
+    from core.persistence import Database
     from core.ports import SystemClock
     from kb.discourse import DiscourseError
     from kb.runtime import KbRuntime, load_encoder
 
-    if not config.kb.enabled:
-        raise ConfigError("the knowledge base is disabled: set [kb] enabled = true", key="kb.enabled",
-                          file=config.source)
+    _require_kb(config)
     console = Console()
 
     async def run() -> int:
         db = Database(config.database.url)
         try:
-            if db.is_sqlite:
-                await upgrade(db)
             cases = CaseService(db=db, outgoing=Outgoing(email_domain="x", max_attempts=1), clock=SystemClock())
             kb = KbRuntime(config=config.kb, db=db, clock=SystemClock(), cases=cases, encoder=load_encoder(config.kb))
             try:
@@ -71,15 +74,15 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_search(args: argparse.Namespace, config: Config) -> int:
-    from core.persistence import Database, upgrade
+    from core.persistence import Database
     from kb.index import KbIndex
     from kb.runtime import load_encoder
+
+    _require_kb(config)
 
     async def run() -> int:
         db = Database(config.database.url)
         try:
-            if db.is_sqlite:
-                await upgrade(db)
             index = KbIndex(db=db, encoder=load_encoder(config.kb))
             count = await index.load()
             if index.semantic:

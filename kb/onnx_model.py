@@ -147,5 +147,6 @@ def release_freed_memory() -> None:
 
 def _drop_preprocessing_advice(record: logging.LogRecord) -> bool:
     """The quantizer logs, on the root logger, a tip to pre-process the model that is about
-    shape inference for vision models; it would be every start-up's only warning."""
-    return "pre-processing before quantization" not in record.getMessage()
+    shape inference for vision models (it would be every start-up's only warning), and
+    dozens of INFO lines about tensors it leaves alone: none of it is news to an admin."""
+    return record.levelno >= logging.WARNING and "pre-processing before quantization" not in record.getMessage()

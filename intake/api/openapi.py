@@ -8,6 +8,7 @@ tests validate real responses against the declared schemas.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,12 @@ from aiohttp import web
 
 from intake.http import Handler, error_response
 
+log = logging.getLogger(__name__)
+
 PREFIX = "/api/v1"
+#: Where the API's bearer tokens come from: named by the 401 body and by serve's warning.
+TOKEN_SETTING = "POSVENTA_API_TOKENS or [api] tokens"
+UNAUTHORIZED = f"a valid bearer token is required (the server's tokens are set by {TOKEN_SETTING})"
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,9 @@ class ApiRegistry:
         }
 
     def install(self, app: web.Application, *, tokens: Sequence[str]) -> None:
+        if not tokens:
+            # Once, at start: otherwise the first sign is a 401 on a request that looks right.
+            log.warning("no API token is configured: the API answers 401 to everyone: set %s", TOKEN_SETTING)
         token_bytes = [t.encode() for t in tokens]
 
         def guarded(handler: Handler) -> Handler:
@@ -95,7 +104,7 @@ class ApiRegistry:
                 ok = scheme.lower() == "bearer" and supplied and any(
                     hmac.compare_digest(supplied.encode(), t) for t in token_bytes)
                 if not ok:
-                    return error_response(401, "unauthorized", "a valid bearer token is required")
+                    return error_response(401, "unauthorized", UNAUTHORIZED)
                 return await handler(request)
 
             return wrapper

@@ -9,7 +9,7 @@ import getpass
 import sys
 
 from core.config import Config
-from core.errors import PosventaError, ValidationError
+from core.errors import ValidationError
 from intake.console.auth import MAX_PASSWORD, Passwords, Role, UserStore
 
 
@@ -42,9 +42,7 @@ def _store_and_run(config: Config, action) -> int:
     except ValidationError as exc:
         print(f"posventa: {exc.field + ': ' if exc.field else ''}{exc}", file=sys.stderr)
         return 1
-    except PosventaError as exc:
-        print(f"posventa: {exc}", file=sys.stderr)
-        return 1
+    # Other errors (a database that is down, say) are the CLI's to report, in one line.
     return 0
 
 
@@ -94,10 +92,17 @@ def _passwd(args: argparse.Namespace, config: Config) -> int:
 
 
 def _list(args: argparse.Namespace, config: Config) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
     async def action(store: UserStore) -> None:
-        for user in await store.list():
-            state = "" if user.active else " (inactive)"
-            print(f"{user.username}\t{user.role.value}{state}\t{user.display_name or ''}")
+        found = await store.list()
+        table = Table(title=f"{len(found)} console user{'' if len(found) == 1 else 's'}")
+        for column in ("username", "role", "active", "display name"):
+            table.add_column(column)
+        for user in found:
+            table.add_row(user.username, user.role.value, "yes" if user.active else "no", user.display_name or "")
+        Console(highlight=False).print(table)
 
     return _store_and_run(config, action)
 

@@ -61,7 +61,9 @@ async def test_auth_bad_json_and_unknown_ids(running):
     async with aiohttp.ClientSession() as anon:
         for headers in ({}, {"Authorization": "Bearer wrong-token-xxxxxxxx"}, {"Authorization": API_TOKEN}):
             async with anon.get(f"{base}/api/v1/cases", headers=headers) as r:
-                assert r.status == 401 and (await r.json())["error"] == "unauthorized"
+                body = await r.json()
+                assert r.status == 401 and body["error"] == "unauthorized"
+                assert "POSVENTA_API_TOKENS or [api] tokens" in body["message"]  # where tokens come from
     async with http.post("/api/v1/cases", data=b"{not json") as r:
         assert r.status == 400 and "JSON" in (await r.json())["message"]
     async with http.post("/api/v1/cases", json=[1, 2]) as r:

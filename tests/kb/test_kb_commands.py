@@ -43,5 +43,19 @@ async def test_sync_then_search_from_the_command_line(tmp_path):
         assert code == 0, out
         rows = [line for line in out.splitlines() if "card" in line.lower() and "│" in line]
         assert rows and "Lost or stolen card" in rows[0], out
+        # Quiet: the table, not ONNX Runtime's or Alembic's INFO lines.
+        assert not [line for line in out.splitlines() if " INFO " in line or "onnxruntime" in line.lower()
+                    or "alembic" in line or "Quantization" in line], out
         with sqlite3.connect(db) as conn:
             assert conn.execute("select count(*) from kb_vectors").fetchone()[0] == vectors
+
+
+async def test_search_and_sync_refuse_a_disabled_kb_with_the_same_line(tmp_path):
+    (tmp_path / "posventa.toml").write_text(toml_text({
+        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'kb.db'}"}, "kb": {"enabled": False}}))
+    results = [await posventa("kb", command, *extra, "--config", "posventa.toml", cwd=tmp_path)
+               for command, extra in (("sync", ()), ("search", ("tarjeta",)))]
+    assert [code for code, _ in results] == [2, 2]
+    sync, search = (out.strip() for _, out in results)
+    assert sync == search and sync.endswith("the knowledge base is disabled: set [kb] enabled = true")
+    assert "\n" not in sync

@@ -44,6 +44,7 @@ def test_import_and_tick_from_the_command_line(database_url, tmp_path):
                      f"V-3,{closed},PRN-100,pedro,Cid,,123456\n", encoding="utf-8")
     r = run("import", "sales", str(sales), "--config", str(config), cwd=tmp_path)
     assert r.returncode == 1, r.stderr  # a rejected row is worth a non-zero status
+    assert r.stderr.splitlines()[-1].startswith("posventa: 1 of 3 rows rejected (the others were imported")
     assert "created" in r.stdout and "rejected" in r.stdout
     assert "3" in r.stdout and "V-2" in r.stdout and "product 'NOPE' does not exist" in r.stdout
 

@@ -33,7 +33,12 @@ def test_users_add_creates_the_first_admin(config_file, monkeypatch, capsys):
     out = capsys.readouterr()
     assert "created admin 'boss'" in out.out and PASSWORD not in out.out + out.err
     assert _run(monkeypatch, ["users", "list", "--config", config_file]) == 0
-    assert "boss\tadmin\tLa Jefa" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    # A table with a header, like the other commands' output.
+    [header] = [line for line in lines if "username" in line]
+    assert [w for w in header.replace("┃", " ").split()] == ["username", "role", "active", "display", "name"]
+    [row] = [line for line in lines if "boss" in line]
+    assert row.replace("│", " ").split() == ["boss", "admin", "yes", "La", "Jefa"]
 
     # The stored hash verifies (the console's own login path).
     import asyncio
