@@ -145,11 +145,25 @@ class KbConfig:
 
 
 @dataclass(frozen=True)
+class DetractorReplyConfig:
+    """What a customer with a detractor answer reads when the survey ends, per language."""
+
+    es: str = "¡Gracias por tus respuestas! Lamentamos que tu experiencia no haya sido buena: alguien de nuestro equipo se va a contactar contigo."
+    pt: str = "Obrigado pelas suas respostas! Lamentamos que sua experiência não tenha sido boa: alguém da nossa equipe vai entrar em contato com você."
+    en: str = "Thank you for your answers! We are sorry your experience was not good: someone from our team will contact you."
+
+
+@dataclass(frozen=True)
 class SurveysConfig:
     enabled: bool = True
     timezone: str = "America/Argentina/Buenos_Aires"
     tick_seconds: int = 60
     reminder_after_hours: int = 24
+    #: An answer weighing this or less is a detractor answer (a question may set its own).
+    detractor_weight: int = -50
+    #: The detractor case's category: "Category" or "Category / Subcategory".
+    detractor_category: str = "Post-sale / Survey"
+    detractor_reply: DetractorReplyConfig = DetractorReplyConfig()
 
 
 @dataclass(frozen=True)
@@ -349,6 +363,15 @@ def validate(config: Config) -> None:
     need(config.surveys.tick_seconds >= 1, "surveys.tick_seconds", "must be at least 1")
     need(1 <= config.surveys.reminder_after_hours <= 24 * 365, "surveys.reminder_after_hours",
          "must be between 1 and 8760")
+    need(-100 <= config.surveys.detractor_weight <= 100, "surveys.detractor_weight",
+         "must be a weight from -100 to 100")
+    parts = [p.strip() for p in config.surveys.detractor_category.split("/")]
+    need(len(parts) <= 2 and all(parts) and all(len(p) <= 120 for p in parts), "surveys.detractor_category",
+         'must be "Category" or "Category / Subcategory" (each 1-120 characters)')
+    for lang in LANGUAGES:
+        reply = getattr(config.surveys.detractor_reply, lang)
+        need(bool(reply.strip()) and len(reply) <= 1000, f"surveys.detractor_reply.{lang}",
+             "must be a message of 1-1000 characters")
     need(config.outbox.max_attempts >= 1, "outbox.max_attempts", "must be at least 1")
     need(config.outbox.concurrency >= 1, "outbox.concurrency", "must be at least 1")
     need(config.webchat.max_frame_bytes >= 256, "webchat.max_frame_bytes", "must be at least 256")

@@ -97,6 +97,9 @@ class HookContext:
     language: str
     now: datetime
     outgoing: list[OutgoingMessage] = field(default_factory=list)
+    #: A consumed message joins no case, unless the hook files it under this one (a
+    #: survey answer that opened, or belongs to, the survey's detractor case).
+    case_id: int | None = None
 
 
 class ConversationHook(Protocol):
@@ -412,6 +415,7 @@ class InboxService:
             language = language_of[i] = pick_language(m.language, ident.language, default=self._default_language)
 
             consumed = False
+            filed_under: int | None = None
             for h, hook in enumerate(self._hooks):
                 if ident.contact_id in hooked[h]:
                     ctx = HookContext(conn=conn, message=m, contact_id=ident.contact_id, identity_id=ident.id,
@@ -419,10 +423,14 @@ class InboxService:
                     consumed = await hook.handle(ctx)
                     outgoing.extend((o, None) for o in ctx.outgoing)
                     if consumed:
+                        filed_under = ctx.case_id
                         break
 
             case: _CaseRef | None = None
-            if not consumed:
+            if filed_under is not None:
+                case = _CaseRef(id=filed_under)
+                touched_cases.add(filed_under)
+            elif not consumed:
                 case = self._choose_case(m, ident, hints, now, new_cases, language)
                 if case.id is not None:
                     touched_cases.add(case.id)

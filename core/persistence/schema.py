@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -146,6 +147,13 @@ cases = Table(
     Column("reply_token", String(64), nullable=False, unique=True),
     Column("self_served", Boolean, nullable=False, default=False),
     _ts("closed_at"),
+    #: Who opened it when nobody wrote in: "survey" for a detractor survey's case; NULL
+    #: for a customer's message or an agent's hand-opened case (``channel`` says which).
+    Column("origin", String(20)),
+    #: The detractor survey this case follows up (issue 22). Unique: one case per survey
+    #: instance, whichever process or retry tries to open a second one.
+    Column("survey_instance_id", ForeignKey("rule_instances.id", ondelete="SET NULL")),
+    Index("uq_cases_survey_instance", "survey_instance_id", unique=True),
 )
 
 case_events = Table(
@@ -339,6 +347,10 @@ survey_questions = Table(
     Column("scale", String(20), nullable=False),
     #: {"<score>": weight in -100..100} for every possible score.
     Column("weights", JSON, nullable=False),
+    #: An answer weighing this or less is a detractor answer; NULL: [surveys] detractor_weight.
+    Column("detractor_threshold", Integer),
+    #: True: this question never makes a detractor (whatever the threshold).
+    Column("detractor_off", Boolean, nullable=False, server_default=false()),
 )
 
 survey_rules = Table(
@@ -349,6 +361,8 @@ survey_rules = Table(
     Column("start_after_days", Integer, nullable=False),
     Column("expires_after_days", Integer, nullable=False),
     Column("note", Text),
+    #: When a detractor case of this rule closes, ask "was your problem solved?".
+    Column("resurvey_after_close", Boolean, nullable=False, server_default=false()),
 )
 
 survey_rule_questions = Table(
@@ -429,6 +443,13 @@ rule_instances = Table(
     Column("normalized_score", Float),
     #: The language the survey is asked in (es/pt/en), fixed when it opens.
     Column("language", String(5)),
+    #: The follow-up after a detractor case closed (resurvey_after_close): asked, answered.
+    #: Its weight is kept apart: total_score (commission) is never rewritten.
+    Column("followup_status", String(12)),
+    Column("followup_score", String(20)),
+    Column("followup_weight", Integer),
+    _ts("followup_asked_at"),
+    _ts("followup_answered_at"),
     UniqueConstraint("sale_id", "rule_id"),
     # The scheduler: due pending windows, and windows to expire.
     Index("ix_rule_instances_status_window", "status", "window_start"),

@@ -24,6 +24,7 @@ from core.outgoing import Outgoing
 from core.persistence import Database
 from core.ports import Clock
 from core.surveys.catalog import Catalog
+from core.surveys.detractors import DetractorCases, DetractorPolicy, PickAssignee, first_operator
 from core.surveys.panel import Panel, PanelFilter
 from core.surveys.runner import SurveyRunner
 from core.surveys.sales import ImportReport, SaleError, SaleInput, SaleResult, Sales
@@ -41,13 +42,18 @@ class Surveys:
 
     @classmethod
     def build(cls, *, db: Database, outgoing: Outgoing, clock: Clock, config: SurveysConfig,
-              default_language: str = "es", on_commit: Callable[[], None] = lambda: None) -> Surveys:
+              default_language: str = "es", on_commit: Callable[[], None] = lambda: None,
+              pick_assignee: PickAssignee = first_operator) -> Surveys:
+        """``pick_assignee`` chooses whom a detractor case goes to among the rule's
+        operators (the first, until automatic assignment is passed in here)."""
         tz = ZoneInfo(config.timezone)
+        policy = DetractorPolicy.from_config(config)
         return cls(
             catalog=Catalog(db=db),
             sales=Sales(db=db, clock=clock, tz=tz, default_language=default_language),
-            runner=SurveyRunner(db=db, outgoing=outgoing, clock=clock, default_language=default_language,
-                                on_commit=on_commit),
+            runner=SurveyRunner(db=db, outgoing=outgoing, clock=clock,
+                                detractors=DetractorCases(policy=policy, pick_assignee=pick_assignee),
+                                default_language=default_language, on_commit=on_commit),
             scheduler=SurveyScheduler(db=db, outgoing=outgoing, clock=clock,
                                       reminder_after=timedelta(hours=config.reminder_after_hours),
                                       default_language=default_language, on_commit=on_commit),

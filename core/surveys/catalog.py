@@ -40,7 +40,7 @@ from core.persistence.schema import (
     survey_rule_questions,
     survey_rules,
 )
-from core.surveys.scales import Scale
+from core.surveys.scales import MAX_WEIGHT, MIN_WEIGHT, Scale
 from core.surveys.windows import MAX_DAYS
 
 MAX_NAME = 200
@@ -64,19 +64,51 @@ class Question:
     texts: Mapping[str, str]
     scale: Scale
     weights: Mapping[str, int]
+    #: Its own detractor threshold; None: the ``[surveys] detractor_weight`` default.
+    detractor_threshold: int | None = None
+    #: Never a detractor answer, whatever the weight.
+    detractor_off: bool = False
 
     def text(self, language: str) -> str:
         return self.texts.get(language) or self.texts["es"]
 
+    def detractor_at(self, default: int) -> int | None:
+        """The weight at or below which an answer is a detractor answer; None: never."""
+        if self.detractor_off:
+            return None
+        return default if self.detractor_threshold is None else self.detractor_threshold
+
+    def is_detractor(self, score: str, default: int) -> bool:
+        at = self.detractor_at(default)
+        return at is not None and score in self.weights and self.weights[score] <= at
+
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "code": self.code, "text": dict(self.texts), "scale": self.scale.spec,
-                "weights": dict(self.weights)}
+                "weights": dict(self.weights),
+                "detractor_threshold": DETRACTOR_OFF if self.detractor_off else self.detractor_threshold}
+
+
+#: ``detractor_threshold = "off"``: the question never opens a detractor case.
+DETRACTOR_OFF = "off"
 
 
 def question_from_row(row: Any) -> Question:
     scale = Scale.parse(row.scale)
     return Question(row.id, row.code, {"es": row.text_es, "pt": row.text_pt, "en": row.text_en}, scale,
-                    {str(k): int(v) for k, v in dict(row.weights).items()})
+                    {str(k): int(v) for k, v in dict(row.weights).items()},
+                    row.detractor_threshold, bool(row.detractor_off))
+
+
+def _detractor_threshold(value: Any) -> dict[str, Any]:
+    """Row values for ``detractor_threshold``: a weight (-100..100), "off", or null (the default)."""
+    if value is None:
+        return {"detractor_threshold": None, "detractor_off": False}
+    if isinstance(value, str) and value.strip().lower() == DETRACTOR_OFF:
+        return {"detractor_threshold": None, "detractor_off": True}
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_WEIGHT <= value <= MAX_WEIGHT:
+        raise ValidationError(f'detractor_threshold must be a weight from {MIN_WEIGHT} to {MAX_WEIGHT}, "off", '
+                              "or null for the [surveys] detractor_weight default", field="detractor_threshold")
+    return {"detractor_threshold": value, "detractor_off": False}
 
 
 # --- validation of input (pure) ---------------------------------------------------------
@@ -122,7 +154,7 @@ def _object(data: Any, where: str) -> Mapping[str, Any]:
 def validate_question(data: Any, *, partial: bool = False, current: Question | None = None) -> dict[str, Any]:
     """Row values for survey_questions from API/TOML input."""
     data = _object(data, "question")
-    _check_keys(data, {"code", "text", "scale", "weights", "id"}, "question")
+    _check_keys(data, {"code", "text", "scale", "weights", "detractor_threshold", "id"}, "question")
     row: dict[str, Any] = {}
     if not partial or "code" in data:
         row["code"] = _str(data, "code", field="code", max_len=MAX_CODE)
@@ -141,6 +173,8 @@ def validate_question(data: Any, *, partial: bool = False, current: Question | N
             raise ValidationError("changing the scale needs the weights of the new scale", field="weights")
         row["scale"] = scale.spec
         row["weights"] = scale.validate_weights(data.get("weights"))
+    if not partial or "detractor_threshold" in data:
+        row.update(_detractor_threshold(data.get("detractor_threshold")))
     return row
 
 
@@ -177,8 +211,8 @@ def _refs(value: Any, field: str) -> list[int | str]:
 
 def validate_rule(data: Any, *, partial: bool = False) -> tuple[dict[str, Any], list[int | str] | None, list[str] | None]:
     data = _object(data, "rule")
-    _check_keys(data, {"name", "start_after_days", "expires_after_days", "note", "questions", "operators", "id"},
-                "rule")
+    _check_keys(data, {"name", "start_after_days", "expires_after_days", "note", "questions", "operators",
+                       "resurvey_after_close", "id"}, "rule")
     row: dict[str, Any] = {}
     if not partial or "name" in data:
         row["name"] = _str(data, "name", field="name")
@@ -188,6 +222,11 @@ def validate_rule(data: Any, *, partial: bool = False) -> tuple[dict[str, Any], 
         row["expires_after_days"] = _days(data, "expires_after_days", low=1, field="expires_after_days")
     if not partial or "note" in data:
         row["note"] = _str(data, "note", field="note", required=False, max_len=MAX_NOTE)
+    if not partial or "resurvey_after_close" in data:
+        value = data.get("resurvey_after_close", False)
+        if not isinstance(value, bool):
+            raise ValidationError("resurvey_after_close must be true or false", field="resurvey_after_close")
+        row["resurvey_after_close"] = value
     questions = _refs(data["questions"], "questions") if "questions" in data else ([] if not partial else None)
     operators = _operators(data["operators"]) if "operators" in data else ([] if not partial else None)
     return row, questions, operators
@@ -556,6 +595,7 @@ async def _rules(conn: AsyncConnection, ids: Sequence[int]) -> list[dict[str, An
         ops[r.rule_id].append(r.operator)
     return [{"id": i, "name": rows[i].name, "start_after_days": rows[i].start_after_days,
              "expires_after_days": rows[i].expires_after_days, "note": rows[i].note or "",
+             "resurvey_after_close": bool(rows[i].resurvey_after_close),
              "questions": [q.as_dict() for q in questions[i]], "operators": ops[i]} for i in ids if i in rows]
 
 

@@ -15,6 +15,7 @@ the survey email or that read as an answer.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -45,6 +46,7 @@ from core.persistence.schema import (
 from core.ports import Clock
 from core.surveys import answers
 from core.surveys.catalog import Question, rule_questions
+from core.surveys.detractors import DetractorCases
 from core.surveys.conversation import (
     BY_CUSTOMER,
     EXECUTED,
@@ -85,11 +87,12 @@ def _instance_select() -> Any:
 class SurveyRunner:
     """Implements ``core.inbox.ConversationHook`` for surveys, plus manual runs."""
 
-    def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, default_language: str = "es",
-                 on_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, detractors: DetractorCases,
+                 default_language: str = "es", on_commit: Callable[[], None] = lambda: None) -> None:
         self._db = db
         self._outgoing = outgoing
         self._clock = clock
+        self._detractors = detractors
         self._default_language = default_language
         self._on_commit = on_commit
 
@@ -132,7 +135,8 @@ class SurveyRunner:
         left = unanswered(questions, answered)
         if not left:  # the rule lost its remaining questions meanwhile
             await finish(conn, current.id, by=BY_CUSTOMER, now=ctx.now)
-            ctx.outgoing.append(asking.say("thanks"))
+            ctx.case_id = await self._detractors.case_of(conn, current.id)
+            ctx.outgoing.append(self._closing(asking, ctx.case_id))
             return True
         question = left[0]
 
@@ -153,15 +157,20 @@ class SurveyRunner:
         if reading.score is not None:
             await record_answer(conn, current.id, question, reading.score, by=BY_CUSTOMER, now=ctx.now)
             answered.add(question.id)
+            detractor = await self._detractors.after_answer(conn, current.id, question, reading.score, now=ctx.now)
+            ctx.case_id = detractor.number if detractor else None
+        else:
+            ctx.case_id = await self._detractors.case_of(conn, current.id)
+        # From here on, with a detractor case, every message of the survey is filed under it.
         if reading.escalate:
             await self._pause(conn, current.id, ctx.now)
             ctx.outgoing.append(asking.say("escalated"))
-            return False
+            return ctx.case_id is not None  # no detractor case yet: the inbox opens or finds one
         if reading.score is None:
             if current.invalid_answers >= MAX_RETRIES:
                 await self._pause(conn, current.id, ctx.now)
                 ctx.outgoing.append(asking.say("gave_up"))
-                return False
+                return ctx.case_id is not None
             await conn.execute(update(rule_instances).where(rule_instances.c.id == current.id).values(
                 invalid_answers=current.invalid_answers + 1, last_asked_at=ctx.now))
             lead = asking.say("retry", hint=hint_for(question.scale, language)).text
@@ -171,7 +180,7 @@ class SurveyRunner:
         left = left[1:]
         if not left:
             await finish(conn, current.id, by=BY_CUSTOMER, now=ctx.now)
-            ctx.outgoing.append(asking.say("thanks"))
+            ctx.outgoing.append(self._closing(asking, ctx.case_id))
             return True
         await conn.execute(update(rule_instances).where(rule_instances.c.id == current.id).values(
             current_position=len(answered), invalid_answers=0, last_asked_at=ctx.now))
@@ -190,6 +199,14 @@ class SurveyRunner:
             return True
         # Paused: an agent has the conversation; the press reaches the case.
         return False
+
+    def _closing(self, asking: Asking, case_number: int | None) -> OutgoingMessage:
+        """The survey's last words: thanks, or, after a detractor answer, that someone will
+        contact them (recorded on the detractor case, so its agents see what was promised)."""
+        if case_number is None:
+            return asking.say("thanks")
+        return dataclasses.replace(asking.say("thanks"), text=self._detractors.policy.reply(asking.language),
+                                   case_id=case_number)
 
     @staticmethod
     def _ask(asking: Asking, question: Question, questions: Sequence[Question], answered: set[int],
@@ -259,6 +276,7 @@ class SurveyRunner:
                 parsed.append((q, score))
             for q, score in parsed:
                 await record_answer(conn, instance_id, q, score, by=f"operator:{op}", now=now)
+                await self._detractors.after_answer(conn, instance_id, q, score, now=now, actor=f"operator:{op}")
             answered = await answered_ids(conn, instance_id)
             if not unanswered(questions, answered):
                 await finish(conn, instance_id, by=op, now=now)

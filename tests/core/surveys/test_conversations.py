@@ -186,9 +186,11 @@ async def test_email_numbered_replies_and_unrelated_mail(world):
     assert (await world.say(ChannelName.EMAIL, "ana@cliente.com", "8")).case_number is None
     [q3] = await world.next(ChannelName.EMAIL)
     assert "Responde sí o no." in q3.text and q3.choices == ()
-    assert (await world.say(ChannelName.EMAIL, "ana@cliente.com", "No", references=(q3.email.message_id,))
-            ).case_number is None
-    await world.next(ChannelName.EMAIL)  # thanks
+    # "No" weighs -100: a detractor answer, filed under the survey's new complaint case.
+    detractor = await world.say(ChannelName.EMAIL, "ana@cliente.com", "No", references=(q3.email.message_id,))
+    assert detractor.case_number is not None and detractor.case_number != other.case_number
+    [closing] = await world.next(ChannelName.EMAIL)
+    assert "alguien de nuestro equipo se va a contactar contigo" in closing.text
     week = _week(await world.instance())
     assert week.status == "executed" and week.total_score == 0 + 0 - 100
 
@@ -201,8 +203,9 @@ async def test_asking_for_an_agent_or_complaining_pauses_and_opens_a_case(world)
     r = await world.say(ChannelName.TELEGRAM, "2001", "quiero hablar con un agente")
     assert r.case_number is not None and r.new_case
     r2 = await world.say(ChannelName.TELEGRAM, "2002", "2, el equipo llegó roto y quiero un reembolso")
-    assert r2.case_number is not None
-    sent = await world.next(ChannelName.TELEGRAM, 4)  # per customer: "paused" + the new case's ack
+    # "2" weighs -50, a detractor answer: the survey's complaint case holds the message.
+    assert r2.case_number is not None and not r2.new_case
+    sent = await world.next(ChannelName.TELEGRAM, 3)  # "paused" to both, the new case's ack to 2001
     assert sum("Un agente te va a atender" in m.text for m in sent) == 2
     rows = {r.contact_id: r for r in await world.instance() if r.window_start == OPENS}
     assert {r.status for r in rows.values()} == {"paused"}
