@@ -40,6 +40,9 @@ from core.persistence.schema import (
     contacts,
     messages,
     organizations,
+    rule_instances,
+    sales,
+    survey_rules,
 )
 from core.ports import Clock
 from core.workflow import check_transition
@@ -195,6 +198,7 @@ class CaseService:
                 for s in await conn.execute(select(case_suggestions).where(case_suggestions.c.case_id == number)
                                             .order_by(case_suggestions.c.rank))
             ]
+            case["survey"] = await _survey_link(conn, row.survey_instance_id)
             case["budget_lines"] = [
                 {"product": b.product, "quantity": _num(b.quantity), "unit_amount": _num(b.unit_amount)}
                 for b in await conn.execute(select(budget_lines).where(budget_lines.c.case_id == number)
@@ -518,6 +522,22 @@ async def _customer_recipient(conn: AsyncConnection, case: Any) -> Recipient | N
     return Recipient(ChannelName(row.channel), row.address, row.id, case.contact_id)
 
 
+async def _survey_link(conn: AsyncConnection, instance_id: int | None) -> dict[str, Any] | None:
+    """A detractor case's survey: the instance, its rule and the sale it asked about."""
+    if instance_id is None:
+        return None
+    r = (await conn.execute(
+        select(rule_instances.c.id, rule_instances.c.status, rule_instances.c.rule_id, rule_instances.c.sale_id,
+               survey_rules.c.name.label("rule_name"), sales.c.external_id, sales.c.seller)
+        .join(sales, sales.c.id == rule_instances.c.sale_id)
+        .join(survey_rules, survey_rules.c.id == rule_instances.c.rule_id)
+        .where(rule_instances.c.id == instance_id))).first()
+    if r is None:
+        return None
+    return {"instance_id": r.id, "status": r.status, "rule": {"id": r.rule_id, "name": r.rule_name},
+            "sale": {"id": r.sale_id, "external_id": r.external_id, "seller": r.seller}}
+
+
 def _decimal(value: Any, field: str) -> Decimal | None:
     if value is None or value == "":
         return None
@@ -549,7 +569,7 @@ _SUMMARY_FROM = (
 _SUMMARY_COLS = (
     cases.c.id, cases.c.created_at, cases.c.updated_at, cases.c.title, cases.c.case_type, cases.c.activity,
     cases.c.channel, cases.c.sector, cases.c.assigned_agent, cases.c.language, cases.c.category_id,
-    cases.c.subcategory_id, cases.c.contact_id, cases.c.closed_at,
+    cases.c.subcategory_id, cases.c.contact_id, cases.c.closed_at, cases.c.origin, cases.c.survey_instance_id,
     contacts.c.name.label("contact_name"), organizations.c.name.label("organization_name"),
     _cat.c.name.label("category_name"), _sub.c.name.label("subcategory_name"),
 )
@@ -577,4 +597,6 @@ def _summary(r: Any) -> dict[str, Any]:
         "contact_name": r.contact_name,
         "organization": r.organization_name,
         "closed_at": _iso(r.closed_at),
+        "origin": r.origin,
+        "survey_instance_id": r.survey_instance_id,
     }

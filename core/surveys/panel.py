@@ -17,6 +17,16 @@ Seller scores, over the executed surveys of the sales in the filter::
 
 The date range (``date_from``..``date_to``, local dates in ``[surveys] timezone``, both
 inclusive) filters on the sale's closing date: commission follows the deal.
+
+Detractors (what was done about the bad answers): every survey with a detractor case,
+with the case's state and the time from the case opening to the first agent reply::
+
+    open       no agent reply yet, not closed
+    answered   an agent replied (or the case is in "answer sent"), not closed
+    closed     the case is closed
+
+Seller scores add ``detractors`` (surveys of the seller's sales with a detractor case)
+and ``detractors_closed`` (how many of those cases are closed).
 """
 
 from __future__ import annotations
@@ -25,16 +35,27 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import case as sql_case
 from sqlalchemy import func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import ValidationError
 from core.persistence import Database
-from core.persistence.schema import contacts, products, rule_instances, sales, survey_rule_operators, survey_rules
+from core.domain import Activity, Author, Direction
+from core.persistence.schema import (
+    cases,
+    contacts,
+    messages,
+    products,
+    rule_instances,
+    sales,
+    survey_rule_operators,
+    survey_rules,
+)
 from core.ports import Clock
 from core.surveys.conversation import EXECUTED, EXPIRED, OPEN, PAUSED, PENDING
 from core.surveys.windows import day_range
@@ -72,6 +93,10 @@ class PanelFilter:
             raise ValidationError("date_from is after date_to", field="date_from")
 
 
+DETRACTOR_STATES = ("open", "answered", "closed")
+_DETRACTOR_COLUMNS = ("id", "status", "rule", "sale", "seller", "product", "customer", "total_score",
+                      "normalized_score", "case_number", "case_title", "case_activity", "state", "assigned_agent",
+                      "case_opened_at", "first_response_at", "first_response_seconds", "case_closed_at")
 _ITEM_COLUMNS = ("id", "status", "rule_id", "rule", "sale", "seller", "product", "customer_id", "customer",
                  "closed_at", "window_start", "window_end", "channel", "opened_at", "executed_at", "executed_by",
                  "total_score", "normalized_score")
@@ -241,20 +266,144 @@ class Panel:
                     func.avg(ri.total_score).label("average"), func.avg(ri.normalized_score).label("normalized"))
              .select_from(rule_instances).join(sales, sales.c.id == ri.sale_id)
              .where(*terms).group_by(sales.c.seller).order_by(sales.c.seller))
+        # Detractor cases of any survey of the seller's sales (a detractor who then
+        # asked for an agent leaves the survey paused, not executed: it still counts).
+        closed = sql_case((cases.c.activity == Activity.CLOSED.value, 1), else_=0)
+        dq = (select(sales.c.seller, func.count(cases.c.id).label("n"), func.sum(closed).label("closed"))
+              .select_from(rule_instances).join(sales, sales.c.id == ri.sale_id)
+              .join(cases, cases.c.survey_instance_id == ri.id)
+              .where(*terms[1:]).group_by(sales.c.seller))
         async with self._db.engine.connect() as conn:
             rows = (await conn.execute(q)).all()
-        return [{"seller": r.seller, "surveys": int(r.n), "sum": round(float(r.sum or 0), 4),
-                 "average": round(float(r.average or 0), 4), "normalized_average": round(float(r.normalized or 0), 4)}
-                for r in rows]
+            detractors = {r.seller: (int(r.n), int(r.closed or 0)) for r in await conn.execute(dq)}
+        out = {r.seller: {"seller": r.seller, "surveys": int(r.n), "sum": round(float(r.sum or 0), 4),
+                          "average": round(float(r.average or 0), 4),
+                          "normalized_average": round(float(r.normalized or 0), 4)} for r in rows}
+        for seller in detractors.keys() - out.keys():
+            out[seller] = {"seller": seller, "surveys": 0, "sum": 0.0, "average": 0.0, "normalized_average": 0.0}
+        for seller, row in out.items():
+            row["detractors"], row["detractors_closed"] = detractors.get(seller, (0, 0))
+        return [out[s] for s in sorted(out)]
 
     @staticmethod
     def seller_scores_csv(rows: list[dict[str, Any]]) -> str:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\r\n")
-        writer.writerow(["seller", "surveys", "sum", "average", "normalized_average"])
+        writer.writerow(["seller", "surveys", "sum", "average", "normalized_average", "detractors",
+                         "detractors_closed"])
         for r in rows:
-            writer.writerow([_cell(r["seller"]), r["surveys"], r["sum"], r["average"], r["normalized_average"]])
+            writer.writerow([_cell(r["seller"]), r["surveys"], r["sum"], r["average"], r["normalized_average"],
+                             r["detractors"], r["detractors_closed"]])
         return buf.getvalue()
+
+    # --- detractors ---------------------------------------------------------------------------
+
+    async def _detractor_query(self, conn: AsyncConnection, f: PanelFilter) -> tuple[Any, Any] | None:
+        """(the detractor rows' SELECT, their state expression), or None when no rule is in scope."""
+        rule_ids = await self._rule_ids(conn, f)
+        if not rule_ids:
+            return None
+        ri = rule_instances.c
+        first_reply = (select(messages.c.case_id, func.min(messages.c.created_at).label("at"))
+                       .where(messages.c.direction == Direction.OUT.value, messages.c.author == Author.AGENT.value,
+                              messages.c.case_id.in_(select(cases.c.id).where(cases.c.survey_instance_id.isnot(None))))
+                       .group_by(messages.c.case_id).subquery("first_reply"))
+        state = sql_case((cases.c.activity == Activity.CLOSED.value, "closed"),
+                         ((first_reply.c.at.isnot(None)) | (cases.c.activity == Activity.ANSWER_SENT.value),
+                          "answered"), else_="open")
+        query = (select(ri.id, ri.status, survey_rules.c.name.label("rule"), sales.c.external_id.label("sale"),
+                        sales.c.seller, products.c.code.label("product"), contacts.c.name.label("customer"),
+                        ri.total_score, ri.normalized_score, cases.c.id.label("case_number"),
+                        cases.c.title.label("case_title"), cases.c.activity.label("case_activity"),
+                        state.label("state"), cases.c.assigned_agent, cases.c.created_at.label("case_opened_at"),
+                        first_reply.c.at.label("first_response_at"), cases.c.closed_at.label("case_closed_at"),
+                        ri.followup_score, ri.followup_weight)
+                 .select_from(rule_instances)
+                 .join(cases, cases.c.survey_instance_id == ri.id)
+                 .outerjoin(first_reply, first_reply.c.case_id == cases.c.id)
+                 .join(sales, sales.c.id == ri.sale_id)
+                 .join(products, products.c.id == sales.c.product_id)
+                 .join(survey_rules, survey_rules.c.id == ri.rule_id)
+                 .join(contacts, contacts.c.id == ri.contact_id)
+                 .where(ri.rule_id.in_(rule_ids), *self._sale_terms(f)))
+        return query, state
+
+    async def detractors(self, f: PanelFilter, *, state: str | None = None, limit: int = 50,
+                         offset: int = 0) -> dict[str, Any]:
+        """Detractor surveys and what became of their cases, newest case first, with the
+        count in each state (over the whole filter, not only the page)."""
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+        if offset < 0:
+            raise ValidationError("offset must be 0 or more", field="offset")
+        _check_state(state)
+        counts = {s: 0 for s in DETRACTOR_STATES}
+        items: list[dict[str, Any]] = []
+        async with self._db.engine.connect() as conn:
+            built = await self._detractor_query(conn, f)
+            if built is not None:
+                query, state_expr = built
+                inner = query.subquery()
+                for s, n in await conn.execute(select(inner.c.state, func.count()).group_by(inner.c.state)):
+                    counts[s] = int(n)
+                if state is not None:
+                    query = query.where(state_expr == state)
+                rows = await conn.execute(query.order_by(cases.c.created_at.desc(), cases.c.id.desc())
+                                          .limit(limit).offset(offset))
+                items = [_detractor_item(r) for r in rows]
+        return {"now": self._clock.now().isoformat(), "counts": counts, "items": items}
+
+    async def export_detractors_csv(self, f: PanelFilter, *, state: str | None = None) -> AsyncIterator[str]:
+        """The detractors view as CSV, in batches of cases (oldest first), any size in bounded memory."""
+        _check_state(state)
+        yield _csv_line(list(_DETRACTOR_COLUMNS))
+        after = 0
+        while True:
+            async with self._db.engine.connect() as conn:
+                built = await self._detractor_query(conn, f)
+                if built is None:
+                    return
+                query, state_expr = built
+                if state is not None:
+                    query = query.where(state_expr == state)
+                rows = (await conn.execute(query.where(cases.c.id > after).order_by(cases.c.id)
+                                           .limit(EXPORT_BATCH))).all()
+            if not rows:
+                return
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\r\n")
+            for r in rows:
+                item = _detractor_item(r)
+                writer.writerow([_cell(item[c]) for c in _DETRACTOR_COLUMNS])
+            yield buf.getvalue()
+            after = rows[-1].case_number
+
+
+def _check_state(state: str | None) -> None:
+    if state is not None and state not in DETRACTOR_STATES:
+        raise ValidationError(f"state must be one of {', '.join(DETRACTOR_STATES)}", field="state")
+
+
+def _detractor_item(r: Any) -> dict[str, Any]:
+    first = r.first_response_at
+    return {"id": r.id, "status": r.status, "rule": r.rule, "sale": r.sale, "seller": r.seller,
+            "product": r.product, "customer": r.customer, "total_score": r.total_score,
+            "normalized_score": r.normalized_score, "case_number": r.case_number, "case_title": r.case_title,
+            "case_activity": r.case_activity, "state": r.state, "assigned_agent": r.assigned_agent,
+            "case_opened_at": _aware(r.case_opened_at).isoformat(),
+            "first_response_at": _aware(first).isoformat() if first else None,
+            "first_response_seconds": (round((_aware(first) - _aware(r.case_opened_at)).total_seconds())
+                                       if first else None),
+            "case_closed_at": _aware(r.case_closed_at).isoformat() if r.case_closed_at else None,
+            "followup": None if r.followup_score is None else {"score": r.followup_score,
+                                                                "weight": r.followup_weight}}
+
+
+def _aware(value: Any) -> Any:
+    """MIN() over a timestamp bypasses the column type on SQLite (a naive value or text)."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _check_sections(names: list[str]) -> None:
@@ -286,4 +435,4 @@ def _csv_line(cells: list[Any]) -> str:
     return buf.getvalue()
 
 
-__all__ = ["SECTIONS", "Panel", "PanelFilter"]
+__all__ = ["DETRACTOR_STATES", "SECTIONS", "Panel", "PanelFilter"]

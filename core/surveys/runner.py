@@ -32,6 +32,7 @@ from core.outgoing import Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
 from core.persistence.lookup import any_key, key_values
 from core.persistence.schema import (
+    cases,
     contact_identities,
     contacts,
     messages,
@@ -334,6 +335,8 @@ class SurveyRunner:
                 .where(rule_instances.c.id == instance_id))).first()
             if r is None:
                 raise NotFound(f"survey {instance_id} does not exist")
+            case = (await conn.execute(select(cases.c.id, cases.c.activity, cases.c.closed_at)
+                                       .where(cases.c.survey_instance_id == instance_id))).first()
             questions = (await rule_questions(conn, [r.rule_id]))[r.rule_id]
             given = {a.question_id: a for a in await conn.execute(
                 select(survey_answers, survey_questions.c.code)
@@ -350,6 +353,11 @@ class SurveyRunner:
             "opened_at": _iso(r.opened_at), "last_asked_at": _iso(r.last_asked_at), "reminded_at": _iso(r.reminded_at),
             "executed_at": _iso(r.executed_at), "executed_by": r.executed_by, "total_score": r.total_score,
             "normalized_score": r.normalized_score,
+            "case": None if case is None else {"number": case.id, "activity": case.activity,
+                                               "closed_at": _iso(case.closed_at)},
+            "followup": None if r.followup_status is None else {
+                "status": r.followup_status, "score": r.followup_score, "weight": r.followup_weight,
+                "asked_at": _iso(r.followup_asked_at), "answered_at": _iso(r.followup_answered_at)},
             "answers": [{"question_id": a.question_id, "code": a.code, "score": a.score, "weight": a.weight,
                          "answered_at": a.answered_at.isoformat(), "answered_by": a.answered_by}
                         for a in given.values()],

@@ -34,6 +34,9 @@ CASE_SUMMARY = {
         "subcategory": _REF,
         "contact_name": _NULLABLE_STR,
         "organization": _NULLABLE_STR,
+        "origin": {"type": ["string", "null"], "enum": ["survey", None],
+                   "description": "survey: opened by a detractor survey answer; null: by a message or an agent"},
+        "survey_instance_id": {"type": ["integer", "null"], "description": "the detractor survey it follows up"},
     },
 }
 MESSAGE = {
@@ -84,6 +87,15 @@ CASE_DETAIL = {
                 "budget_mode": {"type": "string", "enum": [b.value for b in BudgetMode]},
                 "budget_lines": {"type": "array"},
                 "self_served": {"type": "boolean"},
+                "survey": {"type": ["object", "null"], "required": ["instance_id", "status", "rule", "sale"],
+                           "properties": {
+                               "instance_id": {"type": "integer"}, "status": {"type": "string"},
+                               "rule": {"type": "object", "properties": {"id": {"type": "integer"},
+                                                                         "name": {"type": "string"}}},
+                               "sale": {"type": "object", "properties": {
+                                   "id": {"type": "integer"}, "external_id": {"type": "string"},
+                                   "seller": {"type": "string"}}}},
+                           "description": "the detractor survey (and its sale) this case follows up"},
                 "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
                 "history": {"type": "array", "items": {"type": "object", "required": ["at", "actor", "kind"]}},
                 "suggestions": {"type": "array", "items": {"type": "object",

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from core.errors import ValidationError
 from core.surveys import PanelFilter, SaleError, SaleResult, Surveys
-from core.surveys.panel import MAX_LIMIT, SECTIONS
+from core.surveys.panel import DETRACTOR_STATES, MAX_LIMIT, SECTIONS
 from core.surveys.sales import MAX_BULK
 from intake.api.openapi import ApiRegistry, query_param
 from intake.http import int_param, path_id, read_json_object
@@ -30,16 +30,25 @@ _WEIGHTS = {"oneOf": [
                   "or a list in scale order"}
 _REFS = {"type": "array", "items": {"type": ["integer", "string"]}}
 
-QUESTION = {"type": "object", "required": ["id", "code", "text", "scale", "weights"], "properties": {
+_THRESHOLD = {"oneOf": [{"type": "integer", "minimum": -100, "maximum": 100}, {"type": "string", "enum": ["off"]},
+                        {"type": "null"}],
+              "description": "an answer weighing this or less is a detractor answer and opens a complaint case; "
+                             "\"off\": never; null: the [surveys] detractor_weight default"}
+QUESTION = {"type": "object", "required": ["id", "code", "text", "scale", "weights", "detractor_threshold"],
+            "properties": {
     "id": _INT, "code": _STR, "text": _TEXTS, "scale": _STR,
-    "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": -100, "maximum": 100}}}}
+    "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": -100, "maximum": 100}},
+    "detractor_threshold": _THRESHOLD}}
 QUESTION_IN = {"type": "object", "required": ["code", "text", "scale", "weights"], "properties": {
     "code": {"type": "string", "maxLength": 80}, "text": _TEXTS,
     "scale": {"type": "string", "description": '"1-5", "0-10" (any range within 0-10) or "yes/no"'},
-    "weights": _WEIGHTS}, "additionalProperties": False}
+    "weights": _WEIGHTS, "detractor_threshold": _THRESHOLD}, "additionalProperties": False}
+_RESURVEY = {"type": "boolean", "description": "when a detractor case of this rule closes, ask the customer "
+                                              "\"Was your problem solved? yes/no\" (recorded apart from the score)"}
 RULE = {"type": "object", "required": ["id", "name", "start_after_days", "expires_after_days", "note", "questions",
-                                       "operators"], "properties": {
+                                       "operators", "resurvey_after_close"], "properties": {
     "id": _INT, "name": _STR, "start_after_days": _INT, "expires_after_days": _INT, "note": _STR,
+    "resurvey_after_close": _RESURVEY,
     "questions": {"type": "array", "items": {"$ref": "#/components/schemas/SurveyQuestion"}},
     "operators": {"type": "array", "items": _STR}}}
 RULE_IN = {"type": "object", "required": ["name", "start_after_days", "expires_after_days"], "properties": {
@@ -49,7 +58,8 @@ RULE_IN = {"type": "object", "required": ["name", "start_after_days", "expires_a
     "expires_after_days": {"type": "integer", "minimum": 1, "maximum": 3650,
                            "description": "days after the start when it stops being available"},
     "note": _STR, "questions": {**_REFS, "description": "question ids or codes, in the order they are asked"},
-    "operators": {"type": "array", "items": _STR}}, "additionalProperties": False}
+    "operators": {"type": "array", "items": _STR}, "resurvey_after_close": _RESURVEY},
+    "additionalProperties": False}
 PROFILE = {"type": "object", "required": ["id", "name", "notes", "rules"], "properties": {
     "id": _INT, "name": _STR, "notes": _STR,
     "rules": {"type": "array", "items": {"type": "object", "required": ["id", "name"],
@@ -93,9 +103,36 @@ INSTANCE = {"type": "object", "required": ["id", "status", "rule", "sale", "prod
     "sale": {"type": "object"}, "product": {"type": "object"}, "customer": {"type": "object"},
     "window_start": _STR, "window_end": _STR, "opened_at": _NSTR, "last_asked_at": _NSTR, "reminded_at": _NSTR,
     "executed_at": _NSTR, "executed_by": _NSTR, "total_score": _NUM, "normalized_score": _NUM,
+    "case": {"type": ["object", "null"], "required": ["number", "activity", "closed_at"], "properties": {
+        "number": _INT, "activity": _STR, "closed_at": _NSTR},
+        "description": "the complaint case a detractor answer opened (null: none)"},
+    "followup": {"type": ["object", "null"], "properties": {
+        "status": {"type": "string", "enum": ["asked", "answered"]}, "score": _NSTR,
+        "weight": {"type": ["integer", "null"]}, "asked_at": _NSTR, "answered_at": _NSTR},
+        "description": "\"Was your problem solved?\" after the detractor case closed; its weight never "
+                       "changes total_score"},
     "answers": {"type": "array", "items": {"type": "object", "required": ["question_id", "score", "weight",
                                                                           "answered_by"]}},
     "questions": {"type": "array", "items": {"type": "object", "required": ["id", "code", "answered"]}}}}
+DETRACTOR_ITEM = {"type": "object", "required": [
+    "id", "status", "rule", "sale", "seller", "product", "case_number", "case_title", "case_activity", "state",
+    "case_opened_at", "first_response_at", "first_response_seconds", "case_closed_at"], "properties": {
+    "id": {**_INT, "description": "the survey (rule instance)"},
+    "status": {"type": "string", "enum": ["pending", "open", "executed", "expired", "paused"]},
+    "rule": _STR, "sale": _STR, "seller": _STR, "product": _STR, "customer": _NSTR, "total_score": _NUM,
+    "normalized_score": _NUM, "case_number": _INT, "case_title": _STR,
+    "case_activity": {"type": "string", "enum": ["preliminary_analysis", "derived", "answer_sent", "closed"]},
+    "state": {"type": "string", "enum": list(DETRACTOR_STATES)}, "assigned_agent": _NSTR,
+    "case_opened_at": _STR, "first_response_at": _NSTR,
+    "first_response_seconds": {"type": ["integer", "null"], "minimum": 0,
+                               "description": "from the case opening to the first agent reply"},
+    "case_closed_at": _NSTR,
+    "followup": {"type": ["object", "null"], "properties": {"score": _STR, "weight": _INT},
+                 "description": "the answer to \"Was your problem solved?\" (resurvey_after_close)"}}}
+DETRACTORS_DOC = """Detractor surveys (an answer at or below its question's detractor threshold opened a
+complaint case) and what was done about them: the case's `state` (`open`: no agent reply yet; `answered`:
+an agent replied or the case is in answer_sent; `closed`) and the time to the first agent reply. Newest case
+first; `counts` covers the whole filter. Filters as in the panel; `format=csv` streams every row (text/csv)."""
 SCORES_DOC = """Weighted scores per seller over the executed surveys of the sales that match the filters
 (commission). With total_i = the sum of the weights of survey i's answers:
 
@@ -103,6 +140,9 @@ SCORES_DOC = """Weighted scores per seller over the executed surveys of the sale
 - `average` = sum / n (n = executed surveys)
 - `normalized_average` = (1/n) Σ (total_i / answers_i): each term is survey i's mean weight per answer,
   so the result always lies within -100..100 whatever the number of questions.
+
+`detractors` counts the seller's surveys with a detractor case (executed or not) and `detractors_closed`
+how many of those cases are closed.
 
 `from`/`to` are local dates (the `[surveys] timezone`), both inclusive, on the sale's closing date.
 `format=csv` answers text/csv with the same columns."""
@@ -196,7 +236,7 @@ def _crud(api: ApiRegistry, *, path: str, noun: str, schema: str, request_schema
 def register(api: ApiRegistry, *, surveys: Surveys) -> None:
     api.schemas.update({"SurveyQuestion": QUESTION, "SurveyRule": RULE, "SurveyProfile": PROFILE,
                         "Product": PRODUCT, "SaleResult": SALE_RESULT, "SaleError": SALE_ERROR,
-                        "PanelItem": PANEL_ITEM, "SurveyInstance": INSTANCE})
+                        "PanelItem": PANEL_ITEM, "SurveyInstance": INSTANCE, "DetractorItem": DETRACTOR_ITEM})
     cat = surveys.catalog
     _crud(api, path="/surveys/questions", noun="question", schema="SurveyQuestion", request_schema=QUESTION_IN,
           list_fn=cat.list_questions, get_fn=cat.get_question, create_fn=cat.create_question,
@@ -330,9 +370,45 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
             response={"type": "object", "required": ["filters", "sellers"], "properties": {
                 "filters": {"type": "object"},
                 "sellers": {"type": "array", "items": {"type": "object", "required": [
-                    "seller", "surveys", "sum", "average", "normalized_average"], "properties": {
+                    "seller", "surveys", "sum", "average", "normalized_average", "detractors",
+                    "detractors_closed"], "properties": {
                     "seller": _STR, "surveys": _INT, "sum": {"type": "number"}, "average": {"type": "number"},
-                    "normalized_average": {"type": "number", "minimum": -100, "maximum": 100}}}}}})
+                    "normalized_average": {"type": "number", "minimum": -100, "maximum": 100},
+                    "detractors": {"type": "integer", "minimum": 0},
+                    "detractors_closed": {"type": "integer", "minimum": 0}}}}}})
+
+    async def detractors(request: web.Request) -> web.StreamResponse:
+        f = _filter(request)
+        state = request.query.get("state") or None
+        if state is not None and state not in DETRACTOR_STATES:
+            raise ValidationError(f"state must be one of {', '.join(DETRACTOR_STATES)}", field="state")
+        if _format(request) == "csv":
+            response = web.StreamResponse(headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": 'attachment; filename="survey-detractors.csv"'})
+            await response.prepare(request)
+            async for chunk in surveys.panel.export_detractors_csv(f, state=state):
+                await response.write(chunk.encode("utf-8"))
+            await response.write_eof()
+            return response
+        limit = int_param(request.query.get("limit"), "limit")
+        offset = int_param(request.query.get("offset"), "offset")
+        result = await surveys.panel.detractors(f, state=state, limit=50 if limit is None else limit,
+                                                offset=0 if offset is None else offset)
+        return web.json_response({"filters": {**_filter_echo(f, None), "state": state}, **result})
+
+    api.add("GET", "/surveys/detractors", detractors, tag=TAG,
+            summary="Detractor surveys and their cases: open, answered, closed, time to first response",
+            description=DETRACTORS_DOC,
+            params=[*_FILTER_PARAMS,
+                    query_param("state", {"type": "string", "enum": list(DETRACTOR_STATES)}),
+                    query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+                    query_param("offset", {"type": "integer", "minimum": 0})],
+            response={"type": "object", "required": ["now", "filters", "counts", "items"], "properties": {
+                "now": _STR, "filters": {"type": "object"},
+                "counts": {"type": "object", "required": list(DETRACTOR_STATES),
+                           "properties": {s: _INT for s in DETRACTOR_STATES}},
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/DetractorItem"}}}})
 
     # --- one survey ---------------------------------------------------------------------------
 

@@ -164,6 +164,7 @@ async def test_formula_injection_is_data_and_neutralised_on_export(surveys, tmp_
             assert value[:1] not in ("=", "+", "-", "@", "\t", "\r") or value.lstrip("-").replace(".", "").isdigit(), \
                 record
     scores = surveys.panel.seller_scores_csv([{"seller": f, "surveys": 1, "sum": 0, "average": 0,
-                                                "normalized_average": 0} for f in FORMULAS])
+                                                "normalized_average": 0, "detractors": 0, "detractors_closed": 0}
+                                               for f in FORMULAS])
     for record in list(csv.reader(io.StringIO(scores)))[1:]:
         assert record[0].startswith("'"), record

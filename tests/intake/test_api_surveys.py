@@ -163,11 +163,11 @@ async def test_catalog_sales_panel_and_manual_answers(running):
     scores = await call(running, "GET", "/surveys/seller-scores", "/surveys/seller-scores?from=2026-03-01&to=2026-03-31",
                         status=200)
     assert scores["sellers"] == [{"seller": "pedro", "surveys": 1, "sum": 150, "average": 150,
-                                  "normalized_average": 75}]
+                                  "normalized_average": 75, "detractors": 0, "detractors_closed": 0}]
     async with http.get("/api/v1/surveys/seller-scores?format=csv") as r:
         assert r.status == 200 and r.content_type == "text/csv"
-        assert (await r.text()).splitlines() == ["seller,surveys,sum,average,normalized_average",
-                                                 "pedro,1,150.0,150.0,75.0"]
+        assert (await r.text()).splitlines() == [
+            "seller,surveys,sum,average,normalized_average,detractors,detractors_closed", "pedro,1,150.0,150.0,75.0,0,0"]
     async with http.get("/api/v1/surveys/panel?operator=ana&format=csv") as r:
         assert r.status == 200 and r.content_type == "text/csv"
         rows = list(csv.DictReader(io.StringIO(await r.text())))
@@ -206,3 +206,68 @@ async def test_survey_routes_need_a_token_and_are_all_documented(running):
         assert r.status == 422
     async with http.post("/api/v1/sales", data=b"{bad") as r:
         assert r.status == 400
+
+
+async def test_detractor_thresholds_cases_and_the_detractors_view(running):
+    service, http, spec, clock, telegram = running
+    # Per question: its own threshold, "off", or null (the config default, -50).
+    q1 = await call(running, "POST", "/surveys/questions", status=201, json={**ATTENTION, "detractor_threshold": -80})
+    assert q1["detractor_threshold"] == -80
+    q2 = await call(running, "POST", "/surveys/questions", status=201, json=WORKING)
+    assert q2["detractor_threshold"] is None
+    off = await call(running, "PATCH", "/surveys/questions/{id}", f"/surveys/questions/{q2['id']}", status=200,
+                     json={"detractor_threshold": "off"})
+    assert off["detractor_threshold"] == "off"
+    bad = await call(running, "PATCH", "/surveys/questions/{id}", f"/surveys/questions/{q2['id']}", status=422,
+                     json={"detractor_threshold": "sometimes"})
+    assert bad["field"] == "detractor_threshold"
+    await call(running, "PATCH", "/surveys/questions/{id}", f"/surveys/questions/{q2['id']}", status=200,
+               json={"detractor_threshold": None})
+    rule = await call(running, "POST", "/surveys/rules", status=201, json={
+        "name": "Entrega", "start_after_days": 7, "expires_after_days": 3, "questions": ["attention", "working"],
+        "operators": ["ana", "beto"], "resurvey_after_close": True})
+    assert rule["resurvey_after_close"] is True
+    await call(running, "POST", "/surveys/rules", status=422, json={
+        "name": "x", "start_after_days": 7, "expires_after_days": 3, "resurvey_after_close": "yes"})
+    profile = await call(running, "POST", "/surveys/profiles", status=201, json={"name": "P", "rules": ["Entrega"]})
+    await call(running, "POST", "/surveys/products", status=201,
+               json={"code": "PRN", "name": "Impresora", "profile": profile["id"]})
+    await call(running, "POST", "/sales", status=200, json={
+        "external_id": "ERP-9", "product": "PRN", "seller": "marta", "closed_at": "2026-03-02",
+        "customer": {"name": "Ana", "phone": "555"}})
+    clock.current = OPENS
+    await call(running, "POST", "/surveys/tick", status=200)
+    [item] = (await call(running, "GET", "/surveys/panel", "/surveys/panel?section=my_rules",
+                         status=200))["items"]["my_rules"]
+    iid = item["id"]
+
+    # -50 is above this question's own -80: no case. Then "no" (-100) on the default threshold.
+    partial = await call(running, "POST", "/surveys/instances/{id}/answers", f"/surveys/instances/{iid}/answers",
+                         status=200, json={"operator": "beto", "answers": [{"question": "attention", "score": "2"}]})
+    assert partial["case"] is None
+    done = await call(running, "POST", "/surveys/instances/{id}/answers", f"/surveys/instances/{iid}/answers",
+                      status=200, json={"operator": "beto", "answers": [{"question": "working", "score": "no"}]})
+    number = done["case"]["number"]
+    assert done["case"]["activity"] == "preliminary_analysis" and done["followup"] is None
+
+    case = await call(running, "GET", "/cases/{number}", f"/cases/{number}", status=200)
+    assert (case["origin"], case["type"], case["assigned_agent"]) == ("survey", "complaint", "ana")
+    assert case["survey"] == {"instance_id": iid, "status": "executed", "rule": {"id": rule["id"], "name": "Entrega"},
+                              "sale": {"id": case["survey"]["sale"]["id"], "external_id": "ERP-9", "seller": "marta"}}
+    listed = await call(running, "GET", "/cases", "/cases?type=complaint", status=200)
+    assert [(c["number"], c["origin"], c["survey_instance_id"]) for c in listed["cases"]] == [(number, "survey", iid)]
+
+    view = await call(running, "GET", "/surveys/detractors", "/surveys/detractors?seller=marta", status=200)
+    assert view["counts"] == {"open": 1, "answered": 0, "closed": 0}
+    assert [(i["case_number"], i["state"], i["first_response_seconds"]) for i in view["items"]] == [
+        (number, "open", None)]
+    assert (await call(running, "GET", "/surveys/detractors", "/surveys/detractors?operator=zoe",
+                       status=200))["items"] == []
+    await call(running, "GET", "/surveys/detractors", "/surveys/detractors?state=lost", status=422)
+    await call(running, "GET", "/surveys/detractors", "/surveys/detractors?limit=0", status=422)
+    async with http.get("/api/v1/surveys/detractors?format=csv") as r:
+        assert r.status == 200 and r.content_type == "text/csv"
+        rows = list(csv.DictReader(io.StringIO(await r.text())))
+    assert [(r["case_number"], r["state"], r["sale"]) for r in rows] == [(str(number), "open", "ERP-9")]
+    scores = await call(running, "GET", "/surveys/seller-scores", status=200)
+    assert [(s["seller"], s["detractors"], s["detractors_closed"]) for s in scores["sellers"]] == [("marta", 1, 0)]

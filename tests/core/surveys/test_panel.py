@@ -100,14 +100,16 @@ async def test_panel_sections_filters_manual_runs_and_seller_scores(surveys, db,
     # Commission: the three formulas.
     scores = {r["seller"]: r for r in await surveys.panel.seller_scores(PanelFilter())}
     assert scores["marta"] == {"seller": "marta", "surveys": 1, "sum": 300, "average": 300,
-                               "normalized_average": 100}
+                               "normalized_average": 100, "detractors": 0, "detractors_closed": 0}
     pedro = scores["pedro"]
     assert (pedro["surveys"], pedro["sum"], pedro["average"]) == (2, 30, 15)
+    # Pedro's -200 survey had detractor answers: one complaint case, still open.
+    assert (pedro["detractors"], pedro["detractors_closed"]) == (1, 0)
     assert pedro["normalized_average"] == pytest.approx(((-200 / 3) + (230 / 3)) / 2, abs=1e-3)
     assert await surveys.panel.seller_scores(PanelFilter(date_from=date(2026, 3, 3))) == []
     assert [r["seller"] for r in await surveys.panel.seller_scores(PanelFilter(operator="ana"))] == ["marta", "pedro"]
     text = surveys.panel.seller_scores_csv(list(scores.values()))
-    assert text.splitlines()[0] == "seller,surveys,sum,average,normalized_average"
+    assert text.splitlines()[0] == "seller,surveys,sum,average,normalized_average,detractors,detractors_closed"
 
     # CSV export: every section, a row per survey, in bounded batches.
     chunks = [c async for c in surveys.panel.export_csv(PanelFilter(operator="ana"))]
