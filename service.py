@@ -13,12 +13,14 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import text as sql_text
 
 from core.attachments import AttachmentStore
@@ -57,10 +59,13 @@ class Metrics:
                                  registry=self.registry)
         self.outbox = Gauge("posventa_outbox_items", "Outbox items not yet sent, by channel and status",
                             ["channel", "status"], registry=self.registry)
-        self.delivered = Gauge("posventa_outbox_delivered", "Deliveries by this process since start",
-                               ["channel", "outcome"], registry=self.registry)
-        self.inbox_batches = Gauge("posventa_inbox_batches", "Group-commit batches since start",
-                                   registry=self.registry)
+
+    def totals(self, name: str, documentation: str, labels: Sequence[str],
+               read: Callable[[], Iterable[tuple[tuple[str, ...], float]]]) -> None:
+        """A total since start that a component already keeps as a number, exposed as a
+        Prometheus counter (``name_total``) read at scrape time: no second count to keep
+        in step, and a type that ``rate()`` understands."""
+        self.registry.register(_TotalsReader(name, documentation, tuple(labels), read))
 
     def on_stored(self, stored: Sequence[StoredMessage]) -> None:
         # Counted per batch: labels().inc() takes two locks, per message it was a visible
@@ -75,6 +80,22 @@ class Metrics:
             self.inbound.labels(channel).inc(n)
         for channel, n in opened.items():
             self.new_cases.labels(channel).inc(n)
+
+
+class _TotalsReader(Collector):
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...],
+                 read: Callable[[], Iterable[tuple[tuple[str, ...], float]]]) -> None:
+        self._name, self._documentation, self._labels, self._read = name, documentation, labels, read
+
+    def describe(self) -> list[CounterMetricFamily]:
+        # Without describe(), registering would call collect() before anything is wired.
+        return [CounterMetricFamily(self._name, self._documentation, labels=self._labels)]
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labels)
+        for labels, value in self._read():
+            family.add_metric(labels, value)
+        yield family
 
 
 @dataclass
@@ -100,6 +121,12 @@ class Service:
                                   desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id),
                                   on_commit=self.signal.notify,
                                   max_concurrent_batches=1 if self.db.is_sqlite else 2)
+        self.metrics.totals("posventa_inbox_batches", "Group-commit batches since start", (),
+                            lambda: [((), self.inbox.batches_committed)])
+        self.metrics.totals("posventa_outbox_delivered", "Deliveries by this process since start",
+                            ("channel", "outcome"),
+                            lambda: [((w.channel_name.value, outcome), getattr(w, outcome))
+                                     for w in self.workers for outcome in ("sent", "failed", "retried")])
         self.cases = CaseService(db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
         self.api = ApiRegistry()
@@ -130,10 +157,9 @@ class Service:
             listening = Gauge("posventa_notify_listening", "1 while the LISTEN connection to PostgreSQL is up",
                               registry=self.metrics.registry)
             listening.set_function(lambda: float(notifier.listening.is_set()))
-            counts = Gauge("posventa_notifications", "Cross-process notifications since start, by outcome",
-                           ["event"], registry=self.metrics.registry)
-            for event in ("published", "received", "dropped", "reconnects"):
-                counts.labels(event).set_function(lambda event=event: float(getattr(notifier, event)))
+            self.metrics.totals("posventa_notifications", "Cross-process notifications since start, by outcome",
+                                ("event",), lambda: [((event,), getattr(notifier, event)) for event in
+                                                     ("published", "received", "dropped", "reconnects")])
         self._wire_email()
         self._wire_webchat()
         self._wire_telegram()
@@ -382,12 +408,6 @@ class Service:
         return {"database": self.db.dialect}
 
     async def _refresh_metrics(self) -> None:
-        self.metrics.inbox_batches.set(self.inbox.batches_committed)
-        for worker in self.workers:
-            ch = worker.channel_name.value
-            self.metrics.delivered.labels(ch, "sent").set(worker.sent)
-            self.metrics.delivered.labels(ch, "failed").set(worker.failed)
-            self.metrics.delivered.labels(ch, "retried").set(worker.retried)
         counts = await backlog(self.db)
         channels = {c.value for c in self.channels} | {ch for ch, _ in counts}
         for ch in channels:

@@ -3,9 +3,12 @@ OpenAPI document checked against what the server really answers."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import jsonschema
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.domain import ChannelName, InboundMessage
 from service import Service
@@ -157,7 +160,7 @@ async def test_openapi_lists_exactly_the_routes_the_server_has(running):
 
 
 async def test_health_and_metrics(running):
-    service, http, _ = running
+    service, http, email = running
     await service.inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id="h1", sender="9", text="hola"))
     async with http.get("/healthz") as r:
         assert r.status == 200 and (await r.json())["status"] == "ok"
@@ -165,3 +168,29 @@ async def test_health_and_metrics(running):
         text = await r.text()
     assert 'posventa_inbound_messages_total{channel="telegram"} 1.0' in text
     assert 'posventa_outbox_items{channel="telegram",status="queued"} 1.0' in text
+    # Totals since start are counters named ..._total; only levels (a backlog, a flag) are gauges.
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["posventa_inbox_batches"].type == "counter"
+    assert [s.name for s in families["posventa_inbox_batches"].samples] == ["posventa_inbox_batches_total"]
+    assert families["posventa_inbox_batches"].samples[0].value >= 1
+    assert families["posventa_outbox_delivered"].type == "counter"
+    assert {f.name for f in families.values() if "since start" in f.documentation and f.type != "counter"} == set()
+    await service.inbox.receive(InboundMessage(channel=ChannelName.EMAIL, external_id="<h2@x>",
+                                               sender="ana@example.org", text="hola", subject="Hola"))
+    await email.wait_for(1)  # the acknowledgement, sent by this process's email worker
+
+    async def delivered() -> float:
+        async with http.get("/metrics") as r:
+            families = {f.name: f for f in text_string_to_metric_families(await r.text())}
+        return {(s.name, s.labels.get("channel"), s.labels.get("outcome")): s.value
+                for s in families["posventa_outbox_delivered"].samples}.get(
+            ("posventa_outbox_delivered_total", "email", "sent"), 0.0)
+
+    # The worker counts a delivery when it records it, a moment after the send.
+    assert await asyncio.wait_for(_until(delivered, 1.0), 5) == 1.0
+
+
+async def _until(read, expected):
+    while (value := await read()) != expected:
+        await asyncio.sleep(0.02)
+    return value

@@ -99,7 +99,7 @@ async def test_outbox_and_survey_work_is_sent_once_by_three_processes(cluster, d
         assert len(relay.messages) == total, f"{len(relay.messages)} mails for {total} items"
         assert set(ids.values()) == {1}, [i for i, n in ids.items() if n > 1][:5]
 
-        per_node = [await n.metric("posventa_outbox_delivered", 'channel="email",outcome="sent"') for n in nodes]
+        per_node = [await n.metric("posventa_outbox_delivered_total", 'channel="email",outcome="sent"') for n in nodes]
         assert sum(per_node) == total
         assert sum(1 for n in per_node if n > 0) >= 2, f"only one process sent anything: {per_node}"
         print("deliveries per process:", per_node)
