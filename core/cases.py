@@ -570,13 +570,13 @@ _SUMMARY_COLS = (
     cases.c.id, cases.c.created_at, cases.c.updated_at, cases.c.title, cases.c.case_type, cases.c.activity,
     cases.c.channel, cases.c.sector, cases.c.assigned_agent, cases.c.language, cases.c.category_id,
     cases.c.subcategory_id, cases.c.contact_id, cases.c.closed_at, cases.c.origin, cases.c.survey_instance_id,
-    contacts.c.name.label("contact_name"), organizations.c.name.label("organization_name"),
+    contacts.c.name.label("contact_name"), contacts.c.email.label("contact_email"),
+    contacts.c.phone.label("contact_phone"), organizations.c.name.label("organization_name"),
     _cat.c.name.label("category_name"), _sub.c.name.label("subcategory_name"),
 )
 _DETAIL_COLS = (
     cases.c.description, cases.c.kb_problem, cases.c.kb_answer, cases.c.kb_hotfix, cases.c.kb_application,
     cases.c.kb_action, cases.c.kb_url, cases.c.budget_mode, cases.c.self_served,
-    contacts.c.email.label("contact_email"), contacts.c.phone.label("contact_phone"),
 )
 
 
@@ -595,6 +595,8 @@ def _summary(r: Any) -> dict[str, Any]:
         "category": {"id": r.category_id, "name": r.category_name} if r.category_id else None,
         "subcategory": {"id": r.subcategory_id, "name": r.subcategory_name} if r.subcategory_id else None,
         "contact_name": r.contact_name,
+        # Who wrote, for a list: the name, else the address (many mails and chats carry no name).
+        "customer": r.contact_name or r.contact_email or r.contact_phone,
         "organization": r.organization_name,
         "closed_at": _iso(r.closed_at),
         "origin": r.origin,

@@ -33,6 +33,8 @@ CASE_SUMMARY = {
         "category": _REF,
         "subcategory": _REF,
         "contact_name": _NULLABLE_STR,
+        "customer": {"type": ["string", "null"],
+                     "description": "the contact's name, else their email address or phone"},
         "organization": _NULLABLE_STR,
         "origin": {"type": ["string", "null"], "enum": ["survey", None],
                    "description": "survey: opened by a detractor survey answer; null: by a message or an agent"},

@@ -246,3 +246,28 @@ async def test_case_page_shows_each_deliverys_state(running, agent):
     assert page.count("550 no such user") == 1 and "author-note" not in page
     status, page = await agent.get(f"/console/cases/{number}?tab=history")
     assert page.count("550 no such user") == 1 and "Delivery failed" in page
+
+
+@SQLITE_ONLY
+async def test_inbox_names_the_customer_or_their_address(running, agent):
+    inbox = running.service.inbox
+    # A mail without a display name (swaks' default), one with, and a web chat visitor who gave nothing.
+    bare = (await inbox.receive(InboundMessage(channel=ChannelName.EMAIL, external_id="<bare@x>",
+                                               sender="ana@cliente.com", text="No llegó", subject="Pedido"))).case_number
+    named = (await inbox.receive(InboundMessage(channel=ChannelName.EMAIL, external_id="<named@x>",
+                                                sender="bea@cliente.com", sender_name="Bea Gómez", text="Hola",
+                                                subject="Factura"))).case_number
+    chat = (await inbox.receive(InboundMessage(channel=ChannelName.WEBCHAT, external_id="s1:1", sender="s1",
+                                               text="¿Hay alguien?"))).case_number
+    status, page = await agent.get("/console/inbox")
+    assert status == 200
+
+    def customer_cell(number: int) -> str:
+        row = page.split(f'<tr data-case="{number}">', 1)[1].split("</tr>", 1)[0]
+        return row.split('<td class="customer">', 1)[1].split("</td>", 1)[0]
+
+    assert customer_cell(bare) == "ana@cliente.com"
+    assert customer_cell(named) == "Bea Gómez"
+    assert customer_cell(chat) == '<span class="muted">Web chat visitor</span>'
+    listed = {c["number"]: c["customer"] for c in await running.service.cases.list_cases()}
+    assert listed == {bare: "ana@cliente.com", named: "Bea Gómez", chat: None}
