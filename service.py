@@ -9,7 +9,6 @@ clients those workers send through close.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import signal
@@ -305,7 +304,6 @@ class Service:
             return
         from intake.console import Console
 
-        catalog = panel = None
         surveys = getattr(self, "surveys", None)
         if surveys is not None:
             catalog, panel = surveys.catalog, surveys.panel
@@ -314,14 +312,11 @@ class Service:
             # off; both are plain queries over the database.
             from zoneinfo import ZoneInfo
 
-            try:
-                from core.surveys.catalog import Catalog
-                from core.surveys.panel import Panel
-            except ModuleNotFoundError:  # a build without surveys: the pages say so
-                pass
-            else:
-                catalog = Catalog(db=self.db)
-                panel = Panel(db=self.db, clock=self.clock, tz=ZoneInfo(self.config.surveys.timezone))
+            from core.surveys.catalog import Catalog
+            from core.surveys.panel import Panel
+
+            catalog = Catalog(db=self.db)
+            panel = Panel(db=self.db, clock=self.clock, tz=ZoneInfo(self.config.surveys.timezone))
         from intake.console.live import LiveUpdates
 
         self.console = Console(db=self.db, cases=self.cases, attachments=self.attachments, clock=self.clock,
@@ -356,8 +351,10 @@ class Service:
                 started.append(component)
         except BaseException:
             for component in reversed(started):
-                with contextlib.suppress(Exception):
+                try:
                     await component.stop()
+                except Exception:
+                    log.exception("stopping %s after a failed start failed", type(component).__name__)
             await self._stop_core()
             raise
         self._started = True
@@ -379,11 +376,15 @@ class Service:
         await self.http.stop()
         await self.inbox.stop()
         if hasattr(self, "suggestions"):
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(self.suggestions.drain(), timeout=3)
+            except Exception:
+                log.exception("draining the KB suggestions failed")
         for worker in self.workers:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(worker.stop(), timeout=5)
+            except Exception:
+                log.exception("stopping the %s outbox worker failed", worker.channel_name.value)
         # Channels' clients close last: a worker's batch may still have been sending.
         for close in self.transports:
             try:

@@ -141,9 +141,6 @@ class SemanticIndex:
                     self._mark_ready(doc_id)
         return added
 
-    def known_keys(self) -> list[bytes]:
-        return list(self._row_of)
-
     def vector(self, key: bytes) -> np.ndarray | None:
         row = self._row_of.get(key)
         return None if row is None else self._vectors[row].copy()

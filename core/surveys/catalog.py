@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -724,11 +724,3 @@ async def _upsert_product(conn: AsyncConnection, data: Any) -> None:
         await conn.execute(insert(products).values(**row))
     else:
         await conn.execute(update(products).where(products.c.id == pid).values(**row))
-
-
-async def count_catalog(conn: AsyncConnection) -> dict[str, int]:
-    out = {}
-    for name, table in (("questions", survey_questions), ("rules", survey_rules), ("profiles", survey_profiles),
-                        ("products", products)):
-        out[name] = (await conn.execute(select(func.count()).select_from(table))).scalar_one()
-    return out

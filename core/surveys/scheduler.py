@@ -239,7 +239,6 @@ class SurveyTicker:
         self._scheduler = scheduler
         self._interval = interval
         self._stop = asyncio.Event()
-        self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
 
@@ -253,10 +252,6 @@ class SurveyTicker:
         await cancel_and_wait([self._task])
         self._task = None
 
-    def kick(self) -> None:
-        """Tick now rather than at the next interval."""
-        self._kick.set()
-
     async def _run(self) -> None:
         while not self._stop.is_set():
             try:
@@ -264,6 +259,6 @@ class SurveyTicker:
             except Exception:
                 log.exception("survey tick failed; retrying at the next interval")
             self.ticks += 1
-            self._kick.clear()
+            # Sleeps the interval, or less when stop() is called.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout=self._interval)
+                await asyncio.wait_for(self._stop.wait(), timeout=self._interval)
