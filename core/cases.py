@@ -45,6 +45,9 @@ from core.persistence.schema import (
     survey_rules,
 )
 from core.ports import Clock
+from core.search import hits as search_hits
+from core.search import parse_query
+from core.search import snippets as search_snippets
 from core.workflow import check_transition
 
 MAX_TEXT = 100_000
@@ -117,13 +120,13 @@ class CaseService:
     # --- reading -----------------------------------------------------------------------
 
     async def list_cases(self, f: CaseFilter = CaseFilter()) -> list[dict[str, Any]]:
+        """The cases ``f`` selects: newest activity first, or, with ``f.text``, the best
+        full-text matches first, each with a ``match`` saying where and a snippet."""
         q = select(*_SUMMARY_COLS).select_from(_SUMMARY_FROM)
         conds = []
-        for name, value in (("text", f.text), ("assigned_agent", f.assigned_agent)):
-            # No stored text holds a NUL (see _text); PostgreSQL refuses one in a parameter
-            # (a 500) and SQLite ends the LIKE pattern there (matching every case).
-            if value is not None and "\x00" in value:
-                raise ValidationError(f"{name} contains a NUL character", field=name)
+        if f.assigned_agent is not None and "\x00" in f.assigned_agent:
+            # PostgreSQL refuses a NUL in a parameter (a 500); no stored name holds one.
+            raise ValidationError("assigned_agent contains a NUL character", field="assigned_agent")
         if f.activity:
             conds.append(cases.c.activity == _enum(Activity, f.activity, "activity").value)
         if f.open_only:
@@ -136,16 +139,25 @@ class CaseService:
             conds.append(cases.c.channel == _enum(ChannelName, f.channel, "channel").value)
         if f.assigned_agent:
             conds.append(cases.c.assigned_agent == f.assigned_agent)
-        if f.text:
-            # Bound parameter, LIKE wildcards escaped: user text is data, never SQL.
-            needle = "%" + f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")[:200] + "%"
-            conds.append(or_(cases.c.title.ilike(needle, escape="\\"), cases.c.description.ilike(needle, escape="\\")))
+        search = parse_query(f.text) if f.text else None
+        if f.text and search is None:
+            return []  # no letter or digit in it: nothing can match
+        limit = max(1, min(int(f.limit), 500))
+        order = [cases.c.updated_at.desc(), cases.c.id.desc()]
+        if search is not None:
+            found = search_hits(search, self._db.engine.dialect.name)
+            q = (select(*_SUMMARY_COLS, found.c.source, found.c.source_id)
+                 .select_from(_SUMMARY_FROM.join(found, found.c.case_id == cases.c.id)))
+            order.insert(0, found.c.score.desc())
         if conds:
             q = q.where(and_(*conds))
-        limit = max(1, min(int(f.limit), 500))
-        q = q.order_by(cases.c.updated_at.desc(), cases.c.id.desc()).limit(limit).offset(max(0, int(f.offset)))
+        q = q.order_by(*order).limit(limit).offset(max(0, int(f.offset)))
         async with self._db.engine.connect() as conn:
-            return [_summary(r) for r in await conn.execute(q)]
+            rows = (await conn.execute(q)).all()
+            if search is None:
+                return [_summary(r) for r in rows]
+            matches = await search_snippets(conn, search, ((r.id, r.source, r.source_id) for r in rows))
+        return [_summary(r) | {"match": matches[r.id].as_dict() if r.id in matches else None} for r in rows]
 
     async def activity_counts(self) -> dict[str, int]:
         async with self._db.engine.connect() as conn:

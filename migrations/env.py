@@ -3,7 +3,7 @@
 
 from alembic import context
 
-from core.persistence.schema import UTCDateTime, metadata
+from core.persistence.schema import UTCDateTime, is_fulltext_object, metadata
 import kb.tables  # noqa: F401  (registers kb's cache tables on the same MetaData)
 
 config = context.config
@@ -24,6 +24,8 @@ def _run(connection) -> None:
         target_metadata=metadata,
         render_as_batch=True,  # SQLite can only ALTER through table copies
         compare_type=True,
+        # The engines' full-text objects are made by hand in i21_fulltext, not declared.
+        include_name=lambda name, type_, _parents: not is_fulltext_object(name, type_),
     )
     with context.begin_transaction():
         context.run_migrations()

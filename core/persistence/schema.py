@@ -472,3 +472,20 @@ survey_answers = Table(
     Column("answered_by", String(120), nullable=False),
     UniqueConstraint("instance_id", "question_id"),
 )
+
+# --- full-text search ----------------------------------------------------------------------
+
+#: What migration i21_fulltext makes and SQLAlchemy cannot declare: the FTS5 tables (with
+#: their shadow tables, ``<name>_data``...) on SQLite, and on PostgreSQL the ``search_vector``
+#: column with its GIN index on each searched table. core/search.py queries them.
+FULLTEXT_TABLES = ("cases_fts", "messages_fts", "contacts_fts", "identities_fts")
+FULLTEXT_COLUMN = "search_vector"
+
+
+def is_fulltext_object(name: str | None, type_: str) -> bool:
+    """Whether a reflected object belongs to full-text search (for Alembic's comparison)."""
+    if name is None:
+        return False
+    if type_ == "table":
+        return any(name == t or name.startswith(t + "_") for t in FULLTEXT_TABLES)
+    return name == FULLTEXT_COLUMN or name.endswith("_" + FULLTEXT_COLUMN)

@@ -9,6 +9,7 @@ from aiohttp import web
 from core.cases import CaseFilter, CaseService, NewCase
 from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
 from core.errors import ValidationError
+from core.search import MAX_QUERY_CHARS
 from intake.api.openapi import ApiRegistry, query_param
 from intake.http import int_param, path_id, read_json_object
 
@@ -39,6 +40,13 @@ CASE_SUMMARY = {
         "origin": {"type": ["string", "null"], "enum": ["survey", None],
                    "description": "survey: opened by a detractor survey answer; null: by a message or an agent"},
         "survey_instance_id": {"type": ["integer", "null"], "description": "the detractor survey it follows up"},
+        # Only in a search (q=...): where the case matched.
+        "match": {"type": ["object", "null"], "required": ["source", "snippet", "highlights"], "properties": {
+            "source": {"type": "string", "enum": ["number", "case", "message", "note", "contact", "address"]},
+            "snippet": {"type": "string"},
+            "highlights": {"type": "array", "description": "[start, end) offsets of the matched words in snippet",
+                           "items": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}},
+        }},
     },
 }
 MESSAGE = {
@@ -147,7 +155,7 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
         )
         return web.json_response({"cases": await cases.list_cases(f), "counts": await cases.activity_counts()})
 
-    api.add("GET", "/cases", list_cases, summary="List cases, newest activity first", tag="cases",
+    api.add("GET", "/cases", list_cases, summary="List cases, newest activity first (best match first with q)", tag="cases",
             response=summary_list, params=[
                 query_param("activity", {"type": "string", "enum": [a.value for a in Activity]}),
                 query_param("open", {"type": "string", "enum": ["1", "0", "true", "false"]}, "only cases not closed"),
@@ -155,7 +163,9 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
                 query_param("category", {"type": "integer"}, "category or subcategory id"),
                 query_param("channel", {"type": "string", "enum": [c.value for c in ChannelName]}),
                 query_param("assigned", {"type": "string"}, "assigned agent"),
-                query_param("q", {"type": "string"}, "text in title or description"),
+                query_param("q", {"type": "string", "maxLength": MAX_QUERY_CHARS},
+                            "full-text search: case number, title, description, messages, notes, contact name "
+                            "and addresses; accent- and case-insensitive, by word prefix; best matches first"),
                 query_param("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
                 query_param("offset", {"type": "integer", "minimum": 0}),
             ])

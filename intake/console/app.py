@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import jinja2
+import markupsafe
 from aiohttp import web
 
 from core.attachments import AttachmentStore
@@ -138,7 +139,8 @@ class Console:
         )
         env.filters.update({"dt": lambda value: _format_dt(value, self.tz),
                             "dt_seconds": lambda value: _format_dt(value, self.tz, seconds=True),
-                            "label": label, "filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url})
+                            "label": label, "filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url,
+                            "highlight": _highlight})
         env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role})
         app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
         views_auth.register(app.router, self)
@@ -264,6 +266,17 @@ def _format_dt(value: str | datetime | None, tz: ZoneInfo, *, seconds: bool = Fa
     if value.tzinfo is None:
         return value.strftime(fmt)
     return value.astimezone(tz).strftime(fmt + " %Z")
+
+
+def _highlight(match: dict[str, Any]) -> markupsafe.Markup:
+    """A search snippet with its matched words in <mark>; the text itself stays escaped."""
+    snippet, out, at = match["snippet"], [], 0
+    for start, end in match["highlights"]:
+        out += [markupsafe.escape(snippet[at:start]), markupsafe.Markup("<mark>"),
+                markupsafe.escape(snippet[start:end]), markupsafe.Markup("</mark>")]
+        at = end
+    out.append(markupsafe.escape(snippet[at:]))
+    return markupsafe.Markup("").join(out)
 
 
 def _filesize(size: int | None) -> str:

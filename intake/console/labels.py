@@ -63,6 +63,12 @@ LABELS: Mapping[str, str] = {
     "budget": "Budget",
     "reopened": "Reopened",
     "delivery_failed": "Delivery failed",
+    # where a search matched (core/search.py)
+    "number": "Case number",
+    "case": "Title or description",
+    "message": "Message",
+    "contact": "Customer",
+    "address": "Customer's address",
 }
 
 

@@ -139,12 +139,34 @@ async def test_list_filters_and_text_search_are_parameters_not_sql(running, spec
     found = await call(http, spec, "GET", "/cases", "/cases?q=factura", status=200)
     assert [c["title"] for c in found["cases"]] == ["factura duplicada"]
     assert found["counts"]["preliminary_analysis"] == 3
-    assert len((await call(http, spec, "GET", "/cases", "/cases?q=%25", status=200))["cases"]) == 1
+    # Words, not LIKE patterns: "%" holds none, "fallo_x" is the two words "fallo" and "x".
+    assert len((await call(http, spec, "GET", "/cases", "/cases?q=%25", status=200))["cases"]) == 0
+    assert [c["title"] for c in (await call(http, spec, "GET", "/cases", "/cases?q=fallo_x",
+                                            status=200))["cases"]] == ["100% fallo_x"]
     assert len((await call(http, spec, "GET", "/cases", "/cases?q=' OR 1=1 --", status=200))["cases"]) == 0
     assert len((await call(http, spec, "GET", "/cases", "/cases?channel=telegram&type=unclassified&open=1",
                            status=200))["cases"]) == 3
     await call(http, spec, "GET", "/cases", "/cases?channel=fax", status=422)
     await call(http, spec, "GET", "/cases", "/cases?limit=abc", status=422)
+
+
+async def test_full_text_search_finds_a_word_only_in_a_reply(running, spec):
+    service, http, email = running
+    body = {"title": "Pedido 7781", "description": "No puedo activar", "contact": {"email": "rui@cliente.com.br"},
+            "language": "pt"}
+    number = (await call(http, spec, "POST", "/cases", json=body, status=201))["number"]
+    await call(http, spec, "POST", "/cases/{number}/reply", f"/cases/{number}/reply",
+               json={"text": "Renovamos a sua licença hoje.", "agent": "ana"}, status=202)
+    await call(http, spec, "POST", "/cases", json={**body, "title": "Otro", "description": "nada"}, status=201)
+    found = (await call(http, spec, "GET", "/cases", "/cases?q=licenca", status=200))["cases"]
+    assert [c["number"] for c in found] == [number]
+    match = found[0]["match"]
+    assert match["source"] == "message"
+    assert [match["snippet"][a:b] for a, b in match["highlights"]] == ["licença"]
+    assert [c["number"] for c in (await call(http, spec, "GET", "/cases", f"/cases?q=%23{number}",
+                                             status=200))["cases"]][0] == number
+    error = await call(http, spec, "GET", "/cases", "/cases?q=" + "x" * 201, status=422)
+    assert error["field"] == "q"
 
 
 async def test_openapi_lists_exactly_the_routes_the_server_has(running):

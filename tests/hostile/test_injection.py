@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
+import unicodedata
 from typing import Any
 
 import aiohttp
@@ -44,6 +46,7 @@ PAYLOADS = [
 #: fast; random text goes to PostgreSQL, the stricter of the two (NUL, integer ranges).
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 postgres_only = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+CASE_TEXTS = ["impresora rota", "factura duplicada", "100% fallo_x"]
 CASE_FILTERS = ["q", "type", "channel", "activity", "category", "assigned", "open", "limit", "offset"]
 PANEL_FILTERS = ["operator", "seller", "product", "rule", "from", "to", "section", "limit", "offset", "format"]
 
@@ -59,7 +62,7 @@ async def api(database_url, tmp_path):
             [sale(f"S-{i}", seller=seller, telegram_id=str(5000 + i), closed_at="2026-02-01")
              for i, seller in enumerate(["marta", "marta", "juan"])])
         assert not errors
-        for i, text in enumerate(["impresora rota", "factura duplicada", "100% fallo_x"]):
+        for i, text in enumerate(CASE_TEXTS):
             await service.inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id=f"m{i}",
                                                        sender=str(100 + i), text=text))
         base = f"http://127.0.0.1:{service.http.bound_port}"
@@ -94,12 +97,31 @@ async def check_case_filter(http: aiohttp.ClientSession, name: str, value: str) 
     if value == "":
         return  # an empty parameter is no filter
     if name == "q":
-        # The payload is data: exactly the cases whose title contains it, literally.
-        assert all(value.lower() in c["title"].lower() for c in found), (value, found)
+        # The payload is data: each case found either is the one numbered so, or shows
+        # where it matched, every highlighted word (from stored text) beginning with one
+        # of the payload's words, accents and case aside.
+        words = _words(value)
+        for case in found:
+            match = case["match"]
+            if match["source"] == "number":
+                assert case["number"] == _number(value), (value, case)
+                continue
+            marked = [w for a, b in match["highlights"] for w in _words(match["snippet"][a:b])]
+            assert words and marked and all(any(m.startswith(w) for w in words) for m in marked), (value, match)
     elif name in ("assigned", "category"):
         assert found == [], (name, value, found)  # nobody is assigned, nothing categorised
     elif name in ("type", "channel", "activity"):
         assert value in ("unclassified", "telegram", "preliminary_analysis"), (name, value)
+
+
+def _words(text: str) -> list[str]:
+    bare = unicodedata.normalize("NFKD", text.lower())
+    return re.findall(r"[^\W_]+", "".join(ch for ch in bare if not unicodedata.combining(ch)))
+
+
+def _number(text: str) -> int | None:
+    bare = text.strip().removeprefix("#")
+    return int(bare) if bare.isdigit() else None
 
 
 async def test_sql_payloads_in_case_filters(api, tally):

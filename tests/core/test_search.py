@@ -1,0 +1,117 @@
+"""Full-text search on both databases: what it searches, how it matches, ranks and
+highlights, and that the index follows every write (insert, edit, delete)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete, text
+
+from core.cases import CaseFilter, CaseService, NewCase
+from core.domain import ChannelName, InboundMessage
+from core.errors import ValidationError
+from core.inbox import InboxService
+from core.outgoing import Outgoing
+from core.persistence.schema import cases
+from core.search import parse_query
+from tests.support import FakeClock
+
+
+@pytest.fixture
+async def desk(db):
+    outgoing = Outgoing(email_domain="example.com", max_attempts=3)
+    clock = FakeClock()
+    service = CaseService(db=db, outgoing=outgoing, clock=clock)
+    inbox = InboxService(db=db, outgoing=outgoing, clock=clock)
+    async with inbox:
+        yield service, inbox
+
+
+async def search(service: CaseService, q: str, **kw) -> list[dict]:
+    return await service.list_cases(CaseFilter(text=q, **kw))
+
+
+def marked(match: dict) -> list[str]:
+    return [match["snippet"][a:b] for a, b in match["highlights"]]
+
+
+async def test_accent_and_case_insensitive_in_every_searched_field(desk):
+    service, inbox = desk
+    licence = await service.create_case(NewCase(title="Activación", description="No activa el producto",
+                                                contact_name="João Gonçalves", contact_email="joao@cliente.com.br",
+                                                language="pt"), actor="agent:ana")
+    await service.reply(licence["number"], "Sua licença foi renovada, obrigado", agent="ana")
+    other = await service.create_case(NewCase(title="Renovación anual", description="Quiero renovar",
+                                              contact_name="Lucía"), actor="agent:ana")
+    await service.add_note(other["number"], "Ya RENOVAMOS el contrato en marzo", agent="ana")
+    chat = await inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id="t1", sender="777123",
+                                              sender_name="Pedro", text="la impresora hace ruido"))
+
+    found = await search(service, "licenca")
+    assert [c["number"] for c in found] == [licence["number"]]
+    assert found[0]["match"]["source"] == "message" and marked(found[0]["match"]) == ["licença"]
+    # Case, accents and word prefixes, in es and pt, in titles, replies and notes.
+    assert [c["number"] for c in await search(service, "RENOVACION")] == [other["number"]]
+    hits = await search(service, "renovamos")
+    assert [c["number"] for c in hits] == [other["number"]] and hits[0]["match"]["source"] == "note"
+    assert marked(hits[0]["match"]) == ["RENOVAMOS"]
+    assert [c["number"] for c in await search(service, "gonçalves")] == [licence["number"]]
+    assert [c["number"] for c in await search(service, "goncalves joao")] == [licence["number"]]
+    assert [c["number"] for c in await search(service, "cliente.com.br")] == [licence["number"]]
+    assert [c["number"] for c in await search(service, "777123")] == [chat.case_number]
+    assert [c["number"] for c in await search(service, "IMPRESORA")] == [chat.case_number]
+    # Words match anywhere in the case, not only side by side.
+    assert [c["number"] for c in await search(service, "ruido pedro")] == [chat.case_number]
+    assert await search(service, "licenca ruido") == []
+    # The case number, with or without "#", comes first.
+    by_number = await search(service, f"#{other['number']}")
+    assert by_number[0]["number"] == other["number"] and by_number[0]["match"]["source"] == "number"
+
+
+async def test_title_outranks_a_passing_mention_and_filters_still_apply(desk):
+    service, _ = desk
+    mention = await service.create_case(NewCase(title="Consulta", description="Hola", contact_name="A"),
+                                        actor="agent:ana")
+    await service.add_note(mention["number"], "puede que sea la garantía, o no", agent="ana")
+    titled = await service.create_case(NewCase(title="Garantía vencida", description="La garantía venció ayer",
+                                               contact_name="B"), actor="agent:ana")
+    found = await search(service, "garantia")
+    assert [c["number"] for c in found] == [titled["number"], mention["number"]]
+    await service.change_activity(titled["number"], "closed", agent="ana")
+    assert [c["number"] for c in await search(service, "garantia", open_only=True)] == [mention["number"]]
+    # Without q, no match field and the usual order.
+    assert "match" not in (await service.list_cases(CaseFilter()))[0]
+
+
+async def test_the_index_follows_edits_and_deletes(desk, db):
+    service, inbox = desk
+    first = await inbox.receive(InboundMessage(channel=ChannelName.WEBCHAT, external_id="w1", sender="s-1",
+                                               text="el envío llegó roto"))
+    assert {c["match"]["source"] for c in await search(service, "envio")} == {"case"}  # title and first message
+    assert await inbox.record_edit(ChannelName.WEBCHAT, "w1", "el paquete llegó roto")
+    # The case's title keeps the first text; the message now holds only the new one.
+    assert [c["match"]["source"] for c in await search(service, "envio")] == ["case"]
+    assert [c["match"]["source"] for c in await search(service, "paquete")] == ["message"]
+    async with db.engine.connect() as conn:
+        assert await conn.scalar(text("SELECT count(*) FROM messages WHERE text LIKE '%envío%'")) == 0
+    async with db.transaction() as conn:
+        await conn.execute(text("UPDATE cases SET title = 'Caja aplastada', description = 'x' WHERE id = :id"), {"id": first.case_number})
+    assert [c["number"] for c in await search(service, "aplastada")] == [first.case_number]
+    assert await search(service, "envio") == []  # the old title and description left the index
+    async with db.transaction() as conn:
+        await conn.execute(delete(cases).where(cases.c.id == first.case_number))
+    assert await search(service, "paquete") == [] and await search(service, "aplastada") == []
+
+
+async def test_queries_are_data_and_bounded(desk):
+    service, _ = desk
+    await service.create_case(NewCase(title='Error "42" * OR', description="x", contact_name="A"), actor="agent:a")
+    for q in ['"', "*", "OR", "NEAR(a b)", "a:b", "^x", "title:x", "'", "-", "(", "a AND", ":*", "&|!"]:
+        await search(service, q)  # never a syntax error from either engine
+    assert [c["title"] for c in await search(service, '"42"*')] == ['Error "42" * OR']
+    with pytest.raises(ValidationError) as long:
+        await search(service, "x" * 201)
+    assert long.value.field == "q"
+    with pytest.raises(ValidationError):
+        await search(service, "a\x00b")
+    assert parse_query("¿?!") is None and await search(service, "¿?!") == []
+    assert parse_query("uno dos tres cuatro cinco seis siete ocho nueve diez").words[-1] == "ocho"

@@ -1,0 +1,67 @@
+"""The agents' daily tools (issue 21) in headless Chromium against a running Service:
+the inbox's full-text search, canned responses. One service and one browser per test;
+the rules behind each step are tested over plain HTTP and on both databases elsewhere
+(tests/core/test_search.py, tests/core/test_macros.py, tests/core/test_api.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.cases import NewCase
+from core.persistence import Database, upgrade
+from service import Service
+from tests.browser import chromium_browser, collect_page_errors, save_screenshot
+from tests.intake.console.harness import PASSWORD, Running, start_console
+from tests.support import make_config
+
+
+@pytest.fixture
+async def running(tmp_path) -> AsyncIterator[Running]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'console.db'}"
+    db = Database(url)
+    await upgrade(db)
+    await db.dispose()
+    service = Service(make_config(url, tmp_path))
+    run = await start_console(service)
+    try:
+        yield run
+    finally:
+        await service.stop()
+
+
+async def logged_in(browser, running: Running, role: str = "agent", locale: str = "es-ES"):
+    context = await browser.new_context(locale=locale, viewport={"width": 1280, "height": 860})
+    page = await context.new_page()
+    page.set_default_timeout(10_000)
+    await page.goto(f"{running.base}/console/login")
+    await page.fill("input[name=username]", running.users[role])
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url("**/console/inbox")
+    return page
+
+
+async def test_inbox_search_finds_a_word_only_inside_a_reply(running):
+    cases = running.service.cases
+    target = await cases.create_case(NewCase(title="Activação do produto", description="Não ativa",
+                                             contact_name="Rui", contact_email="rui@cliente.com.br", language="pt"),
+                                     actor="agent:ana")
+    await cases.reply(target["number"], "Enviamos a sua nova licença por email.", agent="ana")
+    other = await cases.create_case(NewCase(title="Factura", description="Duplicada", contact_name="Leo"),
+                                    actor="agent:ana")
+    async with chromium_browser() as browser:
+        page = await logged_in(browser, running)
+        errors = collect_page_errors(page)
+        await page.wait_for_selector(f'tr[data-case="{other["number"]}"]')
+        await page.fill("input[name=q]", "licenca")
+        await page.press("input[name=q]", "Enter")
+        await page.wait_for_url(lambda url: "q=licenca" in url)
+        rows = page.locator("table.cases tbody tr[data-case]")
+        assert await rows.count() == 1
+        row = page.locator(f'tr[data-case="{target["number"]}"]')
+        assert await row.locator("p.match mark").inner_text() == "licença"
+        assert await row.locator("p.match").get_attribute("data-source") == "message"
+        await save_screenshot(page, "console-search")
+        assert errors == []
