@@ -5,7 +5,9 @@ every message and internal note, and the contact's name, email, phone and channe
 addresses. Matching is accent- and case-insensitive and by word prefix ("renov" finds
 "renovación"), with no stemming: a case may be written in es, pt or en.
 
-A search yields, per case, its best hit (``score``, higher is better on both engines, and
+A word that matches more texts than ``CANDIDATES`` ranks among its most recent ones: an
+agent looks for a case that is alive, and the cost stays bounded. A search yields, per
+case, its best hit (``score``, higher is better on both engines, and
 where it matched); the page's snippets are asked for afterwards, for those rows only,
 because building a snippet reads the matched text back and a common word can match
 thousands of messages.
@@ -14,6 +16,7 @@ thousands of messages.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -31,6 +34,11 @@ MAX_WORD_CHARS = 60
 #: they do not clash with anything a customer is likely to write). Never shown.
 START, STOP = "\ue000", "\ue001"
 SNIPPET_WORDS = 16
+#: Per word and per kind of text, only the most recent this many matching texts are
+#: ranked: a word in half the messages would otherwise cost a rank and a join for each.
+#: Both engines walk their index newest first and stop there (FTS5 by rowid, PostgreSQL
+#: by the primary key or a bitmap of the GIN index, whichever it estimates cheaper).
+CANDIDATES = 1000
 
 # Words as the indexes see them: letters and digits (any script); everything else,
 # including "_", separates words in both tokenizers.
@@ -45,6 +53,14 @@ class SearchQuery:
 
     # For snippets: any of the words (a case may hold each in a different text). Each word
     # is a quoted prefix term; the words hold no quote (see _WORD).
+    @property
+    def all_fts5(self) -> str:
+        return " ".join(f'"{w}"*' for w in self.words)
+
+    @property
+    def all_tsquery(self) -> str:
+        return " & ".join(f"'{w}':*" for w in self.words)
+
     @property
     def any_fts5(self) -> str:
         return " OR ".join(f'"{w}"*' for w in self.words)
@@ -73,9 +89,12 @@ def parse_query(raw: str) -> SearchQuery | None:
         raise ValidationError(f"q is longer than {MAX_QUERY_CHARS} characters", field="q")
     if "\x00" in raw:
         raise ValidationError("q contains a NUL character", field="q")
-    words = tuple(dict.fromkeys(w[:MAX_WORD_CHARS] for w in _WORD.findall(raw.lower())))[:MAX_WORDS]
+    # Compatibility forms folded first ("ﬁ" is "fi", "¹" is "1"), as the engines' tokenizers
+    # would otherwise split or drop them differently from this regex.
+    folded = unicodedata.normalize("NFKC", raw).lower()
+    words = tuple(dict.fromkeys(w[:MAX_WORD_CHARS] for w in _WORD.findall(folded)))[:MAX_WORDS]
     stripped = raw.strip().removeprefix("#")
-    number = int(stripped) if stripped.isdigit() and len(stripped) <= 18 else None
+    number = int(stripped) if stripped.isascii() and stripped.isdigit() and len(stripped) <= 18 else None
     if not words and number is None:
         return None
     return SearchQuery(words=words, number=number)
@@ -86,59 +105,82 @@ _HIT_COLUMNS = {"case_id": Integer, "score": Float, "source": String, "source_id
 # One word's hits, one row per matching text: title and description weigh more than a
 # message, which weighs more than a contact field. {i} is the word's index.
 _SQLITE_WORD = """
-  SELECT {i} AS w, m.case_id AS case_id, -bm25(messages_fts) AS score,
+  SELECT {w} AS w, m.case_id AS case_id, f.score AS score,
          CASE m.author WHEN 'note' THEN 'note' ELSE 'message' END AS source, m.id AS source_id
-    FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
-   WHERE messages_fts MATCH :w{i} AND m.case_id IS NOT NULL
+    FROM (SELECT rowid AS id, -bm25(messages_fts) AS score FROM messages_fts WHERE messages_fts MATCH :w{i}
+           ORDER BY rowid DESC LIMIT {cap}) f
+    JOIN messages m ON m.id = f.id WHERE m.case_id IS NOT NULL
   UNION ALL
-  SELECT {i}, rowid, -bm25(cases_fts, 4.0, 2.0) * 2, 'case', rowid FROM cases_fts WHERE cases_fts MATCH :w{i}
+  SELECT {w}, id, score * 2, 'case', id FROM (
+    SELECT rowid AS id, -bm25(cases_fts, 4.0, 2.0) AS score FROM cases_fts WHERE cases_fts MATCH :w{i}
+     ORDER BY rowid DESC LIMIT {cap})
   UNION ALL
-  SELECT {i}, c.id, -bm25(contacts_fts), 'contact', contacts_fts.rowid
-    FROM contacts_fts JOIN cases c ON c.contact_id = contacts_fts.rowid WHERE contacts_fts MATCH :w{i}
+  SELECT {w}, c.id, f.score, 'contact', f.id
+    FROM (SELECT rowid AS id, -bm25(contacts_fts) AS score FROM contacts_fts WHERE contacts_fts MATCH :w{i}
+           ORDER BY rowid DESC LIMIT {cap}) f JOIN cases c ON c.contact_id = f.id
   UNION ALL
-  SELECT {i}, c.id, -bm25(identities_fts), 'address', ci.id
-    FROM identities_fts JOIN contact_identities ci ON ci.id = identities_fts.rowid
-    JOIN cases c ON c.contact_id = ci.contact_id WHERE identities_fts MATCH :w{i}"""
+  SELECT {w}, c.id, f.score, 'address', ci.id
+    FROM (SELECT rowid AS id, -bm25(identities_fts) AS score FROM identities_fts WHERE identities_fts MATCH :w{i}
+           ORDER BY rowid DESC LIMIT {cap}) f
+    JOIN contact_identities ci ON ci.id = f.id JOIN cases c ON c.contact_id = ci.contact_id"""
 _PG_WORD = """
-  SELECT {i} AS w, m.case_id AS case_id, ts_rank(m.search_vector, q.q{i}) AS score,
-         CASE m.author WHEN 'note' THEN 'note' ELSE 'message' END AS source, m.id AS source_id
-    FROM messages m, q WHERE m.search_vector @@ q.q{i} AND m.case_id IS NOT NULL
+  SELECT {w} AS w, case_id, score, source, source_id FROM (
+    SELECT m.case_id AS case_id, ts_rank(m.search_vector, q.q{i}) AS score,
+           CASE m.author WHEN 'note' THEN 'note' ELSE 'message' END AS source, m.id AS source_id
+      FROM messages m, q WHERE m.search_vector @@ q.q{i} AND m.case_id IS NOT NULL
+     ORDER BY m.id DESC LIMIT {cap}) mw
   UNION ALL
-  SELECT {i}, c.id, ts_rank(c.search_vector, q.q{i}) * 2, 'case', c.id FROM cases c, q WHERE c.search_vector @@ q.q{i}
+  SELECT {w}, id, score * 2, 'case', id FROM (
+    SELECT c.id, ts_rank(c.search_vector, q.q{i}) AS score FROM cases c, q WHERE c.search_vector @@ q.q{i}
+     ORDER BY c.id DESC LIMIT {cap}) cw
   UNION ALL
-  SELECT {i}, c.id, ts_rank(ct.search_vector, q.q{i}), 'contact', ct.id
-    FROM contacts ct JOIN cases c ON c.contact_id = ct.id, q WHERE ct.search_vector @@ q.q{i}
+  SELECT {w}, c.id, ctw.score, 'contact', ctw.id FROM (
+    SELECT ct.id, ts_rank(ct.search_vector, q.q{i}) AS score FROM contacts ct, q WHERE ct.search_vector @@ q.q{i}
+     ORDER BY ct.id DESC LIMIT {cap}) ctw JOIN cases c ON c.contact_id = ctw.id
   UNION ALL
-  SELECT {i}, c.id, ts_rank(ci.search_vector, q.q{i}), 'address', ci.id
-    FROM contact_identities ci JOIN cases c ON c.contact_id = ci.contact_id, q WHERE ci.search_vector @@ q.q{i}"""
+  SELECT {w}, c.id, ciw.score, 'address', ciw.id FROM (
+    SELECT ci.id, ci.contact_id, ts_rank(ci.search_vector, q.q{i}) AS score FROM contact_identities ci, q
+     WHERE ci.search_vector @@ q.q{i} ORDER BY ci.id DESC LIMIT {cap}) ciw JOIN cases c ON c.contact_id = ciw.contact_id"""
 # An exact case number outranks any text match (its only word is the number: index 0).
 _NUMBER_HIT = "SELECT 0 AS w, id AS case_id, 1e9 AS score, 'number' AS source, id AS source_id FROM cases WHERE id = :number"
 
 
 def hits(query: SearchQuery, dialect: str) -> Subquery:
-    """One row per case holding every word (each anywhere in the case: its title, a
-    message, the contact...): case_id, score (higher is better: the sum over its
-    matching texts), and the best-scoring text as source and source_id."""
+    """One row per case holding every word: case_id, score (higher is better: the sum over
+    its matching texts), and the best-scoring text as source and source_id.
+
+    A case qualifies when one of its texts holds every word (the usual search: "garantía
+    impresora", an address), or when each word is in some text of it (a name in the
+    contact, a word in a reply). Each word's candidates are capped (``CANDIDATES``), so
+    the second way alone would miss a rare word beside common ones."""
     template = _SQLITE_WORD if dialect == "sqlite" else _PG_WORD
-    parts = [template.format(i=i) for i in range(len(query.words))]
+    n = len(query.words)
+    # w: the word's index, or -1 for texts holding all the words.
+    groups = [(i, str(i)) for i in range(n)] + ([(-1, "all")] if n > 1 else [])
+    parts = [template.format(w=w, i=name, cap=CANDIDATES) for w, name in groups]
     params: dict[str, object] = {}
     if query.number is not None:
         parts.append(_NUMBER_HIT)
         params["number"] = query.number
     per_word = "\n  UNION ALL ".join(parts)
-    n = max(1, len(query.words))
     if dialect == "sqlite":
         params.update({f"w{i}": f'"{w}"*' for i, w in enumerate(query.words)})
+        if n > 1:
+            params["wall"] = query.all_fts5
         # With exactly one max() SQLite takes the bare columns from that row.
         sql = (f"SELECT case_id, sum(score) AS score, max(score) AS best, source, source_id FROM ({per_word}) "
-               f"GROUP BY case_id HAVING count(DISTINCT w) = {n}")
+               f"GROUP BY case_id HAVING max(w = -1) = 1 OR count(DISTINCT CASE WHEN w >= 0 THEN w END) = {max(1, n)}")
     else:
         params.update({f"t{i}": f"'{w}':*" for i, w in enumerate(query.words)})
-        tsqueries = ", ".join(f"to_tsquery('posventa_search', :t{i}) AS q{i}" for i in range(len(query.words)))
-        sql = (f"WITH q AS (SELECT {tsqueries or 'NULL'}), per_word AS ({per_word}) "
+        tsqueries = [f"to_tsquery('posventa_search', :t{i}) AS q{i}" for i in range(n)]
+        if n > 1:
+            params["tall"] = query.all_tsquery
+            tsqueries.append("to_tsquery('posventa_search', :tall) AS qall")
+        sql = (f"WITH q AS (SELECT {', '.join(tsqueries) or 'NULL'}), per_word AS ({per_word}) "
                "SELECT DISTINCT ON (case_id) case_id, sum(score) OVER (PARTITION BY case_id) AS score, "
                "source, source_id FROM per_word WHERE case_id IN "
-               f"(SELECT case_id FROM per_word GROUP BY case_id HAVING count(DISTINCT w) = {n}) "
+               f"(SELECT case_id FROM per_word GROUP BY case_id HAVING bool_or(w = -1) "
+               f"OR count(DISTINCT w) FILTER (WHERE w >= 0) = {max(1, n)}) "
                "ORDER BY case_id, per_word.score DESC")
     return text(sql).bindparams(**params).columns(**{k: t() for k, t in _HIT_COLUMNS.items()}).subquery("hits")
 

@@ -86,7 +86,7 @@ async def test_the_index_follows_edits_and_deletes(desk, db):
     service, inbox = desk
     first = await inbox.receive(InboundMessage(channel=ChannelName.WEBCHAT, external_id="w1", sender="s-1",
                                                text="el envío llegó roto"))
-    assert {c["match"]["source"] for c in await search(service, "envio")} == {"case"}  # title and first message
+    assert [c["number"] for c in await search(service, "envio")] == [first.case_number]  # title and first message
     assert await inbox.record_edit(ChannelName.WEBCHAT, "w1", "el paquete llegó roto")
     # The case's title keeps the first text; the message now holds only the new one.
     assert [c["match"]["source"] for c in await search(service, "envio")] == ["case"]
@@ -113,5 +113,6 @@ async def test_queries_are_data_and_bounded(desk):
     assert long.value.field == "q"
     with pytest.raises(ValidationError):
         await search(service, "a\x00b")
+    assert parse_query("¹²").words == ("12",) and parse_query("¹²").number is None  # no 500 on int("¹")
     assert parse_query("¿?!") is None and await search(service, "¿?!") == []
     assert parse_query("uno dos tres cuatro cinco seis siete ocho nueve diez").words[-1] == "ocho"

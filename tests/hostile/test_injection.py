@@ -121,7 +121,7 @@ def _words(text: str) -> list[str]:
 
 def _number(text: str) -> int | None:
     bare = text.strip().removeprefix("#")
-    return int(bare) if bare.isdigit() else None
+    return int(bare) if bare.isascii() and bare.isdigit() else None
 
 
 async def test_sql_payloads_in_case_filters(api, tally):
