@@ -9,7 +9,8 @@ Prints one JSON object.
                                     [--revision 0004]
 
 ``--revision`` migrates only that far, to measure the pipeline before a migration that
-touches the message insert (e.g. 0004: before the full-text index's triggers).
+touches the message insert (e.g. the down_revision of i21_fulltext, before the
+full-text index's triggers).
 """
 
 from __future__ import annotations
