@@ -188,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     help_for_group = {"kb": "knowledge base (Discourse)", "import": "import sales or the survey catalog",
                       "surveys": "post-sale surveys", "users": "console users"}
     for (group, name), (help_text, add_args, run) in sorted(extra_commands().items()):
+        if not group:  # a command of its own, like `posventa demo`
+            p = sub.add_parser(name, help=help_text)
+            add_config(p)
+            add_args(p)
+            p.set_defaults(run=_with_config(run))
+            continue
         if group not in groups:
             g = sub.add_parser(group, help=help_for_group.get(group, group))
             groups[group] = g.add_subparsers(dest=f"{group}_command", metavar="ACTION", required=True)

@@ -158,7 +158,54 @@ def run_tick(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+# --- demo -------------------------------------------------------------------------------------
+
+EXAMPLE_CATALOG = Path(__file__).resolve().parents[2] / "examples" / "catalog.toml"
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--catalog", metavar="FILE.toml", default=str(EXAMPLE_CATALOG),
+                   help="the catalog to load first (default: examples/catalog.toml)")
+
+
+def run_demo(args: argparse.Namespace, config: Config) -> int:
+    from rich.table import Table
+
+    from core.surveys.demo import load_demo
+
+    path = _file(args.catalog, "TOML")
+    console = _console()
+
+    async def run() -> Any:
+        db, surveys = _surveys(config)
+        try:
+            from core.ports import SystemClock
+
+            return await load_demo(surveys, catalog_toml=path.read_bytes(), now=SystemClock().now())
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(run())
+    table = Table(title="demo data, dated from today", show_header=False)
+    table.add_row("catalog (created or updated)", ", ".join(f"{v} {k}" for k, v in report.catalog.items()))
+    table.add_row("sales", f"{report.sales_created} new" + (
+        f", {report.sales_already_there} already there (ran today before)" if report.sales_already_there else ""))
+    table.add_row("surveys answered by an operator", str(report.answered))
+    table.add_row("survey windows opened now", str(report.tick.opened))
+    console.print(table)
+    panel = Table(title="the manager panel now shows")
+    for column in ("my rules (open now)", "executed", "not executed", "inconsistencies"):
+        panel.add_column(column, justify="right")
+    panel.add_row(*(str(report.counts[k]) for k in ("my_rules", "executed", "not_executed", "inconsistencies")))
+    console.print(panel)
+    base = config.http.public_url.rstrip("/")
+    console.print(f"Open {base}/console/panel (as a manager or admin); ?operator=ana shows one operator's rules.")
+    return 0
+
+
 COMMANDS = {
+    ("", "demo"): ("load the example catalog and sales dated from today, for the survey panel", _demo_args,
+                   run_demo),
     ("import", "sales"): ("import sales from a CSV file (idempotent by external_id)", _sales_args, run_import_sales),
     ("import", "catalog"): ("import survey questions, rules, profiles and products from TOML", _catalog_args,
                             run_import_catalog),

@@ -120,3 +120,13 @@ def test_serve_answers_then_drains_on_sigterm_and_exits_0(tmp_path):
     assert warnings[0].endswith("the API answers 401 to everyone: set POSVENTA_API_TOKENS or [api] tokens")
     # Migrations ran (a fresh file), in one line of ours rather than Alembic's.
     assert "alembic" not in output and "database schema upgraded from nothing to" in output
+
+
+def test_demo_loads_the_example_catalog_and_sales_dated_from_today(tmp_path):
+    r = run("demo", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "10 new" in r.stdout and "my rules (open now)" in r.stdout
+    lines = r.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if "my rules (open now)" in line)
+    counts = lines[header + 2]  # below the header's rule
+    assert counts.replace("│", " ").split() == ["4", "3", "7", "3"]

@@ -160,3 +160,24 @@ async def test_charts_data_and_cases_export(running, manager):
     async with manager.http.get(f"{manager.base}/console/exports/cases.csv") as r:
         rows = list(csv.DictReader(io.StringIO((await r.read()).decode().lstrip("\ufeff"))))
     assert [row["title"] for row in rows] == ["'=cmd|' /C calc'!A0"]
+
+
+@SQLITE_ONLY
+async def test_the_demo_shows_in_every_section_of_the_panel(running, manager):
+    from core.surveys import Surveys
+    from core.surveys.demo import load_demo
+    from tests.support import REPO
+
+    service = running.service
+    surveys = Surveys.build(db=service.db, outgoing=service.outgoing, clock=service.clock,
+                            config=service.config.surveys)
+    await load_demo(surveys, catalog_toml=(REPO / "examples" / "catalog.toml").read_bytes(), now=service.clock.now())
+    status, page = await manager.get("/console/panel")
+    assert status == 200
+    counts = dict(re.findall(r'data-section="(\w+)">[^<]+<b>(\d+)</b>', page))
+    assert counts == {"my_rules": "4", "executed": "3", "not_executed": "7", "inconsistencies": "3"}
+    for section in ("my_rules", "executed", "not_executed"):
+        status, page = await manager.get(f"/console/panel?section={section}")
+        assert page.count("data-instance=") == int(counts[section])
+    status, page = await manager.get("/console/panel?section=my_rules&operator=carla")
+    assert page.count("data-instance=") == 1 and "Rafael Costa" in page
