@@ -470,6 +470,14 @@ class CaseService:
             row = (await conn.execute(select(categories).where(categories.c.id == category_id))).first()
             if row is None:
                 raise NotFound(f"category {category_id} not found")
+            if "name" in values:
+                # The same check as create_category: the unique key would otherwise end the
+                # transaction with an IntegrityError (a 500) on a subcategory's sibling.
+                same = (categories.c.parent_id.is_(None) if row.parent_id is None
+                        else categories.c.parent_id == row.parent_id)
+                if (await conn.execute(select(categories.c.id).where(
+                        same, categories.c.name == values["name"], categories.c.id != category_id))).first():
+                    raise ValidationError(f"category {values['name']!r} already exists there", field="name")
             if values:
                 await conn.execute(update(categories).where(categories.c.id == category_id).values(**values))
         return {"id": category_id, "name": values.get("name", row.name), "parent_id": row.parent_id,

@@ -46,7 +46,10 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return error_response(503, "unavailable", "storage is unavailable; try again later")
     except web.HTTPException as exc:
         if request.path.startswith("/api/") and exc.status >= 400 and exc.content_type != "application/json":
-            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+            response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+            if "Allow" in exc.headers:  # a 405 says which methods the resource has (RFC 9110)
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         raise
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
@@ -61,7 +64,7 @@ async def read_json_object(request: web.Request) -> dict:
         raise
     try:
         data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise web.HTTPBadRequest(text=json.dumps({"error": "bad_json", "message": "body is not valid JSON"}),
                                  content_type="application/json") from None
     if not isinstance(data, dict):

@@ -6,12 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from core.cases import CaseFilter, CaseService, NewCase
+from core.cases import MAX_TEXT, CaseFilter, CaseService, NewCase
 from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
-from core.errors import ValidationError
 from core.search import MAX_QUERY_CHARS
-from intake.api.openapi import ApiRegistry, query_param
-from intake.http import int_param, path_id, read_json_object
+from intake.api.openapi import DB_INT_MAX, ID, ApiRegistry, body, enum, integer, query, query_param, text
+from intake.http import path_id
 
 _NULLABLE_STR = {"type": ["string", "null"]}
 _REF = {"type": ["object", "null"], "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}
@@ -123,13 +122,20 @@ CATEGORY = {
 }
 
 
-def _agent(body: dict[str, Any], request: web.Request) -> str:
-    agent = body.get("agent")
-    if agent is None:
-        return "api"
-    if not isinstance(agent, str) or not agent.strip() or len(agent) > 120:
-        raise ValidationError("agent must be a short name", field="agent")
-    return agent.strip()
+#: Who did it, for the case history; "api" when not given.
+AGENT = text(120)
+_NULLABLE_ID = {**ID, "type": ["integer", "null"]}
+#: Optional text core treats as absent when blank (``_text(required=False)``).
+_OPTIONAL = text(120, blank=True, nullable=True)
+#: A budget amount: core reads it with Decimal and refuses |x| >= 1e11.
+_AMOUNT = {"anyOf": [{"type": "number", "exclusiveMinimum": -1e11, "exclusiveMaximum": 1e11},
+                     {"type": "string", "maxLength": 21, "pattern": r"^-?[0-9]{1,10}(\.[0-9]{1,10})?$"},
+                     {"type": "string", "maxLength": 0}, {"type": "null"}]}
+_CATEGORY_REFUSAL = {422: "category_id is not a top-level category, or subcategory_id is not one of its subcategories"}
+
+
+def _agent(data: dict[str, Any]) -> str:
+    return data["agent"].strip() if "agent" in data else "api"
 
 
 def register(api: ApiRegistry, *, cases: CaseService) -> None:
@@ -141,64 +147,57 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
     detail = {"$ref": "#/components/schemas/CaseDetail"}
 
     async def list_cases(request: web.Request) -> web.Response:
-        q = request.query
+        q = query(request)
         f = CaseFilter(
-            activity=q.get("activity") or None,
-            open_only=q.get("open") in ("1", "true", "yes"),
-            case_type=q.get("type") or None,
-            category_id=int_param(q.get("category"), "category"),
-            channel=q.get("channel") or None,
-            assigned_agent=q.get("assigned") or None,
-            text=q.get("q") or None,
-            limit=int_param(q.get("limit"), "limit") or 50,
-            offset=int_param(q.get("offset"), "offset") or 0,
+            activity=q.get("activity"), open_only=q.get("open") in ("1", "true"), case_type=q.get("type"),
+            category_id=q.get("category"), channel=q.get("channel"), assigned_agent=q.get("assigned"),
+            text=q.get("q"), limit=q.get("limit", 50), offset=q.get("offset", 0),
         )
         return web.json_response({"cases": await cases.list_cases(f), "counts": await cases.activity_counts()})
 
     api.add("GET", "/cases", list_cases, summary="List cases, newest activity first (best match first with q)", tag="cases",
             response=summary_list, params=[
-                query_param("activity", {"type": "string", "enum": [a.value for a in Activity]}),
-                query_param("open", {"type": "string", "enum": ["1", "0", "true", "false"]}, "only cases not closed"),
-                query_param("type", {"type": "string", "enum": [t.value for t in CaseType]}),
-                query_param("category", {"type": "integer"}, "category or subcategory id"),
-                query_param("channel", {"type": "string", "enum": [c.value for c in ChannelName]}),
-                query_param("assigned", {"type": "string"}, "assigned agent"),
-                query_param("q", {"type": "string", "maxLength": MAX_QUERY_CHARS},
+                query_param("activity", enum(a.value for a in Activity)),
+                query_param("open", enum(["1", "0", "true", "false"]), "only cases not closed"),
+                query_param("type", enum(t.value for t in CaseType)),
+                query_param("category", ID, "category or subcategory id"),
+                query_param("channel", enum(c.value for c in ChannelName)),
+                query_param("assigned", text(120), "assigned agent"),
+                query_param("q", text(MAX_QUERY_CHARS),
                             "full-text search: case number, title, description, messages, notes, contact name "
                             "and addresses; accent- and case-insensitive, by word prefix; best matches first"),
-                query_param("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
-                query_param("offset", {"type": "integer", "minimum": 0}),
+                query_param("limit", integer(1, 500)),
+                query_param("offset", integer(0, DB_INT_MAX)),
             ])
 
     async def create_case(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        contact = body.get("contact") or {}
-        if not isinstance(contact, dict):
-            raise ValidationError("contact must be an object", field="contact")
+        data = body(request)
+        contact = data["contact"]
         new = NewCase(
-            title=body.get("title"),  # type: ignore[arg-type]
-            description=body.get("description"),  # type: ignore[arg-type]
-            case_type=body.get("type") or CaseType.UNCLASSIFIED.value,
+            title=data["title"], description=data["description"],
+            case_type=data.get("type") or CaseType.UNCLASSIFIED.value,
             contact_name=contact.get("name"), contact_email=contact.get("email"), contact_phone=contact.get("phone"),
-            organization=body.get("organization"),
-            category_id=int_param(body.get("category_id"), "category_id"),
-            subcategory_id=int_param(body.get("subcategory_id"), "subcategory_id"),
-            language=body.get("language") if body.get("language") in ("es", "pt", "en") else "es",
+            organization=data.get("organization"), category_id=data.get("category_id"),
+            subcategory_id=data.get("subcategory_id"), language=data.get("language", "es"),
         )
-        return web.json_response(await cases.create_case(new, actor=f"agent:{_agent(body, request)}"), status=201)
+        return web.json_response(await cases.create_case(new, actor=f"agent:{_agent(data)}"), status=201)
 
+    # Blank contact fields count as absent (core), so "some contact" is: one of them not blank.
+    contact_fields = {"name": text(200, blank=True, nullable=True), "phone": text(50, blank=True, nullable=True),
+                      "email": {"type": ["string", "null"], "maxLength": 320,
+                                "pattern": r"^(\s*|[^\s<>\x00]*@[^\s<>\x00]*)$"}}
     api.add("POST", "/cases", create_case, summary="Open a case by hand (a customer phoned)", tag="cases",
-            status=201, response=detail, request={
+            status=201, response=detail, errors=_CATEGORY_REFUSAL, request={
                 "type": "object", "required": ["title", "description", "contact"],
                 "properties": {
-                    "title": {"type": "string", "maxLength": 300}, "description": {"type": "string"},
-                    "type": {"type": "string", "enum": [t.value for t in CaseType]},
-                    "contact": {"type": "object", "properties": {"name": {"type": "string"},
-                                                                 "email": {"type": "string"},
-                                                                 "phone": {"type": "string"}}},
-                    "organization": {"type": "string"}, "category_id": {"type": "integer"},
-                    "subcategory_id": {"type": "integer"}, "language": {"type": "string", "enum": ["es", "pt", "en"]},
-                    "agent": {"type": "string"},
+                    "title": text(300), "description": text(MAX_TEXT),
+                    "type": enum(t.value for t in CaseType),
+                    "contact": {"type": "object", "properties": contact_fields,
+                                "description": "at least one of name, email, phone",
+                                "anyOf": [{"required": [k], "properties": {k: {"type": "string", "pattern": r"\S"}}}
+                                          for k in contact_fields]},
+                    "organization": text(200), "category_id": _NULLABLE_ID, "subcategory_id": _NULLABLE_ID,
+                    "language": enum(["es", "pt", "en"]), "agent": AGENT,
                 }})
 
     async def get_case(request: web.Request) -> web.Response:
@@ -208,105 +207,105 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
             response=detail)
 
     async def reply(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        result = await cases.reply(path_id(request, "number"), body.get("text"), agent=_agent(body, request))  # type: ignore[arg-type]
+        data = body(request)
+        result = await cases.reply(path_id(request, "number"), data["text"], agent=_agent(data))
         return web.json_response(result, status=202)
 
     api.add("POST", "/cases/{number}/reply", reply, tag="cases", status=202,
             summary="Reply to the customer on their channel (queued in the outbox)",
+            errors={422: "the customer has no reachable channel (field `channel`)"},
             request={"type": "object", "required": ["text"],
-                     "properties": {"text": {"type": "string"}, "agent": {"type": "string"}}},
+                     "properties": {"text": text(MAX_TEXT), "agent": AGENT}},
             response={"type": "object", "required": ["case", "channel", "outbox_id"],
                       "properties": {"case": {"type": "integer"}, "channel": {"type": "string"},
                                      "outbox_id": {"type": "integer"}}})
 
     async def note(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        mid = await cases.add_note(path_id(request, "number"), body.get("text"), agent=_agent(body, request))  # type: ignore[arg-type]
+        data = body(request)
+        mid = await cases.add_note(path_id(request, "number"), data["text"], agent=_agent(data))
         return web.json_response({"message_id": mid}, status=201)
 
     api.add("POST", "/cases/{number}/notes", note, tag="cases", status=201,
             summary="Add an internal note (never sent to the customer)",
             request={"type": "object", "required": ["text"],
-                     "properties": {"text": {"type": "string"}, "agent": {"type": "string"}}},
+                     "properties": {"text": text(MAX_TEXT), "agent": AGENT}},
             response={"type": "object", "required": ["message_id"], "properties": {"message_id": {"type": "integer"}}})
 
     async def patch_case(request: web.Request) -> web.Response:
         number = path_id(request, "number")
-        body = await read_json_object(request)
-        agent = _agent(body, request)
-        known = {"type", "category_id", "subcategory_id", "sector", "assigned_agent", "kb", "agent"}
-        unknown = set(body) - known
-        if unknown:
-            raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+        data = body(request)
+        agent = _agent(data)
         result = None
-        if "type" in body:
-            result = await cases.set_type(number, body["type"], agent=agent)
-        if "category_id" in body or "subcategory_id" in body:
-            result = await cases.set_category(number, int_param(body.get("category_id"), "category_id"),
-                                              int_param(body.get("subcategory_id"), "subcategory_id"), agent=agent)
-        if "sector" in body:
-            result = await cases.set_sector(number, body["sector"], agent=agent)
-        if "assigned_agent" in body:
-            result = await cases.assign(number, body["assigned_agent"], agent=agent)
-        if "kb" in body:
-            kb = body["kb"]
-            if not isinstance(kb, dict):
-                raise ValidationError("kb must be an object", field="kb")
+        if "type" in data:
+            result = await cases.set_type(number, data["type"], agent=agent)
+        if "category_id" in data or "subcategory_id" in data:
+            result = await cases.set_category(number, data.get("category_id"), data.get("subcategory_id"),
+                                              agent=agent)
+        if "sector" in data:
+            result = await cases.set_sector(number, data["sector"], agent=agent)
+        if "assigned_agent" in data:
+            result = await cases.assign(number, data["assigned_agent"], agent=agent)
+        if "kb" in data:
+            kb = data["kb"]
             result = await cases.update_kb_fields(number, agent=agent, problem=kb.get("problem"),
                                                   answer=kb.get("answer"), hotfix=kb.get("hotfix"),
                                                   application=kb.get("application"))
         return web.json_response(result or await cases.get_case(number))
 
-    api.add("PATCH", "/cases/{number}", patch_case, tag="cases", response=detail,
+    kb_text = text(MAX_TEXT, blank=True, nullable=True)
+    api.add("PATCH", "/cases/{number}", patch_case, tag="cases", response=detail, errors=_CATEGORY_REFUSAL,
             summary="Change type, category/subcategory, sector, assignment or the KB fields",
             request={"type": "object", "properties": {
-                "type": {"type": "string", "enum": [t.value for t in CaseType]},
-                "category_id": {"type": ["integer", "null"]}, "subcategory_id": {"type": ["integer", "null"]},
-                "sector": {"type": ["string", "null"]}, "assigned_agent": {"type": ["string", "null"]},
-                "kb": {"type": "object", "properties": {k: {"type": "string"} for k in
-                                                        ("problem", "answer", "hotfix", "application")}},
-                "agent": {"type": "string"}}, "additionalProperties": False})
+                "type": enum(t.value for t in CaseType),
+                "category_id": _NULLABLE_ID, "subcategory_id": _NULLABLE_ID,
+                "sector": _OPTIONAL, "assigned_agent": _OPTIONAL,
+                "kb": {"type": "object", "properties": {k: kb_text for k in ("problem", "answer", "hotfix",
+                                                                             "application")}},
+                "agent": AGENT}, "additionalProperties": False})
 
     async def activity(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        return web.json_response(await cases.change_activity(path_id(request, "number"), body.get("activity"),  # type: ignore[arg-type]
-                                                             agent=_agent(body, request), sector=body.get("sector")))
+        data = body(request)
+        return web.json_response(await cases.change_activity(path_id(request, "number"), data["activity"],
+                                                             agent=_agent(data), sector=data.get("sector")))
 
     api.add("POST", "/cases/{number}/activity", activity, tag="cases", response=detail,
             summary="Move the case in the workflow (409 when the move is not allowed)",
             description="preliminary_analysis → derived (needs sector) → answer_sent → closed",
+            errors={409: "the workflow does not allow the move (or derived without a sector)"},
             request={"type": "object", "required": ["activity"], "properties": {
-                "activity": {"type": "string", "enum": [a.value for a in Activity]},
-                "sector": {"type": "string"}, "agent": {"type": "string"}}})
+                "activity": enum(a.value for a in Activity), "sector": text(120), "agent": AGENT}})
 
     async def kb_action(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        return web.json_response(await cases.kb_action(path_id(request, "number"), body.get("action"),  # type: ignore[arg-type]
-                                                       agent=_agent(body, request), url=body.get("url")))
+        data = body(request)
+        return web.json_response(await cases.kb_action(path_id(request, "number"), data["action"],
+                                                       agent=_agent(data), url=data.get("url")))
 
     api.add("POST", "/cases/{number}/kb-action", kb_action, tag="cases", response=detail,
             summary="Publish the solution to the KB, link an existing post, or do not publish",
+            errors={422: "publish before the KB answer is written (field `kb.answer`)"},
             request={"type": "object", "required": ["action"], "properties": {
-                "action": {"type": "string", "enum": [k.value for k in KbAction]},
-                "url": {"type": "string"}, "agent": {"type": "string"}}})
+                "action": enum(k.value for k in KbAction),
+                "url": {**text(1000), "pattern": "^https?://", "description": "the KB post; required with action link"},
+                "agent": AGENT},
+                "if": {"properties": {"action": {"const": KbAction.LINK.value}}},
+                "then": {"required": ["url"]}})
 
     async def budget(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        lines = body.get("lines") or []
-        if not isinstance(lines, list) or not all(isinstance(x, dict) for x in lines):
-            raise ValidationError("lines must be a list of objects", field="lines")
-        return web.json_response(await cases.set_budget(path_id(request, "number"), body.get("mode"), lines,  # type: ignore[arg-type]
-                                                        agent=_agent(body, request)))
+        data = body(request)
+        return web.json_response(await cases.set_budget(path_id(request, "number"), data["mode"],
+                                                        data.get("lines") or [], agent=_agent(data)))
 
     api.add("PUT", "/cases/{number}/budget", budget, tag="cases", response=detail,
             summary="Set the budget mode and lines",
             request={"type": "object", "required": ["mode"], "properties": {
-                "mode": {"type": "string", "enum": [b.value for b in BudgetMode]},
-                "lines": {"type": "array", "items": {"type": "object", "required": ["product"], "properties": {
-                    "product": {"type": "string"}, "quantity": {"type": ["number", "string"]},
-                    "unit_amount": {"type": ["number", "string"]}}}},
-                "agent": {"type": "string"}}})
+                "mode": enum(b.value for b in BudgetMode),
+                "lines": {"type": ["array", "null"], "maxItems": 1000, "items": {
+                    "type": "object", "required": ["product"], "properties": {
+                        "product": text(200), "quantity": _AMOUNT, "unit_amount": _AMOUNT}}},
+                "agent": AGENT},
+                "if": {"properties": {"mode": {"const": BudgetMode.NOT_USED.value}}},
+                "then": {"properties": {"lines": {"type": ["array", "null"], "maxItems": 0}},
+                         "description": "not_used has no lines"}})
 
     async def list_categories(_request: web.Request) -> web.Response:
         return web.json_response({"categories": await cases.list_categories()})
@@ -316,22 +315,24 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
                       "properties": {"categories": {"type": "array", "items": {"$ref": "#/components/schemas/Category"}}}})
 
     async def create_category(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        return web.json_response(await cases.create_category(body.get("name"),  # type: ignore[arg-type]
-                                                             parent_id=int_param(body.get("parent_id"), "parent_id")),
+        data = body(request)
+        return web.json_response(await cases.create_category(data["name"], parent_id=data.get("parent_id")),
                                  status=201)
 
     api.add("POST", "/categories", create_category, tag="categories", status=201,
             summary="Add a category, or a subcategory with parent_id",
+            errors={404: "parent_id does not exist",
+                    422: "parent_id is itself a subcategory, or the name already exists there"},
             request={"type": "object", "required": ["name"],
-                     "properties": {"name": {"type": "string"}, "parent_id": {"type": "integer"}}},
+                     "properties": {"name": text(120), "parent_id": _NULLABLE_ID}},
             response={"$ref": "#/components/schemas/Category"})
 
     async def update_category(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        cid = path_id(request, "id")
-        return web.json_response(await cases.update_category(cid, name=body.get("name"), active=body.get("active")))
+        data = body(request)
+        return web.json_response(await cases.update_category(path_id(request, "id"), name=data.get("name"),
+                                                             active=data.get("active")))
 
     api.add("PATCH", "/categories/{id}", update_category, tag="categories", summary="Rename or (de)activate",
-            request={"type": "object", "properties": {"name": {"type": "string"}, "active": {"type": "boolean"}}},
+            errors={422: "the new name already exists there"},
+            request={"type": "object", "properties": {"name": text(120), "active": {"type": "boolean"}}},
             response={"$ref": "#/components/schemas/Category"})

@@ -3,17 +3,19 @@ the manager panel, commission scores, and operators' manual answers."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from aiohttp import web
 
 from core.errors import ValidationError
 from core.surveys import PanelFilter, SaleError, SaleResult, Surveys
+from core.surveys.catalog import MAX_CODE, MAX_NAME, MAX_NOTE, MAX_OPERATOR, MAX_TEXT
 from core.surveys.panel import DETRACTOR_STATES, MAX_LIMIT, SECTIONS
-from core.surveys.sales import MAX_BULK
-from intake.api.openapi import ApiRegistry, query_param
-from intake.http import int_param, path_id, read_json_object
+from core.surveys.sales import MAX_BULK, MAX_EXTERNAL_ID, MAX_SELLER
+from core.surveys.windows import MAX_DAYS
+from intake.api.openapi import (DATE, DB_INT_MAX, ID, ApiRegistry, body, enum, integer, line, query, query_param,
+                                text)
+from intake.http import path_id
 
 TAG = "surveys"
 _STR = {"type": "string"}
@@ -23,12 +25,20 @@ _NUM = {"type": ["number", "null"]}
 _TEXTS = {"type": "object", "required": ["es", "pt", "en"],
           "properties": {lang: {"type": "string", "minLength": 1} for lang in ("es", "pt", "en")},
           "additionalProperties": False}
+_TEXTS_IN = {**_TEXTS, "properties": {lang: text(MAX_TEXT) for lang in ("es", "pt", "en")}}
+#: Every scale core's Scale.parse accepts, spelled the way it stores them.
+_SCALES = ["yes/no", *(f"{lo}-{hi}" for lo in range(11) for hi in range(lo + 1, 11))]
 _WEIGHTS = {"oneOf": [
     {"type": "object", "additionalProperties": {"type": "integer", "minimum": -100, "maximum": 100}},
     {"type": "array", "items": {"type": "integer", "minimum": -100, "maximum": 100}},
 ], "description": "a weight from -100 to 100 for EVERY score of the scale: {\"1\": -100, ..., \"5\": 100} "
                   "or a list in scale order"}
-_REFS = {"type": "array", "items": {"type": ["integer", "string"]}}
+#: Ids or codes/names; a name is trimmed by core, so one with spaces around it is refused
+#: here (two spellings of the same entry would otherwise pass uniqueItems).
+_REFS = {"type": "array", "uniqueItems": True, "items": {"anyOf": [
+    ID, {"type": "string", "maxLength": MAX_NAME, "pattern": r"^[^\s\x00]([^\x00]*[^\s\x00])?$"}]}}
+_OPERATOR = text(MAX_OPERATOR)
+_NOTE = text(MAX_NOTE, blank=True, nullable=True)
 
 _THRESHOLD = {"oneOf": [{"type": "integer", "minimum": -100, "maximum": 100}, {"type": "string", "enum": ["off"]},
                         {"type": "null"}],
@@ -40,8 +50,8 @@ QUESTION = {"type": "object", "required": ["id", "code", "text", "scale", "weigh
     "weights": {"type": "object", "additionalProperties": {"type": "integer", "minimum": -100, "maximum": 100}},
     "detractor_threshold": _THRESHOLD}}
 QUESTION_IN = {"type": "object", "required": ["code", "text", "scale", "weights"], "properties": {
-    "code": {"type": "string", "maxLength": 80}, "text": _TEXTS,
-    "scale": {"type": "string", "description": '"1-5", "0-10" (any range within 0-10) or "yes/no"'},
+    "code": text(MAX_CODE), "text": _TEXTS_IN,
+    "scale": {**enum(_SCALES), "description": '"1-5", "0-10" (any range within 0-10) or "yes/no"'},
     "weights": _WEIGHTS, "detractor_threshold": _THRESHOLD}, "additionalProperties": False}
 _RESURVEY = {"type": "boolean", "description": "when a detractor case of this rule closes, ask the customer "
                                               "\"Was your problem solved? yes/no\" (recorded apart from the score)"}
@@ -52,39 +62,56 @@ RULE = {"type": "object", "required": ["id", "name", "start_after_days", "expire
     "questions": {"type": "array", "items": {"$ref": "#/components/schemas/SurveyQuestion"}},
     "operators": {"type": "array", "items": _STR}}}
 RULE_IN = {"type": "object", "required": ["name", "start_after_days", "expires_after_days"], "properties": {
-    "name": {"type": "string", "maxLength": 200},
-    "start_after_days": {"type": "integer", "minimum": 0, "maximum": 3650,
+    "name": text(MAX_NAME),
+    "start_after_days": {**integer(0, MAX_DAYS),
                          "description": "days after the deal closed when the survey becomes available"},
-    "expires_after_days": {"type": "integer", "minimum": 1, "maximum": 3650,
+    "expires_after_days": {**integer(1, MAX_DAYS),
                            "description": "days after the start when it stops being available"},
-    "note": _STR, "questions": {**_REFS, "description": "question ids or codes, in the order they are asked"},
-    "operators": {"type": "array", "items": _STR}, "resurvey_after_close": _RESURVEY},
+    "note": _NOTE, "questions": {**_REFS, "description": "question ids or codes, in the order they are asked"},
+    "operators": {"type": "array", "items": _OPERATOR}, "resurvey_after_close": _RESURVEY},
     "additionalProperties": False}
 PROFILE = {"type": "object", "required": ["id", "name", "notes", "rules"], "properties": {
     "id": _INT, "name": _STR, "notes": _STR,
     "rules": {"type": "array", "items": {"type": "object", "required": ["id", "name"],
                                          "properties": {"id": _INT, "name": _STR}}}}}
 PROFILE_IN = {"type": "object", "required": ["name"], "properties": {
-    "name": _STR, "notes": _STR, "rules": {**_REFS, "description": "rule ids or names"}},
+    "name": text(MAX_NAME), "notes": _NOTE, "rules": {**_REFS, "description": "rule ids or names"}},
     "additionalProperties": False}
 PRODUCT = {"type": "object", "required": ["id", "code", "name", "profile"], "properties": {
     "id": _INT, "code": _STR, "name": _STR,
     "profile": {"type": ["object", "null"], "properties": {"id": _INT, "name": _STR}}}}
 PRODUCT_IN = {"type": "object", "required": ["code", "name"], "properties": {
-    "code": {"type": "string", "maxLength": 80}, "name": _STR,
-    "profile": {"type": ["integer", "string", "null"], "description": "profile id or name"}},
+    "code": text(MAX_CODE), "name": text(MAX_NAME),
+    "profile": {"anyOf": [{"type": "null"}, *_REFS["items"]["anyOf"]], "description": "profile id or name"}},
     "additionalProperties": False}
+_EMAIL_CHARS = r"[^@\s<>\"',;\x00-\x1f]+"
+_CUSTOMER = {
+    "name": line(200, blank=True, nullable=True),
+    "email": {"type": ["string", "null"], "maxLength": 320,
+              "pattern": rf"^(\s*|{_EMAIL_CHARS}@{_EMAIL_CHARS}\.{_EMAIL_CHARS})$"},
+    "telegram_id": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 20, "pattern": r"^([0-9]{1,20}|\s*)$"},
+                              integer(0, 10**20 - 1)], "description": "the numeric Telegram user id"},
+    "webchat_session": {"type": ["string", "null"], "pattern": r"^([A-Za-z0-9_-]{1,40}|\s*)$",
+                        "maxLength": 40},
+    "phone": line(50, blank=True, nullable=True),
+    "language": {"enum": ["es", "pt", "en", None]}}
 SALE_IN = {"type": "object", "required": ["external_id", "product", "seller", "closed_at", "customer"], "properties": {
-    "external_id": {"type": "string", "maxLength": 120, "description": "the ERP's id; sending it again is harmless"},
-    "product": {"type": "string", "description": "product code"},
-    "seller": {"type": "string", "maxLength": 120},
-    "closed_at": {"type": "string", "description": "YYYY-MM-DD (a local date in [surveys] timezone) or an ISO "
-                                                   "8601 date-time; a time without offset is local"},
-    "customer": {"type": "object", "properties": {
-        "name": _STR, "email": _STR, "telegram_id": {"type": ["string", "integer"]}, "webchat_session": _STR,
-        "phone": _STR, "language": {"type": "string", "enum": ["es", "pt", "en"]}},
-        "description": "at least one of telegram_id, webchat_session, email, phone"}},
+    "external_id": {**line(MAX_EXTERNAL_ID), "description": "the ERP's id; sending it again is harmless"},
+    "product": {**line(MAX_CODE), "description": "product code"},
+    "seller": line(MAX_SELLER),
+    "closed_at": {"type": "string", "maxLength": 40,
+                  "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+                             r"(Z|[+-][0-9]{2}:?[0-9]{2})?)?$",
+                  "description": "YYYY-MM-DD (a local date in [surveys] timezone) or an ISO 8601 date-time; a "
+                                 "time without offset is local"},
+    "customer": {"type": "object", "properties": _CUSTOMER, "additionalProperties": False,
+                 "description": "at least one of telegram_id, webchat_session, email, phone",
+                 "anyOf": [{"required": [k], "properties": {k: {"type": ["string", "integer"], "pattern": r"\S"}}}
+                           for k in ("telegram_id", "webchat_session", "email", "phone")]}},
     "additionalProperties": False}
+#: Refusals no schema can state: they depend on the catalog, the clock or the calendar.
+SALE_REFUSALS = {422: "the product does not exist, or closed_at is not a real date, is before 1970 or after 9000, "
+                      "or is in the future"}
 SALE_RESULT = {"type": "object", "required": ["external_id", "sale_id", "customer_id", "duplicate", "surveys"],
                "properties": {"external_id": _STR, "sale_id": _INT, "customer_id": _INT,
                               "duplicate": {"type": "boolean"}, "surveys": _INT}}
@@ -158,37 +185,26 @@ PANEL_DOC = """The manager panel. Counts of every section, and the first `limit`
 (text/csv, one row per survey with a `section` column) instead of JSON."""
 
 
-def _qdate(value: str | None, name: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValidationError(f"{name} must be a date (YYYY-MM-DD)", field=name) from None
-
-
 def _filter(request: web.Request) -> PanelFilter:
-    q = request.query
-    return PanelFilter(operator=q.get("operator") or None, seller=q.get("seller") or None,
-                       product=q.get("product") or None, rule_id=int_param(q.get("rule"), "rule"),
-                       date_from=_qdate(q.get("from"), "from"), date_to=_qdate(q.get("to"), "to"))
+    q = query(request)
+    return PanelFilter(operator=q.get("operator"), seller=q.get("seller"), product=q.get("product"),
+                       rule_id=q.get("rule"), date_from=q.get("from"), date_to=q.get("to"))
 
 
-def _format(request: web.Request) -> str:
-    fmt = request.query.get("format") or "json"
-    if fmt not in ("json", "csv"):
-        raise ValidationError("format must be json or csv", field="format")
-    return fmt
+def _csv(request: web.Request) -> bool:
+    return query(request).get("format") == "csv"
 
 
 _FILTER_PARAMS = [
-    query_param("operator", _STR, "only rules this operator is responsible for"),
-    query_param("seller", _STR), query_param("product", _STR, "product code"),
-    query_param("rule", _INT, "rule id"),
-    query_param("from", {"type": "string", "format": "date"}, "first closing date (local), inclusive"),
-    query_param("to", {"type": "string", "format": "date"}, "last closing date (local), inclusive"),
-    query_param("format", {"type": "string", "enum": ["json", "csv"]}),
+    query_param("operator", text(120), "only rules this operator is responsible for"),
+    query_param("seller", text(120)), query_param("product", text(120), "product code"),
+    query_param("rule", ID, "rule id"),
+    query_param("from", DATE, "first closing date (local), inclusive"),
+    query_param("to", DATE, "last closing date (local), inclusive"),
+    query_param("format", enum(["json", "csv"])),
 ]
+_FILTER_REFUSAL = {422: "`from` is after `to`"}
+_CSV = {"text/csv": {"type": "string"}}
 
 
 def _sale_result(r: SaleResult) -> dict[str, Any]:
@@ -201,7 +217,11 @@ def _sale_error(e: SaleError) -> dict[str, Any]:
 
 
 def _crud(api: ApiRegistry, *, path: str, noun: str, schema: str, request_schema: dict[str, Any],
-          list_fn: Any, get_fn: Any, create_fn: Any, update_fn: Any, delete_fn: Any) -> None:
+          list_fn: Any, get_fn: Any, create_fn: Any, update_fn: Any, delete_fn: Any,
+          refusals: str, change_refusals: dict[int, str] | None = None, in_use: str | None = None) -> None:
+    """The five catalog operations. ``refusals``: why a well-formed create or change is
+    refused (422: names taken, references that do not exist); ``in_use``: why a delete is
+    (400, history depends on it)."""
     ref = {"$ref": f"#/components/schemas/{schema}"}
     plural = path.rsplit("/", 1)[-1]
 
@@ -212,10 +232,10 @@ def _crud(api: ApiRegistry, *, path: str, noun: str, schema: str, request_schema
         return web.json_response(await get_fn(path_id(request, "id")))
 
     async def create(request: web.Request) -> web.Response:
-        return web.json_response(await create_fn(await read_json_object(request)), status=201)
+        return web.json_response(await create_fn(body(request)), status=201)
 
     async def patch(request: web.Request) -> web.Response:
-        return web.json_response(await update_fn(path_id(request, "id"), await read_json_object(request)))
+        return web.json_response(await update_fn(path_id(request, "id"), body(request)))
 
     async def delete(request: web.Request) -> web.Response:
         await delete_fn(path_id(request, "id"))
@@ -225,12 +245,12 @@ def _crud(api: ApiRegistry, *, path: str, noun: str, schema: str, request_schema
     api.add("GET", path, list_, summary=f"List {plural}", tag=TAG,
             response={"type": "object", "required": [plural], "properties": {plural: {"type": "array", "items": ref}}})
     api.add("POST", path, create, summary=f"Create a {noun}", tag=TAG, status=201, request=request_schema,
-            response=ref)
+            response=ref, errors={422: refusals})
     api.add("GET", f"{path}/{{id}}", get, summary=f"One {noun}", tag=TAG, response=ref)
     api.add("PATCH", f"{path}/{{id}}", patch, summary=f"Change a {noun} (only the fields given)", tag=TAG,
-            request=partial, response=ref)
+            request=partial, response=ref, errors={422: refusals, **(change_refusals or {})})
     api.add("DELETE", f"{path}/{{id}}", delete, summary=f"Delete a {noun} (refused while history depends on it)",
-            tag=TAG, status=204)
+            tag=TAG, status=204, errors={400: in_use} if in_use else None)
 
 
 def register(api: ApiRegistry, *, surveys: Surveys) -> None:
@@ -240,29 +260,36 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
     cat = surveys.catalog
     _crud(api, path="/surveys/questions", noun="question", schema="SurveyQuestion", request_schema=QUESTION_IN,
           list_fn=cat.list_questions, get_fn=cat.get_question, create_fn=cat.create_question,
-          update_fn=cat.update_question, delete_fn=cat.delete_question)
+          update_fn=cat.update_question, delete_fn=cat.delete_question,
+          refusals="the weights do not give every score of the scale a weight from -100 to 100, or the code "
+                   "is taken",
+          change_refusals={400: "the scale changes while the question has answers"},
+          in_use="the question has answers")
     _crud(api, path="/surveys/rules", noun="rule", schema="SurveyRule", request_schema=RULE_IN,
           list_fn=cat.list_rules, get_fn=cat.get_rule, create_fn=cat.create_rule, update_fn=cat.update_rule,
-          delete_fn=cat.delete_rule)
+          delete_fn=cat.delete_rule, refusals="a listed question does not exist, or the name is taken",
+          in_use="the rule has surveys for sales")
     _crud(api, path="/surveys/profiles", noun="profile", schema="SurveyProfile", request_schema=PROFILE_IN,
           list_fn=cat.list_profiles, get_fn=cat.get_profile, create_fn=cat.create_profile,
-          update_fn=cat.update_profile, delete_fn=cat.delete_profile)
+          update_fn=cat.update_profile, delete_fn=cat.delete_profile,
+          refusals="a listed rule does not exist, or the name is taken")
     _crud(api, path="/surveys/products", noun="product", schema="Product", request_schema=PRODUCT_IN,
           list_fn=cat.list_products, get_fn=cat.get_product, create_fn=cat.create_product,
-          update_fn=cat.update_product, delete_fn=cat.delete_product)
+          update_fn=cat.update_product, delete_fn=cat.delete_product,
+          refusals="the profile does not exist, or the code is taken", in_use="the product has sales")
     rule_ref = {"$ref": "#/components/schemas/SurveyRule"}
 
     async def add_rule_question(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        if "question" not in body:
-            raise ValidationError("question is required (id or code)", field="question")
-        return web.json_response(await cat.add_rule_question(path_id(request, "id"), body["question"],
-                                                             position=body.get("position")))
+        data = body(request)
+        return web.json_response(await cat.add_rule_question(path_id(request, "id"), data["question"],
+                                                             position=data.get("position")))
 
     api.add("POST", "/surveys/rules/{id}/questions", add_rule_question, tag=TAG, response=rule_ref,
             summary="Add a question to a rule (at position, 1-based; default last)",
+            errors={422: "the question does not exist or the rule already asks it, or position is past the end"},
             request={"type": "object", "required": ["question"], "properties": {
-                "question": {"type": ["integer", "string"]}, "position": {"type": "integer", "minimum": 1}}})
+                "question": {**_REFS["items"], "description": "question id or code"},
+                "position": integer(1, DB_INT_MAX)}})
 
     async def remove_rule_question(request: web.Request) -> web.Response:
         return web.json_response(await cat.remove_rule_question(path_id(request, "id"), path_id(request, "question_id")))
@@ -271,36 +298,30 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
             response=rule_ref, summary="Remove a question from a rule")
 
     async def add_operator(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        return web.json_response(await cat.add_rule_operator(path_id(request, "id"), body.get("operator")))
+        return web.json_response(await cat.add_rule_operator(path_id(request, "id"), body(request)["operator"]))
 
     api.add("POST", "/surveys/rules/{id}/operators", add_operator, tag=TAG, response=rule_ref,
             summary="Make an operator responsible for a rule",
-            request={"type": "object", "required": ["operator"], "properties": {"operator": _STR}})
+            request={"type": "object", "required": ["operator"], "properties": {"operator": _OPERATOR}})
 
     async def remove_operator(request: web.Request) -> web.Response:
-        operator = request.query.get("operator")
-        if not operator:
-            raise ValidationError("operator is required", field="operator")
-        return web.json_response(await cat.remove_rule_operator(path_id(request, "id"), operator))
+        return web.json_response(await cat.remove_rule_operator(path_id(request, "id"), query(request)["operator"]))
 
     api.add("DELETE", "/surveys/rules/{id}/operators", remove_operator, tag=TAG, response=rule_ref,
             summary="An operator is no longer responsible for a rule",
-            params=[{**query_param("operator", _STR), "required": True}])
+            params=[query_param("operator", _OPERATOR, required=True)])
 
     # --- sales ---------------------------------------------------------------------------
 
     async def post_sales(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        if "sales" in body:
-            if set(body) != {"sales"} or not isinstance(body["sales"], list):
-                raise ValidationError("a bulk request is {\"sales\": [...]}", field="sales")
-            results, errors = await surveys.sales.record_many(body["sales"])
+        data = body(request)
+        if "sales" in data:
+            results, errors = await surveys.sales.record_many(data["sales"])
             return web.json_response({
                 "created": sum(1 for r in results if not r.duplicate),
                 "duplicates": sum(1 for r in results if r.duplicate),
                 "sales": [_sale_result(r) for r in results], "errors": [_sale_error(e) for e in errors]})
-        sale = surveys.sales.validate(body)
+        sale = surveys.sales.validate(data)
         [outcome] = await surveys.sales.record([sale])
         if isinstance(outcome, SaleError):
             raise ValidationError(outcome.reason, field=outcome.field)
@@ -313,8 +334,11 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
                         f"A bulk request (up to {MAX_BULK}) answers 200 with the stored sales and, for each "
                         "rejected one, its index and reason; a rejected sale writes nothing. Every rule of the "
                         "product's profile gets a survey window.",
+            errors=SALE_REFUSALS,
             request={"oneOf": [SALE_IN, {"type": "object", "required": ["sales"], "properties": {
-                "sales": {"type": "array", "maxItems": MAX_BULK, "items": SALE_IN}}, "additionalProperties": False}]},
+                "sales": {"type": "array", "maxItems": MAX_BULK, "items": {
+                    "type": "object", "description": "a sale as above; an invalid one is reported in `errors`"}}},
+                "additionalProperties": False}]},
             response={"oneOf": [{"$ref": "#/components/schemas/SaleResult"}, {
                 "type": "object", "required": ["created", "duplicates", "sales", "errors"], "properties": {
                     "created": _INT, "duplicates": _INT,
@@ -325,10 +349,9 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
 
     async def panel(request: web.Request) -> web.StreamResponse:
         f = _filter(request)
-        section = request.query.get("section") or None
-        if section is not None and section not in SECTIONS:
-            raise ValidationError(f"section must be one of {', '.join(SECTIONS)}", field="section")
-        if _format(request) == "csv":
+        q = query(request)
+        section = q.get("section")
+        if _csv(request):
             response = web.StreamResponse(headers={
                 "Content-Type": "text/csv; charset=utf-8",
                 "Content-Disposition": 'attachment; filename="survey-panel.csv"'})
@@ -337,19 +360,16 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
                 await response.write(chunk.encode("utf-8"))
             await response.write_eof()
             return response
-        limit = int_param(request.query.get("limit"), "limit")
-        offset = int_param(request.query.get("offset"), "offset")
-        result = await surveys.panel.panel(f, section=section, limit=50 if limit is None else limit,
-                                           offset=0 if offset is None else offset)
+        result = await surveys.panel.panel(f, section=section, limit=q.get("limit", 50), offset=q.get("offset", 0))
         return web.json_response({"filters": _filter_echo(f, section), **result})
 
     items = {"type": "array", "items": {"$ref": "#/components/schemas/PanelItem"}}
     api.add("GET", "/surveys/panel", panel, tag=TAG, summary="Manager panel: my rules, executed, not executed, "
-            "inconsistencies", description=PANEL_DOC,
+            "inconsistencies", description=PANEL_DOC, alternatives=_CSV, errors=_FILTER_REFUSAL,
             params=[*_FILTER_PARAMS,
-                    query_param("section", {"type": "string", "enum": list(SECTIONS)}),
-                    query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
-                    query_param("offset", {"type": "integer", "minimum": 0})],
+                    query_param("section", enum(SECTIONS)),
+                    query_param("limit", integer(1, MAX_LIMIT)),
+                    query_param("offset", integer(0, DB_INT_MAX))],
             response={"type": "object", "required": ["now", "filters", "counts", "items"], "properties": {
                 "now": _STR, "filters": {"type": "object"},
                 "counts": {"type": "object", "required": list(SECTIONS), "properties": {s: _INT for s in SECTIONS}},
@@ -358,7 +378,7 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
     async def seller_scores(request: web.Request) -> web.Response:
         f = _filter(request)
         rows = await surveys.panel.seller_scores(f)
-        if _format(request) == "csv":
+        if _csv(request):
             return web.Response(text=surveys.panel.seller_scores_csv(rows), content_type="text/csv",
                                 charset="utf-8",
                                 headers={"Content-Disposition": 'attachment; filename="seller-scores.csv"'})
@@ -366,7 +386,7 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
 
     api.add("GET", "/surveys/seller-scores", seller_scores, tag=TAG,
             summary="Weighted scores per seller (commission): sum, average, normalised average",
-            description=SCORES_DOC, params=_FILTER_PARAMS,
+            description=SCORES_DOC, params=_FILTER_PARAMS, alternatives=_CSV, errors=_FILTER_REFUSAL,
             response={"type": "object", "required": ["filters", "sellers"], "properties": {
                 "filters": {"type": "object"},
                 "sellers": {"type": "array", "items": {"type": "object", "required": [
@@ -379,10 +399,9 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
 
     async def detractors(request: web.Request) -> web.StreamResponse:
         f = _filter(request)
-        state = request.query.get("state") or None
-        if state is not None and state not in DETRACTOR_STATES:
-            raise ValidationError(f"state must be one of {', '.join(DETRACTOR_STATES)}", field="state")
-        if _format(request) == "csv":
+        q = query(request)
+        state = q.get("state")
+        if _csv(request):
             response = web.StreamResponse(headers={
                 "Content-Type": "text/csv; charset=utf-8",
                 "Content-Disposition": 'attachment; filename="survey-detractors.csv"'})
@@ -391,19 +410,16 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
                 await response.write(chunk.encode("utf-8"))
             await response.write_eof()
             return response
-        limit = int_param(request.query.get("limit"), "limit")
-        offset = int_param(request.query.get("offset"), "offset")
-        result = await surveys.panel.detractors(f, state=state, limit=50 if limit is None else limit,
-                                                offset=0 if offset is None else offset)
+        result = await surveys.panel.detractors(f, state=state, limit=q.get("limit", 50), offset=q.get("offset", 0))
         return web.json_response({"filters": {**_filter_echo(f, None), "state": state}, **result})
 
     api.add("GET", "/surveys/detractors", detractors, tag=TAG,
             summary="Detractor surveys and their cases: open, answered, closed, time to first response",
-            description=DETRACTORS_DOC,
+            description=DETRACTORS_DOC, alternatives=_CSV, errors=_FILTER_REFUSAL,
             params=[*_FILTER_PARAMS,
-                    query_param("state", {"type": "string", "enum": list(DETRACTOR_STATES)}),
-                    query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
-                    query_param("offset", {"type": "integer", "minimum": 0})],
+                    query_param("state", enum(DETRACTOR_STATES)),
+                    query_param("limit", integer(1, MAX_LIMIT)),
+                    query_param("offset", integer(0, DB_INT_MAX))],
             response={"type": "object", "required": ["now", "filters", "counts", "items"], "properties": {
                 "now": _STR, "filters": {"type": "object"},
                 "counts": {"type": "object", "required": list(DETRACTOR_STATES),
@@ -421,29 +437,35 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
             summary="One survey (rule instance) with its answers")
 
     async def answer(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        return web.json_response(await surveys.runner.record_answers(path_id(request, "id"), body.get("answers"),
-                                                                     operator=body.get("operator")))
+        data = body(request)
+        return web.json_response(await surveys.runner.record_answers(path_id(request, "id"), data["answers"],
+                                                                     operator=data["operator"]))
 
     api.add("POST", "/surveys/instances/{id}/answers", answer, tag=TAG, response=instance_ref,
             summary="Record answers an operator collected by hand (a phone call)",
             description="The operator must be responsible for the survey's rule. When every question has an "
                         "answer the survey is executed by that operator; a partial run pauses the chat. "
                         "409 when the window is not open or the survey is already executed or expired.",
+            errors={409: "the window is not open, or the survey is already executed or expired",
+                    422: "the operator is not responsible for the rule, a question is not one of the survey's, "
+                         "or a score is not on its scale"},
             request={"type": "object", "required": ["operator", "answers"], "properties": {
-                "operator": _STR,
-                "answers": {"type": "array", "minItems": 1, "items": {
+                "operator": _OPERATOR,
+                "answers": {"type": "array", "minItems": 1, "maxItems": 100, "items": {
                     "type": "object", "required": ["question", "score"], "properties": {
                         "question": {"type": ["integer", "string"], "description": "question id or code"},
                         "score": {"type": ["string", "integer"], "description": "a score of the question's scale"}}}}}})
 
     async def resume(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        return web.json_response(await surveys.runner.resume(path_id(request, "id"), operator=body.get("operator")))
+        return web.json_response(await surveys.runner.resume(path_id(request, "id"),
+                                                             operator=body(request)["operator"]))
 
     api.add("POST", "/surveys/instances/{id}/resume", resume, tag=TAG, response=instance_ref,
             summary="Reopen a paused survey in the customer's chat at the next unanswered question",
-            request={"type": "object", "required": ["operator"], "properties": {"operator": _STR}})
+            errors={409: "the survey is not paused, has expired, another survey is being answered, or the "
+                         "customer has no reachable chat",
+                    422: "the operator is not responsible for the rule"},
+            request={"type": "object", "required": ["operator"], "properties": {"operator": _OPERATOR}})
 
     async def tick(_request: web.Request) -> web.Response:
         return web.json_response((await surveys.scheduler.tick()).as_dict())

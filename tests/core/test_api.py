@@ -216,3 +216,72 @@ async def _until(read, expected):
     while (value := await read()) != expected:
         await asyncio.sleep(0.02)
     return value
+
+
+
+
+async def test_unsupported_methods_answer_405_with_allow(running):
+    _, http, _ = running
+    for method, path, allow in (("TRACE", "/api/v1/cases", "GET,POST"),
+                                ("DELETE", "/api/v1/cases/1", "GET,PATCH"),
+                                ("OPTIONS", "/api/v1/categories", "GET,POST")):
+        async with http.request(method, path) as r:
+            assert r.status == 405, (method, path)
+            assert r.headers["Allow"] == allow
+            assert (await r.json())["error"] == "method_not_allowed"
+
+
+async def test_bad_query_values_and_undeclared_fields_are_422_naming_the_field(running):
+    _, http, _ = running
+    for query, field in (("type=AAA", "type"), ("q=", "q"), ("assigned=", "assigned"), ("limit=0", "limit"),
+                         ("limit=1.5", "limit"), ("category=", "category"), ("offset=-1", "offset"),
+                         ("q=%20%20", "q"), ("q=a%00b", "q")):
+        async with http.get(f"/api/v1/cases?{query}") as r:
+            body = await r.json()
+            assert r.status == 422 and body["field"] == field, (query, body)
+    case = {"title": "t", "description": "d", "contact": {"name": "Ana"}}
+    for extra, field, message in (({"agent": "x" * 121}, "agent", "agent must be at most 120 characters"),
+                                  ({"agent": "  "}, "agent", "agent must not be blank nor contain NUL"),
+                                  ({"contact": {"email": "no-at-sign"}}, "contact.email", None),
+                                  ({"title": None}, "title", "title must be of type string"),
+                                  ({"category_id": 0}, "category_id", "category_id must be at least 1")):
+        async with http.post("/api/v1/cases", json={**case, **extra}) as r:
+            body = await r.json()
+            assert r.status == 422 and body["field"] == field, (extra, body)
+            assert message is None or body["message"] == message
+    async with http.post("/api/v1/cases", json={"title": "t", "description": "d"}) as r:
+        assert r.status == 422 and (await r.json())["field"] == "contact"
+    # A whole number written 2.0 is the integer 2 (JSON Schema's reading), not a refusal.
+    async with http.post("/api/v1/categories", json={"name": "A"}) as r:
+        parent = (await r.json())["id"]
+    async with http.post("/api/v1/categories", json={"name": "B", "parent_id": float(parent)}) as r:
+        assert r.status == 201 and (await r.json())["parent_id"] == parent
+
+
+async def test_renaming_a_category_onto_a_sibling_is_422_not_a_crash(running):
+    _, http, _ = running
+    async with http.post("/api/v1/categories", json={"name": "Top"}) as r:
+        top = (await r.json())["id"]
+    ids = []
+    for name in ("One", "Two"):
+        async with http.post("/api/v1/categories", json={"name": name, "parent_id": top}) as r:
+            ids.append((await r.json())["id"])
+    async with http.patch(f"/api/v1/categories/{ids[1]}", json={"name": "One"}) as r:
+        assert r.status == 422 and (await r.json())["field"] == "name"
+    async with http.patch(f"/api/v1/categories/{ids[1]}", json={"name": "Two"}) as r:  # its own name
+        assert r.status == 200
+
+
+async def test_openapi_declares_every_status_and_content_type(running):
+    _, http, _ = running
+    async with http.get("/api/v1/openapi.json") as r:
+        paths = (await r.json())["paths"]
+    listing = paths["/api/v1/cases"]["get"]
+    assert set(listing["responses"]) == {"200", "401", "422", "503"}
+    assert {p["name"]: p["schema"].get("minLength") for p in listing["parameters"]}["assigned"] == 1
+    activity = paths["/api/v1/cases/{number}/activity"]["post"]["responses"]
+    assert set(activity) == {"200", "400", "401", "404", "409", "413", "422", "503"}
+    assert all(r["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+               for status, r in activity.items() if status != "200")
+    agent = paths["/api/v1/cases"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["agent"]
+    assert agent["maxLength"] == 120 and agent["minLength"] == 1

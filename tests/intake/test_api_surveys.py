@@ -78,7 +78,8 @@ async def test_catalog_sales_panel_and_manual_answers(running):
     q2 = await call(running, "POST", "/surveys/questions", status=201, json=WORKING)
     bad = await call(running, "POST", "/surveys/questions", status=422,
                      json={**ATTENTION, "code": "x", "weights": {"1": -100, "2": 0, "3": 0, "4": 0, "5": 999}})
-    assert bad["field"] == "weights" and "weight for score 5 is 999" in bad["message"]
+    # The declared range (-100..100) refuses it before core, naming the score.
+    assert bad["field"] == "weights.5" and bad["message"] == "weights.5 must be at most 100"
     await call(running, "POST", "/surveys/questions", status=422, json={**ATTENTION, "code": "y", "scale": "1-50"})
     await call(running, "PATCH", "/surveys/questions/{id}", f"/surveys/questions/{q1['id']}", status=200,
                json={"text": {"es": "¿Cómo te atendieron?", "pt": "Como foi?", "en": "How was it?"}})
@@ -271,3 +272,16 @@ async def test_detractor_thresholds_cases_and_the_detractors_view(running):
     assert [(r["case_number"], r["state"], r["sale"]) for r in rows] == [(str(number), "open", "ERP-9")]
     scores = await call(running, "GET", "/surveys/seller-scores", status=200)
     assert [(s["seller"], s["detractors"], s["detractors_closed"]) for s in scores["sellers"]] == [("marta", 1, 0)]
+
+
+async def test_panel_declares_csv_and_refuses_empty_dates(running):
+    service, http, spec, clock, telegram = running
+    for path in ("/surveys/panel", "/surveys/seller-scores"):
+        ok = spec.doc["paths"]["/api/v1" + path]["get"]["responses"]["200"]["content"]
+        assert set(ok) == {"application/json", "text/csv"}
+        for query in ("to=", "from=", "from=2026-02-30", "to=yesterday"):
+            async with http.get(f"/api/v1{path}?{query}") as r:
+                body = await r.json()
+                assert r.status == 422 and body["field"] == query.split("=")[0], (path, query, body)
+        async with http.get(f"/api/v1{path}?format=csv&from=2026-01-01&to=2026-01-31") as r:
+            assert r.status == 200 and r.content_type == "text/csv"
