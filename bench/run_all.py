@@ -14,7 +14,7 @@ imports, event loop and memory never colour another's figures.
 - Each benchmark measures its bare-framework baseline in the same run (commit-per-row
   and batched inserts, bare aiosmtpd, bare aiohttp websocket echo, bare PTB echo,
   rapidfuzz brute force); the report quotes every figure as a ratio against it
-  (DESIGN.md §4: these machines are noisy, ratios travel better) next to the target from
+  (these machines are noisy: ratios travel better than absolute figures) next to the target from
   the issues, with a met/missed column.
 
     .venv/bin/python bench/run_all.py [--quick] [--only NAME[,NAME]] [--out DIR]

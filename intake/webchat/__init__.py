@@ -1,5 +1,5 @@
 """The web chat: the ``/chat/ws`` websocket, the embeddable widget and the ``webchat``
-outbound channel. Protocol: DESIGN.md §3."""
+outbound channel. Protocol: docs/webchat-protocol.md."""
 
 from intake.webchat.channel import WebchatChannel
 from intake.webchat.history import History

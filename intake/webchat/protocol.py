@@ -1,4 +1,4 @@
-"""The /chat/ws wire protocol (DESIGN.md §3): client frames parsed into frozen values,
+"""The /chat/ws wire protocol (docs/webchat-protocol.md): client frames parsed into frozen values,
 server frames built as plain dicts.
 
 Everything here is pure: no sockets, no database. Every client frame is untrusted, so

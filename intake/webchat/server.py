@@ -1,4 +1,4 @@
-"""The web chat's HTTP side: ``/chat/ws`` (DESIGN.md §3), the widget files and the demo page.
+"""The web chat's HTTP side: ``/chat/ws`` (docs/webchat-protocol.md), the widget files and the demo page.
 
 One websocket = one ``Connection``. The handler reads frames one at a time, so answers
 (acks and errors) go back in the order the frames came, which the widget relies on.

@@ -4,7 +4,7 @@ same identity, until it is.
 
 - Email: an SMTP client (aiosmtplib). No ``250`` → the same message, same Message-ID,
   later (a real MTA keeps a queue and does exactly this on 4xx or a dropped connection).
-- Web chat: a websocket client speaking DESIGN.md §3. No ``ack`` → the same client id on
+- Web chat: a websocket client speaking docs/webchat-protocol.md. No ``ack`` → the same client id on
   the next connection, to whichever process answers (the widget's outbox).
 - Telegram: customers write to the fake Bot API; Telegram itself keeps every update the bot
   has not confirmed and hands it out again.

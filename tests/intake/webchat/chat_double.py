@@ -1,7 +1,7 @@
 """A scripted double of the web chat server's far side, for driving the real widget.
 
 It serves ``intake/webchat/static`` under ``/chat/`` and speaks the ``/chat/ws`` protocol of
-DESIGN.md §3 with in-memory sessions: hello → welcome + history after ``last_seen``, message
+docs/webchat-protocol.md with in-memory sessions: hello → welcome + history after ``last_seen``, message
 and choice frames → one ack per client id (the same id again gets the same ack and stores
 nothing). Tests push agent/bot messages, invalidate sessions and take the server offline.
 

@@ -1,4 +1,4 @@
-"""A small web chat client for tests and the benchmark: speaks DESIGN.md §3 over a real
+"""A small web chat client for tests and the benchmark: speaks docs/webchat-protocol.md over a real
 websocket, and collects every frame the server sends."""
 
 from __future__ import annotations
