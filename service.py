@@ -24,7 +24,7 @@ from sqlalchemy import text as sql_text
 
 from core.attachments import AttachmentStore
 from core.cases import CaseService
-from core.config import Config
+from core.config import Config, parse_networks
 from core.domain import ChannelName, OutboxStatus
 from core.inbox import InboxService, StoredMessage
 from core.outbox import DEFAULT_CLAIM_BATCH, OutboxSignal, OutboxWorker, RetryPolicy, backlog, recover_expired_leases
@@ -36,7 +36,7 @@ from core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClo
 from core.suggestions import SuggestionFlow
 from intake.api import cases as cases_api
 from intake.api.openapi import ApiRegistry
-from intake.http import HttpServer, build_app
+from intake.http import ClientAddresses, HttpServer, MetricsAccess, build_app
 
 log = logging.getLogger("posventa")
 
@@ -129,8 +129,12 @@ class Service:
         self.cases = CaseService(db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
         self.api = ApiRegistry()
+        #: The one rule for a request's client address (X-Forwarded-For from trusted proxies only).
+        self.client_addresses = ClientAddresses.from_cidrs(cfg.http.trusted_proxies)
+        metrics_access = MetricsAccess(addresses=self.client_addresses, token=cfg.http.metrics_token,
+                                       allow_from=parse_networks(cfg.http.metrics_allow_from))
         self.app = build_app(registry=self.metrics.registry, max_body_bytes=cfg.http.max_body_bytes,
-                             before_metrics=self._refresh_metrics, health=self._health)
+                             metrics_access=metrics_access, before_metrics=self._refresh_metrics, health=self._health)
         self.http = HttpServer(app=self.app, host=cfg.http.host, port=cfg.http.port)
         #: Between the processes sharing the database (LISTEN/NOTIFY on PostgreSQL; just
         #: this process on SQLite): web chat pushes and console live updates.
@@ -224,7 +228,8 @@ class Service:
         self.webchat = WebchatServer(
             config=cfg, public_url=self.config.http.public_url, inbox=self.inbox, hub=local, clock=self.clock,
             sessions=SessionStore(db=self.db, clock=self.clock),
-            history=History(db=self.db, limit=cfg.history_limit), registry=self.metrics.registry)
+            history=History(db=self.db, limit=cfg.history_limit), registry=self.metrics.registry,
+            client_addresses=self.client_addresses)
         self.webchat.install(self.app)
         self.components.append(self.webchat)
 
@@ -322,7 +327,8 @@ class Service:
         self.console = Console(db=self.db, cases=self.cases, attachments=self.attachments, clock=self.clock,
                                public_url=self.config.http.public_url,
                                company_name=self.config.service.company_name, catalog=catalog, panel=panel,
-                               timezone=self.config.surveys.timezone, live=LiveUpdates(notifier=self.notifier))
+                               timezone=self.config.surveys.timezone, live=LiveUpdates(notifier=self.notifier),
+                               client_addresses=self.client_addresses, registry=self.metrics.registry)
         # Open inbox and case pages refresh when a customer writes, whichever process
         # stored the message (through the notifier).
         self.inbox.subscribe(self.console.live.publish)

@@ -8,9 +8,10 @@ the key and the file, so start-up stops with one clear line, never a traceback.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,14 @@ from core.domain import LANGUAGES
 from core.errors import ConfigError
 
 MAX_CONFIG_BYTES = 1_000_000
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[Network, ...]:
+    """CIDRs (``10.0.0.0/8``) or single addresses; host bits set are allowed (``10.0.0.7/8``)."""
+    return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class ServiceConfig:
     default_language: str = "es"
     company_name: str = "Soporte"
     log_level: str = "INFO"
+    #: "text" (one readable line per event) or "json" (one object per line, for log shippers).
+    log_format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,12 @@ class HttpConfig:
     port: int = 8080
     public_url: str = "http://127.0.0.1:8080"
     max_body_bytes: int = 1_000_000
+    #: Proxies (CIDRs) whose X-Forwarded-For is believed; from anyone else it is ignored.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Client addresses (CIDRs) that may read /metrics without a token.
+    metrics_allow_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    #: A bearer token that also opens /metrics (from anywhere); empty = none.
+    metrics_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,8 @@ class EmailConfig:
     max_total_attachment_bytes: int = 20_000_000
     #: Automatic replies to one sender per hour, at most (Zammad-style loop brake).
     auto_replies_per_sender_per_hour: int = 10
+    #: aiosmtpd's own logger ("mail.log"): its INFO lines are several per mail.
+    smtp_log_level: str = "WARNING"
     outbound: EmailOutboundConfig = EmailOutboundConfig()
 
 
@@ -99,17 +118,21 @@ class WebchatConfig:
     prechat_form: bool = False
     max_frame_bytes: int = 16_384
     messages_per_minute_per_session: int = 30
-    messages_per_minute_per_ip: int = 120
+    #: A ceiling for a whole address (an office NAT, a mobile carrier): high on purpose;
+    #: the per-session budget is the one a single visitor meets.
+    messages_per_minute_per_ip: int = 600
     idle_timeout_seconds: int = 1800
     #: After this long undelivered, an agent reply also goes by email when the visitor gave one.
     email_fallback_after_seconds: int = 900
     #: Longest customer message, in characters (the widget enforces the same limit).
     max_text_chars: int = 4000
     #: New chat sessions (and wrong session tokens) one IP address may start per minute.
-    new_sessions_per_minute_per_ip: int = 20
+    new_sessions_per_minute_per_ip: int = 60
     #: Any frames at all, per connection per second (junk included).
     frames_per_second_per_connection: int = 10
-    max_connections_per_ip: int = 200
+    #: Consecutive frames answered with an error before the socket is closed (1008).
+    max_rejected_frames: int = 20
+    max_connections_per_ip: int = 2000
     #: Open tabs of one visitor.
     max_connections_per_session: int = 5
     #: A websocket that says no hello within this long is closed.
@@ -121,8 +144,6 @@ class WebchatConfig:
     abandoned_session_hours: int = 24
     #: Messages replayed at most on (re)connect.
     history_limit: int = 200
-    #: Take the client address from the last X-Forwarded-For entry (set only behind a proxy).
-    behind_proxy: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,10 +221,15 @@ SECRET_ENV: Mapping[str, str] = {
     "kb.webhook_secret": "POSVENTA_KB_WEBHOOK_SECRET",
     "email.outbound.password": "POSVENTA_SMTP_PASSWORD",
     "api.tokens": "POSVENTA_API_TOKENS",
+    "http.metrics_token": "POSVENTA_METRICS_TOKEN",
     "database.url": "POSVENTA_DATABASE_URL",
 }
 SECRET_KEYS = frozenset({"telegram.token", "telegram.webhook_secret", "kb.api_key", "kb.webhook_secret",
-                         "email.outbound.password", "api.tokens"})
+                         "email.outbound.password", "api.tokens", "http.metrics_token"})
+#: Keys that existed once: a config that still sets them is told what replaced them.
+REMOVED_KEYS: Mapping[str, str] = {
+    "webchat.behind_proxy": "was removed: list your proxy's addresses in [http] trusted_proxies instead",
+}
 
 
 def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> Config:
@@ -244,6 +270,8 @@ def _build(cls: type, raw: Mapping[str, Any], *, prefix: str, source: str) -> An
     for key, value in raw.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
+            if dotted in REMOVED_KEYS:
+                raise ConfigError(REMOVED_KEYS[dotted], key=dotted, file=source)
             kind = "section" if isinstance(value, dict) else "key"
             raise ConfigError(f"unknown {kind}", key=dotted, file=source)
         default = fields[key].default
@@ -325,6 +353,19 @@ def validate(config: Config) -> None:
         if not cond:
             raise ConfigError(message, key=key, file=src)
 
+    need(config.service.log_level.upper() in LOG_LEVELS, "service.log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    need(config.email.smtp_log_level.upper() in LOG_LEVELS, "email.smtp_log_level",
+         f"must be one of {', '.join(LOG_LEVELS)}")
+    need(config.service.log_format in ("text", "json"), "service.log_format", 'must be "text" or "json"')
+    for key in ("trusted_proxies", "metrics_allow_from"):
+        for cidr in getattr(config.http, key):
+            try:
+                parse_networks([cidr])
+            except ValueError:
+                raise ConfigError(f"{cidr!r} is not an address or CIDR (10.0.0.0/8, ::1)", key=f"http.{key}",
+                                  file=src) from None
+    need(not config.http.metrics_token or len(config.http.metrics_token) >= 16, "http.metrics_token",
+         "must be at least 16 characters")
     need(config.service.default_language in LANGUAGES, "service.default_language", f"must be one of {', '.join(LANGUAGES)}")
     for name, port in (("http.port", config.http.port), ("email.listen_port", config.email.listen_port),
                        ("email.outbound.port", config.email.outbound.port)):
@@ -376,7 +417,7 @@ def validate(config: Config) -> None:
     need(config.outbox.concurrency >= 1, "outbox.concurrency", "must be at least 1")
     need(config.webchat.max_frame_bytes >= 256, "webchat.max_frame_bytes", "must be at least 256")
     for key in ("messages_per_minute_per_session", "messages_per_minute_per_ip", "new_sessions_per_minute_per_ip",
-                "frames_per_second_per_connection", "max_connections_per_ip", "max_connections_per_session",
+                "frames_per_second_per_connection", "max_rejected_frames", "max_connections_per_ip", "max_connections_per_session",
                 "hello_timeout_seconds", "idle_timeout_seconds", "heartbeat_seconds", "history_limit",
                 "max_text_chars"):
         need(getattr(config.webchat, key) >= 1, f"webchat.{key}", "must be at least 1")

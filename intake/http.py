@@ -3,13 +3,18 @@ adapter's routes. The service owns the loop: we use AppRunner, never ``web.run_a
 
 from __future__ import annotations
 
+import contextlib
+import hmac
+import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from core.config import Network, parse_networks
 from core.errors import DomainError, InvalidTransition, NotFound, StorageUnavailable, ValidationError
 
 log = logging.getLogger(__name__)
@@ -23,6 +28,82 @@ DB_INT_MIN, DB_INT_MAX = -(2**63), 2**63 - 1
 
 def fits_db_int(value: int) -> bool:
     return DB_INT_MIN <= value <= DB_INT_MAX
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAddresses:
+    """The one rule for "which address is this client at", for every door that limits or
+    allows by address (console logins, the web chat, ``/metrics``).
+
+    ``X-Forwarded-For`` is believed only when the TCP peer is a trusted proxy: anyone
+    else can write any address there. Behind a chain of trusted proxies the header is
+    read from the right (each proxy appends the address it saw), skipping trusted hops;
+    the first address that is not a trusted proxy is the client. A malformed entry
+    stops the walk: what is left of it was written by the client, not by a proxy.
+    """
+
+    trusted_proxies: tuple[Network, ...] = ()
+
+    @classmethod
+    def from_cidrs(cls, cidrs: Iterable[str]) -> ClientAddresses:
+        return cls(trusted_proxies=parse_networks(cidrs))
+
+    def of(self, request: web.Request) -> str:
+        return self.resolve(request.remote, request.headers.getall("X-Forwarded-For", ()))
+
+    def resolve(self, peer: str | None, forwarded: Sequence[str]) -> str:
+        client = _parse_address(peer)
+        if client is None:
+            return "unknown"  # a unix socket, or a peer already gone
+        if not self.is_trusted(client):
+            return str(client)
+        hops = [hop for value in forwarded for hop in value.split(",")]
+        for hop in reversed(hops):
+            address = _parse_address(hop)
+            if address is None:
+                break
+            client = address
+            if not self.is_trusted(client):
+                break
+        return str(client)
+
+    def is_trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in self.trusted_proxies)
+
+
+def address_in(address: str, networks: Sequence[Network]) -> bool:
+    """Whether an address from ``ClientAddresses`` lies in one of ``networks``."""
+    parsed = _parse_address(address)
+    return parsed is not None and any(parsed in network for network in networks)
+
+
+def _parse_address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value.strip()[:64])
+    except ValueError:
+        return None
+    # A dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d; compare them as IPv4.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsAccess:
+    """Who may read ``/metrics``: a client address in ``allow_from`` or the bearer ``token``."""
+
+    addresses: ClientAddresses
+    allow_from: tuple[Network, ...] = ()
+    token: str = ""
+
+    def allows(self, request: web.Request) -> bool:
+        if address_in(self.addresses.of(request), self.allow_from):
+            return True
+        given = request.headers.get("Authorization", "")
+        return bool(self.token) and hmac.compare_digest(given.encode("utf-8", "replace"),
+                                                        f"Bearer {self.token}".encode())
 
 
 def error_response(status: int, code: str, message: str, **extra: object) -> web.Response:
@@ -56,6 +137,34 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return error_response(500, "internal", "internal error")
 
 
+async def stream_csv(request: web.Request, chunks: AsyncIterator[str], *, filename: str,
+                     byte_order_mark: bool = False, headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+    """A CSV download written as it is produced. A client that goes away in the middle (a
+    closed tab, a cancelled download) is an ordinary event: one line at info, no traceback."""
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8",
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        **(headers or {}),
+    })
+    sent = 0
+    # aclosing: the generator's database connection is given back even when we stop early.
+    async with contextlib.aclosing(chunks):
+        try:
+            await response.prepare(request)
+            if byte_order_mark:
+                await response.write("\ufeff".encode())
+            async for chunk in chunks:
+                data = chunk.encode("utf-8")
+                await response.write(data)
+                sent += len(data)
+            await response.write_eof()
+        # "Connection lost" while waiting to drain, or a reset on the next write (aiohttp's
+        # ClientConnectionResetError): both are ConnectionErrors.
+        except ConnectionError:
+            log.info("CSV export %s: the client disconnected after %d bytes", filename, sent)
+    return response
+
+
 async def read_json_object(request: web.Request) -> dict:
     """The request body as a JSON object, or 400 with a message."""
     try:
@@ -73,7 +182,7 @@ async def read_json_object(request: web.Request) -> dict:
     return data
 
 
-def build_app(*, registry: CollectorRegistry, max_body_bytes: int,
+def build_app(*, registry: CollectorRegistry, max_body_bytes: int, metrics_access: MetricsAccess,
               before_metrics: Callable[[], Awaitable[None]] | None = None,
               health: Callable[[], Awaitable[dict]] | None = None) -> web.Application:
     app = web.Application(middlewares=[api_errors], client_max_size=max_body_bytes)
@@ -86,7 +195,13 @@ def build_app(*, registry: CollectorRegistry, max_body_bytes: int,
             return web.json_response({"status": "unavailable"}, status=503)
         return web.json_response({"status": "ok", **info})
 
-    async def metrics(_request: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
+        if not metrics_access.allows(request):
+            log.info("metrics refused to %s", metrics_access.addresses.of(request))
+            if metrics_access.token:
+                return web.Response(status=401, text="a bearer token is required",
+                                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+            return web.Response(status=403, text="not allowed from this address")
         if before_metrics is not None:
             try:
                 await before_metrics()

@@ -19,6 +19,7 @@ import aiohttp_jinja2
 import jinja2
 import markupsafe
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from core.attachments import AttachmentStore
 from core.cases import CaseService
@@ -26,6 +27,7 @@ from core.errors import DomainError, NotFound, StorageUnavailable
 from core.persistence import Database
 from core.ports import Clock
 from intake.console.auth import (
+    LoginAudit,
     LoginThrottle,
     Passwords,
     Role,
@@ -37,6 +39,7 @@ from intake.console.auth import (
 from intake.console.forms import form_fields
 from intake.console.labels import LABELS, label
 from intake.console.live import LiveUpdates
+from intake.http import ClientAddresses
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,8 @@ class Console:
     def __init__(self, *, db: Database, cases: CaseService, attachments: AttachmentStore, clock: Clock,
                  public_url: str, passwords: Passwords | None = None, throttle: LoginThrottle | None = None,
                  company_name: str = "posventa", catalog: Any = None, panel: Any = None,
-                 timezone: str = "UTC", live: LiveUpdates | None = None) -> None:
+                 timezone: str = "UTC", live: LiveUpdates | None = None,
+                 client_addresses: ClientAddresses | None = None, registry: CollectorRegistry | None = None) -> None:
         self.db = db
         self.cases = cases
         #: core.surveys Catalog and Panel; None where surveys are not installed (the
@@ -98,6 +102,9 @@ class Console:
         self.users = UserStore(db=db, clock=clock, passwords=self.passwords)
         self.sessions = SessionStore(db=db, clock=clock)
         self.throttle = throttle or LoginThrottle()
+        self.audit = LoginAudit(registry=registry)
+        #: The client's address (through trusted proxies only): what the login brake keys on.
+        self.client_addresses = client_addresses or ClientAddresses()
         #: Open pages' event streams; the composition root hands in one that fans out
         #: across processes when there are several.
         self.live = live or LiveUpdates()

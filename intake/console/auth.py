@@ -13,10 +13,12 @@ import asyncio
 import enum
 import hashlib
 import hmac
+import logging
+import math
 import re
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +26,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -31,6 +34,8 @@ from core.errors import NotFound, ValidationError
 from core.persistence import Database
 from core.persistence.schema import console_sessions, users
 from core.ports import Clock
+
+log = logging.getLogger(__name__)
 
 USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._@-]{1,79}")
 MIN_PASSWORD = 10
@@ -295,47 +300,114 @@ def csrf_matches(expected: str, given: str | None) -> bool:
     return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode("utf-8", "replace"))
 
 
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    last: float
+
+
 class LoginThrottle:
-    """Failed logins per username and per client address in a sliding window.
+    """Failed logins per (account, client address) and per client address, each with a
+    delay that doubles with every failure past a free allowance.
+
+    There is no brake on an account as a whole: that let one stranger lock a whole team
+    out. A correct password from an address that has not been failing is always let in;
+    a guesser spread over many addresses meets each address's own brake and
+    ``MIN_PASSWORD`` characters. Failures are forgotten ``forget_after`` seconds after
+    the last one, and a success from an address clears that address's brake on that
+    account (not the address's own, or a guesser with one real account could reset it).
 
     In-process on purpose: a login storm needs a cheap answer before any database work.
-    With N processes an attacker gets at most N times the budget, which still turns an
-    online guess into years; a password of ``MIN_PASSWORD`` characters does the rest.
-    Memory is bounded: the least recently failing keys are forgotten first.
+    With N processes an attacker gets at most N times the budget. Memory is bounded: the
+    least recently failing keys are forgotten first.
     """
 
-    def __init__(self, *, per_user: int = 5, per_address: int = 20, window_seconds: float = 900.0,
-                 max_keys: int = 10_000, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.per_user = per_user
-        self.per_address = per_address
-        self.window = window_seconds
+    def __init__(self, *, free_per_account: int = 3, free_per_address: int = 10, first_delay: float = 1.0,
+                 max_delay: float = 900.0, forget_after: float = 3600.0, max_keys: int = 10_000,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.free_per_account = free_per_account
+        self.free_per_address = free_per_address
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.forget_after = max(forget_after, max_delay)
         self._max_keys = max_keys
         self._now = monotonic
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._failures: OrderedDict[tuple[str, ...], _Failures] = OrderedDict()
 
     def retry_after(self, address: str, username: str) -> float:
         """Seconds until a login attempt is allowed again (0: allowed now)."""
-        waits = [self._wait(f"a:{address}", self.per_address), self._wait(f"u:{username.lower()[:80]}", self.per_user)]
-        return max(waits)
+        now = self._now()
+        return max(self._wait(self._pair(address, username), self.free_per_account, now),
+                   self._wait(("a", address), self.free_per_address, now))
 
-    def failed(self, address: str, username: str) -> None:
-        for key in (f"a:{address}", f"u:{username.lower()[:80]}"):
-            hits = self._failures.pop(key, None) or deque(maxlen=max(self.per_user, self.per_address))
-            hits.append(self._now())
-            self._failures[key] = hits
+    def failed(self, address: str, username: str) -> float:
+        """Count a failure; returns the wait it imposes (0 while within the allowance)."""
+        now = self._now()
+        for key in (self._pair(address, username), ("a", address)):
+            entry = self._failures.pop(key, None)
+            if entry is None or now - entry.last >= self.forget_after:
+                entry = _Failures(0, now)
+            entry.count += 1
+            entry.last = now
+            self._failures[key] = entry
         while len(self._failures) > self._max_keys:
             self._failures.popitem(last=False)
+        return self.retry_after(address, username)
 
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(f"u:{username.lower()[:80]}", None)
+    def succeeded(self, address: str, username: str) -> None:
+        self._failures.pop(self._pair(address, username), None)
 
-    def _wait(self, key: str, limit: int) -> float:
-        hits = self._failures.get(key)
-        if not hits:
+    @staticmethod
+    def _pair(address: str, username: str) -> tuple[str, ...]:
+        return ("u", address, (username or "").strip().lower()[:80])
+
+    def delay(self, failures: int, free: int) -> float:
+        """The wait after ``failures`` failures: none within ``free``, then 1, 2, 4... seconds."""
+        if failures < free:
             return 0.0
-        now = self._now()
-        while hits and now - hits[0] >= self.window:
-            hits.popleft()
-        if len(hits) < limit:
+        return min(self.max_delay, self.first_delay * 2.0 ** min(failures - free, 64))
+
+    def _wait(self, key: tuple[str, ...], free: int, now: float) -> float:
+        entry = self._failures.get(key)
+        if entry is None:
             return 0.0
-        return max(0.0, self.window - (now - hits[-limit]))
+        if now - entry.last >= self.forget_after:
+            del self._failures[key]
+            return 0.0
+        return max(0.0, entry.last + self.delay(entry.count, free) - now)
+
+
+class LoginAudit:
+    """Each login outcome as one log line (account and client address) and a count in
+    ``/metrics``, so an operator sees a guessing run and whom it aims at."""
+
+    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+        # registry=None: counted but not exported (a console built without a service).
+        self._logins = Counter("posventa_console_logins", "Console login attempts by outcome", ["outcome"],
+                               registry=registry)
+        self._lockouts = Counter("posventa_console_lockouts",
+                                 "Failed console logins that put a delay on an address or an account from it",
+                                 registry=registry)
+        for outcome in ("success", "failure", "throttled"):
+            self._logins.labels(outcome)
+
+    def succeeded(self, username: str, address: str) -> None:
+        self._logins.labels("success").inc()
+        log.info("console login: account %r from %s", _account(username), address)
+
+    def failed(self, username: str, address: str, *, wait: float) -> None:
+        self._logins.labels("failure").inc()
+        log.warning("console login failed: account %r from %s", _account(username), address)
+        if wait > 0:
+            self._lockouts.inc()
+            log.warning("console login locked: account %r from %s for %d s", _account(username), address,
+                        math.ceil(wait))
+
+    def refused(self, username: str, address: str, *, wait: float) -> None:
+        self._logins.labels("throttled").inc()
+        log.info("console login refused while locked: account %r from %s, %d s left", _account(username), address,
+                 math.ceil(wait))
+
+
+def _account(username: str) -> str:
+    return (username or "").strip().lower()[:80]

@@ -54,20 +54,22 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         if not cookie or not csrf_matches(cookie, form.text("_csrf", max_len=200)):
             return login_page(request, status=403, username=username,
                               error="The login form expired. Please try again.", next_path=next_path)
-        address = request.remote or "unknown"
+        address = console.client_addresses.of(request)
         wait = console.throttle.retry_after(address, username)
         if wait > 0:
+            console.audit.refused(username, address, wait=wait)
             response = login_page(request, status=429, username=username,
-                                  error=f"Too many failed attempts. Try again in {math.ceil(wait / 60)} minutes.",
+                                  error=f"Too many failed attempts. Try again in {_duration(wait)}.",
                                   next_path=next_path)
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         user = await console.users.authenticate(username, password)
         if user is None:
-            console.throttle.failed(address, username)
+            console.audit.failed(username, address, wait=console.throttle.failed(address, username))
             return login_page(request, status=401, username=username, error="Wrong username or password.",
                               next_path=next_path)
-        console.throttle.succeeded(username)
+        console.throttle.succeeded(address, username)
+        console.audit.succeeded(username, address)
         # A fresh token on every login: a cookie planted before login is worth nothing.
         token, _session = await console.sessions.create(user)
         response = see_other(safe_next(next_path))
@@ -88,3 +90,11 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     router.add_post("/login", login)
     router.add_post("/logout", logout)
     router.add_get("/", home)
+
+
+def _duration(seconds: float) -> str:
+    """The delays grow from a second to a quarter of an hour: say them in the right unit."""
+    if seconds < 90:
+        whole = math.ceil(seconds)
+        return f"{whole} second" if whole == 1 else f"{whole} seconds"
+    return f"{math.ceil(seconds / 60)} minutes"

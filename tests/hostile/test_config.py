@@ -151,6 +151,15 @@ def test_hostile_environment_secrets(tmp_path_factory, tally, env, enable):
     ("[email.outbound]\nport = true\n", "email.outbound.port"),
     ("source = 'x'\n", "source"),
     ("[email]\noutbound = 1\n", "email.outbound"),
+    ('[http]\ntrusted_proxies = ["10.0.0.0/33"]\n', "http.trusted_proxies"),
+    ('[http]\ntrusted_proxies = ["nginx"]\n', "http.trusted_proxies"),
+    ('[http]\nmetrics_allow_from = ["::1/129"]\n', "http.metrics_allow_from"),
+    ('[http]\nmetrics_token = "short"\n', "http.metrics_token"),
+    ("[webchat]\nbehind_proxy = true\n", "webchat.behind_proxy"),  # replaced by trusted_proxies
+    ("[webchat]\nmax_rejected_frames = 0\n", "webchat.max_rejected_frames"),
+    ('[service]\nlog_format = "xml"\n', "service.log_format"),
+    ('[service]\nlog_level = "LOUD"\n', "service.log_level"),
+    ('[email]\nsmtp_log_level = "chatty"\n', "email.smtp_log_level"),
 ])
 def test_named_hostile_values(tmp_path, tally, body, key):
     tally.add("config.named")

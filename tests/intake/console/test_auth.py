@@ -145,14 +145,15 @@ async def test_multipart_posts_count_their_fields_and_a_malformed_one_is_refused
 async def test_login_attempts_are_rate_limited(running):
     throttle: LoginThrottle = running.service.console.throttle
     async with ConsoleClient(running.base) as client:
-        for _ in range(throttle.per_user):
+        for _ in range(throttle.free_per_account):
             status, _ = await client.login("agent1", "not the password")
             assert status == 401
-        # Even the right password waits now: the brake is on the account, not on luck.
+        # Even the right password waits now from this address: it has been guessing.
         status, page = await client.login("agent1", PASSWORD)
-        assert status == 429 and "Too many failed attempts" in page
+        assert status == 429 and "Too many failed attempts. Try again in 1 second." in page
     async with ConsoleClient(running.base) as other:
-        # Another account from the same address still works (until the address limit).
+        # Another account from the same address still works (until the address's allowance);
+        # the same account from another address too (tests/intake/console/test_login_brake.py).
         status, _ = await other.login("manager1", PASSWORD)
         assert status == 200
 
