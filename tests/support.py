@@ -113,7 +113,7 @@ def make_config(database_url: str, tmp_path: Path, **sections):
     defaults = {
         "database": {"url": database_url},
         "service": {"data_dir": str(tmp_path / "data")},
-        "http": {"port": free_port(), "public_url": "http://127.0.0.1"},
+        "http": {"port": (port := free_port()), "public_url": f"http://127.0.0.1:{port}"},
         "api": {"tokens": (API_TOKEN,)},
         "email": {"enabled": False},
         "telegram": {"enabled": False},

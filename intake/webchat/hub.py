@@ -45,7 +45,7 @@ class Connection:
     """
 
     __slots__ = ("ws", "ip", "public_id", "_buffer", "_replaying", "closed_reason", "last_frame_at",
-                 "last_pong_at", "ping_sent_at", "_sending_since", "_sends_waiting")
+                 "last_pong_at", "ping_sent_at", "_sending_since", "_sends_waiting", "errors_sent")
 
     def __init__(self, ws: web.WebSocketResponse, ip: str, *, now: float = 0.0) -> None:
         self.ws = ws
@@ -62,6 +62,8 @@ class Connection:
         #: Since when writes have been waiting (for a client that does not read), and how many.
         self._sending_since: float | None = None
         self._sends_waiting = 0
+        #: Error frames sent to this client (the server closes one that only earns errors).
+        self.errors_sent = 0
 
     @property
     def open(self) -> bool:

@@ -4,6 +4,10 @@ Browsers always send ``Origin`` on a websocket handshake, and a page cannot forg
 this is what stops a stranger's site from driving a visitor's chat (cross-site websocket
 hijacking). Clients that are not browsers send no Origin and can claim any: for them the
 session token is the only credential, as for the API.
+
+The request's own ``Host`` is never a reference: whoever forges the Origin can forge
+the Host to match it (and a DNS-rebinding page gets both for free). The service's own
+origin is ``public_url``, the one address customers are given.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ def normalise_origin(value: str) -> str | None:
 
 class OriginPolicy:
     """``allowed`` entries are origins (``https://shop.example.com``), wildcard subdomains
-    (``https://*.example.com``) or ``*`` (any site may embed the widget). With no entries,
-    only the service's own origin (``public_url``, or the Host the request came to)."""
+    (``https://*.example.com``) or ``*`` (any site may embed the widget). The service's
+    own origin (``public_url``, where the demo page lives) is always allowed."""
 
     def __init__(self, allowed: Iterable[str], *, public_url: str) -> None:
         self._any = False
@@ -50,29 +54,19 @@ class OriginPolicy:
                 self._exact.add(norm)
             else:
                 raise ValueError(f"not an origin: {entry!r}")
-        self._same_only = not (self._any or self._exact or self._suffixes)
-        self._own = normalise_origin(public_url)
+        own = normalise_origin(public_url)
+        if own is not None:
+            self._exact.add(own)
 
-    def allows(self, origin: str | None, *, host: str | None) -> bool:
+    def allows(self, origin: str | None) -> bool:
         if origin is None:
             return True  # not a browser (see the module docstring)
         norm = normalise_origin(origin)
         if norm is None:
             return False
-        if self._same_only:
-            if norm == self._own:
-                return True
-            # Same origin as the request itself: the demo page at /chat/ on whatever
-            # address the operator reaches the service by.
-            return host is not None and norm.split("://", 1)[1] == _strip_default_port(host.lower(), norm)
         if self._any or norm in self._exact:
             return True
         scheme, _, hostport = norm.partition("://")
         hostname = hostport.split(":", 1)[0]
         return any(scheme == s and hostname.endswith(suffix) for s, suffix in self._suffixes)
 
-
-def _strip_default_port(host: str, origin: str) -> str:
-    scheme = origin.split("://", 1)[0]
-    default = f":{_DEFAULT_PORTS[scheme]}"
-    return host[: -len(default)] if host.endswith(default) else host

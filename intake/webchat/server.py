@@ -10,10 +10,16 @@ Liveness is ours too, not aiohttp's: its heartbeat re-arms a timer on every fram
 received, a cost per message; the watchdog instead pings a socket silent for
 ``heartbeat_seconds`` and drops it when half that passes without an answer.
 
-Checks, in the order a stranger meets them: Origin (403 before the upgrade),
-connections per IP, a hello within ``hello_timeout_seconds``, the session token, then
-per frame: frames per second, size (``too_large``), shape (``bad_request``) and the
-per-session and per-IP message budgets (``rate_limited``).
+Checks, in the order a stranger meets them: Origin (403 before the upgrade), a high
+ceiling of connections per client address (an office or a mobile carrier puts many
+customers behind one), a hello within ``hello_timeout_seconds``, the session token and
+the session's open windows, then per frame: frames per second, size (``too_large``),
+shape (``bad_request``) and the per-session, then per-address, message budgets
+(``rate_limited``). ``max_rejected_frames`` error answers in a row close the socket
+(1008): a client that only sends what is refused is not a customer.
+
+The client address is ``ClientAddresses``' (intake/http.py): the forwarded one only
+from a trusted proxy.
 """
 
 from __future__ import annotations
@@ -23,16 +29,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import timedelta
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from core.config import WebchatConfig
 from core.domain import ChannelName, ChoiceAnswer, InboundMessage
 from core.errors import StorageUnavailable
+from core.logs import log_fields, set_log_fields
 from core.ports import Clock, Inbox
 from core.tasks import cancel_and_wait
+from intake.http import ClientAddresses
 from intake.webchat import assets, protocol
 from intake.webchat.history import History
 from intake.webchat.hub import Connection, LocalHub
@@ -47,8 +56,6 @@ log = logging.getLogger(__name__)
 CLOSE_TIMEOUT_SECONDS = 2.0
 #: Wrong tokens tried on one connection before it is closed.
 MAX_FAILED_HELLOS = 3
-#: Frames beyond this many times the allowed rate in a row close the connection.
-FLOOD_FACTOR = 3
 SWEEP_INTERVAL_SECONDS = 3600.0
 #: How often the watchdog looks for idle sockets and stuck writes (see ``watch``).
 WATCH_INTERVAL_SECONDS = 1.0
@@ -67,8 +74,9 @@ class WebchatServer:
 
     def __init__(self, *, config: WebchatConfig, public_url: str, inbox: Inbox, sessions: SessionStore,
                  history: History, hub: LocalHub, clock: Clock, monotonic: Callable[[], float] = time.monotonic,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None, client_addresses: ClientAddresses | None = None) -> None:
         self._cfg = config
+        self._addresses = client_addresses or ClientAddresses()
         self._inbox = inbox
         self._sessions = sessions
         self._history = history
@@ -220,23 +228,20 @@ class WebchatServer:
 
     # --- the websocket -----------------------------------------------------------------------
 
-    def client_ip(self, request: web.Request) -> str:
-        if self._cfg.behind_proxy:
-            forwarded = request.headers.get("X-Forwarded-For", "")
-            # The proxy appends the address it saw; earlier entries are the client's word.
-            last = forwarded.rsplit(",", 1)[-1].strip()
-            if last:
-                return last[:64]
-        return request.remote or "unknown"
-
     async def websocket(self, request: web.Request) -> web.StreamResponse:
+        # Lines logged while serving this socket say so (and which case, once known).
+        with log_fields(channel=ChannelName.WEBCHAT.value):
+            return await self._websocket(request)
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if self._closing:
             raise web.HTTPServiceUnavailable(text="restarting")
-        if not self._origins.allows(request.headers.get("Origin"), host=request.host):
+        if not self._origins.allows(request.headers.get("Origin")):
             log.info("web chat: refused origin %r", request.headers.get("Origin", "")[:200])
             raise web.HTTPForbidden(text="origin not allowed")
-        ip = self.client_ip(request)
+        ip = self._addresses.of(request)
         if self._per_ip.get(ip, 0) >= self._cfg.max_connections_per_ip:
+            log.info("web chat: refused a connection from %s: %d already open", ip, self._per_ip[ip])
             raise web.HTTPTooManyRequests(text="too many connections")
         # No aiohttp heartbeat and no autoping: pings and pongs are ours (see ``watch``).
         ws = web.WebSocketResponse(timeout=CLOSE_TIMEOUT_SECONDS, autoping=False, compress=False,
@@ -278,18 +283,14 @@ class WebchatServer:
 
     async def _serve(self, conn: Connection) -> Session | None:
         ws = conn.ws
-        session: Session | None = None
-        failed_hellos = 0
-        flood = 0
-        frames_key = _conn_key(conn)
-        frame_wait = self.limits.frames.allow  # 0.0 when the frame is within the rate
+        state = _ServeState()
         while True:
-            if session is None:
+            if state.session is None:
                 try:
                     msg = await ws.receive(timeout=self._cfg.hello_timeout_seconds)
                 except TimeoutError:
                     await conn.close(code=CLOSE_IDLE, reason="no hello")
-                    return session
+                    return state.session
             else:
                 # No timeout per read once there is a session: the watchdog closes idle
                 # sockets (``watch``), and this read then ends with the close.
@@ -303,48 +304,55 @@ class WebchatServer:
                 continue
             conn.last_frame_at = time.monotonic()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                return session
+                return state.session
             if msg.type == WSMsgType.ERROR:
-                return session  # aiohttp already closed it (1009 for a frame past the hard cap)
-            if frame_wait(frames_key):
-                flood += 1
-                if flood > FLOOD_FACTOR * self._cfg.frames_per_second_per_connection:
-                    await conn.close(code=CLOSE_POLICY, reason="flood")
-                    return session
-                await self._error(conn, protocol.RATE_LIMITED, "too many frames")
-                continue
-            flood = 0
-            if msg.type != WSMsgType.TEXT:
-                await self._error(conn, protocol.BAD_REQUEST, "frames must be JSON text")
-                continue
-            data: str = msg.data
-            if len(data) > self._cfg.max_frame_bytes and len(data.encode("utf-8", "surrogatepass")) > \
-                    self._cfg.max_frame_bytes:
-                await self._error(conn, protocol.TOO_LARGE, f"frames are limited to {self._cfg.max_frame_bytes} bytes")
-                continue
-            try:
-                frame = protocol.parse_frame(data, max_text_chars=self._cfg.max_text_chars)
-                if isinstance(frame, Hello):
-                    if session is not None:
-                        raise ProtocolError(protocol.BAD_REQUEST, "this connection already said hello")
-                    session = await self._hello(conn, frame)
-                    if session is None:
-                        failed_hellos += 1
-                elif session is None:
-                    raise ProtocolError(protocol.UNAUTHORIZED, "say hello with a session first",
-                                        client_id=frame.id)
-                else:
-                    await self._customer_message(conn, session, frame)
-            except ProtocolError as exc:
-                await self._error(conn, exc.code, str(exc), client_id=exc.client_id)
-                if exc.code == protocol.UNAUTHORIZED:
-                    failed_hellos += 1
-            if session is None and failed_hellos >= MAX_FAILED_HELLOS:
+                return state.session  # aiohttp already closed it (1009 for a frame past the hard cap)
+            errors_before = conn.errors_sent
+            await self._frame(conn, msg, state)
+            if state.session is None and state.failed_hellos >= MAX_FAILED_HELLOS:
                 await conn.close(code=CLOSE_POLICY, reason="unauthorized")
                 return None
+            # Any frame answered with an error is rejected; any other one resets the count.
+            state.rejected_in_a_row = state.rejected_in_a_row + 1 if conn.errors_sent > errors_before else 0
+            if state.rejected_in_a_row >= self._cfg.max_rejected_frames:
+                log.info("web chat: closing a connection from %s after %d rejected frames in a row (session %s)",
+                         conn.ip, state.rejected_in_a_row, conn.public_id)
+                await conn.close(code=CLOSE_POLICY, reason="too many rejected frames")
+                return state.session
+
+    async def _frame(self, conn: Connection, msg: WSMessage, state: _ServeState) -> None:
+        """One data frame: answered with an ack, a welcome or an error (``_error``)."""
+        if self.limits.frames.allow(_conn_key(conn)):
+            await self._error(conn, protocol.RATE_LIMITED, "too many frames")
+            return
+        if msg.type != WSMsgType.TEXT:
+            await self._error(conn, protocol.BAD_REQUEST, "frames must be JSON text")
+            return
+        data: str = msg.data
+        if len(data) > self._cfg.max_frame_bytes and len(data.encode("utf-8", "surrogatepass")) > \
+                self._cfg.max_frame_bytes:
+            await self._error(conn, protocol.TOO_LARGE, f"frames are limited to {self._cfg.max_frame_bytes} bytes")
+            return
+        try:
+            frame = protocol.parse_frame(data, max_text_chars=self._cfg.max_text_chars)
+            if isinstance(frame, Hello):
+                if state.session is not None:
+                    raise ProtocolError(protocol.BAD_REQUEST, "this connection already said hello")
+                state.session = await self._hello(conn, frame)
+                if state.session is None:
+                    state.failed_hellos += 1
+            elif state.session is None:
+                raise ProtocolError(protocol.UNAUTHORIZED, "say hello with a session first", client_id=frame.id)
+            else:
+                await self._customer_message(conn, state.session, frame)
+        except ProtocolError as exc:
+            await self._error(conn, exc.code, str(exc), client_id=exc.client_id)
+            if exc.code == protocol.UNAUTHORIZED:
+                state.failed_hellos += 1
 
     async def _error(self, conn: Connection, code: str, message: str, *, client_id: str | None = None,
                      retry_after: float | None = None) -> None:
+        conn.errors_sent += 1
         if self._errors is not None:
             self._errors.labels(code).inc()
         await conn.send(protocol.error(code, message, client_id=client_id, retry_after=retry_after))
@@ -403,7 +411,17 @@ class WebchatServer:
             channel=ChannelName.WEBCHAT, external_id=f"{session.public_id}:{frame.id}", sender=session.public_id,
             text=text, sender_name=session.name, language=session.language, choice=choice,
         ))
+        set_log_fields(case=receipt.case_number)
         await conn.send(protocol.ack(frame.id, receipt.message_id, receipt.case_number))
+
+
+@dataclass(slots=True)
+class _ServeState:
+    """What one connection's read loop keeps between frames."""
+
+    session: Session | None = None
+    failed_hellos: int = 0
+    rejected_in_a_row: int = 0
 
 
 def _conn_key(conn: Connection) -> str:

@@ -118,7 +118,7 @@ async def test_storage_unavailable_keeps_the_offset_until_the_update_is_stored(s
 async def test_webhook_mode_checks_the_secret_and_answers_200_only_after_commit(start_service, tg: FakeTelegram):
     secret = "s3cr3t_Webhook-token"
     service = await start_service(mode="webhook", webhook_secret=secret, agent_chat_id=0)
-    assert tg.webhook == {"url": "http://127.0.0.1/telegram/webhook", "secret_token": secret}
+    assert tg.webhook == {"url": f"{service.config.http.public_url}/telegram/webhook", "secret_token": secret}
     url = f"http://127.0.0.1:{service.http.bound_port}/telegram/webhook"
     update = tg.private_text(ANA, "por webhook")
     external = f"{ANA}:{update['message']['message_id']}"

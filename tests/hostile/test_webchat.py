@@ -31,6 +31,9 @@ ERROR_CODES = {"rate_limited", "too_large", "bad_request", "unauthorized"}
 #: Normal, going away, invalid payload (bad UTF-8), policy, too big, try later, idle.
 CLOSE_CODES = {1000, 1001, 1007, 1008, 1009, 1013, 4000}
 MAX_FRAME = 2048
+#: The service sees every connection from the proxy (this test, on 127.0.0.1), which
+#: tells it the client's address in X-Forwarded-For.
+BEHIND_NGINX = {"trusted_proxies": ("127.0.0.1/32",)}
 _ids = itertools.count(1)
 
 
@@ -74,8 +77,8 @@ class Chat:
 
 @pytest.fixture
 async def chat(database_url, tmp_path):
-    config = make_config(database_url, tmp_path, webchat={
-        "enabled": True, "behind_proxy": True, "max_frame_bytes": MAX_FRAME, "max_text_chars": 500,
+    config = make_config(database_url, tmp_path, http=BEHIND_NGINX, webchat={
+        "enabled": True, "max_frame_bytes": MAX_FRAME, "max_text_chars": 500,
         # Generous, so the fuzz reaches the parser; the flood tests lower them.
         "frames_per_second_per_connection": 1000, "messages_per_minute_per_session": 10_000,
         "messages_per_minute_per_ip": 10_000, "new_sessions_per_minute_per_ip": 10_000,
@@ -215,8 +218,8 @@ async def test_oversized_frames(chat, tally):
 
 @pytest.fixture
 async def strict(database_url, tmp_path):
-    config = make_config(database_url, tmp_path, webchat={
-        "enabled": True, "behind_proxy": True, "frames_per_second_per_connection": 5,
+    config = make_config(database_url, tmp_path, http=BEHIND_NGINX, webchat={
+        "enabled": True, "frames_per_second_per_connection": 5,
         "messages_per_minute_per_session": 5, "messages_per_minute_per_ip": 8, "new_sessions_per_minute_per_ip": 3,
         "max_connections_per_ip": 6, "max_connections_per_session": 2})
     async with Service(config) as service, aiohttp.ClientSession() as http:

@@ -336,8 +336,24 @@ async def test_same_origin_only_by_default(start):
     running = await start()
     with pytest.raises(aiohttp.WSServerHandshakeError):
         await running.chat(origin="https://shop.example.com")
-    chat = await running.chat(origin=running.base)  # the demo page's own origin
+    chat = await running.chat(origin=running.base)  # the demo page's own origin (public_url)
     assert (await chat.hello())["type"] == "welcome"
+
+
+async def test_a_forged_host_does_not_pass_the_origin_check(start):
+    """The audit's probe: Origin and Host both the attacker's. Only public_url and
+    allowed_origins count, never the Host the request claims to be for."""
+    running = await start()
+    port = running.service.http.bound_port
+    for origin, host in (("http://evil.example", "evil.example"),
+                         (f"http://localhost:{port}", f"localhost:{port}")):  # same server, not public_url
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await running.chat(origin=origin, headers={"Host": host})
+        assert refused.value.status == 403
+    listed = await start(allowed_origins=("https://shop.example.com",))
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await listed.chat(origin="http://evil.example", headers={"Host": "evil.example"})
+    assert refused.value.status == 403
 
 
 async def test_size_limits(start):
@@ -406,6 +422,58 @@ async def test_frame_flood_closes_the_socket(start):
     assert await chat.closed() == 1008
     codes = {f["code"] for f in chat.frames if f["type"] == "error"}
     assert "rate_limited" in codes
+
+
+async def test_a_session_sending_only_rejected_frames_is_closed_with_1008(start):
+    """The audit's flood at any rate: each refused frame earns an error, and
+    ``max_rejected_frames`` of them in a row close the socket, with a reason."""
+    running = await start(max_rejected_frames=5, frames_per_second_per_connection=1000,
+                          messages_per_minute_per_session=2)
+    chat = await new_chat(running)
+
+    async def refused(raw: str) -> str:
+        await chat.ws.send_str(raw)
+        return (await chat.next(lambda f: f["type"] == "error"))["code"]
+
+    # Refused frames interrupted by an accepted one do not add up.
+    assert [await refused("not json") for _ in range(4)] == ["bad_request"] * 4
+    assert (await chat.say("ok-1", "hola"))["type"] == "ack"
+    assert [await refused("{}") for _ in range(4)] == ["bad_request"] * 4
+    assert (await chat.say("ok-2", "sigo"))["type"] == "ack"
+    # Over the session's message budget, valid messages are refused too: they count.
+    for i in range(4):
+        assert (await chat.say(f"over-{i}", "otra vez"))["code"] == "rate_limited"
+    await chat.ws.send_str("[]")  # the fifth refusal in a row
+    async with asyncio.timeout(10):
+        while (msg := await chat.ws.receive()).type == aiohttp.WSMsgType.TEXT:
+            chat.frames.append(json.loads(msg.data))
+    assert msg.type == aiohttp.WSMsgType.CLOSE
+    assert (chat.ws.close_code, msg.extra) == (1008, "too many rejected frames")
+    assert [f["code"] for f in chat.frames if f["type"] == "error"] == ["bad_request"]
+    # Another visitor is untouched.
+    assert (await (await new_chat(running)).say("b-1", "hola"))["type"] == "ack"
+
+
+async def test_a_second_customer_behind_a_busy_address_connects(start):
+    """200 sockets from one address (an office NAT, a mobile carrier) used to refuse the
+    next customer with 429. The address ceiling is high; the limits that bite are each
+    session's own."""
+    running = await start(messages_per_minute_per_session=3)
+    # A session of its own: the default one's connector holds 100 connections at most.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as office:
+        busy = [await ChatClient.connect(office, running.base) for _ in range(200)]
+        await customers_behind_a_busy_address(running)
+        await asyncio.gather(*(c.close() for c in busy))
+
+
+async def customers_behind_a_busy_address(running: Running) -> None:
+    first = await new_chat(running)
+    acks = [await first.say(f"a-{i}", "hola") for i in range(3)]
+    assert [a["type"] for a in acks] == ["ack"] * 3
+    assert (await first.say("a-3", "hola"))["code"] == "rate_limited"  # that session's budget
+    second = await new_chat(running)  # same address, a new customer
+    ack = await second.say("b-1", "buenas, otra consulta")
+    assert ack["type"] == "ack" and ack["case"] != acks[0]["case"]
 
 
 async def test_silent_and_idle_sockets_are_closed(start):
