@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.domain import ChannelName, OutboxStatus
 from core.errors import PermanentDeliveryError, StorageUnavailable, TransientDeliveryError
+from core.logs import log_fields
 from core.outgoing import CUSTOMER_CHANNELS, backoff_delay, outbound_from_row
 from core.persistence import Database
 from core.persistence.schema import case_events, contact_identities, outbox
@@ -152,7 +153,9 @@ class OutboxWorker:
             async with limit:
                 for i, row in enumerate(rows):
                     try:
-                        external = await self._channel.send(outbound_from_row(row))
+                        # Whatever the channel logs while sending is about this case.
+                        with log_fields(case=row["case_id"], channel=row["channel"]):
+                            external = await self._channel.send(outbound_from_row(row))
                         outcomes.append((row, external, None))
                     except TransientDeliveryError as exc:
                         outcomes.append((row, None, exc))
@@ -247,7 +250,7 @@ class OutboxWorker:
                     delay = backoff_delay(row["attempts"], base=self._policy.base_delay_seconds,
                                           cap=self._policy.max_delay_seconds, retry_after=None, rand=self._rand())
                     log.info("outbox %s #%s: transient failure (%s), retry in %.0fs", row["channel"], row["id"],
-                             error, delay.total_seconds())
+                             error, delay.total_seconds(), extra={"case": row["case_id"], "channel": row["channel"]})
                     await conn.execute(
                         update(outbox).where(outbox.c.id == row["id"]).values(
                             status=OutboxStatus.AWAITING_RETRY.value, next_attempt_at=now + delay, lease_until=None,
@@ -256,7 +259,8 @@ class OutboxWorker:
                     )
                 else:
                     self.failed += 1
-                    log.warning("outbox %s #%s: failed for good: %s", row["channel"], row["id"], error)
+                    log.warning("outbox %s #%s: failed for good: %s", row["channel"], row["id"], error,
+                                extra={"case": row["case_id"], "channel": row["channel"]})
                     await conn.execute(
                         update(outbox).where(outbox.c.id == row["id"]).values(
                             status=OutboxStatus.FAILED.value, lease_until=None, last_error=str(error)[:2000],

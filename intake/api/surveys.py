@@ -15,7 +15,7 @@ from core.surveys.sales import MAX_BULK, MAX_EXTERNAL_ID, MAX_SELLER
 from core.surveys.windows import MAX_DAYS
 from intake.api.openapi import (DATE, DB_INT_MAX, ID, ApiRegistry, body, enum, integer, line, query, query_param,
                                 text)
-from intake.http import path_id
+from intake.http import path_id, stream_csv
 
 TAG = "surveys"
 _STR = {"type": "string"}
@@ -352,14 +352,8 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
         q = query(request)
         section = q.get("section")
         if _csv(request):
-            response = web.StreamResponse(headers={
-                "Content-Type": "text/csv; charset=utf-8",
-                "Content-Disposition": 'attachment; filename="survey-panel.csv"'})
-            await response.prepare(request)
-            async for chunk in surveys.panel.export_csv(f, section=section):
-                await response.write(chunk.encode("utf-8"))
-            await response.write_eof()
-            return response
+            return await stream_csv(request, surveys.panel.export_csv(f, section=section),
+                                    filename="survey-panel.csv")
         result = await surveys.panel.panel(f, section=section, limit=q.get("limit", 50), offset=q.get("offset", 0))
         return web.json_response({"filters": _filter_echo(f, section), **result})
 

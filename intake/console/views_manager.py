@@ -21,6 +21,7 @@ from intake.console import queries
 from intake.console.app import PREFIX, Console, requires, see_other
 from intake.console.auth import Role
 from intake.console.forms import Form, domain_errors
+from intake.http import stream_csv
 
 SECTIONS = ("my_rules", "executed", "not_executed", "inconsistencies")
 SECTION_LABELS = {"my_rules": "My rules", "executed": "Executed", "not_executed": "Not executed",
@@ -71,18 +72,9 @@ def _cell(value: Any) -> Any:
 
 
 async def _csv_response(request: web.Request, filename: str, chunks: Any) -> web.StreamResponse:
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/csv; charset=utf-8",
-        "Content-Disposition": f'attachment; filename="{filename}"',
-        "Cache-Control": "no-store",
-    })
-    await response.prepare(request)
     # A byte-order mark so spreadsheet programs read the UTF-8 (ñ, ç, ã) correctly.
-    await response.write("\ufeff".encode())
-    async for chunk in chunks:
-        await response.write(chunk.encode("utf-8"))
-    await response.write_eof()
-    return response
+    return await stream_csv(request, chunks, filename=filename, byte_order_mark=True,
+                            headers={"Cache-Control": "no-store"})
 
 
 def register(router: web.UrlDispatcher, console: Console) -> None:

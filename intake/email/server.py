@@ -23,6 +23,7 @@ from core.attachments import AttachmentStore
 from core.config import EmailConfig
 from core.domain import AttachmentRef, ChannelName, InboundMessage, ThreadHints
 from core.errors import StorageUnavailable
+from core.logs import set_log_fields
 from core.ports import Inbox
 from intake.email.guards import SenderRateWindow, loop_guard
 from intake.email.parse import (
@@ -97,6 +98,7 @@ class InboundMailHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
+        set_log_fields(channel=ChannelName.EMAIL.value)  # aiosmtpd runs each session in its own task
         if _foreign(address, self._settings.domains):
             self.rejected += 1
             log.info("SMTP: refused relay to %s from %s", _domain_of(address) or "?", session.peer)
