@@ -33,6 +33,8 @@ from core.persistence import Database
 from core.persistence.migrate import prepare
 from core.persistence.notify import Notifier, PgNotifier, notifier_for
 from core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
+from core.sla import build_sla_setup
+from core.sla_store import CaseClockStore
 from core.suggestions import SuggestionFlow
 from intake.api import cases as cases_api
 from intake.api.openapi import ApiRegistry
@@ -115,7 +117,9 @@ class Service:
         self.attachments = AttachmentStore(Path(cfg.service.data_dir))
         email_domain = cfg.email.address.rsplit("@", 1)[-1] if "@" in cfg.email.address else "posventa.invalid"
         self.outgoing = Outgoing(email_domain=email_domain, max_attempts=cfg.outbox.max_attempts)
-        self.inbox = InboxService(db=self.db, outgoing=self.outgoing, clock=self.clock,
+        #: Calendars and SLA policies (validated when the config was loaded).
+        self.sla = CaseClockStore(build_sla_setup(cfg))
+        self.inbox = InboxService(sla=self.sla, db=self.db, outgoing=self.outgoing, clock=self.clock,
                                   default_language=cfg.service.default_language,
                                   desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id),
                                   on_commit=self.signal.notify,
@@ -126,7 +130,7 @@ class Service:
                             ("channel", "outcome"),
                             lambda: [((w.channel_name.value, outcome), getattr(w, outcome))
                                      for w in self.workers for outcome in ("sent", "failed", "retried")])
-        self.cases = CaseService(db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
+        self.cases = CaseService(sla=self.sla, db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
         self.api = ApiRegistry()
         #: The one rule for a request's client address (X-Forwarded-For from trusted proxies only).

@@ -41,6 +41,9 @@ from core.inbox import InboxService  # noqa: E402
 from core.outgoing import Outgoing  # noqa: E402
 from core.persistence import Database, upgrade  # noqa: E402
 from core.ports import SystemClock  # noqa: E402
+from core.config import Config  # noqa: E402
+from core.sla import build_sla_setup  # noqa: E402
+from core.sla_store import CaseClockStore  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -67,14 +70,16 @@ async def bare_rates(db: Database, rows: int) -> dict[str, float]:
     return {"commit_per_row_rows_s": round(single, 1), "batched_100_rows_s": round(batched, 1)}
 
 
-async def pipeline(db: Database, messages: int, customers: int) -> dict[str, float]:
-    inbox = InboxService(db=db, outgoing=Outgoing(email_domain="bench.example", max_attempts=5), clock=SystemClock())
+async def pipeline(db: Database, messages: int, customers: int, *, sla: CaseClockStore | None = None,
+                   prefix: str = "") -> dict[str, float]:
+    inbox = InboxService(db=db, outgoing=Outgoing(email_domain="bench.example", max_attempts=5), clock=SystemClock(),
+                         sla=sla)
     per_customer = messages // customers
     latencies: list[float] = []
 
     async def customer(c: int) -> None:
         for i in range(per_customer):
-            msg = InboundMessage(channel=ChannelName.WEBCHAT, external_id=f"{c}-{i}", sender=f"visitor-{c}",
+            msg = InboundMessage(channel=ChannelName.WEBCHAT, external_id=f"{prefix}{c}-{i}", sender=f"{prefix}visitor-{c}",
                                  text=f"mensaje {i}: mi pedido no llegó todavía")
             t = time.perf_counter()
             await inbox.receive(msg)
@@ -101,6 +106,18 @@ async def run_one(url: str, args) -> dict:
         await upgrade(db, args.revision)
         result = await pipeline(db, args.messages, args.customers)
         bare = await bare_rates(db, args.bare_rows)
+        # The SLA clock's cost (due times on new cases, next-response targets on each
+        # message): the same load with and without it, alternating on the same database,
+        # the best of each (a shared machine's noise only ever slows a round down).
+        store = CaseClockStore(build_sla_setup(Config()))
+        plain_rates, sla_rates = [result["messages_s"]], []
+        for r in range(args.sla_rounds):
+            sla_rates.append((await pipeline(db, args.messages, args.customers, sla=store,
+                                             prefix=f"sla{r}-"))["messages_s"])
+            plain_rates.append((await pipeline(db, args.messages, args.customers, prefix=f"plain{r}-"))["messages_s"])
+        result["with_sla_messages_s"] = max(sla_rates)
+        result["without_sla_best_messages_s"] = max(plain_rates)
+        result["sla_overhead_ratio"] = round(max(plain_rates) / max(sla_rates), 3)
     finally:
         await db.dispose()
     result.update(bare)
@@ -116,6 +133,7 @@ async def main() -> None:
     parser.add_argument("--bare-rows", type=int, default=10000)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     parser.add_argument("--revision", default="head", help="migrate only this far (default: head)")
+    parser.add_argument("--sla-rounds", type=int, default=3, help="rounds with and without the SLA clock")
     args = parser.parse_args()
     out: dict[str, object] = {"benchmark": "inbox", "customers": args.customers, "revision": args.revision}
     if args.only in (None, "sqlite"):

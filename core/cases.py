@@ -48,6 +48,8 @@ from core.ports import Clock
 from core.search import hits as search_hits
 from core.search import parse_query
 from core.search import snippets as search_snippets
+from core.sla import activity_changed, agent_replied, breach_of, opened, urgency
+from core.sla_store import CaseClockStore
 from core.workflow import check_transition
 
 MAX_TEXT = 100_000
@@ -62,6 +64,12 @@ class CaseFilter:
     channel: str | None = None
     assigned_agent: str | None = None
     text: str | None = None
+    #: Only cases with a running SLA target past its due time.
+    overdue: bool = False
+    #: Only cases whose nearest running target is due before this instant.
+    due_before: datetime | None = None
+    #: "updated" (newest activity first) or "due" (nearest due time first, then the rest).
+    sort: str = "updated"
     limit: int = 50
     offset: int = 0
 
@@ -108,8 +116,10 @@ def _text(value: Any, field: str, *, required: bool = True, max_len: int = MAX_T
 
 class CaseService:
     def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, on_commit: Callable[[], None] = lambda: None,
-                 desk_enabled: bool = False):
+                 desk_enabled: bool = False, sla: CaseClockStore | None = None):
         self._db = db
+        #: The SLA clock: agents' replies, activity changes and reclassification move it.
+        self._sla = sla
         self._outgoing = outgoing
         self._clock = clock
         #: Copy replies made elsewhere (API, console) into the case's agents' desk topic.
@@ -140,24 +150,50 @@ class CaseService:
         if f.assigned_agent:
             conds.append(cases.c.assigned_agent == f.assigned_agent)
         search = parse_query(f.text) if f.text else None
+        if f.sort not in ("updated", "due"):
+            raise ValidationError("sort must be one of: updated, due", field="sort")
         if f.text and search is None:
             return []  # no letter or digit in it: nothing can match
+        now = self._clock.now()
+        if f.overdue:
+            conds.append(cases.c.due_at <= now)
+        if f.due_before is not None:
+            conds.append(cases.c.due_at < f.due_before)
         limit = max(1, min(int(f.limit), 500))
-        order = [cases.c.updated_at.desc(), cases.c.id.desc()]
-        if search is not None:
-            found = search_hits(search, self._db.engine.dialect.name)
-            q = (select(*_SUMMARY_COLS, found.c.source, found.c.source_id)
-                 .select_from(_SUMMARY_FROM.join(found, found.c.case_id == cases.c.id)))
-            order.insert(0, found.c.score.desc())
-        if conds:
-            q = q.where(and_(*conds))
-        q = q.order_by(*order).limit(limit).offset(max(0, int(f.offset)))
+        offset = max(0, int(f.offset))
+        if search is not None or f.sort == "updated":
+            order = [cases.c.updated_at.desc(), cases.c.id.desc()]
+            if search is not None:
+                found = search_hits(search, self._db.engine.dialect.name)
+                q = (select(*_SUMMARY_COLS, found.c.source, found.c.source_id)
+                     .select_from(_SUMMARY_FROM.join(found, found.c.case_id == cases.c.id)))
+                order.insert(0, found.c.score.desc())
+            if conds:
+                q = q.where(and_(*conds))
+            q = q.order_by(*order).limit(limit).offset(offset)
+            async with self._db.engine.connect() as conn:
+                rows = (await conn.execute(q)).all()
+                if search is None:
+                    return [self._summary(r, now) for r in rows]
+                matches = await search_snippets(conn, search, ((r.id, r.source, r.source_id) for r in rows))
+            return [self._summary(r, now) | {"match": matches[r.id].as_dict() if r.id in matches else None}
+                    for r in rows]
         async with self._db.engine.connect() as conn:
-            rows = (await conn.execute(q)).all()
-            if search is None:
-                return [_summary(r) for r in rows]
-            matches = await search_snippets(conn, search, ((r.id, r.source, r.source_id) for r in rows))
-        return [_summary(r) | {"match": matches[r.id].as_dict() if r.id in matches else None} for r in rows]
+            # Nearest due first, read along the due_at index; then the cases with no running
+            # target, newest first. Two queries rather than ORDER BY due_at NULLS LAST,
+            # which SQLite cannot serve from the index.
+            with_due = q.where(and_(*conds, cases.c.due_at.is_not(None)))
+            rows = list(await conn.execute(with_due.order_by(cases.c.due_at, cases.c.id).limit(limit).offset(offset)))
+            if len(rows) < limit and not (f.overdue or f.due_before is not None):
+                rest_offset = 0
+                if not rows and offset:  # the page starts past the due cases: how many were they?
+                    n_due = (await conn.execute(select(func.count()).select_from(
+                        with_due.with_only_columns(cases.c.id).subquery()))).scalar_one()
+                    rest_offset = max(0, offset - n_due)
+                rest = q.where(and_(*conds, cases.c.due_at.is_(None)))
+                rows += list(await conn.execute(rest.order_by(cases.c.updated_at.desc(), cases.c.id.desc())
+                                                .limit(limit - len(rows)).offset(rest_offset)))
+            return [self._summary(r, now) for r in rows]
 
     async def activity_counts(self) -> dict[str, int]:
         async with self._db.engine.connect() as conn:
@@ -172,7 +208,7 @@ class CaseService:
                                       .where(cases.c.id == number))).first()
             if row is None:
                 raise NotFound(f"case {number} not found")
-            case = _summary(row)
+            case = self._summary(row, self._clock.now())
             case.update({
                 "description": row.description,
                 "contact": {"id": row.contact_id, "name": row.contact_name, "email": row.contact_email,
@@ -217,6 +253,11 @@ class CaseService:
                                             .order_by(budget_lines.c.position))
             ]
             return case
+
+    def _summary(self, row: Any, now: datetime) -> dict[str, Any]:
+        summary = _summary(row, now)
+        summary["sla_status"] = urgency(self._sla.setup, row, now) if self._sla is not None else None
+        return summary
 
     # --- creating --------------------------------------------------------------------------
 
@@ -263,6 +304,9 @@ class CaseService:
                 activity=Activity.PRELIMINARY_ANALYSIS.value, budget_mode=BudgetMode.NOT_USED.value,
                 kb_problem=description, reply_token=secrets.token_urlsafe(18), self_served=False,
             ).returning(cases.c.id))).scalar_one()
+            if self._sla is not None and self._sla.setup.enabled:
+                policy = await self._sla.policy_for(conn, number)
+                await self._sla.write(conn, number, opened(policy, now))
             await conn.execute(insert(case_events).values(case_id=number, at=now, actor=actor, kind="opened",
                                                           to_value=ChannelName.API.value))
             await conn.execute(insert(messages).values(
@@ -300,7 +344,10 @@ class CaseService:
                     kind="desk", case_id=number, case_title=case.title, author=Author.AGENT, author_name=agent,
                     language=case.language, automatic=False))
             outbox_id = (await self._outgoing.add(conn, items, now=now))[0]
-            await conn.execute(update(cases).where(cases.c.id == number).values(updated_at=now))
+            values: dict[str, Any] = {"updated_at": now}
+            if self._sla is not None:
+                values.update(agent_replied(await self._sla.clock(conn, number, lock=True), now))
+            await conn.execute(update(cases).where(cases.c.id == number).values(**values))
             await conn.execute(insert(case_events).values(case_id=number, at=now, actor=f"agent:{agent}",
                                                           kind="reply", to_value=recipient.channel.value))
         self._on_commit()
@@ -329,6 +376,9 @@ class CaseService:
                 values["sector"] = _text(sector, "sector", max_len=120)
             if target == Activity.CLOSED:
                 values["closed_at"] = now
+            if self._sla is not None:
+                clock = await self._sla.clock(conn, number)
+                values.update(activity_changed(clock, self._sla.setup.policy(clock.policy), target.value, now))
             await conn.execute(update(cases).where(cases.c.id == number).values(**values))
             await conn.execute(insert(case_events).values(case_id=number, at=now, actor=f"agent:{agent}",
                                                           kind="activity", from_value=case.activity,
@@ -502,6 +552,8 @@ class CaseService:
                 case_id=number, at=now, actor=f"agent:{agent}", kind=kind,
                 from_value=None if before is None else str(before)[:300],
                 to_value=None if to_value is None else str(to_value)[:300]))
+            if self._sla is not None and kind in ("type", "category"):
+                await self._sla.rematch(conn, number)
         return await self.get_case(number)
 
     async def _check_categories(self, conn: AsyncConnection, category_id: int | None, subcategory_id: int | None) -> None:
@@ -590,6 +642,9 @@ _SUMMARY_COLS = (
     cases.c.id, cases.c.created_at, cases.c.updated_at, cases.c.title, cases.c.case_type, cases.c.activity,
     cases.c.channel, cases.c.sector, cases.c.assigned_agent, cases.c.language, cases.c.category_id,
     cases.c.subcategory_id, cases.c.contact_id, cases.c.closed_at, cases.c.origin, cases.c.survey_instance_id,
+    cases.c.sla_policy, cases.c.first_response_due_at, cases.c.first_response_at, cases.c.next_response_due_at,
+    cases.c.resolution_due_at, cases.c.sla_paused_at, cases.c.sla_breached_target, cases.c.sla_breached_at,
+    cases.c.due_at, cases.c.due_target,
     contacts.c.name.label("contact_name"), contacts.c.email.label("contact_email"),
     contacts.c.phone.label("contact_phone"), organizations.c.name.label("organization_name"),
     _cat.c.name.label("category_name"), _sub.c.name.label("subcategory_name"),
@@ -600,7 +655,7 @@ _DETAIL_COLS = (
 )
 
 
-def _summary(r: Any) -> dict[str, Any]:
+def _summary(r: Any, now: datetime) -> dict[str, Any]:
     return {
         "number": r.id,
         "created_at": _iso(r.created_at),
@@ -621,4 +676,13 @@ def _summary(r: Any) -> dict[str, Any]:
         "closed_at": _iso(r.closed_at),
         "origin": r.origin,
         "survey_instance_id": r.survey_instance_id,
+        "sla_policy": r.sla_policy,
+        "first_response_due_at": _iso(r.first_response_due_at),
+        "first_response_at": _iso(r.first_response_at),
+        "next_response_due_at": _iso(r.next_response_due_at),
+        "resolution_due_at": _iso(r.resolution_due_at),
+        "sla_paused": r.sla_paused_at is not None,
+        "due_at": _iso(r.due_at),
+        "due_target": r.due_target,
+        "sla_breached": breach_of(r, now),
     }

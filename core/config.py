@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.domain import LANGUAGES
-from core.errors import ConfigError
+from core.errors import ConfigError, ValidationError
 
 MAX_CONFIG_BYTES = 1_000_000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -198,6 +198,63 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class CalendarConfig:
+    """One business-hours calendar (``[[calendars]]``); see core.business_hours."""
+
+    name: str = "default"
+    timezone: str = "America/Argentina/Buenos_Aires"
+    #: ISO 3166-1 alpha-2 code for public holidays (the ``holidays`` package); "" = none.
+    country: str = ""
+    subdivision: str = ""
+    #: Each weekday's open spans, e.g. ["09:00-13:00", "14:00-18:00"]; [] = closed.
+    mon: tuple[str, ...] = ("09:00-18:00",)
+    tue: tuple[str, ...] = ("09:00-18:00",)
+    wed: tuple[str, ...] = ("09:00-18:00",)
+    thu: tuple[str, ...] = ("09:00-18:00",)
+    fri: tuple[str, ...] = ("09:00-18:00",)
+    sat: tuple[str, ...] = ()
+    sun: tuple[str, ...] = ()
+    #: Extra closed days, "YYYY-MM-DD".
+    closed_days: tuple[str, ...] = ()
+    #: Days open whatever the weekday or a holiday says: "YYYY-MM-DD HH:MM-HH:MM [HH:MM-HH:MM]".
+    open_days: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SlaPolicyConfig:
+    """One SLA policy (``[[sla.policies]]``): the first whose every given list matches wins."""
+
+    name: str = ""
+    #: The calendar its targets count in ("" = ``[sla] calendar``).
+    calendar: str = ""
+    types: tuple[str, ...] = ()
+    #: Category or subcategory names.
+    categories: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    #: Organization names.
+    organizations: tuple[str, ...] = ()
+    #: Targets in business minutes; 0 = no such target.
+    first_response_minutes: int = 0
+    next_response_minutes: int = 0
+    resolution_minutes: int = 0
+
+
+@dataclass(frozen=True)
+class SlaConfig:
+    enabled: bool = True
+    #: The calendar of the default policy, of policies that name none, and of the
+    #: outside-hours notice.
+    calendar: str = "default"
+    #: The default policy's targets (business minutes; 0 = no such target).
+    first_response_minutes: int = 240
+    next_response_minutes: int = 480
+    resolution_minutes: int = 2700
+    #: The acknowledgement of a case opened outside hours says when the team opens.
+    outside_hours_notice: bool = True
+    policies: tuple[SlaPolicyConfig, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = DatabaseConfig()
     service: ServiceConfig = ServiceConfig()
@@ -209,6 +266,9 @@ class Config:
     kb: KbConfig = KbConfig()
     surveys: SurveysConfig = SurveysConfig()
     outbox: OutboxConfig = OutboxConfig()
+    #: Business-hours calendars; none given = one "default", Monday to Friday 09:00-18:00.
+    calendars: tuple[CalendarConfig, ...] = ()
+    sla: SlaConfig = SlaConfig()
     #: Where the file came from, for error messages ("<defaults>" without one).
     source: str = field(default="<defaults>", compare=False)
 
@@ -308,6 +368,13 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
         if not isinstance(value, list):
             raise wrong("a list")
         item_type = type(default[0]) if default else _LIST_ITEM_TYPES.get(key, str)
+        if dataclasses.is_dataclass(item_type):
+            tables = []
+            for i, item in enumerate(value):
+                if not isinstance(item, dict):
+                    raise ConfigError("must be a list of tables ([[...]])", key=key, file=source)
+                tables.append(_build(item_type, item, prefix=f"{key}[{i}].", source=source))
+            return tuple(tables)
         out = []
         for item in value:
             if item_type is int and (isinstance(item, bool) or not isinstance(item, int)):
@@ -322,6 +389,8 @@ def _coerce(value: Any, default: Any, key: str, source: str) -> Any:
 _LIST_ITEM_TYPES: Mapping[str, type] = {
     "telegram.agents": int,
     "kb.categories": int,
+    "calendars": CalendarConfig,
+    "sla.policies": SlaPolicyConfig,
 }
 
 
@@ -429,6 +498,17 @@ def validate(config: Config) -> None:
              f"{origin!r} is not an origin (https://shop.example.com, https://*.example.com or *)")
     for token in config.api.tokens:
         need(len(token) >= 16, "api.tokens", "each token must be at least 16 characters")
+    _validate_sla(config)
+
+
+def _validate_sla(config: Config) -> None:
+    """Calendars and policies are built once here, so that a bad one stops start-up."""
+    from core.sla import build_sla_setup  # the SLA rules live there, in one place
+
+    try:
+        build_sla_setup(config)
+    except ValidationError as exc:
+        raise ConfigError(str(exc), key=exc.field, file=config.source) from None
 
 
 def redacted(config: Config) -> dict[str, Any]:

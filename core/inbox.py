@@ -58,6 +58,9 @@ from core.persistence.schema import (
     organizations,
 )
 from core.ports import Clock
+from core.business_hours import opening_notice
+from core.sla import SlaPolicy, opened
+from core.sla_store import CaseClockStore
 from core.texts import case_type_name, pick_language, text
 
 log = logging.getLogger(__name__)
@@ -156,8 +159,12 @@ class InboxService:
         max_batch: int = 256,
         on_commit: Callable[[frozenset[ChannelName]], None] | None = None,
         max_concurrent_batches: int = 1,
+        sla: CaseClockStore | None = None,
     ) -> None:
         self._db = db
+        #: The SLA clock: due times on new cases, next-response targets and resuming on
+        #: customer messages, and the outside-hours notice in acknowledgements.
+        self._sla = sla
         self._outgoing = outgoing
         self._clock = clock
         self._default_language = default_language
@@ -455,6 +462,9 @@ class InboxService:
 
         # 5. Create the new cases (bulk, ids in order) and resolve the placeholders.
         new_ids: list[int] = []
+        policy_of_new: list[SlaPolicy | None] = []
+        if new_cases and self._sla is not None and self._sla.setup.enabled:
+            policy_of_new = await self._start_clocks(conn, new_cases, now)
         if new_cases:
             new_ids = await insert_ids(conn, cases, new_cases)
             # insert_ids for its one-parameter bulk insert (the ids themselves are not needed).
@@ -484,14 +494,18 @@ class InboxService:
         if attachment_rows:
             await conn.execute(insert(attachments), attachment_rows)
         if touched_cases:
-            dialect = conn.dialect.name
-            await conn.execute(_touch_cases_statement(dialect),
-                               {"case_ids": key_values(dialect, sorted(touched_cases)), "now": now})
+            if self._sla is not None:
+                await self._sla.customer_wrote(conn, touched_cases, now)
+            else:
+                dialect = conn.dialect.name
+                await conn.execute(_touch_cases_statement(dialect),
+                                   {"case_ids": key_values(dialect, sorted(touched_cases)), "now": now})
 
         # 6. Replies: an acknowledgement on a new case (asking the type when unknown),
         #    the desk mirror, and answers to buttons.
         stored: list[StoredMessage] = []
         acked_new: set[int] = set()
+        notices: dict[tuple[str, str], str | None] = {}
         for mid, (i, ref) in zip(message_ids, message_refs, strict=True):
             m = batch[i]
             ident = ident_of[i]
@@ -508,7 +522,9 @@ class InboxService:
             if is_new and cid not in acked_new and m.auto_reply_allowed and m.channel != ChannelName.API:
                 acked_new.add(cid)  # type: ignore[arg-type]
                 recipient = Recipient(m.channel, m.sender, ident.id, ident.contact_id)
-                outgoing.append((self._ack(recipient, cid, ref, m, language), ref))  # type: ignore[arg-type]
+                notice = self._outside_hours(policy_of_new[ref.new_index] if policy_of_new else None,  # type: ignore[index]
+                                             now, language, notices)
+                outgoing.append((self._ack(recipient, cid, ref, m, language, notice), ref))  # type: ignore[arg-type]
             if self._desk_enabled and cid is not None:
                 outgoing.append((
                     OutgoingMessage(
@@ -597,8 +613,40 @@ class InboxService:
             hints.open_case[ident.contact_id] = ref
         return ref
 
-    def _ack(self, recipient: Recipient, case_id: int, ref: _CaseRef, m: InboundMessage, language: str) -> OutgoingMessage:
+    async def _start_clocks(self, conn: AsyncConnection, new_cases: list[dict[str, Any]],
+                            now: datetime) -> list[SlaPolicy | None]:
+        """Each new case's SLA policy and due times (one computation per policy per batch:
+        every case of a batch opens at the same ``now``)."""
+        assert self._sla is not None
+        setup = self._sla.setup
+        org_names = await self._sla.organization_names(conn, {r["organization_id"] for r in new_cases
+                                                              if r["organization_id"] is not None})
+        columns_of: dict[str, dict[str, Any]] = {}
+        policies: list[SlaPolicy | None] = []
+        for row in new_cases:
+            policy = setup.match(case_type=row["case_type"], channel=row["channel"],
+                                 organization=org_names.get(row["organization_id"]))
+            columns = columns_of.get(policy.name)
+            if columns is None:
+                columns = columns_of[policy.name] = opened(policy, now, row["activity"])
+            row.update(columns)
+            policies.append(policy)
+        return policies
+
+    def _outside_hours(self, policy: SlaPolicy | None, now: datetime, language: str,
+                       cache: dict[tuple[str, str], str | None]) -> str | None:
+        if policy is None or self._sla is None or not self._sla.setup.outside_hours_notice:
+            return None
+        key = (policy.calendar.name, language)
+        if key not in cache:
+            cache[key] = opening_notice(policy.calendar, now, language)
+        return cache[key]
+
+    def _ack(self, recipient: Recipient, case_id: int, ref: _CaseRef, m: InboundMessage, language: str,
+             notice: str | None = None) -> OutgoingMessage:
         body = text("ack_new_case", language, number=case_id)
+        if notice:
+            body = f"{body}\n{notice}"
         choices: tuple[Choice, ...] = ()
         question = None
         if ref.case_type == CaseType.UNCLASSIFIED.value:
@@ -643,6 +691,8 @@ class InboxService:
                                                                                        updated_at=now))
                 await conn.execute(insert(case_events).values(case_id=row.id, at=now, actor="customer", kind="type",
                                                               from_value=row.case_type, to_value=m.choice.value))
+                if self._sla is not None:
+                    await self._sla.rematch(conn, row.id)
             return [OutgoingMessage(recipient=recipient, kind="bot", case_id=row.id, case_title=row.title,
                                     language=language, reply_token=row.reply_token,
                                     text=text("type_recorded", language, type=case_type_name(m.choice.value, language),

@@ -154,6 +154,22 @@ cases = Table(
     #: instance, whichever process or retry tries to open a second one.
     Column("survey_instance_id", ForeignKey("rule_instances.id", ondelete="SET NULL")),
     Index("uq_cases_survey_instance", "survey_instance_id", unique=True),
+    # The SLA clock (core/sla.py owns the rules). ``due_at`` is the nearest target still
+    # running, NULL when closed, paused or without targets: the overdue list and the
+    # due-sorted inbox read one index.
+    Column("sla_policy", String(80)),
+    _ts("first_response_due_at"),
+    _ts("first_response_at"),
+    _ts("next_response_due_at"),
+    _ts("resolution_due_at"),
+    _ts("sla_paused_at"),
+    #: Business minutes spent waiting for the customer: every target moves by as much.
+    Column("sla_paused_minutes", Float, nullable=False, default=0.0),
+    #: The first target missed, and when it was due.
+    Column("sla_breached_target", String(20)),
+    _ts("sla_breached_at"),
+    _ts("due_at", index=True),
+    Column("due_target", String(20)),
 )
 
 case_events = Table(

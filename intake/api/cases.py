@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from core.cases import MAX_TEXT, CaseFilter, CaseService, NewCase
 from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
+from core.errors import ValidationError
 from core.search import MAX_QUERY_CHARS
 from intake.api.openapi import DB_INT_MAX, ID, ApiRegistry, body, enum, integer, query, query_param, text
 from intake.http import path_id
 
 _NULLABLE_STR = {"type": ["string", "null"]}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _REF = {"type": ["object", "null"], "properties": {"id": {"type": "integer"}, "name": {"type": "string"}}}
 
 CASE_SUMMARY = {
@@ -46,6 +49,22 @@ CASE_SUMMARY = {
             "highlights": {"type": "array", "description": "[start, end) offsets of the matched words in snippet",
                            "items": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}},
         }},
+        # The SLA clock (business time of the policy's calendar).
+        "sla_policy": _NULLABLE_STR,
+        "first_response_due_at": _NULLABLE_TIME,
+        "first_response_at": _NULLABLE_TIME,
+        "next_response_due_at": _NULLABLE_TIME,
+        "resolution_due_at": _NULLABLE_TIME,
+        "sla_paused": {"type": "boolean", "description": "true while the case waits for the customer"},
+        "due_at": {**_NULLABLE_TIME, "description": "the nearest running target's due time"},
+        "due_target": {"type": ["string", "null"], "enum": ["first_response", "next_response", "resolution", None]},
+        "sla_status": {"type": ["string", "null"], "enum": ["ok", "warning", "breached", None],
+                       "description": "warning: under 25% of the running target's business time is left"},
+        "sla_breached": {"type": ["object", "null"], "required": ["target", "at"],
+                         "description": "the first target missed, and when it was due",
+                         "properties": {"target": {"type": "string",
+                                                   "enum": ["first_response", "next_response", "resolution"]},
+                                        "at": {"type": "string", "format": "date-time"}}},
     },
 }
 MESSAGE = {
@@ -138,6 +157,23 @@ def _agent(data: dict[str, Any]) -> str:
     return data["agent"].strip() if "agent" in data else "api"
 
 
+def time_param(value: str | None, name: str) -> datetime | None:
+    """An ISO 8601 instant with its offset (a naive time is ambiguous: refused)."""
+    if not value:
+        return None
+    wrong = ValidationError(f"{name} must be an ISO 8601 date-time like 2026-12-07T10:30:00Z", field=name)
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise wrong from None
+    if parsed.tzinfo is None:
+        raise ValidationError(f"{name} needs a time zone offset (Z or +hh:mm)", field=name)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 moved past the calendar's end
+        raise wrong from None
+
+
 def register(api: ApiRegistry, *, cases: CaseService) -> None:
     api.schemas.update({"CaseSummary": CASE_SUMMARY, "Message": MESSAGE, "Delivery": DELIVERY,
                         "CaseDetail": CASE_DETAIL, "Category": CATEGORY})
@@ -152,6 +188,8 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
             activity=q.get("activity"), open_only=q.get("open") in ("1", "true"), case_type=q.get("type"),
             category_id=q.get("category"), channel=q.get("channel"), assigned_agent=q.get("assigned"),
             text=q.get("q"), limit=q.get("limit", 50), offset=q.get("offset", 0),
+            overdue=q.get("overdue") in ("1", "true"), due_before=time_param(q.get("due_before"), "due_before"),
+            sort=q.get("sort", "updated"),
         )
         return web.json_response({"cases": await cases.list_cases(f), "counts": await cases.activity_counts()})
 
@@ -166,6 +204,13 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
                 query_param("q", text(MAX_QUERY_CHARS),
                             "full-text search: case number, title, description, messages, notes, contact name "
                             "and addresses; accent- and case-insensitive, by word prefix; best matches first"),
+                query_param("overdue", enum(["1", "0", "true", "false"]),
+                            "only cases with a running SLA target past its due time"),
+                query_param("due_before", {"type": "string", "format": "date-time", "maxLength": 64},
+                            "only cases whose nearest running target is due before this instant (ISO 8601 with offset)"),
+                query_param("sort", enum(["updated", "due"]),
+                            "updated: newest activity first (default; best match first with q); due: nearest due "
+                            "time first, then the cases with no running target"),
                 query_param("limit", integer(1, 500)),
                 query_param("offset", integer(0, DB_INT_MAX)),
             ])

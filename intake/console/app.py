@@ -147,7 +147,8 @@ class Console:
         env.filters.update({"dt": lambda value: _format_dt(value, self.tz),
                             "dt_seconds": lambda value: _format_dt(value, self.tz, seconds=True),
                             "label": label, "filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url,
-                            "highlight": _highlight})
+                            "highlight": _highlight,
+                            "countdown": lambda value: _countdown(value, self.clock.now())})
         env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role})
         app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
         views_auth.register(app.router, self)
@@ -284,6 +285,19 @@ def _highlight(match: dict[str, Any]) -> markupsafe.Markup:
         at = end
     out.append(markupsafe.escape(snippet[at:]))
     return markupsafe.Markup("").join(out)
+
+
+def _countdown(value: str | None, now: datetime) -> str:
+    """"in 1h 20m" or "2d 3h overdue" (wall-clock time left to an SLA due time); the
+    console's script keeps it ticking between refreshes."""
+    if not value:
+        return ""
+    left = int((datetime.fromisoformat(value) - now).total_seconds() // 60)
+    minutes = abs(left)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    span = f"{days}d {hours}h" if days else f"{hours}h {mins}m" if hours else f"{mins}m"
+    return f"in {span}" if left >= 0 else f"{span} overdue"
 
 
 def _filesize(size: int | None) -> str:

@@ -10,6 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 LABELS: Mapping[str, str] = {
+    # SLA targets and states (the inbox's due column)
+    "first_response": "First response",
+    "next_response": "Next response",
+    "resolution": "Resolution",
+    "breached": "Breached",
+    "paused": "Paused: waiting for the customer",
     # activities (the seeds' workflow)
     "preliminary_analysis": "Preliminary analysis",
     "derived": "Derived to a sector",

@@ -57,6 +57,8 @@ class InboxQuery:
     channel: str = ""
     mine: bool = False
     text: str = ""
+    #: "due": nearest SLA due time first (the default); "updated": newest activity first.
+    sort: str = "due"
     page: int = 1
 
     @classmethod
@@ -79,12 +81,14 @@ class InboxQuery:
                    channel=pick("channel", {c.value for c in FILTER_CHANNELS}),
                    mine=query.get("mine") in ("1", "on"),
                    text=query.get("q", "").strip()[:200],
+                   sort="updated" if query.get("sort") == "updated" else "due",
                    page=page)
 
     def params(self, **override: Any) -> str:
         values = {"activity": self.activity, "type": self.case_type,
                   "category": "" if self.category is None else self.category, "channel": self.channel,
-                  "mine": "1" if self.mine else "", "q": self.text, "page": self.page if self.page > 1 else ""}
+                  "mine": "1" if self.mine else "", "q": self.text,
+                  "sort": "" if self.sort == "due" else self.sort, "page": self.page if self.page > 1 else ""}
         values.update(override)
         return urlencode({k: v for k, v in values.items() if v not in ("", None)})
 
@@ -102,7 +106,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         rows = await cases.list_cases(CaseFilter(
             activity=f.activity or None, open_only=not f.activity, case_type=f.case_type or None,
             category_id=f.category, channel=f.channel or None,
-            assigned_agent=user(request).username if f.mine else None, text=f.text or None,
+            assigned_agent=user(request).username if f.mine else None, text=f.text or None, sort=f.sort,
             limit=PAGE_SIZE + 1, offset=(f.page - 1) * PAGE_SIZE))
         context = {
             "f": f, "rows": rows[:PAGE_SIZE], "has_next": len(rows) > PAGE_SIZE,

@@ -50,6 +50,29 @@
     startLive(root, function (event) { fresh.add(event.case); refresh(); });
   }
 
+  // SLA countdowns: the server renders "in 1h 20m"; this keeps them ticking between
+  // refreshes (a row turns red once the due time passes).
+  function countdowns() {
+    function render(minutes) {
+      const m = Math.abs(minutes), d = Math.floor(m / 1440), h = Math.floor((m % 1440) / 60), r = m % 60;
+      const span = d ? d + "d " + h + "h" : h ? h + "h " + r + "m" : r + "m";
+      return minutes >= 0 ? "in " + span : span + " overdue";
+    }
+    function tick() {
+      document.querySelectorAll("time[data-countdown]").forEach(function (el) {
+        const due = Date.parse(el.getAttribute("datetime"));
+        if (isNaN(due)) return;
+        const minutes = Math.floor((due - Date.now()) / 60000);
+        el.textContent = render(minutes);
+        if (minutes < 0 && el.parentElement) {
+          el.parentElement.classList.remove("due-ok", "due-warning");
+          el.parentElement.classList.add("due-breached");
+        }
+      });
+    }
+    setInterval(tick, 30000);
+  }
+
   function liveCase(root) {
     const target = document.getElementById("thread");
     if (!target) return;
@@ -114,6 +137,7 @@
     const kase = document.querySelector(".case[data-live]");
     if (kase) liveCase(kase);
     copyDescription();
+    countdowns();
     subcategories();
     budgetMode();
     confirmations();

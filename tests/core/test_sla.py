@@ -1,0 +1,172 @@
+"""SLA targets end to end on both databases: a running Service with an injected clock,
+customer messages through the inbox, agents' actions through the API, due times read
+back from the API's case objects and its overdue / due-sorted lists."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from sqlalchemy import select
+
+from core.config import CalendarConfig, SlaPolicyConfig
+from core.domain import ChannelName, InboundMessage, ThreadHints
+from core.persistence.schema import outbox
+from service import Service
+from tests.support import API_TOKEN, FakeClock, RecordingChannel, make_config
+
+BA = ZoneInfo("America/Argentina/Buenos_Aires")
+# 2026-12-04 is a Friday; Monday 2026-12-07 is a holiday of the team's calendar.
+FRIDAY_1730 = datetime(2026, 12, 4, 17, 30, tzinfo=BA)
+
+
+def ba(day: int, hour: int, minute: int = 0) -> str:
+    return datetime(2026, 12, day, hour, minute, tzinfo=BA).astimezone(UTC).isoformat()
+
+
+@pytest.fixture
+async def running(database_url, tmp_path):
+    clock = FakeClock(FRIDAY_1730.astimezone(UTC))
+    config = make_config(database_url, tmp_path, sla={
+        "first_response_minutes": 120, "next_response_minutes": 60,
+        "resolution_minutes": 9 * 60 * 2,
+        "policies": (SlaPolicyConfig(name="incidents", types=("incident",), first_response_minutes=30,
+                                     next_response_minutes=30, resolution_minutes=240),),
+    })
+    office = CalendarConfig(name="default", timezone=BA.key, closed_days=("2026-12-07",))
+    config = dataclasses.replace(config, calendars=(office,))
+    service = Service(config, clock=clock)
+    email = RecordingChannel(ChannelName.EMAIL)
+    service.channels[ChannelName.EMAIL] = email
+    async with service:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{service.http.bound_port}",
+                                         headers={"Authorization": f"Bearer {API_TOKEN}"}) as http:
+            yield service, http, clock
+
+
+async def write(service: Service, n: int, text: str = "La impresora no imprime", **kw) -> int:
+    receipt = await service.inbox.receive(InboundMessage(
+        channel=ChannelName.EMAIL, external_id=f"<m{n}@cliente.example>", sender="ana@cliente.example",
+        text=text, subject=kw.pop("subject", f"Consulta {n}"), language="es", **kw))
+    assert receipt.case_number is not None
+    return receipt.case_number
+
+
+async def get(http, path: str, status: int = 200):
+    async with http.get(f"/api/v1{path}") as r:
+        body = await r.json()
+        assert r.status == status, body
+        return body
+
+
+async def post(http, path: str, body: dict, status: int = 200, method: str = "POST"):
+    async with http.request(method, f"/api/v1{path}", json=body) as r:
+        answer = await r.json()
+        assert r.status == status, answer
+        return answer
+
+
+async def test_friday_1730_with_monday_holiday_is_due_tuesday_1030(running):
+    service, http, _ = running
+    number = await write(service, 1)
+    case = await get(http, f"/cases/{number}")
+    assert case["sla_policy"] == "default"
+    assert case["first_response_due_at"] == ba(8, 10, 30)
+    # Resolution: 18 business hours = Friday's last 30 minutes, Tuesday's 9 hours, 8h30 Wednesday.
+    assert case["resolution_due_at"] == ba(9, 17, 30)
+    assert (case["due_at"], case["due_target"], case["sla_breached"]) == (ba(8, 10, 30), "first_response", None)
+    # Outside hours the acknowledgement says when the team opens, in the customer's language.
+    async with service.db.engine.connect() as conn:
+        acks = (await conn.execute(select(outbox.c.payload).where(outbox.c.case_id == number,
+                                                                   outbox.c.kind == "ack"))).scalars().all()
+    assert len(acks) == 1
+    assert "abrimos el lunes" not in acks[0]["text"]  # Monday is the holiday
+    assert "fuera de horario" not in acks[0]["text"]  # 17:30 is still open
+
+
+async def test_the_acknowledgement_out_of_hours_names_the_next_opening(running):
+    service, _, clock = running
+    clock.advance(hours=1)  # Friday 18:30
+    number = await write(service, 1)
+    async with service.db.engine.connect() as conn:
+        ack = (await conn.execute(select(outbox.c.payload).where(outbox.c.case_id == number,
+                                                                  outbox.c.kind == "ack"))).scalar_one()
+    assert "abrimos el martes 8 a las 09:00 (America/Argentina/Buenos_Aires)" in ack["text"]
+
+
+async def test_the_clock_pauses_at_answer_sent_and_resumes_on_the_customers_reply(running):
+    service, http, clock = running
+    number = await write(service, 1)
+    clock.current = datetime(2026, 12, 8, 10, 0, tzinfo=BA).astimezone(UTC)  # Tuesday 10:00
+    await post(http, f"/cases/{number}/reply", {"text": "Reinicie la impresora", "agent": "ana"}, status=202)
+    case = await post(http, f"/cases/{number}/activity", {"activity": "answer_sent", "agent": "ana"})
+    assert case["first_response_at"] == ba(8, 10) and case["sla_breached"] is None
+    assert case["sla_paused"] is True and case["due_at"] is None
+    overdue_later = await get(http, "/cases?overdue=true")
+    assert overdue_later["cases"] == []
+
+    # The customer answers Wednesday 12:00: 11 business hours paused (Tue 10-18, Wed 9-12).
+    clock.current = datetime(2026, 12, 9, 12, 0, tzinfo=BA).astimezone(UTC)
+    await write(service, 2, text="Sigue sin imprimir", thread=ThreadHints(case_number=number),
+                subject=f"Re: [#{number}] Consulta 1")
+    case = await get(http, f"/cases/{number}")
+    assert case["activity"] == "preliminary_analysis" and case["sla_paused"] is False
+    # Resolution moved by the 11 paused business hours: Wed 17:30 + 11h = Fri 11 10:30.
+    assert case["resolution_due_at"] == ba(11, 10, 30)
+    # The customer's message starts a next-response target: an hour of business time.
+    assert (case["next_response_due_at"], case["due_at"], case["due_target"]) == \
+        (ba(9, 13), ba(9, 13), "next_response")
+    assert any(h["kind"] == "activity" and h["actor"] == "customer" for h in case["history"])
+
+    # Missed: it shows as breached (next response) and in the overdue list.
+    clock.current = datetime(2026, 12, 9, 13, 5, tzinfo=BA).astimezone(UTC)
+    case = await get(http, f"/cases/{number}")
+    assert case["sla_breached"] == {"target": "next_response", "at": ba(9, 13)}
+    assert case["sla_status"] == "breached"
+    assert [c["number"] for c in (await get(http, "/cases?overdue=true"))["cases"]] == [number]
+    # The late answer records the breach for good.
+    await post(http, f"/cases/{number}/reply", {"text": "Enviamos un técnico", "agent": "ana"}, status=202)
+    clock.advance(days=30)
+    case = await get(http, f"/cases/{number}")
+    assert case["next_response_due_at"] is None and case["due_target"] == "resolution"
+    assert case["sla_breached"] == {"target": "next_response", "at": ba(9, 13)}
+
+
+async def test_a_policy_matches_by_type_and_reclassifying_moves_the_targets(running):
+    service, http, _ = running
+    number = await write(service, 1)
+    case = await post(http, f"/cases/{number}", {"type": "incident", "agent": "ana"}, method="PATCH")
+    assert case["sla_policy"] == "incidents"
+    # 30 business minutes from Friday 17:30: Friday 18:00 exactly.
+    assert case["first_response_due_at"] == ba(4, 18)
+
+
+async def test_overdue_due_before_and_due_sort(running):
+    service, http, clock = running
+    first = await write(service, 1)
+    await post(http, f"/cases/{first}", {"type": "incident", "agent": "ana"}, method="PATCH")  # due Friday 18:00
+    second = await write(service, 2)  # due Tuesday 10:30
+    done = await write(service, 3)
+    await post(http, f"/cases/{done}/activity", {"activity": "closed", "agent": "ana"})
+    by_due = await get(http, "/cases?sort=due")
+    assert [c["number"] for c in by_due["cases"]] == [first, second, done]
+    assert [c["number"] for c in (await get(http, "/cases?sort=due&limit=1&offset=2"))["cases"]] == [done]
+    before = (await get(http, f"/cases?due_before={ba(5, 0).replace('+00:00', 'Z')}"))["cases"]
+    assert [c["number"] for c in before] == [first]
+    assert (await get(http, "/cases?overdue=1"))["cases"] == []
+    clock.advance(minutes=31)
+    overdue = (await get(http, "/cases?overdue=true"))["cases"]
+    assert [(c["number"], c["sla_status"]) for c in overdue] == [(first, "breached")]
+
+
+@pytest.mark.parametrize("query,field", [
+    ("due_before=yesterday", "due_before"), ("due_before=2026-12-07T10:00:00", "due_before"),
+    ("overdue=maybe", "overdue"), ("sort=random", "sort"),
+])
+async def test_bad_filters_are_422_naming_the_field(running, query, field):
+    _, http, _ = running
+    body = await get(http, f"/cases?{query}", status=422)
+    assert body.get("field") == field, body
