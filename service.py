@@ -186,11 +186,15 @@ class Service:
         policy = RetryPolicy(base_delay_seconds=self.config.outbox.base_delay_seconds,
                              max_delay_seconds=self.config.outbox.max_delay_seconds,
                              lease_seconds=self.config.outbox.lease_seconds)
+        # Open case pages show each reply's delivery state as it changes.
+        console = getattr(self, "console", None)
+        on_recorded = console.live.publish_deliveries if console is not None else None
         for channel in self.channels.values():
             self.workers.append(OutboxWorker(db=self.db, channel=channel, clock=self.clock, signal=self.signal,
                                              policy=policy, concurrency=self.config.outbox.concurrency,
                                              poll_seconds=self.config.outbox.poll_seconds,
-                                             batch_size=getattr(channel, "claim_batch", DEFAULT_CLAIM_BATCH)))
+                                             batch_size=getattr(channel, "claim_batch", DEFAULT_CLAIM_BATCH),
+                                             on_recorded=on_recorded))
 
     def _wire_email(self) -> None:
         """Inbound SMTP server and outbound SMTP channel (intake/email)."""

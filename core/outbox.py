@@ -42,6 +42,16 @@ class RetryPolicy:
     lease_seconds: float = 120.0
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryRecorded:
+    """A case message whose delivery state changed (told after the commit): open case
+    pages refresh it."""
+
+    case_id: int
+    message_id: int
+    state: str
+
+
 class OutboxSignal:
     """Wakes the workers when something was enqueued and committed (no polling delay).
 
@@ -83,6 +93,7 @@ class OutboxWorker:
         concurrency: int = 8,
         poll_seconds: float = 1.0,
         rand: Callable[[], float] = random.random,
+        on_recorded: Callable[[Sequence[DeliveryRecorded]], None] | None = None,
     ) -> None:
         self._db = db
         self._channel = channel
@@ -92,6 +103,7 @@ class OutboxWorker:
         self._concurrency = concurrency
         self._poll_seconds = poll_seconds
         self._rand = rand
+        self._on_recorded = on_recorded
         self._wake = signal.register(channel.name)
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -170,8 +182,19 @@ class OutboxWorker:
                         outcomes.append((row, None, TransientDeliveryError(f"unexpected {type(exc).__name__}")))
 
         await asyncio.gather(*(deliver(rows) for rows in by_recipient.values()))
-        await self._record(outcomes)
+        states = await self._record(outcomes)
+        if self._on_recorded is not None:
+            self._tell(states)
         return len(claimed)
+
+    def _tell(self, states: Sequence[tuple[dict[str, Any], str]]) -> None:
+        changed = [DeliveryRecorded(row["case_id"], row["message_id"], state) for row, state in states
+                   if row["case_id"] is not None and row["message_id"] is not None]
+        if changed:
+            try:
+                self._on_recorded(changed)  # type: ignore[misc]
+            except Exception:  # a listener's bug must not stop deliveries
+                log.exception("outbox %s: a delivery listener failed", self._channel.name)
 
     async def claim(self) -> list[dict[str, Any]]:
         now = self._clock.now()
@@ -204,8 +227,11 @@ class OutboxWorker:
         rows.sort(key=lambda r: r["id"])
         return rows
 
-    async def _record(self, outcomes: Sequence[tuple[dict[str, Any], str | None, BaseException | None]]) -> None:
+    async def _record(self, outcomes: Sequence[tuple[dict[str, Any], str | None, BaseException | None]]
+                      ) -> list[tuple[dict[str, Any], str]]:
+        """Store each outcome; returns each row with the delivery state it now has."""
         now = self._clock.now()
+        states: list[tuple[dict[str, Any], str]] = []
         async with self._db.transaction() as conn:
             # Deliveries, the common case, are marked sent in one executemany: a statement
             # per row made recording a claim cost more than sending it (web chat pushes),
@@ -223,12 +249,14 @@ class OutboxWorker:
                 )
             for row, _external, error in outcomes:
                 if error is None:
+                    states.append((row, DELIVERY_STATES[OutboxStatus.SENT.value]))
                     continue
+                status = OutboxStatus.AWAITING_RETRY.value
                 if isinstance(error, _Deferred):
                     # Not attempted: give the attempt back and wait with the row before it.
                     await conn.execute(
                         update(outbox).where(outbox.c.id == row["id"]).values(
-                            status=OutboxStatus.AWAITING_RETRY.value, attempts=outbox.c.attempts - 1,
+                            status=status, attempts=outbox.c.attempts - 1,
                             lease_until=None,
                             next_attempt_at=now + timedelta(seconds=error.retry_after or self._policy.base_delay_seconds),
                         )
@@ -240,7 +268,7 @@ class OutboxWorker:
                     self.retried += 1
                     await conn.execute(
                         update(outbox).where(outbox.c.id == row["id"]).values(
-                            status=OutboxStatus.AWAITING_RETRY.value, attempts=outbox.c.attempts - 1,
+                            status=status, attempts=outbox.c.attempts - 1,
                             next_attempt_at=now + timedelta(seconds=min(float(error.retry_after), 86400.0)),
                             lease_until=None, last_error=str(error)[:2000],
                         )
@@ -253,20 +281,23 @@ class OutboxWorker:
                              error, delay.total_seconds(), extra={"case": row["case_id"], "channel": row["channel"]})
                     await conn.execute(
                         update(outbox).where(outbox.c.id == row["id"]).values(
-                            status=OutboxStatus.AWAITING_RETRY.value, next_attempt_at=now + delay, lease_until=None,
+                            status=status, next_attempt_at=now + delay, lease_until=None,
                             last_error=str(error)[:2000],
                         )
                     )
                 else:
+                    status = OutboxStatus.FAILED.value
                     self.failed += 1
                     log.warning("outbox %s #%s: failed for good: %s", row["channel"], row["id"], error,
                                 extra={"case": row["case_id"], "channel": row["channel"]})
                     await conn.execute(
                         update(outbox).where(outbox.c.id == row["id"]).values(
-                            status=OutboxStatus.FAILED.value, lease_until=None, last_error=str(error)[:2000],
+                            status=status, lease_until=None, last_error=str(error)[:2000],
                         )
                     )
                     await _note_failure(conn, row, error, now)
+                states.append((row, DELIVERY_STATES[status]))
+        return states
 
 
 class _Deferred(Exception):

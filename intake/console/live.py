@@ -36,6 +36,7 @@ import orjson
 from aiohttp import web
 
 from core.inbox import StoredMessage
+from core.outbox import DeliveryRecorded
 from core.persistence.notify import Notifier
 from core.tasks import cancel_and_wait
 
@@ -96,6 +97,19 @@ class LiveUpdates:
             chunk = events[start:start + EVENTS_PER_NOTIFICATION]
             self._notifier.publish(TOPIC, orjson.dumps(chunk).decode())
 
+    def publish_deliveries(self, recorded: Sequence[DeliveryRecorded]) -> None:
+        """A reply was sent, or failed, or waits for a retry: its case page shows the new
+        state (the inbox ignores these)."""
+        if not self._clients and not self.watched_elsewhere:
+            return
+        events = [{"case": r.case_id, "message_id": r.message_id, "channel": "outbox", "new_case": False,
+                   "delivery": r.state} for r in recorded]
+        if self._notifier is None:
+            self._deliver(events)
+            return
+        for start in range(0, len(events), EVENTS_PER_NOTIFICATION):
+            self._notifier.publish(TOPIC, orjson.dumps(events[start:start + EVENTS_PER_NOTIFICATION]).decode())
+
     def _on_watch(self, payload: str) -> None:
         if payload != self._token:
             self._watched_until = self._monotonic() + 3 * self._watch_seconds
@@ -117,7 +131,8 @@ class LiveUpdates:
         if isinstance(decoded, list):
             # Re-shaped field by field: only ids and flags ever reach a page.
             self._deliver([{"case": e["case"], "message_id": e["message_id"], "channel": str(e["channel"])[:20],
-                            "new_case": bool(e.get("new_case"))}
+                            "new_case": bool(e.get("new_case")),
+                            **({"delivery": str(e["delivery"])[:20]} if "delivery" in e else {})}
                            for e in decoded if isinstance(e, dict) and type(e.get("case")) is int
                            and type(e.get("message_id")) is int and "channel" in e])
 

@@ -47,7 +47,10 @@
         fresh.clear();
       } catch (_) { /* the next event or a reload will catch up */ }
     }, 250);
-    startLive(root, function (event) { fresh.add(event.case); refresh(); });
+    startLive(root, function (event) {
+      if (event.delivery) return;  // a reply's delivery state: only its case page shows it
+      fresh.add(event.case); refresh();
+    });
   }
 
   // SLA countdowns: the server renders "in 1h 20m"; this keeps them ticking between

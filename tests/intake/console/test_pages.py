@@ -271,3 +271,32 @@ async def test_inbox_names_the_customer_or_their_address(running, agent):
     assert customer_cell(chat) == '<span class="muted">Web chat visitor</span>'
     listed = {c["number"]: c["customer"] for c in await running.service.cases.list_cases()}
     assert listed == {bare: "ana@cliente.com", named: "Bea Gómez", chat: None}
+
+
+async def test_live_events_announce_a_replys_delivery_state(running, agent):
+    """An open case page hears when a reply is sent or fails (on PostgreSQL through
+    LISTEN/NOTIFY, as with several processes), and refreshes its thread."""
+    from core.errors import PermanentDeliveryError
+
+    async with agent.http.get(f"{agent.base}/console/events", headers={"Accept": "text/event-stream"}) as stream:
+        while (await stream.content.readline()).strip() != b": connected":
+            pass
+
+        async def delivery_event(number: int) -> dict:
+            while True:
+                line = (await stream.content.readline()).decode()
+                if line.startswith("data: "):
+                    event = json.loads(line[6:])
+                    if event["case"] == number and "delivery" in event:
+                        return event
+
+        number = await _email(running, external_id="<live-d@x>", text="¿Y mi pedido?", subject="Pedido")
+        sent = await asyncio.wait_for(delivery_event(number), 5)  # the acknowledgement
+        assert sent["delivery"] == "sent" and sent["channel"] == "outbox" and "text" not in sent
+        running.email.failures.append(PermanentDeliveryError("relay 127.0.0.1:25 ([email.outbound]) refused: 550"))
+        reply = await running.service.cases.reply(number, "Ya salió", agent="agent1")
+        failed = await asyncio.wait_for(delivery_event(number), 5)
+        assert failed["delivery"] == "failed"
+    case = await running.service.cases.get_case(number)
+    [replied] = [m for m in case["messages"] if m["id"] == failed["message_id"]]
+    assert replied["text"] == "Ya salió" and replied["delivery"]["state"] == "failed" and reply["channel"] == "email"
