@@ -336,7 +336,8 @@ class Service:
                                public_url=self.config.http.public_url,
                                company_name=self.config.service.company_name, catalog=catalog, panel=panel,
                                timezone=self.config.surveys.timezone, live=LiveUpdates(notifier=self.notifier),
-                               client_addresses=self.client_addresses, registry=self.metrics.registry)
+                               client_addresses=self.client_addresses, registry=self.metrics.registry,
+                               require_totp_for_admins=self.config.console.require_totp_for_admins)
         # Open inbox and case pages refresh when a customer writes, whichever process
         # stored the message (through the notifier).
         self.inbox.subscribe(self.console.live.publish)

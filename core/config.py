@@ -147,6 +147,12 @@ class WebchatConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    #: Admins must enrol a TOTP second factor before they can use the console.
+    require_totp_for_admins: bool = False
+
+
+@dataclass(frozen=True)
 class KbConfig:
     enabled: bool = False
     type: str = "discourse"
@@ -263,6 +269,7 @@ class Config:
     email: EmailConfig = EmailConfig()
     telegram: TelegramConfig = TelegramConfig()
     webchat: WebchatConfig = WebchatConfig()
+    console: ConsoleConfig = ConsoleConfig()
     kb: KbConfig = KbConfig()
     surveys: SurveysConfig = SurveysConfig()
     outbox: OutboxConfig = OutboxConfig()

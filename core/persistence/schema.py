@@ -330,6 +330,10 @@ users = Table(
     Column("role", String(10), nullable=False),
     Column("active", Boolean, nullable=False, default=True),
     _ts("created_at", nullable=False),
+    #: TOTP second factor (RFC 6238, base32); NULL until the user enrols one.
+    Column("totp_secret", String(64)),
+    #: The time step of the last code accepted: each code works once.
+    Column("totp_last_step", BigInteger),
 )
 
 #: Web console logins. Kept in the database, not in a process, so any of several

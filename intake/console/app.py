@@ -31,8 +31,10 @@ from intake.console.auth import (
     LoginThrottle,
     Passwords,
     Role,
+    SecondFactor,
     Session,
     SessionStore,
+    User,
     UserStore,
     csrf_matches,
 )
@@ -80,6 +82,12 @@ def public(handler: Handler) -> Handler:
     return handler
 
 
+def before_enrolment(handler: Handler) -> Handler:
+    """Reachable by an admin who must enrol a second factor and has not yet."""
+    handler.console_before_enrolment = True  # type: ignore[attr-defined]
+    return handler
+
+
 class Console:
     """Everything the console needs, handed in by the composition root."""
 
@@ -87,7 +95,8 @@ class Console:
                  public_url: str, passwords: Passwords | None = None, throttle: LoginThrottle | None = None,
                  company_name: str = "posventa", catalog: Any = None, panel: Any = None,
                  timezone: str = "UTC", live: LiveUpdates | None = None,
-                 client_addresses: ClientAddresses | None = None, registry: CollectorRegistry | None = None) -> None:
+                 client_addresses: ClientAddresses | None = None, registry: CollectorRegistry | None = None,
+                 require_totp_for_admins: bool = False) -> None:
         self.db = db
         self.cases = cases
         #: core.surveys Catalog and Panel; None where surveys are not installed (the
@@ -103,6 +112,9 @@ class Console:
         self.sessions = SessionStore(db=db, clock=clock)
         self.throttle = throttle or LoginThrottle()
         self.audit = LoginAudit(registry=registry)
+        self.second_factor = SecondFactor(db=db, clock=clock, issuer=company_name)
+        #: Until an admin enrols, every page but the profile (and logging out) leads there.
+        self.require_totp_for_admins = require_totp_for_admins
         #: The client's address (through trusted proxies only): what the login brake keys on.
         self.client_addresses = client_addresses or ClientAddresses()
         #: Open pages' event streams; the composition root hands in one that fans out
@@ -226,6 +238,10 @@ class Console:
         needed: Role = getattr(target, "console_role", Role.AGENT)
         if not session.user.can(needed):
             raise web.HTTPForbidden(text=f"This page is for the {needed.value} role.")
+        if self.must_enrol(session.user) and not getattr(target, "console_before_enrolment", False):
+            if request.method in SAFE_METHODS:
+                return see_other(f"{PREFIX}/profile")
+            raise web.HTTPForbidden(text="Set up your second factor on your profile page first.")
         if request.method not in SAFE_METHODS:
             if not self.same_origin(request):
                 raise web.HTTPForbidden(text="Cross-site request refused.")
@@ -238,6 +254,12 @@ class Console:
                 raise web.HTTPForbidden(text="The form expired or did not come from this console. "
                                              "Reload the page and try again.")
         return await handler(request)
+
+    def totp_required(self, user: User) -> bool:
+        return self.require_totp_for_admins and user.role == Role.ADMIN
+
+    def must_enrol(self, user: User) -> bool:
+        return self.totp_required(user) and not user.totp
 
     def same_origin(self, request: web.Request) -> bool:
         """Browsers send Origin on every cross-site POST; when present it must be us."""

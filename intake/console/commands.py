@@ -98,11 +98,21 @@ def _list(args: argparse.Namespace, config: Config) -> int:
     async def action(store: UserStore) -> None:
         found = await store.list()
         table = Table(title=f"{len(found)} console user{'' if len(found) == 1 else 's'}")
-        for column in ("username", "role", "active", "display name"):
+        for column in ("username", "role", "active", "totp", "display name"):
             table.add_column(column)
         for user in found:
-            table.add_row(user.username, user.role.value, "yes" if user.active else "no", user.display_name or "")
+            table.add_row(user.username, user.role.value, "yes" if user.active else "no",
+                          "yes" if user.totp else "no", user.display_name or "")
         Console(highlight=False).print(table)
+
+    return _store_and_run(config, action)
+
+
+def _totp_off(args: argparse.Namespace, config: Config) -> int:
+    async def action(store: UserStore) -> None:
+        user = await store.by_username(args.username)
+        await store.remove_second_factor(user.id, end_sessions=True)
+        print(f"second factor removed for {user.username!r}; their sessions ended")
 
     return _store_and_run(config, action)
 
@@ -111,4 +121,6 @@ COMMANDS = {
     ("users", "add"): ("create a console user (the first admin, say)", _add_arguments, _add),
     ("users", "passwd"): ("set a console user's password", _passwd_arguments, _passwd),
     ("users", "list"): ("list console users and their roles", lambda _p: None, _list),
+    ("users", "totp-off"): ("remove a console user's second factor (a lost phone); they enrol again from their "
+                            "profile", lambda p: p.add_argument("username"), _totp_off),
 }

@@ -1,4 +1,4 @@
-"""Log in and out.
+"""Log in and out, and the user's own profile (the TOTP second factor).
 
 The login form has no session yet, so its CSRF protection is a double-submit cookie:
 a random value in a cookie that must come back in the form (a cross-site page can make
@@ -8,14 +8,28 @@ attacker logging a victim into the attacker's account.
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 
 from aiohttp import web
 
-from intake.console.app import LOGIN_CSRF_COOKIE, PREFIX, SESSION_COOKIE, Console, public, see_other
+from markupsafe import Markup
+
+from intake.console.app import (
+    LOGIN_CSRF_COOKIE,
+    PREFIX,
+    SESSION_COOKIE,
+    SESSION_KEY,
+    Console,
+    before_enrolment,
+    public,
+    see_other,
+)
 from intake.console.auth import csrf_matches
 from intake.console.forms import Form
+
+log = logging.getLogger(__name__)
 
 
 def safe_next(value: str | None) -> str:
@@ -28,10 +42,10 @@ def safe_next(value: str | None) -> str:
 
 def register(router: web.UrlDispatcher, console: Console) -> None:
     def login_page(request: web.Request, *, status: int = 200, error: str | None = None,
-                   username: str = "", next_path: str | None = None) -> web.Response:
+                   username: str = "", next_path: str | None = None, ask_code: bool = False) -> web.Response:
         token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
         response = console.render("login.html", request, {
-            "error": error, "username": username, "login_csrf": token,
+            "error": error, "username": username, "login_csrf": token, "ask_code": ask_code,
             "next": safe_next(next_path if next_path is not None else request.query.get("next")),
         }, status=status)
         response.set_cookie(LOGIN_CSRF_COOKIE, token, path=f"{PREFIX}/", httponly=True, samesite="Strict",
@@ -49,6 +63,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         form = await Form.read(request)
         username = form.text("username", max_len=200).strip()
         password = form.text("password", max_len=2000)
+        code = form.text("code", max_len=20).replace(" ", "")
         next_path = form.text("next", max_len=2000)
         cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
         if not cookie or not csrf_matches(cookie, form.text("_csrf", max_len=200)):
@@ -64,6 +79,16 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         user = await console.users.authenticate(username, password)
+        if user is not None and user.totp:
+            if not code:
+                # The password was right: ask for the second factor (not a failure). The
+                # browser re-sends the password with the code; it is never put in the page.
+                return login_page(request, status=401, username=username, next_path=next_path, ask_code=True,
+                                  error="Enter the 6-digit code from your authenticator app.")
+            if not await console.second_factor.verify(user.id, code):
+                console.audit.failed(username, address, wait=console.throttle.failed(address, username))
+                return login_page(request, status=401, username=username, next_path=next_path, ask_code=True,
+                                  error="Wrong or already used code.")
         if user is None:
             console.audit.failed(username, address, wait=console.throttle.failed(address, username))
             return login_page(request, status=401, username=username, error="Wrong username or password.",
@@ -77,6 +102,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         response.del_cookie(LOGIN_CSRF_COOKIE, path=f"{PREFIX}/")
         return response
 
+    @before_enrolment
     async def logout(request: web.Request) -> web.StreamResponse:
         await console.sessions.delete(request.cookies.get(SESSION_COOKIE))
         response = see_other(f"{PREFIX}/login")
@@ -86,10 +112,77 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     async def home(request: web.Request) -> web.StreamResponse:
         return see_other(f"{PREFIX}/inbox")
 
+    def profile_page(request: web.Request, *, status: int = 200, error: str | None = None,
+                     message: str | None = None, secret: str | None = None) -> web.Response:
+        user = request[SESSION_KEY].user
+        context: dict[str, object] = {"error": error, "message": message, "must_enrol": console.must_enrol(user),
+                                      "can_remove": user.totp and not console.totp_required(user),
+                                      "enrolled_now": request.query.get("enrolled") == "1"}
+        if not user.totp:
+            # A new secret each time the page is drawn; it is stored only once a code from
+            # the app proves the app has it (POST /profile/totp).
+            secret = secret or console.second_factor.new_secret()
+            uri = console.second_factor.enrolment_uri(secret, user.username)
+            # segno draws paths only (no text from the URI): safe to put in the page as is.
+            context.update(secret=secret, qr=Markup(console.second_factor.qr_svg(uri)))
+        return console.render("profile.html", request, context, status=status)
+
+    @before_enrolment
+    async def profile(request: web.Request) -> web.StreamResponse:
+        return profile_page(request)
+
+    @before_enrolment
+    async def enrol(request: web.Request) -> web.StreamResponse:
+        user = request[SESSION_KEY].user
+        form = await Form.read(request)
+        secret = form.text("secret", max_len=64).strip()
+        code = form.text("code", max_len=20).replace(" ", "")
+        if user.totp:
+            return profile_page(request, status=409, error="A second factor is already set up.")
+        address = console.client_addresses.of(request)
+        # Codes guessed here are guesses like at the login form: the same brake.
+        wait = console.throttle.retry_after(address, user.username)
+        if wait > 0:
+            console.audit.refused(user.username, address, wait=wait)
+            response = profile_page(request, status=429, secret=secret,
+                                    error=f"Too many wrong codes. Try again in {_duration(wait)}.")
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
+        if not await console.second_factor.enrol(user.id, secret, code):
+            console.throttle.failed(address, user.username)
+            return profile_page(request, status=422, secret=secret,
+                                error="That code does not match. Check the time on your phone and try the next one.")
+        log.info("console: %r enrolled a TOTP second factor", user.username)
+        return see_other(f"{PREFIX}/profile?enrolled=1")
+
+    async def remove(request: web.Request) -> web.StreamResponse:
+        user = request[SESSION_KEY].user
+        form = await Form.read(request)
+        if console.totp_required(user):
+            return profile_page(request, status=403, error="Admins must keep a second factor here.")
+        if not user.totp:
+            return see_other(f"{PREFIX}/profile")
+        address = console.client_addresses.of(request)
+        wait = console.throttle.retry_after(address, user.username)
+        if wait > 0:
+            response = profile_page(request, status=429, error=f"Too many wrong codes. Try again in {_duration(wait)}.")
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
+        # A current code, so a session left open on someone else's screen cannot remove it.
+        if not await console.second_factor.verify(user.id, form.text("code", max_len=20).replace(" ", "")):
+            console.throttle.failed(address, user.username)
+            return profile_page(request, status=422, error="Wrong or already used code.")
+        await console.users.remove_second_factor(user.id, end_sessions=False)
+        log.info("console: %r removed their TOTP second factor", user.username)
+        return see_other(f"{PREFIX}/profile")
+
     router.add_get("/login", login_form)
     router.add_post("/login", login)
     router.add_post("/logout", logout)
     router.add_get("/", home)
+    router.add_get("/profile", profile)
+    router.add_post("/profile/totp", enrol)
+    router.add_post("/profile/totp/remove", remove)
 
 
 def _duration(seconds: float) -> str:

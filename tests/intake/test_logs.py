@@ -30,11 +30,12 @@ sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    smtp_level = logging.getLogger(SMTP_LIBRARY_LOGGER).level
+    levels = {name: logging.getLogger(name).level for name in (SMTP_LIBRARY_LOGGER, "alembic", "httpx")}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    logging.getLogger(SMTP_LIBRARY_LOGGER).setLevel(smtp_level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)
 
 
 def with_logging(config: Config, **service: str) -> Config:

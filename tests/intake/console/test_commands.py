@@ -36,9 +36,9 @@ def test_users_add_creates_the_first_admin(config_file, monkeypatch, capsys):
     lines = capsys.readouterr().out.splitlines()
     # A table with a header, like the other commands' output.
     [header] = [line for line in lines if "username" in line]
-    assert [w for w in header.replace("┃", " ").split()] == ["username", "role", "active", "display", "name"]
+    assert [w for w in header.replace("┃", " ").split()] == ["username", "role", "active", "totp", "display", "name"]
     [row] = [line for line in lines if "boss" in line]
-    assert row.replace("│", " ").split() == ["boss", "admin", "yes", "La", "Jefa"]
+    assert row.replace("│", " ").split() == ["boss", "admin", "yes", "no", "La", "Jefa"]
 
     # The stored hash verifies (the console's own login path).
     import asyncio
@@ -80,3 +80,42 @@ def test_users_passwd_resets_a_password(config_file, monkeypatch, capsys):
     assert "password changed for 'ana'" in capsys.readouterr().out
     assert _run(monkeypatch, ["users", "passwd", "nobody", "--password-stdin", "--config", config_file],
                 "another long secret\n") == 1
+
+
+def test_users_totp_off_removes_a_lost_second_factor(config_file, monkeypatch, capsys):
+    """An agent lost their phone: the operator takes the second factor off, their sessions
+    end, and they log in with the password and enrol again."""
+    import asyncio
+
+    from sqlalchemy import func, insert, select, update
+
+    from core.config import load_config
+    from core.persistence import Database
+    from core.persistence.schema import console_sessions, users
+
+    assert _run(monkeypatch, ["users", "add", "ana", "--password-stdin", "--config", config_file], PASSWORD) == 0
+
+    async def db_do(work):
+        db = Database(load_config(config_file).database.url)
+        try:
+            async with db.transaction() as conn:
+                return await work(conn)
+        finally:
+            await db.dispose()
+
+    async def enrolled_with_a_session(conn):
+        uid = (await conn.execute(select(users.c.id).where(users.c.username == "ana"))).scalar_one()
+        await conn.execute(update(users).where(users.c.id == uid).values(totp_secret="A" * 32, totp_last_step=7))
+        now = (await conn.execute(select(users.c.created_at).where(users.c.id == uid))).scalar_one()
+        await conn.execute(insert(console_sessions).values(token_hash="h" * 64, user_id=uid, csrf_token="c",
+                                                           created_at=now, last_seen_at=now, expires_at=now))
+
+    async def state(conn):
+        row = (await conn.execute(select(users.c.totp_secret, users.c.totp_last_step))).one()
+        sessions = (await conn.execute(select(func.count()).select_from(console_sessions))).scalar_one()
+        return tuple(row), sessions
+
+    asyncio.run(db_do(enrolled_with_a_session))
+    assert _run(monkeypatch, ["users", "totp-off", "ana", "--config", config_file]) == 0
+    assert "second factor removed for 'ana'" in capsys.readouterr().out
+    assert asyncio.run(db_do(state)) == ((None, None), 0)
