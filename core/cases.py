@@ -50,7 +50,7 @@ from core.search import parse_query
 from core.search import snippets as search_snippets
 from core.sla import activity_changed, agent_replied, breach_of, opened, urgency
 from core.sla_store import CaseClockStore
-from core.workflow import check_transition
+from core.workflow import CLASSIFIED_TYPES, check_transition
 
 MAX_TEXT = 100_000
 
@@ -80,7 +80,8 @@ class NewCase:
 
     title: str
     description: str
-    case_type: str = CaseType.UNCLASSIFIED.value
+    #: Mandatory, as in the seeds: an agent who opens a case knows what the customer wants.
+    case_type: str | None = None
     contact_name: str | None = None
     contact_email: str | None = None
     contact_phone: str | None = None
@@ -96,6 +97,16 @@ def _enum(cls, value: Any, field: str):
     except ValueError:
         allowed = ", ".join(v.value for v in cls)
         raise ValidationError(f"{field} must be one of: {allowed}", field=field) from None
+
+
+def _case_type(value: Any, field: str = "type") -> str:
+    """A type a case may carry: request, complaint or incident (never back to unclassified)."""
+    allowed = ", ".join(t.value for t in CLASSIFIED_TYPES)
+    if value is None or value == "":
+        raise ValidationError(f"{field} is required: one of {allowed}", field=field)
+    if value not in {t.value for t in CLASSIFIED_TYPES}:
+        raise ValidationError(f"{field} must be one of: {allowed}", field=field)
+    return str(value)
 
 
 def _text(value: Any, field: str, *, required: bool = True, max_len: int = MAX_TEXT) -> str | None:
@@ -264,7 +275,7 @@ class CaseService:
     async def create_case(self, new: NewCase, *, actor: str) -> dict[str, Any]:
         title = _text(new.title, "title", max_len=300)
         description = _text(new.description, "description")
-        case_type = _enum(CaseType, new.case_type, "type").value
+        case_type = _case_type(new.case_type)
         # Straight from a JSON body: anything may be a number, a list or carry a NUL.
         contact_name = _text(new.contact_name, "contact.name", required=False, max_len=200)
         contact_phone = _text(new.contact_phone, "contact.phone", required=False, max_len=50)
@@ -370,7 +381,7 @@ class CaseService:
         now = self._clock.now()
         async with self._db.transaction() as conn:
             case = await self._case(conn, number)
-            check_transition(case.activity, target, sector=sector)
+            check_transition(case.activity, target, case_type=case.case_type, sector=sector)
             values: dict[str, Any] = {"activity": target.value, "updated_at": now}
             if target == Activity.DERIVED:
                 values["sector"] = _text(sector, "sector", max_len=120)
@@ -387,7 +398,7 @@ class CaseService:
         return await self.get_case(number)
 
     async def set_type(self, number: int, case_type: str, *, agent: str) -> dict[str, Any]:
-        value = _enum(CaseType, case_type, "type").value
+        value = _case_type(case_type)
         return await self._set(number, agent, "type", {"case_type": value}, "case_type", value)
 
     async def assign(self, number: int, assignee: str | None, *, agent: str) -> dict[str, Any]:

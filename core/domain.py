@@ -176,13 +176,16 @@ class InboundMessage:
     received_at: datetime | None = None
     #: Channel-specific facts the channel needs later (e.g. the email Message-ID header).
     meta: Mapping[str, str] = field(default_factory=dict)
+    #: The whole text when ``text`` is only what the customer newly wrote (an email reply
+    #: without its quoted history and signature): kept for the agent, never parsed.
+    original_text: str | None = None
 
     def __post_init__(self) -> None:
         if type(self.channel) is not ChannelName:
             object.__setattr__(self, "channel", ChannelName(self.channel))
         object.__setattr__(self, "meta", _frozen_mapping(self.meta))
         # Adapters clean what they can; this is the one place every channel passes.
-        for name in ("external_id", "sender", "text", "sender_name", "subject"):
+        for name in ("external_id", "sender", "text", "sender_name", "subject", "original_text"):
             value = getattr(self, name)
             if isinstance(value, str) and _UNSTORABLE.search(value):
                 object.__setattr__(self, name, storable(value))

@@ -21,7 +21,7 @@ import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -36,6 +36,7 @@ from core.domain import (
     CaseType,
     ChannelName,
     Choice,
+    ChoiceAnswer,
     Direction,
     InboundMessage,
     Receipt,
@@ -59,9 +60,11 @@ from core.persistence.schema import (
 )
 from core.ports import Clock
 from core.business_hours import opening_notice
+from core.replies import case_type_from_reply
 from core.sla import SlaPolicy, opened
 from core.sla_store import CaseClockStore
 from core.texts import case_type_name, pick_language, text
+from core.workflow import CLASSIFIED_TYPES, MissingCaseType, check_transition
 
 log = logging.getLogger(__name__)
 
@@ -441,6 +444,8 @@ class InboxService:
                 case = self._choose_case(m, ident, hints, now, new_cases, language)
                 if case.id is not None:
                     touched_cases.add(case.id)
+                    if m.choice is None and case.case_type == _UNCLASSIFIED:
+                        m = _typed_answer(m, case.id)
                 if m.choice is not None:
                     choice_actions.append((m, i, ident, language))
             message_refs.append((i, case))
@@ -454,7 +459,7 @@ class InboxService:
                     "author_name": (m.sender_name or "")[:200] or None,
                     "external_id": m.external_id[:500],
                     "text": m.text[:MAX_TEXT],
-                    "extra": {"choice": {"question": m.choice.question, "value": m.choice.value}} if m.choice else None,
+                    "extra": _message_extra(m),
                     "raw_path": m.raw_path,
                     "created_at": m.received_at or now,
                 }
@@ -680,12 +685,31 @@ class InboxService:
         target_id = int(target)
         row = (
             await conn.execute(select(cases.c.id, cases.c.contact_id, cases.c.case_type, cases.c.activity, cases.c.title,
-                                      cases.c.reply_token).where(cases.c.id == target_id))
+                                      cases.c.reply_token, cases.c.self_served).where(cases.c.id == target_id))
         ).first()
         if row is None or row.contact_id != ident.contact_id:
             return []  # a button for someone else's case: ignore it
         recipient = Recipient(m.channel, m.sender, ident.id, ident.contact_id)
-        if kind == CASE_TYPE_QUESTION and m.choice.value in {t.value for t in CaseType} - {CaseType.UNCLASSIFIED.value}:
+
+        def say(key: str, **extra: Any) -> OutgoingMessage:
+            return OutgoingMessage(recipient=recipient, kind="bot", case_id=row.id, case_title=row.title,
+                                   language=language, reply_token=row.reply_token,
+                                   text=text(key, language, number=row.id, **extra))
+
+        async def close_self_served(case_type: str) -> bool:
+            """Close the case the customer solved with a KB article, if the workflow lets it."""
+            try:
+                check_transition(row.activity, Activity.CLOSED, case_type=case_type)
+            except MissingCaseType:
+                return False
+            await conn.execute(update(cases).where(cases.c.id == row.id).values(
+                activity=Activity.CLOSED.value, self_served=True, closed_at=now, updated_at=now))
+            await conn.execute(insert(case_events).values(case_id=row.id, at=now, actor="customer",
+                                                          kind="activity", from_value=row.activity,
+                                                          to_value=Activity.CLOSED.value, detail="self-served"))
+            return True
+
+        if kind == CASE_TYPE_QUESTION and m.choice.value in {t.value for t in CLASSIFIED_TYPES}:
             if row.case_type != m.choice.value:
                 await conn.execute(update(cases).where(cases.c.id == row.id).values(case_type=m.choice.value,
                                                                                        updated_at=now))
@@ -693,25 +717,21 @@ class InboxService:
                                                               from_value=row.case_type, to_value=m.choice.value))
                 if self._sla is not None:
                     await self._sla.rematch(conn, row.id)
-            return [OutgoingMessage(recipient=recipient, kind="bot", case_id=row.id, case_title=row.title,
-                                    language=language, reply_token=row.reply_token,
-                                    text=text("type_recorded", language, type=case_type_name(m.choice.value, language),
-                                              number=row.id))]
+            if row.self_served and row.activity not in _ENDED and await close_self_served(m.choice.value):
+                return [say("self_served")]
+            return [say("type_recorded", type=case_type_name(m.choice.value, language))]
         if kind == KB_FEEDBACK_QUESTION and m.choice.value in ("yes", "no"):
             await conn.execute(update(case_suggestions).where(case_suggestions.c.case_id == row.id)
                                .values(feedback=m.choice.value))
-            if m.choice.value == "yes" and row.activity != Activity.CLOSED.value:
-                await conn.execute(update(cases).where(cases.c.id == row.id).values(
-                    activity=Activity.CLOSED.value, self_served=True, closed_at=now, updated_at=now))
-                await conn.execute(insert(case_events).values(case_id=row.id, at=now, actor="customer",
-                                                              kind="activity", from_value=row.activity,
-                                                              to_value=Activity.CLOSED.value, detail="self-served"))
-                return [OutgoingMessage(recipient=recipient, kind="bot", case_id=row.id, case_title=row.title,
-                                        language=language, reply_token=row.reply_token,
-                                        text=text("self_served", language, number=row.id))]
-            return [OutgoingMessage(recipient=recipient, kind="bot", case_id=row.id, case_title=row.title,
-                                    language=language, reply_token=row.reply_token,
-                                    text=text("agent_will_answer", language, number=row.id))]
+            if m.choice.value == "yes" and row.activity not in _ENDED:
+                if await close_self_served(row.case_type):
+                    return [say("self_served")]
+                # The type is mandatory before closing (core.workflow): remember that the
+                # customer solved it, ask the type, and close when it is answered.
+                await conn.execute(update(cases).where(cases.c.id == row.id).values(self_served=True, updated_at=now))
+                return [replace(say("self_served_ask_type"), choices=_case_type_choices(language),
+                                question=f"{CASE_TYPE_QUESTION}:{row.id}")]
+            return [say("agent_will_answer")]
         return []
 
     async def _identify(self, conn: AsyncConnection, batch: Sequence[InboundMessage], now: datetime) -> dict[tuple[str, str], _Identity]:
@@ -759,8 +779,25 @@ class InboxService:
 @functools.cache
 def _case_type_choices(language: str) -> tuple[Choice, ...]:
     """The buttons of the case-type question (the same for every new case in a language)."""
-    return tuple(Choice(case_type_name(t, language), t.value)
-                 for t in (CaseType.REQUEST, CaseType.COMPLAINT, CaseType.INCIDENT))
+    return tuple(Choice(case_type_name(t, language), t.value) for t in CLASSIFIED_TYPES)
+
+
+def _message_extra(m: InboundMessage) -> dict[str, Any] | None:
+    extra: dict[str, Any] = {}
+    if m.choice is not None:
+        extra["choice"] = {"question": m.choice.question, "value": m.choice.value}
+    if m.original_text is not None and m.original_text != m.text:
+        extra["original"] = m.original_text[:MAX_TEXT]
+    return extra or None
+
+
+def _typed_answer(m: InboundMessage, case_id: int) -> InboundMessage:
+    """A customer who answers the type question in words or with the email's number
+    ("2", "Reclamo", "reclamação") answers it like a button: read it as that choice."""
+    answered = case_type_from_reply(m.text)
+    if answered is None:
+        return m
+    return replace(m, choice=ChoiceAnswer(f"{CASE_TYPE_QUESTION}:{case_id}", answered.value))
 
 
 def _ident_key(m: InboundMessage) -> tuple[str, str]:
@@ -770,6 +807,9 @@ def _ident_key(m: InboundMessage) -> tuple[str, str]:
 
 _IN = Direction.IN.value
 _CUSTOMER = Author.CUSTOMER.value
+_UNCLASSIFIED = CaseType.UNCLASSIFIED.value
+#: A self-served "yes" on a case already answered or closed by an agent changes nothing.
+_ENDED = frozenset({Activity.CLOSED.value})
 
 
 def _fail(p: _Pending, exc: BaseException) -> None:

@@ -37,6 +37,11 @@ _TEXTS: Mapping[str, Mapping[str, str]] = {
         "pt": "Ótimo! Encerramos o caso #{number}. Se precisar de algo mais, escreva para nós.",
         "en": "Great! We closed case #{number}. If you need anything else, just write.",
     },
+    "self_served_ask_type": {
+        "es": "¡Genial! Para cerrar el caso #{number}, contanos: ¿era una solicitud, un reclamo o un incidente?",
+        "pt": "Ótimo! Para encerrar o caso #{number}, diga: era uma solicitação, uma reclamação ou um incidente?",
+        "en": "Great! To close case #{number}, tell us: was it a request, a complaint or an incident?",
+    },
     "agent_will_answer": {
         "es": "Entendido. Un agente te responderá en el caso #{number}.",
         "pt": "Entendido. Um atendente vai responder no caso #{number}.",

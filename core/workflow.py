@@ -1,11 +1,16 @@
 """The case workflow from the seeds: Análisis preliminar → derivar a sectores → Enviar
-respuesta → Finalizado. Pure: it only says which moves are allowed."""
+respuesta → Finalizado. Pure: it only says which moves are allowed.
+
+It is the one place that decides a move, whoever asks for it (the API, the console, the
+Telegram desk, the customer's own "yes, that solved it"): every caller passes the case's
+type, so the seeds' mandatory Tipo is checked here and nowhere else.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.domain import Activity
+from core.domain import Activity, CaseType
 from core.errors import InvalidTransition
 
 A = Activity
@@ -17,9 +22,26 @@ ALLOWED: Mapping[Activity, frozenset[Activity]] = {
     A.ANSWER_SENT: frozenset({A.PRELIMINARY_ANALYSIS, A.DERIVED, A.CLOSED}),
     A.CLOSED: frozenset(),
 }
+#: In the seeds the type (request / complaint / incident) is mandatory: a case may be
+#: analysed and derived while the customer has not said, but not answered or closed.
+NEEDS_TYPE: frozenset[Activity] = frozenset({A.ANSWER_SENT, A.CLOSED})
+#: The types a case may end with, in the order the customer is asked (email numbers them).
+CLASSIFIED_TYPES: tuple[CaseType, ...] = (CaseType.REQUEST, CaseType.COMPLAINT, CaseType.INCIDENT)
 
 
-def check_transition(current: Activity | str, target: Activity | str, *, sector: str | None = None) -> None:
+class MissingCaseType(InvalidTransition):
+    """The move needs the case's type first. Adapters word it for their own users."""
+
+    field = "type"
+
+    def __init__(self, target: Activity) -> None:
+        self.target = target
+        allowed = ", ".join(t.value for t in CLASSIFIED_TYPES)
+        super().__init__(f"the case has no type: set type to one of {allowed} before moving it to {target.value}")
+
+
+def check_transition(current: Activity | str, target: Activity | str, *, case_type: CaseType | str,
+                     sector: str | None = None) -> None:
     current, target = Activity(current), Activity(target)
     if target not in ALLOWED[current]:
         if current == A.CLOSED:
@@ -27,3 +49,5 @@ def check_transition(current: Activity | str, target: Activity | str, *, sector:
         raise InvalidTransition(f"a case in {current.value} cannot move to {target.value}")
     if target == A.DERIVED and not (sector and sector.strip()):
         raise InvalidTransition("deriving a case needs a sector")
+    if target in NEEDS_TYPE and CaseType(case_type) == CaseType.UNCLASSIFIED:
+        raise MissingCaseType(target)

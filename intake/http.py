@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from core.config import Network, parse_networks
 from core.errors import DomainError, InvalidTransition, NotFound, StorageUnavailable, ValidationError
+from core.workflow import MissingCaseType
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return error_response(404, "not_found", str(exc))
     except ValidationError as exc:
         return error_response(422, "invalid", str(exc), field=exc.field)
+    except MissingCaseType as exc:
+        return error_response(409, "type_required", str(exc), field=exc.field)
     except InvalidTransition as exc:
         return error_response(409, "invalid_transition", str(exc))
     except DomainError as exc:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
@@ -28,10 +27,12 @@ from bots.telegram.customer import parse_command
 from bots.telegram.store import BotStore
 from bots.telegram.texts import t
 from core.cases import CaseService
-from core.domain import Activity, CaseType, ChannelName, KbAction
+from core.domain import Activity, ChannelName, KbAction
 from core.errors import DomainError
 from core.outgoing import OutgoingMessage, Recipient
+from core.replies import case_type_from_word
 from core.texts import case_type_name
+from core.workflow import MissingCaseType
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +43,6 @@ MAX_REMEMBERED_STRANGERS = 1000
 
 class _Info(Exception):
     """A command answered with information (usage, the category list): nothing changed."""
-
-
-def _fold(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", text.strip().lower()) if not unicodedata.combining(c))
-
-
-def case_type_from(word: str) -> str | None:
-    """``request``, ``reclamo``, ``Solicitação``… → a CaseType value."""
-    wanted = _fold(word)
-    for case_type in (CaseType.REQUEST, CaseType.COMPLAINT, CaseType.INCIDENT):
-        names = {case_type.value} | {_fold(case_type_name(case_type, lang)) for lang in ("es", "pt", "en")}
-        if wanted in names:
-            return case_type.value
-    return None
 
 
 class DeskSide:
@@ -124,6 +111,9 @@ class DeskSide:
                 reply, changed = await handler(case, command.args, agent), True
             except _Info as info:
                 reply, changed = str(info), False
+            except MissingCaseType as exc:
+                move = t(f"desk_move_{exc.target.value}", self._language)
+                reply, changed = t("desk_needs_type", self._language, move=move), False
             except DomainError as exc:
                 reply, changed = t("desk_error", self._language, error=str(exc)), False
             await self._answer_once(event, case, thread, message.message_id, reply, refresh_header=changed)
@@ -170,7 +160,7 @@ class DeskSide:
         return _Info(t("desk_usage", self._language, usage=usage))
 
     async def _type(self, case: int, args: str, agent: str) -> str:
-        value = case_type_from(args) if args else None
+        value = case_type_from_word(args) if args else None
         if value is None:
             raise self._usage("/type request|complaint|incident")
         await self._cases.set_type(case, value, agent=agent)

@@ -111,6 +111,13 @@ _T: Mapping[str, Mapping[str, str]] = {
     "desk_usage": {"es": "Uso: {usage}", "pt": "Uso: {usage}", "en": "Usage: {usage}"},
     "desk_error": {"es": "⚠️ No se pudo: {error}", "pt": "⚠️ Não foi possível: {error}",
                    "en": "⚠️ Could not do it: {error}"},
+    "desk_needs_type": {
+        "es": "⚠️ El caso no tiene tipo. Indicalo antes de {move}: /type solicitud, /type reclamo o /type incidente",
+        "pt": "⚠️ O caso não tem tipo. Informe antes de {move}: /type solicitação, /type reclamação ou /type incidente",
+        "en": "⚠️ The case has no type. Set it before you {move}: /type request, /type complaint or /type incident"},
+    "desk_move_answer_sent": {"es": "marcarlo como respondido", "pt": "marcá-lo como respondido",
+                              "en": "mark it answered"},
+    "desk_move_closed": {"es": "cerrarlo", "pt": "encerrá-lo", "en": "close it"},
     "desk_reply_failed": {
         "es": "⚠️ No se envió al cliente: {error}", "pt": "⚠️ Não enviado ao cliente: {error}",
         "en": "⚠️ Not sent to the customer: {error}"},

@@ -13,6 +13,7 @@ from core.errors import ValidationError
 from core.search import MAX_QUERY_CHARS
 from intake.api.openapi import DB_INT_MAX, ID, ApiRegistry, body, enum, integer, query, query_param, text
 from intake.http import path_id
+from core.workflow import CLASSIFIED_TYPES
 
 _NULLABLE_STR = {"type": ["string", "null"]}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
@@ -220,7 +221,7 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
         contact = data["contact"]
         new = NewCase(
             title=data["title"], description=data["description"],
-            case_type=data.get("type") or CaseType.UNCLASSIFIED.value,
+            case_type=data["type"],
             contact_name=contact.get("name"), contact_email=contact.get("email"), contact_phone=contact.get("phone"),
             organization=data.get("organization"), category_id=data.get("category_id"),
             subcategory_id=data.get("subcategory_id"), language=data.get("language", "es"),
@@ -233,10 +234,10 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
                                 "pattern": r"^(\s*|[^\s<>\x00]*@[^\s<>\x00]*)$"}}
     api.add("POST", "/cases", create_case, summary="Open a case by hand (a customer phoned)", tag="cases",
             status=201, response=detail, errors=_CATEGORY_REFUSAL, request={
-                "type": "object", "required": ["title", "description", "contact"],
+                "type": "object", "required": ["title", "description", "type", "contact"],
                 "properties": {
                     "title": text(300), "description": text(MAX_TEXT),
-                    "type": enum(t.value for t in CaseType),
+                    "type": {**enum(t.value for t in CLASSIFIED_TYPES), "description": "mandatory, as in the seeds"},
                     "contact": {"type": "object", "properties": contact_fields,
                                 "description": "at least one of name, email, phone",
                                 "anyOf": [{"required": [k], "properties": {k: {"type": "string", "pattern": r"\S"}}}
@@ -301,7 +302,7 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
     api.add("PATCH", "/cases/{number}", patch_case, tag="cases", response=detail, errors=_CATEGORY_REFUSAL,
             summary="Change type, category/subcategory, sector, assignment or the KB fields",
             request={"type": "object", "properties": {
-                "type": enum(t.value for t in CaseType),
+                "type": enum(t.value for t in CLASSIFIED_TYPES),
                 "category_id": _NULLABLE_ID, "subcategory_id": _NULLABLE_ID,
                 "sector": _OPTIONAL, "assigned_agent": _OPTIONAL,
                 "kb": {"type": "object", "properties": {k: kb_text for k in ("problem", "answer", "hotfix",
@@ -315,8 +316,11 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
 
     api.add("POST", "/cases/{number}/activity", activity, tag="cases", response=detail,
             summary="Move the case in the workflow (409 when the move is not allowed)",
-            description="preliminary_analysis → derived (needs sector) → answer_sent → closed",
-            errors={409: "the workflow does not allow the move (or derived without a sector)"},
+            description="preliminary_analysis → derived (needs sector) → answer_sent → closed. "
+                        "answer_sent and closed need the case's type: an unclassified case gets 409 "
+                        "with error type_required and field type.",
+            errors={409: "the workflow does not allow the move (or derived without a sector), or the case has "
+                         "no type yet (error type_required, field type)"},
             request={"type": "object", "required": ["activity"], "properties": {
                 "activity": enum(a.value for a in Activity), "sector": text(120), "agent": AGENT}})
 

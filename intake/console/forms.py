@@ -15,6 +15,8 @@ from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
 from core.errors import DomainError, InvalidTransition, ValidationError
+from core.workflow import MissingCaseType
+from intake.console.labels import LABELS
 
 MAX_FIELD = 100_000
 
@@ -99,6 +101,11 @@ def domain_errors(exc: DomainError, default_field: str) -> dict[str, str]:
     if isinstance(exc, ValidationError) and exc.field:
         line = _LINE_FIELD.fullmatch(exc.field)
         return {f"{line.group(2)}_{line.group(1)}" if line else exc.field: str(exc)}
+    if isinstance(exc, MissingCaseType):
+        # The agent's words, at the button they pressed and at the type selector.
+        move = LABELS.get(exc.target.value, exc.target.value)
+        return {"activity": f"Choose the case's type (Request, Complaint or Incident) before “{move}”.",
+                "type": "Required: the case has no type yet."}
     if isinstance(exc, InvalidTransition):
         return {"activity": str(exc)}
     return {default_field: str(exc)}

@@ -18,7 +18,7 @@ from aiohttp import web
 from core.cases import CaseFilter, NewCase
 from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
 from core.errors import DomainError, NotFound, ValidationError
-from core.workflow import ALLOWED
+from core.workflow import ALLOWED, CLASSIFIED_TYPES, check_transition
 from intake.console import queries
 from intake.console.app import SESSION_KEY, PREFIX, Console, see_other
 from intake.console.forms import Form, domain_errors
@@ -144,7 +144,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             "agents": [u for u in await console.users.list() if u.active],
             "sectors": await queries.known_sectors(console.db),
             "next_activities": sorted(ALLOWED[Activity(case["activity"])], key=list(Activity).index),
-            "types": list(CaseType), "budget_modes": list(BudgetMode), "budget_total": total,
+            "types": CLASSIFIED_TYPES, "budget_modes": list(BudgetMode), "budget_total": total,
             "budget_rows": lines + [{"product": "", "quantity": None, "unit_amount": None}] * 3,
             "kb_actions": list(KbAction),
         }
@@ -185,11 +185,16 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         return run
 
     async def do_reply(request: web.Request, number: int, form: Form) -> web.Response:
-        result = await cases.reply(number, form.text("text"), agent=user(request).username)
+        mark_answered = False
         if form.checked("mark_answered"):
             case = await cases.get_case(number)
-            if Activity.ANSWER_SENT in ALLOWED[Activity(case["activity"])]:
-                await cases.change_activity(number, Activity.ANSWER_SENT.value, agent=user(request).username)
+            mark_answered = Activity.ANSWER_SENT in ALLOWED[Activity(case["activity"])]
+            if mark_answered:
+                # Refused before anything is sent: the agent sets the type and sends once.
+                check_transition(case["activity"], Activity.ANSWER_SENT, case_type=case["type"])
+        result = await cases.reply(number, form.text("text"), agent=user(request).username)
+        if mark_answered:
+            await cases.change_activity(number, Activity.ANSWER_SENT.value, agent=user(request).username)
         return done(number, "reply", via=result["channel"])
 
     async def do_note(request: web.Request, number: int, form: Form) -> web.Response:
@@ -264,12 +269,12 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
 
     async def new_case_form(request: web.Request) -> web.StreamResponse:
         return console.render("case_new.html", request, {
-            "errors": {}, "values": {}, "types": list(CaseType), "categories": await cases.list_categories()})
+            "errors": {}, "values": {}, "types": CLASSIFIED_TYPES, "categories": await cases.list_categories()})
 
     async def new_case(request: web.Request) -> web.StreamResponse:
         form = await Form.read(request)
         new = NewCase(title=form.text("title", max_len=300), description=form.text("description"),
-                      case_type=form.text("type", max_len=40) or CaseType.UNCLASSIFIED.value,
+                      case_type=form.text("type", max_len=40) or None,
                       contact_name=form.optional("contact_name", max_len=200),
                       contact_email=form.optional("contact_email", max_len=320),
                       contact_phone=form.optional("contact_phone", max_len=50),
@@ -286,7 +291,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                 errors = domain_errors(exc, "title")
         values = {k: v for k, v in form.data.items() if isinstance(v, str) and k != "_csrf"}
         return console.render("case_new.html", request, {
-            "errors": errors, "values": values, "types": list(CaseType),
+            "errors": errors, "values": values, "types": CLASSIFIED_TYPES,
             "categories": await cases.list_categories()}, status=422)
 
     # --- attachments -----------------------------------------------------------------------

@@ -125,6 +125,26 @@ async def test_agent_commands_change_the_case_and_answer_in_the_topic(start_serv
     assert len(tg.calls_to("sendMessage")) == before + 1
 
 
+async def test_closing_an_unclassified_case_from_the_desk_asks_for_the_type_first(start_service, tg: FakeTelegram):
+    service = await start_service()
+    tg.private_text(ANA, "El lector no lee")
+    thread = await topic_of_first_case(tg)
+
+    async def command(text: str, expected: str) -> None:
+        tg.group_text(AGENTS_CHAT, AGENT, text, thread_id=thread, first_name="María")
+        await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == AGENTS_CHAT and
+                               c.params.get("message_thread_id") == thread and expected in c.params["text"])
+
+    await command("/close", "⚠️ El caso no tiene tipo. Indicalo antes de cerrarlo: /type solicitud, /type reclamo")
+    await command("/answer", "⚠️ El caso no tiene tipo. Indicalo antes de marcarlo como respondido")
+    case = await service.cases.get_case(1)
+    assert case["activity"] == "preliminary_analysis" and case["type"] == "unclassified"
+    await command("/type incidente", "✅ Tipo: Incidente")
+    await command("/close", "✅ Caso cerrado")
+    case = await service.cases.get_case(1)
+    assert case["activity"] == "closed" and case["type"] == "incident"
+
+
 async def test_unauthorised_group_member_is_refused_politely_once_and_nothing_happens(start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "Mi equipo no arranca")

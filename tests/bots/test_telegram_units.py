@@ -15,7 +15,7 @@ from bots.telegram import callbacks
 from bots.telegram.channel import FloodGate
 from bots.telegram.client import chunk_text, delivery_error, retry_after_seconds
 from bots.telegram.customer import Command, parse_command
-from bots.telegram.desk import case_type_from
+from core.replies import case_type_from_word
 from bots.telegram.render import customer_message, esc, topic_name
 from core.errors import PermanentDeliveryError, TransientDeliveryError
 
@@ -95,7 +95,7 @@ def test_topic_name_and_escaping():
 @pytest.mark.parametrize(("word", "value"), [("reclamo", "complaint"), ("Reclamação", "complaint"),
                                              ("SOLICITUD", "request"), ("incident", "incident"), ("otro", None)])
 def test_case_type_words_in_three_languages(word, value):
-    assert case_type_from(word) == value
+    assert case_type_from_word(word) == value
 
 
 def test_error_classification():

@@ -95,6 +95,12 @@ async def test_phone_case_lifecycle(running, spec):
     assert case["organization"] == "Cliente SA" and case["subcategory"]["name"] == "Notas de crédito"
 
     await call(http, spec, "POST", "/cases", status=422, json={"title": "x", "description": "y", "contact": {}})
+    # A case opened by hand carries its type: without one (or "unclassified") it is refused.
+    for missing in ({}, {"type": "unclassified"}):
+        refused = await call(http, spec, "POST", "/cases", status=422, json={
+            "title": "x", "description": "y", "contact": {"name": "Ana"}, **missing})
+        assert refused["field"] == "type" and refused["message"] in (
+            "type is required", "type must be one of: request, complaint, incident")
     await call(http, spec, "POST", "/cases/{number}/activity", f"/cases/{n}/activity", status=409,
                json={"activity": "derived"})  # no sector
     derived = await call(http, spec, "POST", "/cases/{number}/activity", f"/cases/{n}/activity", status=200,
@@ -239,7 +245,7 @@ async def test_bad_query_values_and_undeclared_fields_are_422_naming_the_field(r
         async with http.get(f"/api/v1/cases?{query}") as r:
             body = await r.json()
             assert r.status == 422 and body["field"] == field, (query, body)
-    case = {"title": "t", "description": "d", "contact": {"name": "Ana"}}
+    case = {"title": "t", "description": "d", "contact": {"name": "Ana"}, "type": "request"}
     for extra, field, message in (({"agent": "x" * 121}, "agent", "agent must be at most 120 characters"),
                                   ({"agent": "  "}, "agent", "agent must not be blank nor contain NUL"),
                                   ({"contact": {"email": "no-at-sign"}}, "contact.email", None),
@@ -249,7 +255,7 @@ async def test_bad_query_values_and_undeclared_fields_are_422_naming_the_field(r
             body = await r.json()
             assert r.status == 422 and body["field"] == field, (extra, body)
             assert message is None or body["message"] == message
-    async with http.post("/api/v1/cases", json={"title": "t", "description": "d"}) as r:
+    async with http.post("/api/v1/cases", json={"title": "t", "description": "d", "type": "incident"}) as r:
         assert r.status == 422 and (await r.json())["field"] == "contact"
     # A whole number written 2.0 is the integer 2 (JSON Schema's reading), not a refusal.
     async with http.post("/api/v1/categories", json={"name": "A"}) as r:
@@ -285,3 +291,22 @@ async def test_openapi_declares_every_status_and_content_type(running):
                for status, r in activity.items() if status != "200")
     agent = paths["/api/v1/cases"]["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]["agent"]
     assert agent["maxLength"] == 120 and agent["minLength"] == 1
+async def test_an_unclassified_case_cannot_be_answered_or_closed(running, spec):
+    service, http, _ = running
+    receipt = await service.inbox.receive(InboundMessage(channel=ChannelName.EMAIL, external_id="<t1@x>",
+                                                         sender="ana@cliente.com", text="No imprime"))
+    n = receipt.case_number
+    op = spec.doc["paths"]["/api/v1/cases/{number}/activity"]["post"]
+    assert "409" in op["responses"] and "type_required" in op["responses"]["409"]["description"]
+    for target in ("answer_sent", "closed"):
+        body = await call(http, spec, "POST", "/cases/{number}/activity", f"/cases/{n}/activity", status=409,
+                          json={"activity": target})
+        assert body["error"] == "type_required" and body["field"] == "type"
+        assert body["message"] == ("the case has no type: set type to one of request, complaint, incident "
+                                   f"before moving it to {target}")
+    assert (await service.cases.get_case(n))["activity"] == "preliminary_analysis"
+    await call(http, spec, "PATCH", "/cases/{number}", f"/cases/{n}", status=422, json={"type": "unclassified"})
+    await call(http, spec, "PATCH", "/cases/{number}", f"/cases/{n}", status=200, json={"type": "complaint"})
+    closed = await call(http, spec, "POST", "/cases/{number}/activity", f"/cases/{n}/activity", status=200,
+                        json={"activity": "closed"})
+    assert closed["activity"] == "closed" and closed["type"] == "complaint"

@@ -268,7 +268,7 @@ async def test_header_injection_through_api_fields(mail_service, sink, tally):
     for trick in CRLF_TRICKS:
         tally.add("injection.mail_headers", 3)
         async with http.post("/api/v1/cases", json={
-                "title": f"Pedido{trick}", "description": f"desc{trick}", "organization": f"Org{trick}",
+                "title": f"Pedido{trick}", "description": f"desc{trick}", "organization": f"Org{trick}", "type": "request",
                 "contact": {"name": f"Ana{trick}", "email": "ana@cliente.com"}, "agent": "maria"}) as r:
             assert r.status in (201, 422), await r.text()
             if r.status != 201:
@@ -282,7 +282,8 @@ async def test_header_injection_through_api_fields(mail_service, sink, tally):
                 f"ana@cliente.com%{EVIL}", f"{EVIL}\x00ana@cliente.com", f'"ana@cliente.com"@{EVIL.split("@")[1]}x',
                 "ana@cliente.com\u2028x", f"ana@cliente.com;{EVIL}"]:
         tally.add("injection.mail_headers")
-        async with http.post("/api/v1/cases", json={"title": "t", "description": "d", "contact": {"email": bad}}) as r:
+        async with http.post("/api/v1/cases", json={"title": "t", "description": "d", "contact": {"email": bad},
+                                                    "type": "request"}) as r:
             text = await r.text()
             assert r.status in (201, 422), text
             assert_no_leak(text)

@@ -95,10 +95,20 @@ async def test_new_case_gets_suggestions_and_yes_closes_it_self_served(running, 
     async with http.get(f"/api/v1/cases/{receipt.case_number}") as r:
         case = await r.json()
     assert case["suggestions"][0]["score"] >= 40
+    before = len(telegram.sent)
     await service.inbox.receive(customer("Sí", "1:2", choice=ChoiceAnswer(suggestions.question, "yes")))
+    # The type is mandatory before closing: the customer is asked it, and the answer closes.
+    [ask] = list(await telegram.wait_for(before + 1))[before:]
+    assert ask.question == f"case_type:{receipt.case_number}" and [c.value for c in ask.choices] == [
+        "request", "complaint", "incident"]
     async with db.engine.connect() as conn:
         row = (await conn.execute(select(cases).where(cases.c.id == receipt.case_number))).one()
-    assert row.activity == "closed" and row.self_served
+    assert row.activity == "preliminary_analysis" and row.self_served
+    await service.inbox.receive(customer("solicitud", "1:3"))
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(select(cases).where(cases.c.id == receipt.case_number))).one()
+    assert row.activity == "closed" and row.self_served and row.case_type == "request"
+    assert "Cerramos el caso" in (await telegram.wait_for(before + 2))[-1].text
 
 
 async def test_no_suggestion_below_min_score(running):

@@ -63,6 +63,13 @@ async def test_inbox_filters_and_counts(running, agent):
 async def test_reply_goes_out_on_the_customers_channel(running, agent):
     number = await _email(running, text="¿Cómo cambio el tóner?", subject="Tóner")
     await running.email.wait_for(1)  # the acknowledgement
+    # "Answer sent" needs the type: refused before the reply goes out, in the agent's words.
+    status, page = await agent.post(f"/console/cases/{number}/reply",
+                                    {"text": "Abra la tapa frontal <y> retire el cartucho.", "mark_answered": "1"})
+    assert status == 422 and 'id="error-activity"' in page and 'id="error-type"' in page
+    assert "Choose the case&#39;s type (Request, Complaint or Incident) before “Answer sent”" in page
+    assert len(running.email.sent) == 1 and (await running.service.cases.get_case(number))["type"] == "unclassified"
+    assert (await agent.post(f"/console/cases/{number}/type", {"type": "request"}))[0] == 200
     status, page = await agent.post(f"/console/cases/{number}/reply",
                                     {"text": "Abra la tapa frontal <y> retire el cartucho.", "mark_answered": "1"})
     assert status == 200 and "Reply queued" in page and "(email)" in page
@@ -101,9 +108,26 @@ async def test_properties_activity_and_errors_next_to_the_field(running, agent):
     assert [m["text"] for m in case["messages"] if m["author"] == "note"] == ["Llamar el lunes"]
     status, page = await agent.get(f"/console/cases/{number}?tab=history")
     assert "agent:agent1" in page and "Derived to a sector" in page
-    await running.service.cases.change_activity(number, "closed", agent="admin1")
+    status, page = await agent.post(f"/console/cases/{number}/activity", {"activity": "closed"})
+    assert status == 200 and "Activity changed" in page
     status, page = await agent.post(f"/console/cases/{number}/activity", {"activity": "derived", "sector": "X"})
     assert status == 422 and "the case is closed" in page
+
+
+async def test_closing_an_unclassified_case_is_refused_until_it_has_a_type(running, agent):
+    number = await _email(running, text="No anda el lector", subject="Lector")
+    status, page = await agent.get(f"/console/cases/{number}")
+    assert 'id="type-select"' in page and "Unclassified: choose" in page and 'value="unclassified"' not in page
+    status, page = await agent.post(f"/console/cases/{number}/activity", {"activity": "closed"})
+    assert status == 422 and "Choose the case&#39;s type (Request, Complaint or Incident) before “Closed”" in page
+    assert "Required: the case has no type yet." in page
+    assert (await running.service.cases.get_case(number))["activity"] == "preliminary_analysis"
+    # Nor can the agent set it back to unclassified by hand.
+    status, page = await agent.post(f"/console/cases/{number}/type", {"type": "unclassified"})
+    assert status == 422 and 'id="error-type"' in page
+    assert (await agent.post(f"/console/cases/{number}/type", {"type": "incident"}))[0] == 200
+    status, page = await agent.post(f"/console/cases/{number}/activity", {"activity": "closed"})
+    assert status == 200 and (await running.service.cases.get_case(number))["activity"] == "closed"
 
 
 @SQLITE_ONLY
@@ -202,6 +226,10 @@ async def test_live_events_announce_new_messages(running, agent):
 async def test_new_case_by_hand(running, agent):
     status, page = await agent.post("/console/cases/new", {"title": "", "description": "x", "contact_name": "Leo"})
     assert status == 422 and 'id="error-title"' in page
+    # The type is mandatory, as in the seeds.
+    status, page = await agent.post("/console/cases/new", {"title": "Llamó", "description": "No anda",
+                                                           "contact_name": "Leo"})
+    assert status == 422 and 'id="error-type"' in page and "type is required" in page
     status, page = await agent.post("/console/cases/new", {"title": "Llamó", "description": "No anda",
                                                            "contact_email": "not-an-email", "type": "request"})
     assert status == 422 and 'id="error-contact-email"' in page

@@ -593,6 +593,8 @@ async def test_case_of_welcome_is_the_open_case(start):
     await chat.close()
     back = await new_chat(running, session=chat.session)
     assert back.case == ack["case"]
+    async with running.api.patch(f"/api/v1/cases/{ack['case']}", json={"type": "request", "agent": "ana"}) as r:
+        assert r.status == 200, await r.text()
     async with running.api.post(f"/api/v1/cases/{ack['case']}/activity",
                                 json={"activity": "closed", "agent": "ana"}) as r:
         assert r.status == 200, await r.text()

@@ -1,0 +1,90 @@
+"""Reading a customer's short answer to a question the bot asked: pure functions, no I/O.
+
+Buttons (Telegram, web chat) answer with a value. Email has no buttons: it numbers the
+choices, and the customer answers with the number ("2", "2)", "opción 2") or in words
+("Reclamo", "es una reclamação", "complaint"). Agents type the same words on the Telegram
+desk (``/type reclamo``). All of them are read here, so every channel agrees.
+
+Only the first non-empty line of the (already de-quoted) reply is read: what follows is
+the customer's prose, and a word there is not an answer.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from core.domain import LANGUAGES, CaseType
+from core.texts import case_type_name
+from core.workflow import CLASSIFIED_TYPES
+
+#: Longer first lines are prose ("tengo un reclamo por la factura y una consulta..."),
+#: not an answer to "request, complaint or incident?".
+MAX_ANSWER_WORDS = 5
+_MAX_LINE_CHARS = 200
+
+_CHOICE_REPLY = re.compile(r"\s*(?:opci[oó]n|op[cç][aã]o|option)?\s*#?(\d{1,3})\s*[).:-]?(?:\s.*)?", re.IGNORECASE)
+_WORD = re.compile(r"[a-z]+")
+
+#: Words (accents folded) that name a type, besides the names we show (core.texts).
+_SYNONYMS: dict[CaseType, frozenset[str]] = {
+    CaseType.REQUEST: frozenset({
+        "request", "solicitud", "solicitacao", "consulta", "requerimiento", "duvida", "inquiry", "enquiry"}),
+    CaseType.COMPLAINT: frozenset({
+        "complaint", "reclamo", "reclamacion", "reclamacao", "queja", "queixa", "complain", "reclamar"}),
+    CaseType.INCIDENT: frozenset({
+        "incident", "incidente", "incidencia", "falla", "fallo", "averia", "defeito", "falha", "fault", "outage"}),
+}
+
+
+def fold(text: str) -> str:
+    """Lower-case without accents: "Reclamação" → "reclamacao"."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text.strip().lower()) if not unicodedata.combining(c))
+
+
+def _words_of(case_type: CaseType) -> frozenset[str]:
+    names = {fold(w) for lang in LANGUAGES for w in case_type_name(case_type, lang).split()}
+    return _SYNONYMS[case_type] | names | {case_type.value}
+
+
+_TYPE_OF_WORD: dict[str, CaseType] = {w: t for t in CLASSIFIED_TYPES for w in _words_of(t)}
+
+
+def _first_line(text: str) -> str | None:
+    for line in text.split("\n")[:20]:
+        if line.strip():
+            return line[:_MAX_LINE_CHARS]
+    return None
+
+
+def choice_number_from_text(text: str, *, count: int) -> int | None:
+    """The 1-based choice a customer picked by replying ``2`` (or ``2)``, ``opción 2``) to a
+    numbered list of ``count`` choices, read from the first non-empty line; else None."""
+    line = _first_line(text)
+    if line is None:
+        return None
+    match = _CHOICE_REPLY.fullmatch(line)
+    number = int(match.group(1)) if match else 0
+    return number if 1 <= number <= count else None
+
+
+def case_type_from_word(word: str) -> CaseType | None:
+    """``request``, ``reclamo``, ``Solicitação``… → the type; None for anything else."""
+    return _TYPE_OF_WORD.get(fold(word))
+
+
+def case_type_from_reply(text: str) -> CaseType | None:
+    """The type a customer answered to "request, complaint or incident?": the number of
+    the email's numbered list (in ``CLASSIFIED_TYPES`` order), or a short first line that
+    names exactly one type ("Reclamo", "es un incidente", "complaint."). None when unsure."""
+    number = choice_number_from_text(text, count=len(CLASSIFIED_TYPES))
+    if number is not None:
+        return CLASSIFIED_TYPES[number - 1]
+    line = _first_line(text)
+    if line is None or line.lstrip().startswith("/"):
+        return None  # "/type incident" is a command (an agent's), not a customer's answer
+    words = _WORD.findall(fold(line))
+    if not words or len(words) > MAX_ANSWER_WORDS:
+        return None
+    named = {_TYPE_OF_WORD[w] for w in words if w in _TYPE_OF_WORD}
+    return named.pop() if len(named) == 1 else None

@@ -1,0 +1,29 @@
+"""Reading the customer's answer to "request, complaint or incident?" in es/pt/en."""
+
+import pytest
+
+from core.domain import CaseType
+from core.replies import case_type_from_reply, choice_number_from_text
+
+T = CaseType
+
+
+@pytest.mark.parametrize(("reply", "expected"), [
+    ("2", T.COMPLAINT), ("1", T.REQUEST), ("3)", T.INCIDENT), ("opción 2", T.COMPLAINT), ("opção 3", T.INCIDENT),
+    ("Option 1.", T.REQUEST), ("\n\n  2  \n\nGracias", T.COMPLAINT),
+    ("Reclamo", T.COMPLAINT), ("reclamação", T.COMPLAINT), ("complaint", T.COMPLAINT), ("Es un reclamo.", T.COMPLAINT),
+    ("QUEJA", T.COMPLAINT), ("Solicitud", T.REQUEST), ("solicitação", T.REQUEST), ("una consulta", T.REQUEST),
+    ("request", T.REQUEST), ("Incidente", T.INCIDENT), ("an incident", T.INCIDENT), ("é um incidente", T.INCIDENT),
+    # Not answers: out of range, two types, prose, nothing.
+    ("4", None), ("0", None), ("no es un reclamo es una consulta", None),
+    ("Tengo un reclamo por la factura de marzo que nunca llegó", None), ("", None), ("hola", None),
+    ("2024 fue un mal año", None), ("/type incident", None),
+])
+def test_case_type_from_reply(reply, expected):
+    assert case_type_from_reply(reply) == expected
+
+
+def test_choice_number_reads_only_the_first_line():
+    assert choice_number_from_text("hola\n2", count=3) is None
+    assert choice_number_from_text("2", count=1) is None
+    assert choice_number_from_text("#1", count=1) == 1
