@@ -32,6 +32,7 @@ from email.policy import EmailPolicy
 from email.utils import getaddresses
 
 from core.errors import PosventaError
+from core.replies import choice_number_from_text
 from intake.email.text import clean_text, guess_language, html_to_text, one_line, strip_quoted
 
 __all__ = [
@@ -762,17 +763,3 @@ def _extract(msg: EmailMessage, limits: EmailLimits) -> ParsedEmail:
 
 def _unique(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(values))
-
-
-_CHOICE_REPLY = re.compile(r"\s*(?:opci[oó]n|op[cç][aã]o|option)?\s*#?(\d{1,3})\s*[).:-]?(?:\s.*)?", re.IGNORECASE)
-
-
-def choice_number_from_text(text: str, *, count: int) -> int | None:
-    """The 1-based choice a customer picked by replying ``2`` (or ``2)``, ``opción 2``) to a
-    numbered list of ``count`` choices, read from the first non-empty line; else None."""
-    for line in text.split("\n")[:20]:
-        if line.strip():
-            match = _CHOICE_REPLY.fullmatch(line[:200])
-            number = int(match.group(1)) if match else 0
-            return number if 1 <= number <= count else None
-    return None

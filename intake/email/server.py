@@ -173,7 +173,7 @@ class InboundMailHandler:
             thread=ThreadHints(reply_token=token, references=tuple(refs)[-50:],
                                case_number=case_number_from_subject(parsed.subject)),
             auto_reply_allowed=auto_ok, raw_path=raw_path, received_at=None,
-            meta={"message_id": external_id},
+            meta={"message_id": external_id}, original_text=parsed.full_text or None,
         )
 
 

@@ -17,7 +17,10 @@ import re
 from html import unescape
 from html.parser import HTMLParser
 
-__all__ = ["clean_text", "guess_language", "html_to_text", "one_line", "strip_quoted"]
+from mailparser_reply.constants import MAIL_LANGUAGES, QUOTED_MATCH_INCLUDE
+from mailparser_reply.parser import EmailMessage
+
+__all__ = ["clean_text", "guess_language", "html_to_text", "latest_reply", "one_line", "strip_quoted"]
 
 #: HTML bigger than this is cut before parsing: real newsletters are a few hundred KB.
 MAX_HTML_INPUT_CHARS = 2_000_000
@@ -316,9 +319,16 @@ def html_to_text(html: str, *, max_chars: int = 200_000) -> str:
 
 
 # ------------------------------------------------------------------------- quotes
+#
+# Splitting a reply from the history it quotes is mail-parser-reply's job: it knows the
+# headers (Outlook's "From:/Sent:" block, "-----Original Message-----"), signatures ("-- ",
+# "Sent from my iPhone", "Best regards,") and disclaimers of many clients. It has no
+# Portuguese, and its Spanish "El ... escribió:" needs two spaces before the verb, so
+# ``_LANGUAGE_PATTERNS`` gives it ours for es/pt/en; what it does with them is its own.
+# What is left here: forwards (never cut) and ">" lines (dropped once history starts).
 
 # "On Mon, 3 Jun 2024 at 10:00, Ana <ana@x.com> wrote:" (Gmail, Apple Mail, Thunderbird)
-# and their Spanish/Portuguese forms. Gmail may wrap the attribution over two lines.
+# and their Spanish/Portuguese forms: a line that also ends a ">" block below it.
 _ATTRIBUTION = re.compile(
     r"^\s*(?:"
     r"on\b.{0,300}\bwrote\s*:"
@@ -328,26 +338,67 @@ _ATTRIBUTION = re.compile(
     r")\s*$",
     re.IGNORECASE,
 )
-# A line that alone means "everything below is the previous message".
-_HISTORY_MARKER = re.compile(
-    r"^\s*(?:"
-    r"-{2,}\s*(?:original message|mensaje original|mensagem original|message d'origine)\s*-{2,}"
-    r"|_{10,}"
-    r")\s*$",
-    re.IGNORECASE,
-)
-# Outlook's header block: "From: ..." followed within a few lines by "Sent: ..." (and the
-# localised "De:" / "Enviado:" / "Enviado em:" / "Fecha:" / "Data:").
-_OUTLOOK_FROM = re.compile(r"^\s*\*?(?:from|de)\s*:\*?\s*\S", re.IGNORECASE)
-_OUTLOOK_SENT = re.compile(
-    r"^\s*\*?(?:sent|date|enviado(?: el| em)?|enviada em|fecha|data)\s*:\*?\s*\S", re.IGNORECASE
-)
 # Forwards carry the content the customer wants us to read: never cut below them.
 _FORWARD_MARKER = re.compile(
-    r"^\s*(?:-{2,}\s*(?:forwarded message|mensaje reenviado|mensagem encaminhada|mensagem reencaminhada)\s*-{2,}"
+    r"^[ \t]*(?:-{2,}\s*(?:forwarded message|mensaje reenviado|mensagem encaminhada|mensagem reencaminhada)\s*-{2,}"
     r"|begin forwarded message\s*:|inicio del mensaje reenviado\s*:|in[ií]cio da mensagem (?:encaminhada|reencaminhada)\s*:)\s*$",
-    re.IGNORECASE,
+    re.IGNORECASE | re.MULTILINE,
 )
+_Q = QUOTED_MATCH_INCLUDE
+
+
+def _wrote_header(opener: str, verb: str) -> str:
+    # One capturing group per pattern: the library collects every group it finds as a header.
+    # The attribution starts with a date (a digit on its first line, so "El técnico me
+    # escribió:" in prose is no header); Gmail wraps a long one over two lines.
+    return rf"^({_Q}{opener}\s[^\n]{{0,300}}?\d[^\n]{{0,300}}?(?:\n[^\n]{{1,300}}?)?\s?{verb}\s?:)$"
+
+
+def _separator(*names: str) -> str:
+    # "-----Original Message-----", Thunderbird's "-------- Mensaje original --------", the "____" rule.
+    return rf"^({_Q}(?:-{{2,}}\s*(?:{'|'.join(names)})\s*-{{2,}}|_{{10,}}))$"
+
+
+def _from_block(*labels: str) -> str:
+    # Outlook's header block: two or more "Label: value" lines in a row.
+    return (rf"((?:(?:^|\n|\n{_Q})[* ]*(?:{'|'.join(labels)}):[ *]*(?:\s{{,2}}).*){{2,}}(?:\n.*){{,1}})")
+
+
+# The library would also cut at sign-offs ("Gracias,", "Best regards,") and everything
+# after them: "Gracias, mañana lo pruebo" on a second line, or the customer's company
+# under their name, would be lost. Only "-- " blocks and "Sent from my iPhone" lines go.
+_NO_SIGN_OFFS = r"(?!x)x"
+_LANGUAGE_PATTERNS: dict[str, dict[str, object]] = {
+    "en": {
+        "wrote_header": "|".join((_wrote_header("On", "wrote"), _separator("original message"))),
+        "signatures": _NO_SIGN_OFFS,
+    },
+    "es": {
+        "wrote_header": "|".join((_wrote_header("El", "escribi[oó]"), _separator("mensaje original"))),
+        # Outlook in Spanish writes "Enviado el:", which the library's list lacks.
+        "from_header": _from_block("De", "Enviado(?: el)?", "Para", "Asunto", "Fecha", "CC", "Organización"),
+        "signatures": _NO_SIGN_OFFS,
+        "sent_from": r"Enviado desde mi|Obtener Outlook para",
+    },
+    "pt": {
+        "wrote_header": "|".join((_wrote_header("Em", "escreveu"), _separator("mensagem original"))),
+        "from_header": _from_block("De", "Enviado(?: em)?", "Enviada em", "Para", "Assunto", "Data", "Cc"),
+        "disclaimers": ["Aviso:", "Confidencialidade:", "Aviso de confidencialidade:"],
+        "signatures": _NO_SIGN_OFFS,
+        "sent_from": r"Enviado do meu|Enviado de meu|Obter o Outlook para",
+    },
+}
+_REPLY_LANGUAGES = ["es", "pt", "en"]
+
+
+class _Reply(EmailMessage):
+    """mail-parser-reply's message with our es/pt/en patterns in front of its own."""
+
+    def _get_language_regex(self, language: str, regex_key: str) -> str:
+        ours = _LANGUAGE_PATTERNS.get(language, {}).get(regex_key)
+        if ours is None:
+            return super()._get_language_regex(language, regex_key) if language in MAIL_LANGUAGES else ""
+        return "|".join(ours) if isinstance(ours, list) else str(ours)
 
 
 def _is_quote(line: str) -> bool:
@@ -368,38 +419,35 @@ def _attribution_length(lines: list[str], i: int) -> int:
     return 0
 
 
-def _outlook_header_at(lines: list[str], i: int) -> bool:
-    if not _OUTLOOK_FROM.match(lines[i]):
-        return False
-    return any(_OUTLOOK_SENT.match(line) for line in lines[i + 1 : i + 4])
+def _split_reply(text: str) -> tuple[str, bool]:
+    """mail-parser-reply's latest reply (without its header, signature and disclaimers),
+    and whether it came after a header (bottom-posted below the quoted history)."""
+    lines = text.split("\n")
+    head, tail = "\n".join(lines[:_MAX_SCAN_LINES]), "\n".join(lines[_MAX_SCAN_LINES:])
+    message = _Reply(text=head, languages=list(_REPLY_LANGUAGES), keep_hyphen_lists=True).read()
+    first = message.replies[0]
+    if len(message.replies) == 1 and not first.headers and not first.signatures and not first.disclaimers:
+        return text, False  # nothing recognised: the library's normalising must not touch it
+    return first.body + ("\n" + tail if tail and len(message.replies) == 1 else ""), bool(first.headers)
 
 
-def strip_quoted(text: str) -> str:
-    """Cut the quoted history that replies carry, keeping what the sender wrote.
+def latest_reply(text: str) -> str:
+    """What the sender wrote in this message: mail-parser-reply's latest reply, without the
+    quoted history, the signature and the disclaimers. Only the first ``_MAX_SCAN_LINES``
+    lines are searched (the library's regexes cost time per line)."""
+    return _split_reply(text)[0]
 
-    * Outlook: ``-----Original Message-----``, the ``____`` rule and the ``From:/Sent:``
-      (``De:/Enviado:``) header block end the new text; everything below is history.
-    * Gmail/Apple Mail: the ``On … wrote:`` (``El … escribió:``, ``Em … escreveu:``)
-      line and the ``>`` block after it are dropped; text after that block (a
-      bottom-posted or inline answer) is kept, its ``>`` lines dropped too.
-    * Without an attribution, only a trailing ``>`` block is dropped.
-    * Below a forward marker nothing is cut: the forwarded mail is the content.
 
-    When nothing would remain, the text is returned unchanged: an agent should never
-    get an empty message because our heuristics misfired.
-    """
+def _drop_quotes(text: str, *, history_above: bool = False) -> str:
+    """Drop ">" history: after an attribution, every ">" line (an answer written between
+    them is kept); without one, only a trailing ">" block."""
     lines = text.split("\n")
     kept: list[str] = []
-    drop_quotes = False
+    drop_quotes = history_above
     i = 0
     n = len(lines)
     while i < n:
         line = lines[i]
-        if i >= _MAX_SCAN_LINES or _FORWARD_MARKER.match(line):
-            kept.extend(lines[i:])
-            break
-        if _HISTORY_MARKER.match(line) or _outlook_header_at(lines, i):
-            break
         span = _attribution_length(lines, i)
         if span:
             j = i + span
@@ -422,7 +470,30 @@ def strip_quoted(text: str) -> str:
             end -= 1
         if any(_is_quote(line) for line in kept[end:]):
             kept = kept[:end]
-    result = "\n".join(kept).strip()
+    return "\n".join(kept).strip()
+
+
+def strip_quoted(text: str) -> str:
+    """Cut the quoted history that replies carry, keeping what the sender wrote.
+
+    * Gmail, Outlook, Apple Mail and Thunderbird headers in es/pt/en, signatures and
+      disclaimers: :func:`latest_reply` (mail-parser-reply).
+    * ``>`` lines: dropped after an attribution (an inline answer between them is kept);
+      without one, only a trailing ``>`` block.
+    * Below a forward marker nothing is cut: the forwarded mail is the content.
+
+    When nothing would remain, the text is returned unchanged: an agent should never
+    get an empty message because our heuristics misfired (the full text is kept anyway).
+    """
+    forward = _FORWARD_MARKER.search(text)
+    head, forwarded = (text[: forward.start()], text[forward.start():]) if forward else (text, "")
+    result = ""
+    if head.strip():
+        reply, below_header = _split_reply(head)
+        result = _drop_quotes(reply, history_above=below_header)
+    if forwarded:
+        above = head if result == head.strip() else result + "\n\n"
+        result = (above + forwarded).strip()
     return result if result else text.strip()
 
 

@@ -201,7 +201,7 @@ async def test_no_header_injection_through_titles_or_text(running, sink):
     service, http = running
     async with http.post("/api/v1/cases", json={
             "title": "Pedido\r\nBcc: evil@attacker.com", "description": "x\r\nX-Injected: 1",
-            "contact": {"email": "ana@cliente.com"}}) as r:
+            "contact": {"email": "ana@cliente.com"}, "type": "request"}) as r:
         number = (await r.json())["number"]
     async with http.post(f"/api/v1/cases/{number}/reply", json={"text": "Hola\r\nBcc: evil@attacker.com\r\n\r\nbody"}) as r:
         assert r.status == 202
@@ -209,3 +209,35 @@ async def test_no_header_injection_through_titles_or_text(running, sink):
     assert captured.rcpt_tos == ("ana@cliente.com",)
     m = captured.message
     assert m["Bcc"] is None and m["X-Injected"] is None and "\n" not in m["Subject"]
+
+
+@pytest.mark.parametrize("answer", ["2", "Reclamo", "reclamação", "complaint"])
+async def test_replying_to_the_acknowledgement_answers_the_type_question(running, sink, db, answer):
+    """The acknowledgement numbers the three types; the customer's "2" (or the word, in any
+    of our languages) over real SMTP makes the case a complaint, quoted history and all."""
+    service, _ = running
+    _, reply = await deliver(service, mail(msgid="<first@cliente.com>"))
+    number = int(reply.rsplit("#", 1)[1])
+    [ack] = await sink.wait_for(1)
+    ack_msg = ack.message
+    ack_text = ack_msg.get_body(("plain",)).get_content()
+    assert "1) Solicitud" in ack_text and "2) Reclamo" in ack_text and "3) Incidente" in ack_text
+    quoted = "\n".join("> " + line for line in ack_text.splitlines())
+    body = f"{answer}\n\nEl lun, 7 dic 2026 a las 9:00, Soporte <support@example.com> escribió:\n{quoted}\n"
+    reply_to = ack_msg["Reply-To"]
+    _, reply2 = await deliver(service, mail(subject=f"Re: {ack_msg['Subject']}", body=body, msgid="<second@cliente.com>",
+                                            to=reply_to, In_Reply_To=ack_msg["Message-ID"],
+                                            References=f"<first@cliente.com> {ack_msg['Message-ID']}"),
+                              recipients=[reply_to])
+    assert reply2.endswith(f"#{number}")
+    async with db.engine.connect() as conn:
+        row = (await conn.execute(select(cases.c.case_type).where(cases.c.id == number))).one()
+    assert row.case_type == "complaint"
+    async with db.engine.connect() as conn:
+        stored = (await conn.execute(select(messages.c.text, messages.c.extra).where(
+            messages.c.case_id == number, messages.c.direction == "in").order_by(messages.c.id.desc()))).first()
+    # The agent reads the answer, and can still open the full original with its history.
+    assert stored.text == answer and "escribió:" in stored.extra["original"]
+    assert stored.extra["choice"] == {"question": f"case_type:{number}", "value": "complaint"}
+    confirmation = (await sink.wait_for(2))[1].message
+    assert "Anotado: Reclamo" in confirmation.get_body(("plain",)).get_content()

@@ -249,3 +249,36 @@ async def test_one_survey_at_a_time_per_customer(world):
     await world.say(ChannelName.TELEGRAM, "4001", "yes")
     await world.next(ChannelName.TELEGRAM, 3)
     assert (await world.tick()).opened == 1
+
+
+async def test_the_same_answer_through_every_mail_clients_reply_is_recorded_with_its_weight(world):
+    """The reply fixtures (Gmail, Outlook, Apple Mail, Thunderbird in es/pt/en) all answer
+    "4" to a 1-5 question, above or below the quoted numbered list and a signature with
+    digits: parsed by the email adapter and fed through the inbox, each records score 4
+    with its weight (50), which it could not if any quoted choice or phone number leaked."""
+    from intake.email.parse import parse_email
+    from tests.intake.email.test_reply_fixtures import EXPECTED, REPLIES
+
+    parsed = {name: parse_email((REPLIES / f"{name}.eml").read_bytes()) for name in sorted(EXPECTED)}
+    # One customer per fixture, so each has a survey of its own.
+    senders = {name: f"{name}@cliente.example" for name in parsed}
+    await world.service.surveys.sales.record_many([sale(f"F-{name}", email=senders[name]) for name in parsed])
+    await world.tick(OPENS)
+    questions = {q.recipient: q for q in await world.next(ChannelName.EMAIL, len(parsed))}
+    instances = {r.contact_id: r for r in await world.instance() if r.window_start == OPENS}
+    for name, mail in parsed.items():
+        q1 = questions[senders[name]]
+        receipt = await world.say(ChannelName.EMAIL, senders[name], mail.text, references=(q1.email.message_id,))
+        assert receipt.case_number is None, name  # a survey answer, not a new case
+    for name in parsed:
+        contact = await _contact_of(world, senders[name])
+        answers = await world.answers(instances[contact].id)
+        assert [tuple(a) for a in answers][:1] == [("4", 50)], name
+
+
+async def _contact_of(world, address: str) -> int:
+    from core.persistence.schema import contact_identities
+
+    async with world.service.db.engine.connect() as conn:
+        return (await conn.execute(select(contact_identities.c.contact_id)
+                                   .where(contact_identities.c.address == address))).scalar_one()

@@ -80,10 +80,11 @@ EXPECTED: dict[str, dict[str, object]] = {
         "subject": "Re: Assistência técnica [#512]",
         "in_reply_to": ("<case-512.out-8@posventa.example>",),
         "references": ("<case-512.out-8@posventa.example>",),
-        # format=flowed: the soft break after "técnica? " is joined back.
+        # format=flowed: the soft break after "técnica? " is joined back; the phone's
+        # "Enviado do meu iPhone" signature is not the customer's words.
         "text": "Oi, tudo bem?\n\nO aparelho voltou a apresentar o mesmo defeito depois da troca da placa. "
         "Vocês podem agendar uma nova visita técnica? Estou disponível na parte da manhã.\n\n"
-        "Abraço,\nJoão\n\nEnviado do meu iPhone",
+        "Abraço,\nJoão",
         "language": "pt",
     },
     "html_only_es.eml": {
