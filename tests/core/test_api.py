@@ -159,7 +159,7 @@ async def test_list_filters_and_text_search_are_parameters_not_sql(running, spec
 async def test_full_text_search_finds_a_word_only_in_a_reply(running, spec):
     service, http, email = running
     body = {"title": "Pedido 7781", "description": "No puedo activar", "contact": {"email": "rui@cliente.com.br"},
-            "language": "pt"}
+            "language": "pt", "type": "request"}
     number = (await call(http, spec, "POST", "/cases", json=body, status=201))["number"]
     await call(http, spec, "POST", "/cases/{number}/reply", f"/cases/{number}/reply",
                json={"text": "Renovamos a sua licença hoje.", "agent": "ana"}, status=202)

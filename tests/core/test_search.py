@@ -36,11 +36,11 @@ def marked(match: dict) -> list[str]:
 
 async def test_accent_and_case_insensitive_in_every_searched_field(desk):
     service, inbox = desk
-    licence = await service.create_case(NewCase(title="Activación", description="No activa el producto",
+    licence = await service.create_case(NewCase(case_type="request", title="Activación", description="No activa el producto",
                                                 contact_name="João Gonçalves", contact_email="joao@cliente.com.br",
                                                 language="pt"), actor="agent:ana")
     await service.reply(licence["number"], "Sua licença foi renovada, obrigado", agent="ana")
-    other = await service.create_case(NewCase(title="Renovación anual", description="Quiero renovar",
+    other = await service.create_case(NewCase(case_type="request", title="Renovación anual", description="Quiero renovar",
                                               contact_name="Lucía"), actor="agent:ana")
     await service.add_note(other["number"], "Ya RENOVAMOS el contrato en marzo", agent="ana")
     chat = await inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id="t1", sender="777123",
@@ -69,10 +69,10 @@ async def test_accent_and_case_insensitive_in_every_searched_field(desk):
 
 async def test_title_outranks_a_passing_mention_and_filters_still_apply(desk):
     service, _ = desk
-    mention = await service.create_case(NewCase(title="Consulta", description="Hola", contact_name="A"),
+    mention = await service.create_case(NewCase(case_type="request", title="Consulta", description="Hola", contact_name="A"),
                                         actor="agent:ana")
     await service.add_note(mention["number"], "puede que sea la garantía, o no", agent="ana")
-    titled = await service.create_case(NewCase(title="Garantía vencida", description="La garantía venció ayer",
+    titled = await service.create_case(NewCase(case_type="request", title="Garantía vencida", description="La garantía venció ayer",
                                                contact_name="B"), actor="agent:ana")
     found = await search(service, "garantia")
     assert [c["number"] for c in found] == [titled["number"], mention["number"]]
@@ -104,7 +104,7 @@ async def test_the_index_follows_edits_and_deletes(desk, db):
 
 async def test_queries_are_data_and_bounded(desk):
     service, _ = desk
-    await service.create_case(NewCase(title='Error "42" * OR', description="x", contact_name="A"), actor="agent:a")
+    await service.create_case(NewCase(case_type="request", title='Error "42" * OR', description="x", contact_name="A"), actor="agent:a")
     for q in ['"', "*", "OR", "NEAR(a b)", "a:b", "^x", "title:x", "'", "-", "(", "a AND", ":*", "&|!"]:
         await search(service, q)  # never a syntax error from either engine
     assert [c["title"] for c in await search(service, '"42"*')] == ['Error "42" * OR']

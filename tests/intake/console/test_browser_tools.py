@@ -45,11 +45,11 @@ async def logged_in(browser, running: Running, role: str = "agent", locale: str 
 
 async def test_inbox_search_finds_a_word_only_inside_a_reply(running):
     cases = running.service.cases
-    target = await cases.create_case(NewCase(title="Activação do produto", description="Não ativa",
+    target = await cases.create_case(NewCase(case_type="request", title="Activação do produto", description="Não ativa",
                                              contact_name="Rui", contact_email="rui@cliente.com.br", language="pt"),
                                      actor="agent:ana")
     await cases.reply(target["number"], "Enviamos a sua nova licença por email.", agent="ana")
-    other = await cases.create_case(NewCase(title="Factura", description="Duplicada", contact_name="Leo"),
+    other = await cases.create_case(NewCase(case_type="request", title="Factura", description="Duplicada", contact_name="Leo"),
                                     actor="agent:ana")
     async with chromium_browser() as browser:
         page = await logged_in(browser, running)
