@@ -16,12 +16,15 @@
   }
 
   // Live updates: the server pushes "case N got message M"; we fetch the fresh fragment.
-  function startLive(root, onEvent) {
+  function startLive(root, onEvent, onOpen) {
     if (!window.EventSource) return;
     const status = root.querySelector(".live-status");
     const source = new EventSource(root.dataset.live);
     source.addEventListener("open", function () {
       if (status) { status.textContent = "live"; status.classList.add("on"); }
+      // What changed between rendering the page (or losing the stream) and now was told
+      // to nobody: catch up once.
+      if (onOpen) onOpen();
     });
     source.addEventListener("error", function () {
       if (status) { status.textContent = "reconnecting…"; status.classList.remove("on"); }
@@ -83,7 +86,7 @@
     const refresh = debounce(async function () {
       try { target.innerHTML = await fetchFragment(root.dataset.thread); } catch (_) { /* ignore */ }
     }, 150);
-    startLive(root, function (event) { if (Number(event.case) === number) refresh(); });
+    startLive(root, function (event) { if (Number(event.case) === number) refresh(); }, refresh);
   }
 
   function copyDescription() {

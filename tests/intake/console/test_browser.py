@@ -135,6 +135,9 @@ async def test_console_end_to_end(stack):
             subject="La factura llegó duplicada", text="Me cobraron dos veces"))
         row = page.locator(f'tr[data-case="{second.case_number}"]')
         await row.wait_for(timeout=5000)  # no reload: the SSE event refreshed the table
+        # The customer column: the name, else the address (Leo's mail had no display name).
+        assert await page.inner_text(f'tr[data-case="{number}"] td.customer') == "Ana Pérez"
+        assert await row.locator("td.customer").inner_text() == "leo@example.org"
         await save_screenshot(page, "console-inbox")
 
         # --- reply, and watch it go out on the customer's channel -----------------------------
@@ -154,6 +157,9 @@ async def test_console_end_to_end(stack):
             [reply] = [m for m in sent if m.kind == "reply"]
             assert reply.recipient == "ana@example.org" and reply.case_number == number
             assert reply.text.startswith("Hola Ana: apague la impresora")
+        # Its delivery state follows without a reload: the outbox's event refreshed the thread.
+        await (page.locator("#thread li.msg", has_text="apague la impresora")
+               .locator('[data-delivery="sent"]').wait_for(timeout=5000))
         # The customer answers in the same thread: it appears without a reload.
         await service.inbox.receive(InboundMessage(
             channel=ChannelName.EMAIL, external_id="<third@example.org>", sender="ana@example.org",
