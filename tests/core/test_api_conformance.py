@@ -19,11 +19,10 @@ import requests
 import schemathesis
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from core.domain import ChannelName, InboundMessage
 from intake.api.openapi import PREFIX, ApiRegistry, integer, query, query_param
-from intake.http import HttpServer, build_app
+from intake.http import HttpServer, api_errors
 from service import Service
 from tests.support import API_TOKEN, RecordingChannel, free_port, make_config
 
@@ -175,7 +174,7 @@ def test_a_response_the_description_does_not_declare_is_a_finding():
     api.add("GET", "/teapot", teapot, summary="n up to 3 is JSON", tag="test",
             params=[query_param("n", integer(1, 5))],
             response={"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}})
-    app = build_app(registry=CollectorRegistry(), max_body_bytes=10_000)
+    app = web.Application(middlewares=[api_errors])
     api.install(app, tokens=[API_TOKEN])
     server = HttpServer(app=app, host="127.0.0.1", port=free_port())
     with _ServiceThread(server):
