@@ -76,7 +76,8 @@ def _seed(base: str, served: _ServiceThread) -> None:
 
     served.run(served.service.inbox.receive(InboundMessage(
         channel=ChannelName.TELEGRAM, external_id="seed-1", sender="4242", text="la impresora no imprime")))
-    post("/cases", {"title": "Factura", "description": "No puedo emitir", "contact": {"email": "ana@example.com"}})
+    post("/cases", {"title": "Factura", "description": "No puedo emitir", "type": "incident",
+                    "contact": {"email": "ana@example.com"}})
     top = post("/categories", {"name": "Facturación"})
     post("/categories", {"name": "Notas", "parent_id": top["id"]})
     post("/surveys/questions", {"code": "attention", "scale": "1-5", "weights": [-100, -50, 0, 50, 100],
