@@ -15,18 +15,18 @@ Declaring a new endpoint (so that it passes the schemathesis test)
    ``register(api, ...)`` function under intake/api/, called from service.py. Never add
    an /api/v1 route to the aiohttp router directly.
 2. Query parameters: ``params=[query_param(name, schema), ...]``. Use the schema
-   builders below (``text()``, ``INTEGER``/``integer()``, ``ENUM(...)``, ``DATE``): a
-   string parameter is never empty (``minLength: 1``), and an empty or malformed value is
-   a 422 naming the parameter. Read the checked, typed values with ``query(request)``,
-   never from ``request.query``.
-3. A JSON body: ``request=<JSON Schema>``. State every rule the core enforces: lengths
-   (``text(max_len)`` also refuses blank strings and NUL, as core's ``_text`` does),
-   enums, minimums/maximums, ``additionalProperties: False`` when core refuses unknown
-   fields, ``required``. Give every ``pattern`` a ``maxLength``: it is only checked within
-   it, which keeps a backtracking pattern's cost bounded. Read it with ``body(request)``. A request the schema
-   accepts must not be refused with 422 unless the refusal depends on stored state or
-   on a rule JSON Schema cannot say; name those in ``errors={422: "why"}``, which also
-   tells the test that such a 422 is expected.
+   builders below (``text()``, ``line()``, ``integer()``, ``ID``, ``enum(...)``, ``DATE``):
+   a string parameter is never empty (``minLength: 1``), and an empty or malformed value
+   is a 422 naming the parameter. Read the checked, typed values (``DATE`` gives a
+   ``date``) with ``query(request)``, never from ``request.query``.
+3. A JSON body: ``request=<JSON Schema>``, read with ``body(request)``. State every rule
+   the core enforces: lengths (``text(max_len)`` also refuses blank strings and NUL, as
+   core's ``_text`` does), enums, minimums/maximums, ``additionalProperties: False`` when
+   core refuses unknown fields, ``required``. Give every ``pattern`` a ``maxLength``: it
+   is only checked within it, which keeps a backtracking pattern's cost bounded. A
+   request the schema accepts must not be refused with 422 unless the refusal depends on
+   stored state or on a rule JSON Schema cannot say; name those in ``errors={422:
+   "why"}``, which also tells the test that such a 422 is expected.
 4. Path ids: ``/things/{id}``; they are integers, and a non-integer or unknown id is 404
    (declared automatically). Read them with ``path_id(request, "id")``.
 5. Other statuses the handler (or core) can answer: ``errors={409: "when ..."}``.
@@ -75,9 +75,7 @@ _NOT_MESSAGES = [(NOT_BLANK_NOR_NUL, "must not be blank nor contain NUL"), (_NUL
                  (NOT_BLANK_NOR_CONTROL, "must be one line, not blank"), (_CONTROL, "must be one line")]
 #: Ids are BIGINT keys; no row has an id outside 1..2**63-1.
 ID = {"type": "integer", "minimum": 1, "maximum": DB_INT_MAX}
-INTEGER = {"type": "integer"}
 DATE = {"type": "string", "format": "date"}
-BOOLEAN = {"type": "boolean"}
 
 
 def text(max_len: int, *, blank: bool = False, nullable: bool = False) -> dict[str, Any]:
