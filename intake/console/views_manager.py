@@ -24,6 +24,9 @@ from intake.console.forms import Form, domain_errors
 from intake.http import stream_csv
 
 SECTIONS = ("my_rules", "executed", "not_executed", "inconsistencies")
+#: The detractors view's states (core.surveys.panel.DETRACTOR_STATES, without importing
+#: surveys at module level: a build without them still serves the console).
+DETRACTOR_STATES = ("open", "answered", "closed")
 SECTION_LABELS = {"my_rules": "My rules", "executed": "Executed", "not_executed": "Not executed",
                   "inconsistencies": "Inconsistencies"}
 PAGE_SIZE = 50
@@ -105,6 +108,39 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             "errors": errors, "query": urlencode(params), "rules": await console.catalog.list_rules(),
             "me": me, "sellers": await console.panel.seller_scores(f),
         })
+
+    @requires(Role.MANAGER)
+    async def detractors(request: web.Request) -> web.StreamResponse:
+        surveys_ready()
+        me = _me(request)
+        f, raw, errors = _panel_filter(request.query, me)
+        state = request.query.get("state") or None
+        if state not in DETRACTOR_STATES:
+            state = None
+        try:
+            page = max(1, min(int(request.query.get("page", "1")), 10_000))
+        except ValueError:
+            page = 1
+        data = await console.panel.detractors(f, state=state, limit=PAGE_SIZE + 1, offset=(page - 1) * PAGE_SIZE)
+        params = {k: v for k, v in raw.items() if v}
+        return console.render("detractors.html", request, {
+            "state": state, "states": DETRACTOR_STATES, "counts": data["counts"], "items": data["items"][:PAGE_SIZE],
+            "has_next": len(data["items"]) > PAGE_SIZE, "page": page, "raw": raw, "errors": errors,
+            "query": urlencode(params), "rules": await console.catalog.list_rules(), "me": me,
+            "sellers": await console.panel.seller_scores(f),
+        })
+
+    @requires(Role.MANAGER)
+    async def detractors_csv(request: web.Request) -> web.StreamResponse:
+        surveys_ready()
+        f, _raw, errors = _panel_filter(request.query, _me(request))
+        if errors:
+            raise web.HTTPBadRequest(text="; ".join(f"{k}: {v}" for k, v in errors.items()))
+        state = request.query.get("state") or None
+        if state is not None and state not in DETRACTOR_STATES:
+            raise web.HTTPBadRequest(text=f"state must be one of {', '.join(DETRACTOR_STATES)}")
+        return await _csv_response(request, f"survey-detractors-{state or 'all'}.csv",
+                                   console.panel.export_detractors_csv(f, state=state))
 
     @requires(Role.MANAGER)
     async def panel_csv(request: web.Request) -> web.StreamResponse:
@@ -282,6 +318,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
 
     router.add_get("/panel", panel)
     router.add_get("/exports/panel.csv", panel_csv)
+    router.add_get("/panel/detractors", detractors)
+    router.add_get("/exports/detractors.csv", detractors_csv)
     router.add_get("/exports/sellers.csv", sellers_csv)
     router.add_get("/exports/cases.csv", cases_csv)
     router.add_get("/charts", charts)
@@ -308,12 +346,14 @@ def _values_of(kind: str, item: dict[str, Any] | None) -> dict[str, Any]:
     if kind == "questions":
         return {"code": item["code"], "text_es": item["text"]["es"], "text_pt": item["text"]["pt"],
                 "text_en": item["text"]["en"], "scale": item["scale"],
-                "weights": {k: str(v) for k, v in item["weights"].items()}}
+                "weights": {k: str(v) for k, v in item["weights"].items()},
+                "detractor_threshold": "" if item["detractor_threshold"] is None else str(item["detractor_threshold"])}
     if kind == "rules":
         return {"name": item["name"], "start_after_days": str(item["start_after_days"]),
                 "expires_after_days": str(item["expires_after_days"]), "note": item["note"],
                 "questions": ", ".join(q["code"] for q in item["questions"]),
-                "operators": ", ".join(item["operators"])}
+                "operators": ", ".join(item["operators"]),
+                "resurvey_after_close": "1" if item["resurvey_after_close"] else ""}
     if kind == "profiles":
         return {"name": item["name"], "notes": item["notes"], "rules": [str(r["id"]) for r in item["rules"]]}
     return {"code": item["code"], "name": item["name"],
@@ -347,7 +387,8 @@ def _read_catalog_form(kind: str, form: Form) -> tuple[dict[str, Any], dict[str,
                        if isinstance(k, str) and k.startswith("weight_")}
         values = {"code": form.text("code", max_len=200), "text_es": form.text("text_es", max_len=5000),
                   "text_pt": form.text("text_pt", max_len=5000), "text_en": form.text("text_en", max_len=5000),
-                  "scale": form.text("scale", max_len=20), "weights": weights_raw}
+                  "scale": form.text("scale", max_len=20), "weights": weights_raw,
+                  "detractor_threshold": form.text("detractor_threshold", max_len=10).strip()}
         weights: dict[str, Any] = {}
         for score, raw in weights_raw.items():
             if raw == "":
@@ -358,14 +399,19 @@ def _read_catalog_form(kind: str, form: Form) -> tuple[dict[str, Any], dict[str,
                 errors["weights"] = f"the weight for score {score} must be a whole number from -100 to 100"
         data = {"code": values["code"], "text": {"es": values["text_es"], "pt": values["text_pt"],
                                                  "en": values["text_en"]},
-                "scale": values["scale"], "weights": weights}
+                "scale": values["scale"], "weights": weights,
+                # Blank: the [surveys] default; "off"; or a weight (core names a bad one).
+                "detractor_threshold": (_number(values["detractor_threshold"]) if values["detractor_threshold"]
+                                        else None)}
         return data, values, errors
     if kind == "rules":
         values = {k: form.text(k, max_len=10_000) for k in
-                  ("name", "start_after_days", "expires_after_days", "note", "questions", "operators")}
+                  ("name", "start_after_days", "expires_after_days", "note", "questions", "operators",
+                   "resurvey_after_close")}
         data = {"name": values["name"], "start_after_days": _number(values["start_after_days"]),
                 "expires_after_days": _number(values["expires_after_days"]), "note": values["note"],
-                "questions": _split(values["questions"]), "operators": _split(values["operators"])}
+                "questions": _split(values["questions"]), "operators": _split(values["operators"]),
+                "resurvey_after_close": values["resurvey_after_close"] == "1"}
         return data, values, errors
     if kind == "profiles":
         values = {"name": form.text("name", max_len=300), "notes": form.text("notes", max_len=10_000),

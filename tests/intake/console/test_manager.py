@@ -181,3 +181,39 @@ async def test_the_demo_shows_in_every_section_of_the_panel(running, manager):
         assert page.count("data-instance=") == int(counts[section])
     status, page = await manager.get("/console/panel?section=my_rules&operator=carla")
     assert page.count("data-instance=") == 1 and "Rafael Costa" in page
+
+
+@SQLITE_ONLY
+async def test_catalog_sets_a_questions_detractor_threshold_and_a_rules_resurvey(running, manager):
+    five = {"1": "-100", "2": "-50", "3": "0", "4": "50", "5": "100"}
+    form = {"code": "entrega", "text_es": "¿Entrega?", "text_pt": "Entrega?", "text_en": "Delivery?", "scale": "1-5",
+            **{f"weight_{k}": v for k, v in five.items()}}
+    status, page = await manager.post("/console/catalog/questions/new", {**form, "detractor_threshold": "mucho"})
+    assert status == 422 and 'id="error-detractor_threshold"' in page
+    status, page = await manager.post("/console/catalog/questions/new", {**form, "detractor_threshold": "-80"})
+    assert status == 200 and 'data-detractor="entrega">≤ -80' in page
+    [question] = await running.service.console.catalog.list_questions()
+    assert question["detractor_threshold"] == -80
+    status, page = await manager.get(f"/console/catalog/questions/{question['id']}")
+    assert 'id="detractor-threshold" maxlength="10" value="-80"' in page
+    await manager.post(f"/console/catalog/questions/{question['id']}", {**form, "detractor_threshold": "off"})
+    assert (await running.service.console.catalog.get_question(question["id"]))["detractor_threshold"] == "off"
+    await manager.post(f"/console/catalog/questions/{question['id']}", {**form, "detractor_threshold": ""})
+    assert (await running.service.console.catalog.get_question(question["id"]))["detractor_threshold"] is None
+
+    rule = {"name": "Entrega", "start_after_days": "2", "expires_after_days": "7", "questions": "entrega",
+            "operators": "ana", "resurvey_after_close": "1"}
+    status, page = await manager.post("/console/catalog/rules/new", rule)
+    assert status == 200 and "re-survey after close" in page
+    [saved] = await running.service.console.catalog.list_rules()
+    assert saved["resurvey_after_close"] is True
+    status, page = await manager.get(f"/console/catalog/rules/{saved['id']}")
+    assert 'id="resurvey-after-close" checked' in page
+    await manager.post(f"/console/catalog/rules/{saved['id']}", {k: v for k, v in rule.items()
+                                                                  if k != "resurvey_after_close"})
+    assert (await running.service.console.catalog.get_rule(saved["id"]))["resurvey_after_close"] is False
+    status, page = await manager.get("/console/panel/detractors?state=open")
+    assert status == 200 and "No detractor surveys here." in page
+    status, text = await manager.get("/console/exports/detractors.csv?state=closed")
+    assert status == 200 and text.lstrip("\ufeff").startswith("id,status,rule,sale,seller")
+    assert (await manager.get("/console/exports/detractors.csv?state=lost"))[0] == 400
