@@ -87,7 +87,7 @@ async def test_a_web_chat_detractor_opens_a_case_and_the_console_follows_it_to_c
             "external_id": "W-1", "product": "PRN", "seller": "marta", "closed_at": today,
             "customer": {"name": "Ana", "webchat_session": public_id, "language": "es"}}])
         assert errors_ == [] and result.instances == 1
-        assert (await service.surveys.scheduler.tick()).opened == 1
+        await service.surveys.scheduler.tick()  # (serve's own ticker may open it first)
 
         question = chat.locator(".pvc-from-bot").filter(has_text="Como te atendieron?")
         await expect(question).to_have_count(1)
