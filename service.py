@@ -296,6 +296,7 @@ class Service:
         ``self.surveys`` (a ``core.surveys.Surveys``) is None when ``[surveys] enabled``
         is false; the console checks it before showing the manager panel."""
         from core.surveys import Surveys, SurveyTicker
+        from core.surveys.detractors import first_operator
         from intake.api import surveys as surveys_api
 
         self.surveys = None
@@ -304,8 +305,12 @@ class Service:
         self.surveys = Surveys.build(db=self.db, outgoing=self.outgoing, clock=self.clock,
                                      config=self.config.surveys,
                                      default_language=self.config.service.default_language,
-                                     on_commit=self.signal.notify)
+                                     on_commit=self.signal.notify,
+                                     # Whom a detractor case goes to: the rule's first operator,
+                                     # until automatic assignment (the queue) is passed here.
+                                     pick_assignee=first_operator)
         self.inbox.add_hook(self.surveys.runner)
+        self.cases.add_closed_hook(self.surveys.followups.case_closed)
         surveys_api.register(self.api, surveys=self.surveys)
         self.survey_ticker = SurveyTicker(scheduler=self.surveys.scheduler,
                                           interval=self.config.surveys.tick_seconds)

@@ -7,7 +7,7 @@ transaction and sent by the workers after commit.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -53,6 +53,10 @@ from core.sla_store import CaseClockStore
 from core.workflow import CLASSIFIED_TYPES, check_transition
 
 MAX_TEXT = 100_000
+
+#: Called inside the transaction that closes a case (its number, the time); what it
+#: returns is queued in the outbox with the close (a detractor survey's follow-up question).
+CaseClosedHook = Callable[[AsyncConnection, int, datetime], Awaitable[Sequence[OutgoingMessage]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +141,11 @@ class CaseService:
         self._desk_enabled = desk_enabled
         #: Called after a commit that queued deliveries (wakes the outbox workers).
         self._on_commit = on_commit
+        self._closed_hooks: list[CaseClosedHook] = []
+
+    def add_closed_hook(self, hook: CaseClosedHook) -> None:
+        """Run ``hook`` whenever an agent closes a case (surveys follow up their detractors)."""
+        self._closed_hooks.append(hook)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -395,6 +404,13 @@ class CaseService:
                                                           kind="activity", from_value=case.activity,
                                                           to_value=target.value,
                                                           detail=f"sector: {sector}" if sector else None))
+            queued: list[OutgoingMessage] = []
+            if target == Activity.CLOSED:
+                for hook in self._closed_hooks:
+                    queued.extend(await hook(conn, number, now))
+            await self._outgoing.add(conn, queued, now=now)
+        if queued:
+            self._on_commit()
         return await self.get_case(number)
 
     async def set_type(self, number: int, case_type: str, *, agent: str) -> dict[str, Any]:

@@ -9,7 +9,8 @@ the scheduler and the manager panel.
     surveys.sales        # Sales: record, record_many, import_csv
     surveys.runner       # SurveyRunner: the inbox ConversationHook, manual answers, resume
     surveys.scheduler    # SurveyScheduler: tick(now)
-    surveys.panel        # Panel: panel(filter), export_csv, seller_scores
+    surveys.panel        # Panel: panel(filter), export_csv, seller_scores, detractors
+    surveys.followups    # Followups: case_closed (a CaseService closed hook), the re-survey
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from core.outgoing import Outgoing
 from core.persistence import Database
 from core.ports import Clock
 from core.surveys.catalog import Catalog
+from core.surveys.followup import Followups
 from core.surveys.detractors import DetractorCases, DetractorPolicy, PickAssignee, first_operator
 from core.surveys.panel import Panel, PanelFilter
 from core.surveys.runner import SurveyRunner
@@ -38,6 +40,7 @@ class Surveys:
     runner: SurveyRunner
     scheduler: SurveyScheduler
     panel: Panel
+    followups: Followups
     tz: ZoneInfo
 
     @classmethod
@@ -58,6 +61,7 @@ class Surveys:
                                       reminder_after=timedelta(hours=config.reminder_after_hours),
                                       default_language=default_language, on_commit=on_commit),
             panel=Panel(db=db, clock=clock, tz=tz),
+            followups=Followups(default_language=default_language),
             tz=tz,
         )
 

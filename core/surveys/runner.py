@@ -48,6 +48,7 @@ from core.ports import Clock
 from core.surveys import answers
 from core.surveys.catalog import Question, rule_questions
 from core.surveys.detractors import DetractorCases
+from core.surveys.followup import ASKED, FOLLOWUP_QUESTION_ID, Followups, followup_question
 from core.surveys.conversation import (
     BY_CUSTOMER,
     EXECUTED,
@@ -112,16 +113,18 @@ class SurveyRunner:
             # An out-of-office or a bounce must never be answered (mail loops), and
             # "/new" asks for a case explicitly: neither is a survey answer.
             return False
-        current = (await conn.execute(
-            _instance_select().where(rule_instances.c.contact_id == ctx.contact_id, rule_instances.c.status == OPEN)
-            .order_by(rule_instances.c.id).limit(1).with_for_update(of=rule_instances))).first()
         pressed = parse_question_key(m.choice.question) if m.choice else None
         if m.choice is not None and pressed is None and m.choice.question.startswith("survey:"):
             return True  # a malformed survey button: nothing to do, nothing to open a case for
+        if pressed is not None and pressed[1] == FOLLOWUP_QUESTION_ID:
+            return await self._followup(ctx, pressed[0])
+        current = (await conn.execute(
+            _instance_select().where(rule_instances.c.contact_id == ctx.contact_id, rule_instances.c.status == OPEN)
+            .order_by(rule_instances.c.id).limit(1).with_for_update(of=rule_instances))).first()
         if pressed is not None and (current is None or current.id != pressed[0]):
             return await self._stale_button(ctx, pressed[0])
         if current is None:
-            return False
+            return await self._followup(ctx, None)
         if pressed is None and m.channel.value != current.channel:
             return False  # the survey runs elsewhere; this is an ordinary message
         language = current.language or ctx.language
@@ -186,6 +189,25 @@ class SurveyRunner:
         await conn.execute(update(rule_instances).where(rule_instances.c.id == current.id).values(
             current_position=len(answered), invalid_answers=0, last_asked_at=ctx.now))
         ctx.outgoing.append(self._ask(asking, left[0], questions, answered))
+        return True
+
+    async def _followup(self, ctx: HookContext, pressed_instance: int | None) -> bool:
+        """The answer to "Was your problem solved?" (a button, or a yes/no in words);
+        anything else is an ordinary message for a case."""
+        m = ctx.message
+        pending = await Followups.pending(ctx.conn, ctx.contact_id)
+        if pending is None or (pressed_instance is not None and pending.id != pressed_instance):
+            return pressed_instance is not None  # a stale or foreign follow-up button: swallowed
+        yes_no = followup_question(pending.language or ctx.language).scale
+        score = (answers.read_choice(m.choice.value, yes_no) if m.choice is not None
+                 else answers.read_score(m.text, yes_no))
+        if score is None:
+            return False
+        await Followups.record(ctx.conn, pending.id, score, ctx.now)
+        ctx.case_id = pending.case_number
+        ctx.outgoing.append(Followups.thanks(
+            pending.id, Recipient(m.channel, m.sender, ctx.identity_id, ctx.contact_id),
+            pending.language or ctx.language, pending.product_name, pending.case_number))
         return True
 
     async def _stale_button(self, ctx: HookContext, instance_id: int) -> bool:
@@ -439,7 +461,7 @@ def _active_contacts_statement(dialect: str) -> Select[Any]:
     """Built once per database (see ``lookup.any_key``): it runs in every inbox batch."""
     return select(rule_instances.c.contact_id).distinct().where(
         any_key(dialect, rule_instances.c.contact_id, "contact_ids"),
-        or_(rule_instances.c.status == OPEN,
+        or_(rule_instances.c.status == OPEN, rule_instances.c.followup_status == ASKED,
             and_(rule_instances.c.status.in_((EXECUTED, EXPIRED, PAUSED)),
                  rule_instances.c.last_asked_at >= bindparam("recent"))))
 

@@ -62,6 +62,16 @@ _TEXTS: Mapping[str, Mapping[str, str]] = {
         "pt": "Retomamos a pesquisa de onde paramos.",
         "en": "Let's pick the survey up where we left it.",
     },
+    "followup": {
+        "es": "Hace poco nos contaste un problema y cerramos tu caso. ¿Se resolvió tu problema?",
+        "pt": "Há pouco você nos contou um problema e encerramos seu caso. Seu problema foi resolvido?",
+        "en": "You recently told us about a problem and we closed your case. Was your problem solved?",
+    },
+    "followup_thanks": {
+        "es": "¡Gracias por contarnos!",
+        "pt": "Obrigado por nos contar!",
+        "en": "Thank you for letting us know!",
+    },
     "yes": {"es": "Sí", "pt": "Sim", "en": "Yes"},
     "no": {"es": "No", "pt": "Não", "en": "No"},
 }

@@ -197,3 +197,57 @@ async def test_the_database_refuses_a_second_case_for_one_survey(world):
         assert (await conn.execute(select(func.count()).select_from(case_events)
                                    .where(case_events.c.case_id == existing.id,
                                           case_events.c.kind == "opened"))).scalar_one() == 1
+
+
+async def test_resurvey_after_close_asks_once_and_keeps_the_score(world):
+    service = world.service
+    catalog = service.surveys.catalog
+    rules = {r["name"]: r for r in await catalog.list_rules()}
+    await catalog.update_rule(rules["week"]["id"], {"resurvey_after_close": True})
+    await service.surveys.sales.record_many([sale("F-1", telegram_id="5005"), sale("F-2", telegram_id="5006",
+                                                                                   product="LIC")])
+    await world.tick(OPENS)
+    await world.next(ChannelName.TELEGRAM)
+    for text in ("1", "9", "sí"):
+        r = await world.say(ChannelName.TELEGRAM, "5005", text)
+    number = r.case_number
+    await world.next(ChannelName.TELEGRAM, 3)
+    instance = _week(await world.instance())
+    assert instance.total_score == -100 + 80 + 100
+
+    # An agent closes the case: one question, on the survey's channel, recorded on the case.
+    await service.cases.change_activity(number, "closed", agent="ana")
+    [asked] = await world.next(ChannelName.TELEGRAM)
+    assert "¿Se resolvió tu problema?" in asked.text and [c.value for c in asked.choices] == ["yes", "no"]
+    assert asked.case_number == number and asked.question == f"survey:{instance.id}:0"
+    got = await service.surveys.runner.instance(instance.id)
+    assert got["followup"]["status"] == "asked" and got["case"]["activity"] == "closed"
+
+    r = await world.say(ChannelName.TELEGRAM, "5005", "Sí", choice=ChoiceAnswer(asked.question, "yes"))
+    assert r.case_number == number  # filed under the (closed) case, no new case
+    [thanks] = await world.next(ChannelName.TELEGRAM)
+    assert "Gracias por contarnos" in thanks.text
+    got = await service.surveys.runner.instance(instance.id)
+    assert (got["followup"]["status"], got["followup"]["score"], got["followup"]["weight"]) == ("answered", "yes", 100)
+    assert got["total_score"] == instance.total_score  # commission's score is never rewritten
+    [item] = (await service.surveys.panel.detractors(PanelFilter()))["items"]
+    assert item["followup"] == {"score": "yes", "weight": 100}
+    # Asked once: a second press, or a later "no", opens nothing and changes nothing.
+    again = await world.say(ChannelName.TELEGRAM, "5005", "no", choice=ChoiceAnswer(asked.question, "no"))
+    assert again.case_number is None
+    assert (await service.surveys.runner.instance(instance.id))["followup"]["score"] == "yes"
+
+
+async def test_no_resurvey_without_the_rule_flag(world):
+    service = world.service
+    await service.surveys.sales.record_many([sale("N-1", telegram_id="5007")])
+    await world.tick(OPENS)
+    await world.next(ChannelName.TELEGRAM)
+    for text in ("1", "8", "sí"):
+        r = await world.say(ChannelName.TELEGRAM, "5007", text)
+    await world.next(ChannelName.TELEGRAM, 3)
+    await service.cases.change_activity(r.case_number, "closed", agent="ana")
+    assert (await service.surveys.runner.instance(_week(await world.instance()).id))["followup"] is None
+    # The customer's next message is an ordinary one: it opens a new case.
+    later = await world.say(ChannelName.TELEGRAM, "5007", "no")
+    assert later.case_number not in (None, r.case_number)
