@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.config import SurveysConfig
@@ -182,12 +182,24 @@ async def describe_answers(conn: AsyncConnection, instance_id: int, *, default_w
     return "\n".join(lines)
 
 
+#: pg_advisory_xact_lock key serialising the first creation of the detractor category.
+_CATEGORY_LOCK = 0x5056_2222
+
+
 async def _find_or_create_category(conn: AsyncConnection, name: str, parent_id: int | None) -> int:
     same = categories.c.parent_id.is_(None) if parent_id is None else categories.c.parent_id == parent_id
-    found = (await conn.execute(select(categories.c.id).where(same, categories.c.name == name)
-                                .order_by(categories.c.id).limit(1))).scalar()
+    find = select(categories.c.id).where(same, categories.c.name == name).order_by(categories.c.id).limit(1)
+    found = (await conn.execute(find)).scalar()
     if found is not None:
         return found
+    if conn.dialect.name == "postgresql":
+        # (parent_id, name) is unique, but NULL parents never collide: two processes
+        # opening their first detractor cases at once would both create "Post-sale".
+        # Held to commit; SQLite has a single writer already.
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CATEGORY_LOCK})
+        found = (await conn.execute(find)).scalar()
+        if found is not None:
+            return found
     return (await conn.execute(insert(categories).values(name=name, parent_id=parent_id, active=True)
                                .returning(categories.c.id))).scalar_one()
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from core.config import SurveysConfig
 from core.outgoing import Outgoing
-from core.persistence.schema import case_events, cases, rule_instances
+from core.persistence.schema import case_events, cases, categories, rule_instances
 from core.ports import SystemClock
 from core.surveys import Surveys
 from tests.intake.webchat.test_survey_detractor_e2e import CATALOG
@@ -68,7 +68,9 @@ async def test_two_processes_answering_one_survey_open_one_case(cluster, db):
         descriptions = [r[0] for r in await conn.execute(select(cases.c.description)
                                                          .where(cases.c.survey_instance_id.in_(ids)))]
         statuses_now = {r[0] for r in await conn.execute(select(rule_instances.c.status))}
+        category_names = sorted(r[0] for r in await conn.execute(select(categories.c.name)))
     assert per_survey == {iid: 1 for iid in ids}
     assert opened == SURVEYS
     assert all("[attention]" in d and "[working]" in d for d in descriptions)
     assert statuses_now == {"executed"}
+    assert category_names == ["Post-sale", "Survey"]  # created once, however many cases raced
