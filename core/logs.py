@@ -40,8 +40,12 @@ def log_fields(**fields: Any) -> Iterator[None]:
 
 
 def set_log_fields(**fields: Any) -> None:
-    """Add fields for the rest of the current task (a connection that learns its case)."""
-    _fields.set({**(_fields.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
+    """Add fields for the rest of the current task (a connection that learns its case).
+    Cheap when nothing changes: a chat calls it on every message."""
+    current = _fields.get() or {}
+    new = {k: v for k, v in fields.items() if v is not None and current.get(k) != v}
+    if new:
+        _fields.set({**current, **new})
 
 
 def current_fields(record: logging.LogRecord) -> dict[str, Any]:

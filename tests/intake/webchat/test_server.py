@@ -476,6 +476,31 @@ async def customers_behind_a_busy_address(running: Running) -> None:
     assert ack["type"] == "ack" and ack["case"] != acks[0]["case"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # limits live in the process
+async def test_the_per_address_ceiling_uses_the_forwarded_address_only_from_a_trusted_proxy(database_url, tmp_path):
+    for trusted, third_connects in (((), False), (("127.0.0.1/32",), True)):
+        config = make_config(database_url, tmp_path / str(bool(trusted)), http={"trusted_proxies": trusted},
+                             webchat={"enabled": True, "max_connections_per_ip": 2})
+        async with Service(config) as service, aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{service.http.bound_port}"
+
+            async def connect(forwarded: str) -> ChatClient:
+                return await ChatClient.connect(http, base, headers={"X-Forwarded-For": forwarded})
+
+            held = [await connect("198.51.100.1"), await connect("198.51.100.1")]
+            if third_connects:  # behind the proxy: another customer, another address
+                chat = await connect("198.51.100.2")
+                assert (await chat.hello())["type"] == "welcome"
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await connect("198.51.100.1")
+            else:  # straight from the peer: the header is the client's word, and ignored
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await connect("198.51.100.2")
+            assert refused.value.status == 429
+            for c in held:
+                await c.close()
+
+
 async def test_silent_and_idle_sockets_are_closed(start):
     running = await start(hello_timeout_seconds=1, idle_timeout_seconds=1)
     silent = await running.chat()
