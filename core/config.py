@@ -335,7 +335,8 @@ def _build(cls: type, raw: Mapping[str, Any], *, prefix: str, source: str) -> An
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        dotted = f"{prefix}{key}"
+        # An empty key ("" = 1 is valid TOML) still gets a name the message can show.
+        dotted = f"{prefix}{key}" if key else f'{prefix}""'
         if key not in fields:
             if dotted in REMOVED_KEYS:
                 raise ConfigError(REMOVED_KEYS[dotted], key=dotted, file=source)

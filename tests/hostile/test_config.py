@@ -151,6 +151,8 @@ def test_hostile_environment_secrets(tmp_path_factory, tally, env, enable):
     ("[email.outbound]\nport = true\n", "email.outbound.port"),
     ("source = 'x'\n", "source"),
     ("[email]\noutbound = 1\n", "email.outbound"),
+    ('"" = []\n', '""'),  # an empty key, found by the fuzz above
+    ('[webchat]\n"" = 1\n', 'webchat.""'),
     ('[http]\ntrusted_proxies = ["10.0.0.0/33"]\n', "http.trusted_proxies"),
     ('[http]\ntrusted_proxies = ["nginx"]\n', "http.trusted_proxies"),
     ('[http]\nmetrics_allow_from = ["::1/129"]\n', "http.metrics_allow_from"),
