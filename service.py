@@ -9,6 +9,7 @@ clients those workers send through close.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 import gc
 import logging
 import signal
@@ -33,6 +34,7 @@ from core.persistence import Database
 from core.persistence.migrate import prepare
 from core.persistence.notify import Notifier, PgNotifier, notifier_for
 from core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
+from core.assignment import Assigner, AssignmentRules
 from core.sla import build_sla_setup
 from core.sla_store import CaseClockStore
 from core.suggestions import SuggestionFlow
@@ -130,6 +132,11 @@ class Service:
                             ("channel", "outcome"),
                             lambda: [((w.channel_name.value, outcome), getattr(w, outcome))
                                      for w in self.workers for outcome in ("sent", "failed", "retried")])
+        assign = cfg.assignment
+        self.assigner = Assigner(db=self.db, clock=self.clock, rules=AssignmentRules(
+            enabled=assign.enabled, strategy=assign.strategy, default_capacity=assign.default_capacity,
+            reassign_after=timedelta(minutes=assign.reassign_after_minutes) if assign.reassign_after_minutes else None,
+            calendar=self.sla.setup.notice_calendar()))
         self.cases = CaseService(sla=self.sla, db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
         self.api = ApiRegistry()
@@ -172,6 +179,7 @@ class Service:
         self._wire_telegram()
         self._wire_kb()
         self._wire_surveys()
+        self._wire_assignment()
         self._wire_console()
         # After _wire_kb, which may have provided the suggester.
         self.suggestions = SuggestionFlow(
@@ -265,7 +273,7 @@ class Service:
             inbox=self.inbox, cases=self.cases, db=self.db, outgoing=self.outgoing, clock=self.clock,
             files=self.attachments, on_commit=self.signal.notify,
             default_language=self.config.service.default_language, company_name=self.config.service.company_name,
-            leader=leader)
+            leader=leader, availability=self.assigner.set_available_by_telegram)
         # setdefault: a test (or another wiring) may already have put its own channel there.
         self.channels.setdefault(ChannelName.TELEGRAM, self.telegram.channel)
         if self.telegram.desk_channel is not None:
@@ -316,6 +324,26 @@ class Service:
                                           interval=self.config.surveys.tick_seconds)
         self.components.append(self.survey_ticker)
 
+    def _wire_assignment(self) -> None:
+        """Automatic assignment of new cases (core/assignment.py) and its agents' API."""
+        from core.surveys import SurveyTicker
+        from intake.api import agents as agents_api
+
+        cfg = self.config.assignment
+        agents_api.register(self.api, assigner=self.assigner)
+        if cfg.enabled:
+            self.inbox.subscribe(self.assigner.on_stored)
+            # The survey ticker's loop runs any ``tick()``: here, unassigned and orphaned cases.
+            self.components.append(SurveyTicker(scheduler=self.assigner, interval=cfg.sweep_seconds))  # type: ignore[arg-type]
+
+    async def _console_presence(self, request: Any) -> None:
+        """An open console page is its agent's presence (automatic assignment)."""
+        from intake.console.app import SESSION_KEY
+
+        session = request.get(SESSION_KEY)
+        if session is not None and self.config.assignment.enabled:
+            await self.assigner.seen_in_console(session.user.username)
+
     def _wire_console(self) -> None:
         """The agents' console and manager panel pages (intake/console)."""
         if not self.config.http.enabled:
@@ -340,7 +368,7 @@ class Service:
         self.console = Console(db=self.db, cases=self.cases, attachments=self.attachments, clock=self.clock,
                                public_url=self.config.http.public_url,
                                company_name=self.config.service.company_name, catalog=catalog, panel=panel,
-                               timezone=self.config.surveys.timezone, live=LiveUpdates(notifier=self.notifier),
+                               timezone=self.config.surveys.timezone, live=LiveUpdates(notifier=self.notifier, presence=self._console_presence),
                                client_addresses=self.client_addresses, registry=self.metrics.registry,
                                require_totp_for_admins=self.config.console.require_totp_for_admins)
         # Open inbox and case pages refresh when a customer writes, whichever process

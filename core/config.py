@@ -261,6 +261,20 @@ class SlaConfig:
 
 
 @dataclass(frozen=True)
+class AssignmentConfig:
+    #: Give each new case to an available agent automatically (manual assignment still wins).
+    enabled: bool = False
+    #: "round_robin" or "least_open".
+    strategy: str = "round_robin"
+    #: Open cases per agent at most, unless the agent's own capacity says otherwise.
+    default_capacity: int = 10
+    #: Reassign the open cases of an agent away (no console page, not /available) this long; 0 = never.
+    reassign_after_minutes: int = 30
+    #: How often unassigned and orphaned cases are looked at.
+    sweep_seconds: int = 30
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = DatabaseConfig()
     service: ServiceConfig = ServiceConfig()
@@ -276,6 +290,7 @@ class Config:
     #: Business-hours calendars; none given = one "default", Monday to Friday 09:00-18:00.
     calendars: tuple[CalendarConfig, ...] = ()
     sla: SlaConfig = SlaConfig()
+    assignment: AssignmentConfig = AssignmentConfig()
     #: Where the file came from, for error messages ("<defaults>" without one).
     source: str = field(default="<defaults>", compare=False)
 
@@ -507,6 +522,13 @@ def validate(config: Config) -> None:
     for token in config.api.tokens:
         need(len(token) >= 16, "api.tokens", "each token must be at least 16 characters")
     _validate_sla(config)
+    need(config.assignment.strategy in ("round_robin", "least_open"), "assignment.strategy",
+         'must be "round_robin" or "least_open"')
+    need(1 <= config.assignment.default_capacity <= 10_000, "assignment.default_capacity",
+         "must be from 1 to 10000 open cases")
+    need(config.assignment.reassign_after_minutes >= 0, "assignment.reassign_after_minutes",
+         "must be 0 (never) or more")
+    need(config.assignment.sweep_seconds >= 1, "assignment.sweep_seconds", "must be at least 1")
 
 
 def _validate_sla(config: Config) -> None:

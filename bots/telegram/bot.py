@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from telegram import BotCommand
 from telegram.error import TelegramError
@@ -66,6 +66,7 @@ class TelegramBot:
         company_name: str,
         leader: Leader = always_leader,
         backoff_base: float = 0.5,
+        availability: Callable[[int, bool], Awaitable[str | None]] | None = None,
     ) -> None:
         self.config = config
         self._source = config_source
@@ -81,7 +82,7 @@ class TelegramBot:
             self.desk_channel = DeskChannel(link=self.link, store=self.store, cases=cases, files=files,
                                             chat_id=config.agent_chat_id, language=default_language, gate=gate)
             desk = DeskSide(cases=cases, store=self.store, chat_id=config.agent_chat_id, agents=config.agents,
-                            language=default_language, bot_username=self._username)
+                            language=default_language, bot_username=self._username, availability=availability)
         self.customer = CustomerSide(inbox=inbox, store=self.store, files=files, link=self.link,
                                      max_file_bytes=config.max_file_bytes, default_language=default_language,
                                      company_name=company_name)

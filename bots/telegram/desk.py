@@ -48,8 +48,11 @@ class _Info(Exception):
 class DeskSide:
     def __init__(self, *, cases: CaseService, store: BotStore, chat_id: int, agents: Collection[int],
                  language: str, bot_username: Callable[[], str | None],
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 availability: Callable[[int, bool], Awaitable[str | None]] | None = None) -> None:
         self._cases = cases
+        #: /available and /away: the agent (by Telegram user id) takes automatic assignments or not.
+        self._availability = availability
         self._store = store
         self._chat = chat_id
         self._agents = frozenset(agents)
@@ -97,6 +100,12 @@ class DeskSide:
         if command is not None:
             if command.name in ("help", "start"):
                 await self._answer_once(event, case, thread, message.message_id, t("desk_help", self._language))
+                return
+            if command.name in ("available", "away") and self._availability is not None:
+                name = await self._availability(user.id, command.name == "available")
+                key = "desk_unknown_agent" if name is None else f"desk_{command.name}"
+                await self._answer_once(event, case, thread, message.message_id,
+                                        t(key, self._language, name=name or "", user_id=user.id))
                 return
             if case is None:
                 await self._answer_once(event, None, thread, message.message_id, t("desk_no_case", self._language))

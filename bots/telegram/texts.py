@@ -82,6 +82,21 @@ _T: Mapping[str, Mapping[str, str]] = {
         "pt": "Não sei qual atendente escreve como administrador anônimo: escreva com sua própria conta.",
         "en": "I can't tell which agent writes as an anonymous admin: please write as yourself.",
     },
+    "desk_available": {
+        "es": "{name}: disponible. Te asignaremos casos nuevos hasta que escribas /away.",
+        "pt": "{name}: disponível. Você vai receber casos novos até escrever /away.",
+        "en": "{name}: available. New cases will be assigned to you until you say /away.",
+    },
+    "desk_away": {
+        "es": "{name}: ausente. No te asignaremos casos nuevos (escribe /available para volver).",
+        "pt": "{name}: ausente. Você não vai receber casos novos (escreva /available para voltar).",
+        "en": "{name}: away. No new cases will be assigned to you (say /available to come back).",
+    },
+    "desk_unknown_agent": {
+        "es": "No sé qué agente de la consola eres: un administrador debe cargar tu id de Telegram ({user_id}).",
+        "pt": "Não sei qual agente do console você é: um administrador deve cadastrar seu id do Telegram ({user_id}).",
+        "en": "I don't know which console agent you are: an admin must set your Telegram user id ({user_id}).",
+    },
     "desk_no_case": {
         "es": "Este tema no corresponde a un caso: usa los comandos dentro del tema de un caso.",
         "pt": "Este tópico não corresponde a um caso: use os comandos dentro do tópico de um caso.",
@@ -100,13 +115,16 @@ _T: Mapping[str, Mapping[str, str]] = {
     "desk_help": {
         "es": "Escribe en el tema y le llega al cliente por su canal. Comandos:\n"
               "/type solicitud|reclamo|incidente · /category ID [SUB] · /derive SECTOR · /assign [NOMBRE]\n"
-              "/note TEXTO (interna) · /answer · /close · /publish · /link URL · /nopublish",
+              "/note TEXTO (interna) · /answer · /close · /publish · /link URL · /nopublish\n"
+              "/available · /away: recibir o no casos asignados automáticamente",
         "pt": "Escreva no tópico e a mensagem chega ao cliente pelo canal dele. Comandos:\n"
               "/type solicitacao|reclamacao|incidente · /category ID [SUB] · /derive SETOR · /assign [NOME]\n"
-              "/note TEXTO (interna) · /answer · /close · /publish · /link URL · /nopublish",
+              "/note TEXTO (interna) · /answer · /close · /publish · /link URL · /nopublish\n"
+              "/available · /away: receber ou não casos atribuídos automaticamente",
         "en": "Write in the topic and it reaches the customer on their channel. Commands:\n"
               "/type request|complaint|incident · /category ID [SUB] · /derive SECTOR · /assign [NAME]\n"
-              "/note TEXT (internal) · /answer · /close · /publish · /link URL · /nopublish",
+              "/note TEXT (internal) · /answer · /close · /publish · /link URL · /nopublish\n"
+              "/available · /away: take automatically assigned cases, or not",
     },
     "desk_usage": {"es": "Uso: {usage}", "pt": "Uso: {usage}", "en": "Usage: {usage}"},
     "desk_error": {"es": "⚠️ No se pudo: {error}", "pt": "⚠️ Não foi possível: {error}",

@@ -170,6 +170,8 @@ cases = Table(
     _ts("sla_breached_at"),
     _ts("due_at", index=True),
     Column("due_target", String(20)),
+    # Open cases per agent (automatic assignment's capacity check).
+    Index("ix_cases_assigned_agent_activity", "assigned_agent", "activity"),
 )
 
 case_events = Table(
@@ -334,6 +336,25 @@ users = Table(
     Column("totp_secret", String(64)),
     #: The time step of the last code accepted: each code works once.
     Column("totp_last_step", BigInteger),
+)
+
+#: Automatic assignment (core/assignment.py): each agent's capacity, sectors and
+#: availability. A row is created the first time an agent is seen or edited.
+agent_states = Table(
+    "agent_states",
+    metadata,
+    Column("username", String(80), ForeignKey("users.username", ondelete="CASCADE"), primary_key=True),
+    #: Open cases at most; NULL = ``[assignment] default_capacity``.
+    Column("capacity", Integer),
+    #: Comma-separated sector names the agent takes derived cases of.
+    Column("sectors", String(2000), nullable=False, default=""),
+    #: Said /available on the Telegram desk (until /away).
+    Column("available", Boolean, nullable=False, default=False),
+    #: Last presence report of an open console page.
+    _ts("console_seen_at"),
+    _ts("away_since"),
+    _ts("last_assigned_at"),
+    Column("telegram_user_id", BigInteger, unique=True),
 )
 
 #: Web console logins. Kept in the database, not in a process, so any of several

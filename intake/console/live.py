@@ -29,7 +29,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -57,8 +57,12 @@ ANNOUNCE_TIMEOUT_SECONDS = 2.0
 class LiveUpdates:
     def __init__(self, *, max_clients: int = 500, queue_size: int = 100,
                  keepalive_seconds: float = KEEPALIVE_SECONDS, notifier: Notifier | None = None,
-                 watch_seconds: float = WATCH_SECONDS, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 watch_seconds: float = WATCH_SECONDS, monotonic: Callable[[], float] = time.monotonic,
+                 presence: Callable[[web.Request], Awaitable[None]] | None = None) -> None:
         self._notifier = notifier
+        #: Told on connect and at every keepalive while a page is open: the agent is
+        #: present (automatic assignment's availability).
+        self._presence = presence
         self._subscribed = False
         self._clients: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._max_clients = max_clients
@@ -166,12 +170,15 @@ class LiveUpdates:
                 log.warning("console live: the announcement of an open page did not reach the database in time")
         try:
             # Tells EventSource how long to wait before reconnecting after we close.
+            # Presence first: once a page reads "connected", its agent counts as available.
+            await self._present(request)
             await response.write(b"retry: 3000\n: connected\n\n")
             while True:
                 try:
                     event = await asyncio.wait_for(queue.get(), self._keepalive)
                 except TimeoutError:
                     await response.write(b": keepalive\n\n")
+                    await self._present(request)
                     continue
                 if event is None:
                     break
@@ -183,6 +190,14 @@ class LiveUpdates:
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await response.write_eof()
         return response
+
+    async def _present(self, request: web.Request) -> None:
+        if self._presence is None:
+            return
+        try:
+            await self._presence(request)
+        except Exception:  # a presence report lost costs one assignment round, never the page
+            log.exception("console live: could not record the agent's presence")
 
     def _drop(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         self._clients.discard(queue)

@@ -254,3 +254,18 @@ async def test_a_deleted_topic_is_opened_again(start_service, tg: FakeTelegram):
     [link] = await rows(service, select(case_links).where(case_links.c.system == "telegram_topic"))
     assert link.ref != f"{AGENTS_CHAT}:{thread}"
     assert (await rows(service, select(cases.c.id))) == [(1,)]
+
+
+async def test_available_and_away_switch_an_agents_automatic_assignments(start_service, tg: FakeTelegram):
+    service = await start_service()
+    tg.group_text(AGENTS_CHAT, AGENT, "/available", thread_id=None, is_topic=False)
+    await tg.wait_for_call("sendMessage", lambda c: "id de Telegram" in c.params["text"])  # not linked yet
+    user = await service.console.users.create("lucia", "correct horse battery staple", role="agent")
+    await service.assigner.update_agent(user.id, telegram_user_id=AGENT)
+    tg.group_text(AGENTS_CHAT, AGENT, "/available", thread_id=None, is_topic=False)
+    await tg.wait_for_call("sendMessage", lambda c: c.params["text"].startswith("lucia: disponible"))
+    assert (await service.assigner.get_agent(user.id))["telegram_available"] is True
+    tg.group_text(AGENTS_CHAT, AGENT, "/away", thread_id=None, is_topic=False)
+    await tg.wait_for_call("sendMessage", lambda c: c.params["text"].startswith("lucia: ausente"))
+    agent = await service.assigner.get_agent(user.id)
+    assert agent["telegram_available"] is False and agent["away_since"] is not None

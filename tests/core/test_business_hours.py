@@ -119,6 +119,8 @@ def test_bad_calendars_are_refused_naming_the_field(kwargs, field, words):
     ('[[sla.policies]]\nname = "p"\ncalendar = "x"\n', "sla.policies[0].calendar", "no calendar named"),
     ('[[calendars]]\nname = "a"\nbogus = 1\n', "calendars[0].bogus", "unknown key"),
     ('calendars = ["a"]\n', "calendars", "list of tables"),
+    ('[assignment]\ndefault_capacity = 0\n', "assignment.default_capacity", "from 1"),
+    ('[assignment]\nstrategy = "random"\n', "assignment.strategy", "round_robin"),
 ])
 def test_bad_sla_config_stops_start_up_naming_the_key(tmp_path, body, key, words):
     p = tmp_path / "posventa.toml"
