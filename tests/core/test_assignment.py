@@ -80,6 +80,7 @@ async def test_three_arrivals_round_robin_over_two_agents_with_capacity_1_and_2(
     fourth = await arrive(service, 4)
     await service.assigner.sweep()
     assert (await service.cases.get_case(fourth))["assigned_agent"] is None
+    await service.cases.set_type(cases[0], "request", agent="ana")  # a case closes with its type known
     await service.cases.change_activity(cases[0], "closed", agent="ana")
     await service.assigner.sweep()
     assert (await service.cases.get_case(fourth))["assigned_agent"] == "ana"

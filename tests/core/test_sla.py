@@ -102,6 +102,7 @@ async def test_the_clock_pauses_at_answer_sent_and_resumes_on_the_customers_repl
     number = await write(service, 1)
     clock.current = datetime(2026, 12, 8, 10, 0, tzinfo=BA).astimezone(UTC)  # Tuesday 10:00
     await post(http, f"/cases/{number}/reply", {"text": "Reinicie la impresora", "agent": "ana"}, status=202)
+    await post(http, f"/cases/{number}", {"type": "request", "agent": "ana"}, method="PATCH")
     case = await post(http, f"/cases/{number}/activity", {"activity": "answer_sent", "agent": "ana"})
     assert case["first_response_at"] == ba(8, 10) and case["sla_breached"] is None
     assert case["sla_paused"] is True and case["due_at"] is None
@@ -150,6 +151,7 @@ async def test_overdue_due_before_and_due_sort(running):
     await post(http, f"/cases/{first}", {"type": "incident", "agent": "ana"}, method="PATCH")  # due Friday 18:00
     second = await write(service, 2)  # due Tuesday 10:30
     done = await write(service, 3)
+    await post(http, f"/cases/{done}", {"type": "request", "agent": "ana"}, method="PATCH")
     await post(http, f"/cases/{done}/activity", {"activity": "closed", "agent": "ana"})
     by_due = await get(http, "/cases?sort=due")
     assert [c["number"] for c in by_due["cases"]] == [first, second, done]
