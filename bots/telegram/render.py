@@ -85,6 +85,11 @@ def header_card(case: Mapping[str, Any], language: str) -> str:
         f"<b>{esc(t('card_activity', language))}:</b> {esc(activity)}",
         f"<b>{esc(t('card_assigned', language))}:</b> {esc(case.get('assigned_agent') or none)}",
     ]
+    survey = case.get("survey")
+    if survey:  # a detractor survey's case: which survey, which sale (the seller's commission)
+        lines.append(f"<b>{esc(t('card_survey', language))}:</b> #{survey['instance_id']} "
+                     f"«{esc(survey['rule']['name'])}» · {esc(t('card_sale', language))} "
+                     f"{esc(survey['sale']['external_id'])} ({esc(survey['sale']['seller'])})")
     suggestions = case.get("suggestions") or []
     if suggestions:
         lines.append(f"<b>{esc(t('card_suggestions', language))}:</b>")

@@ -166,6 +166,9 @@ _T: Mapping[str, Mapping[str, str]] = {
     "card_category": {"es": "Categoría", "pt": "Categoria", "en": "Category"},
     "card_activity": {"es": "Actividad", "pt": "Atividade", "en": "Activity"},
     "card_assigned": {"es": "Asignado", "pt": "Atribuído", "en": "Assigned"},
+    "card_survey": {"es": "Encuesta con respuesta detractora", "pt": "Pesquisa com resposta detratora",
+                    "en": "Survey with a detractor answer"},
+    "card_sale": {"es": "venta", "pt": "venda", "en": "sale"},
     "card_suggestions": {"es": "Sugerencias", "pt": "Sugestões", "en": "Suggestions"},
     "card_none": {"es": "—", "pt": "—", "en": "—"},
 }

@@ -396,14 +396,8 @@ def register(api: ApiRegistry, *, surveys: Surveys) -> None:
         q = query(request)
         state = q.get("state")
         if _csv(request):
-            response = web.StreamResponse(headers={
-                "Content-Type": "text/csv; charset=utf-8",
-                "Content-Disposition": 'attachment; filename="survey-detractors.csv"'})
-            await response.prepare(request)
-            async for chunk in surveys.panel.export_detractors_csv(f, state=state):
-                await response.write(chunk.encode("utf-8"))
-            await response.write_eof()
-            return response
+            return await stream_csv(request, surveys.panel.export_detractors_csv(f, state=state),
+                                    filename="survey-detractors.csv")
         result = await surveys.panel.detractors(f, state=state, limit=q.get("limit", 50), offset=q.get("offset", 0))
         return web.json_response({"filters": {**_filter_echo(f, None), "state": state}, **result})
 

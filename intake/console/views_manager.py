@@ -17,6 +17,7 @@ from aiohttp import web
 
 from core.cases import CaseFilter
 from core.errors import DomainError, NotFound, ValidationError
+from core.surveys.panel import DETRACTOR_STATES
 from intake.console import queries
 from intake.console.app import PREFIX, Console, requires, see_other
 from intake.console.auth import Role
@@ -24,9 +25,6 @@ from intake.console.forms import Form, domain_errors
 from intake.http import stream_csv
 
 SECTIONS = ("my_rules", "executed", "not_executed", "inconsistencies")
-#: The detractors view's states (core.surveys.panel.DETRACTOR_STATES, without importing
-#: surveys at module level: a build without them still serves the console).
-DETRACTOR_STATES = ("open", "answered", "closed")
 SECTION_LABELS = {"my_rules": "My rules", "executed": "Executed", "not_executed": "Not executed",
                   "inconsistencies": "Inconsistencies"}
 PAGE_SIZE = 50

@@ -81,3 +81,15 @@ async def test_a_telegram_detractor_opens_one_case_and_the_panel_follows_it(serv
     await service.cases.change_activity(opened.id, "closed", agent="ana")
     view = await service.surveys.panel.detractors(f)
     assert view["counts"] == {"open": 0, "answered": 0, "closed": 1} and view["items"][0]["state"] == "closed"
+
+
+def test_the_desk_header_card_names_the_survey_and_the_sale():
+    from bots.telegram.render import header_card
+
+    case = {"number": 7, "title": "Detractor survey «Entrega» — sale TG-1", "type": "complaint",
+            "activity": "preliminary_analysis", "channel": "telegram", "contact": {"name": "Ana"},
+            "survey": {"instance_id": 3, "status": "executed", "rule": {"id": 1, "name": "Entrega <b>"},
+                       "sale": {"id": 9, "external_id": "TG-1", "seller": "marta"}}}
+    card = header_card(case, "es")
+    assert "<b>Encuesta con respuesta detractora:</b> #3 «Entrega &lt;b&gt;» · venta TG-1 (marta)" in card
+    assert "Encuesta" not in header_card({**case, "survey": None}, "es")
