@@ -28,6 +28,7 @@ from core.cases import CaseService
 from core.config import Config, parse_networks
 from core.domain import ChannelName, OutboxStatus
 from core.inbox import InboxService, StoredMessage
+from core.macros import MacroService
 from core.outbox import DEFAULT_CLAIM_BATCH, OutboxSignal, OutboxWorker, RetryPolicy, backlog, recover_expired_leases
 from core.outgoing import Outgoing
 from core.persistence import Database
@@ -39,6 +40,7 @@ from core.sla import build_sla_setup
 from core.sla_store import CaseClockStore
 from core.suggestions import SuggestionFlow
 from intake.api import cases as cases_api
+from intake.api import macros as macros_api
 from intake.api.openapi import ApiRegistry
 from intake.http import ClientAddresses, HttpServer, MetricsAccess, build_app
 
@@ -139,6 +141,8 @@ class Service:
             calendar=self.sla.setup.notice_calendar()))
         self.cases = CaseService(sla=self.sla, db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
+        self.macros = MacroService(db=self.db, cases=self.cases, clock=self.clock,
+                                   default_language=cfg.service.default_language, company_name=cfg.service.company_name)
         self.api = ApiRegistry()
         #: The one rule for a request's client address (X-Forwarded-For from trusted proxies only).
         self.client_addresses = ClientAddresses.from_cidrs(cfg.http.trusted_proxies)
@@ -163,7 +167,8 @@ class Service:
         """Build every enabled adapter. Each ``_wire_*`` adds its channels, routes and
         components; the order here is the start order."""
         self.inbox.subscribe(self.metrics.on_stored)
-        cases_api.register(self.api, cases=self.cases)
+        cases_api.register(self.api, cases=self.cases, macros=self.macros)
+        macros_api.register(self.api, macros=self.macros)
         # First in, last out: everything below may publish or subscribe until it stops.
         self.components.append(self.notifier)
         if isinstance(self.notifier, PgNotifier):
@@ -270,8 +275,8 @@ class Service:
                   registry=self.metrics.registry).set_function(lambda: float(lead.held))
         self.telegram = TelegramBot(
             config=cfg, config_source=self.config.source, public_url=self.config.http.public_url,
-            inbox=self.inbox, cases=self.cases, db=self.db, outgoing=self.outgoing, clock=self.clock,
-            files=self.attachments, on_commit=self.signal.notify,
+            inbox=self.inbox, cases=self.cases, macros=self.macros, db=self.db, outgoing=self.outgoing,
+            clock=self.clock, files=self.attachments, on_commit=self.signal.notify,
             default_language=self.config.service.default_language, company_name=self.config.service.company_name,
             leader=leader, availability=self.assigner.set_available_by_telegram)
         # setdefault: a test (or another wiring) may already have put its own channel there.
@@ -365,7 +370,7 @@ class Service:
             panel = Panel(db=self.db, clock=self.clock, tz=ZoneInfo(self.config.surveys.timezone))
         from intake.console.live import LiveUpdates
 
-        self.console = Console(db=self.db, cases=self.cases, attachments=self.attachments, clock=self.clock,
+        self.console = Console(db=self.db, cases=self.cases, macros=self.macros, attachments=self.attachments, clock=self.clock,
                                public_url=self.config.http.public_url,
                                company_name=self.config.service.company_name, catalog=catalog, panel=panel,
                                timezone=self.config.surveys.timezone, live=LiveUpdates(notifier=self.notifier, presence=self._console_presence),

@@ -28,6 +28,7 @@ from bots.telegram.store import BotStore
 from bots.telegram.webhook import SECRET_PATTERN, WEBHOOK_PATH, WebhookEndpoint
 from core.attachments import AttachmentStore
 from core.cases import CaseService
+from core.macros import MacroService
 from core.config import TelegramConfig
 from core.errors import ConfigError
 from core.outgoing import Outgoing
@@ -57,6 +58,7 @@ class TelegramBot:
         public_url: str,
         inbox: Inbox,
         cases: CaseService,
+        macros: MacroService,
         db: Database,
         outgoing: Outgoing,
         clock: Clock,
@@ -81,7 +83,8 @@ class TelegramBot:
         if config.agent_chat_id:
             self.desk_channel = DeskChannel(link=self.link, store=self.store, cases=cases, files=files,
                                             chat_id=config.agent_chat_id, language=default_language, gate=gate)
-            desk = DeskSide(cases=cases, store=self.store, chat_id=config.agent_chat_id, agents=config.agents,
+            desk = DeskSide(cases=cases, macros=macros, store=self.store,
+                            chat_id=config.agent_chat_id, agents=config.agents,
                             language=default_language, bot_username=self._username, availability=availability)
         self.customer = CustomerSide(inbox=inbox, store=self.store, files=files, link=self.link,
                                      max_file_bytes=config.max_file_bytes, default_language=default_language,

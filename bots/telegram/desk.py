@@ -28,6 +28,7 @@ from bots.telegram.store import BotStore
 from bots.telegram.texts import t
 from core.cases import CaseService
 from core.domain import Activity, ChannelName, KbAction
+from core.macros import MacroService
 from core.errors import DomainError
 from core.outgoing import OutgoingMessage, Recipient
 from core.replies import case_type_from_word
@@ -46,13 +47,14 @@ class _Info(Exception):
 
 
 class DeskSide:
-    def __init__(self, *, cases: CaseService, store: BotStore, chat_id: int, agents: Collection[int],
+    def __init__(self, *, cases: CaseService, macros: MacroService, store: BotStore, chat_id: int, agents: Collection[int],
                  language: str, bot_username: Callable[[], str | None],
                  monotonic: Callable[[], float] = time.monotonic,
                  availability: Callable[[int, bool], Awaitable[str | None]] | None = None) -> None:
         self._cases = cases
         #: /available and /away: the agent (by Telegram user id) takes automatic assignments or not.
         self._availability = availability
+        self._macros = macros
         self._store = store
         self._chat = chat_id
         self._agents = frozenset(agents)
@@ -63,7 +65,7 @@ class DeskSide:
         self._commands: dict[str, Callable[[int, str, str], Awaitable[str]]] = {
             "type": self._type, "category": self._category, "derive": self._derive, "assign": self._assign,
             "note": self._note, "answer": self._answer, "close": self._close, "publish": self._publish,
-            "link": self._link, "nopublish": self._nopublish,
+            "link": self._link, "nopublish": self._nopublish, "m": self._macro,
         }
 
     def is_agent(self, user: User | None) -> bool:
@@ -236,6 +238,15 @@ class DeskSide:
             raise self._usage("/link URL")
         await self._cases.kb_action(case, KbAction.LINK.value, agent=agent, url=args.split()[0])
         return t("ok_link", self._language, value=args.split()[0])
+
+    async def _macro(self, case: int, args: str, agent: str) -> str:
+        """/m NAME: reply with a shared canned response, rendered in the customer's language.
+        (Personal macros belong to console usernames, which a Telegram user is not.)"""
+        if not args:
+            names = ", ".join(m["name"] for m in (await self._macros.list())[:30])
+            raise self._usage("/m NAME" + (f" · {names}" if names else ""))
+        sent = await self._macros.use(args.strip(), case, agent=agent, owner=None, mirror_to_desk=False)
+        return t("ok_macro", self._language, name=args.strip()[:120], text=sent["text"][:3000])
 
     async def _nopublish(self, case: int, args: str, agent: str) -> str:
         await self._cases.kb_action(case, KbAction.NONE.value, agent=agent)

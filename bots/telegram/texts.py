@@ -115,15 +115,15 @@ _T: Mapping[str, Mapping[str, str]] = {
     "desk_help": {
         "es": "Escribe en el tema y le llega al cliente por su canal. Comandos:\n"
               "/type solicitud|reclamo|incidente · /category ID [SUB] · /derive SECTOR · /assign [NOMBRE]\n"
-              "/note TEXTO (interna) · /answer · /close · /publish · /link URL · /nopublish\n"
+              "/note TEXTO (interna) · /m RESPUESTA (predefinida) · /answer · /close · /publish · /link URL · /nopublish\n"
               "/available · /away: recibir o no casos asignados automáticamente",
         "pt": "Escreva no tópico e a mensagem chega ao cliente pelo canal dele. Comandos:\n"
               "/type solicitacao|reclamacao|incidente · /category ID [SUB] · /derive SETOR · /assign [NOME]\n"
-              "/note TEXTO (interna) · /answer · /close · /publish · /link URL · /nopublish\n"
+              "/note TEXTO (interna) · /m RESPOSTA (pronta) · /answer · /close · /publish · /link URL · /nopublish\n"
               "/available · /away: receber ou não casos atribuídos automaticamente",
         "en": "Write in the topic and it reaches the customer on their channel. Commands:\n"
               "/type request|complaint|incident · /category ID [SUB] · /derive SECTOR · /assign [NAME]\n"
-              "/note TEXT (internal) · /answer · /close · /publish · /link URL · /nopublish\n"
+              "/note TEXT (internal) · /m NAME (canned response) · /answer · /close · /publish · /link URL · /nopublish\n"
               "/available · /away: take automatically assigned cases, or not",
     },
     "desk_usage": {"es": "Uso: {usage}", "pt": "Uso: {usage}", "en": "Usage: {usage}"},
@@ -144,6 +144,8 @@ _T: Mapping[str, Mapping[str, str]] = {
     "ok_derive": {"es": "✅ Derivado a {value}", "pt": "✅ Encaminhado para {value}", "en": "✅ Derived to {value}"},
     "ok_assign": {"es": "✅ Asignado a {value}", "pt": "✅ Atribuído a {value}", "en": "✅ Assigned to {value}"},
     "ok_unassign": {"es": "✅ Sin asignar", "pt": "✅ Sem atribuição", "en": "✅ Unassigned"},
+    "ok_macro": {"es": "📨 Enviado «{name}»:\n{text}", "pt": "📨 Enviado «{name}»:\n{text}",
+                 "en": "📨 Sent “{name}”:\n{text}"},
     "ok_note": {"es": "📝 Nota interna guardada (no se envía al cliente).",
                 "pt": "📝 Nota interna salva (não é enviada ao cliente).",
                 "en": "📝 Internal note saved (never sent to the customer)."},

@@ -514,6 +514,26 @@ survey_answers = Table(
     UniqueConstraint("instance_id", "question_id"),
 )
 
+#: Canned responses (core/macros.py).
+macros = Table(
+    "macros",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("name", String(120), nullable=False),
+    #: "" for a macro shared with the team, else the username of the agent it belongs to
+    #: (not NULL: a unique key with NULL in it would not stop two shared macros of one name).
+    Column("owner", String(80), nullable=False),
+    Column("body_es", Text),
+    Column("body_pt", Text),
+    Column("body_en", Text),
+    #: {"type", "category_id", "subcategory_id", "activity", "sector", "note"}, each optional.
+    Column("actions", JSON, nullable=False),
+    Column("usage_count", Integer, nullable=False, default=0),
+    _ts("created_at", nullable=False),
+    _ts("updated_at", nullable=False),
+    UniqueConstraint("owner", "name"),
+)
+
 # --- full-text search ----------------------------------------------------------------------
 
 #: What migration i21_fulltext makes and SQLAlchemy cannot declare: the FTS5 tables (with

@@ -10,6 +10,8 @@ from aiohttp import web
 from core.cases import MAX_TEXT, CaseFilter, CaseService, NewCase
 from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
 from core.errors import ValidationError
+from core.macros import MAX_NAME as MAX_MACRO_NAME
+from core.macros import MacroService
 from core.search import MAX_QUERY_CHARS
 from intake.api.openapi import DB_INT_MAX, ID, ApiRegistry, body, enum, integer, query, query_param, text
 from intake.http import path_id
@@ -175,7 +177,7 @@ def time_param(value: str | None, name: str) -> datetime | None:
         raise wrong from None
 
 
-def register(api: ApiRegistry, *, cases: CaseService) -> None:
+def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService) -> None:
     api.schemas.update({"CaseSummary": CASE_SUMMARY, "Message": MESSAGE, "Delivery": DELIVERY,
                         "CaseDetail": CASE_DETAIL, "Category": CATEGORY})
     summary_list = {"type": "object", "required": ["cases", "counts"],
@@ -254,17 +256,29 @@ def register(api: ApiRegistry, *, cases: CaseService) -> None:
 
     async def reply(request: web.Request) -> web.Response:
         data = body(request)
-        result = await cases.reply(path_id(request, "number"), data["text"], agent=_agent(data))
+        number, agent = path_id(request, "number"), _agent(data)
+        if "macro" in data:
+            result = await macros.use(data["macro"], number, agent=agent, owner=agent, text=data.get("text"))
+        else:
+            result = await cases.reply(number, data["text"], agent=agent)
         return web.json_response(result, status=202)
 
     api.add("POST", "/cases/{number}/reply", reply, tag="cases", status=202,
             summary="Reply to the customer on their channel (queued in the outbox)",
-            errors={422: "the customer has no reachable channel (field `channel`)"},
-            request={"type": "object", "required": ["text"],
-                     "properties": {"text": text(MAX_TEXT), "agent": AGENT}},
+            errors={422: "the customer has no reachable channel (field `channel`); the macro's text for this "
+                         "case fails to render (field `bodies.<language>`)",
+                    409: "a macro's activity action is a move the workflow refuses (the reply is already queued)"},
+            description="With `macro` (an id or a name: the agent's own first, then the team's), the canned "
+                        "response rendered in the customer's language is the text, unless `text` is given too "
+                        "(the agent's edit of it); either way the macro's use is counted and its actions run "
+                        "after the reply. An unknown macro is a 404.",
+            request={"type": "object", "anyOf": [{"required": ["text"]}, {"required": ["macro"]}],
+                     "properties": {"text": text(MAX_TEXT), "agent": AGENT,
+                                    "macro": {"anyOf": [ID, text(MAX_MACRO_NAME)]}}},
             response={"type": "object", "required": ["case", "channel", "outbox_id"],
                       "properties": {"case": {"type": "integer"}, "channel": {"type": "string"},
-                                     "outbox_id": {"type": "integer"}}})
+                                     "outbox_id": {"type": "integer"}, "macro": {"type": "integer"},
+                                     "text": {"type": "string"}}})
 
     async def note(request: web.Request) -> web.Response:
         data = body(request)

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from core.attachments import AttachmentStore
 from core.cases import CaseService
+from core.macros import MacroService
 from core.errors import DomainError, NotFound, StorageUnavailable
 from core.persistence import Database
 from core.ports import Clock
@@ -91,7 +92,7 @@ def before_enrolment(handler: Handler) -> Handler:
 class Console:
     """Everything the console needs, handed in by the composition root."""
 
-    def __init__(self, *, db: Database, cases: CaseService, attachments: AttachmentStore, clock: Clock,
+    def __init__(self, *, db: Database, cases: CaseService, macros: MacroService, attachments: AttachmentStore, clock: Clock,
                  public_url: str, passwords: Passwords | None = None, throttle: LoginThrottle | None = None,
                  company_name: str = "posventa", catalog: Any = None, panel: Any = None,
                  timezone: str = "UTC", live: LiveUpdates | None = None,
@@ -99,6 +100,7 @@ class Console:
                  require_totp_for_admins: bool = False) -> None:
         self.db = db
         self.cases = cases
+        self.macros = macros
         #: core.surveys Catalog and Panel; None where surveys are not installed (the
         #: manager pages then say so instead of failing).
         self.catalog = catalog
@@ -146,7 +148,7 @@ class Console:
     # --- building --------------------------------------------------------------------------
 
     def _build(self) -> web.Application:
-        from intake.console import views_admin, views_agent, views_auth, views_manager
+        from intake.console import views_admin, views_agent, views_auth, views_macros, views_manager
 
         app = web.Application(middlewares=[self._headers, self._errors, self._guard])
         app[CONSOLE_KEY] = self
@@ -165,6 +167,7 @@ class Console:
         app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
         views_auth.register(app.router, self)
         views_agent.register(app.router, self)
+        views_macros.register(app.router, self)
         views_manager.register(app.router, self)
         views_admin.register(app.router, self)
         return app

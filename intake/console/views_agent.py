@@ -24,6 +24,9 @@ from intake.console.app import SESSION_KEY, PREFIX, Console, see_other
 from intake.console.forms import Form, domain_errors
 
 PAGE_SIZE = 50
+#: Canned responses rendered into a case page: the most used ones (the picker's search
+#: finds among these).
+MAX_MACROS_SHOWN = 100
 MAX_BUDGET_LINES = 100
 TABS = ("conversation", "kb", "budget", "history")
 #: Images a browser may show inline; anything else is a download, so an uploaded HTML
@@ -147,8 +150,21 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             "types": CLASSIFIED_TYPES, "budget_modes": list(BudgetMode), "budget_total": total,
             "budget_rows": lines + [{"product": "", "quantity": None, "unit_amount": None}] * 3,
             "kb_actions": list(KbAction),
+            "macro_options": await macro_options(request, number),
         }
         return console.render("case.html", request, context, status=status)
+
+    async def macro_options(request: web.Request, number: int) -> list[dict[str, Any]]:
+        """The canned responses this agent may use, rendered for this case (most used first)."""
+        options = []
+        username = user(request).username
+        for macro in (await console.macros.list(visible_to=username))[:MAX_MACROS_SHOWN]:
+            try:
+                text, language = await console.macros.render(macro, number, agent=username)
+            except DomainError as exc:
+                text, language = "", str(exc)  # shown as unusable, with the reason
+            options.append({"id": macro["id"], "name": macro["name"], "text": text, "language": language})
+        return options
 
     async def case_page(request: web.Request) -> web.StreamResponse:
         return await render_case(request, number_of(request), tab=request.query.get("tab", "conversation"))
@@ -185,6 +201,10 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         return run
 
     async def do_reply(request: web.Request, number: int, form: Form) -> web.Response:
+        macro = form.integer("macro", minimum=1, maximum=2**62)
+        if form.errors:
+            raise _FormInvalid
+        agent = user(request).username
         mark_answered = False
         if form.checked("mark_answered"):
             case = await cases.get_case(number)
@@ -192,9 +212,13 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             if mark_answered:
                 # Refused before anything is sent: the agent sets the type and sends once.
                 check_transition(case["activity"], Activity.ANSWER_SENT, case_type=case["type"])
-        result = await cases.reply(number, form.text("text"), agent=user(request).username)
-        if mark_answered:
-            await cases.change_activity(number, Activity.ANSWER_SENT.value, agent=user(request).username)
+        if macro is not None:
+            # The text is the macro as rendered on the page, or the agent's edit of it.
+            result = await console.macros.use(macro, number, agent=agent, owner=agent, text=form.text("text"))
+        else:
+            result = await cases.reply(number, form.text("text"), agent=agent)
+        if mark_answered and (await cases.get_case(number))["activity"] != Activity.ANSWER_SENT.value:
+            await cases.change_activity(number, Activity.ANSWER_SENT.value, agent=agent)
         return done(number, "reply", via=result["channel"])
 
     async def do_note(request: web.Request, number: int, form: Form) -> web.Response:

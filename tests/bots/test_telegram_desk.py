@@ -269,3 +269,29 @@ async def test_available_and_away_switch_an_agents_automatic_assignments(start_s
     await tg.wait_for_call("sendMessage", lambda c: c.params["text"].startswith("lucia: ausente"))
     agent = await service.assigner.get_agent(user.id)
     assert agent["telegram_available"] is False and agent["away_since"] is not None
+
+
+async def test_m_sends_a_canned_response_in_the_customers_language(start_service, tg: FakeTelegram):
+    from core.macros import MacroInput
+
+    service = await start_service()
+    await service.macros.create(MacroInput(name="Prazo", bodies={
+        "es": "Hola {{ customer.name }}: su pedido sale mañana (caso #{{ case.number }}).",
+        "pt": "Olá {{ customer.name }}: o seu pedido sai amanhã (caso #{{ case.number }})."},
+        actions={"note": "Plazo informado"}))
+    tg.private_text(ANA, "Quando chega o meu pedido?", language_code="pt-br", first_name="Ana")
+    thread = await topic_of_first_case(tg)
+    tg.group_text(AGENTS_CHAT, AGENT, "/m", thread_id=thread)
+    await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
+                           and "/m NAME" in c.params["text"] and "Prazo" in c.params["text"])
+    tg.group_text(AGENTS_CHAT, AGENT, "/m prazo", thread_id=thread, first_name="María")
+    await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == ANA and "amanhã" in c.params["text"])
+    assert tg.sent_messages(ANA)[-1]["text"] == "Olá Ana: o seu pedido sai amanhã (caso #1)."
+    await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
+                           and c.params["text"].startswith("📨"))
+    case = await service.cases.get_case(1)
+    assert [m["text"] for m in case["messages"] if m["author"] == "note"] == ["Plazo informado"]
+    assert (await service.macros.find("Prazo", agent=None))["usage_count"] == 1
+    tg.group_text(AGENTS_CHAT, AGENT, "/m nada", thread_id=thread)
+    await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
+                           and "nada" in c.params["text"] and c.params["text"].startswith("⚠️"))

@@ -175,6 +175,47 @@ async def test_full_text_search_finds_a_word_only_in_a_reply(running, spec):
     assert error["field"] == "q"
 
 
+async def test_macros_crud_and_a_reply_with_a_macro(running, spec):
+    service, http, email = running
+    body = {"name": "Renovação", "bodies": {
+        "es": "Hola {{ customer.name }}, renovamos su licencia (caso #{{ case.number }}).",
+        "pt": "Olá {{ customer.name }}, renovamos a sua licença (caso #{{ case.number }})."},
+        "actions": {"type": "request", "note": "Licença renovada"}}
+    macro = await call(http, spec, "POST", "/macros", json=body, status=201)
+    assert macro["owner"] is None and macro["usage_count"] == 0
+    bad = await call(http, spec, "POST", "/macros", json={**body, "name": "x", "bodies": {"pt": "{{ case.numero"}},
+                     status=422)
+    assert bad["field"] == "bodies.pt"
+    bad = await call(http, spec, "POST", "/macros", json={**body, "name": "y", "actions": {"activity": "x"}},
+                     status=422)
+    assert bad["field"] == "actions.activity"
+    mine = await call(http, spec, "POST", "/macros", json={"name": "Só minha", "owner": "rui",
+                                                            "bodies": {"pt": "Oi"}}, status=201)
+    listed = await call(http, spec, "GET", "/macros", "/macros?agent=ana", status=200)
+    assert [m["id"] for m in listed["macros"]] == [macro["id"]]
+    case = await call(http, spec, "POST", "/cases", json={
+        "title": "Licença", "description": "Expirou", "language": "pt",
+        "contact": {"name": "João", "email": "joao@cliente.com.br"}}, status=201)
+    number = case["number"]
+    sent = await call(http, spec, "POST", "/cases/{number}/reply", f"/cases/{number}/reply",
+                      json={"macro": "renovação", "agent": "ana"}, status=202)
+    assert sent["text"] == f"Olá João, renovamos a sua licença (caso #{number})." and sent["macro"] == macro["id"]
+    [mail] = [m for m in await email.wait_for(1) if m.kind == "reply"]
+    assert mail.text == sent["text"]
+    detail = await call(http, spec, "GET", "/cases/{number}", f"/cases/{number}", status=200)
+    assert detail["type"] == "request" and detail["messages"][-1]["text"] == "Licença renovada"
+    await call(http, spec, "POST", "/cases/{number}/reply", f"/cases/{number}/reply",
+               json={"macro": mine["id"], "agent": "ana"}, status=404)  # rui's, not ana's
+    await call(http, spec, "POST", "/cases/{number}/reply", f"/cases/{number}/reply",
+               json={"macro": [1]}, status=422)
+    changed = await call(http, spec, "PUT", "/macros/{id}", f"/macros/{macro['id']}",
+                         json={**body, "bodies": {"en": "Hi"}}, status=200)
+    assert changed["usage_count"] == 1 and changed["bodies"] == {"en": "Hi"}
+    async with http.delete(f"/api/v1/macros/{macro['id']}") as r:
+        assert r.status == 204
+    await call(http, spec, "GET", "/macros/{id}", f"/macros/{macro['id']}", status=404)
+
+
 async def test_openapi_lists_exactly_the_routes_the_server_has(running):
     service, http, _ = running
     async with http.get("/api/v1/openapi.json") as r:

@@ -137,6 +137,52 @@
     });
   }
 
+  // Canned responses: the picker puts the macro's text (rendered for this case by the
+  // server) in the reply box; "/name" at the start of the box searches the names.
+  function macroPicker() {
+    const picker = document.getElementById("macro-picker");
+    const box = document.getElementById("reply-text");
+    const list = document.getElementById("macro-suggestions");
+    if (!picker || !box || !list) return;
+    const options = Array.from(picker.options).filter(function (o) { return o.value && !o.disabled; });
+    function pick(option) {
+      picker.value = option.value;
+      box.value = option.dataset.text;
+      list.hidden = true;
+      box.focus();
+    }
+    picker.addEventListener("change", function () {
+      const option = picker.selectedOptions[0];
+      if (option && option.value) pick(option);
+    });
+    function matches() {
+      const typed = box.value.match(/^\/([^\n]*)$/);
+      if (!typed) return null;
+      const wanted = typed[1].trim().toLowerCase();
+      return options.filter(function (o) { return o.dataset.name.toLowerCase().indexOf(wanted) !== -1; }).slice(0, 8);
+    }
+    box.addEventListener("input", function () {
+      const found = matches();
+      list.replaceChildren();
+      if (!found) { list.hidden = true; return; }
+      if (picker.value && !box.value.startsWith("/")) picker.value = "";
+      found.forEach(function (option) {
+        const item = document.createElement("li");
+        item.setAttribute("role", "option");
+        item.dataset.macro = option.value;
+        item.textContent = option.dataset.name;  // text, never HTML
+        item.addEventListener("mousedown", function (e) { e.preventDefault(); pick(option); });
+        list.appendChild(item);
+      });
+      list.hidden = found.length === 0;
+    });
+    box.addEventListener("keydown", function (e) {
+      if (e.key !== "Enter" || list.hidden) return;
+      const found = matches();
+      if (found && found.length) { e.preventDefault(); pick(found[0]); }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     const inbox = document.querySelector(".inbox[data-live]");
     if (inbox) liveInbox(inbox);
@@ -147,5 +193,6 @@
     subcategories();
     budgetMode();
     confirmations();
+    macroPicker();
   });
 })();

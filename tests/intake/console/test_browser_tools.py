@@ -65,3 +65,42 @@ async def test_inbox_search_finds_a_word_only_inside_a_reply(running):
         assert await row.locator("p.match").get_attribute("data-source") == "message"
         await save_screenshot(page, "console-search")
         assert errors == []
+
+
+async def test_an_agent_picks_a_portuguese_macro_for_a_brazilian_customer(running):
+    cases = running.service.cases
+    case = await cases.create_case(NewCase(title="Licença expirada", description="Não consigo entrar",
+                                           contact_name="João Silva", contact_email="joao@cliente.com.br",
+                                           language="pt"), actor="agent:ana")
+    number = case["number"]
+    async with chromium_browser() as browser:
+        page = await logged_in(browser, running)
+        errors = collect_page_errors(page)
+        # The agent writes a personal canned response in the console.
+        await page.click("nav[aria-label=Main] >> text=Canned responses")
+        await page.fill("#macro-name", "Renovação")
+        await page.fill("#macro-body-es", "Hola {{ customer.name }}, renovamos su licencia (caso #{{ case.number }}).")
+        await page.fill("#macro-body-pt", "Olá {{ customer.name }}, renovamos a sua licença (caso #{{ case.number }}).")
+        await page.click("#macro-form button[type=submit]")
+        await page.locator("#macro-list", has_text="Renovação").wait_for()
+        await page.goto(f"{running.base}/console/cases/{number}")
+        # "/" and a few letters in the reply box find it by name; Enter puts its text in.
+        await page.fill("#reply-text", "/reno")
+        await page.locator("#macro-suggestions li", has_text="Renovação").wait_for()
+        await page.press("#reply-text", "Enter")
+        expected = f"Olá João Silva, renovamos a sua licença (caso #{number})."
+        assert await page.input_value("#reply-text") == expected
+        await page.select_option("#macro-picker", "")
+        await page.fill("#reply-text", "")
+        # The picker does the same.
+        await page.select_option("#macro-picker", label="Renovação (pt)")
+        assert await page.input_value("#reply-text") == expected
+        await save_screenshot(page, "console-macro")
+        await page.click("#reply-form button[type=submit]")
+        await page.wait_for_selector("#notice")
+        sent = await running.email.wait_for(1)
+        [reply] = [m for m in sent if m.kind == "reply"]
+        assert reply.text == expected and reply.recipient == "joao@cliente.com.br"
+        [macro] = await running.service.macros.list(visible_to=running.users["agent"])
+        assert macro["usage_count"] == 1
+        assert errors == []
