@@ -43,6 +43,7 @@ from intake.api import cases as cases_api
 from intake.api import macros as macros_api
 from intake.api.openapi import ApiRegistry
 from intake.http import ClientAddresses, HttpServer, MetricsAccess, build_app
+from intake.text_templates import SandboxedTemplates
 
 log = logging.getLogger("posventa")
 
@@ -141,7 +142,7 @@ class Service:
             calendar=self.sla.setup.notice_calendar()))
         self.cases = CaseService(sla=self.sla, db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
-        self.macros = MacroService(db=self.db, cases=self.cases, clock=self.clock,
+        self.macros = MacroService(db=self.db, cases=self.cases, clock=self.clock, templates=SandboxedTemplates(),
                                    default_language=cfg.service.default_language, company_name=cfg.service.company_name)
         self.api = ApiRegistry()
         #: The one rule for a request's client address (X-Forwarded-For from trusted proxies only).

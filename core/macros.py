@@ -1,12 +1,10 @@
 """Canned responses (macros): a named body in es / pt / en with placeholders, optional
 actions on the case, shared by the team or personal to one agent, usage counted.
 
-Bodies are Jinja2 templates rendered in a ``SandboxedEnvironment`` with only the macro's
-variables (``customer``, ``case``, ``agent``, ``kb``, ``company``: plain values, never
-objects of ours). On top of the sandbox, a body may only print values and test them
-(``{{ … }}``, filters, ``{% if %}``): no loops, macros, includes or assignments, so
-rendering costs at most the body's own length; and the output is cut off at
-``MAX_OUTPUT``. Every refusal names the field: ``bodies.pt``, ``actions.activity``…
+Bodies are templates rendered through the ``TextTemplates`` port (Jinja2's sandbox, in
+intake/text_templates.py) with only the macro's variables (``customer``, ``case``,
+``agent``, ``kb``, ``company``: plain values, never objects of ours); the output is cut
+off at ``MAX_OUTPUT``. Every refusal names the field: ``bodies.pt``, ``actions.activity``…
 
 The API, the console and the Telegram desk all use a macro through ``use``: render in
 the customer's language (falling back to the default language), send as a reply through
@@ -19,9 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from core.cases import CaseService, _enum, _text
@@ -29,23 +24,13 @@ from core.domain import Activity, CaseType
 from core.errors import NotFound, ValidationError
 from core.persistence import Database
 from core.persistence.schema import cases, contacts, macros
-from core.ports import Clock
+from core.ports import Clock, TextTemplates
 
 LANGUAGES = ("es", "pt", "en")
 MAX_BODY = 20_000
 MAX_OUTPUT = 20_000
 MAX_NAME = 120
-#: What a body may use: printing, filters, tests, conditions, literals, attribute access.
-_ALLOWED_NODES = (
-    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Getattr, nodes.Getitem, nodes.Const,
-    nodes.Filter, nodes.Test, nodes.If, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not, nodes.Compare,
-    nodes.Operand, nodes.Concat, nodes.Keyword, nodes.List, nodes.Tuple,
-)
 VARIABLES = ("customer", "case", "agent", "kb", "company")
-#: Filters whose output is at most a little longer than their input (``center(10**9)`` or
-#: ``indent`` with a huge width would not be).
-FILTERS = frozenset({"upper", "lower", "title", "capitalize", "trim", "default", "d", "truncate", "string",
-                     "length", "first", "last", "e", "escape"})
 ACTIONS = ("type", "category_id", "subcategory_id", "activity", "sector", "note")
 
 
@@ -59,14 +44,14 @@ class MacroInput:
 
 
 class MacroService:
-    def __init__(self, *, db: Database, cases: CaseService, clock: Clock, default_language: str,
-                 company_name: str) -> None:
+    def __init__(self, *, db: Database, cases: CaseService, clock: Clock, templates: TextTemplates,
+                 default_language: str, company_name: str) -> None:
         self._db = db
         self._cases = cases
         self._clock = clock
         self._default_language = default_language
         self._company = company_name
-        self._env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self._templates = templates
 
     # --- managing ---------------------------------------------------------------------
 
@@ -150,7 +135,8 @@ class MacroService:
             "kb": {"url": row.kb_url or ""},
             "company": {"name": self._company},
         }
-        return self._render(bodies[language], variables, f"bodies.{language}"), language
+        text = self._templates.render(bodies[language], variables, field=f"bodies.{language}", max_chars=MAX_OUTPUT)
+        return text, language
 
     async def use(self, ref: int | str, number: int, *, agent: str, owner: str | None, text: str | None = None,
                   mirror_to_desk: bool = True) -> dict[str, Any]:
@@ -179,19 +165,6 @@ class MacroService:
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _render(self, body: str, variables: dict[str, Any], name: str) -> str:
-        try:
-            out = []
-            size = 0
-            for chunk in self._env.from_string(body).generate(variables):
-                size += len(chunk)
-                if size > MAX_OUTPUT:
-                    raise ValidationError(f"{name} renders longer than {MAX_OUTPUT} characters", field=name)
-                out.append(chunk)
-        except (UndefinedError, SecurityError, TemplateSyntaxError, TypeError, ValueError) as exc:
-            raise ValidationError(f"{name}: {str(exc)[:200]}", field=name) from None
-        return "".join(out)
-
     def _check(self, new: MacroInput) -> dict[str, Any]:
         name = _text(new.name, "name", max_len=MAX_NAME).strip()  # type: ignore[union-attr]
         if not isinstance(new.bodies, Mapping):
@@ -203,7 +176,7 @@ class MacroService:
         for lang in LANGUAGES:
             body = _text(new.bodies.get(lang), f"bodies.{lang}", required=False, max_len=MAX_BODY)
             if body is not None:
-                self._check_template(body, f"bodies.{lang}")
+                self._templates.check(body, field=f"bodies.{lang}", variables=VARIABLES)
             values[f"body_{lang}"] = body
         if not any(values[f"body_{lang}"] for lang in LANGUAGES):
             raise ValidationError("a macro needs a body in at least one language", field="bodies")
@@ -211,22 +184,6 @@ class MacroService:
         values["owner"] = owner or ""
         values["actions"] = _check_actions(new.actions)
         return values
-
-    def _check_template(self, body: str, name: str) -> None:
-        try:
-            tree = self._env.parse(body)
-        except TemplateSyntaxError as exc:
-            raise ValidationError(f"{name}: line {exc.lineno}: {exc.message}", field=name) from None
-        for node in tree.find_all(nodes.Node):
-            if not isinstance(node, _ALLOWED_NODES):
-                raise ValidationError(f"{name}: only {{{{ placeholders }}}}, filters and {{% if %}} are allowed "
-                                      f"(found {type(node).__name__})", field=name)
-            if isinstance(node, nodes.Filter) and node.name not in FILTERS:
-                raise ValidationError(f"{name}: filter {node.name!r} is not allowed (use {', '.join(sorted(FILTERS))})",
-                                      field=name)
-            if isinstance(node, nodes.Name) and node.name not in VARIABLES:
-                raise ValidationError(f"{name}: unknown placeholder {node.name!r} (use {', '.join(VARIABLES)})",
-                                      field=name)
 
     async def _row(self, conn, macro_id: int):
         row = (await conn.execute(select(macros).where(macros.c.id == macro_id))).first()

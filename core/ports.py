@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from core.domain import ChannelName, InboundMessage, OutboundMessage, Receipt, Suggestion
 
@@ -53,6 +53,17 @@ class NullSuggester:
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class TextTemplates(Protocol):
+    """Renders the placeholders in agents' canned responses, in a sandbox: a body reaches
+    nothing but ``variables`` (plain values), costs at most about its own length, and its
+    output stops at ``max_chars``. Every refusal is a ValidationError naming ``field``.
+    Implemented by intake/text_templates.py (Jinja2's SandboxedEnvironment)."""
+
+    def check(self, body: str, *, field: str, variables: Collection[str]) -> None: ...
+
+    def render(self, body: str, variables: Mapping[str, Any], *, field: str, max_chars: int) -> str: ...
 
 
 class SystemClock:

@@ -14,6 +14,7 @@ from core.errors import NotFound, ValidationError
 from core.macros import MAX_OUTPUT, MacroInput, MacroService
 from core.outgoing import Outgoing
 from core.persistence.schema import messages, outbox
+from intake.text_templates import SandboxedTemplates
 from tests.support import FakeClock
 
 GREETING = {
@@ -26,7 +27,8 @@ GREETING = {
 async def desk(db):
     clock = FakeClock()
     cases = CaseService(db=db, outgoing=Outgoing(email_domain="example.com", max_attempts=3), clock=clock)
-    return cases, MacroService(db=db, cases=cases, clock=clock, default_language="es", company_name="Soporte")
+    return cases, MacroService(db=db, cases=cases, clock=clock, templates=SandboxedTemplates(), default_language="es",
+                               company_name="Soporte")
 
 
 async def a_case(cases: CaseService, language: str = "pt", name: str = "João") -> int:
