@@ -194,7 +194,7 @@ async def test_macros_crud_and_a_reply_with_a_macro(running, spec):
     listed = await call(http, spec, "GET", "/macros", "/macros?agent=ana", status=200)
     assert [m["id"] for m in listed["macros"]] == [macro["id"]]
     case = await call(http, spec, "POST", "/cases", json={
-        "title": "Licença", "description": "Expirou", "language": "pt",
+        "title": "Licença", "description": "Expirou", "language": "pt", "type": "request",
         "contact": {"name": "João", "email": "joao@cliente.com.br"}}, status=201)
     number = case["number"]
     sent = await call(http, spec, "POST", "/cases/{number}/reply", f"/cases/{number}/reply",

@@ -32,7 +32,7 @@ async def desk(db):
 
 
 async def a_case(cases: CaseService, language: str = "pt", name: str = "João") -> int:
-    case = await cases.create_case(NewCase(title="Pedido", description="Não chegou", contact_name=name,
+    case = await cases.create_case(NewCase(case_type="request", title="Pedido", description="Não chegou", contact_name=name,
                                            contact_email=f"{name.lower()}@cliente.com.br", language=language),
                                    actor="agent:ana")
     return case["number"]
@@ -94,7 +94,7 @@ async def test_the_sandbox_reaches_nothing_but_the_variables(desk):
             await macros.render(macro, number, agent="Ana")
         assert refused.value.field == "bodies.pt"
     # A long but legal body is cut off at the output bound, with the field named.
-    long_title = await cases.create_case(NewCase(title="t" * 300, description="x", contact_name="Rui",
+    long_title = await cases.create_case(NewCase(case_type="request", title="t" * 300, description="x", contact_name="Rui",
                                                  language="pt"), actor="agent:ana")
     long = await macros.create(MacroInput(name="long", bodies={"pt": "{{ case.title }}" * 1000}))
     with pytest.raises(ValidationError) as too_long:

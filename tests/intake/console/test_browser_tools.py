@@ -69,7 +69,7 @@ async def test_inbox_search_finds_a_word_only_inside_a_reply(running):
 
 async def test_an_agent_picks_a_portuguese_macro_for_a_brazilian_customer(running):
     cases = running.service.cases
-    case = await cases.create_case(NewCase(title="Licença expirada", description="Não consigo entrar",
+    case = await cases.create_case(NewCase(case_type="request", title="Licença expirada", description="Não consigo entrar",
                                            contact_name="João Silva", contact_email="joao@cliente.com.br",
                                            language="pt"), actor="agent:ana")
     number = case["number"]
