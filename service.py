@@ -310,7 +310,6 @@ class Service:
         ``self.surveys`` (a ``core.surveys.Surveys``) is None when ``[surveys] enabled``
         is false; the console checks it before showing the manager panel."""
         from core.surveys import Surveys, SurveyTicker
-        from core.surveys.detractors import first_operator
         from intake.api import surveys as surveys_api
 
         self.surveys = None
@@ -320,9 +319,9 @@ class Service:
                                      config=self.config.surveys,
                                      default_language=self.config.service.default_language,
                                      on_commit=self.signal.notify,
-                                     # Whom a detractor case goes to: the rule's first operator,
-                                     # until automatic assignment (the queue) is passed here.
-                                     pick_assignee=first_operator)
+                                     # Whom a detractor case goes to among the rule's operators:
+                                     # automatic assignment's pick (the first when it is off).
+                                     pick_assignee=self.assigner.pick_among)
         self.inbox.add_hook(self.surveys.runner)
         self.cases.add_closed_hook(self.surveys.followups.case_closed)
         surveys_api.register(self.api, surveys=self.surveys)

@@ -229,6 +229,22 @@ class Assigner:
         await self._tell(done)
         return done
 
+    async def pick_among(self, conn: AsyncConnection, candidates: Sequence[str]) -> str | None:
+        """For a case opened inside another transaction with its own people (a detractor
+        survey's case: the rule's operators): the one this strategy picks among those
+        available and under capacity; with assignment off, out of hours or nobody free,
+        the first candidate, so the case never waits without an owner."""
+        if not candidates:
+            return None
+        now = self._clock.now()
+        if self.rules.enabled and self.rules.calendar.is_open(now):
+            agent = await self._choose(conn, None, now, exclude=None, only=candidates)
+            if agent is not None:
+                await conn.execute(update(agent_states).where(agent_states.c.username == agent)
+                                   .values(last_assigned_at=now))
+                return agent
+        return candidates[0]
+
     async def _away_too_long(self, conn: AsyncConnection, agent: str, now: datetime) -> bool:
         if self.rules.reassign_after is None:
             return False
@@ -236,7 +252,7 @@ class Assigner:
             agent_states.c.username == agent, _gone(now - self.rules.reassign_after)))).first() is not None
 
     async def _choose(self, conn: AsyncConnection, sector: str | None, now: datetime, *,
-                      exclude: str | None) -> str | None:
+                      exclude: str | None, only: Collection[str] | None = None) -> str | None:
         present_since = now - timedelta(seconds=3 * PRESENCE_SECONDS)
         q = (select(agent_states.c.username, agent_states.c.capacity, agent_states.c.sectors,
                     agent_states.c.last_assigned_at)
@@ -249,7 +265,8 @@ class Assigner:
             # cannot change under us until commit.
             q = q.with_for_update(of=agent_states)
         rows = [r for r in (await conn.execute(q)).all()
-                if r.username != exclude and (not sector or sector in (r.sectors or "").split(","))]
+                if r.username != exclude and (not sector or sector in (r.sectors or "").split(","))
+                and (only is None or r.username in only)]
         if not rows:
             return None
         counts = await _open_counts(conn, [r.username for r in rows])

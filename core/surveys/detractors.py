@@ -139,7 +139,7 @@ class DetractorCases:
             {"case_id": number, "at": now, "actor": ACTOR, "kind": "opened", "to_value": channel,
              "detail": f"detractor answer in survey {instance_id} (sale {r.external_id})"},
             *([{"case_id": number, "at": now, "actor": ACTOR, "kind": "assign", "to_value": assignee,
-                "detail": "the first of the rule's operators"}]
+                "detail": f"among the rule's operators ({', '.join(operators)})"[:1000]}]
               if assignee else []),
         ])
         return number

@@ -251,3 +251,37 @@ async def test_no_resurvey_without_the_rule_flag(world):
     # The customer's next message is an ordinary one: it opens a new case.
     later = await world.say(ChannelName.TELEGRAM, "5007", "no")
     assert later.case_number not in (None, r.case_number)
+
+
+async def test_with_automatic_assignment_the_case_goes_to_an_available_operator_of_the_rule(database_url, tmp_path):
+    """The rule's operators are ana and beto; only beto is available: beto gets it. (The
+    first operator is the fallback when nobody of the rule is free.)"""
+    import dataclasses
+
+    from core.config import CalendarConfig
+    from tests.core.surveys.conftest import CATALOG
+
+    always = {d: ("00:00-24:00",) for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    w = World(database_url, tmp_path)
+    w.config = dataclasses.replace(
+        w.config, assignment=dataclasses.replace(w.config.assignment, enabled=True),
+        calendars=(CalendarConfig(name="default", timezone="UTC", **always),))
+    await w.start()
+    try:
+        await w.service.surveys.catalog.import_toml(CATALOG)
+        for name in ("ana", "beto"):
+            user = await w.service.console.users.create(name, "correct horse battery staple", role="agent")
+            if name == "beto":
+                await w.service.assigner.update_agent(user.id, available=True)
+        await w.service.surveys.sales.record_many([sale("A-1", telegram_id="5010"), sale("A-2", telegram_id="5011")])
+        await w.tick(OPENS)
+        await w.next(ChannelName.TELEGRAM, 2)
+        first = await w.say(ChannelName.TELEGRAM, "5010", "1")
+        assert (await w.service.cases.get_case(first.case_number))["assigned_agent"] == "beto"
+        # beto stops being available: the next detractor case falls back to the first operator.
+        beto = next(u for u in await w.service.assigner.list_agents() if u["username"] == "beto")
+        await w.service.assigner.update_agent(beto["id"], available=False)
+        second = await w.say(ChannelName.TELEGRAM, "5011", "1")
+        assert (await w.service.cases.get_case(second.case_number))["assigned_agent"] == "ana"
+    finally:
+        await w.stop()
