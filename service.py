@@ -337,6 +337,13 @@ class Service:
         cfg = self.config.assignment
         agents_api.register(self.api, assigner=self.assigner)
         if cfg.enabled:
+            from core.notifications import AgentNotifier
+
+            self.agent_notifier = AgentNotifier(db=self.db, outgoing=self.outgoing, clock=self.clock,
+                                                public_url=self.config.http.public_url,
+                                                language=self.config.service.default_language,
+                                                on_commit=self.signal.notify)
+            self.assigner.subscribe(self.agent_notifier.on_assigned)
             self.inbox.subscribe(self.assigner.on_stored)
             # The survey ticker's loop runs any ``tick()``: here, unassigned and orphaned cases.
             self.components.append(SurveyTicker(scheduler=self.assigner, interval=cfg.sweep_seconds))  # type: ignore[arg-type]

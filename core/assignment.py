@@ -107,8 +107,18 @@ class Assigner:
         raise NotFound(f"agent {user_id} not found")
 
     async def update_agent(self, user_id: int, *, capacity: int | None = None, sectors: Sequence[str] | None = None,
-                           available: bool | None = None, telegram_user_id: int | None = None) -> dict[str, Any]:
+                           available: bool | None = None, telegram_user_id: int | None = None,
+                           email: str | None = None, notify: Any = None) -> dict[str, Any]:
+        from core.notifications import check_preferences  # preferences' rules live there
+
         values: dict[str, Any] = {}
+        if email is not None:
+            address = email.strip().lower()
+            if address and ("@" not in address or len(address) > 320 or any(c in address for c in "\r\n <>,")):
+                raise ValidationError("email is not an email address", field="email")
+            values["email"] = address or None
+        if notify is not None:
+            values["notify"] = check_preferences(notify)
         if capacity is not None:
             values["capacity"] = check_capacity(capacity, "capacity")
         if sectors is not None:
@@ -294,7 +304,15 @@ class Assigner:
             "away_since": r.away_since.isoformat() if r.away_since else None,
             "open_cases": open_cases,
             "telegram_user_id": r.telegram_user_id,
+            "email": r.email,
+            "notify": preferences(r.notify),
         }
+
+
+def preferences(stored: Any) -> dict[str, dict[str, bool]]:
+    from core.notifications import preferences as effective
+
+    return effective(stored)
 
 
 def _gone(since: datetime) -> Any:

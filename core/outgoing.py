@@ -60,6 +60,8 @@ class OutgoingMessage:
     extra: Mapping[str, str] = field(default_factory=dict)
     #: Delay the first attempt (e.g. web chat's email fallback).
     not_before: datetime | None = None
+    #: For the team, not the customer (an agent's notification): no message on the case.
+    internal: bool = False
 
 
 class Outgoing:
@@ -86,7 +88,7 @@ class Outgoing:
         for index, item in enumerate(items):
             if item.recipient.channel == ChannelName.EMAIL:
                 email_ids[index] = self.new_email_message_id()
-            if item.recipient.channel in CUSTOMER_CHANNELS:
+            if item.recipient.channel in CUSTOMER_CHANNELS and not item.internal:
                 message_slots.append(index)
                 message_rows.append(
                     {

@@ -355,6 +355,10 @@ agent_states = Table(
     _ts("away_since"),
     _ts("last_assigned_at"),
     Column("telegram_user_id", BigInteger, unique=True),
+    #: Where the agent's email notifications go.
+    Column("email", String(320)),
+    #: Notification preferences per event and channel (core/notifications.py); NULL = defaults.
+    Column("notify", JSON),
 )
 
 #: Web console logins. Kept in the database, not in a process, so any of several

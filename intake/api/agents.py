@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from core.assignment import MAX_CAPACITY, Assigner
+from core.notifications import EVENTS, NOTIFY_CHANNELS
 from intake.api.openapi import ApiRegistry, body, integer, text
 from intake.http import path_id
 
@@ -24,6 +25,9 @@ AGENT = {
         "away_since": {"type": ["string", "null"], "format": "date-time"},
         "open_cases": {"type": "integer", "minimum": 0},
         "telegram_user_id": {"type": ["integer", "null"]},
+        "email": {"type": ["string", "null"]},
+        "notify": {"type": "object", "description": "per event, per channel: true or false",
+                   "additionalProperties": {"type": "object", "additionalProperties": {"type": "boolean"}}},
     },
 }
 
@@ -48,7 +52,8 @@ def register(api: ApiRegistry, *, assigner: Assigner) -> None:
         data = body(request)
         return web.json_response(await assigner.update_agent(
             path_id(request, "id"), capacity=data.get("capacity"), sectors=data.get("sectors"),
-            available=data.get("available"), telegram_user_id=data.get("telegram_user_id")))
+            available=data.get("available"), telegram_user_id=data.get("telegram_user_id"), email=data.get("email"),
+            notify=data.get("notify")))
 
     api.add("PATCH", "/agents/{id}", patch_agent, tag="agents", response=one,
             summary="Set an agent's capacity (1 or more), sectors, availability or Telegram user id",
@@ -57,4 +62,9 @@ def register(api: ApiRegistry, *, assigner: Assigner) -> None:
                 "sectors": {"type": "array", "maxItems": 50, "items": {**text(120), "pattern": "^[^,]*$"}},
                 "available": {"type": "boolean"},
                 "telegram_user_id": integer(1, 2**53),
+                "email": {"type": "string", "maxLength": 320},
+                "notify": {"type": "object", "maxProperties": 4, "propertyNames": {"enum": list(EVENTS)},
+                           "additionalProperties": {
+                               "type": "object", "maxProperties": 3, "propertyNames": {"enum": list(NOTIFY_CHANNELS)},
+                               "additionalProperties": {"type": "boolean"}}},
             }})

@@ -133,6 +133,7 @@ async def test_an_agent_away_too_long_has_their_cases_reassigned(running):
 @pytest.mark.parametrize("body,field", [
     ({"capacity": 0}, "capacity"), ({"capacity": -3}, "capacity"), ({"capacity": "two"}, "capacity"),
     ({"sectors": ["a,b"]}, "sectors.0"), ({"bogus": 1}, "bogus"),
+    ({"notify": {"assigned": {"email": "yes"}}}, "notify.assigned.email"), ({"email": "not-an-address"}, "email"),
 ])
 async def test_bad_agent_settings_are_422_naming_the_field(running, body, field):
     _, http, _, ids, _, _ = running

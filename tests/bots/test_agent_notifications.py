@@ -1,0 +1,65 @@
+"""Agent notifications through the outbox, on both databases: a case assigned
+automatically reaches its agent as a private Telegram message from the bot (the fake Bot
+API) and as an email (through the real SMTP channel into a sink), and not on a channel
+the agent turned off."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sqlalchemy import select
+
+from core.config import CalendarConfig
+from core.domain import ChannelName, InboundMessage
+from core.persistence.schema import messages, outbox
+from service import Service
+from tests.bots.conftest import AGENT, telegram_section
+from tests.fakes.smtp_sink import SmtpSink
+from tests.fakes.telegram_api import FakeTelegram
+from tests.support import free_port, make_config
+
+ALWAYS = {d: ("00:00-24:00",) for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+
+
+async def test_an_assigned_agent_gets_a_telegram_message_and_an_email(database_url, tmp_path, tg: FakeTelegram):
+    tg.forum(-1001987654321)
+    async with SmtpSink() as sink:
+        config = make_config(database_url, tmp_path, telegram=telegram_section(tg),
+                             assignment={"enabled": True},
+                             email={"enabled": True, "listen_port": free_port(), "domains": ("example.com",),
+                                    "address": "support@example.com",
+                                    "outbound": {"host": "127.0.0.1", "port": sink.port}})
+        config = dataclasses.replace(config, calendars=(CalendarConfig(name="default", timezone="UTC", **ALWAYS),))
+        service = Service(config)
+        await service.start()
+        try:
+            user = await service.console.users.create("lucia", "correct horse battery staple", role="agent")
+            await service.assigner.update_agent(user.id, available=True, telegram_user_id=AGENT,
+                                                email="lucia@team.example")
+            receipt = await service.inbox.receive(InboundMessage(
+                channel=ChannelName.EMAIL, external_id="<n1@cliente.example>", sender="ana@cliente.example",
+                text="No funciona la impresora", subject="Impresora"))
+            number = receipt.case_number
+            call = await tg.wait_for_call("sendMessage", lambda c: str(c.params["chat_id"]) == str(AGENT))
+            assert f"#{number}" in call.params["text"] and "Impresora" in call.params["text"]
+            # The customer's acknowledgement and the agent's notice: two mails.
+            captured = await sink.wait_for(2)
+            [notice] = [c for c in captured if c.rcpt_tos == ("lucia@team.example",)]
+            assert f"#{number}" in notice.message.get_body(("plain",)).get_content()
+            # Internal: nothing of it shows in the case's conversation.
+            async with service.db.engine.connect() as conn:
+                texts = (await conn.execute(select(messages.c.text).where(messages.c.case_id == number))).scalars()
+                assert not any("asign" in t for t in texts)
+
+            # Email turned off for assignments: the next one goes to Telegram only.
+            await service.assigner.update_agent(user.id, notify={"assigned": {"email": False}})
+            second = await service.inbox.receive(InboundMessage(
+                channel=ChannelName.EMAIL, external_id="<n2@cliente.example>", sender="leo@cliente.example",
+                text="Otra consulta", subject="Factura"))
+            await tg.wait_for_call("sendMessage", lambda c: f"#{second.case_number}" in c.params.get("text", ""))
+            async with service.db.engine.connect() as conn:
+                channels = (await conn.execute(select(outbox.c.channel).where(
+                    outbox.c.case_id == second.case_number, outbox.c.kind == "agent_notice"))).scalars().all()
+            assert channels == ["telegram"]
+        finally:
+            await service.stop()
