@@ -1,7 +1,7 @@
 """agent_states: the agent's email and notification preferences
 
 Revision ID: i20_notify
-Revises: i20_assignment
+Revises: i21_macros
 Create Date: 2026-12-07 03:15:00
 """
 
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = 'i20_notify'
-down_revision = 'i20_assignment'
+down_revision = 'i21_macros'
 branch_labels = None
 depends_on = None
 
