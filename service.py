@@ -24,10 +24,12 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text as sql_text
 
 from core.attachments import AttachmentStore
+from core.budget import BudgetPolicy
 from core.cases import CaseService
 from core.config import Config, parse_networks
-from core.domain import ChannelName, OutboxStatus
+from core.domain import BudgetMode, ChannelName, OutboxStatus
 from core.inbox import InboxService, StoredMessage
+from core.kb_images import KbImages
 from core.macros import MacroService
 from core.outbox import DEFAULT_CLAIM_BATCH, OutboxSignal, OutboxWorker, RetryPolicy, backlog, recover_expired_leases
 from core.outgoing import Outgoing
@@ -141,7 +143,9 @@ class Service:
             reassign_after=timedelta(minutes=assign.reassign_after_minutes) if assign.reassign_after_minutes else None,
             calendar=self.sla.setup.notice_calendar()))
         self.cases = CaseService(sla=self.sla, db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
-                                 desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id))
+                                 desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id),
+                                 budget=BudgetPolicy(mode=BudgetMode(cfg.cases.budget_mode), currency=cfg.cases.currency))
+        self.kb_images = KbImages(db=self.db, files=self.attachments, clock=self.clock)
         self.macros = MacroService(db=self.db, cases=self.cases, clock=self.clock, templates=SandboxedTemplates(),
                                    default_language=cfg.service.default_language, company_name=cfg.service.company_name)
         self.api = ApiRegistry()
@@ -296,7 +300,7 @@ class Service:
         from kb.runtime import KbRuntime, load_encoder
 
         self.kb = KbRuntime(config=self.config.kb, db=self.db, clock=self.clock, cases=self.cases,
-                            encoder=load_encoder(self.config.kb))
+                            encoder=load_encoder(self.config.kb), images=self.kb_images)
         if self.suggester is None:
             self.suggester = self.kb.index
         self.channels[ChannelName.KB] = self.kb.publisher
@@ -382,7 +386,8 @@ class Service:
                                company_name=self.config.service.company_name, catalog=catalog, panel=panel,
                                timezone=self.config.surveys.timezone, live=LiveUpdates(notifier=self.notifier, presence=self._console_presence),
                                client_addresses=self.client_addresses, registry=self.metrics.registry,
-                               require_totp_for_admins=self.config.console.require_totp_for_admins)
+                               require_totp_for_admins=self.config.console.require_totp_for_admins,
+                               kb_images=self.kb_images)
         # Open inbox and case pages refresh when a customer writes, whichever process
         # stored the message (through the notifier).
         self.inbox.subscribe(self.console.live.publish)

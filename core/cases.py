@@ -9,13 +9,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.budget import FOLLOW_PROCESS, BudgetPolicy, money
+from core.budget import total as budget_total
 from core.domain import (
     Activity,
     Author,
@@ -40,6 +42,7 @@ from core.persistence.schema import (
     contacts,
     messages,
     organizations,
+    products,
     rule_instances,
     sales,
     survey_rules,
@@ -93,6 +96,25 @@ class NewCase:
     category_id: int | None = None
     subcategory_id: int | None = None
     language: str = "es"
+    #: When the customer got in touch (a phone call yesterday): the case's date, which
+    #: reports and due times count from. None: now. Never in the future.
+    case_date: datetime | None = None
+
+
+#: Older case dates are typing mistakes, not phone calls (year 2 instead of 2026).
+EARLIEST_CASE_DATE = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _case_date(value: datetime | None, now: datetime) -> datetime:
+    if value is None:
+        return now
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValidationError("date must be a date and time with its time zone", field="date")
+    if value > now:
+        raise ValidationError("date must not be in the future", field="date")
+    if value < EARLIEST_CASE_DATE:
+        raise ValidationError("date must be after 2000-01-01", field="date")
+    return value
 
 
 def _enum(cls, value: Any, field: str):
@@ -131,8 +153,11 @@ def _text(value: Any, field: str, *, required: bool = True, max_len: int = MAX_T
 
 class CaseService:
     def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, on_commit: Callable[[], None] = lambda: None,
-                 desk_enabled: bool = False, sla: CaseClockStore | None = None):
+                 desk_enabled: bool = False, sla: CaseClockStore | None = None,
+                 budget: BudgetPolicy = BudgetPolicy()):
         self._db = db
+        #: The process's budget mode and currency ([cases]); a case overrides the mode only explicitly.
+        self._budget = budget
         #: The SLA clock: agents' replies, activity changes and reclassification move it.
         self._sla = sla
         self._outgoing = outgoing
@@ -146,6 +171,11 @@ class CaseService:
     def add_closed_hook(self, hook: CaseClosedHook) -> None:
         """Run ``hook`` whenever an agent closes a case (surveys follow up their detractors)."""
         self._closed_hooks.append(hook)
+
+    @property
+    def budget_policy(self) -> BudgetPolicy:
+        """The process's budget mode and currency ([cases])."""
+        return self._budget
 
     # --- reading -----------------------------------------------------------------------
 
@@ -235,7 +265,10 @@ class CaseService:
                             "phone": row.contact_phone},
                 "kb": {"problem": row.kb_problem, "answer": row.kb_answer, "hotfix": row.kb_hotfix,
                        "application": row.kb_application, "action": row.kb_action, "url": row.kb_url},
-                "budget_mode": row.budget_mode,
+                # The mode the Budget tab follows: the case's own when an agent set one, else the process's.
+                "budget_mode": self._budget.mode_of(row.budget_mode).value,
+                "budget_mode_source": "process" if self._budget.follows_process(row.budget_mode) else "case",
+                "budget_currency": self._budget.currency_for(row.language),
                 "self_served": bool(row.self_served),
             })
             msg_rows = (await conn.execute(select(messages).where(messages.c.case_id == number)
@@ -267,11 +300,15 @@ class CaseService:
                                             .order_by(case_suggestions.c.rank))
             ]
             case["survey"] = await _survey_link(conn, row.survey_instance_id)
+            lines = (await conn.execute(select(budget_lines).where(budget_lines.c.case_id == number)
+                                        .order_by(budget_lines.c.position))).all()
             case["budget_lines"] = [
                 {"product": b.product, "quantity": _num(b.quantity), "unit_amount": _num(b.unit_amount)}
-                for b in await conn.execute(select(budget_lines).where(budget_lines.c.case_id == number)
-                                            .order_by(budget_lines.c.position))
+                for b in lines
             ]
+            amount = budget_total((b.quantity, b.unit_amount) for b in lines)
+            case["budget_total"] = float(amount)
+            case["budget_total_text"] = money(amount, case["budget_currency"], row.language)
             return case
 
     def _summary(self, row: Any, now: datetime) -> dict[str, Any]:
@@ -295,6 +332,8 @@ class CaseService:
         if email and ("@" not in email or len(email) > 320 or any(c in email for c in "\r\n <>")):
             raise ValidationError("contact email is not an email address", field="contact.email")
         now = self._clock.now()
+        # The case's date is when the customer got in touch; the history records when it was typed in.
+        dated = _case_date(new.case_date, now)
         async with self._db.transaction() as conn:
             await self._check_categories(conn, new.category_id, new.subcategory_id)
             org_id = None
@@ -318,20 +357,21 @@ class CaseService:
                         contact_id=contact_id, channel=ChannelName.EMAIL.value, address=email, unreachable=False,
                         created_at=now))
             number = (await conn.execute(insert(cases).values(
-                created_at=now, updated_at=now, organization_id=org_id, contact_id=contact_id,
+                created_at=dated, updated_at=now, organization_id=org_id, contact_id=contact_id,
                 category_id=new.category_id, subcategory_id=new.subcategory_id, case_type=case_type, title=title,
                 description=description, channel=ChannelName.API.value, language=new.language,
-                activity=Activity.PRELIMINARY_ANALYSIS.value, budget_mode=BudgetMode.NOT_USED.value,
+                activity=Activity.PRELIMINARY_ANALYSIS.value, budget_mode=FOLLOW_PROCESS,
                 kb_problem=description, reply_token=secrets.token_urlsafe(18), self_served=False,
             ).returning(cases.c.id))).scalar_one()
             if self._sla is not None and self._sla.setup.enabled:
                 policy = await self._sla.policy_for(conn, number)
-                await self._sla.write(conn, number, opened(policy, now))
-            await conn.execute(insert(case_events).values(case_id=number, at=now, actor=actor, kind="opened",
-                                                          to_value=ChannelName.API.value))
+                await self._sla.write(conn, number, opened(policy, dated))
+            await conn.execute(insert(case_events).values(
+                case_id=number, at=now, actor=actor, kind="opened", to_value=ChannelName.API.value,
+                detail=None if dated == now else f"dated {dated.isoformat()}"))
             await conn.execute(insert(messages).values(
                 case_id=number, contact_id=contact_id, channel=ChannelName.API.value, direction=Direction.IN.value,
-                author=Author.CUSTOMER.value, author_name=contact_name, text=description, created_at=now,
+                author=Author.CUSTOMER.value, author_name=contact_name, text=description, created_at=dated,
                 external_id=f"api-{number}"))
         return await self.get_case(number)
 
@@ -479,28 +519,40 @@ class CaseService:
             await conn.execute(insert(case_events).values(case_id=number, at=now, actor="system", kind="kb_published",
                                                           to_value=url[:300]))
 
-    async def set_budget(self, number: int, mode: str, lines: Sequence[dict[str, Any]], *, agent: str) -> dict[str, Any]:
-        budget_mode = _enum(BudgetMode, mode, "budget_mode")
+    async def set_budget(self, number: int, mode: str | None, lines: Sequence[dict[str, Any]], *,
+                         agent: str) -> dict[str, Any]:
+        """Replace the case's budget lines. ``mode`` None follows the process's mode
+        ([cases] budget_mode); a mode given is this case's own, explicitly."""
+        own_mode = None if mode is None else _enum(BudgetMode, mode, "budget_mode")
+        budget_mode = own_mode or self._budget.mode
         rows = []
         for i, line in enumerate(lines):
-            product = _text(line.get("product"), f"lines[{i}].product", max_len=200)
+            product = _text(line.get("product"), f"lines[{i}].product", max_len=200).strip()  # type: ignore[union-attr]
             qty = amount = None
             if budget_mode == BudgetMode.PRODUCTS_WITH_AMOUNTS:
-                qty = _decimal(line.get("quantity"), f"lines[{i}].quantity")
-                amount = _decimal(line.get("unit_amount"), f"lines[{i}].unit_amount")
+                qty = _decimal(line.get("quantity"), f"lines[{i}].quantity", positive=True)
+                amount = _decimal(line.get("unit_amount"), f"lines[{i}].unit_amount", positive=True)
             rows.append({"case_id": number, "position": i, "product": product, "quantity": qty, "unit_amount": amount})
         if budget_mode == BudgetMode.NOT_USED and rows:
             raise ValidationError("budget lines need a budget mode other than not_used", field="budget_mode")
         now = self._clock.now()
         async with self._db.transaction() as conn:
             await self._case(conn, number)
+            # Lines name products of the catalog by code (posventa import catalog).
+            known = {r.code for r in await conn.execute(select(products.c.code).where(
+                products.c.code.in_({r["product"] for r in rows})))} if rows else set()
+            for i, row in enumerate(rows):
+                if row["product"] not in known:
+                    raise ValidationError(f"lines[{i}].product: {row['product'][:80]!r} is not a product code of the "
+                                          "catalog", field=f"lines[{i}].product")
             await conn.execute(delete(budget_lines).where(budget_lines.c.case_id == number))
             if rows:
                 await conn.execute(insert(budget_lines), rows)
-            await conn.execute(update(cases).where(cases.c.id == number).values(budget_mode=budget_mode.value,
-                                                                                 updated_at=now))
-            await conn.execute(insert(case_events).values(case_id=number, at=now, actor=f"agent:{agent}",
-                                                          kind="budget", to_value=budget_mode.value))
+            await conn.execute(update(cases).where(cases.c.id == number).values(
+                budget_mode=FOLLOW_PROCESS if own_mode is None else own_mode.value, updated_at=now))
+            await conn.execute(insert(case_events).values(
+                case_id=number, at=now, actor=f"agent:{agent}", kind="budget", to_value=budget_mode.value,
+                detail=None if own_mode else "the process's mode"))
         return await self.get_case(number)
 
     # --- categories (admin-managed master, two levels) --------------------------------------------
@@ -637,15 +689,19 @@ async def _survey_link(conn: AsyncConnection, instance_id: int | None) -> dict[s
             "sale": {"id": r.sale_id, "external_id": r.external_id, "seller": r.seller}}
 
 
-def _decimal(value: Any, field: str) -> Decimal | None:
+def _decimal(value: Any, field: str, *, positive: bool = False) -> Decimal | None:
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise ValidationError(f"{field} must be a number", field=field)
     try:
-        d = Decimal(str(value))
+        d = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
         raise ValidationError(f"{field} must be a number", field=field) from None
     if not d.is_finite() or abs(d) >= Decimal("1e11"):
         raise ValidationError(f"{field} is out of range", field=field)
+    if positive and d < 0:
+        raise ValidationError(f"{field} must not be negative", field=field)
     return d
 
 

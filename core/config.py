@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.domain import LANGUAGES
+from core.budget import is_currency
+from core.domain import LANGUAGES, BudgetMode
 from core.errors import ConfigError, ValidationError
 
 MAX_CONFIG_BYTES = 1_000_000
@@ -153,6 +154,15 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True)
+class CasesConfig:
+    #: The post-sale process's budget mode (the seeds' "Lista de productos"): how the Budget
+    #: tab of every case is shown, unless an agent sets a case's own mode explicitly.
+    budget_mode: str = "not_used"
+    #: ISO 4217 code of budget amounts; empty: by language (es ARS, pt BRL, en USD).
+    currency: str = ""
+
+
+@dataclass(frozen=True)
 class KbConfig:
     enabled: bool = False
     type: str = "discourse"
@@ -284,6 +294,7 @@ class Config:
     telegram: TelegramConfig = TelegramConfig()
     webchat: WebchatConfig = WebchatConfig()
     console: ConsoleConfig = ConsoleConfig()
+    cases: CasesConfig = CasesConfig()
     kb: KbConfig = KbConfig()
     surveys: SurveysConfig = SurveysConfig()
     outbox: OutboxConfig = OutboxConfig()
@@ -459,6 +470,10 @@ def validate(config: Config) -> None:
     need(not config.http.metrics_token or len(config.http.metrics_token) >= 16, "http.metrics_token",
          "must be at least 16 characters")
     need(config.service.default_language in LANGUAGES, "service.default_language", f"must be one of {', '.join(LANGUAGES)}")
+    need(config.cases.budget_mode in {m.value for m in BudgetMode}, "cases.budget_mode",
+         f"must be one of {', '.join(m.value for m in BudgetMode)}")
+    need(not config.cases.currency or is_currency(config.cases.currency), "cases.currency",
+         "must be an ISO 4217 currency code (ARS, BRL, USD, EUR...) or empty")
     for name, port in (("http.port", config.http.port), ("email.listen_port", config.email.listen_port),
                        ("email.outbound.port", config.email.outbound.port)):
         need(0 <= port <= 65535, name, "must be a TCP port (0-65535)")

@@ -32,7 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.domain import (
     Activity,
     Author,
-    BudgetMode,
     CaseType,
     ChannelName,
     Choice,
@@ -59,6 +58,7 @@ from core.persistence.schema import (
     organizations,
 )
 from core.ports import Clock
+from core.budget import FOLLOW_PROCESS
 from core.business_hours import opening_notice
 from core.replies import case_type_from_reply
 from core.sla import SlaPolicy, opened
@@ -606,7 +606,7 @@ class InboxService:
                 "channel": m.channel.value,
                 "language": language,
                 "activity": Activity.PRELIMINARY_ANALYSIS.value,
-                "budget_mode": BudgetMode.NOT_USED.value,
+                "budget_mode": FOLLOW_PROCESS,  # [cases] budget_mode (core/budget.py)
                 "kb_problem": m.text[:MAX_TEXT],
                 "reply_token": secrets.token_urlsafe(18),
                 "self_served": False,

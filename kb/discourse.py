@@ -177,6 +177,21 @@ class CreatedTopic:
     url: str
 
 
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file Discourse stored (POST /uploads.json). ``markdown_url`` is what a post
+    refers to it by: the ``upload://`` short URL Discourse's own composer writes, which
+    survives a move of the forum's storage, else the plain URL."""
+
+    id: int
+    url: str
+    short_url: str | None = None
+
+    @property
+    def markdown_url(self) -> str:
+        return self.short_url or self.url
+
+
 # ---------------------------------------------------------------------------- throttle
 
 
@@ -559,6 +574,17 @@ class DiscourseClient:
             url=self.topic_url(str(data.get("topic_slug") or ""), topic_id),
         )
 
+    async def upload(self, data: bytes, *, filename: str, content_type: str) -> Upload:
+        """Store an image on the forum for a post to show (``upload_type=composer``)."""
+        form = aiohttp.FormData()
+        form.add_field("upload_type", "composer")
+        form.add_field("synchronous", "true")
+        form.add_field("file", data, filename=filename, content_type=content_type)
+        stored = await self._request_json("POST", "/uploads.json", form=form)
+        short_url = stored.get("short_url")
+        return Upload(id=_field(stored, "id", int), url=_field(stored, "url", str),
+                      short_url=short_url if isinstance(short_url, str) and short_url.startswith("upload://") else None)
+
     async def topic_by_external_id(self, external_id: str) -> CreatedTopic | None:
         """The topic created with ``external_id``, or None. Discourse answers with a redirect."""
         if not _EXTERNAL_ID.fullmatch(external_id):
@@ -589,9 +615,10 @@ class DiscourseClient:
         return await self._request_json("GET", path, params=params)
 
     async def _request_json(
-        self, method: str, path: str, *, params: Any = None, json_body: Any = None
+        self, method: str, path: str, *, params: Any = None, json_body: Any = None,
+        form: aiohttp.FormData | None = None,
     ) -> dict[str, Any]:
-        reply = await self._send(method, path, params=params, json_body=json_body)
+        reply = await self._send(method, path, params=params, json_body=json_body, form=form)
         self._raise_for_status(reply)
         if reply.status != 200:
             raise DiscourseBadResponse(f"{method} {path}: unexpected HTTP {reply.status}")
@@ -603,7 +630,8 @@ class DiscourseClient:
             raise DiscourseBadResponse(f"{method} {path}: response is not a JSON object")
         return data
 
-    async def _send(self, method: str, path: str, *, params: Any = None, json_body: Any = None) -> _Reply:
+    async def _send(self, method: str, path: str, *, params: Any = None, json_body: Any = None,
+                    form: aiohttp.FormData | None = None) -> _Reply:
         await self._bucket.acquire()
         try:
             async with self._session.request(
@@ -611,6 +639,7 @@ class DiscourseClient:
                 self._base + path,
                 params=params,
                 json=json_body,
+                data=form,
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,

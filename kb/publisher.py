@@ -7,9 +7,12 @@ case-<number>`` makes a retry after an ambiguous timeout harmless.
 
 from __future__ import annotations
 
+import asyncio
+
 from core.cases import CaseService
 from core.domain import ChannelName, OutboundMessage
 from core.errors import NotFound, PermanentDeliveryError, TransientDeliveryError
+from core.kb_images import KbImages, referenced_ids, replace_references
 from kb.discourse import (
     DiscourseAuthError,
     DiscourseBadResponse,
@@ -45,10 +48,34 @@ def publication(case: dict) -> tuple[str, str]:
 class KbPublishChannel:
     name = ChannelName.KB
 
-    def __init__(self, *, client: DiscourseClient, cases: CaseService, category: int | None) -> None:
+    def __init__(self, *, client: DiscourseClient, cases: CaseService, category: int | None,
+                 images: KbImages | None = None) -> None:
         self._client = client
         self._cases = cases
         self._category = category or None
+        self._images = images
+
+    async def _upload_images(self, number: int, raw: str) -> str:
+        """``raw`` with the case's KB images uploaded to Discourse and referred to there:
+        the post must not point at our console, which the forum's readers cannot reach.
+        An image already uploaded (an earlier attempt) is not uploaded again."""
+        ids = referenced_ids(raw)
+        if not ids or self._images is None:
+            return raw
+        urls: dict[int, str] = {}
+        for image in await self._images.of_case(number, ids):
+            if image.discourse_url is None:
+                uploaded = await self._client.upload(await asyncio.to_thread(self._images.read, image),
+                                                     filename=image.filename, content_type=image.content_type)
+                await self._images.record_upload(image.id, uploaded.markdown_url)
+                urls[image.id] = uploaded.markdown_url
+            else:
+                urls[image.id] = image.discourse_url
+        missing = [i for i in ids if i not in urls]
+        if missing:
+            # Another case's image, or a deleted one: publishing our URL would leak it.
+            raise PermanentDeliveryError(f"the KB text refers to image(s) {missing} that are not this case's")
+        return replace_references(raw, urls)
 
     async def send(self, message: OutboundMessage) -> str | None:
         number = message.case_number
@@ -60,6 +87,7 @@ class KbPublishChannel:
             raise PermanentDeliveryError(f"case {number} no longer exists") from None
         title, raw = publication(case)
         try:
+            raw = await self._upload_images(number, raw)
             created = await self._client.create_topic(title=title, raw=raw, category=self._category,
                                                       external_id=f"case-{number}")
         except DiscourseUnavailable as exc:
@@ -69,6 +97,8 @@ class KbPublishChannel:
             raise TransientDeliveryError(f"Discourse refused our API key ({exc}); check [kb] api_key") from None
         except DiscourseRejected as exc:
             raise PermanentDeliveryError(f"Discourse rejected the topic: {'; '.join(exc.errors)}") from None
+        except OSError as exc:
+            raise TransientDeliveryError(f"a KB image could not be read from the store: {exc.strerror}") from None
         except DiscourseBadResponse as exc:
             raise TransientDeliveryError(f"unexpected answer from Discourse: {exc}") from None
         await self._cases.record_publication(number, created.url)

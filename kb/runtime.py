@@ -11,6 +11,7 @@ import aiohttp
 
 from core.cases import CaseService
 from core.config import KbConfig
+from core.kb_images import KbImages
 from core.persistence import Database
 from core.ports import Clock
 from core.tasks import cancel_and_wait
@@ -41,7 +42,8 @@ def load_encoder(config: KbConfig) -> SentenceEncoder | None:
 
 class KbRuntime:
     def __init__(self, *, config: KbConfig, db: Database, clock: Clock, cases: CaseService,
-                 session: aiohttp.ClientSession | None = None, encoder: SentenceEncoder | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None, encoder: SentenceEncoder | None = None,
+                 images: KbImages | None = None) -> None:
         self._config = config
         self._own_session = session is None
         self.session = session or aiohttp.ClientSession()
@@ -49,7 +51,8 @@ class KbRuntime:
                                       api_key=config.api_key, requests_per_minute=config.requests_per_minute)
         self.index = KbIndex(db=db, encoder=encoder)
         self.sync = KbSync(db=db, client=self.client, index=self.index, clock=clock, categories=config.categories)
-        self.publisher = KbPublishChannel(client=self.client, cases=cases, category=config.publish_category)
+        self.publisher = KbPublishChannel(client=self.client, cases=cases, category=config.publish_category,
+                                          images=images)
         self.webhook = KbWebhook(sync=self.sync, secret=config.webhook_secret)
         self._task: asyncio.Task[None] | None = None
         #: Set after each pass of the background sync (tests and health checks wait on it).

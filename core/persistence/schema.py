@@ -136,6 +136,8 @@ cases = Table(
     Column("sector", String(120)),
     Column("assigned_agent", String(120)),
     Column("activity", String(30), nullable=False, index=True),
+    #: This case's own budget mode, set explicitly by an agent, or "process": it follows the
+    #: process's ([cases] budget_mode, core/budget.py).
     Column("budget_mode", String(30), nullable=False),
     Column("kb_problem", Text),
     Column("kb_answer", Text),
@@ -242,6 +244,22 @@ attachments = Table(
     Column("size", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("inline", Boolean, nullable=False, default=False),
+)
+
+# Images an agent put into a case's KB Problem/Answer (the Markdown editor): the file is
+# in the attachment store like any attachment; discourse_url is where publishing put it.
+kb_images = Table(
+    "kb_images",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("case_id", ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("filename", String(300), nullable=False),
+    Column("content_type", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_by", String(120), nullable=False),
+    _ts("created_at", nullable=False),
+    Column("discourse_url", String(1000)),
 )
 
 outbox = Table(

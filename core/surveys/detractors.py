@@ -23,8 +23,9 @@ from typing import Any
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.budget import FOLLOW_PROCESS
 from core.config import SurveysConfig
-from core.domain import LANGUAGES, Activity, BudgetMode, CaseType, ChannelName
+from core.domain import LANGUAGES, Activity, CaseType, ChannelName
 from core.persistence.schema import (
     case_events,
     cases,
@@ -131,7 +132,7 @@ class DetractorCases:
             category_id=category_id, subcategory_id=subcategory_id, case_type=CaseType.COMPLAINT.value,
             title=detractor_title(r.rule_name, r.external_id), description=description, channel=channel,
             language=r.language or r.contact_language or "es", assigned_agent=assignee,
-            activity=Activity.PRELIMINARY_ANALYSIS.value, budget_mode=BudgetMode.NOT_USED.value,
+            activity=Activity.PRELIMINARY_ANALYSIS.value, budget_mode=FOLLOW_PROCESS,
             kb_problem=description, reply_token=secrets.token_urlsafe(18), self_served=False,
             origin=ORIGIN_SURVEY, survey_instance_id=instance_id,
         ).returning(cases.c.id))).scalar_one()

@@ -115,7 +115,12 @@ CASE_DETAIL = {
                 "contact": {"type": "object"},
                 "kb": {"type": "object", "properties": {k: _NULLABLE_STR for k in
                                                         ("problem", "answer", "hotfix", "application", "action", "url")}},
-                "budget_mode": {"type": "string", "enum": [b.value for b in BudgetMode]},
+                "budget_mode": {"type": "string", "enum": [b.value for b in BudgetMode],
+                                "description": "the mode the budget follows: the case's own or the process's"},
+                "budget_mode_source": {"type": "string", "enum": ["case", "process"]},
+                "budget_currency": {"type": "string", "description": "ISO 4217"},
+                "budget_total": {"type": "number"},
+                "budget_total_text": {"type": "string", "description": "the total written with its currency"},
                 "budget_lines": {"type": "array"},
                 "self_served": {"type": "boolean"},
                 "survey": {"type": ["object", "null"], "required": ["instance_id", "status", "rule", "sale"],
@@ -150,8 +155,9 @@ _NULLABLE_ID = {**ID, "type": ["integer", "null"]}
 #: Optional text core treats as absent when blank (``_text(required=False)``).
 _OPTIONAL = text(120, blank=True, nullable=True)
 #: A budget amount: core reads it with Decimal and refuses |x| >= 1e11.
-_AMOUNT = {"anyOf": [{"type": "number", "exclusiveMinimum": -1e11, "exclusiveMaximum": 1e11},
-                     {"type": "string", "maxLength": 21, "pattern": r"^-?[0-9]{1,10}(\.[0-9]{1,10})?$"},
+# A quantity or amount is never negative (core/cases.py refuses it too, naming the line's field).
+_AMOUNT = {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 1e11},
+                     {"type": "string", "maxLength": 21, "pattern": r"^[0-9]{1,10}(\.[0-9]{1,10})?$"},
                      {"type": "string", "maxLength": 0}, {"type": "null"}]}
 _CATEGORY_REFUSAL = {422: "category_id is not a top-level category, or subcategory_id is not one of its subcategories"}
 
@@ -227,6 +233,7 @@ def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService) -> N
             contact_name=contact.get("name"), contact_email=contact.get("email"), contact_phone=contact.get("phone"),
             organization=data.get("organization"), category_id=data.get("category_id"),
             subcategory_id=data.get("subcategory_id"), language=data.get("language", "es"),
+            case_date=time_param(data.get("date"), "date"),
         )
         return web.json_response(await cases.create_case(new, actor=f"agent:{_agent(data)}"), status=201)
 
@@ -246,6 +253,9 @@ def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService) -> N
                                           for k in contact_fields]},
                     "organization": text(200), "category_id": _NULLABLE_ID, "subcategory_id": _NULLABLE_ID,
                     "language": enum(["es", "pt", "en"]), "agent": AGENT,
+                    "date": {"type": "string", "format": "date-time", "maxLength": 40,
+                             "description": "when the customer got in touch (RFC 3339 with offset); not in the "
+                                            "future; default now. Reports count the case from it (created_at)."},
                 }})
 
     async def get_case(request: web.Request) -> web.Response:
@@ -355,18 +365,24 @@ def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService) -> N
 
     async def budget(request: web.Request) -> web.Response:
         data = body(request)
-        return web.json_response(await cases.set_budget(path_id(request, "number"), data["mode"],
+        return web.json_response(await cases.set_budget(path_id(request, "number"), data.get("mode"),
                                                         data.get("lines") or [], agent=_agent(data)))
 
     api.add("PUT", "/cases/{number}/budget", budget, tag="cases", response=detail,
-            summary="Set the budget mode and lines",
-            request={"type": "object", "required": ["mode"], "properties": {
-                "mode": enum(b.value for b in BudgetMode),
+            summary="Set the budget lines, and this case's own budget mode if it differs from the process's",
+            description="The process's mode ([cases] budget_mode) applies unless `mode` is given: a mode is "
+                        "this case's own, explicitly; `null` or no `mode` follows the process again. Each line "
+                        "names a product code of the catalog; quantities and amounts are not negative.",
+            errors={422: "a line's product is not a product code of the catalog, or lines were given while the "
+                         "mode is not_used"},
+            request={"type": "object", "properties": {
+                "mode": {"type": ["string", "null"], "enum": [*(b.value for b in BudgetMode), None]},
                 "lines": {"type": ["array", "null"], "maxItems": 1000, "items": {
                     "type": "object", "required": ["product"], "properties": {
-                        "product": text(200), "quantity": _AMOUNT, "unit_amount": _AMOUNT}}},
+                        "product": {**text(200), "description": "a product code of the catalog"},
+                        "quantity": _AMOUNT, "unit_amount": _AMOUNT}}},
                 "agent": AGENT},
-                "if": {"properties": {"mode": {"const": BudgetMode.NOT_USED.value}}},
+                "if": {"required": ["mode"], "properties": {"mode": {"const": BudgetMode.NOT_USED.value}}},
                 "then": {"properties": {"lines": {"type": ["array", "null"], "maxItems": 0}},
                          "description": "not_used has no lines"}})
 

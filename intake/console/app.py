@@ -25,6 +25,7 @@ from core.attachments import AttachmentStore
 from core.cases import CaseService
 from core.macros import MacroService
 from core.errors import DomainError, NotFound, StorageUnavailable
+from core.kb_images import KbImages
 from core.persistence import Database
 from core.ports import Clock
 from intake.console.auth import (
@@ -42,6 +43,7 @@ from intake.console.auth import (
 from intake.console.forms import form_fields
 from intake.console.labels import LABELS, label
 from intake.console.live import LiveUpdates
+from intake.console.markdown import MarkdownRenderer
 from intake.http import ClientAddresses
 
 log = logging.getLogger(__name__)
@@ -97,10 +99,13 @@ class Console:
                  company_name: str = "posventa", catalog: Any = None, panel: Any = None,
                  timezone: str = "UTC", live: LiveUpdates | None = None,
                  client_addresses: ClientAddresses | None = None, registry: CollectorRegistry | None = None,
-                 require_totp_for_admins: bool = False) -> None:
+                 require_totp_for_admins: bool = False, kb_images: KbImages | None = None) -> None:
         self.db = db
         self.cases = cases
         self.macros = macros
+        #: The KB editor's pasted and uploaded images (stored like attachments).
+        self.kb_images = kb_images or KbImages(db=db, files=attachments, clock=clock)
+        self.markdown = MarkdownRenderer()
         #: core.surveys Catalog and Panel; None where surveys are not installed (the
         #: manager pages then say so instead of failing).
         self.catalog = catalog
@@ -148,7 +153,7 @@ class Console:
     # --- building --------------------------------------------------------------------------
 
     def _build(self) -> web.Application:
-        from intake.console import views_admin, views_agent, views_auth, views_macros, views_manager
+        from intake.console import views_admin, views_agent, views_auth, views_kb, views_macros, views_manager
 
         app = web.Application(middlewares=[self._headers, self._errors, self._guard])
         app[CONSOLE_KEY] = self
@@ -162,12 +167,14 @@ class Console:
                             "dt_seconds": lambda value: _format_dt(value, self.tz, seconds=True),
                             "label": label, "filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url,
                             "highlight": _highlight,
-                            "countdown": lambda value: _countdown(value, self.clock.now())})
+                            "countdown": lambda value: _countdown(value, self.clock.now()),
+                            "markdown": lambda text: markupsafe.Markup(self.markdown.render(text))})
         env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role})
         app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
         views_auth.register(app.router, self)
         views_agent.register(app.router, self)
         views_macros.register(app.router, self)
+        views_kb.register(app.router, self)
         views_manager.register(app.router, self)
         views_admin.register(app.router, self)
         return app

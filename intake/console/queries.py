@@ -16,6 +16,7 @@ from core.persistence.schema import (
     cases,
     categories,
     messages,
+    products,
     rule_instances,
     survey_answers,
     survey_questions,
@@ -51,13 +52,20 @@ async def known_sectors(db: Database, limit: int = 200) -> list[str]:
         return [r[0] for r in rows]
 
 
-async def cases_per_type_and_category(db: Database) -> dict[str, Any]:
-    """Counts for the manager's chart: {type: {category name: n}}."""
+async def cases_per_type_and_category(db: Database, *, since: datetime | None = None,
+                                      until: datetime | None = None) -> dict[str, Any]:
+    """Counts for the manager's chart: {type: {category name: n}}, of the cases dated in
+    [since, until) (a case's date is ``created_at``: for one opened by hand, the date the
+    agent gave)."""
+    q = (select(cases.c.case_type, categories.c.name, func.count())
+         .select_from(cases.outerjoin(categories, categories.c.id == cases.c.category_id))
+         .group_by(cases.c.case_type, categories.c.name))
+    if since is not None:
+        q = q.where(cases.c.created_at >= since)
+    if until is not None:
+        q = q.where(cases.c.created_at < until)
     async with db.engine.connect() as conn:
-        rows = (await conn.execute(
-            select(cases.c.case_type, categories.c.name, func.count())
-            .select_from(cases.outerjoin(categories, categories.c.id == cases.c.category_id))
-            .group_by(cases.c.case_type, categories.c.name))).all()
+        rows = (await conn.execute(q)).all()
     out: dict[str, dict[str, int]] = {}
     for case_type, category, count in rows:
         out.setdefault(case_type, {})[category or "(no category)"] = count
@@ -107,3 +115,10 @@ async def score_distribution(db: Database) -> list[dict[str, Any]]:
                     "scores": [{"score": s, "weight": weights.get(s), "count": counts.get(qid, {}).get(s, 0)}
                                for s in scores]})
     return out
+
+
+async def product_codes(db: Database, *, limit: int = 1000) -> list[Any]:
+    """The catalog's products (code, name) for the Budget tab's suggestions."""
+    async with db.engine.connect() as conn:
+        return (await conn.execute(select(products.c.code, products.c.name).order_by(products.c.code)
+                                   .limit(limit))).all()

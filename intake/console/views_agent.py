@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from core.budget import money
 from core.cases import CaseFilter, NewCase
 from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
 from core.errors import DomainError, NotFound, ValidationError
@@ -138,8 +141,9 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         via = request.query.get("via", "")
         if notice and via in {c.value for c in ChannelName}:
             notice = f"{notice} ({via})"
-        lines = case["budget_lines"] or []
-        total = sum((ln["quantity"] or 0) * (ln["unit_amount"] or 0) for ln in lines)
+        lines = [{**ln, "subtotal": None if ln["quantity"] is None or ln["unit_amount"] is None else
+                  money(Decimal(str(ln["quantity"])) * Decimal(str(ln["unit_amount"])), case["budget_currency"],
+                        case["language"])} for ln in case["budget_lines"] or []]
         context = {
             "case": case, "tab": tab if tab in TABS else "conversation", "errors": errors or {},
             "values": values or {}, "notice": notice,
@@ -147,8 +151,10 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             "agents": [u for u in await console.users.list() if u.active],
             "sectors": await queries.known_sectors(console.db),
             "next_activities": sorted(ALLOWED[Activity(case["activity"])], key=list(Activity).index),
-            "types": CLASSIFIED_TYPES, "budget_modes": list(BudgetMode), "budget_total": total,
-            "budget_rows": lines + [{"product": "", "quantity": None, "unit_amount": None}] * 3,
+            "types": CLASSIFIED_TYPES, "budget_modes": list(BudgetMode),
+            "process_budget_mode": cases.budget_policy.mode.value,
+            "product_codes": await queries.product_codes(console.db) if tab == "budget" else [],
+            "budget_rows": lines + [{"product": "", "quantity": None, "unit_amount": None, "subtotal": None}] * 3,
             "kb_actions": list(KbAction),
             "macro_options": await macro_options(request, number),
         }
@@ -270,7 +276,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         return done(number, "kb_publish" if kb_action == KbAction.PUBLISH.value else "kb_action", tab="kb")
 
     async def do_budget(request: web.Request, number: int, form: Form) -> web.Response:
-        mode = form.text("budget_mode", max_len=40)
+        # Empty: the case follows the process's mode; a mode chosen is the case's own.
+        mode = form.text("budget_mode", max_len=40) or None
         lines, rows = [], []
         for i in range(MAX_BUDGET_LINES):
             product = form.text(f"product_{i}", max_len=300).strip()
@@ -291,9 +298,25 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
 
     # --- a new case (a customer phoned) --------------------------------------------------------
 
+    def local_now() -> str:
+        """Now on the agents' clock, as a datetime-local input writes it."""
+        return console.clock.now().astimezone(console.tz).strftime("%Y-%m-%dT%H:%M")
+
+    def case_date(form: Form) -> datetime | None:
+        """The datetime-local field: a time on the agents' clock ([surveys] timezone)."""
+        raw = form.optional("case_date", max_len=40)
+        if raw is None:
+            return None
+        try:
+            return datetime.fromisoformat(raw.strip()).replace(tzinfo=console.tz)
+        except ValueError:
+            form.errors["date"] = "Enter the date and time the customer got in touch."
+            return None
+
     async def new_case_form(request: web.Request) -> web.StreamResponse:
         return console.render("case_new.html", request, {
-            "errors": {}, "values": {}, "types": CLASSIFIED_TYPES, "categories": await cases.list_categories()})
+            "errors": {}, "values": {}, "types": CLASSIFIED_TYPES, "categories": await cases.list_categories(),
+            "now": local_now()})
 
     async def new_case(request: web.Request) -> web.StreamResponse:
         form = await Form.read(request)
@@ -305,7 +328,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                       organization=form.optional("organization", max_len=200),
                       category_id=form.integer("category_id", minimum=1, maximum=2**62),
                       language=form.text("language", max_len=5) if form.text("language", max_len=5) in
-                      ("es", "pt", "en") else "es")
+                      ("es", "pt", "en") else "es",
+                      case_date=case_date(form))
         errors = dict(form.errors)
         if not errors:
             try:
@@ -316,7 +340,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         values = {k: v for k, v in form.data.items() if isinstance(v, str) and k != "_csrf"}
         return console.render("case_new.html", request, {
             "errors": errors, "values": values, "types": CLASSIFIED_TYPES,
-            "categories": await cases.list_categories()}, status=422)
+            "categories": await cases.list_categories(), "now": local_now()}, status=422)
 
     # --- attachments -----------------------------------------------------------------------
 

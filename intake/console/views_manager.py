@@ -210,7 +210,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                                                               now=now),
             "scores": await queries.score_distribution(console.db),
             "sellers": await console.panel.seller_scores(f),
-            "cases": await queries.cases_per_type_and_category(console.db),
+            "cases": await queries.cases_per_type_and_category(console.db, since=since, until=until),
         }
         raw = {**raw, "date_from": raw["date_from"] or first.isoformat(), "date_to": raw["date_to"] or last.isoformat()}
         return console.render("charts.html", request, {

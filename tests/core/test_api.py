@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.domain import ChannelName, InboundMessage
+from core.persistence.schema import products
 from service import Service
 from tests.support import API_TOKEN, RecordingChannel, make_config
 
@@ -120,9 +121,12 @@ async def test_phone_case_lifecycle(running, spec):
                          json={"type": "complaint", "assigned_agent": "juan", "kb": {"answer": "Reinstalar el módulo"}})
     assert patched["type"] == "complaint" and patched["assigned_agent"] == "juan"
     await call(http, spec, "PATCH", "/cases/{number}", f"/cases/{n}", status=422, json={"bogus": 1})
+    async with service.db.transaction() as conn:
+        await conn.execute(products.insert().values(code="LIC", name="Licencia"))
     budget = await call(http, spec, "PUT", "/cases/{number}/budget", f"/cases/{n}/budget", status=200, json={
-        "mode": "products_with_amounts", "lines": [{"product": "Licencia", "quantity": 2, "unit_amount": "10.50"}]})
-    assert budget["budget_lines"] == [{"product": "Licencia", "quantity": 2.0, "unit_amount": 10.5}]
+        "mode": "products_with_amounts", "lines": [{"product": "LIC", "quantity": 2, "unit_amount": "10.50"}]})
+    assert budget["budget_lines"] == [{"product": "LIC", "quantity": 2.0, "unit_amount": 10.5}]
+    assert budget["budget_total"] == 21.0 and budget["budget_total_text"] == "$21,00"
     linked = await call(http, spec, "POST", "/cases/{number}/kb-action", f"/cases/{n}/kb-action", status=200,
                         json={"action": "link", "url": "https://forum.example.com/t/factura/12"})
     assert linked["kb"]["action"] == "link" and linked["kb"]["url"].endswith("/12")

@@ -44,6 +44,8 @@ def test_example_file_loads_and_covers_every_section():
     ("[telegram]\nagents = ['x']\n", "telegram.agents", "integers"),
     ("[kb]\nenabled = true\napi_url = 'https://f.example.com'\n", "kb.api_key", "required"),
     ("[surveys]\ntimezone = 'Mars/Olympus'\n", "surveys.timezone", "time zone"),
+    ("[cases]\nbudget_mode = 'amounts'\n", "cases.budget_mode", "products_with_amounts"),
+    ("[cases]\ncurrency = 'PESOS'\n", "cases.currency", "ISO 4217"),
     ("[email]\nenabled = true\ndomains = []\n", "email.domains", "domain"),
     ("[email.outbound]\nusername = 'u'\n", "email.outbound.password", "POSVENTA_SMTP_PASSWORD"),
     ("[database]\nurl = 'mysql://x'\n", None, None),

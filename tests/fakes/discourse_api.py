@@ -146,8 +146,8 @@ class Contract:
         return _pointer("paths", path, method, "responses", status, "content", _JSON, "schema")
 
     @staticmethod
-    def request_pointer(path: str, method: str) -> str:
-        return _pointer("paths", path, method, "requestBody", "content", _JSON, "schema")
+    def request_pointer(path: str, method: str, content_type: str = _JSON) -> str:
+        return _pointer("paths", path, method, "requestBody", "content", content_type, "schema")
 
     def errors(self, pointer: str, instance: Any) -> list[str]:
         if pointer not in self._validators:
@@ -193,6 +193,17 @@ class FakeTopic:
     @property
     def visible_posts(self) -> list[FakePost]:
         return [p for p in self.posts if not p.deleted]
+
+
+@dataclass
+class FakeUpload:
+    id: int
+    original_filename: str
+    content_type: str
+    data: bytes
+    upload_type: str
+    url: str
+    short_url: str
 
 
 @dataclass
@@ -275,6 +286,8 @@ class FakeDiscourse:
         self._users: dict[str, int] = {api_username: 1}
         self._injections: list[_Injection] = []
         self._recent: deque[float] = deque()
+        #: Files received on POST /uploads.json, in order.
+        self.uploads: list[FakeUpload] = []
         self._next_topic_id = 1
         self._next_post_id = 1
         self._now = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
@@ -294,6 +307,7 @@ class FakeDiscourse:
         app.router.add_get(r"/t/{id:\d+}/posts.json", self._topic_posts)
         app.router.add_get("/search.json", self._search)
         app.router.add_post("/posts.json", self._create_post)
+        app.router.add_post("/uploads.json", self._create_upload)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -737,3 +751,71 @@ class FakeDiscourse:
                        post_url=f"/t/{topic.slug}/{topic.id}/1")
         return self._ok(("/posts.json", "post"), created)
 
+
+
+    async def _create_upload(self, request: web.Request) -> web.Response:
+        """POST /uploads.json as Discourse answers it with ``synchronous``: multipart with
+        ``upload_type`` and ``file``, validated against the contract's multipart schema."""
+        fields, files = _multipart(request.headers.get("Content-Type", ""), await request.read())
+        if fields is None:
+            return self._error(400, "The request is not multipart/form-data.", error_type="invalid_parameters")
+        instance: dict[str, Any] = dict(fields)
+        if "synchronous" in instance:
+            instance["synchronous"] = instance["synchronous"] in ("true", "1")
+        if "user_id" in instance and instance["user_id"].isdigit():
+            instance["user_id"] = int(instance["user_id"])
+        instance.update({name: "(binary)" for name in files})
+        problems = self.contract.errors(Contract.request_pointer("/uploads.json", "post", "multipart/form-data"),
+                                        instance)
+        if problems:
+            self.contract_violations.extend(f"request POST /uploads.json: {p}" for p in problems)
+            return self._error(400, *problems, error_type="invalid_parameters")
+        if "file" not in files:
+            return self._error(422, "You must provide a file to upload.", action="create_upload")
+        filename, content_type, data = files["file"]
+        sha1 = hashlib.sha1(data).hexdigest()
+        extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+        width, height = _png_size(data)
+        upload = FakeUpload(id=len(self.uploads) + 1, original_filename=filename, content_type=content_type,
+                            data=data, upload_type=fields["upload_type"],
+                            url=f"/uploads/default/original/1X/{sha1}.{extension}",
+                            short_url=f"upload://{sha1[:27]}.{extension}")
+        self.uploads.append(upload)
+        return self._ok(("/uploads.json", "post"), {
+            "id": upload.id, "url": upload.url, "original_filename": filename, "filesize": len(data),
+            "width": width, "height": height, "thumbnail_width": width, "thumbnail_height": height,
+            "extension": extension, "short_url": upload.short_url,
+            "short_path": f"/uploads/short-url/{sha1[:27]}.{extension}", "retain_hours": None,
+            "human_filesize": f"{max(1, len(data) // 1024)} KB", "dominant_color": None,
+        })
+
+
+def _multipart(content_type: str, body: bytes) -> tuple[dict[str, str] | None, dict[str, tuple[str, str, bytes]]]:
+    """A multipart/form-data body as (text fields, files), parsed by the stdlib's email
+    package (the middleware has already read the stream, so aiohttp cannot parse it)."""
+    import email.parser
+    import email.policy
+
+    if not content_type.lower().startswith("multipart/form-data"):
+        return None, {}
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    fields: dict[str, str] = {}
+    files: dict[str, tuple[str, str, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is not None:
+            files[str(name)] = (filename, part.get_content_type(), payload)
+        else:
+            fields[str(name)] = payload.decode("utf-8", "replace")
+    return fields, files
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return 0, 0

@@ -543,3 +543,18 @@ async def test_a_fake_that_drifts_from_the_contract_fails(session: aiohttp.Clien
             drifting.assert_contract()
         drifting.contract_violations.clear()  # seen; let the context exit cleanly
 
+
+
+PNG_1X1 = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201a5e1b1f20000000049454e44ae426082")
+
+
+async def test_upload_an_image_as_the_contract_says(fake: FakeDiscourse, client: DiscourseClient) -> None:
+    uploaded = await client.upload(PNG_1X1, filename="pantalla.png", content_type="image/png")
+    [stored] = fake.uploads
+    assert stored.data == PNG_1X1 and stored.original_filename == "pantalla.png" and stored.upload_type == "composer"
+    assert uploaded.id == stored.id and uploaded.url == stored.url
+    # A post refers to it the way Discourse's own composer does.
+    assert uploaded.markdown_url == stored.short_url and stored.short_url.startswith("upload://")
+    assert fake.contract_violations == []

@@ -89,6 +89,70 @@
     startLive(root, function (event) { if (Number(event.case) === number) refresh(); }, refresh);
   }
 
+  // The KB tab's Markdown editors (EasyMDE, vendored), keyed by their textarea's id.
+  const editors = {};
+
+  function csrfToken() {
+    const field = document.querySelector("input[name=_csrf]");
+    return field ? field.value : "";
+  }
+
+  // Pasted, dropped or chosen images go to the server, which stores them like attachments
+  // and answers with the URL the Markdown refers to.
+  function uploadImage(url) {
+    return function (file, onSuccess, onError) {
+      const body = new FormData();
+      body.append("image", file, file.name || "image");
+      fetch(url, { method: "POST", body: body, credentials: "same-origin",
+                   headers: { "X-CSRF-Token": csrfToken(), "Accept": "application/json" } })
+        .then(function (r) { return r.json().then(function (data) { return [r.ok, data]; }); })
+        .then(function (pair) { if (pair[0]) onSuccess(pair[1].url); else onError(pair[1].message); })
+        .catch(function () { onError("The image could not be uploaded."); });
+    };
+  }
+
+  // The preview is the server's sanitised rendering: the same HTML the page shows.
+  function serverPreview(url) {
+    return function (text, preview) {
+      fetch(url, { method: "POST", body: text, credentials: "same-origin",
+                   headers: { "X-CSRF-Token": csrfToken(), "Content-Type": "text/plain; charset=utf-8" } })
+        .then(function (r) { return r.ok ? r.text() : ""; })
+        .then(function (html) { preview.innerHTML = html; })
+        .catch(function () { /* keep the last preview */ });
+      return preview.innerHTML || "…";
+    };
+  }
+
+  function markdownEditors() {
+    if (!window.EasyMDE) return;
+    document.querySelectorAll("textarea[data-markdown-editor]").forEach(function (area) {
+      const text = function (name, title) { return { name: name, title: title, text: title }; };
+      const editor = new window.EasyMDE({
+        element: area, forceSync: true, spellChecker: false, autoDownloadFontAwesome: false,
+        status: ["upload-image"], minHeight: "8em", uploadImage: true,
+        imageUploadFunction: uploadImage(area.dataset.imageUpload),
+        imageAccept: "image/png, image/jpeg, image/gif, image/webp",
+        previewRender: serverPreview(area.dataset.preview),
+        toolbar: [
+          { name: "bold", action: window.EasyMDE.toggleBold, title: "Bold", text: "B" },
+          { name: "italic", action: window.EasyMDE.toggleItalic, title: "Italic", text: "I" },
+          { name: "unordered-list", action: window.EasyMDE.toggleUnorderedList, title: "List", text: "• List" },
+          { name: "ordered-list", action: window.EasyMDE.toggleOrderedList, title: "Numbered list", text: "1. List" },
+          { name: "link", action: window.EasyMDE.drawLink, title: "Link", text: "Link" },
+          { name: "upload-image", action: window.EasyMDE.drawUploadedImage, title: "Image", text: "Image" },
+          "|",
+          { name: "preview", action: window.EasyMDE.togglePreview, title: "Preview", text: "Preview",
+            noDisable: true },
+        ].map(function (b) { return typeof b === "string" ? b : Object.assign(text(b.name, b.title), b); }),
+      });
+      editors[area.id] = editor;
+      // The editor's box (toolbar and text) sits beside the hidden textarea: name it after it.
+      editor.codemirror.getWrapperElement().parentNode.id = area.id + "-editor";
+      area.closest("form").addEventListener("submit", function () { area.value = editor.value(); });
+    });
+    window.posventaEditors = editors;
+  }
+
   function copyDescription() {
     const button = document.getElementById("copy-description");
     if (!button) return;
@@ -98,7 +162,8 @@
       if (!from || !to) return;  // fall back to the server-side copy
       e.preventDefault();
       to.value = from.value;
-      to.focus();
+      const editor = editors[to.id];
+      if (editor) { editor.value(from.value); editor.codemirror.focus(); } else { to.focus(); }
     });
   }
 
@@ -123,9 +188,11 @@
     const table = document.querySelector("table.budget");
     const note = document.getElementById("budget-not-used");
     select.addEventListener("change", function () {
-      table.className = "budget mode-" + select.value;
-      table.hidden = select.value === "not_used";
-      if (note) note.hidden = select.value !== "not_used";
+      // An empty choice follows the process's mode.
+      const mode = select.value || select.dataset.processMode;
+      table.className = "budget mode-" + mode;
+      table.hidden = mode === "not_used";
+      if (note) note.hidden = mode !== "not_used";
     });
   }
 
@@ -188,6 +255,7 @@
     if (inbox) liveInbox(inbox);
     const kase = document.querySelector(".case[data-live]");
     if (kase) liveCase(kase);
+    markdownEditors();
     copyDescription();
     countdowns();
     subcategories();

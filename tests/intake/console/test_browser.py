@@ -169,10 +169,13 @@ async def test_console_end_to_end(stack):
 
         # --- KB tab: copy the description, answer, publish ---------------------------------
         await page.click("#tab-kb")
-        await page.fill("#kb-problem", "")
+        # Problem and Answer are Markdown editors (EasyMDE); the page names them in posventaEditors.
+        await page.locator("#kb-answer-editor .CodeMirror").wait_for()
+        await page.evaluate("window.posventaEditors['kb-problem'].value('')")
         await page.click("#copy-description")  # JavaScript copies, no round trip
-        assert await page.input_value("#kb-problem") == XSS_BODY
-        await page.fill("#kb-answer", "Apagar y encender la impresora borra el error 42.")
+        assert await page.evaluate("window.posventaEditors['kb-problem'].value()") == XSS_BODY
+        await page.evaluate("window.posventaEditors['kb-answer'].value("
+                            "'Apagar y encender la impresora borra el error 42.')")
         await page.click("#kb-form button:has-text('Save')")
         await page.wait_for_selector("#notice")
         await page.click("#kb-publish button")

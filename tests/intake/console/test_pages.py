@@ -155,22 +155,28 @@ async def test_kb_tab_fields_copy_description_and_actions(running, agent):
 
 @SQLITE_ONLY
 async def test_budget_tab_follows_the_mode(running, agent):
+    from sqlalchemy import insert
+
+    from core.persistence.schema import products
+
+    async with running.service.db.transaction() as conn:
+        await conn.execute(insert(products), [{"code": "TON", "name": "Tóner"}, {"code": "ROD", "name": "Rodillo"}])
     number = await _email(running, text="Presupuesto de repuestos", subject="Presupuesto")
     status, page = await agent.get(f"/console/cases/{number}?tab=budget")
-    assert 'id="budget-not-used"' in page
+    assert 'id="budget-not-used"' in page  # the process does not use budgets (the default)
     status, page = await agent.post(f"/console/cases/{number}/budget", {
-        "budget_mode": "products_with_amounts", "product_0": "Tóner", "quantity_0": "2", "unit_amount_0": "abc",
-        "product_1": "", "product_2": "Rodillo", "quantity_2": "1", "unit_amount_2": "10"})
+        "budget_mode": "products_with_amounts", "product_0": "TON", "quantity_0": "2", "unit_amount_0": "abc",
+        "product_1": "", "product_2": "ROD", "quantity_2": "1", "unit_amount_2": "10"})
     assert status == 422 and 'id="error-unit_amount_0"' in page
     status, page = await agent.post(f"/console/cases/{number}/budget", {
-        "budget_mode": "products_with_amounts", "product_0": "Tóner", "quantity_0": "2", "unit_amount_0": "12.50",
-        "product_2": "Rodillo", "quantity_2": "1", "unit_amount_2": "10"})
-    assert status == 200 and 'id="budget-total">35.00<' in page
+        "budget_mode": "products_with_amounts", "product_0": "TON", "quantity_0": "2", "unit_amount_0": "12.50",
+        "product_2": "ROD", "quantity_2": "1", "unit_amount_2": "10"})
+    assert status == 200 and 'id="budget-total">$35,00<' in page
     status, _ = await agent.post(f"/console/cases/{number}/budget", {"budget_mode": "products_only",
-                                                                     "product_0": "Tóner"})
+                                                                     "product_0": "TON"})
     case = await running.service.cases.get_case(number)
-    assert case["budget_mode"] == "products_only"
-    assert case["budget_lines"] == [{"product": "Tóner", "quantity": None, "unit_amount": None}]
+    assert case["budget_mode"] == "products_only" and case["budget_mode_source"] == "case"
+    assert case["budget_lines"] == [{"product": "TON", "quantity": None, "unit_amount": None}]
 
 
 @SQLITE_ONLY
