@@ -346,9 +346,17 @@ class Service:
             self.agent_notifier = AgentNotifier(db=self.db, outgoing=self.outgoing, clock=self.clock,
                                                 public_url=self.config.http.public_url,
                                                 language=self.config.service.default_language,
+                                                tz=self.sla.setup.notice_calendar().tz,
                                                 on_commit=self.signal.notify)
             self.assigner.subscribe(self.agent_notifier.on_assigned)
             self.inbox.subscribe(self.assigner.on_stored)
+            self.inbox.subscribe(self.agent_notifier.on_stored)
+            if self.config.sla.enabled:
+                from core.notifications import SlaWatch
+
+                watch = SlaWatch(notifier=self.agent_notifier,
+                                 warn_before=timedelta(minutes=self.config.sla.warn_before_minutes))
+                self.components.append(SurveyTicker(scheduler=watch, interval=self.config.sla.sweep_seconds))  # type: ignore[arg-type]
             # The survey ticker's loop runs any ``tick()``: here, unassigned and orphaned cases.
             self.components.append(SurveyTicker(scheduler=self.assigner, interval=cfg.sweep_seconds))  # type: ignore[arg-type]
 

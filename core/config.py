@@ -267,6 +267,10 @@ class SlaConfig:
     resolution_minutes: int = 2700
     #: The acknowledgement of a case opened outside hours says when the team opens.
     outside_hours_notice: bool = True
+    #: Warn the assigned agent this long before a target is due (0 = no warnings).
+    warn_before_minutes: int = 30
+    #: How often the SLA watch looks for targets about to be due, or past it.
+    sweep_seconds: int = 60
     policies: tuple[SlaPolicyConfig, ...] = ()
 
 
@@ -544,6 +548,8 @@ def validate(config: Config) -> None:
     need(config.assignment.reassign_after_minutes >= 0, "assignment.reassign_after_minutes",
          "must be 0 (never) or more")
     need(config.assignment.sweep_seconds >= 1, "assignment.sweep_seconds", "must be at least 1")
+    need(config.sla.sweep_seconds >= 1, "sla.sweep_seconds", "must be at least 1")
+    need(config.sla.warn_before_minutes >= 0, "sla.warn_before_minutes", "must be 0 (no warnings) or more")
 
 
 def _validate_sla(config: Config) -> None:

@@ -10,10 +10,13 @@ permanently otherwise) and email. Each agent has per-event, per-channel preferen
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.assignment import Assigned
 from core.domain import ChannelName
@@ -43,6 +46,20 @@ _TEXTS: Mapping[str, Mapping[str, str]] = {
     ASSIGNED: {"es": "Te asignaron el caso #{number}: {title}\n{url}",
                "pt": "O caso #{number} foi atribuído a você: {title}\n{url}",
                "en": "Case #{number} was assigned to you: {title}\n{url}"},
+    CUSTOMER_WROTE: {"es": "El cliente escribió en tu caso #{number}: {title}\n{url}",
+                     "pt": "O cliente escreveu no seu caso #{number}: {title}\n{url}",
+                     "en": "The customer wrote on your case #{number}: {title}\n{url}"},
+    SLA_WARNING: {"es": "⏰ Caso #{number} ({title}): {target} vence a las {due}.\n{url}",
+                  "pt": "⏰ Caso #{number} ({title}): {target} vence às {due}.\n{url}",
+                  "en": "⏰ Case #{number} ({title}): {target} is due at {due}.\n{url}"},
+    SLA_BREACHED: {"es": "🔴 Caso #{number} ({title}): venció {target} ({due}).\n{url}",
+                   "pt": "🔴 Caso #{number} ({title}): {target} venceu ({due}).\n{url}",
+                   "en": "🔴 Case #{number} ({title}): {target} breached ({due}).\n{url}"},
+}
+_TARGETS: Mapping[str, Mapping[str, str]] = {
+    "first_response": {"es": "la primera respuesta", "pt": "a primeira resposta", "en": "first response"},
+    "next_response": {"es": "la próxima respuesta", "pt": "a próxima resposta", "en": "next response"},
+    "resolution": {"es": "la resolución", "pt": "a resolução", "en": "resolution"},
 }
 
 
@@ -76,7 +93,8 @@ def check_preferences(value: Any) -> dict[str, dict[str, bool]]:
 
 class AgentNotifier:
     def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, public_url: str, language: str,
-                 on_commit: Any = lambda: None) -> None:
+                 tz: ZoneInfo, on_commit: Any = lambda: None) -> None:
+        self._tz = tz
         self._db = db
         self._outgoing = outgoing
         self._clock = clock
@@ -86,26 +104,95 @@ class AgentNotifier:
 
     async def on_assigned(self, done: Assigned) -> None:
         """Assignment listener: tell the agent, on each channel they want."""
+        async with self._db.transaction() as conn:
+            case = (await conn.execute(select(cases.c.id, cases.c.title).where(cases.c.id == done.case_id))).first()
+            if case is None:
+                return
+            queued = await self.enqueue(conn, ASSIGNED, [(done.agent, case.id, case.title, {})])
+        if queued:
+            self._on_commit()
+
+    async def on_stored(self, stored: Sequence[Any]) -> None:
+        """Inbox listener: customers' messages on cases someone has."""
+        case_ids = sorted({s.case_id for s in stored if s.case_id is not None and not s.new_case})
+        if not case_ids:
+            return
+        async with self._db.transaction() as conn:
+            rows = (await conn.execute(select(cases.c.id, cases.c.title, cases.c.assigned_agent).where(
+                cases.c.id.in_(case_ids), cases.c.assigned_agent.is_not(None)))).all()
+            queued = await self.enqueue(conn, CUSTOMER_WROTE, [(r.assigned_agent, r.id, r.title, {}) for r in rows])
+        if queued:
+            self._on_commit()
+
+    async def sweep(self, warn_before: timedelta) -> tuple[int, int]:
+        """One pass of the SLA watch: warn the assigned agent of targets due within
+        ``warn_before`` (once per due time) and record and tell first breaches. Each is
+        one UPDATE … RETURNING along the ``due_at`` index: concurrent processes each get
+        other rows, so nobody is told twice. Returns (warnings, breaches)."""
         now = self._clock.now()
         async with self._db.transaction() as conn:
-            agent = (await conn.execute(select(agent_states).where(agent_states.c.username == done.agent))).first()
-            case = (await conn.execute(select(cases.c.id, cases.c.title).where(cases.c.id == done.case_id))).first()
-            if agent is None or case is None:
-                return
-            wanted = preferences(agent.notify)[ASSIGNED]
-            table = _TEXTS[ASSIGNED]
-            body = (table.get(self._language) or table["es"]).format(
-                number=case.id, title=case.title, url=f"{self._public_url}/console/cases/{case.id}")
-            items = []
+            warned = (await conn.execute(
+                update(cases).where(cases.c.due_at > now, cases.c.due_at <= now + warn_before,
+                                    cases.c.assigned_agent.is_not(None),
+                                    or_(cases.c.sla_warned_at.is_(None), cases.c.sla_warned_at != cases.c.due_at))
+                .values(sla_warned_at=cases.c.due_at)
+                .returning(cases.c.id, cases.c.title, cases.c.assigned_agent, cases.c.due_target, cases.c.due_at)
+            )).all()
+            breached = (await conn.execute(
+                update(cases).where(cases.c.due_at <= now, cases.c.sla_breached_target.is_(None))
+                .values(sla_breached_target=cases.c.due_target, sla_breached_at=cases.c.due_at)
+                .returning(cases.c.id, cases.c.title, cases.c.assigned_agent, cases.c.due_target, cases.c.due_at)
+            )).all()
+            queued = await self.enqueue(conn, SLA_WARNING, [
+                (r.assigned_agent, r.id, r.title, self._due(r)) for r in warned])
+            queued += await self.enqueue(conn, SLA_BREACHED, [
+                (r.assigned_agent, r.id, r.title, self._due(r)) for r in breached if r.assigned_agent])
+        if queued:
+            self._on_commit()
+        return len(warned), len(breached)
+
+    def _due(self, row: Any) -> dict[str, str]:
+        names = _TARGETS.get(row.due_target or "", {})
+        return {"target": names.get(self._language) or names.get("es") or (row.due_target or ""),
+                "due": row.due_at.astimezone(self._tz).strftime("%H:%M %d/%m")}
+
+    async def enqueue(self, conn: AsyncConnection, event: str,
+                      items: Sequence[tuple[str, int, str, Mapping[str, str]]]) -> int:
+        """Queue ``event`` for each (agent, case number, case title, text params), on the
+        channels each agent wants; returns how many deliveries were queued."""
+        if not items:
+            return 0
+        agents = {r.username: r for r in await conn.execute(
+            select(agent_states).where(agent_states.c.username.in_(sorted({a for a, *_ in items}))))}
+        table = _TEXTS[event]
+        template = table.get(self._language) or table["es"]
+        out = []
+        for agent_name, number, title, params in items:
+            agent = agents.get(agent_name)
+            if agent is None:
+                continue
+            wanted = preferences(agent.notify)[event]
+            body = template.format(number=number, title=title, url=f"{self._public_url}/console/cases/{number}",
+                                   **params)
+            recipients = []
             if wanted["telegram"] and agent.telegram_user_id:
-                items.append(Recipient(ChannelName.TELEGRAM, str(agent.telegram_user_id)))
+                recipients.append(Recipient(ChannelName.TELEGRAM, str(agent.telegram_user_id)))
             if wanted["email"] and agent.email:
-                items.append(Recipient(ChannelName.EMAIL, agent.email))
-            if not items:
-                return
-            await self._outgoing.add(conn, [
-                OutgoingMessage(recipient=r, text=body, kind=KIND, case_id=case.id, case_title=case.title,
-                                language=self._language, automatic=True, internal=True,
-                                extra={"event": ASSIGNED, "agent": done.agent})
-                for r in items], now=now)
-        self._on_commit()
+                recipients.append(Recipient(ChannelName.EMAIL, agent.email))
+            out += [OutgoingMessage(recipient=r, text=body, kind=KIND, case_id=number, case_title=title,
+                                    language=self._language, automatic=True, internal=True,
+                                    extra={"event": event, "agent": agent_name}) for r in recipients]
+        if out:
+            await self._outgoing.add(conn, out, now=self._clock.now())
+        return len(out)
+
+
+class SlaWatch:
+    """The periodic SLA sweep ``serve`` runs (through the ticker's ``tick()``)."""
+
+    def __init__(self, *, notifier: AgentNotifier, warn_before: timedelta) -> None:
+        self._notifier = notifier
+        self._warn_before = warn_before
+
+    async def tick(self) -> None:
+        await self._notifier.sweep(self._warn_before)

@@ -172,6 +172,8 @@ cases = Table(
     _ts("sla_breached_at"),
     _ts("due_at", index=True),
     Column("due_target", String(20)),
+    #: The due time the assigned agent was last warned about (the sweep warns once per due time).
+    _ts("sla_warned_at"),
     # Open cases per agent (automatic assignment's capacity check).
     Index("ix_cases_assigned_agent_activity", "assigned_agent", "activity"),
 )

@@ -63,3 +63,52 @@ async def test_an_assigned_agent_gets_a_telegram_message_and_an_email(database_u
             assert channels == ["telegram"]
         finally:
             await service.stop()
+
+
+async def test_sla_warning_breach_and_customer_wrote_reach_the_agent_once(database_url, tmp_path, tg: FakeTelegram):
+    from datetime import UTC, datetime, timedelta
+
+    from core.domain import ThreadHints
+    from tests.support import FakeClock
+
+    tg.forum(-1001987654321)
+    clock = FakeClock(datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+    config = make_config(database_url, tmp_path, telegram=telegram_section(tg), assignment={"enabled": True},
+                         sla={"first_response_minutes": 60, "warn_before_minutes": 15})
+    config = dataclasses.replace(config, calendars=(CalendarConfig(name="default", timezone="UTC", **ALWAYS),))
+    service = Service(config, clock=clock)
+    await service.start()
+    try:
+        user = await service.console.users.create("lucia", "correct horse battery staple", role="agent")
+        await service.assigner.update_agent(user.id, available=True, telegram_user_id=AGENT)
+        number = (await service.inbox.receive(InboundMessage(
+            channel=ChannelName.EMAIL, external_id="<w1@cliente.example>", sender="ana@cliente.example",
+            text="Hola", subject="Consulta"))).case_number
+        await tg.wait_for_call("sendMessage", lambda c: "asignaron" in c.params.get("text", ""))
+
+        async def events() -> list[str]:
+            async with service.db.engine.connect() as conn:
+                payloads = (await conn.execute(select(outbox.c.payload).where(
+                    outbox.c.kind == "agent_notice", outbox.c.case_id == number).order_by(outbox.c.id))).scalars()
+                return [p["extra"]["event"] for p in payloads]
+
+        notifier = service.agent_notifier
+        assert await notifier.sweep(timedelta(minutes=15)) == (0, 0)  # due 13:00, 60 minutes away
+        clock.advance(minutes=50)
+        assert await notifier.sweep(timedelta(minutes=15)) == (1, 0)
+        assert await notifier.sweep(timedelta(minutes=15)) == (0, 0)  # once per due time
+        await tg.wait_for_call("sendMessage", lambda c: "vence a las 13:00" in c.params.get("text", ""))
+        clock.advance(minutes=11)
+        assert await notifier.sweep(timedelta(minutes=15)) == (0, 1)
+        assert await notifier.sweep(timedelta(minutes=15)) == (0, 0)
+        await tg.wait_for_call("sendMessage", lambda c: "venció la primera respuesta" in c.params.get("text", ""))
+        case = await service.cases.get_case(number)
+        assert case["sla_breached"] == {"target": "first_response", "at": "2026-12-04T13:00:00+00:00"}
+
+        await service.inbox.receive(InboundMessage(
+            channel=ChannelName.EMAIL, external_id="<w2@cliente.example>", sender="ana@cliente.example",
+            text="¿Novedades?", subject="Re: Consulta", thread=ThreadHints(case_number=number)))
+        await tg.wait_for_call("sendMessage", lambda c: "El cliente escribió" in c.params.get("text", ""))
+        assert await events() == ["assigned", "sla_warning", "sla_breached", "customer_wrote"]
+    finally:
+        await service.stop()
