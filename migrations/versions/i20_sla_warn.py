@@ -1,7 +1,7 @@
 """cases: sla_warned_at, the due time the agent was last warned about (once per due time)
 
 Revision ID: i20_sla_warn
-Revises: i20_notify
+Revises: i17_budget_process
 Create Date: 2026-12-07 03:20:00
 """
 
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = 'i20_sla_warn'
-down_revision = 'i20_notify'
+down_revision = 'i17_budget_process'
 branch_labels = None
 depends_on = None
 
