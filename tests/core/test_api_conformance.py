@@ -74,10 +74,12 @@ def _seed(base: str, served: _ServiceThread) -> None:
         assert r.status_code in (200, 201), (path, r.status_code, r.text)
         return r.json()
 
+    served.run(served.service.console.users.create("ana", "conformance-Pass-2026", role="agent"))
     served.run(served.service.inbox.receive(InboundMessage(
         channel=ChannelName.TELEGRAM, external_id="seed-1", sender="4242", text="la impresora no imprime")))
     post("/cases", {"title": "Factura", "description": "No puedo emitir", "type": "incident",
                     "contact": {"email": "ana@example.com"}})
+    post("/macros", {"name": "thanks", "bodies": {"es": "Gracias, {{ customer.name }}"}})
     top = post("/categories", {"name": "Facturación"})
     post("/categories", {"name": "Notas", "parent_id": top["id"]})
     post("/surveys/questions", {"code": "attention", "scale": "1-5", "weights": [-100, -50, 0, 50, 100],
