@@ -67,6 +67,10 @@ class Metrics:
                                  registry=self.registry)
         self.outbox = Gauge("posventa_outbox_items", "Outbox items not yet sent, by channel and status",
                             ["channel", "status"], registry=self.registry)
+        self.sla_running = Gauge("posventa_sla_running_cases", "Open cases with an SLA target running",
+                                 registry=self.registry)
+        self.sla_overdue = Gauge("posventa_sla_overdue_cases", "Open cases past an SLA target's due time",
+                                 registry=self.registry)
 
     def totals(self, name: str, documentation: str, labels: Sequence[str],
                read: Callable[[], Iterable[tuple[tuple[str, ...], float]]]) -> None:
@@ -488,6 +492,11 @@ class Service:
             for status in (OutboxStatus.QUEUED, OutboxStatus.INFLIGHT, OutboxStatus.AWAITING_RETRY,
                            OutboxStatus.FAILED):
                 self.metrics.outbox.labels(ch, status.value).set(counts.get((ch, status.value), 0))
+        if self.config.sla.enabled:
+            async with self.db.engine.connect() as conn:
+                running, overdue = await self.sla.running_counts(conn, self.clock.now())
+            self.metrics.sla_running.set(running)
+            self.metrics.sla_overdue.set(overdue)
 
 
 async def run_until_signalled(service: Service) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Update, and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import Update, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.domain import Activity
@@ -71,6 +71,12 @@ class CaseClockStore:
         clock = await self.clock(conn, case_id)
         if clock.policy != policy.name:
             await self.write(conn, case_id, rematched(clock, policy))
+
+    async def running_counts(self, conn: AsyncConnection, now: datetime) -> tuple[int, int]:
+        """(cases with a running target, of which overdue): two index range counts."""
+        running = (await conn.execute(select(func.count()).where(cases.c.due_at.is_not(None)))).scalar_one()
+        overdue = (await conn.execute(select(func.count()).where(cases.c.due_at <= now))).scalar_one()
+        return running, overdue
 
     # --- the inbox: customer messages on existing cases -------------------------------------
 

@@ -172,3 +172,12 @@ async def test_bad_filters_are_422_naming_the_field(running, query, field):
     _, http, _ = running
     body = await get(http, f"/cases?{query}", status=422)
     assert body.get("field") == field, body
+
+
+async def test_prometheus_gauges_count_running_and_overdue_cases(running):
+    service, http, clock = running
+    await write(service, 1)
+    clock.advance(days=5)
+    async with http.get("/metrics") as r:
+        text = await r.text()
+    assert "posventa_sla_running_cases 1.0" in text and "posventa_sla_overdue_cases 1.0" in text
