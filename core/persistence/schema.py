@@ -356,6 +356,10 @@ users = Table(
     Column("totp_secret", String(64)),
     #: The time step of the last code accepted: each code works once.
     Column("totp_last_step", BigInteger),
+    #: The console's language (es, pt, en) and IANA time zone the user chose; NULL: the
+    #: browser's Accept-Language and the service's time zone.
+    Column("language", String(5)),
+    Column("timezone", String(64)),
 )
 
 #: Automatic assignment (core/assignment.py): each agent's capacity, sectors and

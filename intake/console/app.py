@@ -41,6 +41,7 @@ from intake.console.auth import (
     csrf_matches,
 )
 from intake.console.forms import form_fields
+from intake.console.i18n import ConsoleLocales
 from intake.console.labels import LABELS, label
 from intake.console.live import LiveUpdates
 from intake.console.markdown import MarkdownRenderer
@@ -97,7 +98,7 @@ class Console:
     def __init__(self, *, db: Database, cases: CaseService, macros: MacroService, attachments: AttachmentStore, clock: Clock,
                  public_url: str, passwords: Passwords | None = None, throttle: LoginThrottle | None = None,
                  company_name: str = "posventa", catalog: Any = None, panel: Any = None,
-                 timezone: str = "UTC", live: LiveUpdates | None = None,
+                 timezone: str = "UTC", live: LiveUpdates | None = None, default_language: str = "en",
                  client_addresses: ClientAddresses | None = None, registry: CollectorRegistry | None = None,
                  require_totp_for_admins: bool = False, kb_images: KbImages | None = None) -> None:
         self.db = db
@@ -111,6 +112,9 @@ class Console:
         self.catalog = catalog
         self.panel = panel
         self.tz = ZoneInfo(timezone)
+        #: The console's languages (es, pt, en) and the request's choice of one. A browser
+        #: that asks for none of them gets English, the language the console is written in.
+        self.locales = ConsoleLocales(default_language=default_language, default_timezone=timezone)
         self.attachments = attachments
         self.clock = clock
         self.company_name = company_name
@@ -155,21 +159,27 @@ class Console:
     def _build(self) -> web.Application:
         from intake.console import views_admin, views_agent, views_auth, views_kb, views_macros, views_manager
 
-        app = web.Application(middlewares=[self._headers, self._errors, self._guard])
+        app = web.Application(middlewares=[self._locale, self._headers, self._errors, self._guard])
         app[CONSOLE_KEY] = self
         env = aiohttp_jinja2.setup(
             app,
             loader=jinja2.FileSystemLoader(str(HERE / "templates")),
             autoescape=True,  # every template, whatever its name: user text is always escaped
             undefined=jinja2.StrictUndefined,
+            extensions=["jinja2.ext.i18n"],
         )
-        env.filters.update({"dt": lambda value: _format_dt(value, self.tz),
-                            "dt_seconds": lambda value: _format_dt(value, self.tz, seconds=True),
-                            "label": label, "filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url,
+        # {{ _("...") }} in the request's language (i18n.py); new style: %(name)s placeholders.
+        env.install_gettext_callables(self.locales.gettext, self.locales.ngettext, newstyle=True)
+        locales = self.locales
+        env.filters.update({"dt": locales.datetime,
+                            "dt_seconds": lambda value: locales.datetime(value, seconds=True),
+                            "date": locales.date, "number": locales.number,
+                            "label": lambda value: locales.gettext(label(value)), "filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url,
                             "highlight": _highlight,
                             "countdown": lambda value: _countdown(value, self.clock.now()),
                             "markdown": lambda text: markupsafe.Markup(self.markdown.render(text))})
-        env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role})
+        env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role,
+                            "current_language": lambda: locales.current.language})
         app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
         views_auth.register(app.router, self)
         views_agent.register(app.router, self)
@@ -234,6 +244,12 @@ class Console:
         return response
 
     @web.middleware
+    async def _locale(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The browser's language first; _guard refines it with the user's profile."""
+        self.locales.use(self.locales.locale(self.locales.negotiate(request.headers.get("Accept-Language")), None))
+        return await handler(request)
+
+    @web.middleware
     async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Session → role → CSRF, before any handler runs."""
         target = request.match_info.handler
@@ -245,6 +261,10 @@ class Console:
                 return see_other(f"{PREFIX}/login?next={quote(request.path_qs, safe='')}")
             raise web.HTTPUnauthorized(text="Your session has ended. Log in again.")
         request[SESSION_KEY] = session
+        if session.user.language or session.user.timezone:
+            # The profile's choice wins over the browser's (set before anything renders).
+            self.locales.use(self.locales.locale(
+                session.user.language or self.locales.current.language, session.user.timezone))
         needed: Role = getattr(target, "console_role", Role.AGENT)
         if not session.user.can(needed):
             raise web.HTTPForbidden(text=f"This page is for the {needed.value} role.")
@@ -290,22 +310,6 @@ def _secure_headers(headers: Any, *, static: bool) -> None:
     headers.setdefault("X-Frame-Options", "DENY")
     # Case pages hold customers' personal data: no shared or back-button caches.
     headers.setdefault("Cache-Control", "no-store")
-
-
-def _format_dt(value: str | datetime | None, tz: ZoneInfo, *, seconds: bool = False) -> str:
-    """Times in the business's time zone (the one survey windows are counted in)."""
-    if not value:
-        return ""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    # Seconds where they matter: a delivery's next attempt is often less than a minute away.
-    fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
-    if value.tzinfo is None:
-        return value.strftime(fmt)
-    return value.astimezone(tz).strftime(fmt + " %Z")
 
 
 def _highlight(match: dict[str, Any]) -> markupsafe.Markup:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyotp
 import segno
@@ -35,6 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from core.errors import NotFound, ValidationError
 from core.persistence import Database
 from core.persistence.schema import console_sessions, users
+from intake.console.i18n import LANGUAGES as CONSOLE_LANGUAGES
 from core.ports import Clock
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,10 @@ class User:
     active: bool
     #: Enrolled in the TOTP second factor: logging in also takes a code.
     totp: bool = False
+    #: The console's language and time zone the user chose on their profile; None: the
+    #: browser's Accept-Language, and the service's time zone.
+    language: str | None = None
+    timezone: str | None = None
 
     @property
     def label(self) -> str:
@@ -86,7 +92,8 @@ class Session:
 
 def _user(row: Any) -> User:
     return User(id=row.id, username=row.username, display_name=row.display_name, role=Role(row.role),
-                active=bool(row.active), totp=row.totp_secret is not None)
+                active=bool(row.active), totp=row.totp_secret is not None, language=row.language,
+                timezone=row.timezone)
 
 
 def check_username(username: Any) -> str:
@@ -232,6 +239,22 @@ class UserStore:
             row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
         return _user(row)
 
+    async def set_locale(self, user_id: int, *, language: str | None, timezone: str | None) -> None:
+        """The console language and time zone on the user's profile (None: automatic)."""
+        if language is not None and language not in CONSOLE_LANGUAGES:
+            raise ValidationError(f"language must be one of {', '.join(CONSOLE_LANGUAGES)}", field="language")
+        if timezone is not None:
+            try:
+                ZoneInfo(timezone)
+            except (KeyError, ValueError):
+                raise ValidationError("timezone must be an IANA time zone such as America/Sao_Paulo",
+                                      field="timezone") from None
+        async with self._db.transaction() as conn:
+            result = await conn.execute(update(users).where(users.c.id == user_id).values(
+                language=language, timezone=timezone))
+            if result.rowcount == 0:
+                raise NotFound(f"user {user_id} not found")
+
     async def set_password(self, user_id: int, password: str) -> None:
         """New password; every session of that user ends (a stolen cookie dies with it)."""
         check_password(password)
@@ -293,7 +316,7 @@ class SessionStore:
         async with self._db.engine.connect() as conn:
             row = (await conn.execute(
                 select(console_sessions, users.c.username, users.c.display_name, users.c.role, users.c.active,
-                       users.c.totp_secret.is_not(None).label("totp"))
+                       users.c.totp_secret.is_not(None).label("totp"), users.c.language, users.c.timezone)
                 .join(users, users.c.id == console_sessions.c.user_id)
                 .where(console_sessions.c.token_hash == token_hash(token)))).first()
         if row is None or row.expires_at <= now or not row.active:
@@ -303,7 +326,7 @@ class SessionStore:
                 await conn.execute(update(console_sessions).where(console_sessions.c.id == row.id).values(
                     last_seen_at=now, expires_at=min(now + self.idle, row.created_at + self.absolute)))
         user = User(id=row.user_id, username=row.username, display_name=row.display_name, role=Role(row.role),
-                    active=bool(row.active), totp=bool(row.totp))
+                    active=bool(row.active), totp=bool(row.totp), language=row.language, timezone=row.timezone)
         return Session(id=row.id, user=user, csrf_token=row.csrf_token)
 
     async def delete(self, token: str | None) -> None:

@@ -1,7 +1,7 @@
 """Human labels for the stored codes the console shows (activity, type, channel...).
 
-Codes stay in English in the database and the API; people read these. One table, so a
-translation later changes one file.
+Codes stay in English in the database and the API; people read these. One table; the values are
+marked N_ and translated where they are shown (the console's ``label`` filter).
 """
 
 from __future__ import annotations
@@ -9,72 +9,74 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from intake.console.i18n import N_
+
 LABELS: Mapping[str, str] = {
     # SLA targets and states (the inbox's due column)
-    "first_response": "First response",
-    "next_response": "Next response",
-    "resolution": "Resolution",
-    "breached": "Breached",
-    "paused": "Paused: waiting for the customer",
+    "first_response": N_("First response"),
+    "next_response": N_("Next response"),
+    "resolution": N_("Resolution"),
+    "breached": N_("Breached"),
+    "paused": N_("Paused: waiting for the customer"),
     # activities (the seeds' workflow)
-    "preliminary_analysis": "Preliminary analysis",
-    "derived": "Derived to a sector",
-    "answer_sent": "Answer sent",
-    "closed": "Closed",
+    "preliminary_analysis": N_("Preliminary analysis"),
+    "derived": N_("Derived to a sector"),
+    "answer_sent": N_("Answer sent"),
+    "closed": N_("Closed"),
     # case types
-    "unclassified": "Unclassified",
-    "request": "Request",
-    "complaint": "Complaint",
-    "incident": "Incident",
+    "unclassified": N_("Unclassified"),
+    "request": N_("Request"),
+    "complaint": N_("Complaint"),
+    "incident": N_("Incident"),
     # channels
-    "email": "Email",
-    "telegram": "Telegram",
-    "webchat": "Web chat",
-    "api": "Console / phone",
-    "desk": "Agents' desk",
-    "kb": "Knowledge base",
+    "email": N_("Email"),
+    "telegram": N_("Telegram"),
+    "webchat": N_("Web chat"),
+    "api": N_("Console / phone"),
+    "desk": N_("Agents' desk"),
+    "kb": N_("Knowledge base"),
     # authors
-    "customer": "Customer",
-    "agent": "Agent",
-    "bot": "Bot",
-    "note": "Internal note",
+    "customer": N_("Customer"),
+    "agent": N_("Agent"),
+    "bot": N_("Bot"),
+    "note": N_("Internal note"),
     # budget modes
-    "not_used": "Not used",
-    "products_only": "Products only",
-    "products_with_amounts": "Products, quantities and amounts",
+    "not_used": N_("Not used"),
+    "products_only": N_("Products only"),
+    "products_with_amounts": N_("Products, quantities and amounts"),
     # KB actions
-    "publish": "Published as a new solution",
-    "link": "Solved with another case",
-    "none": "Not published",
+    "publish": N_("Published as a new solution"),
+    "link": N_("Solved with another case"),
+    "none": N_("Not published"),
     # roles
-    "admin": "Admin",
-    "manager": "Manager",
+    "admin": N_("Admin"),
+    "manager": N_("Manager"),
     # survey instance statuses
-    "pending": "Pending",
-    "open": "Open",
-    "executed": "Executed",
-    "expired": "Expired",
-    "paused": "Paused",
+    "pending": N_("Pending"),
+    "open": N_("Open"),
+    "executed": N_("Executed"),
+    "expired": N_("Expired"),
+    "paused": N_("Paused"),
     # case events
-    "opened": "Opened",
-    "activity": "Activity",
-    "type": "Type",
-    "category": "Category",
-    "sector": "Sector",
-    "assign": "Assignment",
-    "kb_action": "KB action",
-    "kb_fields": "KB fields",
-    "kb_published": "Published to the KB",
-    "reply": "Reply",
-    "budget": "Budget",
-    "reopened": "Reopened",
-    "delivery_failed": "Delivery failed",
+    "opened": N_("Opened"),
+    "activity": N_("Activity"),
+    "type": N_("Type"),
+    "category": N_("Category"),
+    "sector": N_("Sector"),
+    "assign": N_("Assignment"),
+    "kb_action": N_("KB action"),
+    "kb_fields": N_("KB fields"),
+    "kb_published": N_("Published to the KB"),
+    "reply": N_("Reply"),
+    "budget": N_("Budget"),
+    "reopened": N_("Reopened"),
+    "delivery_failed": N_("Delivery failed"),
     # where a search matched (core/search.py)
-    "number": "Case number",
-    "case": "Title or description",
-    "message": "Message",
-    "contact": "Customer",
-    "address": "Customer's address",
+    "number": N_("Case number"),
+    "case": N_("Title or description"),
+    "message": N_("Message"),
+    "contact": N_("Customer"),
+    "address": N_("Customer's address"),
 }
 
 

@@ -25,6 +25,7 @@ from core.workflow import ALLOWED, CLASSIFIED_TYPES, check_transition
 from intake.console import queries
 from intake.console.app import SESSION_KEY, PREFIX, Console, see_other
 from intake.console.forms import Form, domain_errors
+from intake.console.i18n import N_
 
 PAGE_SIZE = 50
 #: Canned responses rendered into a case page: the most used ones (the picker's search
@@ -38,18 +39,18 @@ INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 FILTER_CHANNELS = (ChannelName.EMAIL, ChannelName.TELEGRAM, ChannelName.WEBCHAT, ChannelName.API)
 
 NOTICES = {
-    "reply": "Reply queued; it goes out on the customer's channel.",
-    "note": "Internal note added.",
-    "type": "Type changed.",
-    "category": "Category changed.",
-    "sector": "Sector changed.",
-    "assign": "Assignment changed.",
-    "activity": "Activity changed.",
-    "kb": "Knowledge-base fields saved.",
-    "kb_action": "Knowledge-base decision recorded.",
-    "kb_publish": "Publication queued to the knowledge base.",
-    "budget": "Budget saved.",
-    "created": "Case created.",
+    "reply": N_("Reply queued; it goes out on the customer's channel."),
+    "note": N_("Internal note added."),
+    "type": N_("Type changed."),
+    "category": N_("Category changed."),
+    "sector": N_("Sector changed."),
+    "assign": N_("Assignment changed."),
+    "activity": N_("Activity changed."),
+    "kb": N_("Knowledge-base fields saved."),
+    "kb_action": N_("Knowledge-base decision recorded."),
+    "kb_publish": N_("Publication queued to the knowledge base."),
+    "budget": N_("Budget saved."),
+    "created": N_("Case created."),
 }
 
 
@@ -138,6 +139,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                           status: int = 200) -> web.Response:
         case = await cases.get_case(number)
         notice = NOTICES.get(request.query.get("done", ""))
+        notice = console.locales.gettext(notice) if notice else None
         via = request.query.get("via", "")
         if notice and via in {c.value for c in ChannelName}:
             notice = f"{notice} ({via})"

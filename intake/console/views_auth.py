@@ -16,6 +16,8 @@ from aiohttp import web
 
 from markupsafe import Markup
 
+from core.errors import ValidationError
+
 from intake.console.app import (
     LOGIN_CSRF_COOKIE,
     PREFIX,
@@ -28,6 +30,7 @@ from intake.console.app import (
 )
 from intake.console.auth import csrf_matches
 from intake.console.forms import Form
+from intake.console.i18n import LANGUAGE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +116,12 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         return see_other(f"{PREFIX}/inbox")
 
     def profile_page(request: web.Request, *, status: int = 200, error: str | None = None,
-                     message: str | None = None, secret: str | None = None) -> web.Response:
+                     message: str | None = None, secret: str | None = None,
+                     locale_errors: dict[str, str] | None = None) -> web.Response:
         user = request[SESSION_KEY].user
         context: dict[str, object] = {"error": error, "message": message, "must_enrol": console.must_enrol(user),
+                                      "languages": LANGUAGE_NAMES, "locale_errors": locale_errors or {},
+                                      "locale_saved": request.query.get("locale") == "1",
                                       "can_remove": user.totp and not console.totp_required(user),
                                       "enrolled_now": request.query.get("enrolled") == "1"}
         if not user.totp:
@@ -180,7 +186,19 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     router.add_post("/login", login)
     router.add_post("/logout", logout)
     router.add_get("/", home)
+    @before_enrolment
+    async def set_locale(request: web.Request) -> web.StreamResponse:
+        form = await Form.read(request)
+        user = request[SESSION_KEY].user
+        try:
+            await console.users.set_locale(user.id, language=form.optional("language", max_len=5),
+                                           timezone=form.optional("timezone", max_len=64))
+        except ValidationError as exc:
+            return profile_page(request, status=422, locale_errors={exc.field or "language": str(exc)})
+        return see_other(f"{PREFIX}/profile?locale=1")
+
     router.add_get("/profile", profile)
+    router.add_post("/profile/locale", set_locale)
     router.add_post("/profile/totp", enrol)
     router.add_post("/profile/totp/remove", remove)
 

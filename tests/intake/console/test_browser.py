@@ -99,7 +99,7 @@ async def test_console_end_to_end(stack):
     await _expired_survey(running)
 
     async with chromium_browser() as browser:
-        context = await browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 860})
+        context = await browser.new_context(locale="en-US", viewport={"width": 1280, "height": 860})
         page = await context.new_page()
         page.set_default_timeout(10_000)
         errors = collect_page_errors(page)

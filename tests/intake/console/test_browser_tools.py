@@ -31,7 +31,7 @@ async def running(tmp_path) -> AsyncIterator[Running]:
         await service.stop()
 
 
-async def logged_in(browser, running: Running, role: str = "agent", locale: str = "es-ES"):
+async def logged_in(browser, running: Running, role: str = "agent", locale: str = "en-US"):
     context = await browser.new_context(locale=locale, viewport={"width": 1280, "height": 860})
     page = await context.new_page()
     page.set_default_timeout(10_000)
@@ -103,4 +103,24 @@ async def test_an_agent_picks_a_portuguese_macro_for_a_brazilian_customer(runnin
         assert reply.text == expected and reply.recipient == "joao@cliente.com.br"
         [macro] = await running.service.macros.list(visible_to=running.users["agent"])
         assert macro["usage_count"] == 1
+        assert errors == []
+
+
+async def test_with_the_profile_language_set_to_spanish_the_console_is_in_spanish(running):
+    async with chromium_browser() as browser:
+        page = await logged_in(browser, running, locale="pt-BR")  # the browser says Portuguese…
+        errors = collect_page_errors(page)
+        assert await page.inner_text("nav[aria-label] >> nth=0 >> a >> nth=0") == "Caixa de entrada"
+        await page.goto(f"{running.base}/console/profile")
+        await page.select_option("#profile-language", "es")  # …the profile says Spanish
+        await page.fill("#profile-timezone", "America/Argentina/Buenos_Aires")
+        await page.click("#locale-form button[type=submit]")
+        await page.wait_for_selector("#locale-saved")
+        await page.goto(f"{running.base}/console/inbox")
+        nav = page.locator("nav[aria-label] >> nth=0")
+        assert [await a.inner_text() for a in await nav.locator("a").all()][:3] == [
+            "Bandeja", "Nuevo caso", "Respuestas predefinidas"]
+        assert await page.get_attribute("html", "lang") == "es"
+        assert "Buscar" in await page.inner_text("form.filters")
+        await save_screenshot(page, "console-spanish")
         assert errors == []

@@ -167,7 +167,7 @@ async def test_a_user_removes_their_second_factor_with_a_current_code(running, c
 
 @SQLITE_ONLY
 async def test_enrolment_and_login_with_a_code_in_chromium(running, clock):
-    async with chromium_page() as page:
+    async with chromium_page(locale="en-US") as page:  # the console follows the browser's language
         errors = collect_page_errors(page)
         await page.goto(f"{running.base}/console/login")
         await page.fill("input[name=username]", "admin1")

@@ -1,0 +1,145 @@
+"""The console in es, pt and en: gettext catalogs (Babel), the request's language, and
+dates and numbers in the user's locale and time zone.
+
+Templates mark every user-visible string ``{{ _("...") }}`` (the Jinja2 i18n extension,
+new-style gettext: ``%`` is written ``%%``); Python code marks its strings with
+``N_("...")`` and translates them where they are shown with ``gettext``. English is the
+source language. The catalogs live in ``locale/<lang>/LC_MESSAGES/console.po``, compiled
+to ``console.mo`` beside them and committed (``scripts/i18n`` extracts, updates and
+compiles; a test checks that every ``.mo`` matches its ``.po`` and that no template text
+is left unmarked).
+
+Which language a request gets: the user's profile choice, else the browser's
+``Accept-Language`` (best of es, pt, en), else English (the source language). The choice
+is kept in a context variable for the request's task, set by the console's middleware.
+"""
+
+from __future__ import annotations
+
+import gettext as gettext_module
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
+from babel.support import Translations
+
+LANGUAGES = ("es", "pt", "en")
+LANGUAGE_NAMES = {"es": "Español", "pt": "Português", "en": "English"}
+DOMAIN = "console"
+LOCALE_DIR = Path(__file__).resolve().parent / "locale"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLocale:
+    """What one request is shown in."""
+
+    language: str
+    translations: gettext_module.NullTranslations
+    timezone: tzinfo
+
+
+def N_(message: str) -> str:  # noqa: N802 (the gettext convention, so extraction finds it)
+    """Mark a string for translation where it is defined; translate it where it is shown."""
+    return message
+
+
+class ConsoleLocales:
+    def __init__(self, *, default_language: str, default_timezone: str) -> None:
+        self.default_language = default_language if default_language in LANGUAGES else "en"
+        self.default_timezone = ZoneInfo(default_timezone)
+        self._translations: dict[str, gettext_module.NullTranslations] = {"en": gettext_module.NullTranslations()}
+        for lang in LANGUAGES:
+            if lang != "en":
+                # Translations.load answers NullTranslations when the .mo is missing: a
+                # fresh clone without compiled catalogs would be silently English, so say so.
+                if not (LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.mo").is_file():
+                    raise FileNotFoundError(f"console translations missing: {LOCALE_DIR}/{lang} (run scripts/i18n)")
+                self._translations[lang] = Translations.load(str(LOCALE_DIR), [lang], DOMAIN)
+        self._current: ContextVar[RequestLocale] = ContextVar("console_locale", default=self.locale(None, None))
+
+    def locale(self, language: str | None, timezone: str | None) -> RequestLocale:
+        lang = language if language in LANGUAGES else self.default_language
+        try:
+            zone: tzinfo = ZoneInfo(timezone) if timezone else self.default_timezone
+        except (KeyError, ValueError):
+            zone = self.default_timezone
+        return RequestLocale(lang, self._translations[lang], zone)
+
+    def negotiate(self, accept_language: str | None) -> str | None:
+        """The best of es, pt and en for an ``Accept-Language`` header, if any fits."""
+        if not accept_language:
+            return None
+        wanted = []
+        for part in accept_language.split(",")[:20]:
+            tag, _, params = part.strip().partition(";")
+            quality = 1.0
+            if params.strip().startswith("q="):
+                try:
+                    quality = float(params.strip()[2:])
+                except ValueError:
+                    continue
+            if tag:
+                wanted.append((quality, tag.strip()))
+        for _quality, tag in sorted(wanted, key=lambda w: -w[0]):
+            try:
+                lang = Locale.parse(tag.replace("-", "_")).language
+            except (ValueError, UnknownLocaleError):
+                continue
+            if lang in LANGUAGES:
+                return lang
+        return None
+
+    # --- the current request ---------------------------------------------------------------
+
+    def use(self, locale: RequestLocale) -> None:
+        self._current.set(locale)
+
+    @property
+    def current(self) -> RequestLocale:
+        return self._current.get()
+
+    def gettext(self, message: str) -> str:
+        return self._current.get().translations.gettext(message)
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        return self._current.get().translations.ngettext(singular, plural, n)
+
+    # --- formatting (Babel) -----------------------------------------------------------------
+
+    def datetime(self, value: str | datetime | None, *, seconds: bool = False) -> str:
+        """A moment in the user's time zone, written the user's locale's way."""
+        if not value:
+            return ""
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                return value
+        current = self._current.get()
+        fmt = "medium" if seconds else "short"
+        if value.tzinfo is None:
+            return format_datetime(value, fmt, locale=current.language)
+        text = format_datetime(value, fmt, tzinfo=current.timezone, locale=current.language)
+        return f"{text} {value.astimezone(current.timezone).strftime('%Z')}"
+
+    def date(self, value: object) -> str:
+        if not value:
+            return ""
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                return value
+        return format_date(value, "medium", locale=self._current.get().language)  # type: ignore[arg-type]
+
+    def number(self, value: float | int | Decimal | None, *, places: int | None = None) -> str:
+        if value is None:
+            return ""
+        pattern = None if places is None else "#,##0." + "0" * places if places else "#,##0"
+        return format_decimal(value, format=pattern, locale=self._current.get().language)
