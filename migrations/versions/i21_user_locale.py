@@ -1,7 +1,7 @@
 """users: the console language and time zone each user chose on their profile
 
 Revision ID: i21_user_locale
-Revises: i21_macros
+Revises: i20_sla_warn
 Create Date: 2026-12-07 03:15:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = "i21_user_locale"
-down_revision = "i21_macros"
+down_revision = "i20_sla_warn"
 branch_labels = None
 depends_on = None
 

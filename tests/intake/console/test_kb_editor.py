@@ -60,7 +60,7 @@ async def test_an_answer_with_an_image_is_published_with_the_image_uploaded_to_d
     image.write_bytes(PNG_1X1)
 
     async with chromium_browser() as browser:
-        context = await browser.new_context(locale="es-ES", viewport={"width": 1280, "height": 900})
+        context = await browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
         page = await context.new_page()
         page.set_default_timeout(10_000)
         errors = collect_page_errors(page)
