@@ -6,11 +6,11 @@ between: single-row inserts with a commit each, and inserts batched 100 per comm
 Prints one JSON object.
 
     .venv/bin/python bench/inbox.py [--messages 6000] [--customers 50] [--only sqlite|postgres]
-                                    [--revision 0004]
+                                    [--without-fulltext]
 
-``--revision`` migrates only that far, to measure the pipeline before a migration that
-touches the message insert (e.g. the down_revision of i21_fulltext, before the
-full-text index's triggers).
+``--without-fulltext`` drops the full-text index's triggers and generated columns after
+migrating (schema.FULLTEXT_TABLES), to measure the message insert without them in the same
+run, with the same code.
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert  # noqa: E402
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, text  # noqa: E402
 
 from core.domain import ChannelName, InboundMessage  # noqa: E402
 from core.inbox import InboxService  # noqa: E402
 from core.outgoing import Outgoing  # noqa: E402
 from core.persistence import Database, upgrade  # noqa: E402
+from core.persistence.schema import FULLTEXT_COLUMN, FULLTEXT_TABLES  # noqa: E402
 from core.ports import SystemClock  # noqa: E402
 from core.config import Config  # noqa: E402
 from core.sla import build_sla_setup  # noqa: E402
@@ -100,10 +101,25 @@ async def pipeline(db: Database, messages: int, customers: int, *, sla: CaseCloc
     }
 
 
+async def drop_fulltext(db: Database) -> None:
+    """The schema as it was before issue 21's full-text index (see migration i21_fulltext)."""
+    async with db.transaction() as conn:
+        if db.is_sqlite:
+            for fts in FULLTEXT_TABLES:
+                for suffix in ("ai", "ad", "au"):
+                    await conn.execute(text(f"DROP TRIGGER IF EXISTS {fts}_{suffix}"))
+        else:
+            await conn.execute(text("DROP TRIGGER IF EXISTS cases_search_vector ON cases"))
+            for table in ("cases", "messages", "contacts", "contact_identities"):
+                await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {FULLTEXT_COLUMN}"))
+
+
 async def run_one(url: str, args) -> dict:
     db = Database(url)
     try:
-        await upgrade(db, args.revision)
+        await upgrade(db)
+        if args.without_fulltext:
+            await drop_fulltext(db)
         result = await pipeline(db, args.messages, args.customers)
         bare = await bare_rates(db, args.bare_rows)
         # The SLA clock's cost (due times on new cases, next-response targets on each
@@ -132,10 +148,12 @@ async def main() -> None:
     parser.add_argument("--customers", type=int, default=50)
     parser.add_argument("--bare-rows", type=int, default=10000)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
-    parser.add_argument("--revision", default="head", help="migrate only this far (default: head)")
+    parser.add_argument("--without-fulltext", action="store_true",
+                        help="drop the full-text triggers and columns first (the 'before' figure)")
     parser.add_argument("--sla-rounds", type=int, default=3, help="rounds with and without the SLA clock")
     args = parser.parse_args()
-    out: dict[str, object] = {"benchmark": "inbox", "customers": args.customers, "revision": args.revision}
+    out: dict[str, object] = {"benchmark": "inbox", "customers": args.customers,
+                              "fulltext": not args.without_fulltext}
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory() as tmp:
             out["sqlite"] = await run_one(f"sqlite+aiosqlite:///{tmp}/bench.db", args)
