@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
+from sqlalchemy import true as sa_true
 from sqlalchemy.types import TypeDecorator
 
 # Named constraints so Alembic can alter them on SQLite (batch mode) and PostgreSQL alike.
@@ -76,9 +77,25 @@ organizations = Table(
     metadata,
     Column("id", Id, primary_key=True),
     Column("name", String(200), nullable=False),
-    #: Email domain that identifies the organization's people (lower-case), if any.
+    #: Superseded by ``organization_domains`` (an organization may list several); the
+    #: i19 migration copied its values there. Nothing reads or writes it any more.
     Column("domain", String(253), unique=True),
     _ts("created_at", nullable=False),
+    Column("tax_id", String(50)),
+    Column("notes", Text),
+    #: Set when this organization was merged into another: it is then only a pointer.
+    #: A plain id, no foreign key: SQLite can add a column with one only by copying the
+    #: table, which its other tables' references forbid (and organizations are never deleted).
+    Column("merged_into_id", Id),
+    Index("ix_organizations_name", "name"),
+)
+
+#: Email domains (lower-case) whose new contacts join the organization.
+organization_domains = Table(
+    "organization_domains",
+    metadata,
+    Column("domain", String(253), primary_key=True),
+    Column("organization_id", ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False, index=True),
 )
 
 contacts = Table(
@@ -91,6 +108,41 @@ contacts = Table(
     Column("language", String(5)),
     Column("organization_id", ForeignKey("organizations.id", ondelete="SET NULL")),
     _ts("created_at", nullable=False),
+    Column("notes", Text),
+    #: Custom key/value attributes ({"customer_number": "A-17"}), strings only.
+    Column("attributes", JSON),
+    #: Set when this contact was merged into another: it is then only a pointer. A plain
+    #: id, as ``organizations.merged_into_id`` (a merged contact is never deleted).
+    Column("merged_into_id", Id),
+    #: Set when a privacy request erased the contact (the row stays, anonymised).
+    _ts("erased_at"),
+    # Duplicate suggestions: the same typed address or phone, the same name in an organization.
+    Index("ix_contacts_email", "email"),
+    Index("ix_contacts_phone", "phone"),
+    Index("ix_contacts_organization_id_name", "organization_id", "name"),
+)
+
+#: Contact search: one row per searchable word of a contact (name words, identity
+#: addresses, phones), normalised (lower-case, no accents). A prefix search is then a
+#: range scan of the primary key on both databases, whatever the number of contacts.
+contact_terms = Table(
+    "contact_terms",
+    metadata,
+    Column("term", String(200), primary_key=True),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+#: What happened to a contact as a record: merged, erased, identity added or removed.
+contact_events = Table(
+    "contact_events",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False, index=True),
+    _ts("at", nullable=False),
+    #: "agent:<name>", "api", "cli:<user>", "system"
+    Column("actor", String(160), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("detail", Text),
 )
 
 contact_identities = Table(
@@ -104,6 +156,9 @@ contact_identities = Table(
     #: Set when the channel told us this address can never be reached (bot blocked, 5xx).
     Column("unreachable", Boolean, nullable=False, default=False),
     _ts("created_at", nullable=False),
+    #: True once the channel itself proved the address (mail came from it, a Telegram
+    #: user wrote): such an identity is never moved to another contact but by a merge.
+    Column("verified", Boolean, nullable=False, default=True, server_default=sa_true()),
     UniqueConstraint("channel", "address"),
 )
 
@@ -176,6 +231,10 @@ cases = Table(
     _ts("sla_warned_at"),
     # Open cases per agent (automatic assignment's capacity check).
     Index("ix_cases_assigned_agent_activity", "assigned_agent", "activity"),
+    #: The closed case this one follows up ("follow-up of #n"): the customer wrote again
+    #: after the reopen window (``[cases] reopen_days``).
+    #: A plain id, as ``organizations.merged_into_id`` (cases are never deleted).
+    Column("follow_up_of", Id, index=True),
 )
 
 case_events = Table(

@@ -1,0 +1,125 @@
+"""How contact data is written down: addresses, phones, domains and search terms.
+
+Every door (the inbox, the web chat, the API, the console, sales imports) normalises
+through here, so ``Ana@Cliente.com`` typed in one place finds ``ana@cliente.com``
+stored by another.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+import phonenumbers
+
+from core.errors import ValidationError
+
+MAX_NAME = 200
+MAX_ADDRESS = 320
+MAX_TERM = 200
+#: A contact's name contributes at most this many words to the search index.
+MAX_NAME_TERMS = 12
+
+#: Mail providers anyone can sign up with: a domain like these says nothing about an
+#: organization, so none may be listed on one.
+PUBLIC_EMAIL_DOMAINS = frozenset({
+    "gmail.com", "googlemail.com", "hotmail.com", "hotmail.es", "hotmail.com.ar", "hotmail.com.br",
+    "outlook.com", "outlook.es", "outlook.com.ar", "outlook.com.br", "live.com", "live.com.ar", "msn.com",
+    "yahoo.com", "yahoo.es", "yahoo.com.ar", "yahoo.com.br", "yahoo.com.mx", "ymail.com", "icloud.com",
+    "me.com", "mac.com", "aol.com", "protonmail.com", "proton.me", "pm.me", "gmx.com", "gmx.net", "mail.com",
+    "zoho.com", "yandex.com", "yandex.ru", "qq.com", "163.com", "uol.com.br", "bol.com.br", "terra.com.br",
+    "ig.com.br", "fibertel.com.ar", "arnet.com.ar", "speedy.com.ar", "tutanota.com", "hey.com",
+})
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_TERM_JUNK = re.compile(r"[^\w@.+\-]+", re.UNICODE)
+
+
+def email_address(value: object, field: str = "email") -> str:
+    """A lower-case email address, or a 422 naming ``field``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field} must be an email address", field=field)
+    address = value.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if (not at or not local or len(address) > MAX_ADDRESS or any(c in address for c in " \t\r\n<>,;\"\x00")
+            or not _DOMAIN.match(domain)):
+        raise ValidationError(f"{field} is not an email address: {value[:80]!r}", field=field)
+    return address
+
+
+def email_domain(address: str) -> str:
+    return address.rsplit("@", 1)[-1]
+
+
+def phone_number(value: object, field: str = "phone", *, region: str = "AR") -> str:
+    """A phone number in E.164 (+5491155551234), or a 422 naming ``field``.
+
+    Numbers without a country code are read as numbers of ``region``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip() or len(value) > 50 or "\x00" in value:
+        raise ValidationError(f"{field} must be a phone number", field=field)
+    try:
+        parsed = phonenumbers.parse(value, region.upper())
+    except phonenumbers.NumberParseException:
+        raise ValidationError(f"{field} is not a phone number: {value[:50]!r}", field=field) from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValidationError(f"{field} is not a valid phone number: {value[:50]!r}", field=field)
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def organization_domain(value: object, field: str = "domains") -> str:
+    """A lower-case domain an organization may list: real, and not a public mail provider."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field} must be a list of domains", field=field)
+    domain = value.strip().lower().removeprefix("@")
+    if not _DOMAIN.match(domain):
+        raise ValidationError(f"{field}: {value[:80]!r} is not a domain", field=field)
+    if domain in PUBLIC_EMAIL_DOMAINS:
+        raise ValidationError(f"{field}: {domain} is a public mail domain; anyone can have an address there",
+                              field=field)
+    return domain
+
+
+def fold(text: str) -> str:
+    """Lower-case, accents removed: "Pérez" and "perez" are the same word to a search."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def search_words(query: str) -> list[str]:
+    """The words of a search box, folded like the stored terms (at most 5)."""
+    words = [_TERM_JUNK.sub("", w)[:MAX_TERM] for w in fold(query).split()]
+    return [w for w in words if w][:5]
+
+
+def terms_for(name: str | None, identities: Iterable[tuple[str, str]]) -> set[str]:
+    """The search terms of a contact: each word of its name, each identity address (and
+    an email's domain, a phone's digits without the plus)."""
+    terms: set[str] = set()
+    for word in search_words_unbounded(name or "")[:MAX_NAME_TERMS]:
+        terms.add(word)
+    for channel, address in identities:
+        folded = fold(address)[:MAX_TERM]
+        terms.add(folded)
+        if channel == "email" and "@" in folded:
+            terms.add(folded.rsplit("@", 1)[1])
+        if channel == "phone":
+            digits = folded.lstrip("+")
+            terms.add(digits)
+            national = _national_digits(address)
+            if national:
+                terms.add(national)
+    return {t for t in terms if t}
+
+
+def search_words_unbounded(text: str) -> list[str]:
+    return [w for w in (_TERM_JUNK.sub("", w)[:MAX_TERM] for w in fold(text).split()) if w]
+
+
+def _national_digits(e164: str) -> str | None:
+    try:
+        return str(phonenumbers.parse(e164, None).national_number)
+    except phonenumbers.NumberParseException:
+        return None
