@@ -27,6 +27,8 @@ from core.attachments import AttachmentStore
 from core.budget import BudgetPolicy
 from core.cases import CaseService
 from core.config import Config, parse_networks
+from core.contacts.organizations import OrganizationService
+from core.contacts.service import ContactService
 from core.domain import BudgetMode, ChannelName, OutboxStatus
 from core.inbox import InboxService, StoredMessage
 from core.kb_images import KbImages
@@ -43,6 +45,7 @@ from core.sla_store import CaseClockStore
 from core.suggestions import SuggestionFlow
 from intake.api import cases as cases_api
 from intake.api import macros as macros_api
+from intake.api import contacts as contacts_api
 from intake.api.openapi import ApiRegistry
 from intake.http import ClientAddresses, HttpServer, MetricsAccess, build_app
 from intake.text_templates import SandboxedTemplates
@@ -152,6 +155,10 @@ class Service:
         self.kb_images = KbImages(db=self.db, files=self.attachments, clock=self.clock)
         self.macros = MacroService(db=self.db, cases=self.cases, clock=self.clock, templates=SandboxedTemplates(),
                                    default_language=cfg.service.default_language, company_name=cfg.service.company_name)
+        self.contacts = ContactService(db=self.db, clock=self.clock, cases=self.cases,
+                                       phone_region=cfg.contacts.phone_region)
+        self.organizations = OrganizationService(db=self.db, clock=self.clock, cases=self.cases,
+                                                 contacts=self.contacts)
         self.api = ApiRegistry()
         #: The one rule for a request's client address (X-Forwarded-For from trusted proxies only).
         self.client_addresses = ClientAddresses.from_cidrs(cfg.http.trusted_proxies)
@@ -178,6 +185,7 @@ class Service:
         self.inbox.subscribe(self.metrics.on_stored)
         cases_api.register(self.api, cases=self.cases, macros=self.macros)
         macros_api.register(self.api, macros=self.macros)
+        contacts_api.register(self.api, contacts=self.contacts, organizations=self.organizations)
         # First in, last out: everything below may publish or subscribe until it stops.
         self.components.append(self.notifier)
         if isinstance(self.notifier, PgNotifier):

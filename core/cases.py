@@ -77,6 +77,9 @@ class CaseFilter:
     due_before: datetime | None = None
     #: "updated" (newest activity first) or "due" (nearest due time first, then the rest).
     sort: str = "updated"
+    #: A contact's or an organization's cases (the contact and organization pages).
+    contact_id: int | None = None
+    organization_id: int | None = None
     limit: int = 50
     offset: int = 0
 
@@ -199,6 +202,10 @@ class CaseService:
             conds.append(cases.c.channel == _enum(ChannelName, f.channel, "channel").value)
         if f.assigned_agent:
             conds.append(cases.c.assigned_agent == f.assigned_agent)
+        if f.contact_id is not None:
+            conds.append(cases.c.contact_id == f.contact_id)
+        if f.organization_id is not None:
+            conds.append(cases.c.organization_id == f.organization_id)
         search = parse_query(f.text) if f.text else None
         if f.sort not in ("updated", "due"):
             raise ValidationError("sort must be one of: updated, due", field="sort")
@@ -728,6 +735,7 @@ _SUMMARY_COLS = (
     cases.c.sla_policy, cases.c.first_response_due_at, cases.c.first_response_at, cases.c.next_response_due_at,
     cases.c.resolution_due_at, cases.c.sla_paused_at, cases.c.sla_breached_target, cases.c.sla_breached_at,
     cases.c.due_at, cases.c.due_target,
+    cases.c.organization_id, cases.c.follow_up_of,
     contacts.c.name.label("contact_name"), contacts.c.email.label("contact_email"),
     contacts.c.phone.label("contact_phone"), organizations.c.name.label("organization_name"),
     _cat.c.name.label("category_name"), _sub.c.name.label("subcategory_name"),
@@ -755,7 +763,10 @@ def _summary(r: Any, now: datetime) -> dict[str, Any]:
         "contact_name": r.contact_name,
         # Who wrote, for a list: the name, else the address (many mails and chats carry no name).
         "customer": r.contact_name or r.contact_email or r.contact_phone,
+        "contact_id": r.contact_id,
         "organization": r.organization_name,
+        "organization_id": r.organization_id,
+        "follow_up_of": r.follow_up_of,
         "closed_at": _iso(r.closed_at),
         "origin": r.origin,
         "survey_instance_id": r.survey_instance_id,

@@ -289,6 +289,12 @@ class AssignmentConfig:
 
 
 @dataclass(frozen=True)
+class ContactsConfig:
+    #: Phone numbers typed without a country code are numbers of this country (ISO 3166 code).
+    phone_region: str = "AR"
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = DatabaseConfig()
     service: ServiceConfig = ServiceConfig()
@@ -306,6 +312,7 @@ class Config:
     calendars: tuple[CalendarConfig, ...] = ()
     sla: SlaConfig = SlaConfig()
     assignment: AssignmentConfig = AssignmentConfig()
+    contacts: ContactsConfig = ContactsConfig()
     #: Where the file came from, for error messages ("<defaults>" without one).
     source: str = field(default="<defaults>", compare=False)
 
@@ -538,6 +545,10 @@ def validate(config: Config) -> None:
     for origin in config.webchat.allowed_origins:
         need(origin == "*" or origin.startswith(("http://", "https://")), "webchat.allowed_origins",
              f"{origin!r} is not an origin (https://shop.example.com, https://*.example.com or *)")
+    import phonenumbers
+
+    need(config.contacts.phone_region.upper() in phonenumbers.SUPPORTED_REGIONS, "contacts.phone_region",
+         "must be a two-letter country code (AR, BR, US...)")
     for token in config.api.tokens:
         need(len(token) >= 16, "api.tokens", "each token must be at least 16 characters")
     _validate_sla(config)

@@ -41,6 +41,7 @@ from core.domain import (
     Receipt,
     storable,
 )
+from core.contacts.identities import KnownIdentity, Newcomer, identify
 from core.errors import StorageUnavailable
 from core.outgoing import Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
@@ -51,11 +52,8 @@ from core.persistence.schema import (
     case_events,
     case_suggestions,
     cases,
-    contact_identities,
-    contacts,
     message_edits,
     messages,
-    organizations,
 )
 from core.ports import Clock
 from core.budget import FOLLOW_PROCESS
@@ -125,15 +123,6 @@ class _Pending:
     #: is still stored: ``settled`` is ours, not the waiter's.
     future: asyncio.Future[Receipt]
     settled: bool = False
-
-
-@dataclass(slots=True)
-class _Identity:
-    id: int
-    contact_id: int
-    language: str | None
-    #: The contact's organization, read with the identity (a new case records it).
-    organization_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -414,10 +403,10 @@ class InboxService:
         message_refs: list[tuple[int, _CaseRef | None]] = []  # (batch index, case)
         outgoing: list[tuple[OutgoingMessage, _CaseRef | None]] = []
         touched_cases: set[int] = set()
-        choice_actions: list[tuple[InboundMessage, int, _Identity, str]] = []
+        choice_actions: list[tuple[InboundMessage, int, KnownIdentity, str]] = []
 
         # Per fresh message, what the reply loop below needs again.
-        ident_of: dict[int, _Identity] = {}
+        ident_of: dict[int, KnownIdentity] = {}
         language_of: dict[int, str] = {}
         for i in fresh:
             m = batch[i]
@@ -573,7 +562,7 @@ class InboxService:
     def _choose_case(
         self,
         m: InboundMessage,
-        ident: _Identity,
+        ident: KnownIdentity,
         hints: _Hints,
         now: datetime,
         new_cases: list[dict[str, Any]],
@@ -674,7 +663,7 @@ class InboxService:
         )
 
     async def _answer_choice(
-        self, conn: AsyncConnection, m: InboundMessage, ident: _Identity, case_id: int | None, language: str,
+        self, conn: AsyncConnection, m: InboundMessage, ident: KnownIdentity, case_id: int | None, language: str,
         now: datetime,
     ) -> list[OutgoingMessage]:
         """Buttons the bot itself asked: the case type, and "did this solve it?"."""
@@ -734,46 +723,14 @@ class InboxService:
             return [say("agent_will_answer")]
         return []
 
-    async def _identify(self, conn: AsyncConnection, batch: Sequence[InboundMessage], now: datetime) -> dict[tuple[str, str], _Identity]:
-        wanted: dict[tuple[str, str], InboundMessage] = {}
+    async def _identify(self, conn: AsyncConnection, batch: Sequence[InboundMessage], now: datetime) -> dict[tuple[str, str], KnownIdentity]:
+        wanted: dict[tuple[str, str], Newcomer] = {}
         for m in batch:
-            wanted.setdefault(_ident_key(m), m)
-        found: dict[tuple[str, str], _Identity] = {}
-        by_channel: dict[str, list[str]] = {}
-        for ch, addr in wanted:
-            by_channel.setdefault(ch, []).append(addr)
-        for ch, addrs in by_channel.items():
-            rows = await by_unique_key(conn, addrs, _identities_query, channel=ch)
-            for identity_id, contact_id, address, language, organization_id in rows:
-                found[(ch, address)] = _Identity(identity_id, contact_id, language, organization_id)
-        missing = [k for k in wanted if k not in found]
-        if missing:
-            domains = {k[1].rsplit("@", 1)[1] for k in missing if k[0] == ChannelName.EMAIL.value and "@" in k[1]}
-            org_by_domain: dict[str, int] = {}
-            if domains:
-                rows = await conn.execute(select(organizations.c.id, organizations.c.domain)
-                                          .where(organizations.c.domain.in_(domains)))
-                org_by_domain = {r.domain: r.id for r in rows}
-            contact_rows = []
-            for ch, addr in missing:
-                m = wanted[(ch, addr)]
-                is_email = ch == ChannelName.EMAIL.value
-                contact_rows.append({
-                    "name": (m.sender_name or "")[:200] or None,
-                    "email": addr if is_email else None,
-                    "language": pick_language(m.language, default=self._default_language) if m.language else None,
-                    "organization_id": org_by_domain.get(addr.rsplit("@", 1)[-1]) if is_email else None,
-                    "created_at": now,
-                })
-            contact_ids = await insert_ids(conn, contacts, contact_rows)
-            identity_ids = await insert_ids(
-                conn, contact_identities,
-                [{"contact_id": cid, "channel": ch, "address": addr, "unreachable": False, "created_at": now}
-                 for cid, (ch, addr) in zip(contact_ids, missing, strict=True)],
-            )
-            for iid, cid, key, row in zip(identity_ids, contact_ids, missing, contact_rows, strict=True):
-                found[key] = _Identity(iid, cid, row["language"], row["organization_id"])
-        return found
+            key = _ident_key(m)
+            if key not in wanted:
+                language = pick_language(m.language, default=self._default_language) if m.language else None
+                wanted[key] = Newcomer(name=m.sender_name, language=language)
+        return await identify(conn, wanted, now=now)
 
 
 @functools.cache
@@ -860,13 +817,6 @@ def _inbound_messages_query(match: Match) -> Select[Any]:
         match(messages.c.external_id))
 
 
-def _identities_query(match: Match) -> Select[Any]:
-    return (select(contact_identities.c.id, contact_identities.c.contact_id, contact_identities.c.address,
-                   contacts.c.language, contacts.c.organization_id)
-            .join(contacts, contacts.c.id == contact_identities.c.contact_id)
-            .where(contact_identities.c.channel == bindparam("channel"), match(contact_identities.c.address)))
-
-
 @functools.cache
 def _open_cases_statement(dialect: str) -> Select[Any]:
     """Each given contact's newest case that is not closed."""
@@ -897,7 +847,7 @@ async def _existing_messages(conn: AsyncConnection, batch: Sequence[InboundMessa
 
 
 async def _thread_lookups(conn: AsyncConnection, batch: Sequence[InboundMessage],
-                          identities: dict[tuple[str, str], _Identity]) -> _Hints:
+                          identities: dict[tuple[str, str], KnownIdentity]) -> _Hints:
     hints = _Hints()
     not_closed = cases.c.activity != Activity.CLOSED.value
     tokens = {m.thread.reply_token for m in batch if m.thread.reply_token}

@@ -88,17 +88,11 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
-def search_words(query: str) -> list[str]:
-    """The words of a search box, folded like the stored terms (at most 5)."""
-    words = [_TERM_JUNK.sub("", w)[:MAX_TERM] for w in fold(query).split()]
-    return [w for w in words if w][:5]
-
-
 def terms_for(name: str | None, identities: Iterable[tuple[str, str]]) -> set[str]:
     """The search terms of a contact: each word of its name, each identity address (and
     an email's domain, a phone's digits without the plus)."""
     terms: set[str] = set()
-    for word in search_words_unbounded(name or "")[:MAX_NAME_TERMS]:
+    for word in search_words(name or "")[:MAX_NAME_TERMS]:
         terms.add(word)
     for channel, address in identities:
         folded = fold(address)[:MAX_TERM]
@@ -114,7 +108,8 @@ def terms_for(name: str | None, identities: Iterable[tuple[str, str]]) -> set[st
     return {t for t in terms if t}
 
 
-def search_words_unbounded(text: str) -> list[str]:
+def search_words(text: str) -> list[str]:
+    """The words of ``text`` folded as the stored terms are."""
     return [w for w in (_TERM_JUNK.sub("", w)[:MAX_TERM] for w in fold(text).split()) if w]
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import and_, delete, exists, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.contacts.identities import create_contact, reindex
 from core.domain import Activity, ChannelName
 from core.errors import StorageUnavailable
 from core.persistence import Database
@@ -65,15 +66,11 @@ class SessionStore:
         public_id = "wc-" + secrets.token_urlsafe(16)
         now = self._clock.now()
         async with self._db.transaction() as conn:
-            contact_id = (await conn.execute(insert(contacts).values(
-                # The email is what the visitor typed, unverified: it is shown to agents and
-                # used for the reply-by-email fallback, but never made an email *identity*
-                # (that would route someone else's mail, and their cases, into this chat).
-                name=name, email=email, language=language, created_at=now,
-            ).returning(contacts.c.id))).scalar_one()
-            await conn.execute(insert(contact_identities).values(
-                contact_id=contact_id, channel=ChannelName.WEBCHAT.value, address=public_id, unreachable=False,
-                created_at=now))
+            # The email is what the visitor typed, unverified: shown to agents, used for the
+            # reply-by-email fallback and for duplicate suggestions, but never an email
+            # *identity* (that would route someone else's mail, and their cases, into this chat).
+            contact_id = await create_contact(conn, now=now, name=name, language=language, typed_email=email,
+                                              identities=[((ChannelName.WEBCHAT.value, public_id), True)])
             session_id = (await conn.execute(insert(webchat_sessions).values(
                 public_id=public_id, token_hash=hash_token(token), contact_id=contact_id, language=language,
                 name=name, email=email, created_at=now, last_seen_at=now,
@@ -100,6 +97,8 @@ class SessionStore:
             contact_values = {k: v for k, v in values.items() if k in ("name", "email", "language")}
             if contact_values:
                 await conn.execute(update(contacts).where(contacts.c.id == row.contact_id).values(**contact_values))
+                if "name" in contact_values:
+                    await reindex(conn, [row.contact_id])
         return Session(row.id, row.public_id, row.contact_id, values.get("language", row.language),  # type: ignore[arg-type]
                        values.get("name", row.name), values.get("email", row.email))  # type: ignore[arg-type]
 

@@ -1,0 +1,1 @@
+"""Customers as records: contacts, their channel identities, organizations."""

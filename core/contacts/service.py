@@ -1,0 +1,372 @@
+"""Contacts as records: search, read, create, edit, identities, duplicates.
+
+One door for the API, the console and the CLI; every write is one transaction and
+goes through ``core.contacts.identities`` for what makes a contact (identities, the
+organization by email domain, search terms).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.cases import CaseFilter, CaseService
+from core.contacts.identities import (
+    EMAIL,
+    IDENTITY_KINDS,
+    PHONE,
+    TELEGRAM,
+    WEBCHAT,
+    create_contact,
+    identity_owners,
+    reindex,
+)
+from core.contacts.normalize import MAX_TERM, email_address, phone_number, search_words
+from core.domain import LANGUAGES
+from core.errors import NotFound, ValidationError
+from core.persistence import Database
+from core.persistence.schema import (
+    contact_events,
+    contact_identities,
+    contact_terms,
+    contacts,
+    organizations,
+)
+from core.ports import Clock
+
+MAX_NOTES = 20_000
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_KEY = 80
+MAX_ATTRIBUTE_VALUE = 1000
+MAX_IDENTITIES_ON_CREATE = 20
+_PHONE_LIKE = re.compile(r"^\+?[\d\s().\-]{6,}$")
+_TELEGRAM_ID = re.compile(r"^-?\d{1,20}$")
+#: The end of a prefix range: every term starting with the prefix sorts below it.
+_PREFIX_END = "\U0010ffff"
+
+
+def identity_address(kind: Any, address: Any, *, field: str = "address", phone_region: str = "AR") -> tuple[str, str]:
+    """An identity as stored, or a 422 naming the field."""
+    if kind not in IDENTITY_KINDS:
+        raise ValidationError(f"kind must be one of: {', '.join(IDENTITY_KINDS)}", field="kind")
+    if kind == EMAIL:
+        return kind, email_address(address, field)
+    if kind == PHONE:
+        return kind, phone_number(address, field, region=phone_region)
+    if isinstance(address, int) and not isinstance(address, bool):
+        address = str(address)
+    if not isinstance(address, str) or not address.strip():
+        raise ValidationError(f"{field} is required", field=field)
+    address = address.strip()
+    if kind == TELEGRAM and not _TELEGRAM_ID.match(address):
+        raise ValidationError(f"{field} must be a Telegram user id (digits)", field=field)
+    if kind == WEBCHAT:
+        raise ValidationError("web chat visitors are identities of their own chat; link one to this contact "
+                              "by merging its contact", field="kind")
+    return kind, address
+
+
+def clean_text(value: Any, field: str, *, max_len: int, required: bool = False) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise ValidationError(f"{field} is required", field=field)
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string", field=field)
+    if len(value) > max_len:
+        raise ValidationError(f"{field} is longer than {max_len} characters", field=field)
+    if "\x00" in value:
+        raise ValidationError(f"{field} contains a NUL character", field=field)
+    return value.strip()
+
+
+def _language(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if value not in LANGUAGES:
+        raise ValidationError(f"language must be one of: {', '.join(LANGUAGES)}", field="language")
+    return value
+
+
+def _attributes(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValidationError("attributes must be an object of text values", field="attributes")
+    if len(value) > MAX_ATTRIBUTES:
+        raise ValidationError(f"attributes holds at most {MAX_ATTRIBUTES} keys", field="attributes")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key.strip() or len(key) > MAX_ATTRIBUTE_KEY or "\x00" in key:
+            raise ValidationError(f"attribute names are 1-{MAX_ATTRIBUTE_KEY} characters", field="attributes")
+        text = clean_text(item if not isinstance(item, int | float) or isinstance(item, bool) else str(item),
+                     f"attributes.{key}", max_len=MAX_ATTRIBUTE_VALUE)
+        if text is not None:
+            out[key.strip()] = text
+    return out or None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def contact_summary(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "name": r.name, "email": r.email, "phone": r.phone, "language": r.language,
+            "organization": {"id": r.organization_id, "name": r.organization_name} if r.organization_id else None,
+            "created_at": _iso(r.created_at)}
+
+
+_SUMMARY_COLS = (contacts.c.id, contacts.c.name, contacts.c.email, contacts.c.phone, contacts.c.language,
+                 contacts.c.organization_id, contacts.c.created_at, organizations.c.name.label("organization_name"))
+_SUMMARY_FROM = contacts.outerjoin(organizations, organizations.c.id == contacts.c.organization_id)
+
+
+class ContactService:
+    def __init__(self, *, db: Database, clock: Clock, cases: CaseService, phone_region: str = "AR") -> None:
+        self._db = db
+        self._clock = clock
+        self._cases = cases
+        self._phone_region = phone_region
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def search(self, query: str | None = None, *, organization_id: int | None = None, limit: int = 50,
+                     offset: int = 0) -> list[dict[str, Any]]:
+        """Contacts whose name words, addresses or phone start with every word of
+        ``query``; newest first. Merged-away and erased contacts are never listed."""
+        if query is not None and "\x00" in query:
+            raise ValidationError("q contains a NUL character", field="q")
+        limit = max(1, min(int(limit), 200))
+        stmt = select(*_SUMMARY_COLS).select_from(_SUMMARY_FROM).where(
+            contacts.c.merged_into_id.is_(None), contacts.c.erased_at.is_(None))
+        for word in self._query_words(query or ""):
+            stmt = stmt.where(contacts.c.id.in_(
+                select(contact_terms.c.contact_id).where(contact_terms.c.term >= word,
+                                                         contact_terms.c.term < word + _PREFIX_END)))
+        if organization_id is not None:
+            stmt = stmt.where(contacts.c.organization_id == organization_id)
+        stmt = stmt.order_by(contacts.c.id.desc()).limit(limit).offset(max(0, min(int(offset), 100_000)))
+        async with self._db.engine.connect() as conn:
+            return [contact_summary(r) for r in await conn.execute(stmt)]
+
+    def _query_words(self, query: str) -> list[str]:
+        query = query.strip()[:200]
+        if _PHONE_LIKE.match(query) and sum(c.isdigit() for c in query) >= 6:
+            # "+54 9 11 5555-1234" or "11 5555 1234": one number, not five words.
+            digits = "".join(c for c in query if c.isdigit())
+            return [("+" if query.startswith("+") else "") + digits]
+        return [w[:MAX_TERM] for w in search_words(query)][:5]
+
+    async def get(self, contact_id: int) -> dict[str, Any]:
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(select(*_SUMMARY_COLS, contacts.c.notes, contacts.c.attributes,
+                                             contacts.c.merged_into_id, contacts.c.erased_at)
+                                      .select_from(_SUMMARY_FROM).where(contacts.c.id == contact_id))).first()
+            if row is None:
+                raise NotFound(f"contact {contact_id} not found")
+            contact = contact_summary(row)
+            contact.update({
+                "notes": row.notes, "attributes": row.attributes or {},
+                "merged_into_id": row.merged_into_id, "erased_at": _iso(row.erased_at),
+                "identities": await self._identities(conn, contact_id),
+                "history": [{"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "detail": e.detail}
+                            for e in await conn.execute(select(contact_events).where(
+                                contact_events.c.contact_id == contact_id).order_by(contact_events.c.id))],
+            })
+        return contact
+
+    async def _identities(self, conn: AsyncConnection, contact_id: int) -> list[dict[str, Any]]:
+        rows = await conn.execute(select(contact_identities).where(contact_identities.c.contact_id == contact_id)
+                                  .order_by(contact_identities.c.id))
+        return [{"id": r.id, "kind": r.channel, "address": r.address, "verified": bool(r.verified),
+                 "unreachable": bool(r.unreachable), "created_at": _iso(r.created_at)} for r in rows]
+
+    async def cases(self, contact_id: int, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """The contact's cases on every channel, newest activity first."""
+        await self._exists(contact_id)
+        return await self._cases.list_cases(CaseFilter(contact_id=contact_id, limit=limit, offset=offset))
+
+    async def duplicates(self, contact_id: int, *, limit: int = 10) -> list[dict[str, Any]]:
+        """Other contacts that may be the same person: a shared email address (an
+        identity or the address typed in a web chat), a shared phone, or the same
+        name in the same organization."""
+        async with self._db.engine.connect() as conn:
+            me = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
+            if me is None:
+                raise NotFound(f"contact {contact_id} not found")
+            if me.merged_into_id is not None or me.erased_at is not None:
+                return []
+            mine = (await conn.execute(select(contact_identities.c.channel, contact_identities.c.address)
+                                       .where(contact_identities.c.contact_id == contact_id))).all()
+            emails = {a for ch, a in mine if ch == EMAIL} | ({me.email.lower()} if me.email else set())
+            phones = {a for ch, a in mine if ch == PHONE} | ({me.phone} if me.phone else set())
+            reasons: dict[int, str] = {}
+            alive = and_(contacts.c.id != contact_id, contacts.c.merged_into_id.is_(None),
+                         contacts.c.erased_at.is_(None))
+            for kind, values in ((EMAIL, emails), (PHONE, phones)):
+                if not values:
+                    continue
+                column = contacts.c.email if kind == EMAIL else contacts.c.phone
+                ids = select(contact_identities.c.contact_id).where(
+                    contact_identities.c.channel == kind, contact_identities.c.address.in_(sorted(values)))
+                for r in await conn.execute(select(contacts.c.id).where(
+                        alive, or_(column.in_(sorted(values)), contacts.c.id.in_(ids))).limit(limit)):
+                    reasons.setdefault(r.id, kind)
+            if me.name and me.organization_id is not None:
+                for r in await conn.execute(select(contacts.c.id).where(
+                        alive, contacts.c.organization_id == me.organization_id,
+                        func.lower(contacts.c.name) == me.name.lower()).limit(limit)):
+                    reasons.setdefault(r.id, "name_and_organization")
+            if not reasons:
+                return []
+            rows = {r.id: r for r in await conn.execute(select(*_SUMMARY_COLS).select_from(_SUMMARY_FROM)
+                                                        .where(contacts.c.id.in_(sorted(reasons))))}
+        return [{"contact": contact_summary(rows[cid]), "reason": reason}
+                for cid, reason in sorted(reasons.items())[:limit] if cid in rows]
+
+    # --- writing -----------------------------------------------------------------------
+
+    async def create(self, body: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
+        name = clean_text(body.get("name"), "name", max_len=200)
+        language = _language(body.get("language"))
+        notes = clean_text(body.get("notes"), "notes", max_len=MAX_NOTES)
+        attributes = _attributes(body.get("attributes"))
+        organization_id = body.get("organization_id")
+        raw = body.get("identities") or []
+        if not isinstance(raw, list) or len(raw) > MAX_IDENTITIES_ON_CREATE:
+            raise ValidationError(f"identities must be a list of at most {MAX_IDENTITIES_ON_CREATE}",
+                                  field="identities")
+        keys: list[tuple[str, str]] = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, Mapping):
+                raise ValidationError("each identity is an object with kind and address", field=f"identities[{i}]")
+            key = identity_address(item.get("kind"), item.get("address"), field=f"identities[{i}].address",
+                                   phone_region=self._phone_region)
+            if key not in keys:
+                keys.append(key)
+        if not (name or keys):
+            raise ValidationError("a contact needs a name or an identity", field="name")
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            if organization_id is not None:
+                await self._organization_exists(conn, organization_id)
+            await self._refuse_taken(conn, keys, None)
+            phone = next((a for k, a in keys if k == PHONE), None)
+            contact_id = await create_contact(conn, now=now, name=name, language=language, phone=phone,
+                                              organization_id=organization_id, notes=notes, attributes=attributes,
+                                              identities=[(k, False) for k in keys])
+            await self._event(conn, contact_id, actor, "created", None, now)
+        return await self.get(contact_id)
+
+    async def update(self, contact_id: int, body: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        if "name" in body:
+            values["name"] = clean_text(body["name"], "name", max_len=200)
+        if "language" in body:
+            values["language"] = _language(body["language"])
+        if "notes" in body:
+            values["notes"] = clean_text(body["notes"], "notes", max_len=MAX_NOTES)
+        if "attributes" in body:
+            values["attributes"] = _attributes(body["attributes"])
+        async with self._db.transaction() as conn:
+            await self._live(conn, contact_id)
+            if "organization_id" in body:
+                if body["organization_id"] is not None:
+                    await self._organization_exists(conn, body["organization_id"])
+                values["organization_id"] = body["organization_id"]
+            if values:
+                await conn.execute(update(contacts).where(contacts.c.id == contact_id).values(**values))
+                await self._event(conn, contact_id, actor, "updated", ", ".join(sorted(values)), self._clock.now())
+                if "name" in values:
+                    await reindex(conn, [contact_id])
+        return await self.get(contact_id)
+
+    async def add_identity(self, contact_id: int, kind: Any, address: Any, *, actor: str) -> dict[str, Any]:
+        """An identity an agent knows about (an address the customer gave by phone). It
+        is not verified until its channel proves it; one another contact holds is refused
+        (merge the two contacts instead)."""
+        key = identity_address(kind, address, phone_region=self._phone_region)
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            await self._live(conn, contact_id)
+            owner = (await identity_owners(conn, [key])).get(key)
+            if owner == contact_id:
+                return await self._identity_row(conn, contact_id, key)
+            await self._refuse_taken(conn, [key], contact_id)
+            await conn.execute(insert(contact_identities).values(
+                contact_id=contact_id, channel=key[0], address=key[1], unreachable=False, verified=False,
+                created_at=now))
+            # The contact's display address and phone: the first one known.
+            column = {EMAIL: "email", PHONE: "phone"}.get(key[0])
+            if column:
+                await conn.execute(update(contacts).where(contacts.c.id == contact_id,
+                                                          getattr(contacts.c, column).is_(None))
+                                   .values({column: key[1]}))
+            await self._event(conn, contact_id, actor, "identity_added", f"{key[0]}: {key[1]}", now)
+            await reindex(conn, [contact_id])
+            return await self._identity_row(conn, contact_id, key)
+
+    async def remove_identity(self, contact_id: int, identity_id: int, *, actor: str) -> None:
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            await self._live(conn, contact_id)
+            row = (await conn.execute(select(contact_identities).where(
+                contact_identities.c.id == identity_id, contact_identities.c.contact_id == contact_id))).first()
+            if row is None:
+                raise NotFound(f"contact {contact_id} has no identity {identity_id}")
+            await conn.execute(delete(contact_identities).where(contact_identities.c.id == identity_id))
+            await self._event(conn, contact_id, actor, "identity_removed", f"{row.channel}: {row.address}", now)
+            await reindex(conn, [contact_id])
+
+    # --- helpers -----------------------------------------------------------------------
+
+    async def _identity_row(self, conn: AsyncConnection, contact_id: int, key: tuple[str, str]) -> dict[str, Any]:
+        return next(i for i in await self._identities(conn, contact_id) if (i["kind"], i["address"]) == key)
+
+    async def _refuse_taken(self, conn: AsyncConnection, keys: list[tuple[str, str]], contact_id: int | None) -> None:
+        owners = await identity_owners(conn, keys)
+        for i, key in enumerate(keys):
+            owner = owners.get(key)
+            if owner is not None and owner != contact_id:
+                field = "address" if contact_id is not None else f"identities[{i}].address"
+                raise ValidationError(f"{key[0]} {key[1]} already belongs to contact #{owner}; merge the two "
+                                      "contacts instead", field=field)
+
+    async def _exists(self, contact_id: int) -> None:
+        async with self._db.engine.connect() as conn:
+            if (await conn.execute(select(contacts.c.id).where(contacts.c.id == contact_id))).first() is None:
+                raise NotFound(f"contact {contact_id} not found")
+
+    async def _live(self, conn: AsyncConnection, contact_id: int) -> Any:
+        """The contact, which must exist, not be merged away and not be erased."""
+        row = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
+        if row is None:
+            raise NotFound(f"contact {contact_id} not found")
+        if row.merged_into_id is not None:
+            raise ValidationError(f"contact {contact_id} was merged into contact #{row.merged_into_id}",
+                                  field="contact_id")
+        if row.erased_at is not None:
+            raise ValidationError(f"contact {contact_id} was erased", field="contact_id")
+        return row
+
+    async def _organization_exists(self, conn: AsyncConnection, organization_id: Any) -> None:
+        if isinstance(organization_id, bool) or not isinstance(organization_id, int) or not (
+                0 < organization_id < 2**63):
+            raise ValidationError("organization_id must be an organization's id", field="organization_id")
+        row = (await conn.execute(select(organizations.c.merged_into_id).where(
+            organizations.c.id == organization_id))).first()
+        if row is None:
+            raise ValidationError(f"organization {organization_id} does not exist", field="organization_id")
+        if row.merged_into_id is not None:
+            raise ValidationError(f"organization {organization_id} was merged into #{row.merged_into_id}",
+                                  field="organization_id")
+
+    async def _event(self, conn: AsyncConnection, contact_id: int, actor: str, kind: str, detail: str | None,
+                     now: datetime) -> None:
+        await conn.execute(insert(contact_events).values(contact_id=contact_id, at=now, actor=actor[:160],
+                                                         kind=kind, detail=detail))

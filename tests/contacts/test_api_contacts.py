@@ -1,0 +1,126 @@
+"""/api/v1/contacts and /api/v1/organizations over real HTTP, on both databases."""
+
+from __future__ import annotations
+
+from core.domain import ChannelName, InboundMessage
+from tests.core.test_api import call, running, spec  # noqa: F401  (fixtures)
+
+
+def mail(sender: str, msgid: str, text: str = "Hola", **kw) -> InboundMessage:
+    return InboundMessage(channel=ChannelName.EMAIL, external_id=msgid, sender=sender, text=text, **kw)
+
+
+async def test_an_email_from_a_listed_domain_lands_in_the_organization(running, spec):
+    service, http, _ = running
+    acme = await call(http, spec, "POST", "/organizations", status=201,
+                      json={"name": "Acme", "tax_id": "30-71234567-1", "domains": ["Acme.example"]})
+    assert acme["domains"] == ["acme.example"]
+    receipt = await service.inbox.receive(mail("x@acme.example", "<m1@acme.example>", sender_name="Xavier Pérez"))
+    case = await call(http, spec, "GET", "/cases/{number}", f"/cases/{receipt.case_number}", status=200)
+    assert case["organization"] == "Acme" and case["organization_id"] == acme["id"]
+    found = await call(http, spec, "GET", "/contacts", "/contacts?q=perez", status=200)
+    [contact] = found["contacts"]
+    assert contact["organization"] == {"id": acme["id"], "name": "Acme"}
+    assert contact["id"] == case["contact_id"]
+    org = await call(http, spec, "GET", "/organizations/{id}", f"/organizations/{acme['id']}", status=200)
+    assert [c["id"] for c in org["contacts"]] == [contact["id"]]
+    assert [c["number"] for c in org["open_cases"]] == [receipt.case_number] and org["open_case_count"] == 1
+    # Another domain, or a public one, does not join anything.
+    other = await service.inbox.receive(mail("y@elsewhere.example", "<m2@elsewhere.example>"))
+    case = await call(http, spec, "GET", "/cases/{number}", f"/cases/{other.case_number}", status=200)
+    assert case["organization"] is None
+
+
+async def test_organization_domains_are_checked(running, spec):
+    _, http, _ = running
+    bad = await call(http, spec, "POST", "/organizations", status=422, json={"name": "X", "domains": ["gmail.com"]})
+    assert bad["field"] == "domains" and "public" in bad["message"]
+    await call(http, spec, "POST", "/organizations", status=422, json={"name": "X", "domains": ["not a domain"]})
+    await call(http, spec, "POST", "/organizations", status=422, json={"domains": ["x.example"]})
+    a = await call(http, spec, "POST", "/organizations", status=201, json={"name": "A", "domains": ["a.example"]})
+    taken = await call(http, spec, "POST", "/organizations", status=422, json={"name": "B", "domains": ["a.example"]})
+    assert f"#{a['id']}" in taken["message"]
+    renamed = await call(http, spec, "PATCH", "/organizations/{id}", f"/organizations/{a['id']}", status=200,
+                         json={"name": "A SA", "domains": ["a.example", "a2.example"]})
+    assert renamed["name"] == "A SA" and renamed["domains"] == ["a.example", "a2.example"]
+    listed = await call(http, spec, "GET", "/organizations", "/organizations?q=a%20s", status=200)
+    assert [o["id"] for o in listed["organizations"]] == [a["id"]]
+    await call(http, spec, "PATCH", "/organizations/{id}", f"/organizations/{a['id']}", status=422,
+               json={"bogus": 1})
+    await call(http, spec, "GET", "/organizations/{id}", "/organizations/999999", status=404)
+
+
+async def test_contact_crud_identities_and_search(running, spec):
+    service, http, _ = running
+    org = await call(http, spec, "POST", "/organizations", status=201, json={"name": "Cliente SA"})
+    ana = await call(http, spec, "POST", "/contacts", status=201, json={
+        "name": "Ana Pérez", "language": "pt", "organization_id": org["id"], "notes": "Prefiere WhatsApp",
+        "attributes": {"customer_number": "A-17"},
+        "identities": [{"kind": "email", "address": "Ana@Cliente.com"},
+                       {"kind": "phone", "address": "011 15-5555-1234"}]})
+    assert [(i["kind"], i["address"], i["verified"]) for i in ana["identities"]] == [
+        ("email", "ana@cliente.com", False), ("phone", "+5491155551234", False)]
+    assert ana["email"] == "ana@cliente.com" and ana["phone"] == "+5491155551234"
+    assert ana["organization"]["name"] == "Cliente SA" and ana["attributes"] == {"customer_number": "A-17"}
+
+    for q in ("ana", "PEREZ", "ana per", "ana@cli", "cliente.com", "+54 9 11 5555-1234", "91155551234"):
+        found = await call(http, spec, "GET", "/contacts", f"/contacts?q={q.replace('+', '%2B')}", status=200)
+        assert [c["id"] for c in found["contacts"]] == [ana["id"]], q
+    for q in ("nobody", "ana lopez", "5555"):
+        found = await call(http, spec, "GET", "/contacts", f"/contacts?q={q}", status=200)
+        assert found["contacts"] == [], q
+    by_org = await call(http, spec, "GET", "/contacts", f"/contacts?organization={org['id']}", status=200)
+    assert [c["id"] for c in by_org["contacts"]] == [ana["id"]]
+
+    bad_phone = await call(http, spec, "POST", "/contacts", status=422,
+                           json={"name": "B", "identities": [{"kind": "phone", "address": "12"}]})
+    assert bad_phone["field"] == "identities[0].address"
+    duplicate = await call(http, spec, "POST", "/contacts", status=422,
+                           json={"name": "B", "identities": [{"kind": "email", "address": "ana@cliente.com"}]})
+    assert f"#{ana['id']}" in duplicate["message"] and "merge" in duplicate["message"]
+    await call(http, spec, "POST", "/contacts", status=422, json={"name": "B", "language": "fr"})
+    await call(http, spec, "POST", "/contacts", status=422, json={"name": "B", "organization_id": 999999})
+    await call(http, spec, "POST", "/contacts", status=422, json={})
+    await call(http, spec, "POST", "/contacts", status=422, json={"name": "B", "attributes": {"k": ["list"]}})
+
+    updated = await call(http, spec, "PATCH", "/contacts/{id}", f"/contacts/{ana['id']}", status=200,
+                         json={"name": "Ana María Pérez", "notes": None, "agent": "maria"})
+    assert updated["name"] == "Ana María Pérez" and updated["notes"] is None
+    assert updated["history"][-1]["actor"] == "agent:maria"
+    found = await call(http, spec, "GET", "/contacts", "/contacts?q=maria", status=200)
+    assert [c["id"] for c in found["contacts"]] == [ana["id"]]
+
+    tg = await call(http, spec, "POST", "/contacts/{id}/identities", f"/contacts/{ana['id']}/identities", status=201,
+                    json={"kind": "telegram", "address": "424242"})
+    assert tg["kind"] == "telegram" and not tg["verified"]
+    await call(http, spec, "POST", "/contacts/{id}/identities", f"/contacts/{ana['id']}/identities", status=422,
+               json={"kind": "telegram", "address": "not-a-number"})
+    await call(http, spec, "POST", "/contacts/{id}/identities", f"/contacts/{ana['id']}/identities", status=422,
+               json={"kind": "fax", "address": "1"})
+    async with http.delete(f"/api/v1/contacts/{ana['id']}/identities/{tg['id']}") as r:
+        assert r.status == 204
+    async with http.delete(f"/api/v1/contacts/{ana['id']}/identities/{tg['id']}") as r:
+        assert r.status == 404
+
+    # The customer writes from the address the agent typed: the mail joins Ana, verified.
+    receipt = await service.inbox.receive(mail("ana@cliente.com", "<a1@cliente.com>"))
+    cases = await call(http, spec, "GET", "/contacts/{id}/cases", f"/contacts/{ana['id']}/cases", status=200)
+    assert [c["number"] for c in cases["cases"]] == [receipt.case_number]
+    detail = await call(http, spec, "GET", "/contacts/{id}", f"/contacts/{ana['id']}", status=200)
+    assert [(i["kind"], i["verified"]) for i in detail["identities"]] == [("email", True), ("phone", False)]
+    await call(http, spec, "GET", "/contacts/{id}", "/contacts/999999", status=404)
+    await call(http, spec, "GET", "/contacts/{id}/cases", "/contacts/999999/cases", status=404)
+
+
+async def test_duplicate_suggestions(running, spec):
+    service, http, _ = running
+    org = await call(http, spec, "POST", "/organizations", status=201, json={"name": "Org"})
+    a = await call(http, spec, "POST", "/contacts", status=201, json={
+        "name": "Juan Gómez", "organization_id": org["id"],
+        "identities": [{"kind": "email", "address": "juan@x.example"}]})
+    b = await call(http, spec, "POST", "/contacts", status=201, json={"name": "juan gómez", "organization_id": org["id"]})
+    c = await call(http, spec, "POST", "/contacts", status=201, json={"name": "Otro"})
+    detail = await call(http, spec, "GET", "/contacts/{id}", f"/contacts/{a['id']}", status=200)
+    assert [(d["contact"]["id"], d["reason"]) for d in detail["duplicates"]] == [(b["id"], "name_and_organization")]
+    detail = await call(http, spec, "GET", "/contacts/{id}", f"/contacts/{c['id']}", status=200)
+    assert detail["duplicates"] == []
