@@ -407,7 +407,8 @@ class Service:
                                timezone=self.config.surveys.timezone, live=LiveUpdates(notifier=self.notifier, presence=self._console_presence),
                                client_addresses=self.client_addresses, registry=self.metrics.registry,
                                require_totp_for_admins=self.config.console.require_totp_for_admins,
-                               kb_images=self.kb_images)
+                               kb_images=self.kb_images, contacts=self.contacts,
+                               organizations=self.organizations)
         # Open inbox and case pages refresh when a customer writes, whichever process
         # stored the message (through the notifier).
         self.inbox.subscribe(self.console.live.publish)

@@ -23,6 +23,8 @@ from prometheus_client import CollectorRegistry
 
 from core.attachments import AttachmentStore
 from core.cases import CaseService
+from core.contacts.organizations import OrganizationService
+from core.contacts.service import ContactService
 from core.macros import MacroService
 from core.errors import DomainError, NotFound, StorageUnavailable
 from core.kb_images import KbImages
@@ -100,13 +102,17 @@ class Console:
                  company_name: str = "posventa", catalog: Any = None, panel: Any = None,
                  timezone: str = "UTC", live: LiveUpdates | None = None, default_language: str = "en",
                  client_addresses: ClientAddresses | None = None, registry: CollectorRegistry | None = None,
-                 require_totp_for_admins: bool = False, kb_images: KbImages | None = None) -> None:
+                 require_totp_for_admins: bool = False, kb_images: KbImages | None = None,
+                 contacts: ContactService | None = None, organizations: OrganizationService | None = None) -> None:
         self.db = db
         self.cases = cases
         self.macros = macros
         #: The KB editor's pasted and uploaded images (stored like attachments).
         self.kb_images = kb_images or KbImages(db=db, files=attachments, clock=clock)
         self.markdown = MarkdownRenderer()
+        #: core.contacts ContactService and OrganizationService (the contact pages).
+        self.contacts = contacts
+        self.organizations = organizations
         #: core.surveys Catalog and Panel; None where surveys are not installed (the
         #: manager pages then say so instead of failing).
         self.catalog = catalog
@@ -157,7 +163,8 @@ class Console:
     # --- building --------------------------------------------------------------------------
 
     def _build(self) -> web.Application:
-        from intake.console import views_admin, views_agent, views_auth, views_kb, views_macros, views_manager
+        from intake.console import (views_admin, views_agent, views_auth, views_contacts, views_kb, views_macros,
+                                    views_manager)
 
         app = web.Application(middlewares=[self._locale, self._headers, self._errors, self._guard])
         app[CONSOLE_KEY] = self
@@ -185,6 +192,7 @@ class Console:
         views_agent.register(app.router, self)
         views_macros.register(app.router, self)
         views_kb.register(app.router, self)
+        views_contacts.register(app.router, self)
         views_manager.register(app.router, self)
         views_admin.register(app.router, self)
         return app

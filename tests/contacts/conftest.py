@@ -1,0 +1,1 @@
+from tests.intake.console.conftest import agent, running  # noqa: F401  (console fixtures)
