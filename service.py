@@ -29,10 +29,11 @@ from core.cases import CaseService
 from core.config import Config, parse_networks
 from core.contacts.organizations import OrganizationService
 from core.contacts.service import ContactService
-from core.domain import BudgetMode, ChannelName, OutboxStatus
+from core.domain import LANGUAGES, BudgetMode, ChannelName, OutboxStatus
 from core.inbox import InboxService, StoredMessage
 from core.kb_images import KbImages
 from core.macros import MacroService
+from core.notices import CustomerNotices
 from core.outbox import DEFAULT_CLAIM_BATCH, OutboxSignal, OutboxWorker, RetryPolicy, backlog, recover_expired_leases
 from core.outgoing import Outgoing
 from core.persistence import Database
@@ -137,7 +138,8 @@ class Service:
                                   default_language=cfg.service.default_language,
                                   desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id),
                                   on_commit=self.signal.notify,
-                                  max_concurrent_batches=1 if self.db.is_sqlite else 2)
+                                  max_concurrent_batches=1 if self.db.is_sqlite else 2,
+                                  reopen_days=cfg.cases.reopen_days)
         self.metrics.totals("posventa_inbox_batches", "Group-commit batches since start", (),
                             lambda: [((), self.inbox.batches_committed)])
         self.metrics.totals("posventa_outbox_delivered", "Deliveries by this process since start",
@@ -149,9 +151,15 @@ class Service:
             enabled=assign.enabled, strategy=assign.strategy, default_capacity=assign.default_capacity,
             reassign_after=timedelta(minutes=assign.reassign_after_minutes) if assign.reassign_after_minutes else None,
             calendar=self.sla.setup.notice_calendar()))
+        notices = CustomerNotices.from_settings(
+            notify_answer_sent=cfg.cases.notify_answer_sent, notify_closed=cfg.cases.notify_closed,
+            reopen_days=cfg.cases.reopen_days,
+            texts={(event, lang): getattr(cfg.cases, f"notice_{event}_{lang}")
+                   for event in ("answer_sent", "closed") for lang in LANGUAGES})
         self.cases = CaseService(sla=self.sla, db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id),
-                                 budget=BudgetPolicy(mode=BudgetMode(cfg.cases.budget_mode), currency=cfg.cases.currency))
+                                 budget=BudgetPolicy(mode=BudgetMode(cfg.cases.budget_mode), currency=cfg.cases.currency),
+                                 notices=notices)
         self.kb_images = KbImages(db=self.db, files=self.attachments, clock=self.clock)
         self.macros = MacroService(db=self.db, cases=self.cases, clock=self.clock, templates=SandboxedTemplates(),
                                    default_language=cfg.service.default_language, company_name=cfg.service.company_name)

@@ -28,6 +28,7 @@ from core.domain import (
     KbAction,
 )
 from core.errors import NotFound, ValidationError
+from core.notices import CustomerNotices
 from core.outgoing import CUSTOMER_CHANNELS, Outgoing, OutgoingMessage, Recipient, email_thread_for_case
 from core.outbox import delivery_states
 from core.persistence import Database
@@ -157,12 +158,14 @@ def _text(value: Any, field: str, *, required: bool = True, max_len: int = MAX_T
 class CaseService:
     def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, on_commit: Callable[[], None] = lambda: None,
                  desk_enabled: bool = False, sla: CaseClockStore | None = None,
-                 budget: BudgetPolicy = BudgetPolicy()):
+                 budget: BudgetPolicy = BudgetPolicy(), notices: CustomerNotices | None = None):
         self._db = db
         #: The process's budget mode and currency ([cases]); a case overrides the mode only explicitly.
         self._budget = budget
         #: The SLA clock: agents' replies, activity changes and reclassification move it.
         self._sla = sla
+        #: What the customer is told when a case is answered or closed (``[cases]``).
+        self._notices = notices if notices is not None else CustomerNotices()
         self._outgoing = outgoing
         self._clock = clock
         #: Copy replies made elsewhere (API, console) into the case's agents' desk topic.
@@ -307,6 +310,9 @@ class CaseService:
                                             .order_by(case_suggestions.c.rank))
             ]
             case["survey"] = await _survey_link(conn, row.survey_instance_id)
+            # The link both ways: "follow-up of #n" is in the summary; these follow it up.
+            case["follow_ups"] = list((await conn.execute(
+                select(cases.c.id).where(cases.c.follow_up_of == number).order_by(cases.c.id))).scalars())
             lines = (await conn.execute(select(budget_lines).where(budget_lines.c.case_id == number)
                                         .order_by(budget_lines.c.position))).all()
             case["budget_lines"] = [
@@ -456,9 +462,30 @@ class CaseService:
                 for hook in self._closed_hooks:
                     queued.extend(await hook(conn, number, now))
             await self._outgoing.add(conn, queued, now=now)
-        if queued:
+            told = await self._tell_customer(conn, case, target, now=now)
+        if queued or told:
             self._on_commit()
         return await self.get_case(number)
+
+    async def _tell_customer(self, conn: AsyncConnection, case: Any, target: Activity, *, now: datetime) -> bool:
+        """Queue the notice of ``target`` (core.notices) on the customer's channel, if
+        that event is on and the customer can be reached. True when one was queued."""
+        body = self._notices.text_for(target, language=case.language, number=case.id, title=case.title)
+        if body is None:
+            return False
+        recipient = await _customer_recipient(conn, case)
+        if recipient is None:
+            return False
+        in_reply_to, references = (None, ())
+        if recipient.channel == ChannelName.EMAIL:
+            in_reply_to, references = await email_thread_for_case(conn, case.id)
+        await self._outgoing.add(conn, [OutgoingMessage(
+            recipient=recipient, text=body, kind="notice", case_id=case.id, case_title=case.title,
+            language=case.language, automatic=True, in_reply_to=in_reply_to, references=references,
+            reply_token=case.reply_token)], now=now)
+        await conn.execute(insert(case_events).values(case_id=case.id, at=now, actor="system", kind="customer_told",
+                                                      to_value=recipient.channel.value, detail=target.value))
+        return True
 
     async def set_type(self, number: int, case_type: str, *, agent: str) -> dict[str, Any]:
         value = _case_type(case_type)

@@ -160,6 +160,20 @@ class CasesConfig:
     budget_mode: str = "not_used"
     #: ISO 4217 code of budget amounts; empty: by language (es ARS, pt BRL, en USD).
     currency: str = ""
+    #: A customer's message to a case closed less than this many days ago reopens it;
+    #: later, it opens a follow-up case linked to it (core/case_joining.py).
+    reopen_days: int = 7
+    #: Tell the customer on their channel when their case moves to "answer sent" / "closed".
+    notify_answer_sent: bool = False
+    notify_closed: bool = True
+    #: Custom notice texts per language ("" = the built-in text). Placeholders: {number},
+    #: {title}, {days} (the reopen window).
+    notice_answer_sent_es: str = ""
+    notice_answer_sent_pt: str = ""
+    notice_answer_sent_en: str = ""
+    notice_closed_es: str = ""
+    notice_closed_pt: str = ""
+    notice_closed_en: str = ""
 
 
 @dataclass(frozen=True)
@@ -545,6 +559,12 @@ def validate(config: Config) -> None:
     for origin in config.webchat.allowed_origins:
         need(origin == "*" or origin.startswith(("http://", "https://")), "webchat.allowed_origins",
              f"{origin!r} is not an origin (https://shop.example.com, https://*.example.com or *)")
+    need(1 <= config.cases.reopen_days <= 3650, "cases.reopen_days", "must be between 1 and 3650")
+    for event in ("answer_sent", "closed"):
+        for language in LANGUAGES:
+            key = f"notice_{event}_{language}"
+            problem = notice_template_problem(getattr(config.cases, key))
+            need(problem is None, f"cases.{key}", problem or "")
     import phonenumbers
 
     need(config.contacts.phone_region.upper() in phonenumbers.SUPPORTED_REGIONS, "contacts.phone_region",
@@ -571,6 +591,23 @@ def _validate_sla(config: Config) -> None:
         build_sla_setup(config)
     except ValidationError as exc:
         raise ConfigError(str(exc), key=exc.field, file=config.source) from None
+
+
+def notice_template_problem(template: str) -> str | None:
+    """Why a customer notice text cannot be used, or None. Its only placeholders are
+    {number}, {title} and {days}; anything else would fail at the moment of sending."""
+    import string
+
+    if len(template) > 2000:
+        return "must be at most 2000 characters"
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return f"is not a valid text with placeholders ({exc}); write {{{{ and }}}} for braces"
+    unknown = [f for f in fields if f not in ("number", "title", "days")]
+    if unknown:
+        return f"has an unknown placeholder {{{unknown[0]}}}; use {{number}}, {{title}} or {{days}}"
+    return None
 
 
 def redacted(config: Config) -> dict[str, Any]:

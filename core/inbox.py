@@ -41,6 +41,15 @@ from core.domain import (
     Receipt,
     storable,
 )
+from core.case_joining import (
+    DEFAULT_REOPEN_DAYS,
+    REOPENED_DETAIL,
+    AfterClose,
+    after_close,
+    is_closed,
+    open_case_condition,
+    reopen_cutoff,
+)
 from core.contacts.identities import KnownIdentity, Newcomer, identify
 from core.errors import StorageUnavailable
 from core.outgoing import Outgoing, OutgoingMessage, Recipient
@@ -134,6 +143,8 @@ class _CaseRef:
     title: str = ""
     reply_token: str = ""
     case_type: str = CaseType.UNCLASSIFIED.value
+    activity: str = Activity.PRELIMINARY_ANALYSIS.value
+    closed_at: datetime | None = None
 
 
 class InboxService:
@@ -152,6 +163,7 @@ class InboxService:
         on_commit: Callable[[frozenset[ChannelName]], None] | None = None,
         max_concurrent_batches: int = 1,
         sla: CaseClockStore | None = None,
+        reopen_days: int = DEFAULT_REOPEN_DAYS,
     ) -> None:
         self._db = db
         #: The SLA clock: due times on new cases, next-response targets and resuming on
@@ -162,6 +174,8 @@ class InboxService:
         self._default_language = default_language
         self._desk_enabled = desk_enabled
         self._hooks = list(hooks)
+        #: ``[cases] reopen_days``: see core.case_joining.
+        self._reopen_days = reopen_days
         self._max_batch = max_batch
         # PostgreSQL: a second batch builds and sends its statements while the first one
         # waits for the server, which a single batcher leaves idle (a third of its time
@@ -396,7 +410,8 @@ class InboxService:
             hooked[h] = await hook.active_contacts(conn, contact_ids) if contact_ids else set()
 
         # 4. Thread hints and open cases, fetched in bulk.
-        hints = await _thread_lookups(conn, [batch[i] for i in fresh], identities)
+        hints = await _thread_lookups(conn, [batch[i] for i in fresh], identities,
+                                      reopen_since=reopen_cutoff(now, self._reopen_days))
 
         new_cases: list[dict[str, Any]] = []
         message_rows: list[dict[str, Any]] = []
@@ -468,6 +483,15 @@ class InboxService:
                  for cid, row in zip(new_ids, new_cases, strict=True)],
             )
 
+        if hints.reopened:
+            reopened = sorted(hints.reopened)
+            await conn.execute(update(cases).where(cases.c.id.in_(reopened)).values(
+                activity=Activity.PRELIMINARY_ANALYSIS.value, closed_at=None, updated_at=now))
+            await conn.execute(insert(case_events), [
+                {"case_id": cid, "at": now, "actor": "customer", "kind": "reopened",
+                 "from_value": Activity.CLOSED.value, "to_value": Activity.PRELIMINARY_ANALYSIS.value,
+                 "detail": REOPENED_DETAIL} for cid in reopened])
+
         def case_id_of(ref: _CaseRef | None) -> int | None:
             if ref is None:
                 return None
@@ -519,6 +543,14 @@ class InboxService:
                 notice = self._outside_hours(policy_of_new[ref.new_index] if policy_of_new else None,  # type: ignore[index]
                                              now, language, notices)
                 outgoing.append((self._ack(recipient, cid, ref, m, language, notice), ref))  # type: ignore[arg-type]
+            elif (cid in hints.reopened and cid not in acked_new and m.auto_reply_allowed
+                  and m.channel != ChannelName.API):
+                acked_new.add(cid)  # type: ignore[arg-type]
+                outgoing.append((OutgoingMessage(
+                    recipient=Recipient(m.channel, m.sender, ident.id, ident.contact_id), kind="bot", case_id=cid,
+                    case_title=ref.title if ref else None, language=language, automatic=True,
+                    reply_token=ref.reply_token if ref else None,
+                    text=text("case_reopened", language, number=cid)), ref))
             if self._desk_enabled and cid is not None:
                 outgoing.append((
                     OutgoingMessage(
@@ -568,20 +600,25 @@ class InboxService:
         new_cases: list[dict[str, Any]],
         language: str,
     ) -> _CaseRef:
-        # A reply token is an unguessable capability: it counts whoever writes.
-        if m.thread.reply_token and (c := hints.by_token.get(m.thread.reply_token)):
-            return c
-        # Headers and subject tags only count for the case's own contact, so a forwarded
-        # newsletter can never join a stranger's case.
-        for ref in m.thread.references:
-            found = hints.by_reference.get(ref)
-            if found and found[0] == ident.contact_id:
-                return found[1]
-        found = hints.by_number.get(m.thread.case_number) if m.thread.case_number else None
-        if found and found[0] == ident.contact_id:
-            return found[1]
-        if not m.new_case and m.channel in CHAT_CHANNELS and (c := hints.open_case.get(ident.contact_id)):
-            return c
+        named = self._named_case(m, ident, hints)
+        follow_up_of: int | None = None
+        if named is not None:
+            if not is_closed(named.activity):
+                return named
+            verdict = after_close(named.closed_at, now=now, reopen_days=self._reopen_days,
+                                  is_choice=m.choice is not None)
+            if verdict is AfterClose.JOIN:
+                return named
+            if verdict is AfterClose.REOPEN:
+                return self._reopen(named, hints)
+            if c := hints.open_follow_up.get(named.id):  # type: ignore[arg-type]
+                return c
+            follow_up_of = named.id
+        elif not m.new_case and m.channel in CHAT_CHANNELS:
+            if c := hints.open_case.get(ident.contact_id):
+                return c
+            if m.choice is None and (c := hints.recently_closed.get(ident.contact_id)):
+                return self._reopen(c, hints)
         title = _title_for(m)
         new_cases.append(
             {
@@ -599,13 +636,43 @@ class InboxService:
                 "kb_problem": m.text[:MAX_TEXT],
                 "reply_token": secrets.token_urlsafe(18),
                 "self_served": False,
+                "follow_up_of": follow_up_of,
             }
         )
         ref = _CaseRef(new_index=len(new_cases) - 1, title=title, reply_token=new_cases[-1]["reply_token"])
+        if follow_up_of is not None:
+            hints.open_follow_up[follow_up_of] = ref
         if m.channel in CHAT_CHANNELS:
             # A second message in the same batch joins this case, as it would a moment later.
             hints.open_case[ident.contact_id] = ref
         return ref
+
+    @staticmethod
+    def _named_case(m: InboundMessage, ident: KnownIdentity, hints: _Hints) -> _CaseRef | None:
+        """The case the message's thread hints name, open or closed."""
+        # A reply token is an unguessable capability: it counts whoever writes.
+        if m.thread.reply_token and (c := hints.by_token.get(m.thread.reply_token)):
+            return c
+        # Headers and subject tags only count for the case's own contact, so a forwarded
+        # newsletter can never join a stranger's case.
+        for ref in m.thread.references:
+            found = hints.by_reference.get(ref)
+            if found and found[0] == ident.contact_id:
+                return found[1]
+        found = hints.by_number.get(m.thread.case_number) if m.thread.case_number else None
+        if found and found[0] == ident.contact_id:
+            return found[1]
+        return None
+
+    @staticmethod
+    def _reopen(case: _CaseRef, hints: _Hints) -> _CaseRef:
+        """Mark a closed case reopened by this batch (written in step 5); the batch's next
+        messages then see it open."""
+        assert case.id is not None
+        hints.reopened.setdefault(case.id, replace(case))
+        case.activity = Activity.PRELIMINARY_ANALYSIS.value
+        case.closed_at = None
+        return case
 
     async def _start_clocks(self, conn: AsyncConnection, new_cases: list[dict[str, Any]],
                             now: datetime) -> list[SlaPolicy | None]:
@@ -779,8 +846,6 @@ def _fail(p: _Pending, exc: BaseException) -> None:
 
 
 def _with_case(o: OutgoingMessage, case_id: int | None) -> OutgoingMessage:
-    from dataclasses import replace
-
     return replace(o, case_id=case_id)
 
 
@@ -798,15 +863,23 @@ class _Hints:
     by_reference: dict[str, tuple[int, _CaseRef]] = field(default_factory=dict)
     by_number: dict[int, tuple[int, _CaseRef]] = field(default_factory=dict)
     open_case: dict[int, _CaseRef] = field(default_factory=dict)
+    #: contact id → its newest case closed within the reopen window (chat contacts with
+    #: no open case only).
+    recently_closed: dict[int, _CaseRef] = field(default_factory=dict)
     organization_of: dict[int, int | None] = field(default_factory=dict)
+    #: Closed cases a message of this batch reopens: id → the case.
+    reopened: dict[int, _CaseRef] = field(default_factory=dict)
+    #: closed case id → its open follow-up, so a second late reply joins the first one's case.
+    open_follow_up: dict[int, _CaseRef] = field(default_factory=dict)
 
 
-_CASE_COLS = (cases.c.id, cases.c.contact_id, cases.c.title, cases.c.reply_token, cases.c.case_type)
+_CASE_COLS = (cases.c.id, cases.c.contact_id, cases.c.title, cases.c.reply_token, cases.c.case_type,
+              cases.c.activity, cases.c.closed_at)
 
 
 def _ref(row: Any) -> _CaseRef:
     # By position (the order of ``_CASE_COLS``): a Row's attribute lookup costs more.
-    return _CaseRef(row[0], None, row[2], row[3], row[4])
+    return _CaseRef(row[0], None, row[2], row[3], row[4], row[5], row[6])
 
 
 # Statements built once (see ``lookup.any_key``); what varies is bound at execution.
@@ -822,11 +895,20 @@ def _open_cases_statement(dialect: str) -> Select[Any]:
     """Each given contact's newest case that is not closed."""
     latest = (
         select(cases.c.contact_id, func.max(cases.c.id).label("case_id"))
-        .where(any_key(dialect, cases.c.contact_id, "contact_ids"), cases.c.activity != Activity.CLOSED.value)
+        .where(any_key(dialect, cases.c.contact_id, "contact_ids"), open_case_condition())
         .group_by(cases.c.contact_id)
         .subquery()
     )
     return select(*_CASE_COLS).join(latest, latest.c.case_id == cases.c.id)
+
+
+@functools.cache
+def _recently_closed_statement(dialect: str) -> Select[Any]:
+    """Each given contact's cases closed since the reopen cutoff (newest last)."""
+    return (select(*_CASE_COLS)
+            .where(any_key(dialect, cases.c.contact_id, "contact_ids"), cases.c.activity == Activity.CLOSED.value,
+                   cases.c.closed_at >= bindparam("cutoff"))
+            .order_by(cases.c.closed_at))
 
 
 @functools.cache
@@ -847,26 +929,36 @@ async def _existing_messages(conn: AsyncConnection, batch: Sequence[InboundMessa
 
 
 async def _thread_lookups(conn: AsyncConnection, batch: Sequence[InboundMessage],
-                          identities: dict[tuple[str, str], KnownIdentity]) -> _Hints:
+                          identities: dict[tuple[str, str], KnownIdentity], *, reopen_since: datetime) -> _Hints:
+    """The cases the batch's thread hints name, closed ones included (``core.case_joining``
+    decides what a message to a closed case does), and the chat contacts' open cases."""
     hints = _Hints()
-    not_closed = cases.c.activity != Activity.CLOSED.value
     tokens = {m.thread.reply_token for m in batch if m.thread.reply_token}
     if tokens:
-        for r in await conn.execute(select(*_CASE_COLS).where(cases.c.reply_token.in_(tokens), not_closed)):
+        for r in await conn.execute(select(*_CASE_COLS).where(cases.c.reply_token.in_(tokens))):
             hints.by_token[r.reply_token] = _ref(r)
     refs = {ref for m in batch for ref in m.thread.references[:50]}
     if refs:
         rows = await conn.execute(
             select(messages.c.external_id, *_CASE_COLS)
             .join(cases, cases.c.id == messages.c.case_id)
-            .where(messages.c.channel == ChannelName.EMAIL.value, messages.c.external_id.in_(refs), not_closed)
+            .where(messages.c.channel == ChannelName.EMAIL.value, messages.c.external_id.in_(refs))
         )
         for r in rows:
             hints.by_reference[r.external_id] = (r.contact_id, _ref(r[1:]))
     numbers = {m.thread.case_number for m in batch if m.thread.case_number}
     if numbers:
-        for r in await conn.execute(select(*_CASE_COLS).where(cases.c.id.in_(numbers), not_closed)):
+        for r in await conn.execute(select(*_CASE_COLS).where(cases.c.id.in_(numbers))):
             hints.by_number[r.id] = (r.contact_id, _ref(r))
+    named = [*hints.by_token.values(), *(c for _, c in hints.by_reference.values()),
+             *(c for _, c in hints.by_number.values())]
+    closed = {c.id for c in named if is_closed(c.activity)}
+    if closed:
+        rows = await conn.execute(select(*_CASE_COLS, cases.c.follow_up_of)
+                                  .where(cases.c.follow_up_of.in_(sorted(closed)), open_case_condition())
+                                  .order_by(cases.c.id))
+        for r in rows:  # newest last: it wins
+            hints.open_follow_up[r.follow_up_of] = _ref(r)
     chat_contacts = {identities[_ident_key(m)].contact_id for m in batch if m.channel in CHAT_CHANNELS}
     if chat_contacts:
         dialect = conn.dialect.name
@@ -874,6 +966,12 @@ async def _thread_lookups(conn: AsyncConnection, batch: Sequence[InboundMessage]
                                   {"contact_ids": key_values(dialect, chat_contacts)})
         for r in rows:
             hints.open_case[r[1]] = _ref(r)
+        without_open = chat_contacts - hints.open_case.keys()
+        if without_open:
+            rows = await conn.execute(_recently_closed_statement(dialect),
+                                      {"contact_ids": key_values(dialect, without_open), "cutoff": reopen_since})
+            for r in rows:  # newest closed last: it wins
+                hints.recently_closed[r[1]] = _ref(r)
     # Read with the identities, in this transaction: one statement fewer per batch.
     for m in batch:
         ident = identities[_ident_key(m)]

@@ -47,6 +47,11 @@ _TEXTS: Mapping[str, Mapping[str, str]] = {
         "pt": "Entendido. Um atendente vai responder no caso #{number}.",
         "en": "Understood. An agent will answer you in case #{number}.",
     },
+    "case_reopened": {
+        "es": "Reabrimos el caso #{number} con tu mensaje. Te responderemos pronto.",
+        "pt": "Reabrimos o caso #{number} com sua mensagem. Responderemos em breve.",
+        "en": "We reopened case #{number} with your message. We'll get back to you soon.",
+    },
     "yes": {"es": "Sí", "pt": "Sim", "en": "Yes"},
     "no": {"es": "No", "pt": "Não", "en": "No"},
 }

@@ -68,6 +68,9 @@ CASE_SUMMARY = {
                          "properties": {"target": {"type": "string",
                                                    "enum": ["first_response", "next_response", "resolution"]},
                                         "at": {"type": "string", "format": "date-time"}}},
+        "contact_id": {"type": "integer"},
+        "organization_id": {"type": ["integer", "null"]},
+        "follow_up_of": {"type": ["integer", "null"], "description": "the closed case this one follows up"},
     },
 }
 MESSAGE = {
@@ -132,6 +135,8 @@ CASE_DETAIL = {
                                    "id": {"type": "integer"}, "external_id": {"type": "string"},
                                    "seller": {"type": "string"}}}},
                            "description": "the detractor survey (and its sale) this case follows up"},
+                "follow_ups": {"type": "array", "items": {"type": "integer"},
+                               "description": "cases opened as follow-ups of this one"},
                 "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
                 "history": {"type": "array", "items": {"type": "object", "required": ["at", "actor", "kind"]}},
                 "suggestions": {"type": "array", "items": {"type": "object",

@@ -20,8 +20,9 @@ from sqlalchemy import and_, delete, exists, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.case_joining import open_case_condition
 from core.contacts.identities import create_contact, reindex
-from core.domain import Activity, ChannelName
+from core.domain import ChannelName
 from core.errors import StorageUnavailable
 from core.persistence import Database
 from core.persistence.schema import cases, contact_identities, contacts, messages, sales, webchat_sessions
@@ -111,7 +112,7 @@ class SessionStore:
         """The case this session's next message joins: its contact's newest open case."""
         async with reading(self._db) as conn:
             return (await conn.execute(select(func.max(cases.c.id)).where(
-                cases.c.contact_id == session.contact_id, cases.c.activity != Activity.CLOSED.value))).scalar()
+                cases.c.contact_id == session.contact_id, open_case_condition()))).scalar()
 
     async def sweep_abandoned(self, *, older_than: timedelta, keep: Collection[str] = (), limit: int = 500) -> int:
         """Delete sessions nobody used: never wrote a message, not seen for ``older_than``.
