@@ -345,7 +345,8 @@ class Service:
                                      on_commit=self.signal.notify,
                                      # Whom a detractor case goes to among the rule's operators:
                                      # automatic assignment's pick (the first when it is off).
-                                     pick_assignee=self.assigner.pick_among)
+                                     pick_assignee=self.assigner.pick_among,
+                                     phone_region=self.config.contacts.phone_region)
         self.inbox.add_hook(self.surveys.runner)
         self.cases.add_closed_hook(self.surveys.followups.case_closed)
         surveys_api.register(self.api, surveys=self.surveys)

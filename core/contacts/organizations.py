@@ -4,12 +4,14 @@ a new contact belongs to one (``core.contacts.identities`` applies them)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.cases import CaseFilter, CaseService
+from core.contacts.merge import merge_organizations
 from core.contacts.normalize import organization_domain
 from core.contacts.service import ContactService, clean_text
 from core.domain import Activity
@@ -111,6 +113,16 @@ class OrganizationService:
                     await conn.execute(insert(organization_domains),
                                        [{"domain": d, "organization_id": organization_id} for d in domains])
         return await self.get(organization_id)
+
+    async def merge(self, target_id: int, source_id: Any, *, actor: str, dry_run: bool = False) -> dict[str, Any]:
+        """Absorb organization ``source_id`` into ``target_id``: contacts, cases, domains."""
+        if isinstance(source_id, bool) or not isinstance(source_id, int) or not 0 < source_id < 2**63:
+            raise ValidationError("organization_id must be the id of the organization to absorb",
+                                  field="organization_id")
+        async with self._db.transaction() as conn:
+            moves = await merge_organizations(conn, target_id=target_id, source_id=source_id, actor=actor,
+                                              now=self._clock.now(), dry_run=dry_run)
+        return {"target_id": target_id, "source_id": source_id, "dry_run": dry_run, "moves": asdict(moves)}
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,7 @@ from core.contacts.identities import (
     identity_owners,
     reindex,
 )
+from core.contacts.merge import merge_contacts
 from core.contacts.normalize import MAX_TERM, email_address, phone_number, search_words
 from core.domain import LANGUAGES
 from core.errors import NotFound, ValidationError
@@ -322,6 +324,16 @@ class ContactService:
             await conn.execute(delete(contact_identities).where(contact_identities.c.id == identity_id))
             await self._event(conn, contact_id, actor, "identity_removed", f"{row.channel}: {row.address}", now)
             await reindex(conn, [contact_id])
+
+    async def merge(self, target_id: int, source_id: Any, *, actor: str, dry_run: bool = False) -> dict[str, Any]:
+        """Absorb contact ``source_id`` into ``target_id`` (core.contacts.merge); with
+        ``dry_run``, only say what would move."""
+        if isinstance(source_id, bool) or not isinstance(source_id, int) or not 0 < source_id < 2**63:
+            raise ValidationError("contact_id must be the id of the contact to absorb", field="contact_id")
+        async with self._db.transaction() as conn:
+            moves = await merge_contacts(conn, target_id=target_id, source_id=source_id, actor=actor,
+                                         now=self._clock.now(), dry_run=dry_run)
+        return {"target_id": target_id, "source_id": source_id, "dry_run": dry_run, "moves": asdict(moves)}
 
     # --- helpers -----------------------------------------------------------------------
 

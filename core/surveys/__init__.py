@@ -46,14 +46,14 @@ class Surveys:
     @classmethod
     def build(cls, *, db: Database, outgoing: Outgoing, clock: Clock, config: SurveysConfig,
               default_language: str = "es", on_commit: Callable[[], None] = lambda: None,
-              pick_assignee: PickAssignee = first_operator) -> Surveys:
+              pick_assignee: PickAssignee = first_operator, phone_region: str = "AR") -> Surveys:
         """``pick_assignee`` chooses whom a detractor case goes to among the rule's
         operators (the first, until automatic assignment is passed in here)."""
         tz = ZoneInfo(config.timezone)
         policy = DetractorPolicy.from_config(config)
         return cls(
             catalog=Catalog(db=db),
-            sales=Sales(db=db, clock=clock, tz=tz, default_language=default_language),
+            sales=Sales(db=db, clock=clock, tz=tz, default_language=default_language, phone_region=phone_region),
             runner=SurveyRunner(db=db, outgoing=outgoing, clock=clock,
                                 detractors=DetractorCases(policy=policy, pick_assignee=pick_assignee),
                                 default_language=default_language, on_commit=on_commit),

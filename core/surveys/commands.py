@@ -25,7 +25,8 @@ def _surveys(config: Config) -> tuple[Any, Any]:
     surveys = Surveys.build(db=db, outgoing=Outgoing(email_domain=email_domain,
                                                      max_attempts=config.outbox.max_attempts),
                             clock=SystemClock(), config=config.surveys,
-                            default_language=config.service.default_language)
+                            default_language=config.service.default_language,
+                            phone_region=config.contacts.phone_region)
     return db, surveys
 
 

@@ -27,6 +27,16 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.contacts.identities import (
+    EMAIL,
+    PHONE,
+    TELEGRAM,
+    WEBCHAT,
+    identity_owners,
+    organizations_for_domains,
+    reindex,
+)
+from core.contacts.normalize import email_domain, phone_number
 from core.domain import LANGUAGES, ChannelName
 from core.errors import ValidationError
 from core.persistence import Database
@@ -68,14 +78,17 @@ class Customer:
     language: str | None = None
 
     def keys(self) -> list[tuple[str, str]]:
-        """Identity keys, most preferred first (it also decides which contact wins)."""
+        """Identity keys in the order a sale finds its customer (the first one somebody
+        holds decides the contact): email, phone, Telegram id, then a web chat session."""
         out = []
-        if self.telegram_id:
-            out.append((ChannelName.TELEGRAM.value, self.telegram_id))
-        if self.webchat_session:
-            out.append((ChannelName.WEBCHAT.value, self.webchat_session))
         if self.email:
-            out.append((ChannelName.EMAIL.value, self.email))
+            out.append((EMAIL, self.email))
+        if self.phone:
+            out.append((PHONE, self.phone))
+        if self.telegram_id:
+            out.append((TELEGRAM, self.telegram_id))
+        if self.webchat_session:
+            out.append((WEBCHAT, self.webchat_session))
         return out
 
 
@@ -138,7 +151,7 @@ def _clean(value: Any, name: str, *, max_len: int, required: bool = False, colla
     return text
 
 
-def validate_customer(data: Any) -> Customer:
+def validate_customer(data: Any, *, phone_region: str = "AR") -> Customer:
     if not isinstance(data, Mapping):
         raise ValidationError("customer must be an object", field="customer")
     unknown = sorted(set(data) - {"name", "email", "telegram_id", "webchat_session", "phone", "language"})
@@ -163,16 +176,18 @@ def validate_customer(data: Any) -> Customer:
         if language not in LANGUAGES:
             raise ValidationError(f"customer.language must be one of {', '.join(LANGUAGES)}",
                                   field="customer.language")
+    phone = _clean(data.get("phone"), "customer.phone", max_len=50)
     customer = Customer(name=_clean(data.get("name"), "customer.name", max_len=200, collapse=True), email=email,
                         telegram_id=telegram, webchat_session=session,
-                        phone=_clean(data.get("phone"), "customer.phone", max_len=50), language=language)
-    if not customer.keys() and not customer.phone:
+                        phone=phone_number(phone, "customer.phone", region=phone_region) if phone else None,
+                        language=language)
+    if not customer.keys():
         raise ValidationError("the customer needs a way to reach them: telegram_id, webchat_session, email or phone",
                               field="customer")
     return customer
 
 
-def validate_sale(data: Any, *, tz: ZoneInfo, now: datetime) -> SaleInput:
+def validate_sale(data: Any, *, tz: ZoneInfo, now: datetime, phone_region: str = "AR") -> SaleInput:
     """A sale from JSON (or a CSV row mapped to the same shape), or ValidationError."""
     if not isinstance(data, Mapping):
         raise ValidationError("a sale must be an object", field="sale")
@@ -191,7 +206,7 @@ def validate_sale(data: Any, *, tz: ZoneInfo, now: datetime) -> SaleInput:
         raise ValidationError(f"closed_at {exc}", field="closed_at") from None
     if closed_at > now + FUTURE_TOLERANCE:
         raise ValidationError(f"closed_at {raw_closed!r} is in the future", field="closed_at")
-    return SaleInput(external_id, product, seller, closed_at, validate_customer(data.get("customer") or {}))  # type: ignore[arg-type]
+    return SaleInput(external_id, product, seller, closed_at, validate_customer(data.get("customer") or {}, phone_region=phone_region))  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
@@ -204,7 +219,9 @@ class _RuleDays:
 class Sales:
     """Records sales and their survey windows."""
 
-    def __init__(self, *, db: Database, clock: Clock, tz: ZoneInfo, default_language: str = "es") -> None:
+    def __init__(self, *, db: Database, clock: Clock, tz: ZoneInfo, default_language: str = "es",
+                 phone_region: str = "AR") -> None:
+        self._phone_region = phone_region
         self._db = db
         self._clock = clock
         self._tz = tz
@@ -215,7 +232,7 @@ class Sales:
         return self._tz
 
     def validate(self, data: Any) -> SaleInput:
-        return validate_sale(data, tz=self._tz, now=self._clock.now())
+        return validate_sale(data, tz=self._tz, now=self._clock.now(), phone_region=self._phone_region)
 
     async def record(self, items: Sequence[SaleInput]) -> list[SaleResult | SaleError]:
         """Store ``items`` in one transaction; one result per item, in order. A sale
@@ -346,7 +363,9 @@ class Sales:
 
         product_rows = await _products(conn, {items[i].product for i in fresh})
         rules_by_profile = await _profile_rules(conn, {p[1] for p in product_rows.values() if p[1] is not None})
-        identity_owner = await _identity_owners(conn, [k for i in fresh for k in items[i].customer.keys()])
+        identity_owner = await identity_owners(conn, [k for i in fresh for k in items[i].customer.keys()])
+        org_of_domain = await organizations_for_domains(
+            conn, {email_domain(items[i].customer.email) for i in fresh if items[i].customer.email})
 
         contact_of: dict[int, int | None] = {}  # item index → contact id (None: new, below)
         new_contacts: list[dict[str, Any]] = []
@@ -372,7 +391,9 @@ class Sales:
             if slot is None:
                 slot = len(new_contacts)
                 new_contacts.append({"name": s.customer.name, "email": s.customer.email, "phone": s.customer.phone,
-                                     "language": s.customer.language, "created_at": now})
+                                     "language": s.customer.language, "created_at": now,
+                                     "organization_id": org_of_domain.get(email_domain(s.customer.email))
+                                     if s.customer.email else None})
             for k in keys:
                 key_slot.setdefault(k, slot)
             new_contact_slot[i] = slot
@@ -406,10 +427,13 @@ class Sales:
         for i in writable:
             for k in items[i].customer.keys():
                 if k not in identity_owner and k not in identity_rows:
+                    # What the ERP says is not proved by the channel: verified once the customer writes.
                     identity_rows[k] = {"contact_id": contact_of[i], "channel": k[0], "address": k[1],
-                                        "unreachable": False, "created_at": now}
+                                        "unreachable": False, "created_at": now, "verified": False}
         if identity_rows:
             await conn.execute(insert(contact_identities), list(identity_rows.values()))
+        # New contacts, and known ones that gained an identity, become findable by it.
+        await reindex(conn, {row["contact_id"] for row in identity_rows.values()} | set(new_ids))
 
         sale_rows = [{"external_id": items[i].external_id, "contact_id": contact_of[i],
                       "product_id": product_rows[items[i].product][0], "seller": items[i].seller,
@@ -487,23 +511,6 @@ async def _profile_rules(conn: AsyncConnection, profile_ids: set[int]) -> dict[i
     for r in rows:
         out[r.profile_id].append(_RuleDays(r.id, r.start_after_days, r.expires_after_days))
     return out
-
-
-async def _identity_owners(conn: AsyncConnection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    by_channel: dict[str, set[str]] = {}
-    for ch, addr in keys:
-        by_channel.setdefault(ch, set()).add(addr)
-    found: dict[tuple[str, str], int] = {}
-    for ch, addrs in by_channel.items():
-        ordered = sorted(addrs)
-        for start in range(0, len(ordered), 5000):
-            rows = await conn.execute(
-                select(contact_identities.c.address, contact_identities.c.contact_id)
-                .where(contact_identities.c.channel == ch, contact_identities.c.address.in_(ordered[start:start + 5000])))
-            found.update({(ch, r.address): r.contact_id for r in rows})
-    # Deliberately not matched on contacts.email: a web chat visitor's typed address is
-    # unverified, and matching it would hand a stranger someone else's surveys.
-    return found
 
 
 def _nest(values: Mapping[str, str]) -> dict[str, Any]:

@@ -90,6 +90,25 @@ _ORG_FIELDS = {
 }
 
 
+def _merge_result(moves: list[str]) -> dict[str, Any]:
+    return {"type": "object", "required": ["target_id", "source_id", "dry_run", "moves"],
+            "properties": {"target_id": {"type": "integer"}, "source_id": {"type": "integer"},
+                           "dry_run": {"type": "boolean"},
+                           "moves": {"type": "object", "required": moves,
+                                     "properties": {m: {"type": "integer", "minimum": 0} for m in moves}}}}
+
+
+def _dry_run(request: web.Request) -> bool:
+    value = request.query.get("dry_run", "false")
+    if value not in ("true", "false", "1", "0"):
+        raise ValidationError("dry_run must be true or false", field="dry_run")
+    return value in ("true", "1")
+
+
+_DRY_RUN = query_param("dry_run", {"type": "string", "enum": ["true", "false", "1", "0"]},
+                       "only say what would move")
+
+
 def _only(body: dict[str, Any], allowed: set[str]) -> None:
     unknown = set(body) - allowed - {"agent"}
     if unknown:
@@ -196,6 +215,22 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
             response={"type": "object", "required": ["cases"],
                       "properties": {"cases": {"type": "array", "items": {"$ref": "#/components/schemas/CaseSummary"}}}})
 
+    async def merge_contact(request: web.Request) -> web.Response:
+        body = await read_json_object(request)
+        _only(body, {"contact_id"})
+        return web.json_response(await contacts.merge(path_id(request, "id"), body.get("contact_id"),
+                                                      actor=_actor(body, request), dry_run=_dry_run(request)))
+
+    api.add("POST", "/contacts/{id}/merge", merge_contact, tag="contacts", params=[_DRY_RUN],
+            summary="Absorb another contact into this one: identities, cases, survey sales and answers, history",
+            description="One transaction; recorded in both contacts' history with who merged. Refused (422) "
+                        "for the contact itself, or a contact already merged away or erased.",
+            request={"type": "object", "required": ["contact_id"],
+                     "properties": {"contact_id": {"type": "integer", "description": "the contact to absorb"},
+                                    "agent": {"type": "string"}}},
+            response=_merge_result(["identities", "cases", "messages", "sales", "survey_instances",
+                                    "webchat_sessions", "history"]))
+
     # --- organizations -----------------------------------------------------------------
 
     async def list_organizations(request: web.Request) -> web.Response:
@@ -237,3 +272,15 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
     api.add("PATCH", "/organizations/{id}", patch_organization, tag="organizations", response=organization,
             summary="Change an organization's name, tax id, notes or email domains (the whole list)",
             request={"type": "object", "properties": {**_ORG_FIELDS, "agent": {"type": "string"}}})
+
+    async def merge_organization(request: web.Request) -> web.Response:
+        body = await read_json_object(request)
+        _only(body, {"organization_id"})
+        return web.json_response(await organizations.merge(path_id(request, "id"), body.get("organization_id"),
+                                                           actor=_actor(body, request), dry_run=_dry_run(request)))
+
+    api.add("POST", "/organizations/{id}/merge", merge_organization, tag="organizations", params=[_DRY_RUN],
+            summary="Absorb another organization into this one: its contacts, cases and email domains",
+            request={"type": "object", "required": ["organization_id"],
+                     "properties": {"organization_id": {"type": "integer"}, "agent": {"type": "string"}}},
+            response=_merge_result(["contacts", "cases", "domains"]))

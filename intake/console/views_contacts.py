@@ -5,6 +5,7 @@ organization, the cases on every channel, possible duplicates) and an organizati
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +25,7 @@ NOTICES = {
     "identity_added": "Identity added.",
     "identity_removed": "Identity removed.",
     "created": "Saved.",
+    "merged": "Contacts merged.",
 }
 
 
@@ -123,6 +125,25 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         await contacts.remove_identity(contact_id, _id(request, "identity_id"), actor=actor(request))
         return see_other(f"{PREFIX}/contacts/{contact_id}?done=identity_removed")
 
+    async def contact_merge(request: web.Request) -> web.StreamResponse:
+        """Absorb the contact in ``source`` into this one; back to the page it came from."""
+        contact_id = _id(request)
+        form = await Form.read(request)
+        source = form.integer("source", required=True, minimum=1, maximum=2**63 - 1)
+        back = form.text("back", max_len=100)
+        if source is not None:
+            try:
+                await contacts.merge(contact_id, source, actor=actor(request))
+            except DomainError as exc:
+                if isinstance(exc, NotFound):
+                    raise
+                form.errors["source"] = str(exc)
+        if form.errors:
+            return await render_contact(request, contact_id, errors=form.errors, values=dict(form.data), status=422)
+        if re.fullmatch(r"/cases/\d{1,19}", back):
+            return see_other(f"{PREFIX}{back}?done=merged")
+        return see_other(f"{PREFIX}/contacts/{contact_id}?done=merged")
+
     # --- organizations -------------------------------------------------------------------
 
     async def organization_list(request: web.Request, *, errors: dict[str, str] | None = None,
@@ -171,6 +192,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     router.add_get("/contacts/{id:\\d+}", contact_page)
     router.add_post("/contacts/{id:\\d+}", contact_save)
     router.add_post("/contacts/{id:\\d+}/identities", identity_add)
+    router.add_post("/contacts/{id:\\d+}/merge", contact_merge)
     router.add_post("/contacts/{id:\\d+}/identities/{identity_id:\\d+}/delete", identity_remove)
     router.add_get("/organizations", organization_list)
     router.add_post("/organizations", organization_create)
