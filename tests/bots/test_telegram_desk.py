@@ -109,8 +109,10 @@ async def test_agent_commands_change_the_case_and_answer_in_the_topic(start_serv
     assert case["kb"]["action"] == "link" and case["kb"]["url"].endswith("/12")
     notes = [m for m in case["messages"] if m["author"] == "note"]
     assert [n["text"] for n in notes] == ["Llamó por teléfono, está molesta"]
-    # A note is internal: nothing but the ack and the type question ever reached the customer.
-    assert len(tg.sent_messages(ANA)) == 1
+    # A note is internal: nothing but the ack with the type question and, on /close, the
+    # closing notice ([cases] notify_closed) ever reached the customer.
+    await tg.wait_for_call("sendMessage", lambda c: "Cerramos tu caso #1" in c.params.get("text", ""))
+    assert len(tg.sent_messages(ANA)) == 2
     # The header card follows the case.
     edit = await tg.wait_for_call("editMessageText", lambda c: "Finalizado" in c.params["text"])
     assert "<b>Tipo:</b> Reclamo" in edit.params["text"] and "<b>Asignado:</b> María" in edit.params["text"]

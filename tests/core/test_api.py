@@ -137,7 +137,8 @@ async def test_phone_case_lifecycle(running, spec):
 
     full = await call(http, spec, "GET", "/cases/{number}", f"/cases/{n}", status=200)
     kinds = [h["kind"] for h in full["history"]]
-    assert kinds[:3] == ["opened", "activity", "reply"] and kinds[-1] == "activity"
+    # Closing told the customer (``[cases] notify_closed`` is on by default).
+    assert kinds[:3] == ["opened", "activity", "reply"] and kinds[-2:] == ["activity", "customer_told"]
     assert [m["author"] for m in full["messages"]] == ["customer", "agent", "note"]
 
 
