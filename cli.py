@@ -158,7 +158,7 @@ async def _prepare_database(config: Config) -> None:
 def extra_commands() -> dict[tuple[str, str], Command]:
     """Commands that live with their feature (kb, imports, surveys, users)."""
     commands: dict[tuple[str, str], Command] = {}
-    for module_name in ("kb.commands", "core.surveys.commands", "intake.console.commands"):
+    for module_name in ("kb.commands", "core.surveys.commands", "intake.console.commands", "core.contacts.commands"):
         try:
             module = __import__(module_name, fromlist=["COMMANDS"])
         except ModuleNotFoundError as exc:
@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(run=cmd_db_upgrade)
 
     help_for_group = {"kb": "knowledge base (Discourse)", "import": "import sales or the survey catalog",
-                      "surveys": "post-sale surveys", "users": "console users"}
+                      "surveys": "post-sale surveys", "users": "console users",
+                      "contacts": "contacts: privacy requests (export, erase)"}
     for (group, name), (help_text, add_args, run) in sorted(extra_commands().items()):
         if not group:  # a command of its own, like `posventa demo`
             p = sub.add_parser(name, help=help_text)

@@ -164,7 +164,7 @@ class Service:
         self.macros = MacroService(db=self.db, cases=self.cases, clock=self.clock, templates=SandboxedTemplates(),
                                    default_language=cfg.service.default_language, company_name=cfg.service.company_name)
         self.contacts = ContactService(db=self.db, clock=self.clock, cases=self.cases,
-                                       phone_region=cfg.contacts.phone_region)
+                                       phone_region=cfg.contacts.phone_region, files=self.attachments)
         self.organizations = OrganizationService(db=self.db, clock=self.clock, cases=self.cases,
                                                  contacts=self.contacts)
         self.api = ApiRegistry()
@@ -220,7 +220,7 @@ class Service:
         if self.suggester is not None:
             # Without a knowledge base nothing is ever suggested: no task per new case.
             self.inbox.subscribe(self.suggestions.on_stored)
-        self.api.install(self.app, tokens=self.config.api.tokens)
+        self.api.install(self.app, tokens=self.config.api.tokens, admin_tokens=self.config.api.admin_tokens)
         policy = RetryPolicy(base_delay_seconds=self.config.outbox.base_delay_seconds,
                              max_delay_seconds=self.config.outbox.max_delay_seconds,
                              lease_seconds=self.config.outbox.lease_seconds)

@@ -99,6 +99,35 @@ class AttachmentStore:
             fh.seek(int(offset))
             return fh.read(int(length))
 
+    def delete(self, sha256: str) -> bool:
+        """Remove a stored file (a privacy erasure). The caller has checked that no other
+        attachment row shares its content. True when a file was there."""
+        try:
+            self.path_for(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def erase_raw(self, rel: str) -> None:
+        """Remove a raw payload: its own file, or its bytes inside a segment (overwritten
+        with zeros, so the segment's other payloads keep their offsets)."""
+        name, at, span = rel.rpartition("@")
+        path = (self.root / (name if at else rel)).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ValueError("path outside the store")
+        if not at:
+            path.unlink(missing_ok=True)
+            return
+        offset, _, length = span.partition("+")
+        try:
+            with open(path, "r+b") as fh:
+                fh.seek(int(offset))
+                fh.write(bytes(int(length)))
+                fh.flush()
+                os.fsync(fh.fileno())
+        except FileNotFoundError:
+            pass
+
     @staticmethod
     def _write(path: Path, data: bytes, durable: bool = True) -> None:
         if path.exists():

@@ -67,6 +67,9 @@ class HttpConfig:
 @dataclass(frozen=True)
 class ApiConfig:
     tokens: tuple[str, ...] = ()
+    #: Tokens that may also do what only an admin may (erase a contact); they work as
+    #: ordinary tokens too.
+    admin_tokens: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -340,10 +343,12 @@ SECRET_ENV: Mapping[str, str] = {
     "email.outbound.password": "POSVENTA_SMTP_PASSWORD",
     "api.tokens": "POSVENTA_API_TOKENS",
     "http.metrics_token": "POSVENTA_METRICS_TOKEN",
+    "api.admin_tokens": "POSVENTA_API_ADMIN_TOKENS",
     "database.url": "POSVENTA_DATABASE_URL",
 }
 SECRET_KEYS = frozenset({"telegram.token", "telegram.webhook_secret", "kb.api_key", "kb.webhook_secret",
-                         "email.outbound.password", "api.tokens", "http.metrics_token"})
+                         "email.outbound.password", "api.tokens", "http.metrics_token",
+                         "api.admin_tokens"})
 #: Keys that existed once: a config that still sets them is told what replaced them.
 REMOVED_KEYS: Mapping[str, str] = {
     "webchat.behind_proxy": "was removed: list your proxy's addresses in [http] trusted_proxies instead",
@@ -458,7 +463,7 @@ def _apply_env(config: Config, env: Mapping[str, str], source: str) -> Config:
         value = env.get(var)
         if value is None or value == "":
             continue
-        if key == "api.tokens":
+        if key in ("api.tokens", "api.admin_tokens"):
             parsed: Any = tuple(t.strip() for t in value.split(",") if t.strip())
         else:
             parsed = value
@@ -571,6 +576,8 @@ def validate(config: Config) -> None:
          "must be a two-letter country code (AR, BR, US...)")
     for token in config.api.tokens:
         need(len(token) >= 16, "api.tokens", "each token must be at least 16 characters")
+    for token in config.api.admin_tokens:
+        need(len(token) >= 16, "api.admin_tokens", "each token must be at least 16 characters")
     _validate_sla(config)
     need(config.assignment.strategy in ("round_robin", "least_open"), "assignment.strategy",
          'must be "round_robin" or "least_open"')

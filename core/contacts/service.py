@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.attachments import AttachmentStore
 from core.cases import CaseFilter, CaseService
 from core.contacts.identities import (
     EMAIL,
@@ -28,6 +29,7 @@ from core.contacts.identities import (
     reindex,
 )
 from core.contacts.merge import merge_contacts
+from core.contacts.privacy import delete_files, erase_contact, export_contact
 from core.contacts.normalize import MAX_TERM, email_address, phone_number, search_words
 from core.domain import LANGUAGES
 from core.errors import NotFound, ValidationError
@@ -129,7 +131,10 @@ _SUMMARY_FROM = contacts.outerjoin(organizations, organizations.c.id == contacts
 
 
 class ContactService:
-    def __init__(self, *, db: Database, clock: Clock, cases: CaseService, phone_region: str = "AR") -> None:
+    def __init__(self, *, db: Database, clock: Clock, cases: CaseService, phone_region: str = "AR",
+                 files: AttachmentStore | None = None) -> None:
+        #: Where attachments and raw mails live (an erasure deletes them).
+        self._files = files
         self._db = db
         self._clock = clock
         self._cases = cases
@@ -334,6 +339,20 @@ class ContactService:
             moves = await merge_contacts(conn, target_id=target_id, source_id=source_id, actor=actor,
                                          now=self._clock.now(), dry_run=dry_run)
         return {"target_id": target_id, "source_id": source_id, "dry_run": dry_run, "moves": asdict(moves)}
+
+    # --- privacy requests ----------------------------------------------------------------
+
+    async def export(self, contact_id: int) -> dict[str, Any]:
+        """Everything held about the contact, as one JSON-ready document."""
+        async with self._db.engine.connect() as conn:
+            return await export_contact(conn, contact_id)
+
+    async def erase(self, contact_id: int, *, actor: str) -> dict[str, Any]:
+        """Erase the contact (core.contacts.privacy); files go once the erasure committed."""
+        async with self._db.transaction() as conn:
+            hashes, raw_refs = await erase_contact(conn, contact_id, actor=actor, now=self._clock.now())
+        removed = delete_files(self._files, hashes, raw_refs) if self._files is not None else 0
+        return {"id": contact_id, "erased": True, "files_deleted": removed}
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -231,6 +231,36 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
             response=_merge_result(["identities", "cases", "messages", "sales", "survey_instances",
                                     "webchat_sessions", "history"]))
 
+    async def export_contact(request: web.Request) -> web.Response:
+        return web.json_response(await contacts.export(path_id(request, "id")))
+
+    api.add("GET", "/contacts/{id}/export", export_contact, tag="contacts",
+            summary="Everything held about a contact, as one JSON document (a privacy request)",
+            response={"type": "object",
+                      "required": ["contact", "identities", "cases", "sales", "survey_answers", "history"],
+                      "properties": {k: {"type": "array"} for k in
+                                     ("identities", "cases", "sales", "survey_answers", "history",
+                                      "web_chat_sessions", "messages_outside_cases")}
+                      | {"contact": {"type": "object"}}})
+
+    async def erase_contact(request: web.Request) -> web.Response:
+        contact_id = path_id(request, "id")
+        agent = request.query.get("agent") or "api"
+        if len(agent) > 120 or "\x00" in agent:
+            raise ValidationError("agent must be a short name", field="agent")
+        return web.json_response(await contacts.erase(contact_id, actor=f"agent:{agent}"))
+
+    api.add("DELETE", "/contacts/{id}", erase_contact, tag="contacts", admin=True,
+            params=[query_param("agent", {"type": "string", "maxLength": 120}, "who asks, for the record")],
+            summary="Erase a contact (a privacy request; admin tokens only)",
+            description="Message and case texts are replaced, attachments deleted from disk, identities removed, "
+                        "the name becomes 'erased contact #id'. Survey scores stay, anonymised, so sellers' "
+                        "totals do not change. Recorded in the history with who did it. 422 when already erased "
+                        "or merged away.",
+            response={"type": "object", "required": ["id", "erased", "files_deleted"],
+                      "properties": {"id": {"type": "integer"}, "erased": {"type": "boolean"},
+                                     "files_deleted": {"type": "integer", "minimum": 0}}})
+
     # --- organizations -----------------------------------------------------------------
 
     async def list_organizations(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ organization, the cases on every channel, possible duplicates) and an organizati
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -14,7 +15,8 @@ from aiohttp import web
 from core.contacts.identities import EMAIL, PHONE, TELEGRAM
 from core.domain import LANGUAGES
 from core.errors import DomainError, NotFound
-from intake.console.app import PREFIX, SESSION_KEY, Console, see_other
+from intake.console.app import PREFIX, SESSION_KEY, Console, requires, see_other
+from intake.console.auth import Role
 from intake.console.forms import Form, domain_errors
 
 PAGE_SIZE = 50
@@ -26,6 +28,7 @@ NOTICES = {
     "identity_removed": "Identity removed.",
     "created": "Saved.",
     "merged": "Contacts merged.",
+    "erased": "Contact erased.",
 }
 
 
@@ -144,6 +147,30 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             return see_other(f"{PREFIX}{back}?done=merged")
         return see_other(f"{PREFIX}/contacts/{contact_id}?done=merged")
 
+    @requires(Role.ADMIN)
+    async def contact_export(request: web.Request) -> web.StreamResponse:
+        """A privacy request's answer: everything held about the contact, as a JSON file."""
+        contact_id = _id(request)
+        document = await contacts.export(contact_id)
+        return web.json_response(document, dumps=lambda d: json.dumps(d, ensure_ascii=False, indent=2), headers={
+            "Content-Disposition": f'attachment; filename="contact-{contact_id}.json"'})
+
+    @requires(Role.ADMIN)
+    async def contact_erase(request: web.Request) -> web.StreamResponse:
+        """Erase the contact; the admin confirms by typing its id."""
+        contact_id = _id(request)
+        form = await Form.read(request)
+        if form.text("confirm", max_len=30).strip() != str(contact_id):
+            form.errors["confirm"] = f"type {contact_id} to confirm the erasure"
+            return await render_contact(request, contact_id, errors=form.errors, status=422)
+        try:
+            await contacts.erase(contact_id, actor=actor(request))
+        except DomainError as exc:
+            if isinstance(exc, NotFound):
+                raise
+            return await render_contact(request, contact_id, errors={"confirm": str(exc)}, status=422)
+        return see_other(f"{PREFIX}/contacts/{contact_id}?done=erased")
+
     # --- organizations -------------------------------------------------------------------
 
     async def organization_list(request: web.Request, *, errors: dict[str, str] | None = None,
@@ -193,6 +220,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     router.add_post("/contacts/{id:\\d+}", contact_save)
     router.add_post("/contacts/{id:\\d+}/identities", identity_add)
     router.add_post("/contacts/{id:\\d+}/merge", contact_merge)
+    router.add_get("/contacts/{id:\\d+}/export", contact_export)
+    router.add_post("/contacts/{id:\\d+}/erase", contact_erase)
     router.add_post("/contacts/{id:\\d+}/identities/{identity_id:\\d+}/delete", identity_remove)
     router.add_get("/organizations", organization_list)
     router.add_post("/organizations", organization_create)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.domain import ChannelName, InboundMessage
+from tests.intake.console.harness import ConsoleClient
 
 
 async def _email(running, sender: str, external_id: str, name: str = "Ana Pérez") -> int:
@@ -65,3 +66,45 @@ async def test_organization_pages(running, agent):
     assert f'data-organization="{org["id"]}"' in page
     status, page = await agent.post(f"/console/organizations/{org['id']}", {"name": "", "domains": ""})
     assert status == 422
+
+
+async def test_merge_offered_on_the_case_page_and_erase_for_admins(running, agent):
+    from intake.webchat.sessions import SessionStore
+
+    service = running.service
+    store = SessionStore(db=service.db, clock=service.clock)
+    _, session = await store.create(language="es", name="Ana", email="ana@cliente.example")
+    chat = await service.inbox.receive(InboundMessage(channel=ChannelName.WEBCHAT, external_id="w-1",
+                                                      sender=session.public_id, text="Hola por chat"))
+    number = await _email(running, "ana@cliente.example", "<e9@cliente.example>")
+    mailer = (await service.cases.get_case(number))["contact"]["id"]
+    visitor = (await service.cases.get_case(chat.case_number))["contact"]["id"]
+
+    status, page = await agent.get(f"/console/cases/{number}")
+    assert status == 200 and f'data-duplicate="{visitor}"' in page and "Merge into this case" in page
+    status, page = await agent.post(f"/console/contacts/{mailer}/merge", {"source": str(visitor),
+                                                                         "back": f"/cases/{number}"})
+    assert status == 200 and "Contacts merged" in page and f'data-duplicate="{visitor}"' not in page
+    status, page = await agent.get(f"/console/contacts/{mailer}")
+    assert f'data-case="{number}"' in page and f'data-case="{chat.case_number}"' in page
+    status, page = await agent.post(f"/console/contacts/{mailer}/merge", {"source": str(visitor)})
+    assert status == 422 and "already merged" in page
+    status, page = await agent.post(f"/console/contacts/{mailer}/merge", {"source": str(mailer)})
+    assert status == 422 and "into itself" in page
+
+    # Erasure is for admins, confirmed by typing the id.
+    assert "erase-form" not in page
+    status, _ = await agent.post(f"/console/contacts/{mailer}/erase", {"confirm": str(mailer)})
+    assert status == 403
+    async with ConsoleClient(running.base) as admin:
+        await admin.login(running.users["admin"])
+        status, page = await admin.get(f"/console/contacts/{mailer}")
+        assert "erase-form" in page and "contact-export" in page
+        status, body = await admin.get(f"/console/contacts/{mailer}/export")
+        assert status == 200 and "Hola por chat" in body
+        status, page = await admin.post(f"/console/contacts/{mailer}/erase", {"confirm": "1"})
+        assert status == 422 and "to confirm" in page
+        status, page = await admin.post(f"/console/contacts/{mailer}/erase", {"confirm": str(mailer)})
+        assert status == 200 and "Contact erased" in page and f"erased contact #{mailer}" in page
+    case = await service.cases.get_case(chat.case_number)
+    assert all("Hola por chat" not in m["text"] for m in case["messages"])

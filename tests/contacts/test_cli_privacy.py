@@ -1,0 +1,54 @@
+"""``posventa contacts export ID`` and ``posventa contacts erase ID`` on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from core.domain import ChannelName, InboundMessage
+from service import Service
+from tests.core.test_cli import run
+from tests.support import make_config, toml_text
+
+
+def _contact_with_a_case(tmp_path) -> tuple[int, dict]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'posventa.db'}"
+    config = {"database": {"url": url}, "service": {"data_dir": str(tmp_path / "data")},
+              "email": {"enabled": False}, "webchat": {"enabled": False}, "http": {"enabled": False}}
+
+    async def make() -> int:
+        service = Service(make_config(url, tmp_path, http={"enabled": False}))
+        await service.start()
+        try:
+            receipt = await service.inbox.receive(InboundMessage(
+                channel=ChannelName.EMAIL, external_id="<c1@x.example>", sender="luz@x.example", sender_name="Luz",
+                text="Mi dirección es Calle Falsa 123", subject="Envío"))
+            return (await service.cases.get_case(receipt.case_number))["contact"]["id"]
+        finally:
+            await service.stop()
+
+    return asyncio.run(make()), config
+
+
+def test_export_and_erase_from_the_command_line(tmp_path):
+    contact_id, config = _contact_with_a_case(tmp_path)
+    (tmp_path / "posventa.toml").write_text(toml_text(config))
+    exported = run("contacts", "export", str(contact_id), "-c", "posventa.toml", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(exported.stdout)
+    assert document["contact"]["name"] == "Luz" and document["identities"][0]["address"] == "luz@x.example"
+    assert document["cases"][0]["messages"][0]["text"] == "Mi dirección es Calle Falsa 123"
+
+    refused = run("contacts", "erase", str(contact_id), "-c", "posventa.toml", cwd=tmp_path, stdin="no\n")
+    assert refused.returncode == 1 and "nothing was erased" in refused.stderr
+    assert "Calle Falsa" in run("contacts", "export", str(contact_id), "-c", "posventa.toml", cwd=tmp_path).stdout
+
+    erased = run("contacts", "erase", str(contact_id), "-c", "posventa.toml", "--by", "dpo", cwd=tmp_path,
+                 stdin=f"{contact_id}\n")
+    assert erased.returncode == 0, erased.stderr
+    assert f"contact #{contact_id} erased" in erased.stdout
+    after = json.loads(run("contacts", "export", str(contact_id), "-c", "posventa.toml", cwd=tmp_path).stdout)
+    assert after["contact"]["name"] == f"erased contact #{contact_id}" and after["identities"] == []
+    assert "Calle Falsa" not in json.dumps(after) and after["history"][-1]["actor"] == "cli:dpo"
+    missing = run("contacts", "erase", "999999", "--yes", "-c", "posventa.toml", cwd=tmp_path)
+    assert missing.returncode == 1 and "not found" in missing.stderr
