@@ -27,6 +27,8 @@ from core.domain import (
     Direction,
     KbAction,
 )
+from core.contacts.identities import EMAIL, PHONE, create_contact, identity_owners
+from core.contacts.normalize import email_address, phone_number
 from core.errors import NotFound, ValidationError
 from core.notices import CustomerNotices
 from core.outgoing import CUSTOMER_CHANNELS, Outgoing, OutgoingMessage, Recipient, email_thread_for_case
@@ -97,6 +99,9 @@ class NewCase:
     contact_email: str | None = None
     contact_phone: str | None = None
     organization: str | None = None
+    #: An existing contact or organization instead of the typed ones.
+    contact_id: int | None = None
+    organization_id: int | None = None
     category_id: int | None = None
     subcategory_id: int | None = None
     language: str = "es"
@@ -158,12 +163,15 @@ def _text(value: Any, field: str, *, required: bool = True, max_len: int = MAX_T
 class CaseService:
     def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, on_commit: Callable[[], None] = lambda: None,
                  desk_enabled: bool = False, sla: CaseClockStore | None = None,
-                 budget: BudgetPolicy = BudgetPolicy(), notices: CustomerNotices | None = None):
+                 budget: BudgetPolicy = BudgetPolicy(), notices: CustomerNotices | None = None,
+                 phone_region: str = "AR"):
         self._db = db
         #: The process's budget mode and currency ([cases]); a case overrides the mode only explicitly.
         self._budget = budget
         #: The SLA clock: agents' replies, activity changes and reclassification move it.
         self._sla = sla
+        #: Phones typed on a manual case without a country code are of this country.
+        self._phone_region = phone_region
         #: What the customer is told when a case is answered or closed (``[cases]``).
         self._notices = notices if notices is not None else CustomerNotices()
         self._outgoing = outgoing
@@ -339,36 +347,41 @@ class CaseService:
         contact_name = _text(new.contact_name, "contact.name", required=False, max_len=200)
         contact_phone = _text(new.contact_phone, "contact.phone", required=False, max_len=50)
         contact_email = _text(new.contact_email, "contact.email", required=False, max_len=320)
-        if not (contact_email or contact_name or contact_phone):
-            raise ValidationError("a contact (name, email or phone) is required", field="contact")
-        email = (contact_email or "").strip().lower() or None
-        if email and ("@" not in email or len(email) > 320 or any(c in email for c in "\r\n <>")):
-            raise ValidationError("contact email is not an email address", field="contact.email")
+        if new.contact_id is None and not (contact_email or contact_name or contact_phone):
+            raise ValidationError("a contact (an existing contact_id, or a name, email or phone) is required",
+                                  field="contact")
+        keys: list[tuple[str, str]] = []
+        if contact_email:
+            keys.append((EMAIL, email_address(contact_email, "contact.email")))
+        if contact_phone:
+            keys.append((PHONE, phone_number(contact_phone, "contact.phone", region=self._phone_region)))
         now = self._clock.now()
         # The case's date is when the customer got in touch; the history records when it was typed in.
         dated = _case_date(new.case_date, now)
         async with self._db.transaction() as conn:
             await self._check_categories(conn, new.category_id, new.subcategory_id)
-            org_id = None
-            if new.organization:
-                org_name = _text(new.organization, "organization", max_len=200)
-                org_id = (await conn.execute(select(organizations.c.id).where(organizations.c.name == org_name))).scalar()
-                if org_id is None:
-                    org_id = (await conn.execute(insert(organizations).values(name=org_name, created_at=now)
-                                                 .returning(organizations.c.id))).scalar_one()
-            contact_id = None
-            if email:
-                contact_id = (await conn.execute(
-                    select(contact_identities.c.contact_id).where(contact_identities.c.channel == ChannelName.EMAIL.value,
-                                                                  contact_identities.c.address == email))).scalar()
-            if contact_id is None:
-                contact_id = (await conn.execute(insert(contacts).values(
-                    name=contact_name, email=email, phone=contact_phone, language=new.language,
-                    organization_id=org_id, created_at=now).returning(contacts.c.id))).scalar_one()
-                if email:
-                    await conn.execute(insert(contact_identities).values(
-                        contact_id=contact_id, channel=ChannelName.EMAIL.value, address=email, unreachable=False,
-                        created_at=now))
+            org_id = await self._organization_for(conn, new, now=now)
+            if new.contact_id is not None:
+                contact = (await conn.execute(select(contacts).where(contacts.c.id == new.contact_id))).first()
+                if contact is None or contact.merged_into_id is not None or contact.erased_at is not None:
+                    raise ValidationError(f"contact {new.contact_id} does not exist (or was merged or erased)",
+                                          field="contact_id")
+                contact_id = contact.id
+                contact_name = contact_name or contact.name
+                org_id = org_id if org_id is not None else contact.organization_id
+            else:
+                # The person the agent names may already be known by that address or phone.
+                owners = await identity_owners(conn, keys)
+                contact_id = next((owners[k] for k in keys if k in owners), None)  # type: ignore[assignment]
+                if contact_id is None:
+                    contact_id = await create_contact(
+                        conn, now=now, name=contact_name, language=new.language,
+                        phone=next((a for k, a in keys if k == PHONE), None), organization_id=org_id,
+                        # Typed by an agent, not proved by a channel: verified once the customer writes.
+                        identities=[(k, False) for k in keys])
+                elif org_id is None:
+                    org_id = (await conn.execute(select(contacts.c.organization_id).where(
+                        contacts.c.id == contact_id))).scalar()
             number = (await conn.execute(insert(cases).values(
                 created_at=dated, updated_at=now, organization_id=org_id, contact_id=contact_id,
                 category_id=new.category_id, subcategory_id=new.subcategory_id, case_type=case_type, title=title,
@@ -387,6 +400,27 @@ class CaseService:
                 author=Author.CUSTOMER.value, author_name=contact_name, text=description, created_at=dated,
                 external_id=f"api-{number}"))
         return await self.get_case(number)
+
+    async def _organization_for(self, conn: AsyncConnection, new: NewCase, *, now: datetime) -> int | None:
+        """The manual case's organization: an existing one by id, else one by name
+        (created when nobody has that name yet), else none."""
+        if new.organization_id is not None:
+            row = (await conn.execute(select(organizations.c.id, organizations.c.merged_into_id).where(
+                organizations.c.id == new.organization_id))).first()
+            if row is None or row.merged_into_id is not None:
+                raise ValidationError(f"organization {new.organization_id} does not exist (or was merged)",
+                                      field="organization_id")
+            return row.id
+        if not new.organization:
+            return None
+        org_name = _text(new.organization, "organization", max_len=200).strip()  # type: ignore[union-attr]
+        org_id = (await conn.execute(select(organizations.c.id).where(
+            organizations.c.name == org_name, organizations.c.merged_into_id.is_(None))
+            .order_by(organizations.c.id).limit(1))).scalar()
+        if org_id is None:
+            org_id = (await conn.execute(insert(organizations).values(name=org_name, created_at=now)
+                                         .returning(organizations.c.id))).scalar_one()
+        return org_id
 
     # --- agents' actions ---------------------------------------------------------------
 

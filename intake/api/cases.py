@@ -164,6 +164,8 @@ _OPTIONAL = text(120, blank=True, nullable=True)
 _AMOUNT = {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 1e11},
                      {"type": "string", "maxLength": 21, "pattern": r"^[0-9]{1,10}(\.[0-9]{1,10})?$"},
                      {"type": "string", "maxLength": 0}, {"type": "null"}]}
+_NEW_CASE_REFUSAL = {422: "category_id or subcategory_id do not fit; contact_id or organization_id name no live "
+                           "record; or the contact's email or phone is not valid"}
 _CATEGORY_REFUSAL = {422: "category_id is not a top-level category, or subcategory_id is not one of its subcategories"}
 
 
@@ -231,7 +233,7 @@ def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService) -> N
 
     async def create_case(request: web.Request) -> web.Response:
         data = body(request)
-        contact = data["contact"]
+        contact = data.get("contact") or {}
         new = NewCase(
             title=data["title"], description=data["description"],
             case_type=data["type"],
@@ -239,6 +241,7 @@ def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService) -> N
             organization=data.get("organization"), category_id=data.get("category_id"),
             subcategory_id=data.get("subcategory_id"), language=data.get("language", "es"),
             case_date=time_param(data.get("date"), "date"),
+            contact_id=data.get("contact_id"), organization_id=data.get("organization_id"),
         )
         return web.json_response(await cases.create_case(new, actor=f"agent:{_agent(data)}"), status=201)
 
@@ -247,16 +250,20 @@ def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService) -> N
                       "email": {"type": ["string", "null"], "maxLength": 320,
                                 "pattern": r"^(\s*|[^\s<>\x00]*@[^\s<>\x00]*)$"}}
     api.add("POST", "/cases", create_case, summary="Open a case by hand (a customer phoned)", tag="cases",
-            status=201, response=detail, errors=_CATEGORY_REFUSAL, request={
-                "type": "object", "required": ["title", "description", "type", "contact"],
+            status=201, response=detail, errors=_NEW_CASE_REFUSAL, request={
+                "type": "object", "required": ["title", "description", "type"],
                 "properties": {
                     "title": text(300), "description": text(MAX_TEXT),
                     "type": {**enum(t.value for t in CLASSIFIED_TYPES), "description": "mandatory, as in the seeds"},
                     "contact": {"type": "object", "properties": contact_fields,
-                                "description": "at least one of name, email, phone",
+                                "description": "at least one of name, email, phone (a new contact, or the one "
+                                               "who has that email or phone)",
                                 "anyOf": [{"required": [k], "properties": {k: {"type": "string", "pattern": r"\S"}}}
                                           for k in contact_fields]},
-                    "organization": text(200), "category_id": _NULLABLE_ID, "subcategory_id": _NULLABLE_ID,
+                    "contact_id": {**ID, "description": "an existing contact, instead of contact"},
+                    "organization_id": {**ID, "description": "an existing organization, instead of organization"},
+                    "organization": {**text(200), "description": "a name: the organization with it, or a new one"},
+                    "category_id": _NULLABLE_ID, "subcategory_id": _NULLABLE_ID,
                     "language": enum(["es", "pt", "en"]), "agent": AGENT,
                     "date": {"type": "string", "format": "date-time", "maxLength": 40,
                              "description": "when the customer got in touch (RFC 3339 with offset); not in the "

@@ -315,10 +315,15 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             form.errors["date"] = "Enter the date and time the customer got in touch."
             return None
 
+    async def new_case_context() -> dict[str, Any]:
+        return {"types": CLASSIFIED_TYPES, "categories": await cases.list_categories(), "now": local_now(),
+                "organizations": await console.organizations.search(limit=200) if console.organizations else []}
+
     async def new_case_form(request: web.Request) -> web.StreamResponse:
-        return console.render("case_new.html", request, {
-            "errors": {}, "values": {}, "types": CLASSIFIED_TYPES, "categories": await cases.list_categories(),
-            "now": local_now()})
+        # From a contact's page: the case is for that contact.
+        contact_id = request.query.get("contact_id", "")
+        values = {"contact_id": contact_id} if contact_id.isdigit() and len(contact_id) < 19 else {}
+        return console.render("case_new.html", request, {"errors": {}, "values": values, **await new_case_context()})
 
     async def new_case(request: web.Request) -> web.StreamResponse:
         form = await Form.read(request)
@@ -328,6 +333,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                       contact_email=form.optional("contact_email", max_len=320),
                       contact_phone=form.optional("contact_phone", max_len=50),
                       organization=form.optional("organization", max_len=200),
+                      contact_id=form.integer("contact_id", minimum=1, maximum=2**62),
+                      organization_id=form.integer("organization_id", minimum=1, maximum=2**62),
                       category_id=form.integer("category_id", minimum=1, maximum=2**62),
                       language=form.text("language", max_len=5) if form.text("language", max_len=5) in
                       ("es", "pt", "en") else "es",
@@ -340,9 +347,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             except DomainError as exc:
                 errors = domain_errors(exc, "title")
         values = {k: v for k, v in form.data.items() if isinstance(v, str) and k != "_csrf"}
-        return console.render("case_new.html", request, {
-            "errors": errors, "values": values, "types": CLASSIFIED_TYPES,
-            "categories": await cases.list_categories(), "now": local_now()}, status=422)
+        return console.render("case_new.html", request, {"errors": errors, "values": values,
+                                                         **await new_case_context()}, status=422)
 
     # --- attachments -----------------------------------------------------------------------
 
