@@ -30,6 +30,7 @@ from core.attachments import AttachmentStore
 from core.cases import CaseService
 from core.macros import MacroService
 from core.config import TelegramConfig
+from core.contacts.service import ContactService
 from core.errors import ConfigError
 from core.outgoing import Outgoing
 from core.persistence import Database
@@ -69,6 +70,7 @@ class TelegramBot:
         leader: Leader = always_leader,
         backoff_base: float = 0.5,
         availability: Callable[[int, bool], Awaitable[str | None]] | None = None,
+        contacts: ContactService | None = None,
     ) -> None:
         self.config = config
         self._source = config_source
@@ -85,7 +87,8 @@ class TelegramBot:
                                             chat_id=config.agent_chat_id, language=default_language, gate=gate)
             desk = DeskSide(cases=cases, macros=macros, store=self.store,
                             chat_id=config.agent_chat_id, agents=config.agents,
-                            language=default_language, bot_username=self._username, availability=availability)
+                            language=default_language, bot_username=self._username, availability=availability,
+                            contacts=contacts)
         self.customer = CustomerSide(inbox=inbox, store=self.store, files=files, link=self.link,
                                      max_file_bytes=config.max_file_bytes, default_language=default_language,
                                      company_name=company_name)

@@ -27,6 +27,7 @@ from bots.telegram.customer import parse_command
 from bots.telegram.store import BotStore
 from bots.telegram.texts import t
 from core.cases import CaseService
+from core.contacts.service import ContactService
 from core.domain import Activity, ChannelName, KbAction
 from core.macros import MacroService
 from core.errors import DomainError
@@ -50,11 +51,14 @@ class DeskSide:
     def __init__(self, *, cases: CaseService, macros: MacroService, store: BotStore, chat_id: int, agents: Collection[int],
                  language: str, bot_username: Callable[[], str | None],
                  monotonic: Callable[[], float] = time.monotonic,
-                 availability: Callable[[int, bool], Awaitable[str | None]] | None = None) -> None:
+                 availability: Callable[[int, bool], Awaitable[str | None]] | None = None,
+                 contacts: ContactService | None = None) -> None:
         self._cases = cases
         #: /available and /away: the agent (by Telegram user id) takes automatic assignments or not.
         self._availability = availability
         self._macros = macros
+        #: The case's customer as a record (/contact); None where contacts are not wired.
+        self._contacts = contacts
         self._store = store
         self._chat = chat_id
         self._agents = frozenset(agents)
@@ -65,7 +69,7 @@ class DeskSide:
         self._commands: dict[str, Callable[[int, str, str], Awaitable[str]]] = {
             "type": self._type, "category": self._category, "derive": self._derive, "assign": self._assign,
             "note": self._note, "answer": self._answer, "close": self._close, "publish": self._publish,
-            "link": self._link, "nopublish": self._nopublish, "m": self._macro,
+            "link": self._link, "nopublish": self._nopublish, "m": self._macro, "contact": self._contact,
         }
 
     def is_agent(self, user: User | None) -> bool:
@@ -247,6 +251,24 @@ class DeskSide:
             raise self._usage("/m NAME" + (f" · {names}" if names else ""))
         sent = await self._macros.use(args.strip(), case, agent=agent, owner=None, mirror_to_desk=False)
         return t("ok_macro", self._language, name=args.strip()[:120], text=sent["text"][:3000])
+
+    async def _contact(self, case: int, args: str, agent: str) -> str:
+        """Who the customer is: identities, organization, their cases on every channel and
+        possible duplicates (merging is done in the console)."""
+        if self._contacts is None:
+            raise _Info(t("desk_unknown_command", self._language, command="contact",
+                          help=t("desk_help", self._language)))
+        contact_id = (await self._cases.get_case(case))["contact"]["id"]
+        contact = await self._contacts.get(contact_id)
+        cases = await self._contacts.cases(contact_id, limit=10)
+        duplicates = await self._contacts.duplicates(contact_id)
+        raise _Info(t(
+            "desk_contact", self._language, id=contact_id, name=contact["name"] or "—",
+            organization=f" · {contact['organization']['name']}" if contact["organization"] else "",
+            identities=", ".join(f"{i['kind']} {i['address']}" for i in contact["identities"]) or "—",
+            cases=", ".join(f"#{c['number']} ({c['channel']}, {c['activity']})" for c in cases) or "—",
+            duplicates=t("desk_duplicates", self._language,
+                         ids=", ".join(f"#{d['contact']['id']}" for d in duplicates)) if duplicates else ""))
 
     async def _nopublish(self, case: int, args: str, agent: str) -> str:
         await self._cases.kb_action(case, KbAction.NONE.value, agent=agent)

@@ -115,16 +115,26 @@ _T: Mapping[str, Mapping[str, str]] = {
     "desk_help": {
         "es": "Escribe en el tema y le llega al cliente por su canal. Comandos:\n"
               "/type solicitud|reclamo|incidente · /category ID [SUB] · /derive SECTOR · /assign [NOMBRE]\n"
-              "/note TEXTO (interna) · /m RESPUESTA (predefinida) · /answer · /close · /publish · /link URL · /nopublish\n"
+              "/note TEXTO (interna) · /m RESPUESTA (predefinida) · /answer · /close · /publish · /link URL · /nopublish · /contact\n"
               "/available · /away: recibir o no casos asignados automáticamente",
         "pt": "Escreva no tópico e a mensagem chega ao cliente pelo canal dele. Comandos:\n"
               "/type solicitacao|reclamacao|incidente · /category ID [SUB] · /derive SETOR · /assign [NOME]\n"
-              "/note TEXTO (interna) · /m RESPOSTA (pronta) · /answer · /close · /publish · /link URL · /nopublish\n"
+              "/note TEXTO (interna) · /m RESPOSTA (pronta) · /answer · /close · /publish · /link URL · /nopublish · /contact\n"
               "/available · /away: receber ou não casos atribuídos automaticamente",
         "en": "Write in the topic and it reaches the customer on their channel. Commands:\n"
               "/type request|complaint|incident · /category ID [SUB] · /derive SECTOR · /assign [NAME]\n"
-              "/note TEXT (internal) · /m NAME (canned response) · /answer · /close · /publish · /link URL · /nopublish\n"
+              "/note TEXT (internal) · /m NAME (canned response) · /answer · /close · /publish · /link URL · /nopublish · /contact\n"
               "/available · /away: take automatically assigned cases, or not",
+    },
+    "desk_contact": {
+        "es": "👤 Contacto #{id}: {name}{organization}\nIdentidades: {identities}\nCasos: {cases}{duplicates}",
+        "pt": "👤 Contato #{id}: {name}{organization}\nIdentidades: {identities}\nCasos: {cases}{duplicates}",
+        "en": "👤 Contact #{id}: {name}{organization}\nIdentities: {identities}\nCases: {cases}{duplicates}",
+    },
+    "desk_duplicates": {
+        "es": "\n⚠️ Posibles duplicados: {ids} (fusionar en la consola)",
+        "pt": "\n⚠️ Possíveis duplicados: {ids} (mesclar no console)",
+        "en": "\n⚠️ Possible duplicates: {ids} (merge them in the console)",
     },
     "desk_usage": {"es": "Uso: {usage}", "pt": "Uso: {usage}", "en": "Usage: {usage}"},
     "desk_error": {"es": "⚠️ No se pudo: {error}", "pt": "⚠️ Não foi possível: {error}",
