@@ -13,6 +13,7 @@ the middle leaves whole sales only, and running the same file again completes it
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import re
@@ -76,6 +77,8 @@ class Customer:
     webchat_session: str | None = None
     phone: str | None = None
     language: str | None = None
+    #: The phone in E.164 when it is a valid number: only then does it find a contact.
+    phone_e164: str | None = None
 
     def keys(self) -> list[tuple[str, str]]:
         """Identity keys in the order a sale finds its customer (the first one somebody
@@ -83,8 +86,8 @@ class Customer:
         out = []
         if self.email:
             out.append((EMAIL, self.email))
-        if self.phone:
-            out.append((PHONE, self.phone))
+        if self.phone_e164:
+            out.append((PHONE, self.phone_e164))
         if self.telegram_id:
             out.append((TELEGRAM, self.telegram_id))
         if self.webchat_session:
@@ -177,11 +180,16 @@ def validate_customer(data: Any, *, phone_region: str = "AR") -> Customer:
             raise ValidationError(f"customer.language must be one of {', '.join(LANGUAGES)}",
                                   field="customer.language")
     phone = _clean(data.get("phone"), "customer.phone", max_len=50)
+    e164 = None
+    if phone:
+        # An ERP's phone column holds whatever someone typed: a number that is not valid
+        # is kept on the contact as typed (an operator may still call it), never matched.
+        with contextlib.suppress(ValidationError):
+            e164 = phone_number(phone, "customer.phone", region=phone_region)
     customer = Customer(name=_clean(data.get("name"), "customer.name", max_len=200, collapse=True), email=email,
-                        telegram_id=telegram, webchat_session=session,
-                        phone=phone_number(phone, "customer.phone", region=phone_region) if phone else None,
-                        language=language)
-    if not customer.keys():
+                        telegram_id=telegram, webchat_session=session, phone=e164 or phone, language=language,
+                        phone_e164=e164)
+    if not customer.keys() and not customer.phone:
         raise ValidationError("the customer needs a way to reach them: telegram_id, webchat_session, email or phone",
                               field="customer")
     return customer

@@ -154,16 +154,24 @@ async def test_a_sale_finds_its_customer_by_email_then_phone_then_telegram(runni
         return SaleInput(external_id=f"S-{n}", product="P-1", seller="V", closed_at=now, customer=Customer(**customer))
 
     results = await surveys.sales.record([
-        sale(1, email="eva@x.example", phone="+5491144440000", telegram_id="9"),  # email wins
-        sale(2, phone="+5491144440000", telegram_id="9"),  # then the phone
+        sale(1, email="eva@x.example", phone="+5491144440000", phone_e164="+5491144440000",
+             telegram_id="9"),  # email wins
+        sale(2, phone="+5491144440000", phone_e164="+5491144440000", telegram_id="9"),  # then the phone
         sale(3, telegram_id="9"),
         sale(4, email="new@y.example", name="Nueva"),  # nobody: a new contact
     ])
     assert [r.contact_id for r in results[:3]] == [by_email, by_phone["id"], by_telegram]
     new = await call(http, spec, "GET", "/contacts", "/contacts?q=nueva", status=200)
     assert [c["id"] for c in new["contacts"]] == [results[3].contact_id]
-    # The phone of a sale is normalised like any other: a bad one is refused, naming the field.
+    # A sale's phone is normalised like any other; one that is no valid number is kept as
+    # typed (an operator may still call it) but never finds anybody.
+    typed = surveys.sales.validate({"external_id": "S-9", "product": "P-1", "seller": "V",
+                                    "closed_at": "2026-01-01", "customer": {"phone": "011 15 4444-0000"}})
+    assert typed.customer.keys() == [("phone", "+5491144440000")]
+    junk = surveys.sales.validate({"external_id": "S-9", "product": "P-1", "seller": "V",
+                                   "closed_at": "2026-01-01", "customer": {"phone": "123"}})
+    assert junk.customer.phone == "123" and junk.customer.keys() == []
     with pytest.raises(ValidationError) as bad:
         surveys.sales.validate({"external_id": "S-9", "product": "P-1", "seller": "V", "closed_at": "2026-01-01",
-                                "customer": {"phone": "123"}})
-    assert bad.value.field == "customer.phone"
+                                "customer": {"name": "Nadie"}})
+    assert bad.value.field == "customer"

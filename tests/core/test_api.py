@@ -139,7 +139,8 @@ async def test_phone_case_lifecycle(running, spec):
     kinds = [h["kind"] for h in full["history"]]
     # Closing told the customer (``[cases] notify_closed`` is on by default).
     assert kinds[:3] == ["opened", "activity", "reply"] and kinds[-2:] == ["activity", "customer_told"]
-    assert [m["author"] for m in full["messages"]] == ["customer", "agent", "note"]
+    # ... and the closing notice is in the thread, from the bot.
+    assert [m["author"] for m in full["messages"]] == ["customer", "agent", "note", "bot"]
 
 
 async def test_list_filters_and_text_search_are_parameters_not_sql(running, spec):
