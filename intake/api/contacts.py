@@ -7,13 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from core.contacts.identities import IDENTITY_KINDS
-from core.contacts.organizations import OrganizationService
-from core.contacts.service import ContactService
+from core.contacts.organizations import MAX_DOMAINS, OrganizationService
+from core.contacts.service import MAX_ATTRIBUTE_KEY, MAX_ATTRIBUTE_VALUE, MAX_ATTRIBUTES, MAX_NOTES, ContactService
 from core.domain import LANGUAGES
-from core.errors import ValidationError
-from intake.api.cases import agent_name
-from intake.api.openapi import ApiRegistry, query_param
-from intake.http import int_param, path_id, read_json_object
+from intake.api.openapi import ID, ApiRegistry, body, enum, integer, query, query_param, text
+from intake.http import path_id
 
 _NULLABLE_STR = {"type": ["string", "null"]}
 _ORG_REF = {"type": ["object", "null"], "required": ["id", "name"],
@@ -70,24 +68,35 @@ ORGANIZATION = {
     ]
 }
 
+#: Who did it, for the history; "api" when not given.
+_AGENT = text(120)
 _CONTACT_FIELDS = {
-    "name": {"type": ["string", "null"], "maxLength": 200},
+    "name": text(200, blank=True, nullable=True),
     "language": {"type": ["string", "null"], "enum": [*LANGUAGES, None]},
-    "organization_id": {"type": ["integer", "null"]},
-    "notes": {"type": ["string", "null"]},
-    "attributes": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+    "organization_id": {**ID, "type": ["integer", "null"]},
+    "notes": text(MAX_NOTES, blank=True, nullable=True),
+    "attributes": {"type": ["object", "null"], "maxProperties": MAX_ATTRIBUTES,
+                   "propertyNames": {"minLength": 1, "maxLength": MAX_ATTRIBUTE_KEY, "pattern": r"\S",
+                                     "not": {"pattern": r"\x00"}},
+                   "additionalProperties": text(MAX_ATTRIBUTE_VALUE, blank=True, nullable=True)},
+    "agent": _AGENT,
 }
-_IDENTITY_INPUT = {"type": "object", "required": ["kind", "address"],
-                   "properties": {"kind": {"type": "string", "enum": [k for k in IDENTITY_KINDS if k != "webchat"]},
-                                  "address": {"type": "string"}}}
+_IDENTITY_INPUT = {"type": "object", "required": ["kind", "address"], "additionalProperties": False,
+                   "properties": {"kind": enum(k for k in IDENTITY_KINDS if k != "webchat"),
+                                  "address": {"anyOf": [text(320), {"type": "integer"}]},
+                                  "agent": _AGENT}}
 _ORG_FIELDS = {
-    "name": {"type": "string", "maxLength": 200},
-    "tax_id": {"type": ["string", "null"], "maxLength": 50},
-    "notes": {"type": ["string", "null"]},
-    "domains": {"type": "array", "items": {"type": "string"},
+    "name": text(200),
+    "tax_id": text(50, blank=True, nullable=True),
+    "notes": text(20_000, blank=True, nullable=True),
+    "domains": {"type": "array", "maxItems": MAX_DOMAINS, "items": text(253),
                 "description": "email domains whose new contacts join the organization; public mail domains "
                                "(gmail.com...) are refused"},
+    "agent": _AGENT,
 }
+_IDENTITY_REFUSAL = "an address that is not valid for its kind (an email, a phone, a Telegram user id), or one " \
+                    "another contact holds (merge the two contacts instead)"
+_ORG_REFUSAL = "a domain that is not a domain, a public mail domain, or one another organization lists"
 
 
 def _merge_result(moves: list[str]) -> dict[str, Any]:
@@ -98,25 +107,11 @@ def _merge_result(moves: list[str]) -> dict[str, Any]:
                                      "properties": {m: {"type": "integer", "minimum": 0} for m in moves}}}}
 
 
-def _dry_run(request: web.Request) -> bool:
-    value = request.query.get("dry_run", "false")
-    if value not in ("true", "false", "1", "0"):
-        raise ValidationError("dry_run must be true or false", field="dry_run")
-    return value in ("true", "1")
+_DRY_RUN = query_param("dry_run", {"type": "boolean"}, "only say what would move")
 
 
-_DRY_RUN = query_param("dry_run", {"type": "string", "enum": ["true", "false", "1", "0"]},
-                       "only say what would move")
-
-
-def _only(body: dict[str, Any], allowed: set[str]) -> None:
-    unknown = set(body) - allowed - {"agent"}
-    if unknown:
-        raise ValidationError(f"unknown field(s): {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
-
-
-def _actor(body: dict[str, Any], request: web.Request) -> str:
-    return f"agent:{agent_name(body, request)}"
+def _actor(data: dict[str, Any]) -> str:
+    return f"agent:{data['agent'].strip() if 'agent' in data else 'api'}"
 
 
 def register(api: ApiRegistry, *, contacts: ContactService, organizations: OrganizationService) -> None:
@@ -124,25 +119,18 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
                         "OrganizationSummary": ORGANIZATION_SUMMARY, "Organization": ORGANIZATION})
     contact = {"$ref": "#/components/schemas/Contact"}
     organization = {"$ref": "#/components/schemas/Organization"}
-    paging = [query_param("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
-              query_param("offset", {"type": "integer", "minimum": 0, "maximum": 100000})]
+    paging = [query_param("limit", integer(1, 200)), query_param("offset", integer(0, 100_000))]
 
     def limits(request: web.Request) -> tuple[int, int]:
-        limit = int_param(request.query.get("limit"), "limit") or 50
-        offset = int_param(request.query.get("offset"), "offset") or 0
-        if not 1 <= limit <= 200:
-            raise ValidationError("limit must be between 1 and 200", field="limit")
-        if not 0 <= offset <= 100_000:
-            raise ValidationError("offset must be between 0 and 100000", field="offset")
-        return limit, offset
+        q = query(request)
+        return q.get("limit", 50), q.get("offset", 0)
 
     # --- contacts ----------------------------------------------------------------------
 
     async def list_contacts(request: web.Request) -> web.Response:
         limit, offset = limits(request)
-        found = await contacts.search(request.query.get("q") or None,
-                                      organization_id=int_param(request.query.get("organization"), "organization"),
-                                      limit=limit, offset=offset)
+        q = query(request)
+        found = await contacts.search(q.get("q"), organization_id=q.get("organization"), limit=limit, offset=offset)
         return web.json_response({"contacts": found})
 
     api.add("GET", "/contacts", list_contacts, tag="contacts",
@@ -150,20 +138,18 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
             response={"type": "object", "required": ["contacts"],
                       "properties": {"contacts": {"type": "array",
                                                   "items": {"$ref": "#/components/schemas/ContactSummary"}}}},
-            params=[query_param("q", {"type": "string", "maxLength": 200}, "name words, address or phone"),
-                    query_param("organization", {"type": "integer"}, "only this organization's contacts"),
-                    *paging])
+            params=[query_param("q", text(200), "name words, address or phone"),
+                    query_param("organization", ID, "only this organization's contacts"), *paging])
 
     async def create_contact(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        _only(body, set(_CONTACT_FIELDS) | {"identities"})
-        return web.json_response(await contacts.create(body, actor=_actor(body, request)), status=201)
+        data = body(request)
+        return web.json_response(await contacts.create(data, actor=_actor(data)), status=201)
 
     api.add("POST", "/contacts", create_contact, tag="contacts", status=201, response=contact,
             summary="Create a contact, with its identities (an identity another contact holds is refused)",
-            request={"type": "object", "properties": {
-                **_CONTACT_FIELDS, "identities": {"type": "array", "maxItems": 20, "items": _IDENTITY_INPUT},
-                "agent": {"type": "string"}}})
+            errors={422: f"no name and no identity; organization_id names no live organization; or {_IDENTITY_REFUSAL}"},
+            request={"type": "object", "additionalProperties": False, "properties": {
+                **_CONTACT_FIELDS, "identities": {"type": "array", "maxItems": 20, "items": _IDENTITY_INPUT}}})
 
     async def get_contact(request: web.Request) -> web.Response:
         contact_id = path_id(request, "id")
@@ -175,19 +161,18 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
             summary="A contact with its identities, history and possible duplicates")
 
     async def patch_contact(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        _only(body, set(_CONTACT_FIELDS))
-        return web.json_response(await contacts.update(path_id(request, "id"), body, actor=_actor(body, request)))
+        data = body(request)
+        return web.json_response(await contacts.update(path_id(request, "id"), data, actor=_actor(data)))
 
     api.add("PATCH", "/contacts/{id}", patch_contact, tag="contacts", response=contact,
             summary="Change a contact's name, language, organization, notes or attributes",
-            request={"type": "object", "properties": {**_CONTACT_FIELDS, "agent": {"type": "string"}}})
+            errors={422: "the contact was merged away or erased, or organization_id names no live organization"},
+            request={"type": "object", "additionalProperties": False, "properties": _CONTACT_FIELDS})
 
     async def add_identity(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        _only(body, {"kind", "address"})
-        identity = await contacts.add_identity(path_id(request, "id"), body.get("kind"), body.get("address"),
-                                               actor=_actor(body, request))
+        data = body(request)
+        identity = await contacts.add_identity(path_id(request, "id"), data["kind"], data["address"],
+                                               actor=_actor(data))
         return web.json_response(identity, status=201)
 
     api.add("POST", "/contacts/{id}/identities", add_identity, tag="contacts", status=201,
@@ -195,15 +180,15 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
             summary="Add an email address, phone (normalised to E.164) or Telegram user id to a contact",
             description="Unverified until the customer writes from it. An identity another contact holds is "
                         "refused with 422: merge the two contacts instead.",
-            request={**_IDENTITY_INPUT, "properties": {**_IDENTITY_INPUT["properties"],
-                                                       "agent": {"type": "string"}}})
+            errors={422: f"the contact was merged away or erased; or {_IDENTITY_REFUSAL}"}, request=_IDENTITY_INPUT)
 
     async def remove_identity(request: web.Request) -> web.Response:
         await contacts.remove_identity(path_id(request, "id"), path_id(request, "identity_id"), actor="agent:api")
         return web.Response(status=204)
 
     api.add("DELETE", "/contacts/{id}/identities/{identity_id}", remove_identity, tag="contacts", status=204,
-            summary="Remove an identity from a contact")
+            summary="Remove an identity from a contact",
+            errors={422: "the contact was merged away or erased"})
 
     async def contact_cases(request: web.Request) -> web.Response:
         limit, offset = limits(request)
@@ -216,18 +201,17 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
                       "properties": {"cases": {"type": "array", "items": {"$ref": "#/components/schemas/CaseSummary"}}}})
 
     async def merge_contact(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        _only(body, {"contact_id"})
-        return web.json_response(await contacts.merge(path_id(request, "id"), body.get("contact_id"),
-                                                      actor=_actor(body, request), dry_run=_dry_run(request)))
+        data = body(request)
+        return web.json_response(await contacts.merge(path_id(request, "id"), data["contact_id"],
+                                                      actor=_actor(data), dry_run=query(request).get("dry_run", False)))
 
     api.add("POST", "/contacts/{id}/merge", merge_contact, tag="contacts", params=[_DRY_RUN],
             summary="Absorb another contact into this one: identities, cases, survey sales and answers, history",
-            description="One transaction; recorded in both contacts' history with who merged. Refused (422) "
-                        "for the contact itself, or a contact already merged away or erased.",
-            request={"type": "object", "required": ["contact_id"],
-                     "properties": {"contact_id": {"type": "integer", "description": "the contact to absorb"},
-                                    "agent": {"type": "string"}}},
+            description="One transaction; recorded in both contacts' history with who merged.",
+            errors={422: "merging a contact into itself, or either contact was already merged away or erased, "
+                         "or contact_id names no contact (`field` says which)"},
+            request={"type": "object", "required": ["contact_id"], "additionalProperties": False,
+                     "properties": {"contact_id": {**ID, "description": "the contact to absorb"}, "agent": _AGENT}},
             response=_merge_result(["identities", "cases", "messages", "sales", "survey_instances",
                                     "webchat_sessions", "history"]))
 
@@ -244,19 +228,16 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
                       | {"contact": {"type": "object"}}})
 
     async def erase_contact(request: web.Request) -> web.Response:
-        contact_id = path_id(request, "id")
-        agent = request.query.get("agent") or "api"
-        if len(agent) > 120 or "\x00" in agent:
-            raise ValidationError("agent must be a short name", field="agent")
-        return web.json_response(await contacts.erase(contact_id, actor=f"agent:{agent}"))
+        who = query(request).get("agent", "api")
+        return web.json_response(await contacts.erase(path_id(request, "id"), actor=f"agent:{who.strip()}"))
 
     api.add("DELETE", "/contacts/{id}", erase_contact, tag="contacts", admin=True,
-            params=[query_param("agent", {"type": "string", "maxLength": 120}, "who asks, for the record")],
+            params=[query_param("agent", text(120), "who asks, for the record")],
             summary="Erase a contact (a privacy request; admin tokens only)",
             description="Message and case texts are replaced, attachments deleted from disk, identities removed, "
                         "the name becomes 'erased contact #id'. Survey scores stay, anonymised, so sellers' "
-                        "totals do not change. Recorded in the history with who did it. 422 when already erased "
-                        "or merged away.",
+                        "totals do not change. Recorded in the history with who did it.",
+            errors={422: "the contact was already erased, or merged into another (erase that one)"},
             response={"type": "object", "required": ["id", "erased", "files_deleted"],
                       "properties": {"id": {"type": "integer"}, "erased": {"type": "boolean"},
                                      "files_deleted": {"type": "integer", "minimum": 0}}})
@@ -265,27 +246,24 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
 
     async def list_organizations(request: web.Request) -> web.Response:
         limit, offset = limits(request)
-        q = request.query.get("q") or None
-        if q is not None and len(q) > 200:
-            raise ValidationError("q is longer than 200 characters", field="q")
-        return web.json_response({"organizations": await organizations.search(q, limit=limit, offset=offset)})
+        return web.json_response({"organizations": await organizations.search(query(request).get("q"), limit=limit,
+                                                                              offset=offset)})
 
     api.add("GET", "/organizations", list_organizations, tag="organizations",
             summary="Organizations by name, each with its open case count",
             response={"type": "object", "required": ["organizations"],
                       "properties": {"organizations": {"type": "array", "items": {
                           "$ref": "#/components/schemas/OrganizationSummary"}}}},
-            params=[query_param("q", {"type": "string", "maxLength": 200}, "part of the name"), *paging])
+            params=[query_param("q", text(200), "part of the name"), *paging])
 
     async def create_organization(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        _only(body, set(_ORG_FIELDS))
-        return web.json_response(await organizations.create(body, actor=_actor(body, request)), status=201)
+        data = body(request)
+        return web.json_response(await organizations.create(data, actor=_actor(data)), status=201)
 
     api.add("POST", "/organizations", create_organization, tag="organizations", status=201, response=organization,
-            summary="Create an organization",
-            request={"type": "object", "required": ["name"], "properties": {**_ORG_FIELDS,
-                                                                             "agent": {"type": "string"}}})
+            summary="Create an organization", errors={422: _ORG_REFUSAL},
+            request={"type": "object", "required": ["name"], "additionalProperties": False,
+                     "properties": _ORG_FIELDS})
 
     async def get_organization(request: web.Request) -> web.Response:
         return web.json_response(await organizations.get(path_id(request, "id")))
@@ -294,23 +272,24 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
             summary="An organization with its contacts, its open cases and its latest cases")
 
     async def patch_organization(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        _only(body, set(_ORG_FIELDS))
-        return web.json_response(await organizations.update(path_id(request, "id"), body,
-                                                            actor=_actor(body, request)))
+        data = body(request)
+        return web.json_response(await organizations.update(path_id(request, "id"), data, actor=_actor(data)))
 
     api.add("PATCH", "/organizations/{id}", patch_organization, tag="organizations", response=organization,
             summary="Change an organization's name, tax id, notes or email domains (the whole list)",
-            request={"type": "object", "properties": {**_ORG_FIELDS, "agent": {"type": "string"}}})
+            errors={422: f"the organization was merged away; or {_ORG_REFUSAL}"},
+            request={"type": "object", "additionalProperties": False, "properties": _ORG_FIELDS})
 
     async def merge_organization(request: web.Request) -> web.Response:
-        body = await read_json_object(request)
-        _only(body, {"organization_id"})
-        return web.json_response(await organizations.merge(path_id(request, "id"), body.get("organization_id"),
-                                                           actor=_actor(body, request), dry_run=_dry_run(request)))
+        data = body(request)
+        return web.json_response(await organizations.merge(path_id(request, "id"), data["organization_id"],
+                                                           actor=_actor(data),
+                                                           dry_run=query(request).get("dry_run", False)))
 
     api.add("POST", "/organizations/{id}/merge", merge_organization, tag="organizations", params=[_DRY_RUN],
             summary="Absorb another organization into this one: its contacts, cases and email domains",
-            request={"type": "object", "required": ["organization_id"],
-                     "properties": {"organization_id": {"type": "integer"}, "agent": {"type": "string"}}},
+            errors={422: "merging an organization into itself, either one was already merged away, or "
+                         "organization_id names no organization"},
+            request={"type": "object", "required": ["organization_id"], "additionalProperties": False,
+                     "properties": {"organization_id": ID, "agent": _AGENT}},
             response=_merge_result(["contacts", "cases", "domains"]))

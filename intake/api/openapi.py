@@ -89,10 +89,13 @@ def line(max_len: int, *, blank: bool = False, nullable: bool = False) -> dict[s
 
 
 def _string(max_len: int, refused: dict[str, Any], *, blank: bool, nullable: bool) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": ["string", "null"] if nullable else "string", "maxLength": max_len,
-                              "not": refused}
+    schema: dict[str, Any] = {"type": "string", "maxLength": max_len, "not": refused}
     if not blank:
         schema["minLength"] = 1
+    if nullable:
+        # Not one schema with "type": ["string", "null"]: its "not" (a pattern) would pass
+        # for null, since a pattern holds for anything that is not a string, and refuse it.
+        return {"anyOf": [schema, {"type": "null"}]}
     return schema
 
 
@@ -133,6 +136,7 @@ _WITH_BODY = {400: "the body is not a JSON object",
               422: "a field is invalid; `field` names it"}
 _WITH_QUERY = {422: "a parameter is invalid or empty; `field` names it"}
 _WITH_PATH = {404: "no such id"}
+_ADMIN_ONLY = {403: "the token is not one of [api] admin_tokens"}
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,8 @@ class Operation:
     alternatives: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     #: Error statuses beyond the ones of the operation's shape, with when they happen.
     errors: Mapping[int, str] = field(default_factory=dict)
+    #: Only a token of ``[api] admin_tokens`` may call it (a privacy erasure): 403 otherwise.
+    admin: bool = False
 
     @property
     def path_params(self) -> list[str]:
@@ -166,6 +172,8 @@ class Operation:
             statuses.update(_WITH_QUERY)
         if self.request is not None:
             statuses.update(_WITH_BODY)
+        if self.admin:
+            statuses.update(_ADMIN_ONLY)
         for status, why in self.errors.items():
             statuses[status] = f"{statuses[status]}; or {why}" if status in statuses else why
         return dict(sorted(statuses.items()))
@@ -332,10 +340,10 @@ class ApiRegistry:
             request: dict[str, Any] | None = None, response: dict[str, Any] | None = None, status: int = 200,
             params: Sequence[dict[str, Any]] = (), content_type: str = "application/json",
             description: str | None = None, alternatives: Mapping[str, dict[str, Any]] | None = None,
-            errors: Mapping[int, str] | None = None) -> None:
+            errors: Mapping[int, str] | None = None, admin: bool = False) -> None:
         self.operations.append(Operation(method.upper(), path, summary, tag, handler, request, response, status,
                                          tuple(params), content_type, description, dict(alternatives or {}),
-                                         dict(errors or {})))
+                                         dict(errors or {}), admin))
 
     def document(self) -> dict[str, Any]:
         paths: dict[str, Any] = {}
@@ -352,11 +360,16 @@ class ApiRegistry:
             },
         }
 
-    def install(self, app: web.Application, *, tokens: Sequence[str]) -> None:
-        if not tokens:
+    def install(self, app: web.Application, *, tokens: Sequence[str], admin_tokens: Sequence[str] = ()) -> None:
+        if not tokens and not admin_tokens:
             # Once, at start: otherwise the first sign is a 401 on a request that looks right.
             log.warning("no API token is configured: the API answers 401 to everyone: set %s", TOKEN_SETTING)
-        token_bytes = [t.encode() for t in tokens]
+        admin_bytes = [t.encode() for t in admin_tokens]
+        # An admin token may do everything an ordinary one may.
+        token_bytes = [t.encode() for t in tokens] + admin_bytes
+
+        def matches(supplied: str, known: list[bytes]) -> bool:
+            return any(hmac.compare_digest(supplied.encode(), t) for t in known)
 
         def guarded(op: Operation) -> Handler:
             rules = _Rules(op, {"Error": ERROR_SCHEMA, **self.schemas})
@@ -364,10 +377,10 @@ class ApiRegistry:
             async def wrapper(request: web.Request) -> web.StreamResponse:
                 header = request.headers.get("Authorization", "")
                 scheme, _, supplied = header.partition(" ")
-                ok = scheme.lower() == "bearer" and supplied and any(
-                    hmac.compare_digest(supplied.encode(), t) for t in token_bytes)
-                if not ok:
+                if not (scheme.lower() == "bearer" and supplied and matches(supplied, token_bytes)):
                     return error_response(401, "unauthorized", UNAUTHORIZED)
+                if op.admin and not matches(supplied, admin_bytes):
+                    return error_response(403, "forbidden", "this needs an admin token ([api] admin_tokens)")
                 for name in op.path_params:
                     path_id(request, name)
                 request[_QUERY_KEY] = rules.check_query(request.query)

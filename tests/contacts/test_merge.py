@@ -115,7 +115,7 @@ async def test_organizations_merge_the_same_way(running, spec):
                    json={"name": "ACME S.A.", "tax_id": "30-1", "domains": ["acme-sa.example"]})
     receipt = await service.inbox.receive(InboundMessage(channel=ChannelName.EMAIL, external_id="<o1@acme-sa.example>",
                                                          sender="z@acme-sa.example", text="Hola"))
-    preview = await call(http, spec, "POST", "/organizations/{id}/merge", f"/organizations/{a['id']}/merge?dry_run=1",
+    preview = await call(http, spec, "POST", "/organizations/{id}/merge", f"/organizations/{a['id']}/merge?dry_run=true",
                          status=200, json={"organization_id": b["id"]})
     assert preview["moves"] == {"contacts": 1, "cases": 1, "domains": 1}
     await call(http, spec, "POST", "/organizations/{id}/merge", f"/organizations/{a['id']}/merge", status=200,
