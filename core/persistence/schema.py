@@ -128,7 +128,9 @@ contacts = Table(
 contact_terms = Table(
     "contact_terms",
     metadata,
-    Column("term", String(200), primary_key=True),
+    # Byte order ("C") on PostgreSQL: a prefix is then exactly the range [prefix,
+    # prefix + U+10FFFF), whatever the database's locale, and comparisons are memcmp.
+    Column("term", String(200).with_variant(String(200, collation="C"), "postgresql"), primary_key=True),
     Column("contact_id", ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, index=True),
 )
 

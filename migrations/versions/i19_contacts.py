@@ -52,7 +52,8 @@ def upgrade() -> None:
 
     op.create_table(
         'contact_terms',
-        sa.Column('term', sa.String(length=200), nullable=False),
+        sa.Column('term', sa.String(length=200).with_variant(sa.String(length=200, collation='C'), 'postgresql'),
+                  nullable=False),
         sa.Column('contact_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
         sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_contact_terms_contact_id_contacts'),
                                 ondelete='CASCADE'),
