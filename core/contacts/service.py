@@ -13,7 +13,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.attachments import AttachmentStore
@@ -50,6 +50,8 @@ MAX_ATTRIBUTE_VALUE = 1000
 MAX_IDENTITIES_ON_CREATE = 20
 _PHONE_LIKE = re.compile(r"^\+?[\d\s().\-]{6,}$")
 _TELEGRAM_ID = re.compile(r"^-?\d{1,20}$")
+#: Shorter search words match whole terms only (a one- or two-letter prefix is a scan).
+MIN_PREFIX = 3
 #: The end of a prefix range: every term starting with the prefix sorts below it.
 _PREFIX_END = "\U0010ffff"
 
@@ -149,15 +151,38 @@ class ContactService:
         if query is not None and "\x00" in query:
             raise ValidationError("q contains a NUL character", field="q")
         limit = max(1, min(int(limit), 200))
-        stmt = select(*_SUMMARY_COLS).select_from(_SUMMARY_FROM).where(
-            contacts.c.merged_into_id.is_(None), contacts.c.erased_at.is_(None))
-        for word in self._query_words(query or ""):
-            stmt = stmt.where(contacts.c.id.in_(
-                select(contact_terms.c.contact_id).where(contact_terms.c.term >= word,
-                                                         contact_terms.c.term < word + _PREFIX_END)))
-        if organization_id is not None:
-            stmt = stmt.where(contacts.c.organization_id == organization_id)
-        stmt = stmt.order_by(contacts.c.id.desc()).limit(limit).offset(max(0, min(int(offset), 100_000)))
+        offset = max(0, min(int(offset), 100_000))
+        alive = and_(contacts.c.merged_into_id.is_(None), contacts.c.erased_at.is_(None))
+        words = self._query_words(query or "")
+        if not words:
+            stmt = select(*_SUMMARY_COLS).select_from(_SUMMARY_FROM).where(alive)
+            if organization_id is not None:
+                stmt = stmt.where(contacts.c.organization_id == organization_id)
+            stmt = stmt.order_by(contacts.c.id.desc()).limit(limit).offset(offset)
+        else:
+            # The contacts whose terms start with every word, computed first (MATERIALIZED)
+            # and paged by id before anything joins them: the cost follows the matches, not
+            # the table. Left to itself, PostgreSQL's generic plan for a prepared statement
+            # (it cannot see the prefixes) walked every contact backwards, merging with the
+            # matches: 50 ms at 30,000 contacts for a name with a few matches.
+            def starting_with(word: str) -> Select[Any]:
+                if len(word) < MIN_PREFIX:
+                    # "a" or "de" as a prefix is most of the table: such a word must be whole.
+                    return select(contact_terms.c.contact_id).where(contact_terms.c.term == word)
+                return select(contact_terms.c.contact_id).where(contact_terms.c.term >= word,
+                                                                contact_terms.c.term < word + _PREFIX_END)
+
+            hits: Any = starting_with(words[0]).distinct()
+            for word in words[1:]:
+                hits = hits.intersect(starting_with(word))
+            matched = hits.cte("matched").prefix_with("MATERIALIZED")
+            page = select(matched.c.contact_id.label("id"))
+            if organization_id is not None:
+                page = page.join(contacts, contacts.c.id == matched.c.contact_id).where(
+                    contacts.c.organization_id == organization_id)
+            paged = page.order_by(matched.c.contact_id.desc()).limit(limit).offset(offset).subquery("paged")
+            stmt = (select(*_SUMMARY_COLS).select_from(_SUMMARY_FROM.join(paged, paged.c.id == contacts.c.id))
+                    .where(alive).order_by(contacts.c.id.desc()))
         async with self._db.engine.connect() as conn:
             return [contact_summary(r) for r in await conn.execute(stmt)]
 

@@ -152,3 +152,13 @@ async def test_manual_cases_take_an_existing_contact_and_organization_or_create_
         refused = await call(http, spec, "POST", "/cases", status=422,
                              json={"title": "x", "description": "y", **body})
         assert refused["field"] == field, refused
+
+
+async def test_a_word_shorter_than_three_letters_matches_whole_words_only(running, spec):
+    _, http, _ = running
+    al = await call(http, spec, "POST", "/contacts", status=201, json={"name": "Al Di Meola"})
+    await call(http, spec, "POST", "/contacts", status=201, json={"name": "Alba Dimas"})
+    found = await call(http, spec, "GET", "/contacts", "/contacts?q=al%20di", status=200)
+    assert [c["id"] for c in found["contacts"]] == [al["id"]]
+    found = await call(http, spec, "GET", "/contacts", "/contacts?q=alb", status=200)
+    assert [c["name"] for c in found["contacts"]] == ["Alba Dimas"]
