@@ -164,8 +164,9 @@ _OPTIONAL = text(120, blank=True, nullable=True)
 _AMOUNT = {"anyOf": [{"type": "number", "minimum": 0, "exclusiveMaximum": 1e11},
                      {"type": "string", "maxLength": 21, "pattern": r"^[0-9]{1,10}(\.[0-9]{1,10})?$"},
                      {"type": "string", "maxLength": 0}, {"type": "null"}]}
-_NEW_CASE_REFUSAL = {422: "category_id or subcategory_id do not fit; contact_id or organization_id name no live "
-                           "record; or the contact's email or phone is not valid"}
+_NEW_CASE_REFUSAL = {422: "neither contact nor contact_id given (`field` is contact); category_id or subcategory_id "
+                           "do not fit; contact_id or organization_id name no live record; or the contact's email "
+                           "or phone is not valid"}
 _CATEGORY_REFUSAL = {422: "category_id is not a top-level category, or subcategory_id is not one of its subcategories"}
 
 
