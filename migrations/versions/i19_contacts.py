@@ -5,7 +5,7 @@ The search terms of existing contacts (their names and identity addresses) and t
 organizations' single ``domain`` are carried over.
 
 Revision ID: i19_contacts
-Revises: i20_sla
+Revises: i16_totp
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = 'i19_contacts'
-down_revision = 'i20_sla'
+down_revision = 'i16_totp'
 branch_labels = None
 depends_on = None
 

@@ -132,14 +132,15 @@ async def test_manual_cases_take_an_existing_contact_and_organization_or_create_
     ana = await call(http, spec, "POST", "/contacts", status=201, json={
         "name": "Ana", "organization_id": org["id"], "identities": [{"kind": "phone", "address": "+54 9 11 4444-1111"}]})
     by_id = await call(http, spec, "POST", "/cases", status=201, json={
-        "title": "Llamó", "description": "Por la factura", "contact_id": ana["id"]})
+        "title": "Llamó", "description": "Por la factura", "type": "request", "contact_id": ana["id"]})
     assert by_id["contact_id"] == ana["id"] and by_id["organization_id"] == org["id"]
     # The phone she gave is hers: the case joins her, whatever way it was typed.
     by_phone = await call(http, spec, "POST", "/cases", status=201, json={
-        "title": "Llamó otra vez", "description": "Sigue", "contact": {"phone": "011 15 4444-1111"}})
+        "title": "Llamó otra vez", "description": "Sigue", "type": "request",
+        "contact": {"phone": "011 15 4444-1111"}})
     assert by_phone["contact_id"] == ana["id"]
     created = await call(http, spec, "POST", "/cases", status=201, json={
-        "title": "Nuevo", "description": "Primera vez", "contact": {"name": "Beto", "email": "Beto@Beta.example",
+        "title": "Nuevo", "description": "Primera vez", "type": "request", "contact": {"name": "Beto", "email": "Beto@Beta.example",
                                                                     "phone": "+55 11 98765-4321"},
         "organization_id": org["id"]})
     beto = await call(http, spec, "GET", "/contacts/{id}", f"/contacts/{created['contact_id']}", status=200)
@@ -150,7 +151,7 @@ async def test_manual_cases_take_an_existing_contact_and_organization_or_create_
                         ({"contact": {"email": "nope"}}, "contact.email"),
                         ({"contact_id": ana["id"], "organization_id": 999999}, "organization_id")):
         refused = await call(http, spec, "POST", "/cases", status=422,
-                             json={"title": "x", "description": "y", **body})
+                             json={"title": "x", "description": "y", "type": "request", **body})
         assert refused["field"] == field, refused
 
 

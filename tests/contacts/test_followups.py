@@ -45,6 +45,7 @@ def mail(msgid: str, *, references: tuple[str, ...] = (), token: str | None = No
 
 async def _closed_case(inbox, cases_, clock, *, assignee: str = "maria") -> int:
     first = await inbox.receive(mail("<m1@cliente.example>", text="Mi pedido no llegó"))
+    await cases_.set_type(first.case_number, "request", agent="maria")  # closing needs a type
     await cases_.assign(first.case_number, assignee, agent="maria")
     await cases_.change_activity(first.case_number, "closed", agent="maria")
     return first.case_number
@@ -93,6 +94,7 @@ async def test_chat_messages_reopen_the_recently_closed_case_but_button_answers_
     inbox, cases_ = desk
     first = await inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id="7:1", sender="7",
                                                text="hola"))
+    await cases_.set_type(first.case_number, "request", agent="maria")
     await cases_.change_activity(first.case_number, "closed", agent="maria")
     clock.advance(hours=2)
     pressed = await inbox.receive(InboundMessage(
@@ -100,6 +102,7 @@ async def test_chat_messages_reopen_the_recently_closed_case_but_button_answers_
         choice=ChoiceAnswer(question=f"kb_feedback:{first.case_number}", value="yes")))
     assert (await _case(db, first.case_number)).activity == "closed" and pressed.case_number != first.case_number
     assert (await _case(db, pressed.case_number)).follow_up_of is None
+    await cases_.set_type(pressed.case_number, "request", agent="maria")
     await cases_.change_activity(pressed.case_number, "closed", agent="maria")
     clock.advance(days=3)
     again = await inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id="7:3", sender="7",

@@ -40,6 +40,8 @@ async def _case_in_portuguese(service) -> int:
 
 
 async def _move(http, number: int, activity: str) -> None:
+    async with http.patch(f"/api/v1/cases/{number}", json={"type": "request"}) as r:  # the moves need a type
+        assert r.status == 200, await r.text()
     async with http.post(f"/api/v1/cases/{number}/activity", json={"activity": activity, "agent": "maria"}) as r:
         assert r.status == 200, await r.text()
 
