@@ -496,7 +496,9 @@ class CaseService:
                 for hook in self._closed_hooks:
                     queued.extend(await hook(conn, number, now))
             await self._outgoing.add(conn, queued, now=now)
-            told = await self._tell_customer(conn, case, target, now=now)
+            # A closed hook that already wrote to the customer (a detractor case's re-survey)
+            # is their word on the close: no second message beside it.
+            told = not queued and await self._tell_customer(conn, case, target, now=now)
         if queued or told:
             self._on_commit()
         return await self.get_case(number)

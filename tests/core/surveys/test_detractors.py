@@ -248,9 +248,11 @@ async def test_no_resurvey_without_the_rule_flag(world):
     await world.next(ChannelName.TELEGRAM, 3)
     await service.cases.change_activity(r.case_number, "closed", agent="ana")
     assert (await service.surveys.runner.instance(_week(await world.instance()).id))["followup"] is None
-    # The customer's next message is an ordinary one: it opens a new case.
+    # The customer's next message is an ordinary one, not a re-survey answer: within
+    # [cases] reopen_days of the close it reopens the case (issue 19's follow-up rule).
     later = await world.say(ChannelName.TELEGRAM, "5007", "no")
-    assert later.case_number not in (None, r.case_number)
+    assert later.case_number == r.case_number
+    assert (await service.cases.get_case(r.case_number))["activity"] == "preliminary_analysis"
 
 
 async def test_with_automatic_assignment_the_case_goes_to_an_available_operator_of_the_rule(database_url, tmp_path):
