@@ -25,9 +25,9 @@ from core.attachments import AttachmentStore
 from core.cases import CaseService
 from core.contacts.organizations import OrganizationService
 from core.contacts.service import ContactService
-from core.macros import MacroService
 from core.errors import DomainError, NotFound, StorageUnavailable
 from core.kb_images import KbImages
+from core.macros import MacroService
 from core.persistence import Database
 from core.ports import Clock
 from intake.console.auth import (

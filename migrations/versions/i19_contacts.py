@@ -5,7 +5,7 @@ The search terms of existing contacts (their names and identity addresses) and t
 organizations' single ``domain`` are carried over.
 
 Revision ID: i19_contacts
-Revises: i16_totp
+Revises: i21_macros
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = 'i19_contacts'
-down_revision = 'i16_totp'
+down_revision = 'i21_macros'
 branch_labels = None
 depends_on = None
 
