@@ -5,7 +5,7 @@ The search terms of existing contacts (their names and identity addresses) and t
 organizations' single ``domain`` are carried over.
 
 Revision ID: i19_contacts
-Revises: i20_sla_warn
+Revises: i21_user_locale
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = 'i19_contacts'
-down_revision = 'i20_sla_warn'
+down_revision = 'i21_user_locale'
 branch_labels = None
 depends_on = None
 
