@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 
 from core.errors import ConfigError
+from core.persistence import sqlite_driver
 from core.persistence.database import Database
 
 log = logging.getLogger(__name__)
@@ -23,15 +24,33 @@ def alembic_config() -> Config:
 
 
 async def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the schema to ``revision``; idempotent."""
+    """Bring the schema to ``revision``; idempotent.
+
+    On SQLite, foreign keys are off while the migrations run: a batch migration rebuilds a
+    table by copying it and dropping the old one, and with foreign keys on that DROP would
+    cascade (``ON DELETE CASCADE``) and empty every child table, e.g. all messages of all
+    cases. ``PRAGMA foreign_key_check`` then proves nothing was left dangling before commit,
+    and the pool is emptied so that every later connection has them on again."""
 
     def run(sync_conn) -> None:
+        if db.is_sqlite:
+            sqlite_driver.run_before_pending_begin(
+                sync_conn.connection.dbapi_connection,
+                lambda: sync_conn.exec_driver_sql("PRAGMA foreign_keys=OFF"))
         cfg = alembic_config()
         cfg.attributes["connection"] = sync_conn
         command.upgrade(cfg, revision)
+        if db.is_sqlite:
+            dangling = sync_conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if dangling:
+                raise RuntimeError(f"migration to {revision} left rows without their parent: {dangling[:5]}")
 
-    async with db.engine.begin() as conn:
-        await conn.run_sync(run)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(run)
+    finally:
+        if db.is_sqlite:
+            await db.engine.dispose()
 
 
 async def current_revision(db: Database) -> str | None:

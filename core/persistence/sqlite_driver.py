@@ -51,6 +51,20 @@ def defer_begin(connection: Any, statement: str) -> None:
     target.pending_begin = statement
 
 
+def run_before_pending_begin(connection: Any, run: Callable[[], object]) -> None:
+    """Call ``run`` (which executes statements on ``connection``) with the transaction's
+    deferred BEGIN held back, so those statements run outside the transaction. For PRAGMAs
+    such as ``foreign_keys``, which SQLite ignores inside one."""
+    target = getattr(connection, "_connection", connection)
+    if not isinstance(target, _Connection):
+        raise TypeError(f"not a connection of ours: {type(connection).__name__}")
+    pending, target.pending_begin = target.pending_begin, None
+    try:
+        run()
+    finally:
+        target.pending_begin = pending
+
+
 class _Connection(aiosqlite.Connection):
     #: The BEGIN the next statement runs first (see ``defer_begin``).
     pending_begin: str | None = None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+import pytest
 from sqlalchemy import text
 
 import kb.tables  # noqa: F401  (kb's tables live on the same MetaData)
 from core.persistence import Database, metadata
 from core.persistence.migrate import current_revision, upgrade
 from core.persistence.schema import FULLTEXT_TABLES, is_fulltext_object
+from tests.support import pg_available, require_or_skip, throwaway_pg_database
 
 
 async def test_upgraded_database_matches_the_declared_schema(database_url):
@@ -78,5 +80,57 @@ async def test_full_text_objects_exist(database_url):
                 triggers = set((await conn.execute(text(
                     "SELECT tgname FROM pg_trigger WHERE tgrelid = 'cases'::regclass AND NOT tgisinternal"))).scalars())
                 assert "cases_search_vector" in triggers
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def empty_database_url(request, tmp_path):
+    """A database with no schema at all (``database_url`` is migrated to head already)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+        return
+    require_or_skip(pg_available(), "PostgreSQL is not reachable on 127.0.0.1:5432")
+    async with throwaway_pg_database() as url:
+        yield url
+
+
+async def test_upgrading_a_database_with_data_keeps_every_row(empty_database_url):
+    """Upgrading a live database from the last released revision keeps its cases and messages.
+
+    On SQLite a batch migration that rebuilds ``cases`` drops the old table, and with
+    foreign keys on, ``ON DELETE CASCADE`` would empty ``messages`` with it."""
+    from datetime import UTC, datetime
+
+    db = Database(empty_database_url)
+    try:
+        await upgrade(db, "0004")
+        now = datetime.now(UTC)
+        async with db.transaction() as conn:
+            await conn.execute(text(
+                "INSERT INTO organizations (id, name, domain, created_at) VALUES (1, 'Acme', 'acme.example', :n)"),
+                {"n": now})
+            await conn.execute(text(
+                "INSERT INTO contacts (id, name, organization_id, created_at) VALUES (1, 'Ana', 1, :n)"), {"n": now})
+            await conn.execute(text(
+                "INSERT INTO contact_identities (id, contact_id, channel, address, unreachable, created_at) "
+                "VALUES (1, 1, 'email', 'ana@acme.example', false, :n)"), {"n": now})
+            await conn.execute(text(
+                "INSERT INTO cases (id, created_at, updated_at, organization_id, contact_id, case_type, title, "
+                "description, channel, language, activity, budget_mode, reply_token, self_served) VALUES "
+                "(1, :n, :n, 1, 1, 'request', 't', 'd', 'email', 'es', 'closed', 'not_used', 'tok', false)"),
+                {"n": now})
+            await conn.execute(text(
+                "INSERT INTO messages (case_id, contact_id, identity_id, channel, direction, author, text, created_at) "
+                "VALUES (1, 1, 1, 'email', 'in', 'customer', 'hola', :n)"), {"n": now})
+        await upgrade(db)
+        async with db.engine.connect() as conn:
+            counts = {table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+                      for table in ("organizations", "contacts", "contact_identities", "cases", "messages")}
+            message = (await conn.execute(text("SELECT case_id, text FROM messages"))).one()
+            if db.is_sqlite:  # the upgrade turned them off for itself only
+                assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one() == 1
+        assert counts == dict.fromkeys(counts, 1)
+        assert tuple(message) == (1, "hola")
     finally:
         await db.dispose()
