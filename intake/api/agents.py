@@ -62,7 +62,8 @@ def register(api: ApiRegistry, *, assigner: Assigner) -> None:
                 "sectors": {"type": "array", "maxItems": 50, "items": {**text(120), "pattern": "^[^,]*$"}},
                 "available": {"type": "boolean"},
                 "telegram_user_id": integer(1, 2**53),
-                "email": {"type": "string", "maxLength": 320},
+                "email": {"type": "string", "maxLength": 320, "pattern": r"^(\s*|[^\s<>,\x00]*@[^\s<>,\x00]*)$",
+                          "description": "blank clears it"},
                 "notify": {"type": "object", "maxProperties": 4, "propertyNames": {"enum": list(EVENTS)},
                            "additionalProperties": {
                                "type": "object", "maxProperties": 3, "propertyNames": {"enum": list(NOTIFY_CHANNELS)},
