@@ -54,7 +54,7 @@ from core.ports import Clock
 from core.search import hits as search_hits
 from core.search import parse_query
 from core.search import snippets as search_snippets
-from core.sla import activity_changed, agent_replied, breach_of, opened, urgency
+from core.sla import activity_changed, agent_replied, breach_of, breaches_of, opened, urgency
 from core.sla_store import CaseClockStore
 from core.workflow import CLASSIFIED_TYPES, check_transition
 
@@ -797,6 +797,7 @@ _SUMMARY_COLS = (
     cases.c.subcategory_id, cases.c.contact_id, cases.c.closed_at, cases.c.origin, cases.c.survey_instance_id,
     cases.c.sla_policy, cases.c.first_response_due_at, cases.c.first_response_at, cases.c.next_response_due_at,
     cases.c.resolution_due_at, cases.c.sla_paused_at, cases.c.sla_breached_target, cases.c.sla_breached_at,
+    cases.c.sla_breaches,
     cases.c.due_at, cases.c.due_target,
     cases.c.organization_id, cases.c.follow_up_of,
     contacts.c.name.label("contact_name"), contacts.c.email.label("contact_email"),
@@ -842,4 +843,5 @@ def _summary(r: Any, now: datetime) -> dict[str, Any]:
         "due_at": _iso(r.due_at),
         "due_target": r.due_target,
         "sla_breached": breach_of(r, now),
+        "sla_breaches": breaches_of(r, now),
     }

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.assignment import Assigned
@@ -25,6 +25,7 @@ from core.outgoing import Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
 from core.persistence.schema import agent_states, cases
 from core.ports import Clock
+from core.sla import add_breach
 
 ASSIGNED = "assigned"
 CUSTOMER_WROTE = "customer_wrote"
@@ -126,9 +127,11 @@ class AgentNotifier:
 
     async def sweep(self, warn_before: timedelta) -> tuple[int, int]:
         """One pass of the SLA watch: warn the assigned agent of targets due within
-        ``warn_before`` (once per due time) and record and tell first breaches. Each is
-        one UPDATE … RETURNING along the ``due_at`` index: concurrent processes each get
-        other rows, so nobody is told twice. Returns (warnings, breaches)."""
+        ``warn_before`` (once per due time) and record and tell breaches (once per due
+        time: each target missed is added to ``sla_breaches``, the first also kept in
+        ``sla_breached_*``). Each is one UPDATE … RETURNING along the ``due_at`` index:
+        concurrent processes each get other rows, so nobody is told twice. Returns
+        (warnings, breaches)."""
         now = self._clock.now()
         async with self._db.transaction() as conn:
             warned = (await conn.execute(
@@ -138,11 +141,24 @@ class AgentNotifier:
                 .values(sla_warned_at=cases.c.due_at)
                 .returning(cases.c.id, cases.c.title, cases.c.assigned_agent, cases.c.due_target, cases.c.due_at)
             )).all()
+            first = cases.c.sla_breached_target.is_(None)
             breached = (await conn.execute(
-                update(cases).where(cases.c.due_at <= now, cases.c.sla_breached_target.is_(None))
-                .values(sla_breached_target=cases.c.due_target, sla_breached_at=cases.c.due_at)
-                .returning(cases.c.id, cases.c.title, cases.c.assigned_agent, cases.c.due_target, cases.c.due_at)
+                update(cases).where(cases.c.due_at <= now, or_(cases.c.sla_breach_seen_at.is_(None),
+                                                               cases.c.sla_breach_seen_at != cases.c.due_at))
+                .values(sla_breach_seen_at=cases.c.due_at,
+                        sla_breached_target=case((first, cases.c.due_target), else_=cases.c.sla_breached_target),
+                        sla_breached_at=case((first, cases.c.due_at), else_=cases.c.sla_breached_at))
+                .returning(cases.c.id, cases.c.title, cases.c.assigned_agent, cases.c.due_target, cases.c.due_at,
+                           cases.c.sla_breaches)
             )).all()
+            # The rows are this transaction's now (locked on PostgreSQL): adding to the
+            # list read back is safe.
+            listed = [{"b_id": r.id, "b_list": new} for r in breached
+                      if (new := add_breach(r.sla_breaches, r.due_target, r.due_at)) is not None]
+            if listed:
+                await conn.execute(update(cases).where(cases.c.id == bindparam("b_id"))
+                                   .values(sla_breaches=bindparam("b_list", type_=cases.c.sla_breaches.type)),
+                                   listed)
             queued = await self.enqueue(conn, SLA_WARNING, [
                 (r.assigned_agent, r.id, r.title, self._due(r)) for r in warned])
             queued += await self.enqueue(conn, SLA_BREACHED, [

@@ -36,6 +36,8 @@ NEXT_RESPONSE = "next_response"
 RESOLUTION = "resolution"
 TARGETS = (FIRST_RESPONSE, NEXT_RESPONSE, RESOLUTION)
 DEFAULT_POLICY = "default"
+#: ``sla_breaches`` keeps this many entries at most (bounded row size).
+MAX_BREACHES = 100
 
 
 @dataclass(frozen=True)
@@ -181,12 +183,14 @@ class CaseClock:
     paused_minutes: float = 0.0
     breached_target: str | None = None
     breached_at: datetime | None = None
+    #: ``sla_breaches`` as stored: every target missed so far.
+    breaches: Sequence[Mapping[str, str]] | None = None
 
 
 #: The case columns a CaseClock is read from, in its field order.
 CLOCK_COLUMNS = ("sla_policy", "created_at", "activity", "first_response_due_at", "first_response_at",
                  "next_response_due_at", "resolution_due_at", "sla_paused_at", "sla_paused_minutes",
-                 "sla_breached_target", "sla_breached_at")
+                 "sla_breached_target", "sla_breached_at", "sla_breaches")
 
 
 def clock_from_row(row: Any) -> CaseClock:
@@ -227,10 +231,26 @@ def _due(policy: SlaPolicy, target: str, start: datetime, extra_minutes: float =
     return policy.calendar.add_minutes(start, minutes + extra_minutes) if minutes else None
 
 
-def _breach(values: dict[str, Any], target: str, due: datetime | None, done_at: datetime) -> None:
-    """Record the case's first breach: ``target`` was due at ``due`` and done at ``done_at``."""
-    if due is not None and done_at > due and values.get("sla_breached_target") is None:
+def _breach(values: dict[str, Any], clock: CaseClock, target: str, due: datetime | None, done_at: datetime) -> None:
+    """``target`` was due at ``due`` and done at ``done_at``: if late, a breach, kept as the
+    case's first where none is, and added to its list (once: the sweep may have seen it)."""
+    if due is None or done_at <= due:
+        return
+    if values.get("sla_breached_target") is None:
         values["sla_breached_target"], values["sla_breached_at"] = target, due
+    listed = add_breach(clock.breaches, target, due)
+    if listed is not None:
+        values["sla_breaches"] = listed
+
+
+def add_breach(stored: Sequence[Mapping[str, str]] | None, target: str, due: datetime) -> list[dict[str, str]] | None:
+    """``sla_breaches`` with (target, due) added; None when it is already there or the list
+    is full (a case answered late a hundred times says all it needs to)."""
+    entries = [dict(e) for e in stored or () if isinstance(e, Mapping)]
+    entry = {"target": target, "at": due.isoformat()}
+    if entry in entries or len(entries) >= MAX_BREACHES:
+        return None
+    return [*entries, entry]
 
 
 def opened(policy: SlaPolicy, now: datetime, activity: str = Activity.PRELIMINARY_ANALYSIS.value) -> dict[str, Any]:
@@ -258,9 +278,9 @@ def agent_replied(clock: CaseClock, now: datetime) -> dict[str, Any]:
     values = _values(clock)
     if clock.first_response_at is None:
         values["first_response_at"] = now
-        _breach(values, FIRST_RESPONSE, clock.first_response_due_at, now)
+        _breach(values, clock, FIRST_RESPONSE, clock.first_response_due_at, now)
     elif clock.next_response_due_at is not None:
-        _breach(values, NEXT_RESPONSE, clock.next_response_due_at, now)
+        _breach(values, clock, NEXT_RESPONSE, clock.next_response_due_at, now)
     values["next_response_due_at"] = None
     return _finish(values, clock.activity)
 
@@ -270,7 +290,7 @@ def activity_changed(clock: CaseClock, policy: SlaPolicy | None, activity: str, 
     ``answer_sent`` pauses it; moving out of ``answer_sent`` resumes it."""
     values = _values(clock)
     if activity == Activity.CLOSED.value:
-        _breach(values, RESOLUTION, clock.resolution_due_at, now)
+        _breach(values, clock, RESOLUTION, clock.resolution_due_at, now)
     elif activity == Activity.ANSWER_SENT.value:
         if clock.paused_at is None:
             values["sla_paused_at"] = now
@@ -311,6 +331,24 @@ def breach_of(row: Any, now: datetime) -> dict[str, Any] | None:
     if row.due_at is not None and row.due_at <= now:
         return {"target": row.due_target, "at": row.due_at.isoformat()}
     return None
+
+
+def breaches_of(row: Any, now: datetime) -> list[dict[str, str]]:
+    """``sla_breaches`` as the API shows it: every target missed, by due time, with the
+    first breach of cases recorded before the list existed and a target running past its
+    due time that no sweep has recorded yet."""
+    entries = [{"target": str(e.get("target")), "at": str(e.get("at"))}
+               for e in row.sla_breaches or () if isinstance(e, Mapping)]
+    extra = []
+    if row.sla_breached_target is not None and row.sla_breached_at is not None:
+        extra.append({"target": row.sla_breached_target, "at": row.sla_breached_at.isoformat()})
+    if row.due_at is not None and row.due_at <= now and row.due_target:
+        extra.append({"target": row.due_target, "at": row.due_at.isoformat()})
+    for entry in extra:
+        if entry not in entries:
+            entries.append(entry)
+    return sorted(entries, key=lambda e: (datetime.fromisoformat(e["at"]), TARGETS.index(e["target"])
+                                          if e["target"] in TARGETS else len(TARGETS)))
 
 
 def urgency(setup: SlaSetup, row: Any, now: datetime) -> str | None:

@@ -231,6 +231,11 @@ cases = Table(
     Column("due_target", String(20)),
     #: The due time the assigned agent was last warned about (the sweep warns once per due time).
     _ts("sla_warned_at"),
+    #: Every target missed: ``[{"target": "next_response", "at": "<due time, ISO>"}, …]`` in
+    #: order (at most ``core.sla.MAX_BREACHES``); the first is also in the two columns above.
+    Column("sla_breaches", JSON),
+    #: The due time the sweep last recorded as breached (it records each due time once).
+    _ts("sla_breach_seen_at"),
     # Open cases per agent (automatic assignment's capacity check).
     Index("ix_cases_assigned_agent_activity", "assigned_agent", "activity"),
     #: The closed case this one follows up ("follow-up of #n"): the customer wrote again

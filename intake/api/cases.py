@@ -68,6 +68,11 @@ CASE_SUMMARY = {
                          "properties": {"target": {"type": "string",
                                                    "enum": ["first_response", "next_response", "resolution"]},
                                         "at": {"type": "string", "format": "date-time"}}},
+        "sla_breaches": {"type": "array", "description": "every target missed (each next response counts), "
+                                                         "and when it was due, by due time",
+                         "items": {"type": "object", "required": ["target", "at"], "properties": {
+                             "target": {"type": "string", "enum": ["first_response", "next_response", "resolution"]},
+                             "at": {"type": "string", "format": "date-time"}}}},
         "contact_id": {"type": "integer"},
         "organization_id": {"type": ["integer", "null"]},
         "follow_up_of": {"type": ["integer", "null"], "description": "the closed case this one follows up"},

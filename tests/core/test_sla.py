@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from core.config import CalendarConfig, SlaPolicyConfig
 from core.domain import ChannelName, InboundMessage, ThreadHints
+from core.notifications import AgentNotifier
 from core.persistence.schema import outbox
 from service import Service
 from tests.support import API_TOKEN, FakeClock, RecordingChannel, make_config
@@ -181,3 +182,45 @@ async def test_prometheus_gauges_count_running_and_overdue_cases(running):
     async with http.get("/metrics") as r:
         text = await r.text()
     assert "posventa_sla_running_cases 1.0" in text and "posventa_sla_overdue_cases 1.0" in text
+
+
+async def test_every_breach_is_recorded_with_its_due_time(running):
+    """First response late, two next responses late (one seen by the sweep first, one by
+    the late reply), then the resolution: four breaches, the first still ``sla_breached``."""
+    service, http, clock = running
+    notifier = AgentNotifier(db=service.db, outgoing=service.outgoing, clock=clock, public_url="http://x",
+                             language="es", tz=BA)
+    number = await write(service, 1)  # first response due Tuesday 10:30, resolution Wednesday 17:30
+
+    def at(day: int, hour: int, minute: int = 0) -> None:
+        clock.current = datetime(2026, 12, day, hour, minute, tzinfo=BA).astimezone(UTC)
+
+    at(8, 11)
+    await post(http, f"/cases/{number}/reply", {"text": "Miramos", "agent": "ana"}, status=202)
+    at(8, 11, 30)
+    await write(service, 2, text="¿Y?", thread=ThreadHints(case_number=number), subject=f"Re: [#{number}]")
+    at(8, 13)  # next response was due 12:30: the sweep records it
+    assert (await notifier.sweep(timedelta(minutes=15)))[1] == 1
+    assert (await notifier.sweep(timedelta(minutes=15)))[1] == 0  # once per due time
+    at(8, 13, 10)
+    await post(http, f"/cases/{number}/reply", {"text": "Ya va", "agent": "ana"}, status=202)  # no second entry
+    at(8, 14)
+    await write(service, 3, text="¿Y ahora?", thread=ThreadHints(case_number=number), subject=f"Re: [#{number}]")
+    at(8, 15, 30)  # due 15:00: the late reply records it, before any sweep
+    await post(http, f"/cases/{number}/reply", {"text": "Listo", "agent": "ana"}, status=202)
+    case = await get(http, f"/cases/{number}")
+    assert case["sla_breached"] == {"target": "first_response", "at": ba(8, 10, 30)}
+    assert case["sla_breaches"] == [{"target": "first_response", "at": ba(8, 10, 30)},
+                                    {"target": "next_response", "at": ba(8, 12, 30)},
+                                    {"target": "next_response", "at": ba(8, 15)}]
+    at(10, 9)  # resolution was due Wednesday 17:30: shown before any sweep, recorded by one
+    running_past = (await get(http, f"/cases/{number}"))["sla_breaches"]
+    assert running_past[-1] == {"target": "resolution", "at": ba(9, 17, 30)}
+    assert (await notifier.sweep(timedelta(minutes=15)))[1] == 1
+    await post(http, f"/cases/{number}", {"type": "request", "agent": "ana"}, method="PATCH")
+    await post(http, f"/cases/{number}/activity", {"activity": "closed", "agent": "ana"})  # late close: no duplicate
+    case = await get(http, f"/cases/{number}")
+    assert case["sla_breaches"] == running_past and len(running_past) == 4
+    assert case["sla_breached"] == {"target": "first_response", "at": ba(8, 10, 30)}
+    listed = (await get(http, "/cases?limit=5"))["cases"]
+    assert [c["sla_breaches"] for c in listed if c["number"] == number] == [running_past]
