@@ -164,7 +164,7 @@ class CasesConfig:
     #: ISO 4217 code of budget amounts; empty: by language (es ARS, pt BRL, en USD).
     currency: str = ""
     #: A customer's message to a case closed less than this many days ago reopens it;
-    #: later, it opens a follow-up case linked to it (core/case_joining.py).
+    #: later, it opens a follow-up case linked to it (core/case_threading.py).
     reopen_days: int = 7
     #: Tell the customer on their channel when their case moves to "answer sent" / "closed".
     notify_answer_sent: bool = False

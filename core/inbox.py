@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Select, Update, bindparam, func, insert, select, update
+from sqlalchemy import Select, Update, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,14 +41,16 @@ from core.domain import (
     Receipt,
     storable,
 )
-from core.case_joining import (
+from core.case_threading import (
     DEFAULT_REOPEN_DAYS,
-    REOPENED_DETAIL,
-    AfterClose,
-    after_close,
-    is_closed,
-    open_case_condition,
+    CaseRef,
+    OpenNew,
+    JoinableCases,
+    choose_case,
+    open_case_id,
     reopen_cutoff,
+    thread_lookups,
+    write_reopened,
 )
 from core.contacts.identities import KnownIdentity, Newcomer, identify
 from core.errors import StorageUnavailable
@@ -74,10 +76,6 @@ from core.texts import case_type_name, pick_language, text
 from core.workflow import CLASSIFIED_TYPES, MissingCaseType, check_transition
 
 log = logging.getLogger(__name__)
-
-#: Channels where a message with no thread hint joins the contact's open case.
-#: Email opens a new case per new conversation, as every mail desk does.
-CHAT_CHANNELS = frozenset({ChannelName.TELEGRAM, ChannelName.WEBCHAT})
 
 CASE_TYPE_QUESTION = "case_type"
 KB_FEEDBACK_QUESTION = "kb_feedback"
@@ -134,19 +132,6 @@ class _Pending:
     settled: bool = False
 
 
-@dataclass(slots=True)
-class _CaseRef:
-    """A case known to the batch: an existing id, or an index into the new-case rows."""
-
-    id: int | None = None
-    new_index: int | None = None
-    title: str = ""
-    reply_token: str = ""
-    case_type: str = CaseType.UNCLASSIFIED.value
-    activity: str = Activity.PRELIMINARY_ANALYSIS.value
-    closed_at: datetime | None = None
-
-
 class InboxService:
     """Implements the ``Inbox`` port."""
 
@@ -174,7 +159,7 @@ class InboxService:
         self._default_language = default_language
         self._desk_enabled = desk_enabled
         self._hooks = list(hooks)
-        #: ``[cases] reopen_days``: see core.case_joining.
+        #: ``[cases] reopen_days``: see core.case_threading.
         self._reopen_days = reopen_days
         self._max_batch = max_batch
         # PostgreSQL: a second batch builds and sends its statements while the first one
@@ -229,6 +214,12 @@ class InboxService:
         # cancelled cancels only its own future; the batcher still stores the message and
         # tracks it with ``_Pending.settled``.
         return await future
+
+    async def open_case_of(self, contact_id: int) -> int | None:
+        """The case a chat message of ``contact_id`` with no thread hint would join now
+        (``core.case_threading``), or None when it would open one."""
+        async with self._db.reading() as conn:
+            return await open_case_id(conn, contact_id)
 
     async def record_edit(self, channel: ChannelName, external_id: str, new_text: str) -> bool:
         """An edited customer message: keep the old text in history, show the new one."""
@@ -410,13 +401,13 @@ class InboxService:
             hooked[h] = await hook.active_contacts(conn, contact_ids) if contact_ids else set()
 
         # 4. Thread hints and open cases, fetched in bulk.
-        hints = await _thread_lookups(conn, [batch[i] for i in fresh], identities,
+        hints = await thread_lookups(conn, [batch[i] for i in fresh], identities,
                                       reopen_since=reopen_cutoff(now, self._reopen_days))
 
         new_cases: list[dict[str, Any]] = []
         message_rows: list[dict[str, Any]] = []
-        message_refs: list[tuple[int, _CaseRef | None]] = []  # (batch index, case)
-        outgoing: list[tuple[OutgoingMessage, _CaseRef | None]] = []
+        message_refs: list[tuple[int, CaseRef | None]] = []  # (batch index, case)
+        outgoing: list[tuple[OutgoingMessage, CaseRef | None]] = []
         touched_cases: set[int] = set()
         choice_actions: list[tuple[InboundMessage, int, KnownIdentity, str]] = []
 
@@ -440,12 +431,16 @@ class InboxService:
                         filed_under = ctx.case_id
                         break
 
-            case: _CaseRef | None = None
+            case: CaseRef | None = None
             if filed_under is not None:
-                case = _CaseRef(id=filed_under)
+                case = CaseRef(id=filed_under)
                 touched_cases.add(filed_under)
             elif not consumed:
-                case = self._choose_case(m, ident, hints, now, new_cases, language)
+                joins = choose_case(m, ident.contact_id, hints, now=now, reopen_days=self._reopen_days)
+                if isinstance(joins, OpenNew):
+                    case = _open_case(m, ident, hints, now, new_cases, language, joins.follow_up_of)
+                else:
+                    case = joins
                 if case.id is not None:
                     touched_cases.add(case.id)
                     if m.choice is None and case.case_type == _UNCLASSIFIED:
@@ -483,16 +478,9 @@ class InboxService:
                  for cid, row in zip(new_ids, new_cases, strict=True)],
             )
 
-        if hints.reopened:
-            reopened = sorted(hints.reopened)
-            await conn.execute(update(cases).where(cases.c.id.in_(reopened)).values(
-                activity=Activity.PRELIMINARY_ANALYSIS.value, closed_at=None, updated_at=now))
-            await conn.execute(insert(case_events), [
-                {"case_id": cid, "at": now, "actor": "customer", "kind": "reopened",
-                 "from_value": Activity.CLOSED.value, "to_value": Activity.PRELIMINARY_ANALYSIS.value,
-                 "detail": REOPENED_DETAIL} for cid in reopened])
+        await write_reopened(conn, hints, now)
 
-        def case_id_of(ref: _CaseRef | None) -> int | None:
+        def case_id_of(ref: CaseRef | None) -> int | None:
             if ref is None:
                 return None
             return ref.id if ref.id is not None else new_ids[ref.new_index]  # type: ignore[index]
@@ -591,89 +579,6 @@ class InboxService:
                 receipts[i] = Receipt(first.message_id, first.case_number, duplicate=True)
         return [r for r in receipts if r is not None], stored, enqueued
 
-    def _choose_case(
-        self,
-        m: InboundMessage,
-        ident: KnownIdentity,
-        hints: _Hints,
-        now: datetime,
-        new_cases: list[dict[str, Any]],
-        language: str,
-    ) -> _CaseRef:
-        named = self._named_case(m, ident, hints)
-        follow_up_of: int | None = None
-        if named is not None:
-            if not is_closed(named.activity):
-                return named
-            verdict = after_close(named.closed_at, now=now, reopen_days=self._reopen_days,
-                                  is_choice=m.choice is not None)
-            if verdict is AfterClose.JOIN:
-                return named
-            if verdict is AfterClose.REOPEN:
-                return self._reopen(named, hints)
-            if c := hints.open_follow_up.get(named.id):  # type: ignore[arg-type]
-                return c
-            follow_up_of = named.id
-        elif not m.new_case and m.channel in CHAT_CHANNELS:
-            if c := hints.open_case.get(ident.contact_id):
-                return c
-            if m.choice is None and (c := hints.recently_closed.get(ident.contact_id)):
-                return self._reopen(c, hints)
-        title = _title_for(m)
-        new_cases.append(
-            {
-                "created_at": now,
-                "updated_at": now,
-                "organization_id": hints.organization_of.get(ident.contact_id),
-                "contact_id": ident.contact_id,
-                "case_type": CaseType.UNCLASSIFIED.value,
-                "title": title,
-                "description": m.text[:MAX_TEXT],
-                "channel": m.channel.value,
-                "language": language,
-                "activity": Activity.PRELIMINARY_ANALYSIS.value,
-                "budget_mode": FOLLOW_PROCESS,  # [cases] budget_mode (core/budget.py)
-                "kb_problem": m.text[:MAX_TEXT],
-                "reply_token": secrets.token_urlsafe(18),
-                "self_served": False,
-                "follow_up_of": follow_up_of,
-            }
-        )
-        ref = _CaseRef(new_index=len(new_cases) - 1, title=title, reply_token=new_cases[-1]["reply_token"])
-        if follow_up_of is not None:
-            hints.open_follow_up[follow_up_of] = ref
-        if m.channel in CHAT_CHANNELS:
-            # A second message in the same batch joins this case, as it would a moment later.
-            hints.open_case[ident.contact_id] = ref
-        return ref
-
-    @staticmethod
-    def _named_case(m: InboundMessage, ident: KnownIdentity, hints: _Hints) -> _CaseRef | None:
-        """The case the message's thread hints name, open or closed."""
-        # A reply token is an unguessable capability: it counts whoever writes.
-        if m.thread.reply_token and (c := hints.by_token.get(m.thread.reply_token)):
-            return c
-        # Headers and subject tags only count for the case's own contact, so a forwarded
-        # newsletter can never join a stranger's case.
-        for ref in m.thread.references:
-            found = hints.by_reference.get(ref)
-            if found and found[0] == ident.contact_id:
-                return found[1]
-        found = hints.by_number.get(m.thread.case_number) if m.thread.case_number else None
-        if found and found[0] == ident.contact_id:
-            return found[1]
-        return None
-
-    @staticmethod
-    def _reopen(case: _CaseRef, hints: _Hints) -> _CaseRef:
-        """Mark a closed case reopened by this batch (written in step 5); the batch's next
-        messages then see it open."""
-        assert case.id is not None
-        hints.reopened.setdefault(case.id, replace(case))
-        case.activity = Activity.PRELIMINARY_ANALYSIS.value
-        case.closed_at = None
-        return case
-
     async def _start_clocks(self, conn: AsyncConnection, new_cases: list[dict[str, Any]],
                             now: datetime) -> list[SlaPolicy | None]:
         """Each new case's SLA policy and due times (one computation per policy per batch:
@@ -703,7 +608,7 @@ class InboxService:
             cache[key] = opening_notice(policy.calendar, now, language)
         return cache[key]
 
-    def _ack(self, recipient: Recipient, case_id: int, ref: _CaseRef, m: InboundMessage, language: str,
+    def _ack(self, recipient: Recipient, case_id: int, ref: CaseRef, m: InboundMessage, language: str,
              notice: str | None = None) -> OutgoingMessage:
         body = text("ack_new_case", language, number=case_id)
         if notice:
@@ -849,37 +754,39 @@ def _with_case(o: OutgoingMessage, case_id: int | None) -> OutgoingMessage:
     return replace(o, case_id=case_id)
 
 
+def _open_case(m: InboundMessage, ident: KnownIdentity, hints: JoinableCases, now: datetime,
+               new_cases: list[dict[str, Any]], language: str, follow_up_of: int | None) -> CaseRef:
+    """Add the row of the case ``m`` opens (written in bulk in step 5)."""
+    title = _title_for(m)
+    new_cases.append(
+        {
+            "created_at": now,
+            "updated_at": now,
+            "organization_id": hints.organization_of.get(ident.contact_id),
+            "contact_id": ident.contact_id,
+            "case_type": CaseType.UNCLASSIFIED.value,
+            "title": title,
+            "description": m.text[:MAX_TEXT],
+            "channel": m.channel.value,
+            "language": language,
+            "activity": Activity.PRELIMINARY_ANALYSIS.value,
+            "budget_mode": FOLLOW_PROCESS,  # [cases] budget_mode (core/budget.py)
+            "kb_problem": m.text[:MAX_TEXT],
+            "reply_token": secrets.token_urlsafe(18),
+            "self_served": False,
+            "follow_up_of": follow_up_of,
+        }
+    )
+    ref = CaseRef(new_index=len(new_cases) - 1, title=title, reply_token=new_cases[-1]["reply_token"])
+    hints.opened(m, ident.contact_id, ref, follow_up_of)
+    return ref
+
+
 def _title_for(m: InboundMessage) -> str:
     title = " ".join((m.subject or "").split())
     if not title:
         title = " ".join(m.text.split())[:80] or "(sin texto)"
     return title[:MAX_TITLE]
-
-
-@dataclass(slots=True)
-class _Hints:
-    by_token: dict[str, _CaseRef] = field(default_factory=dict)
-    #: reference → (contact id, case)
-    by_reference: dict[str, tuple[int, _CaseRef]] = field(default_factory=dict)
-    by_number: dict[int, tuple[int, _CaseRef]] = field(default_factory=dict)
-    open_case: dict[int, _CaseRef] = field(default_factory=dict)
-    #: contact id → its newest case closed within the reopen window (chat contacts with
-    #: no open case only).
-    recently_closed: dict[int, _CaseRef] = field(default_factory=dict)
-    organization_of: dict[int, int | None] = field(default_factory=dict)
-    #: Closed cases a message of this batch reopens: id → the case.
-    reopened: dict[int, _CaseRef] = field(default_factory=dict)
-    #: closed case id → its open follow-up, so a second late reply joins the first one's case.
-    open_follow_up: dict[int, _CaseRef] = field(default_factory=dict)
-
-
-_CASE_COLS = (cases.c.id, cases.c.contact_id, cases.c.title, cases.c.reply_token, cases.c.case_type,
-              cases.c.activity, cases.c.closed_at)
-
-
-def _ref(row: Any) -> _CaseRef:
-    # By position (the order of ``_CASE_COLS``): a Row's attribute lookup costs more.
-    return _CaseRef(row[0], None, row[2], row[3], row[4], row[5], row[6])
 
 
 # Statements built once (see ``lookup.any_key``); what varies is bound at execution.
@@ -888,27 +795,6 @@ def _inbound_messages_query(match: Match) -> Select[Any]:
     return select(messages.c.id, messages.c.case_id, messages.c.external_id).where(
         messages.c.channel == bindparam("channel"), messages.c.direction == Direction.IN.value,
         match(messages.c.external_id))
-
-
-@functools.cache
-def _open_cases_statement(dialect: str) -> Select[Any]:
-    """Each given contact's newest case that is not closed."""
-    latest = (
-        select(cases.c.contact_id, func.max(cases.c.id).label("case_id"))
-        .where(any_key(dialect, cases.c.contact_id, "contact_ids"), open_case_condition())
-        .group_by(cases.c.contact_id)
-        .subquery()
-    )
-    return select(*_CASE_COLS).join(latest, latest.c.case_id == cases.c.id)
-
-
-@functools.cache
-def _recently_closed_statement(dialect: str) -> Select[Any]:
-    """Each given contact's cases closed since the reopen cutoff (newest last)."""
-    return (select(*_CASE_COLS)
-            .where(any_key(dialect, cases.c.contact_id, "contact_ids"), cases.c.activity == Activity.CLOSED.value,
-                   cases.c.closed_at >= bindparam("cutoff"))
-            .order_by(cases.c.closed_at))
 
 
 @functools.cache
@@ -926,54 +812,3 @@ async def _existing_messages(conn: AsyncConnection, batch: Sequence[InboundMessa
         for message_id, case_id, external_id in rows:
             found[(ch, external_id)] = (message_id, case_id)
     return found
-
-
-async def _thread_lookups(conn: AsyncConnection, batch: Sequence[InboundMessage],
-                          identities: dict[tuple[str, str], KnownIdentity], *, reopen_since: datetime) -> _Hints:
-    """The cases the batch's thread hints name, closed ones included (``core.case_joining``
-    decides what a message to a closed case does), and the chat contacts' open cases."""
-    hints = _Hints()
-    tokens = {m.thread.reply_token for m in batch if m.thread.reply_token}
-    if tokens:
-        for r in await conn.execute(select(*_CASE_COLS).where(cases.c.reply_token.in_(tokens))):
-            hints.by_token[r.reply_token] = _ref(r)
-    refs = {ref for m in batch for ref in m.thread.references[:50]}
-    if refs:
-        rows = await conn.execute(
-            select(messages.c.external_id, *_CASE_COLS)
-            .join(cases, cases.c.id == messages.c.case_id)
-            .where(messages.c.channel == ChannelName.EMAIL.value, messages.c.external_id.in_(refs))
-        )
-        for r in rows:
-            hints.by_reference[r.external_id] = (r.contact_id, _ref(r[1:]))
-    numbers = {m.thread.case_number for m in batch if m.thread.case_number}
-    if numbers:
-        for r in await conn.execute(select(*_CASE_COLS).where(cases.c.id.in_(numbers))):
-            hints.by_number[r.id] = (r.contact_id, _ref(r))
-    named = [*hints.by_token.values(), *(c for _, c in hints.by_reference.values()),
-             *(c for _, c in hints.by_number.values())]
-    closed = {c.id for c in named if is_closed(c.activity)}
-    if closed:
-        rows = await conn.execute(select(*_CASE_COLS, cases.c.follow_up_of)
-                                  .where(cases.c.follow_up_of.in_(sorted(closed)), open_case_condition())
-                                  .order_by(cases.c.id))
-        for r in rows:  # newest last: it wins
-            hints.open_follow_up[r.follow_up_of] = _ref(r)
-    chat_contacts = {identities[_ident_key(m)].contact_id for m in batch if m.channel in CHAT_CHANNELS}
-    if chat_contacts:
-        dialect = conn.dialect.name
-        rows = await conn.execute(_open_cases_statement(dialect),
-                                  {"contact_ids": key_values(dialect, chat_contacts)})
-        for r in rows:
-            hints.open_case[r[1]] = _ref(r)
-        without_open = chat_contacts - hints.open_case.keys()
-        if without_open:
-            rows = await conn.execute(_recently_closed_statement(dialect),
-                                      {"contact_ids": key_values(dialect, without_open), "cutoff": reopen_since})
-            for r in rows:  # newest closed last: it wins
-                hints.recently_closed[r[1]] = _ref(r)
-    # Read with the identities, in this transaction: one statement fewer per batch.
-    for m in batch:
-        ident = identities[_ident_key(m)]
-        hints.organization_of[ident.contact_id] = ident.organization_id
-    return hints

@@ -5,7 +5,7 @@ the channel they last wrote from, in the case's language, through the outbox (so
 sent once, after commit, with retries). Each event is switched on or off in config
 (``[cases] notify_answer_sent`` / ``notify_closed``, closing on by default) and its text
 can be replaced per language. Every notice says how to reopen: answer within
-``[cases] reopen_days`` (the rule is ``core.case_joining``).
+``[cases] reopen_days`` (the rule is ``core.case_threading``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from core.case_joining import DEFAULT_REOPEN_DAYS
+from core.case_threading import DEFAULT_REOPEN_DAYS
 from core.domain import Activity
 
 #: The built-in texts: (event, language) → template with {number}, {title}, {days}.

@@ -21,6 +21,10 @@ class Inbox(Protocol):
 
     async def record_edit(self, channel: ChannelName, external_id: str, text: str) -> bool: ...
 
+    async def open_case_of(self, contact_id: int) -> int | None:
+        """The case a chat message of ``contact_id`` with no thread hint would join now."""
+        ...
+
 
 @runtime_checkable
 class Channel(Protocol):

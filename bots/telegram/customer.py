@@ -214,7 +214,7 @@ class CustomerSide:
             return
         if command.name == "agent":
             recipient = await self._store.recipient(user.id)
-            case = await self._store.open_case_of(recipient.contact_id) if recipient.contact_id else None
+            case = await self._inbox.open_case_of(recipient.contact_id) if recipient.contact_id else None
             if case is not None:
                 # Stored in the case (so the desk sees it) and answered by core like a "no,
                 # that did not help" on the suggestions.

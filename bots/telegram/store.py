@@ -139,13 +139,6 @@ class BotStore:
                 .limit(limit))
             return [CaseLine(r.id, r.title, r.activity) for r in rows]
 
-    async def open_case_of(self, contact_id: int) -> int | None:
-        """The case a chat message would join (the same rule as the inbox: latest open)."""
-        async with self._db.engine.connect() as conn:
-            return (await conn.execute(
-                select(cases.c.id).where(cases.c.contact_id == contact_id, cases.c.activity != Activity.CLOSED.value)
-                .order_by(cases.c.id.desc()).limit(1))).scalar()
-
     async def sent_choices(self, chat_id: int, message_id: int) -> tuple[str | None, list[dict[str, Any]]]:
         """The question and choices of a keyboard we sent, from the outbox row that sent it."""
         async with self._db.engine.connect() as conn:

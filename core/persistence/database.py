@@ -127,6 +127,16 @@ class Database:
                 self.checkpointer.wrote()
 
     @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only connection (no write lock on SQLite) whose failures become
+        ``StorageUnavailable``, like ``transaction`` does for writes."""
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except (OperationalError, DBAPIError, OSError, ConnectionError) as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
+
+    @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
         try:
             async with self.engine.connect() as conn:

@@ -384,7 +384,7 @@ class WebchatServer:
         # Attach before reading the history: a reply committed meanwhile is held by the
         # connection until the replay is written, so it is neither lost nor out of order.
         self._hub.attach(session.public_id, conn)
-        case = await self._sessions.open_case(session)
+        case = await self._inbox.open_case_of(session.contact_id)
         await conn.send(protocol.welcome(token, case))
         frames = await self._history.replay(session, hello.last_seen, now=self._clock.now(),
                                             mark_delivered=self._hub.count(session.public_id) == 1)

@@ -16,11 +16,10 @@ from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, func, insert, select, update
+from sqlalchemy import and_, delete, exists, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.case_joining import open_case_condition
 from core.contacts.identities import create_contact, reindex
 from core.domain import ChannelName
 from core.errors import StorageUnavailable
@@ -107,12 +106,6 @@ class SessionStore:
         async with self._db.transaction() as conn:
             await conn.execute(update(webchat_sessions).where(webchat_sessions.c.id == session_id)
                                .values(last_seen_at=self._clock.now()))
-
-    async def open_case(self, session: Session) -> int | None:
-        """The case this session's next message joins: its contact's newest open case."""
-        async with reading(self._db) as conn:
-            return (await conn.execute(select(func.max(cases.c.id)).where(
-                cases.c.contact_id == session.contact_id, open_case_condition()))).scalar()
 
     async def sweep_abandoned(self, *, older_than: timedelta, keep: Collection[str] = (), limit: int = 500) -> int:
         """Delete sessions nobody used: never wrote a message, not seen for ``older_than``.
