@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text as sql_text
 
@@ -30,6 +30,7 @@ from core.config import Config, parse_networks
 from core.contacts.organizations import OrganizationService
 from core.contacts.service import ContactService
 from core.domain import LANGUAGES, BudgetMode, ChannelName, OutboxStatus
+from core.errors import StorageUnavailable
 from core.inbox import InboxService, StoredMessage
 from core.kb_images import KbImages
 from core.macros import MacroService
@@ -44,6 +45,7 @@ from core.assignment import Assigner, AssignmentRules
 from core.sla import build_sla_setup
 from core.sla_store import CaseClockStore
 from core.suggestions import SuggestionFlow
+from core.tasks import Periodic
 from intake.api import cases as cases_api
 from intake.api import macros as macros_api
 from intake.api import contacts as contacts_api
@@ -98,6 +100,44 @@ class Metrics:
             self.new_cases.labels(channel).inc(n)
 
 
+class _PeriodicReader(Collector):
+    """Each periodic job's last run, last success and last error, read at scrape time;
+    one ``task`` label per job, whose names are fixed in the code (a bounded set)."""
+
+    _GAUGES = (("posventa_periodic_last_run_timestamp_seconds", "When the job last ran (Unix time)",
+                "last_run_at"),
+               ("posventa_periodic_last_success_timestamp_seconds", "When a run of the job last succeeded",
+                "last_success_at"),
+               ("posventa_periodic_last_error_timestamp_seconds", "When a run of the job last failed",
+                "last_error_at"),
+               ("posventa_periodic_consecutive_failures", "Failed runs of the job since its last success",
+                "consecutive_failures"))
+
+    def __init__(self, jobs: Callable[[], Iterable[Periodic]]) -> None:
+        self._jobs = jobs
+
+    def describe(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        return [*(GaugeMetricFamily(name, doc, labels=("task",)) for name, doc, _ in self._GAUGES),
+                CounterMetricFamily("posventa_periodic_runs", "Runs of the job since start, by outcome",
+                                    labels=("task", "outcome"))]
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        jobs = list(self._jobs())
+        for name, doc, attribute in self._GAUGES:
+            family = GaugeMetricFamily(name, doc, labels=("task",))
+            for job in jobs:
+                value = getattr(job, attribute)
+                if value is not None:  # never ran, or never failed: no sample
+                    family.add_metric((job.name,), float(value))
+            yield family
+        runs = CounterMetricFamily("posventa_periodic_runs", "Runs of the job since start, by outcome",
+                                   labels=("task", "outcome"))
+        for job in jobs:
+            runs.add_metric((job.name, "ok"), job.runs - job.failures)
+            runs.add_metric((job.name, "failed"), job.failures)
+        yield runs
+
+
 class _TotalsReader(Collector):
     def __init__(self, name: str, documentation: str, labels: tuple[str, ...],
                  read: Callable[[], Iterable[tuple[tuple[str, ...], float]]]) -> None:
@@ -140,6 +180,7 @@ class Service:
                                   on_commit=self.signal.notify,
                                   max_concurrent_batches=1 if self.db.is_sqlite else 2,
                                   reopen_days=cfg.cases.reopen_days)
+        self.metrics.registry.register(_PeriodicReader(self.periodic_jobs))
         self.metrics.totals("posventa_inbox_batches", "Group-commit batches since start", (),
                             lambda: [((), self.inbox.batches_committed)])
         self.metrics.totals("posventa_outbox_delivered", "Deliveries by this process since start",
@@ -334,7 +375,7 @@ class Service:
 
         ``self.surveys`` (a ``core.surveys.Surveys``) is None when ``[surveys] enabled``
         is false; the console checks it before showing the manager panel."""
-        from core.surveys import Surveys, SurveyTicker
+        from core.surveys import Surveys
         from intake.api import surveys as surveys_api
 
         self.surveys = None
@@ -351,13 +392,11 @@ class Service:
         self.inbox.add_hook(self.surveys.runner)
         self.cases.add_closed_hook(self.surveys.followups.case_closed)
         surveys_api.register(self.api, surveys=self.surveys)
-        self.survey_ticker = SurveyTicker(scheduler=self.surveys.scheduler,
-                                          interval=self.config.surveys.tick_seconds)
-        self.components.append(self.survey_ticker)
+        self.components.append(Periodic(name="survey-tick", interval=self.config.surveys.tick_seconds,
+                                        job=self.surveys.scheduler.tick, jitter=0.1, expected=(StorageUnavailable,)))
 
     def _wire_assignment(self) -> None:
         """Automatic assignment of new cases (core/assignment.py) and its agents' API."""
-        from core.surveys import SurveyTicker
         from intake.api import agents as agents_api
 
         cfg = self.config.assignment
@@ -378,9 +417,11 @@ class Service:
 
                 watch = SlaWatch(notifier=self.agent_notifier,
                                  warn_before=timedelta(minutes=self.config.sla.warn_before_minutes))
-                self.components.append(SurveyTicker(scheduler=watch, interval=self.config.sla.sweep_seconds))  # type: ignore[arg-type]
-            # The survey ticker's loop runs any ``tick()``: here, unassigned and orphaned cases.
-            self.components.append(SurveyTicker(scheduler=self.assigner, interval=cfg.sweep_seconds))  # type: ignore[arg-type]
+                self.components.append(Periodic(name="sla-watch", interval=self.config.sla.sweep_seconds,
+                                                job=watch.tick, jitter=0.1, expected=(StorageUnavailable,)))
+            # Unassigned cases, and the cases of agents away too long.
+            self.components.append(Periodic(name="assignment-sweep", interval=cfg.sweep_seconds,
+                                            job=self.assigner.tick, jitter=0.1, expected=(StorageUnavailable,)))
 
     async def _console_presence(self, request: Any) -> None:
         """An open console page is its agent's presence (automatic assignment)."""
@@ -498,6 +539,15 @@ class Service:
         await self.stop()
 
     # --- health and metrics ---------------------------------------------------------------
+
+    def periodic_jobs(self) -> Iterator[Periodic]:
+        """Every periodic job of the components wired: the service's own, and those an
+        adapter runs (``periodic_jobs`` on the component)."""
+        for component in self.components:
+            if isinstance(component, Periodic):
+                yield component
+            else:
+                yield from getattr(component, "periodic_jobs", ())
 
     async def _health(self) -> dict[str, Any]:
         async with self.db.engine.connect() as conn:

@@ -530,6 +530,7 @@ def validate(config: Config) -> None:
         need(config.kb.api_url.startswith(("http://", "https://")), "kb.api_url", "must be an http(s) URL")
         need(bool(config.kb.api_key), "kb.api_key", "is required when kb is enabled (or set POSVENTA_KB_API_KEY)")
         need(bool(config.kb.api_user), "kb.api_user", "is required when kb is enabled")
+        need(config.kb.sync_interval_seconds >= 1, "kb.sync_interval_seconds", "must be at least 1")
     need(0 <= config.kb.min_score <= 100, "kb.min_score", "must be between 0 and 100")
     need(1 <= config.kb.suggest_limit <= 10, "kb.suggest_limit", "must be between 1 and 10")
     try:

@@ -14,7 +14,8 @@ from core.config import KbConfig
 from core.kb_images import KbImages
 from core.persistence import Database
 from core.ports import Clock
-from core.tasks import cancel_and_wait
+from core.errors import StorageUnavailable
+from core.tasks import Periodic
 from kb.discourse import DiscourseClient, DiscourseError
 from kb.embedding import EncoderUnavailable, SentenceEncoder
 from kb.index import KbIndex
@@ -54,7 +55,12 @@ class KbRuntime:
         self.publisher = KbPublishChannel(client=self.client, cases=cases, category=config.publish_category,
                                           images=images)
         self.webhook = KbWebhook(sync=self.sync, secret=config.webhook_secret)
-        self._task: asyncio.Task[None] | None = None
+        # A failing sync is one warning line: cases keep opening, without fresh suggestions.
+        self._syncer = Periodic(name="kb-sync", interval=config.sync_interval_seconds, job=self._sync_pass,
+                                jitter=0.1, expected=(DiscourseError, StorageUnavailable))
+        #: Read by the service's /metrics.
+        self.periodic_jobs = (self._syncer,)
+        self._last_full = 0.0
         #: Set after each pass of the background sync (tests and health checks wait on it).
         self.synced = asyncio.Event()
 
@@ -62,11 +68,10 @@ class KbRuntime:
         count = await self.index.load()
         log.info("KB index loaded: %d articles", count)
         await self.index.start()
-        self._task = asyncio.create_task(self._loop(), name="kb-sync")
+        await self._syncer.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait([self._task])
-        self._task = None
+        await self._syncer.stop()
         await self.webhook.drain()
         await self.index.stop()
 
@@ -76,22 +81,15 @@ class KbRuntime:
         if self._own_session:
             await self.session.close()
 
-    async def _loop(self) -> None:
-        last_full = 0.0
-        while True:
-            full = time.monotonic() - last_full > FULL_SYNC_EVERY_SECONDS
-            try:
-                report = await self.sync.sync(full=full)
-                if full:
-                    last_full = time.monotonic()
-                log.info("KB sync: %d seen, %d updated, %d removed", report.seen, report.updated, report.removed)
-                learned = await self.index.refresh_learned()
-                if learned:
-                    log.info("KB index: %d articles learned new phrasings from solved cases", learned)
-            except DiscourseError as exc:
-                log.warning("KB sync failed (%s); cases keep opening without fresh suggestions",
-                            type(exc).__name__)
-            except Exception:
-                log.exception("KB sync crashed; will retry")
-            self.synced.set()
-            await asyncio.sleep(self._config.sync_interval_seconds)
+    async def _sync_pass(self) -> None:
+        try:
+            full = time.monotonic() - self._last_full > FULL_SYNC_EVERY_SECONDS
+            report = await self.sync.sync(full=full)
+            if full:
+                self._last_full = time.monotonic()
+            log.info("KB sync: %d seen, %d updated, %d removed", report.seen, report.updated, report.removed)
+            learned = await self.index.refresh_learned()
+            if learned:
+                log.info("KB index: %d articles learned new phrasings from solved cases", learned)
+        finally:
+            self.synced.set()  # after each pass, failed or not

@@ -31,11 +31,11 @@ from core.cases import CaseService
 from core.macros import MacroService
 from core.config import TelegramConfig
 from core.contacts.service import ContactService
-from core.errors import ConfigError
+from core.errors import ConfigError, StorageUnavailable
 from core.outgoing import Outgoing
 from core.persistence import Database
 from core.ports import Clock, Inbox
-from core.tasks import cancel_and_wait
+from core.tasks import Periodic, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,13 @@ class TelegramBot:
         self.webhook = WebhookEndpoint(secret=config.webhook_secret, handle=self.router.handle_one,
                                        ready=lambda: self.link.ready)
         self._backoff_base = backoff_base
+        #: Only the retries of a start-up that found the Bot API unreachable: a loop that
+        #: ends once connected, with a backoff of its own, not a periodic job.
         self._tasks: list[asyncio.Task[None]] = []
+        self._pruner = Periodic(name="telegram-prune", interval=PRUNE_EVERY_SECONDS, job=self._prune,
+                                run_at_start=False, jitter=0.1, expected=(StorageUnavailable,))
+        #: Read by the service's /metrics.
+        self.periodic_jobs = (self._pruner,)
 
     @property
     def webhook_mode(self) -> bool:
@@ -127,13 +133,14 @@ class TelegramBot:
             log.warning("telegram: Bot API server unreachable at start-up (%s); retrying in the background",
                         describe(exc))
             self._tasks.append(asyncio.create_task(self._keep_trying(), name="telegram-connect"))
-        self._tasks.append(asyncio.create_task(self._maintenance(), name="telegram-maintenance"))
+        await self._pruner.start()
 
     async def stop(self) -> None:
         """Stop taking updates. The Bot stays open for the outbox's sends in flight: the
         service calls ``close`` once its workers have finished their batch. (Closed here,
         an upload cut off mid-body left an open socket on our side and a half-read
         request on Telegram's.)"""
+        await self._pruner.stop()
         await cancel_and_wait(self._tasks)
         self._tasks.clear()
         await self.poller.stop()
@@ -193,13 +200,8 @@ class TelegramBot:
         if self.link.ready:
             await fetch_updates(self.bot, offset=offset, timeout=0, limit=1)
 
-    async def _maintenance(self) -> None:
-        while True:
-            await asyncio.sleep(PRUNE_EVERY_SECONDS)
-            try:
-                pruned = await self.store.prune()
-                if pruned:
-                    log.info("telegram: pruned %d old dedupe markers", pruned)
-            except Exception as exc:
-                log.warning("telegram: pruning dedupe markers failed (%s)", type(exc).__name__)
+    async def _prune(self) -> None:
+        pruned = await self.store.prune()
+        if pruned:
+            log.info("telegram: pruned %d old dedupe markers", pruned)
 

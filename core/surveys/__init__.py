@@ -30,7 +30,7 @@ from core.surveys.detractors import DetractorCases, DetractorPolicy, PickAssigne
 from core.surveys.panel import Panel, PanelFilter
 from core.surveys.runner import SurveyRunner
 from core.surveys.sales import ImportReport, SaleError, SaleInput, SaleResult, Sales
-from core.surveys.scheduler import SurveyScheduler, SurveyTicker, TickReport
+from core.surveys.scheduler import SurveyScheduler, TickReport
 
 
 @dataclass(frozen=True)
@@ -67,4 +67,4 @@ class Surveys:
 
 
 __all__ = ["Catalog", "ImportReport", "Panel", "PanelFilter", "SaleError", "SaleInput", "SaleResult", "Sales",
-           "SurveyRunner", "SurveyScheduler", "SurveyTicker", "Surveys", "TickReport"]
+           "SurveyRunner", "SurveyScheduler", "Surveys", "TickReport"]

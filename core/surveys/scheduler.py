@@ -1,6 +1,6 @@
 """Opening, reminding and expiring survey windows: ``SurveyScheduler.tick(now)``.
 
-``posventa serve`` ticks every ``[surveys] tick_seconds`` (``SurveyTicker``);
+``posventa serve`` ticks every ``[surveys] tick_seconds`` (a ``core.tasks.Periodic``);
 ``posventa surveys tick`` ticks once. A tick:
 
 1. **expires** every not-executed window whose end has come (status → expired);
@@ -19,8 +19,6 @@ has one writer at a time, which gives the same guarantee.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,7 +45,6 @@ from core.surveys.conversation import (
 )
 from core.surveys.runner import pick_recipient, reachable_identities, survey_language
 from core.surveys.texts import say
-from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -229,36 +226,3 @@ class SurveyScheduler:
                 await conn.execute(update(rule_instances).where(rule_instances.c.id.in_(empty))
                                    .values(status=PAUSED, channel=None, opened_at=now))
         return len(opened), len(unreachable), by_channel, candidates[-1], len(candidates) >= self._batch
-
-
-class SurveyTicker:
-    """The component ``serve`` runs: a tick at start, then every ``interval`` seconds.
-    A failing tick is logged and retried on the next one; it never stops the loop."""
-
-    def __init__(self, *, scheduler: SurveyScheduler, interval: float) -> None:
-        self._scheduler = scheduler
-        self._interval = interval
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.ticks = 0
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._stop.clear()
-            self._task = asyncio.create_task(self._run(), name="survey-ticker")
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await cancel_and_wait([self._task])
-        self._task = None
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self._scheduler.tick()
-            except Exception:
-                log.exception("survey tick failed; retrying at the next interval")
-            self.ticks += 1
-            # Sleeps the interval, or less when stop() is called.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self._interval)

@@ -27,6 +27,7 @@ from core.contacts.organizations import OrganizationService
 from core.contacts.service import ContactService
 from core.errors import DomainError, NotFound, StorageUnavailable
 from core.kb_images import KbImages
+from core.tasks import Periodic
 from core.macros import MacroService
 from core.persistence import Database
 from core.ports import Clock
@@ -145,6 +146,11 @@ class Console:
         self.app = self._build()
 
     # --- lifecycle (a service component) ------------------------------------------------
+
+    @property
+    def periodic_jobs(self) -> tuple[Periodic, ...]:
+        """Read by the service's /metrics."""
+        return self.live.periodic_jobs
 
     def install(self, app: web.Application) -> None:
         app.add_subapp(PREFIX, self.app)

@@ -38,7 +38,7 @@ from aiohttp import web
 from core.inbox import StoredMessage
 from core.outbox import DeliveryRecorded
 from core.persistence.notify import Notifier
-from core.tasks import cancel_and_wait
+from core.tasks import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,9 @@ class LiveUpdates:
         self._watched_until = float("-inf")
         #: Tells this process's announcements from the others' (the notifier echoes ours here).
         self._token = secrets.token_hex(8)
-        self._announcer: asyncio.Task[None] | None = None
+        self._announcer = Periodic(name="console-live-announce", interval=watch_seconds, job=self._announce)
+        #: Read by the service's /metrics.
+        self.periodic_jobs = (self._announcer,)
 
     @property
     def clients(self) -> int:
@@ -118,12 +120,9 @@ class LiveUpdates:
         if payload != self._token:
             self._watched_until = self._monotonic() + 3 * self._watch_seconds
 
-    async def _announce_forever(self) -> None:
-        assert self._notifier is not None
-        while True:
-            if self._clients:
-                self._notifier.publish(WATCH_TOPIC, self._token)
-            await asyncio.sleep(self._watch_seconds)
+    async def _announce(self) -> None:
+        if self._clients and self._notifier is not None:
+            self._notifier.publish(WATCH_TOPIC, self._token)
 
     def _on_notification(self, payload: str) -> None:
         if not self._clients:
@@ -212,14 +211,13 @@ class LiveUpdates:
             self._notifier.subscribe(TOPIC, self._on_notification)
             self._notifier.subscribe(WATCH_TOPIC, self._on_watch)
             self._subscribed = True
-        if self._notifier is not None and self._notifier.shared and self._announcer is None:
-            self._announcer = asyncio.create_task(self._announce_forever(), name="console-live-announce")
+        if self._notifier is not None and self._notifier.shared:
+            await self._announcer.start()
 
     async def stop(self) -> None:
         """End every stream so the HTTP server can shut down without waiting on them."""
         self._closing = True
-        await cancel_and_wait([self._announcer])
-        self._announcer = None
+        await self._announcer.stop()
         for queue in list(self._clients):
             self._drop(queue)
         for _ in range(50):

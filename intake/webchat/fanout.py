@@ -41,7 +41,7 @@ from core.persistence import Database
 from core.persistence.notify import Notifier
 from core.persistence.schema import messages, webchat_sessions
 from core.ports import Clock
-from core.tasks import cancel_and_wait
+from core.tasks import Periodic, cancel_and_wait
 from intake.webchat import protocol
 from intake.webchat.history import sender_of
 from intake.webchat.hub import Connection, Frame, LocalHub
@@ -91,6 +91,10 @@ class FanoutHub:
         self._origin = secrets.token_hex(6)
         self._pending: asyncio.Queue[tuple[str, int, str | None]] = asyncio.Queue(maxsize=MAX_PENDING)
         self._tasks: list[asyncio.Task[None]] = []
+        self._presence = Periodic(name="webchat-presence", interval=heartbeat_seconds, job=self.heartbeat,
+                                  run_at_start=False, expected=(StorageUnavailable,))
+        #: Read by the service's /metrics.
+        self.periodic_jobs = (self._presence,)
         self._subscribed = False
         self._running = False
         self._events: Counter | None = None
@@ -166,11 +170,13 @@ class FanoutHub:
         if not await self._notifier.ready(timeout=READY_TIMEOUT_SECONDS):
             log.warning("web chat: notifications are not up yet; pushes to other processes start when they are")
         self._running = True
-        self._tasks = [asyncio.create_task(self._deliver_forever(), name="webchat-fanout"),
-                       asyncio.create_task(self._heartbeat_forever(), name="webchat-presence")]
+        # A queue consumer, not a periodic job: it waits for pushes.
+        self._tasks = [asyncio.create_task(self._deliver_forever(), name="webchat-fanout")]
+        await self._presence.start()
 
     async def stop(self) -> None:
         self._running = False
+        await self._presence.stop()
         await cancel_and_wait(self._tasks)
         self._tasks = []
         for answer in self._waiting.values():
@@ -268,16 +274,6 @@ class FanoutHub:
         await asyncio.gather(*(write(p, items) for p, items in by_session.items()))
 
     # --- presence ---------------------------------------------------------------------------------
-
-    async def _heartbeat_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat)
-            try:
-                await self.heartbeat()
-            except StorageUnavailable:
-                pass
-            except Exception:
-                log.exception("web chat: presence heartbeat failed")
 
     async def heartbeat(self) -> int:
         """Mark every session with a socket here as seen now; returns how many."""

@@ -40,7 +40,7 @@ from core.domain import ChannelName, ChoiceAnswer, InboundMessage
 from core.errors import StorageUnavailable
 from core.logs import log_fields, set_log_fields
 from core.ports import Clock, Inbox
-from core.tasks import cancel_and_wait
+from core.tasks import Periodic
 from intake.http import ClientAddresses
 from intake.webchat import assets, protocol
 from intake.webchat.history import History
@@ -93,8 +93,12 @@ class WebchatServer:
         #: Every open connection, said hello or not (the hub only knows the ones that did).
         self._live: set[Connection] = set()
         self._handlers: set[asyncio.Task[object]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
-        self._watchdog: asyncio.Task[None] | None = None
+        self._sweeper = Periodic(name="webchat-sweeper", interval=SWEEP_INTERVAL_SECONDS, job=self._sweep,
+                                 jitter=0.1, expected=(StorageUnavailable,))
+        self._watchdog = Periodic(name="webchat-watchdog", interval=WATCH_INTERVAL_SECONDS, job=self._watch,
+                                  run_at_start=False)
+        #: Read by the service's /metrics.
+        self.periodic_jobs = (self._sweeper, self._watchdog)
         #: Closes and pings the watchdog started (each in a task of its own, kept here).
         self._background_tasks: set[asyncio.Task[object]] = set()
         self._closing = False
@@ -123,14 +127,14 @@ class WebchatServer:
     async def start(self) -> None:
         self._closing = False
         if self._cfg.abandoned_session_hours > 0:
-            self._sweeper = asyncio.create_task(self._sweep_forever(), name="webchat-sweeper")
-        self._watchdog = asyncio.create_task(self._watch_forever(), name="webchat-watchdog")
+            await self._sweeper.start()
+        await self._watchdog.start()
 
     async def stop(self) -> None:
         """Close every socket (1001, going away: the widget reconnects to whoever serves next)."""
         self._closing = True
-        await cancel_and_wait([self._sweeper, self._watchdog])
-        self._sweeper = self._watchdog = None
+        await self._sweeper.stop()
+        await self._watchdog.stop()
         conns = list(self._live)
         await asyncio.gather(*(c.close(code=1001, reason="server restart") for c in conns),
                              return_exceptions=True)
@@ -188,25 +192,13 @@ class WebchatServer:
         self._background_tasks.add(task)
         task.add_done_callback(self._background_tasks.discard)
 
-    async def _watch_forever(self) -> None:
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL_SECONDS)
-            try:
-                self.watch(time.monotonic())
-            except Exception:
-                log.exception("web chat: the connection watchdog failed")
+    async def _watch(self) -> None:
+        self.watch(time.monotonic())
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                removed = await self.sweep()
-                if removed:
-                    log.info("web chat: removed %d abandoned sessions", removed)
-            except StorageUnavailable:
-                pass
-            except Exception:
-                log.exception("web chat: sweeping abandoned sessions failed")
-            await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
+    async def _sweep(self) -> None:
+        removed = await self.sweep()
+        if removed:
+            log.info("web chat: removed %d abandoned sessions", removed)
 
     # --- static ------------------------------------------------------------------------------
 

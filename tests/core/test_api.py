@@ -265,6 +265,24 @@ async def test_health_and_metrics(running):
     assert await asyncio.wait_for(_until(delivered, 1.0), 5) == 1.0
 
 
+async def test_metrics_show_each_periodic_jobs_last_run_and_errors(database_url, tmp_path):
+    service = Service(make_config(database_url, tmp_path, surveys={"enabled": True}, webchat={"enabled": True}))
+    async with service, aiohttp.ClientSession(f"http://127.0.0.1:{service.http.bound_port}") as http:
+        jobs = {job.name: job for job in service.periodic_jobs()}
+        assert {"survey-tick", "webchat-sweeper", "webchat-watchdog", "console-live-announce"} <= set(jobs)
+        assert await jobs["survey-tick"].run_once() is True  # a real tick, as the loop runs it
+        async with http.get("/metrics") as r:
+            families = {f.name: f for f in text_string_to_metric_families(await r.text())}
+    last_run = {s.labels["task"]: s.value for s in families["posventa_periodic_last_run_timestamp_seconds"].samples}
+    assert last_run["survey-tick"] == jobs["survey-tick"].last_run_at
+    runs = {(s.labels["task"], s.labels["outcome"]): s.value for s in families["posventa_periodic_runs"].samples
+            if s.name == "posventa_periodic_runs_total"}
+    assert runs[("survey-tick", "ok")] >= 1 and runs[("survey-tick", "failed")] == 0
+    # One label value per job, named in the code: a bounded set whatever happens at run time.
+    assert {task for task, _ in runs} == set(jobs)
+    assert "posventa_periodic_last_error_timestamp_seconds" in families
+
+
 async def _until(read, expected):
     while (value := await read()) != expected:
         await asyncio.sleep(0.02)
