@@ -408,7 +408,7 @@ class Service:
                                                 public_url=self.config.http.public_url,
                                                 language=self.config.service.default_language,
                                                 tz=self.sla.setup.notice_calendar().tz,
-                                                on_commit=self.signal.notify)
+                                                on_commit=self.signal.notify, on_browser=self._browser_notices)
             self.assigner.subscribe(self.agent_notifier.on_assigned)
             self.inbox.subscribe(self.assigner.on_stored)
             self.inbox.subscribe(self.agent_notifier.on_stored)
@@ -422,6 +422,20 @@ class Service:
             # Unassigned cases, and the cases of agents away too long.
             self.components.append(Periodic(name="assignment-sweep", interval=cfg.sweep_seconds,
                                             job=self.assigner.tick, jitter=0.1, expected=(StorageUnavailable,)))
+
+    def _browser_notices(self, notices: Any) -> None:
+        """Agent notifications for the browser: to the console's live stream, if any."""
+        console = getattr(self, "console", None)
+        if console is not None:
+            console.live.publish_notices(notices)
+
+    @staticmethod
+    def _console_viewer(request: Any) -> str | None:
+        """Whose console page a live stream is (their browser notifications)."""
+        from intake.console.app import SESSION_KEY
+
+        session = request.get(SESSION_KEY)
+        return session.user.username if session is not None else None
 
     async def _console_presence(self, request: Any) -> None:
         """An open console page is its agent's presence (automatic assignment)."""
@@ -455,7 +469,9 @@ class Service:
         self.console = Console(db=self.db, cases=self.cases, macros=self.macros, attachments=self.attachments, clock=self.clock,
                                public_url=self.config.http.public_url,
                                company_name=self.config.service.company_name, catalog=catalog, panel=panel,
-                               timezone=self.config.surveys.timezone, live=LiveUpdates(notifier=self.notifier, presence=self._console_presence),
+                               timezone=self.config.surveys.timezone, live=LiveUpdates(notifier=self.notifier, presence=self._console_presence,
+                                                                                       viewer=self._console_viewer),
+                               assigner=self.assigner,
                                client_addresses=self.client_addresses, registry=self.metrics.registry,
                                require_totp_for_admins=self.config.console.require_totp_for_admins,
                                kb_images=self.kb_images, contacts=self.contacts,

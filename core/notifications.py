@@ -4,13 +4,17 @@ restart and are not sent twice.
 
 Channels: a private Telegram message from the bot (to the agent's Telegram user id;
 Telegram delivers it only to someone who has started the bot, and the outbox gives up
-permanently otherwise) and email. Each agent has per-event, per-channel preferences in
-``agent_states.notify``; missing entries take ``DEFAULTS``.
+permanently otherwise), email, and the browser: a notice handed, after the commit, to
+``on_browser`` (the console's live stream shows it to that agent's open pages; with no
+page open there is nobody to tell, so it is not queued). Each agent has per-event,
+per-channel preferences in ``agent_states.notify``; missing entries take ``DEFAULTS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,6 +30,8 @@ from core.persistence import Database
 from core.persistence.schema import agent_states, cases
 from core.ports import Clock
 from core.sla import add_breach
+
+log = logging.getLogger(__name__)
 
 ASSIGNED = "assigned"
 CUSTOMER_WROTE = "customer_wrote"
@@ -64,6 +70,16 @@ _TARGETS: Mapping[str, Mapping[str, str]] = {
 }
 
 
+@dataclass(frozen=True)
+class BrowserNotice:
+    """One notification for an agent's open console pages."""
+
+    agent: str
+    event: str
+    case: int
+    text: str
+
+
 def preferences(stored: Mapping[str, Any] | None) -> dict[str, dict[str, bool]]:
     """The effective preferences: the stored ones over the defaults."""
     out = {event: dict(channels) for event, channels in DEFAULTS.items()}
@@ -94,7 +110,8 @@ def check_preferences(value: Any) -> dict[str, dict[str, bool]]:
 
 class AgentNotifier:
     def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, public_url: str, language: str,
-                 tz: ZoneInfo, on_commit: Any = lambda: None) -> None:
+                 tz: ZoneInfo, on_commit: Any = lambda: None,
+                 on_browser: Callable[[Sequence[BrowserNotice]], None] = lambda _notices: None) -> None:
         self._tz = tz
         self._db = db
         self._outgoing = outgoing
@@ -102,28 +119,39 @@ class AgentNotifier:
         self._public_url = public_url.rstrip("/")
         self._language = language
         self._on_commit = on_commit
+        self._on_browser = on_browser
 
     async def on_assigned(self, done: Assigned) -> None:
         """Assignment listener: tell the agent, on each channel they want."""
+        browser: list[BrowserNotice] = []
         async with self._db.transaction() as conn:
             case = (await conn.execute(select(cases.c.id, cases.c.title).where(cases.c.id == done.case_id))).first()
             if case is None:
                 return
-            queued = await self.enqueue(conn, ASSIGNED, [(done.agent, case.id, case.title, {})])
-        if queued:
-            self._on_commit()
+            queued = await self.enqueue(conn, ASSIGNED, [(done.agent, case.id, case.title, {})], browser)
+        self._after_commit(queued, browser)
 
     async def on_stored(self, stored: Sequence[Any]) -> None:
         """Inbox listener: customers' messages on cases someone has."""
         case_ids = sorted({s.case_id for s in stored if s.case_id is not None and not s.new_case})
         if not case_ids:
             return
+        browser: list[BrowserNotice] = []
         async with self._db.transaction() as conn:
             rows = (await conn.execute(select(cases.c.id, cases.c.title, cases.c.assigned_agent).where(
                 cases.c.id.in_(case_ids), cases.c.assigned_agent.is_not(None)))).all()
-            queued = await self.enqueue(conn, CUSTOMER_WROTE, [(r.assigned_agent, r.id, r.title, {}) for r in rows])
+            queued = await self.enqueue(conn, CUSTOMER_WROTE, [(r.assigned_agent, r.id, r.title, {}) for r in rows],
+                                        browser)
+        self._after_commit(queued, browser)
+
+    def _after_commit(self, queued: int, browser: Sequence[BrowserNotice]) -> None:
         if queued:
             self._on_commit()
+        if browser:
+            try:
+                self._on_browser(browser)
+            except Exception:  # a browser notice lost costs a popup, never the outbox's deliveries
+                log.exception("agent notifications: could not hand the browser notices over")
 
     async def sweep(self, warn_before: timedelta) -> tuple[int, int]:
         """One pass of the SLA watch: warn the assigned agent of targets due within
@@ -133,6 +161,7 @@ class AgentNotifier:
         concurrent processes each get other rows, so nobody is told twice. Returns
         (warnings, breaches)."""
         now = self._clock.now()
+        browser: list[BrowserNotice] = []
         async with self._db.transaction() as conn:
             warned = (await conn.execute(
                 update(cases).where(cases.c.due_at > now, cases.c.due_at <= now + warn_before,
@@ -160,11 +189,10 @@ class AgentNotifier:
                                    .values(sla_breaches=bindparam("b_list", type_=cases.c.sla_breaches.type)),
                                    listed)
             queued = await self.enqueue(conn, SLA_WARNING, [
-                (r.assigned_agent, r.id, r.title, self._due(r)) for r in warned])
+                (r.assigned_agent, r.id, r.title, self._due(r)) for r in warned], browser)
             queued += await self.enqueue(conn, SLA_BREACHED, [
-                (r.assigned_agent, r.id, r.title, self._due(r)) for r in breached if r.assigned_agent])
-        if queued:
-            self._on_commit()
+                (r.assigned_agent, r.id, r.title, self._due(r)) for r in breached if r.assigned_agent], browser)
+        self._after_commit(queued, browser)
         return len(warned), len(breached)
 
     def _due(self, row: Any) -> dict[str, str]:
@@ -173,9 +201,11 @@ class AgentNotifier:
                 "due": row.due_at.astimezone(self._tz).strftime("%H:%M %d/%m")}
 
     async def enqueue(self, conn: AsyncConnection, event: str,
-                      items: Sequence[tuple[str, int, str, Mapping[str, str]]]) -> int:
+                      items: Sequence[tuple[str, int, str, Mapping[str, str]]],
+                      browser: list[BrowserNotice] | None = None) -> int:
         """Queue ``event`` for each (agent, case number, case title, text params), on the
-        channels each agent wants; returns how many deliveries were queued."""
+        channels each agent wants; returns how many deliveries were queued. Browser
+        notices go to ``browser``, for the caller to hand over once committed."""
         if not items:
             return 0
         agents = {r.username: r for r in await conn.execute(
@@ -190,6 +220,11 @@ class AgentNotifier:
             wanted = preferences(agent.notify)[event]
             body = template.format(number=number, title=title, url=f"{self._public_url}/console/cases/{number}",
                                    **params)
+            if wanted["browser"] and browser is not None:
+                # The page links the case itself: no URL in the text.
+                browser.append(BrowserNotice(agent=agent_name, event=event, case=number,
+                                             text=template.format(number=number, title=title, url="",
+                                                                  **params).rstrip()))
             recipients = []
             if wanted["telegram"] and agent.telegram_user_id:
                 recipients.append(Recipient(ChannelName.TELEGRAM, str(agent.telegram_user_id)))

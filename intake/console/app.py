@@ -21,6 +21,7 @@ import markupsafe
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from core.assignment import Assigner
 from core.attachments import AttachmentStore
 from core.cases import CaseService
 from core.contacts.organizations import OrganizationService
@@ -104,7 +105,8 @@ class Console:
                  timezone: str = "UTC", live: LiveUpdates | None = None, default_language: str = "en",
                  client_addresses: ClientAddresses | None = None, registry: CollectorRegistry | None = None,
                  require_totp_for_admins: bool = False, kb_images: KbImages | None = None,
-                 contacts: ContactService | None = None, organizations: OrganizationService | None = None) -> None:
+                 contacts: ContactService | None = None, organizations: OrganizationService | None = None,
+                 assigner: Assigner | None = None) -> None:
         self.db = db
         self.cases = cases
         self.macros = macros
@@ -114,6 +116,8 @@ class Console:
         #: core.contacts ContactService and OrganizationService (the contact pages).
         self.contacts = contacts
         self.organizations = organizations
+        #: core.assignment's Assigner: the agent's own notification preferences (profile).
+        self.assigner = assigner
         #: core.surveys Catalog and Panel; None where surveys are not installed (the
         #: manager pages then say so instead of failing).
         self.catalog = catalog

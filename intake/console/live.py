@@ -11,6 +11,11 @@ to every other (LISTEN/NOTIFY). The events are ids, far below the 8000-byte payl
 limit once chunked; a notification lost while the database restarts costs a page one
 refresh, never a message. Without one, events stay in this process.
 
+Agent notifications for the browser (``core.notifications.BrowserNotice``) travel the
+same way on ``NOTICE_TOPIC`` and reach only the pages of the agent they are for, as
+``event: notify``; the page shows them with the Notification API. These carry the
+notification's short text (plain text: the browser shows it as such, never as HTML).
+
 Events are only sent where a page can hear them. A process with pages open says so on
 ``WATCH_TOPIC`` when its first page connects and every ``WATCH_SECONDS`` after; the
 others publish while they have heard that within ``3 * WATCH_SECONDS``. With no page
@@ -36,6 +41,7 @@ import orjson
 from aiohttp import web
 
 from core.inbox import StoredMessage
+from core.notifications import BrowserNotice
 from core.outbox import DeliveryRecorded
 from core.persistence.notify import Notifier
 from core.tasks import Periodic
@@ -50,6 +56,12 @@ EVENTS_PER_NOTIFICATION = 50
 #: "Pages are open here": sent by a process with live pages, this often.
 WATCH_TOPIC = "console_watch"
 WATCH_SECONDS = 10.0
+#: Agent notifications for the browser, each to one agent's pages.
+NOTICE_TOPIC = "console_notice"
+#: A notice's text is cut to this many characters; a handful of notices per NOTIFY stays
+#: well under the 8000-byte payload limit even in 4-byte UTF-8.
+NOTICE_TEXT_CHARS = 300
+NOTICES_PER_NOTIFICATION = 5
 #: How long a stream waits for its announcement to reach the database before it starts.
 ANNOUNCE_TIMEOUT_SECONDS = 2.0
 
@@ -58,13 +70,17 @@ class LiveUpdates:
     def __init__(self, *, max_clients: int = 500, queue_size: int = 100,
                  keepalive_seconds: float = KEEPALIVE_SECONDS, notifier: Notifier | None = None,
                  watch_seconds: float = WATCH_SECONDS, monotonic: Callable[[], float] = time.monotonic,
-                 presence: Callable[[web.Request], Awaitable[None]] | None = None) -> None:
+                 presence: Callable[[web.Request], Awaitable[None]] | None = None,
+                 viewer: Callable[[web.Request], str | None] = lambda _request: None) -> None:
         self._notifier = notifier
         #: Told on connect and at every keepalive while a page is open: the agent is
         #: present (automatic assignment's availability).
         self._presence = presence
+        #: Whose page a stream is (the agent's username), for their notifications.
+        self._viewer = viewer
         self._subscribed = False
-        self._clients: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        #: Each open page's queue, and whose page it is.
+        self._clients: dict[asyncio.Queue[dict[str, Any] | None], str | None] = {}
         self._max_clients = max_clients
         self._queue_size = queue_size
         self._keepalive = keepalive_seconds
@@ -116,6 +132,43 @@ class LiveUpdates:
         for start in range(0, len(events), EVENTS_PER_NOTIFICATION):
             self._notifier.publish(TOPIC, orjson.dumps(events[start:start + EVENTS_PER_NOTIFICATION]).decode())
 
+    def publish_notices(self, notices: Sequence[BrowserNotice]) -> None:
+        """Agent notifications for the browser: each to its agent's open pages, here or
+        in any other process."""
+        if not self._clients and not self.watched_elsewhere:
+            return
+        events = [{"notify": n.event, "case": n.case, "agent": n.agent, "text": n.text[:NOTICE_TEXT_CHARS]}
+                  for n in notices]
+        if self._notifier is None:
+            self._deliver_notices(events)
+            return
+        for start in range(0, len(events), NOTICES_PER_NOTIFICATION):
+            self._notifier.publish(NOTICE_TOPIC, orjson.dumps(events[start:start + NOTICES_PER_NOTIFICATION]).decode())
+
+    def _on_notice(self, payload: str) -> None:
+        if not self._clients:
+            return
+        try:
+            decoded = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(decoded, list):
+            self._deliver_notices([{"notify": str(e["notify"])[:30], "case": e["case"], "agent": e["agent"],
+                                    "text": str(e.get("text", ""))[:NOTICE_TEXT_CHARS]}
+                                   for e in decoded if isinstance(e, dict) and type(e.get("case")) is int
+                                   and isinstance(e.get("agent"), str) and "notify" in e])
+
+    def _deliver_notices(self, events: list[dict[str, Any]]) -> None:
+        for queue, agent in list(self._clients.items()):
+            for event in events:
+                if agent is None or event["agent"] != agent:
+                    continue
+                try:
+                    queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    self._drop(queue)
+                    break
+
     def _on_watch(self, payload: str) -> None:
         if payload != self._token:
             self._watched_until = self._monotonic() + 3 * self._watch_seconds
@@ -161,7 +214,7 @@ class LiveUpdates:
             "X-Accel-Buffering": "no",
         })
         await response.prepare(request)
-        self._clients.add(queue)
+        self._clients[queue] = self._viewer(request)
         if self._notifier is not None and self._notifier.shared:
             # Before "connected": from then on every process publishes to this page.
             self._notifier.publish(WATCH_TOPIC, self._token)
@@ -181,11 +234,12 @@ class LiveUpdates:
                     continue
                 if event is None:
                     break
-                await response.write(f"event: message\ndata: {json.dumps(event)}\n\n".encode())
+                name = "notify" if "notify" in event else "message"
+                await response.write(f"event: {name}\ndata: {json.dumps(event)}\n\n".encode())
         except ConnectionResetError:
             return response  # the page went away
         finally:
-            self._clients.discard(queue)
+            self._clients.pop(queue, None)
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await response.write_eof()
         return response
@@ -199,7 +253,7 @@ class LiveUpdates:
             log.exception("console live: could not record the agent's presence")
 
     def _drop(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
-        self._clients.discard(queue)
+        self._clients.pop(queue, None)
         with contextlib.suppress(asyncio.QueueFull):
             while not queue.empty():
                 queue.get_nowait()
@@ -210,6 +264,7 @@ class LiveUpdates:
         if self._notifier is not None and not self._subscribed:
             self._notifier.subscribe(TOPIC, self._on_notification)
             self._notifier.subscribe(WATCH_TOPIC, self._on_watch)
+            self._notifier.subscribe(NOTICE_TOPIC, self._on_notice)
             self._subscribed = True
         if self._notifier is not None and self._notifier.shared:
             await self._announcer.start()

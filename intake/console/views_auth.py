@@ -17,6 +17,7 @@ from aiohttp import web
 from markupsafe import Markup
 
 from core.errors import ValidationError
+from core.notifications import EVENTS, NOTIFY_CHANNELS
 
 from intake.console.app import (
     LOGIN_CSRF_COOKIE,
@@ -115,7 +116,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     async def home(request: web.Request) -> web.StreamResponse:
         return see_other(f"{PREFIX}/inbox")
 
-    def profile_page(request: web.Request, *, status: int = 200, error: str | None = None,
+    async def profile_page(request: web.Request, *, status: int = 200, error: str | None = None,
                      message: str | None = None, secret: str | None = None,
                      locale_errors: dict[str, str] | None = None) -> web.Response:
         user = request[SESSION_KEY].user
@@ -123,7 +124,11 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                                       "languages": LANGUAGE_NAMES, "locale_errors": locale_errors or {},
                                       "locale_saved": request.query.get("locale") == "1",
                                       "can_remove": user.totp and not console.totp_required(user),
-                                      "enrolled_now": request.query.get("enrolled") == "1"}
+                                      "enrolled_now": request.query.get("enrolled") == "1",
+                                      "notify_saved": request.query.get("notify") == "1",
+                                      "notify": None, "events": EVENTS, "notify_channels": NOTIFY_CHANNELS}
+        if console.assigner is not None:
+            context["notify"] = (await console.assigner.get_agent(user.id))["notify"]
         if not user.totp:
             # A new secret each time the page is drawn; it is stored only once a code from
             # the app proves the app has it (POST /profile/totp).
@@ -135,7 +140,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
 
     @before_enrolment
     async def profile(request: web.Request) -> web.StreamResponse:
-        return profile_page(request)
+        return await profile_page(request)
 
     @before_enrolment
     async def enrol(request: web.Request) -> web.StreamResponse:
@@ -144,19 +149,19 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         secret = form.text("secret", max_len=64).strip()
         code = form.text("code", max_len=20).replace(" ", "")
         if user.totp:
-            return profile_page(request, status=409, error="A second factor is already set up.")
+            return await profile_page(request, status=409, error="A second factor is already set up.")
         address = console.client_addresses.of(request)
         # Codes guessed here are guesses like at the login form: the same brake.
         wait = console.throttle.retry_after(address, user.username)
         if wait > 0:
             console.audit.refused(user.username, address, wait=wait)
-            response = profile_page(request, status=429, secret=secret,
+            response = await profile_page(request, status=429, secret=secret,
                                     error=f"Too many wrong codes. Try again in {_duration(wait)}.")
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         if not await console.second_factor.enrol(user.id, secret, code):
             console.throttle.failed(address, user.username)
-            return profile_page(request, status=422, secret=secret,
+            return await profile_page(request, status=422, secret=secret,
                                 error="That code does not match. Check the time on your phone and try the next one.")
         log.info("console: %r enrolled a TOTP second factor", user.username)
         return see_other(f"{PREFIX}/profile?enrolled=1")
@@ -165,19 +170,19 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         user = request[SESSION_KEY].user
         form = await Form.read(request)
         if console.totp_required(user):
-            return profile_page(request, status=403, error="Admins must keep a second factor here.")
+            return await profile_page(request, status=403, error="Admins must keep a second factor here.")
         if not user.totp:
             return see_other(f"{PREFIX}/profile")
         address = console.client_addresses.of(request)
         wait = console.throttle.retry_after(address, user.username)
         if wait > 0:
-            response = profile_page(request, status=429, error=f"Too many wrong codes. Try again in {_duration(wait)}.")
+            response = await profile_page(request, status=429, error=f"Too many wrong codes. Try again in {_duration(wait)}.")
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         # A current code, so a session left open on someone else's screen cannot remove it.
         if not await console.second_factor.verify(user.id, form.text("code", max_len=20).replace(" ", "")):
             console.throttle.failed(address, user.username)
-            return profile_page(request, status=422, error="Wrong or already used code.")
+            return await profile_page(request, status=422, error="Wrong or already used code.")
         await console.users.remove_second_factor(user.id, end_sessions=False)
         log.info("console: %r removed their TOTP second factor", user.username)
         return see_other(f"{PREFIX}/profile")
@@ -194,10 +199,23 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             await console.users.set_locale(user.id, language=form.optional("language", max_len=5),
                                            timezone=form.optional("timezone", max_len=64))
         except ValidationError as exc:
-            return profile_page(request, status=422, locale_errors={exc.field or "language": str(exc)})
+            return await profile_page(request, status=422, locale_errors={exc.field or "language": str(exc)})
         return see_other(f"{PREFIX}/profile?locale=1")
 
+    @before_enrolment
+    async def set_notify(request: web.Request) -> web.StreamResponse:
+        """The agent's own notification preferences: one checkbox per event and channel
+        (an unchecked box is not sent, so every box not sent is off)."""
+        if console.assigner is None:
+            raise web.HTTPNotFound()
+        form = await Form.read(request)
+        chosen = {event: {channel: form.text(f"notify.{event}.{channel}", max_len=5) == "on"
+                          for channel in NOTIFY_CHANNELS} for event in EVENTS}
+        await console.assigner.update_agent(request[SESSION_KEY].user.id, notify=chosen)
+        return see_other(f"{PREFIX}/profile?notify=1#notifications")
+
     router.add_get("/profile", profile)
+    router.add_post("/profile/notify", set_notify)
     router.add_post("/profile/locale", set_locale)
     router.add_post("/profile/totp", enrol)
     router.add_post("/profile/totp/remove", remove)

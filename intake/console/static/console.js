@@ -15,11 +15,22 @@
     return response.text();
   }
 
+  // One event stream per page (every console page opens it: the agent's presence and
+  // their browser notifications); the inbox and case pages listen to it too.
+  let sharedSource = null;
+  function liveSource(url) {
+    if (!sharedSource) {
+      sharedSource = new EventSource(url);
+      window.addEventListener("pagehide", function () { sharedSource.close(); });
+    }
+    return sharedSource;
+  }
+
   // Live updates: the server pushes "case N got message M"; we fetch the fresh fragment.
   function startLive(root, onEvent, onOpen) {
     if (!window.EventSource) return;
     const status = root.querySelector(".live-status");
-    const source = new EventSource(root.dataset.live);
+    const source = liveSource(document.body.dataset.events || root.dataset.live);
     source.addEventListener("open", function () {
       if (status) { status.textContent = "live"; status.classList.add("on"); }
       // What changed between rendering the page (or losing the stream) and now was told
@@ -34,7 +45,39 @@
       try { data = JSON.parse(e.data); } catch (_) { return; }
       onEvent(data);
     });
-    window.addEventListener("pagehide", function () { source.close(); });
+  }
+
+  // Browser notifications (the Notification API): permission is asked once, from a
+  // click on "Allow browser notifications" (browsers refuse a request without a
+  // gesture); then each notification the server sends this agent shows while a console
+  // page is open. The tag makes several open tabs show one notification, not one each.
+  function browserNotifications() {
+    const body = document.body;
+    if (!body.dataset.events || !window.EventSource || !("Notification" in window)) return;
+    const buttons = document.querySelectorAll("[data-ask-notifications]");
+    function showButtons() {
+      buttons.forEach(function (b) { b.hidden = Notification.permission !== "default"; });
+    }
+    buttons.forEach(function (button) {
+      button.addEventListener("click", function () {
+        Promise.resolve(Notification.requestPermission()).then(showButtons, showButtons);
+      });
+    });
+    showButtons();
+    liveSource(body.dataset.events).addEventListener("notify", function (e) {
+      if (Notification.permission !== "granted") return;
+      let data;
+      try { data = JSON.parse(e.data); } catch (_) { return; }
+      const number = Number(data.case);
+      const shown = new Notification(body.dataset.company || "posventa", {
+        body: String(data.text || ""), tag: "posventa-" + String(data.notify) + "-" + number,
+      });
+      shown.addEventListener("click", function () {
+        window.focus();
+        window.location.href = body.dataset.cases + number;
+        shown.close();
+      });
+    });
   }
 
   function liveInbox(root) {
@@ -251,6 +294,7 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    browserNotifications();
     const inbox = document.querySelector(".inbox[data-live]");
     if (inbox) liveInbox(inbox);
     const kase = document.querySelector(".case[data-live]");
