@@ -1,0 +1,84 @@
+"""The reverse of test_architecture.py: adapters reach core through its ports, never its tables.
+
+No module outside ``core/`` imports ``core.persistence`` (the schema, the engine, the
+lookup helpers), except the composition root: ``service.py`` and ``cli.py``, which build
+the ``Database`` and run migrations. Adapters get what they need from ``core``'s public
+surface (``core/__init__.py``'s ``__all__``: ports, ``Database`` for the tables an adapter
+owns, ``metadata`` and the column types so those tables join the one schema Alembic sees)
+or from a core port (``core.ports``).
+
+``PENDING`` lists the adapter modules not moved behind ports yet (#18): it may only
+shrink. A module leaving it must be removed from it (the test says so).
+"""
+
+from __future__ import annotations
+
+import ast
+
+from tests.support import REPO
+
+#: The composition root: the only modules outside core/ allowed to wire persistence.
+COMPOSITION_ROOT = frozenset({"service.py", "cli.py"})
+ADAPTER_FOLDERS = ("bots", "intake", "kb")
+
+#: Adapter modules that still import core.persistence (#18, moved module by module).
+PENDING = frozenset({
+    "bots/telegram/bot.py",
+    "bots/telegram/store.py",
+    "intake/console/app.py",
+    "intake/console/auth.py",
+    "intake/console/commands.py",
+    "intake/console/live.py",
+    "intake/console/queries.py",
+    "intake/webchat/channel.py",
+    "intake/webchat/fanout.py",
+    "intake/webchat/history.py",
+    "intake/webchat/sessions.py",
+    "kb/commands.py",
+    "kb/index.py",
+    "kb/runtime.py",
+    "kb/sync.py",
+    "kb/tables.py",
+})
+
+
+def imports_persistence(path) -> list[int]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            lines += [node.lineno for a in node.names if _is_persistence(a.name)]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if _is_persistence(node.module) or (node.module == "core"
+                                                and any(a.name == "persistence" for a in node.names)):
+                lines.append(node.lineno)
+    return lines
+
+
+def _is_persistence(module: str) -> bool:
+    return module == "core.persistence" or module.startswith("core.persistence.")
+
+
+def modules_outside_core():
+    for folder in ADAPTER_FOLDERS:
+        yield from sorted((REPO / folder).rglob("*.py"))
+    yield from sorted(p for p in REPO.glob("*.py") if p.name not in COMPOSITION_ROOT)
+
+
+def test_no_module_outside_core_imports_core_persistence():
+    offenders = {}
+    for p in modules_outside_core():
+        lines = imports_persistence(p)
+        if lines:
+            offenders[p.relative_to(REPO).as_posix()] = lines
+    new = {k: v for k, v in offenders.items() if k not in PENDING}
+    assert new == {}, "adapters reach core through core's ports (core/__init__.py, core/ports.py)"
+    moved = PENDING - offenders.keys()
+    assert moved == set(), "these no longer import core.persistence: remove them from PENDING"
+
+
+def test_the_check_itself_catches_an_offender(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\nfrom core.persistence.schema import cases\nfrom core import persistence\n"
+                   "import core.persistence\nfrom core.persistence_notes import x\n")
+    assert imports_persistence(bad) == [2, 3, 4]
