@@ -2,6 +2,10 @@
 
 A slow or broken knowledge base can therefore never lose or delay a case; at worst the
 customer gets no suggestions.
+
+The suggestions ask "did this solve it?" (question ``"kb_feedback:<case>"``); the
+customer's answer is ``KbFeedbackAnswers``, which the inbox calls through
+``core.inbox_hooks.ChoiceAnswers``.
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
+from core.case_type_question import ENDED, ask_case_type, close_self_served
 from core.domain import ChannelName, Choice
-from core.inbox import KB_FEEDBACK_QUESTION, StoredMessage
+from core.inbox_hooks import ChoiceContext, StoredMessage
 from core.outgoing import CUSTOMER_CHANNELS, Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
 from core.persistence.schema import case_suggestions, cases, contact_identities, messages
@@ -21,6 +26,31 @@ from core.ports import AnswerSuggester, Clock
 from core.texts import text
 
 log = logging.getLogger(__name__)
+
+KB_FEEDBACK_QUESTION = "kb_feedback"
+
+
+class KbFeedbackAnswers:
+    """Implements ``core.inbox_hooks.ChoiceAnswers`` for "did this solve it?"."""
+
+    question = KB_FEEDBACK_QUESTION
+
+    async def answer(self, ctx: ChoiceContext) -> list[OutgoingMessage]:
+        value, case = ctx.value, ctx.case
+        if value not in ("yes", "no"):
+            return []
+        await ctx.conn.execute(update(case_suggestions).where(case_suggestions.c.case_id == case.id)
+                               .values(feedback=value))
+        if value == "yes" and case.activity not in ENDED:
+            if await close_self_served(ctx, case.case_type):
+                return [ctx.say("self_served")]
+            # The type is mandatory before closing (core.workflow): remember that the
+            # customer solved it, ask the type, and close when it is answered.
+            await ctx.conn.execute(update(cases).where(cases.c.id == case.id).values(self_served=True,
+                                                                                     updated_at=ctx.now))
+            return [ask_case_type(ctx.say("self_served_ask_type"), case.id, ctx.language)]
+        return [ctx.say("agent_will_answer")]
+
 
 class SuggestionFlow:
     def __init__(self, *, db: Database, suggester: AnswerSuggester, outgoing: Outgoing, clock: Clock,

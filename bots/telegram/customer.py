@@ -21,7 +21,7 @@ from bots.telegram.store import BotStore
 from bots.telegram.texts import activity_name, all_languages, t
 from core.attachments import AttachmentStore
 from core.domain import AttachmentRef, ChannelName, ChoiceAnswer, InboundMessage
-from core.inbox import KB_FEEDBACK_QUESTION
+from core.suggestions import KB_FEEDBACK_QUESTION
 from core.outgoing import OutgoingMessage, Recipient
 from core.ports import Inbox
 from core.texts import pick_language

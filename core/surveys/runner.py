@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.domain import ChannelName, Direction
 from core.errors import InvalidTransition, NotFound, ValidationError
-from core.inbox import HookContext
+from core.inbox_hooks import HookContext
 from core.outgoing import Outgoing, OutgoingMessage, Recipient
 from core.persistence import Database
 from core.persistence.lookup import any_key, key_values
@@ -87,7 +87,7 @@ def _instance_select() -> Any:
 
 
 class SurveyRunner:
-    """Implements ``core.inbox.ConversationHook`` for surveys, plus manual runs."""
+    """Implements ``core.inbox_hooks.ConversationHook`` for surveys, plus manual runs."""
 
     def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, detractors: DetractorCases,
                  default_language: str = "es", on_commit: Callable[[], None] = lambda: None) -> None:
