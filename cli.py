@@ -126,9 +126,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Subcommands other modules contribute: (group, name) → (help, add_arguments, run).
-#: ``run(args, config)`` gets the loaded config, with logging already set up, so feature
-#: modules (even core's) never import the CLI.
+#: Subcommands the ``commands`` package contributes: (group, name) → (help, add_arguments, run).
+#: ``run(args, config)`` gets the loaded config, with logging already set up.
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Config], int]]
 
 
@@ -156,17 +155,15 @@ async def _prepare_database(config: Config) -> None:
 
 
 def extra_commands() -> dict[tuple[str, str], Command]:
-    """Commands that live with their feature (kb, imports, surveys, users)."""
-    commands: dict[tuple[str, str], Command] = {}
-    for module_name in ("kb.commands", "core.surveys.commands", "intake.console.commands", "core.contacts.commands"):
-        try:
-            module = __import__(module_name, fromlist=["COMMANDS"])
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        commands.update(module.COMMANDS)
-    return commands
+    """The commands of the ``commands`` package (kb, imports, surveys, users, contacts)."""
+    import importlib
+
+    import commands as package
+
+    found: dict[tuple[str, str], Command] = {}
+    for name in package.MODULES:
+        found.update(importlib.import_module(f"{package.__name__}.{name}").COMMANDS)
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:

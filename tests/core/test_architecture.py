@@ -31,3 +31,13 @@ def test_the_check_itself_catches_an_offender(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import os\nfrom aiohttp import web\n")
     assert ("aiohttp", 2) in list(imported_roots(bad))
+
+
+def test_command_line_presentation_lives_in_commands_only():
+    """argparse and rich (arguments, tables, progress bars) are the CLI's: ``cli.py`` and
+    ``commands/``, never the domain or the adapters."""
+    offenders = [f"{p.relative_to(REPO)}:{line} imports {root}"
+                 for folder in ("core", "intake", "bots", "kb")
+                 for p in sorted((REPO / folder).rglob("*.py"))
+                 for root, line in imported_roots(p) if root in {"argparse", "rich"}]
+    assert offenders == []

@@ -161,7 +161,7 @@ def run_tick(args: argparse.Namespace, config: Config) -> int:
 
 # --- demo -------------------------------------------------------------------------------------
 
-EXAMPLE_CATALOG = Path(__file__).resolve().parents[2] / "examples" / "catalog.toml"
+EXAMPLE_CATALOG = Path(__file__).resolve().parents[1] / "examples" / "catalog.toml"
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
