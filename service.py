@@ -43,12 +43,14 @@ from core.persistence.notify import Notifier, PgNotifier, notifier_for
 from core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
 from core.assignment import Assigner, AssignmentRules
 from core.sla import build_sla_setup
+from core.sla_report import SlaReports
 from core.sla_store import CaseClockStore
 from core.suggestions import SuggestionFlow
 from core.tasks import Periodic
 from intake.api import cases as cases_api
 from intake.api import macros as macros_api
 from intake.api import contacts as contacts_api
+from intake.api import reports as reports_api
 from intake.api.openapi import ApiRegistry
 from intake.http import ClientAddresses, HttpServer, MetricsAccess, build_app
 from intake.text_templates import SandboxedTemplates
@@ -201,6 +203,8 @@ class Service:
                                  desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id),
                                  budget=BudgetPolicy(mode=BudgetMode(cfg.cases.budget_mode), currency=cfg.cases.currency),
                                  notices=notices, phone_region=cfg.contacts.phone_region)
+        #: The SLA report (API, console page, Prometheus gauges).
+        self.sla_reports = SlaReports(db=self.db)
         self.kb_images = KbImages(db=self.db, files=self.attachments, clock=self.clock)
         self.macros = MacroService(db=self.db, cases=self.cases, clock=self.clock, templates=SandboxedTemplates(),
                                    default_language=cfg.service.default_language, company_name=cfg.service.company_name)
@@ -235,6 +239,7 @@ class Service:
         cases_api.register(self.api, cases=self.cases, macros=self.macros)
         macros_api.register(self.api, macros=self.macros)
         contacts_api.register(self.api, contacts=self.contacts, organizations=self.organizations)
+        reports_api.register(self.api, reports=self.sla_reports, clock=self.clock)
         # First in, last out: everything below may publish or subscribe until it stops.
         self.components.append(self.notifier)
         if isinstance(self.notifier, PgNotifier):

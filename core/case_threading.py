@@ -192,8 +192,10 @@ async def write_reopened(conn: AsyncConnection, hints: JoinableCases, now: datet
     if not hints.reopened:
         return
     reopened = sorted(hints.reopened)
+    # A reopened case is not resolved: the SLA report counts its next close.
     await conn.execute(update(cases).where(cases.c.id.in_(reopened)).values(
-        activity=Activity.PRELIMINARY_ANALYSIS.value, closed_at=None, updated_at=now))
+        activity=Activity.PRELIMINARY_ANALYSIS.value, closed_at=None, updated_at=now,
+        resolution_minutes=None, resolution_met=None))
     await conn.execute(insert(case_events), [
         {"case_id": cid, "at": now, "actor": "customer", "kind": "reopened",
          "from_value": Activity.CLOSED.value, "to_value": Activity.PRELIMINARY_ANALYSIS.value,

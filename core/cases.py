@@ -453,7 +453,8 @@ class CaseService:
             outbox_id = (await self._outgoing.add(conn, items, now=now))[0]
             values: dict[str, Any] = {"updated_at": now}
             if self._sla is not None:
-                values.update(agent_replied(await self._sla.clock(conn, number, lock=True), now))
+                clock = await self._sla.clock(conn, number, lock=True)
+                values.update(agent_replied(clock, self._sla.setup.policy(clock.policy), now))
             await conn.execute(update(cases).where(cases.c.id == number).values(**values))
             await conn.execute(insert(case_events).values(case_id=number, at=now, actor=f"agent:{agent}",
                                                           kind="reply", to_value=recipient.channel.value))

@@ -274,11 +274,37 @@ def rematched(clock: CaseClock, policy: SlaPolicy) -> dict[str, Any]:
     return _finish(values, clock.activity)
 
 
-def agent_replied(clock: CaseClock, now: datetime) -> dict[str, Any]:
+def _taken_minutes(clock: CaseClock, policy: SlaPolicy | None, now: datetime) -> float | None:
+    """Business minutes of the policy's calendar from the opening to ``now``, less the time
+    spent waiting for the customer (a pause running now included): what the targets count.
+    None without a policy (a case opened before SLAs, or whose policy left the config)."""
+    if policy is None:
+        return None
+    paused = clock.paused_minutes
+    if clock.paused_at is not None:
+        paused += policy.calendar.minutes_between(clock.paused_at, now)
+    return max(0.0, policy.calendar.minutes_between(clock.created_at, now) - paused)
+
+
+def _paused_due(clock: CaseClock, policy: SlaPolicy | None, due: datetime | None, target: str,
+                now: datetime) -> datetime | None:
+    """A target's due time as of ``now``: while paused, the stored due time has not yet moved
+    by the running pause (it moves on resuming), so it is counted here."""
+    if due is None or clock.paused_at is None or policy is None or not policy.minutes(target):
+        return due
+    paused = clock.paused_minutes + policy.calendar.minutes_between(clock.paused_at, now)
+    return _due(policy, target, clock.created_at, paused)
+
+
+def agent_replied(clock: CaseClock, policy: SlaPolicy | None, now: datetime) -> dict[str, Any]:
     values = _values(clock)
     if clock.first_response_at is None:
         values["first_response_at"] = now
-        _breach(values, clock, FIRST_RESPONSE, clock.first_response_due_at, now)
+        due = _paused_due(clock, policy, clock.first_response_due_at, FIRST_RESPONSE, now)
+        _breach(values, clock, FIRST_RESPONSE, due, now)
+        # For the SLA report: how long it took and whether it was on time (None: no target).
+        values["first_response_minutes"] = _taken_minutes(clock, policy, now)
+        values["first_response_met"] = None if due is None else now <= due
     elif clock.next_response_due_at is not None:
         _breach(values, clock, NEXT_RESPONSE, clock.next_response_due_at, now)
     values["next_response_due_at"] = None
@@ -290,7 +316,17 @@ def activity_changed(clock: CaseClock, policy: SlaPolicy | None, activity: str, 
     ``answer_sent`` pauses it; moving out of ``answer_sent`` resumes it."""
     values = _values(clock)
     if activity == Activity.CLOSED.value:
-        _breach(values, clock, RESOLUTION, clock.resolution_due_at, now)
+        # Closing from "answer sent" is the usual end: the wait for the customer that ends
+        # here is no time the team had, as it would not have been had they written.
+        due = _paused_due(clock, policy, clock.resolution_due_at, RESOLUTION, now)
+        _breach(values, clock, RESOLUTION, due, now)
+        values["resolution_minutes"] = _taken_minutes(clock, policy, now)
+        values["resolution_met"] = None if due is None else now <= due
+        if clock.first_response_at is None and clock.first_response_due_at is not None:
+            # Closed without a reply: the first response was missed if its time had run out.
+            first_due = _paused_due(clock, policy, clock.first_response_due_at, FIRST_RESPONSE, now)
+            if first_due is not None and first_due < now:
+                values["first_response_met"] = False
     elif activity == Activity.ANSWER_SENT.value:
         if clock.paused_at is None:
             values["sla_paused_at"] = now

@@ -236,6 +236,13 @@ cases = Table(
     Column("sla_breaches", JSON),
     #: The due time the sweep last recorded as breached (it records each due time once).
     _ts("sla_breach_seen_at"),
+    # How each target ended, for the SLA report (core/sla_report.py): business minutes of
+    # the policy's calendar from the opening, less the time waiting for the customer, and
+    # whether it was done by its due time (NULL: not done yet, or no such target).
+    Column("first_response_minutes", Float),
+    Column("first_response_met", Boolean),
+    Column("resolution_minutes", Float),
+    Column("resolution_met", Boolean),
     # Open cases per agent (automatic assignment's capacity check).
     Index("ix_cases_assigned_agent_activity", "assigned_agent", "activity"),
     #: The closed case this one follows up ("follow-up of #n"): the customer wrote again
