@@ -9,7 +9,7 @@ clients those workers send through close.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 import gc
 import logging
 import signal
@@ -43,7 +43,7 @@ from core.persistence.notify import Notifier, PgNotifier, notifier_for
 from core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
 from core.assignment import Assigner, AssignmentRules
 from core.sla import build_sla_setup
-from core.sla_report import SlaReports
+from core.sla_report import REPORTED_TARGETS, SlaReportFilter, SlaReports, rows_for_metrics
 from core.sla_store import CaseClockStore
 from core.suggestions import SuggestionFlow
 from core.tasks import Periodic
@@ -156,6 +156,81 @@ class _TotalsReader(Collector):
         yield family
 
 
+class SlaReportGauges(Collector):
+    """The SLA report (core/sla_report.py) over the last ``days`` days as Prometheus gauges:
+    achievement, median and p90 times, and met/missed counts, per target, in total and
+    per channel, type, sector and agent.
+
+    Label cardinality stays bounded: channels and types are fixed enumerations; sectors
+    and agents are the ``MAX_GROUPS`` with most cases (a desk with more sees its largest
+    ones, and the console or API for the rest); weeks are not a label at all, since time
+    is Prometheus's own axis and a week label would add series forever.
+
+    The report is computed on a scrape only when the last one is older than
+    ``refresh_seconds`` (a few grouped queries over the window's cases), one computation
+    at a time; other scrapes read the figures kept, at no database cost."""
+
+    MAX_GROUPS = 20
+    DIMENSIONS = (None, "channel", "type", "sector", "agent")
+
+    def __init__(self, *, reports: SlaReports, clock: Clock, days: int, refresh_seconds: float) -> None:
+        self._reports, self._clock = reports, clock
+        self._days, self._refresh_seconds = days, refresh_seconds
+        self._families: list[GaugeMetricFamily] = []
+        self._computed_at: datetime | None = None
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> bool:
+        # The service's clock (tests move it); a clock set back counts as stale.
+        if self._computed_at is None:
+            return False
+        age = (self._clock.now() - self._computed_at).total_seconds()
+        return 0 <= age < self._refresh_seconds
+
+    async def refresh(self) -> None:
+        if self._fresh():
+            return
+        async with self._lock:
+            if self._fresh():
+                return
+            now = self._clock.now()
+            today = now.astimezone(UTC).date()
+            achieved = GaugeMetricFamily(
+                "posventa_sla_achieved_percent",
+                f"SLA targets met / decided x 100, cases opened in the last {self._days} days",
+                labels=("target", "group_by", "group"))
+            minutes = GaugeMetricFamily(
+                "posventa_sla_time_minutes",
+                f"Business minutes to first response / resolution (median, p90), last {self._days} days",
+                labels=("target", "quantile", "group_by", "group"))
+            decided = GaugeMetricFamily("posventa_sla_targets", f"SLA targets met or missed, last {self._days} days",
+                                        labels=("target", "outcome", "group_by", "group"))
+            for dimension in self.DIMENSIONS:
+                report = await self._reports.report(SlaReportFilter(
+                    since=today - timedelta(days=self._days - 1), until=today, group_by=dimension), now=now)
+                rows = rows_for_metrics(report, self.MAX_GROUPS) if dimension else [report.total]
+                for row in rows:
+                    where = (dimension or "total", row.group or "")
+                    for target in REPORTED_TARGETS:
+                        figures = row.target(target)
+                        decided.add_metric((target, "met", *where), figures.met)
+                        decided.add_metric((target, "missed", *where), figures.missed)
+                        if figures.achieved_percent is not None:
+                            achieved.add_metric((target, *where), figures.achieved_percent)
+                        if figures.median_minutes is not None and figures.p90_minutes is not None:
+                            minutes.add_metric((target, "0.5", *where), figures.median_minutes)
+                            minutes.add_metric((target, "0.9", *where), figures.p90_minutes)
+            self._families = [achieved, minutes, decided]
+            self._computed_at = now
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        # Without describe(), registering would call collect() before anything is computed.
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families
+
+
 @dataclass
 class Service:
     """Everything ``posventa serve`` runs, built from one ``Config``."""
@@ -205,6 +280,10 @@ class Service:
                                  notices=notices, phone_region=cfg.contacts.phone_region)
         #: The SLA report (API, console page, Prometheus gauges).
         self.sla_reports = SlaReports(db=self.db)
+        self.sla_gauges = SlaReportGauges(reports=self.sla_reports, clock=self.clock, days=cfg.sla.report_metrics_days,
+                                          refresh_seconds=cfg.sla.report_refresh_seconds)
+        if cfg.sla.enabled:
+            self.metrics.registry.register(self.sla_gauges)
         self.kb_images = KbImages(db=self.db, files=self.attachments, clock=self.clock)
         self.macros = MacroService(db=self.db, cases=self.cases, clock=self.clock, templates=SandboxedTemplates(),
                                    default_language=cfg.service.default_language, company_name=cfg.service.company_name)
@@ -480,7 +559,7 @@ class Service:
                                client_addresses=self.client_addresses, registry=self.metrics.registry,
                                require_totp_for_admins=self.config.console.require_totp_for_admins,
                                kb_images=self.kb_images, contacts=self.contacts,
-                               organizations=self.organizations)
+                               organizations=self.organizations, sla_reports=self.sla_reports)
         # Open inbox and case pages refresh when a customer writes, whichever process
         # stored the message (through the notifier).
         self.inbox.subscribe(self.console.live.publish)
@@ -587,6 +666,7 @@ class Service:
                 running, overdue = await self.sla.running_counts(conn, self.clock.now())
             self.metrics.sla_running.set(running)
             self.metrics.sla_overdue.set(overdue)
+            await self.sla_gauges.refresh()
 
 
 async def run_until_signalled(service: Service) -> None:

@@ -288,6 +288,10 @@ class SlaConfig:
     warn_before_minutes: int = 30
     #: How often the SLA watch looks for targets about to be due, or past it.
     sweep_seconds: int = 60
+    #: The SLA report's Prometheus gauges cover cases opened in this many last days...
+    report_metrics_days: int = 7
+    #: ...and are computed again on a scrape at most this often.
+    report_refresh_seconds: int = 300
     policies: tuple[SlaPolicyConfig, ...] = ()
 
 
@@ -588,6 +592,8 @@ def validate(config: Config) -> None:
          "must be 0 (never) or more")
     need(config.assignment.sweep_seconds >= 1, "assignment.sweep_seconds", "must be at least 1")
     need(config.sla.sweep_seconds >= 1, "sla.sweep_seconds", "must be at least 1")
+    need(1 <= config.sla.report_metrics_days <= 366, "sla.report_metrics_days", "must be from 1 to 366")
+    need(config.sla.report_refresh_seconds >= 1, "sla.report_refresh_seconds", "must be at least 1")
     need(config.sla.warn_before_minutes >= 0, "sla.warn_before_minutes", "must be 0 (no warnings) or more")
 
 

@@ -32,6 +32,7 @@ from core.tasks import Periodic
 from core.macros import MacroService
 from core.persistence import Database
 from core.ports import Clock
+from core.sla_report import SlaReports
 from intake.console.auth import (
     LoginAudit,
     LoginThrottle,
@@ -106,8 +107,10 @@ class Console:
                  client_addresses: ClientAddresses | None = None, registry: CollectorRegistry | None = None,
                  require_totp_for_admins: bool = False, kb_images: KbImages | None = None,
                  contacts: ContactService | None = None, organizations: OrganizationService | None = None,
-                 assigner: Assigner | None = None) -> None:
+                 assigner: Assigner | None = None, sla_reports: SlaReports | None = None) -> None:
         self.db = db
+        #: core.sla_report's SlaReports (the managers' SLA report page).
+        self.sla_reports = sla_reports or SlaReports(db=db)
         self.cases = cases
         self.macros = macros
         #: The KB editor's pasted and uploaded images (stored like attachments).
@@ -174,7 +177,7 @@ class Console:
 
     def _build(self) -> web.Application:
         from intake.console import (views_admin, views_agent, views_auth, views_kb, views_macros,
-                                    views_manager)
+                                    views_manager, views_reports)
 
         app = web.Application(middlewares=[self._locale, self._headers, self._errors, self._guard])
         app[CONSOLE_KEY] = self
@@ -203,6 +206,7 @@ class Console:
         views_macros.register(app.router, self)
         views_kb.register(app.router, self)
         views_manager.register(app.router, self)
+        views_reports.register(app.router, self)
         views_admin.register(app.router, self)
         return app
 

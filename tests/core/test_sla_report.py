@@ -246,3 +246,56 @@ async def test_reply_and_close_record_business_minutes_net_of_the_customers_wait
     assert bad["field"] == "to"
     bad = await call(http, "GET", "/reports/sla?group_by=month", status=422)
     assert bad["field"] == "group_by"
+
+
+# --- Prometheus gauges --------------------------------------------------------------------
+
+async def test_metrics_show_the_report_per_dimension_and_refresh_only_when_stale(database_url, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    clock = FakeClock(NOW)
+    # 15 days to Monday 14 December: from 30 November, as PERIOD (the 14th has no cases).
+    config = make_config(database_url, tmp_path, sla={"report_metrics_days": 15, "report_refresh_seconds": 300})
+    async with Service(config, clock=clock) as service:
+        await seed(service.db, FIXTURES + LEFT_OUT)
+
+        async def scrape() -> dict[tuple, float]:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{service.http.bound_port}/metrics") as r:
+                    assert r.status == 200
+                    text = await r.text()
+            return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                    for family in text_string_to_metric_families(text) for s in family.samples
+                    if s.name.startswith(("posventa_sla_achieved", "posventa_sla_time", "posventa_sla_targets"))}
+
+        def key(name: str, **labels: str) -> tuple:
+            return name, tuple(sorted(labels.items()))
+
+        gauges = await scrape()
+        # The figures of test_per_agent_and_total_figures_match_the_hand_computed_ones.
+        assert gauges[key("posventa_sla_achieved_percent", target="first_response", group_by="agent",
+                          group="ana")] == 60.0
+        assert gauges[key("posventa_sla_time_minutes", target="first_response", quantile="0.9", group_by="agent",
+                          group="ana")] == 76.0
+        assert gauges[key("posventa_sla_achieved_percent", target="first_response", group_by="total",
+                          group="")] == 57.14
+        assert gauges[key("posventa_sla_time_minutes", target="resolution", quantile="0.5", group_by="total",
+                          group="")] == 300.0
+        assert gauges[key("posventa_sla_targets", target="first_response", outcome="missed", group_by="sector",
+                          group="soporte")] == 2
+        assert gauges[key("posventa_sla_achieved_percent", target="first_response", group_by="channel",
+                          group="email")] == 57.14
+        # Nothing decided: no achievement series rather than a made-up number.
+        assert key("posventa_sla_achieved_percent", target="resolution", group_by="agent",
+                   group="bruno") not in gauges
+        assert not any(dict(labels).get("group_by") == "week" for _, labels in gauges)
+
+        # A new missed first response: the next scrape within refresh_seconds reads the
+        # figures kept; once they are older, it computes them again.
+        await seed(service.db, [dict(agent="ana", sector="soporte", created=at(11), fr=(50, False),
+                                     open=dict(resolution_due_at=FUTURE))])
+        clock.advance(seconds=299)
+        ana = key("posventa_sla_achieved_percent", target="first_response", group_by="agent", group="ana")
+        assert (await scrape())[ana] == 60.0
+        clock.advance(seconds=1)
+        assert (await scrape())[ana] == 50.0  # 3 of 6
