@@ -108,26 +108,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from core.persistence import Database, upgrade
     from core.persistence.migrate import current_revision
+    from service import command_parts
 
     config = _config(args)
     setup_logging(config, verbose=args.verbose)
 
     async def run() -> str | None:
-        db = Database(config.database.url)
-        try:
-            await upgrade(db)
-            return await current_revision(db)
-        finally:
-            await db.dispose()
+        async with command_parts(config, upgrade_schema=True) as parts:
+            return await current_revision(parts.db)
 
     print(f"database is at revision {asyncio.run(run())}")
     return 0
 
 
 #: Subcommands the ``commands`` package contributes: (group, name) → (help, add_arguments, run).
-#: ``run(args, config)`` gets the loaded config, with logging already set up.
+#: ``run(args, config)`` gets the loaded config, with logging already set up; it builds what
+#: it needs with ``service.command_parts`` (which checks the schema first, as serve does).
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, Config], int]]
 
 
@@ -135,23 +132,9 @@ def _with_config(run: Callable[[argparse.Namespace, Config], int]) -> Callable[[
     def wrapped(args: argparse.Namespace) -> int:
         config = _config(args)
         setup_logging(config, verbose=args.verbose)
-        asyncio.run(_prepare_database(config))
         return run(args, config)
 
     return wrapped
-
-
-async def _prepare_database(config: Config) -> None:
-    """Before any command touches the database: a fresh SQLite file is brought up to date
-    (as serve does); an old PostgreSQL schema is one line saying to run ``db upgrade``."""
-    from core.persistence import Database
-    from core.persistence.migrate import prepare
-
-    db = Database(config.database.url)
-    try:
-        await prepare(db, source=config.source)
-    finally:
-        await db.dispose()
 
 
 def extra_commands() -> dict[tuple[str, str], Command]:

@@ -1,6 +1,10 @@
 """The composition root: builds every component from config, wires them, owns the loop.
 
 This is the only module that imports core, the adapters (bots/, intake/) and kb/ together.
+``build_parts`` is the one place the shared parts (the ``Database``, the case, contact
+and assignment services...) are built from a ``Config``, and ``Parts.prepare_schema`` the
+one schema check: ``Service`` (``posventa serve``) wires the adapters around them, and
+every CLI command gets them from ``command_parts``.
 Components are started in dependency order and stopped in reverse: inbound doors close
 first, then the inbox drains, then the outbox workers finish their batch, and last the
 clients those workers send through close.
@@ -13,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -38,7 +43,7 @@ from core.notices import CustomerNotices
 from core.outbox import DEFAULT_CLAIM_BATCH, OutboxSignal, OutboxWorker, RetryPolicy, backlog, recover_expired_leases
 from core.outgoing import Outgoing
 from core.persistence import Database
-from core.persistence.migrate import prepare
+from core.persistence.migrate import prepare, upgrade
 from core.persistence.notify import Notifier, PgNotifier, notifier_for
 from core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
 from core.assignment import Assigner, AssignmentRules
@@ -55,7 +60,105 @@ from intake.api.openapi import ApiRegistry
 from intake.http import ClientAddresses, HttpServer, MetricsAccess, build_app
 from intake.text_templates import SandboxedTemplates
 
+if TYPE_CHECKING:
+    from core.surveys import Surveys
+    from kb.runtime import KbRuntime
+
 log = logging.getLogger("posventa")
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What ``serve`` and every CLI command are made of, built one way (``build_parts``).
+    Nothing here has started anything: no task, no connection until first used."""
+
+    config: Config
+    clock: Clock
+    db: Database
+    #: Wakes the outbox workers after a commit that queued something (``serve``'s).
+    signal: OutboxSignal
+    attachments: AttachmentStore
+    outgoing: Outgoing
+    #: Calendars and SLA policies (validated when the config was loaded).
+    sla: CaseClockStore
+    assigner: Assigner
+    cases: CaseService
+    contacts: ContactService
+    kb_images: KbImages
+
+    async def prepare_schema(self) -> None:
+        """SQLite upgrades itself; PostgreSQL must have been upgraded (see ``prepare``)."""
+        await prepare(self.db, source=self.config.source)
+
+    def surveys(self) -> Surveys:
+        """The survey services (catalog, sales, runner, scheduler, panel...)."""
+        from core.surveys import Surveys
+
+        return Surveys.build(db=self.db, outgoing=self.outgoing, clock=self.clock, config=self.config.surveys,
+                             default_language=self.config.service.default_language,
+                             on_commit=self.signal.notify,
+                             # Whom a detractor case goes to among the rule's operators:
+                             # automatic assignment's pick (the first when it is off).
+                             pick_assignee=self.assigner.pick_among,
+                             phone_region=self.config.contacts.phone_region)
+
+    def kb(self) -> KbRuntime:
+        """The knowledge base: Discourse client, index, sync, publisher (``[kb]``)."""
+        from kb.runtime import KbRuntime, load_encoder
+
+        return KbRuntime(config=self.config.kb, db=self.db, clock=self.clock, cases=self.cases,
+                         encoder=load_encoder(self.config.kb), images=self.kb_images)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+        self.attachments.close()
+
+
+def build_parts(config: Config, *, clock: Clock | None = None) -> Parts:
+    """The one builder of the shared parts, for ``Service`` and every CLI command."""
+    cfg = config
+    clock = clock if clock is not None else SystemClock()
+    db = Database(cfg.database.url, pool_size=cfg.database.pool_size)
+    outbox_signal = OutboxSignal()
+    attachments = AttachmentStore(Path(cfg.service.data_dir))
+    email_domain = cfg.email.address.rsplit("@", 1)[-1] if "@" in cfg.email.address else "posventa.invalid"
+    outgoing = Outgoing(email_domain=email_domain, max_attempts=cfg.outbox.max_attempts)
+    sla = CaseClockStore(build_sla_setup(cfg))
+    assign = cfg.assignment
+    assigner = Assigner(db=db, clock=clock, rules=AssignmentRules(
+        enabled=assign.enabled, strategy=assign.strategy, default_capacity=assign.default_capacity,
+        reassign_after=timedelta(minutes=assign.reassign_after_minutes) if assign.reassign_after_minutes else None,
+        calendar=sla.setup.notice_calendar()))
+    notices = CustomerNotices.from_settings(
+        notify_answer_sent=cfg.cases.notify_answer_sent, notify_closed=cfg.cases.notify_closed,
+        reopen_days=cfg.cases.reopen_days,
+        texts={(event, lang): getattr(cfg.cases, f"notice_{event}_{lang}")
+               for event in ("answer_sent", "closed") for lang in LANGUAGES})
+    cases = CaseService(sla=sla, db=db, outgoing=outgoing, clock=clock, on_commit=outbox_signal.notify,
+                        desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id),
+                        budget=BudgetPolicy(mode=BudgetMode(cfg.cases.budget_mode), currency=cfg.cases.currency),
+                        notices=notices, phone_region=cfg.contacts.phone_region)
+    contacts = ContactService(db=db, clock=clock, cases=cases, phone_region=cfg.contacts.phone_region,
+                              files=attachments)
+    return Parts(config=config, clock=clock, db=db, signal=outbox_signal, attachments=attachments, outgoing=outgoing,
+                 sla=sla, assigner=assigner, cases=cases, contacts=contacts,
+                 kb_images=KbImages(db=db, files=attachments, clock=clock))
+
+
+@asynccontextmanager
+async def command_parts(config: Config, *, upgrade_schema: bool = False) -> AsyncIterator[Parts]:
+    """The parts for a one-shot CLI command, closed on exit. The schema is checked first as
+    ``serve`` checks it (a fresh SQLite file is brought up to date, an old PostgreSQL
+    schema is one line saying to run ``db upgrade``); ``db upgrade`` upgrades instead."""
+    parts = build_parts(config)
+    try:
+        if upgrade_schema:
+            await upgrade(parts.db)
+        else:
+            await parts.prepare_schema()
+        yield parts
+    finally:
+        await parts.close()
 
 
 class Component(Protocol):
@@ -243,14 +346,11 @@ class Service:
 
     def __post_init__(self) -> None:
         cfg = self.config
-        self.db = Database(cfg.database.url, pool_size=cfg.database.pool_size)
+        self.parts = parts = build_parts(cfg, clock=self.clock)
+        self.db, self.signal, self.attachments, self.outgoing = parts.db, parts.signal, parts.attachments, parts.outgoing
+        self.sla, self.assigner, self.cases, self.contacts = parts.sla, parts.assigner, parts.cases, parts.contacts
+        self.kb_images = parts.kb_images
         self.metrics = Metrics()
-        self.signal = OutboxSignal()
-        self.attachments = AttachmentStore(Path(cfg.service.data_dir))
-        email_domain = cfg.email.address.rsplit("@", 1)[-1] if "@" in cfg.email.address else "posventa.invalid"
-        self.outgoing = Outgoing(email_domain=email_domain, max_attempts=cfg.outbox.max_attempts)
-        #: Calendars and SLA policies (validated when the config was loaded).
-        self.sla = CaseClockStore(build_sla_setup(cfg))
         self.inbox = InboxService(sla=self.sla, db=self.db, outgoing=self.outgoing, clock=self.clock,
                                   default_language=cfg.service.default_language,
                                   desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id),
@@ -264,31 +364,14 @@ class Service:
                             ("channel", "outcome"),
                             lambda: [((w.channel_name.value, outcome), getattr(w, outcome))
                                      for w in self.workers for outcome in ("sent", "failed", "retried")])
-        assign = cfg.assignment
-        self.assigner = Assigner(db=self.db, clock=self.clock, rules=AssignmentRules(
-            enabled=assign.enabled, strategy=assign.strategy, default_capacity=assign.default_capacity,
-            reassign_after=timedelta(minutes=assign.reassign_after_minutes) if assign.reassign_after_minutes else None,
-            calendar=self.sla.setup.notice_calendar()))
-        notices = CustomerNotices.from_settings(
-            notify_answer_sent=cfg.cases.notify_answer_sent, notify_closed=cfg.cases.notify_closed,
-            reopen_days=cfg.cases.reopen_days,
-            texts={(event, lang): getattr(cfg.cases, f"notice_{event}_{lang}")
-                   for event in ("answer_sent", "closed") for lang in LANGUAGES})
-        self.cases = CaseService(sla=self.sla, db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
-                                 desk_enabled=bool(cfg.telegram.enabled and cfg.telegram.agent_chat_id),
-                                 budget=BudgetPolicy(mode=BudgetMode(cfg.cases.budget_mode), currency=cfg.cases.currency),
-                                 notices=notices, phone_region=cfg.contacts.phone_region)
         #: The SLA report (API, console page, Prometheus gauges).
         self.sla_reports = SlaReports(db=self.db)
         self.sla_gauges = SlaReportGauges(reports=self.sla_reports, clock=self.clock, days=cfg.sla.report_metrics_days,
                                           refresh_seconds=cfg.sla.report_refresh_seconds)
         if cfg.sla.enabled:
             self.metrics.registry.register(self.sla_gauges)
-        self.kb_images = KbImages(db=self.db, files=self.attachments, clock=self.clock)
         self.macros = MacroService(db=self.db, cases=self.cases, clock=self.clock, templates=SandboxedTemplates(),
                                    default_language=cfg.service.default_language, company_name=cfg.service.company_name)
-        self.contacts = ContactService(db=self.db, clock=self.clock, cases=self.cases,
-                                       phone_region=cfg.contacts.phone_region, files=self.attachments)
         self.organizations = OrganizationService(db=self.db, clock=self.clock, cases=self.cases,
                                                  contacts=self.contacts)
         self.api = ApiRegistry()
@@ -443,10 +526,7 @@ class Service:
         """Discourse sync, the matcher as AnswerSuggester, the publisher channel (kb/)."""
         if not self.config.kb.enabled:
             return
-        from kb.runtime import KbRuntime, load_encoder
-
-        self.kb = KbRuntime(config=self.config.kb, db=self.db, clock=self.clock, cases=self.cases,
-                            encoder=load_encoder(self.config.kb), images=self.kb_images)
+        self.kb = self.parts.kb()
         if self.suggester is None:
             self.suggester = self.kb.index
         self.channels[ChannelName.KB] = self.kb.publisher
@@ -459,20 +539,12 @@ class Service:
 
         ``self.surveys`` (a ``core.surveys.Surveys``) is None when ``[surveys] enabled``
         is false; the console checks it before showing the manager panel."""
-        from core.surveys import Surveys
         from intake.api import surveys as surveys_api
 
         self.surveys = None
         if not self.config.surveys.enabled:
             return
-        self.surveys = Surveys.build(db=self.db, outgoing=self.outgoing, clock=self.clock,
-                                     config=self.config.surveys,
-                                     default_language=self.config.service.default_language,
-                                     on_commit=self.signal.notify,
-                                     # Whom a detractor case goes to among the rule's operators:
-                                     # automatic assignment's pick (the first when it is off).
-                                     pick_assignee=self.assigner.pick_among,
-                                     phone_region=self.config.contacts.phone_region)
+        self.surveys = self.parts.surveys()
         self.inbox.add_hook(self.surveys.runner)
         self.cases.add_closed_hook(self.surveys.followups.case_closed)
         surveys_api.register(self.api, surveys=self.surveys)
@@ -569,8 +641,7 @@ class Service:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def prepare_database(self) -> None:
-        """SQLite upgrades itself; PostgreSQL must have been upgraded (see ``prepare``)."""
-        await prepare(self.db, source=self.config.source)
+        await self.parts.prepare_schema()
 
     async def start(self) -> None:
         await self.prepare_database()
@@ -628,8 +699,7 @@ class Service:
                 await asyncio.wait_for(close(), timeout=5)
             except Exception:
                 log.exception("closing a channel's client failed")
-        await self.db.dispose()
-        self.attachments.close()
+        await self.parts.close()
 
     async def __aenter__(self) -> Service:
         await self.start()

@@ -8,8 +8,28 @@ composition root builds. One module a command group:
 - ``contacts``: ``contacts export|erase`` (privacy requests).
 
 Each exports ``COMMANDS``: (group, name) → (help, add_arguments, run); ``cli.py`` mounts
-them. ``run(args, config)`` gets the loaded config, with logging already set up.
+them. ``run(args, config)`` gets the loaded config, with logging already set up, and
+builds what it needs from ``open_parts(config)`` (the composition root's one builder).
 """
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
+
+from core.config import Config
+
+if TYPE_CHECKING:
+    from service import Parts
 
 #: The modules ``cli.py`` mounts, in this package.
 MODULES = ("kb", "surveys", "users", "contacts")
+
+
+def open_parts(config: Config) -> AbstractAsyncContextManager[Parts]:
+    """``service.command_parts``: what a command works with, the schema checked first.
+    Imported when a command runs: ``service`` pulls in the whole service, ``--help``
+    need not."""
+    from service import command_parts
+
+    return command_parts(config)

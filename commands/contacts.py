@@ -10,30 +10,15 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
+from commands import open_parts
 from core.config import Config
 
 
 async def _with_contacts(config: Config, work: Callable[[Any], Awaitable[Any]]) -> Any:
-    from core.attachments import AttachmentStore
-    from core.cases import CaseService
-    from core.contacts.service import ContactService
-    from core.outgoing import Outgoing
-    from core.persistence import Database
-    from core.ports import SystemClock
-
-    db = Database(config.database.url, pool_size=config.database.pool_size)
-    files = AttachmentStore(Path(config.service.data_dir))
-    clock = SystemClock()
-    cases = CaseService(db=db, outgoing=Outgoing(email_domain="posventa.invalid", max_attempts=1), clock=clock)
-    try:
-        return await work(ContactService(db=db, clock=clock, cases=cases, phone_region=config.contacts.phone_region,
-                                         files=files))
-    finally:
-        await db.dispose()
-        files.close()
+    async with open_parts(config) as parts:
+        return await work(parts.contacts)
 
 
 def _id_arg(p: argparse.ArgumentParser) -> None:

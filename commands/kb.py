@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from commands import open_parts
 from core.config import Config
 from core.errors import ConfigError
 
@@ -25,21 +26,14 @@ def _add_sync_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_sync(args: argparse.Namespace, config: Config) -> int:
-    from core.cases import CaseService
-    from core.outgoing import Outgoing
-    from core.persistence import Database
-    from core.ports import SystemClock
     from kb.discourse import DiscourseError
-    from kb.runtime import KbRuntime, load_encoder
 
     _require_kb(config)
     console = Console()
 
     async def run() -> int:
-        db = Database(config.database.url)
-        try:
-            cases = CaseService(db=db, outgoing=Outgoing(email_domain="x", max_attempts=1), clock=SystemClock())
-            kb = KbRuntime(config=config.kb, db=db, clock=SystemClock(), cases=cases, encoder=load_encoder(config.kb))
+        async with open_parts(config) as parts:
+            kb = parts.kb()
             try:
                 await kb.index.load()
                 with Progress(SpinnerColumn(), TextColumn("[bold]KB sync"), BarColumn(), TextColumn("{task.completed} topics"),
@@ -62,8 +56,6 @@ def _run_sync(args: argparse.Namespace, config: Config) -> int:
             console.print(f"{report.seen} topics seen, {report.updated} updated, {report.removed} removed"
                           f"{' (full walk)' if report.full else ''}; index has {len(kb.index)} articles.")
             return 0
-        finally:
-            await db.dispose()
 
     return asyncio.run(run())
 
@@ -74,16 +66,14 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_search(args: argparse.Namespace, config: Config) -> int:
-    from core.persistence import Database
     from kb.index import KbIndex
     from kb.runtime import load_encoder
 
     _require_kb(config)
 
     async def run() -> int:
-        db = Database(config.database.url)
-        try:
-            index = KbIndex(db=db, encoder=load_encoder(config.kb))
+        async with open_parts(config) as parts:
+            index = KbIndex(db=parts.db, encoder=load_encoder(config.kb))
             count = await index.load()
             if index.semantic:
                 with Progress(SpinnerColumn(), TextColumn("[bold]Encoding KB passages"), TimeElapsedColumn(),
@@ -91,8 +81,6 @@ def _run_search(args: argparse.Namespace, config: Config) -> int:
                     progress.add_task("", total=None)
                     await index.encode_all()  # stored: the next search (and serve) reuse them
             found = await index.suggest(args.text, language=None, limit=max(1, min(args.limit, 50)))
-        finally:
-            await db.dispose()
         table = Table(title=f"{count} articles indexed; min_score = {config.kb.min_score}")
         for col in ("score", "shown", "title", "url"):
             table.add_column(col)

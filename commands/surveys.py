@@ -1,5 +1,5 @@
 """CLI: ``posventa import sales FILE.csv``, ``posventa import catalog FILE.toml`` and
-``posventa surveys tick``. They work on the database directly (a running ``serve``
+``posventa surveys tick`` (and ``posventa demo``). They work on the database directly (a running ``serve``
 picks the queued questions up from the outbox), with a progress bar and a summary
 table; a bad file is one clear message and a non-zero exit status."""
 
@@ -12,22 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Config
-
-
-def _surveys(config: Config) -> tuple[Any, Any]:
-    from core.outgoing import Outgoing
-    from core.persistence import Database
-    from core.ports import SystemClock
-    from core.surveys import Surveys
-
-    db = Database(config.database.url, pool_size=config.database.pool_size)
-    email_domain = config.email.address.rsplit("@", 1)[-1] if "@" in config.email.address else "posventa.invalid"
-    surveys = Surveys.build(db=db, outgoing=Outgoing(email_domain=email_domain,
-                                                     max_attempts=config.outbox.max_attempts),
-                            clock=SystemClock(), config=config.surveys,
-                            default_language=config.service.default_language,
-                            phone_region=config.contacts.phone_region)
-    return db, surveys
+from commands import open_parts
 
 
 def _console() -> Any:
@@ -63,8 +48,8 @@ def run_import_sales(args: argparse.Namespace, config: Config) -> int:
     console = _console()
 
     async def run() -> Any:
-        db, surveys = _surveys(config)
-        try:
+        async with open_parts(config) as parts:
+            surveys = parts.surveys()
             with Progress(TextColumn("importing {task.description}"), BarColumn(), DownloadColumn(),
                           TimeRemainingColumn(), console=console, transient=True,
                           disable=not console.is_terminal) as progress:
@@ -72,8 +57,6 @@ def run_import_sales(args: argparse.Namespace, config: Config) -> int:
                 return await surveys.sales.import_csv(
                     path, chunk_size=max(1, min(args.chunk, 10_000)),
                     on_progress=lambda done, total: progress.update(task, completed=done, total=total))
-        finally:
-            await db.dispose()
 
     report = asyncio.run(run())
     table = Table(title=f"sales from {path.name}", show_header=False)
@@ -113,11 +96,9 @@ def run_import_catalog(args: argparse.Namespace, config: Config) -> int:
     console = _console()
 
     async def run() -> dict[str, int]:
-        db, surveys = _surveys(config)
-        try:
+        async with open_parts(config) as parts:
+            surveys = parts.surveys()
             return await surveys.catalog.import_toml(path.read_bytes(), source=path.name)
-        finally:
-            await db.dispose()
 
     counts = asyncio.run(run())
     table = Table(title=f"catalog from {path.name} (created or updated)", show_header=False)
@@ -141,12 +122,10 @@ def run_tick(args: argparse.Namespace, config: Config) -> int:
     console = _console()
 
     async def run() -> Any:
-        db, surveys = _surveys(config)
-        try:
+        async with open_parts(config) as parts:
+            surveys = parts.surveys()
             with console.status("opening and expiring survey windows…"):
                 return await surveys.scheduler.tick()
-        finally:
-            await db.dispose()
 
     report = asyncio.run(run())
     table = Table(title="survey tick", show_header=False)
@@ -178,13 +157,9 @@ def run_demo(args: argparse.Namespace, config: Config) -> int:
     console = _console()
 
     async def run() -> Any:
-        db, surveys = _surveys(config)
-        try:
-            from core.ports import SystemClock
-
-            return await load_demo(surveys, catalog_toml=path.read_bytes(), now=SystemClock().now())
-        finally:
-            await db.dispose()
+        async with open_parts(config) as parts:
+            surveys = parts.surveys()
+            return await load_demo(surveys, catalog_toml=path.read_bytes(), now=parts.clock.now())
 
     report = asyncio.run(run())
     table = Table(title="demo data, dated from today", show_header=False)

@@ -8,6 +8,7 @@ import asyncio
 import getpass
 import sys
 
+from commands import open_parts
 from core.config import Config
 from core.errors import ValidationError
 from intake.console.auth import MAX_PASSWORD, Passwords, Role, UserStore
@@ -27,15 +28,9 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def _store_and_run(config: Config, action) -> int:
-    from core.persistence import Database
-    from core.ports import SystemClock
-
     async def run() -> None:
-        db = Database(config.database.url)
-        try:
-            await action(UserStore(db=db, clock=SystemClock(), passwords=Passwords()))
-        finally:
-            await db.dispose()
+        async with open_parts(config) as parts:
+            await action(UserStore(db=parts.db, clock=parts.clock, passwords=Passwords()))
 
     try:
         asyncio.run(run())

@@ -25,10 +25,6 @@ ADAPTER_FOLDERS = ("bots", "intake", "kb", "commands")
 PENDING = frozenset({
     "bots/telegram/bot.py",
     "bots/telegram/store.py",
-    "commands/contacts.py",
-    "commands/kb.py",
-    "commands/surveys.py",
-    "commands/users.py",
     "intake/console/app.py",
     "intake/console/auth.py",
     "intake/console/live.py",
