@@ -176,7 +176,7 @@ class Console:
     # --- building --------------------------------------------------------------------------
 
     def _build(self) -> web.Application:
-        from intake.console import (views_admin, views_agent, views_auth, views_kb, views_macros,
+        from intake.console import (views_admin, views_agent, views_auth, views_contacts, views_kb, views_macros,
                                     views_manager, views_reports)
 
         app = web.Application(middlewares=[self._locale, self._headers, self._errors, self._guard])
@@ -205,6 +205,7 @@ class Console:
         views_agent.register(app.router, self)
         views_macros.register(app.router, self)
         views_kb.register(app.router, self)
+        views_contacts.register(app.router, self)
         views_manager.register(app.router, self)
         views_reports.register(app.router, self)
         views_admin.register(app.router, self)

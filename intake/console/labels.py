@@ -77,6 +77,17 @@ LABELS: Mapping[str, str] = {
     "message": N_("Message"),
     "contact": N_("Customer"),
     "address": N_("Customer's address"),
+    # contact identities and history (core/contacts)
+    "phone": N_("Phone"),
+    "created": N_("Created"),
+    "updated": N_("Updated"),
+    "identity_added": N_("Identity added"),
+    "identity_removed": N_("Identity removed"),
+    "merged": N_("Merged"),
+    "merged_into": N_("Merged into another contact"),
+    "erased": N_("Erased"),
+    "contact_merged": N_("Contact merged"),
+    "organization_merged": N_("Organization merged"),
 }
 
 

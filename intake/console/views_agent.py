@@ -26,12 +26,16 @@ from intake.console import queries
 from intake.console.app import SESSION_KEY, PREFIX, Console, see_other
 from intake.console.forms import Form, domain_errors
 from intake.console.i18n import N_
+from intake.console.views_contacts import NOTICES as CONTACT_NOTICES
+from intake.console.views_contacts import MAX_ORGANIZATIONS_SHOWN, duplicate_offers
 
 PAGE_SIZE = 50
 #: Canned responses rendered into a case page: the most used ones (the picker's search
 #: finds among these).
 MAX_MACROS_SHOWN = 100
 MAX_BUDGET_LINES = 100
+#: Contacts the new-case form lists for a search (a longer list means: type more).
+MAX_CONTACT_MATCHES = 20
 TABS = ("conversation", "kb", "budget", "history")
 #: Images a browser may show inline; anything else is a download, so an uploaded HTML
 #: or SVG file can never run script in the console's origin.
@@ -51,6 +55,8 @@ NOTICES = {
     "kb_publish": N_("Publication queued to the knowledge base."),
     "budget": N_("Budget saved."),
     "created": N_("Case created."),
+    # A duplicate merged into the case's customer from the case page (views_contacts).
+    "merged": CONTACT_NOTICES["merged"],
 }
 
 
@@ -159,6 +165,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             "budget_rows": lines + [{"product": "", "quantity": None, "unit_amount": None, "subtotal": None}] * 3,
             "kb_actions": list(KbAction),
             "macro_options": await macro_options(request, number),
+            "duplicates": await duplicate_offers(console, case["contact"]["id"]),
         }
         return console.render("case.html", request, context, status=status)
 
@@ -315,18 +322,54 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             form.errors["date"] = "Enter the date and time the customer got in touch."
             return None
 
-    async def new_case_context() -> dict[str, Any]:
+    async def new_case_context(values: dict[str, Any], *, matches: list[dict[str, Any]] | None = None
+                               ) -> dict[str, Any]:
+        """The form's choices: the organizations, the contact already chosen (from a
+        contact's page, or picked among the matches of a search), those matches."""
+        chosen = None
+        raw = values.get("contact_id", "")
+        if console.contacts is not None and isinstance(raw, str) and raw.isdigit() and len(raw) < 19 \
+                and matches is None:
+            try:
+                chosen = await console.contacts.get(int(raw))
+            except NotFound:
+                chosen = None
+            if chosen is not None and (chosen["merged_into_id"] or chosen["erased_at"]):
+                chosen = None
         return {"types": CLASSIFIED_TYPES, "categories": await cases.list_categories(), "now": local_now(),
-                "organizations": await console.organizations.search(limit=200) if console.organizations else []}
+                "organizations": await console.organizations.search(limit=MAX_ORGANIZATIONS_SHOWN)
+                if console.organizations else [], "chosen": chosen, "matches": matches}
 
     async def new_case_form(request: web.Request) -> web.StreamResponse:
         # From a contact's page: the case is for that contact.
         contact_id = request.query.get("contact_id", "")
         values = {"contact_id": contact_id} if contact_id.isdigit() and len(contact_id) < 19 else {}
-        return console.render("case_new.html", request, {"errors": {}, "values": values, **await new_case_context()})
+        return console.render("case_new.html", request, {"errors": {}, "values": values,
+                                                         **await new_case_context(values)})
+
+    async def find_contact(request: web.Request, form: Form, values: dict[str, Any]) -> web.StreamResponse:
+        """The form's "Find" button: the contacts matching what was typed, to pick one;
+        nothing is created and what was typed stays."""
+        q = form.optional("contact_q", max_len=200)
+        errors: dict[str, str] = {}
+        matches: list[dict[str, Any]] = []
+        if q is None:
+            errors["contact_q"] = console.locales.gettext("Type a name, an email address or a phone to find.")
+        elif console.contacts is not None:
+            try:
+                matches = await console.contacts.search(q, limit=MAX_CONTACT_MATCHES)
+            except DomainError as exc:
+                errors = domain_errors(exc, "contact_q")
+                errors = {"contact_q" if k == "q" else k: v for k, v in errors.items()}
+        return console.render("case_new.html", request, {"errors": errors, "values": values,
+                                                         **await new_case_context(values, matches=matches)},
+                              status=422 if errors else 200)
 
     async def new_case(request: web.Request) -> web.StreamResponse:
         form = await Form.read(request)
+        values = {k: v for k, v in form.data.items() if isinstance(v, str) and k != "_csrf"}
+        if form.checked("find"):
+            return await find_contact(request, form, values)
         new = NewCase(title=form.text("title", max_len=300), description=form.text("description"),
                       case_type=form.text("type", max_len=40) or None,
                       contact_name=form.optional("contact_name", max_len=200),
@@ -346,9 +389,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                 return see_other(f"{PREFIX}/cases/{case['number']}?done=created")
             except DomainError as exc:
                 errors = domain_errors(exc, "title")
-        values = {k: v for k, v in form.data.items() if isinstance(v, str) and k != "_csrf"}
         return console.render("case_new.html", request, {"errors": errors, "values": values,
-                                                         **await new_case_context()}, status=422)
+                                                         **await new_case_context(values)}, status=422)
 
     # --- attachments -----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 from sqlalchemy import select
 
@@ -298,7 +299,10 @@ async def test_inbox_names_the_customer_or_their_address(running, agent):
 
     def customer_cell(number: int) -> str:
         row = page.split(f'<tr data-case="{number}">', 1)[1].split("</tr>", 1)[0]
-        return row.split('<td class="customer">', 1)[1].split("</td>", 1)[0]
+        cell = row.split('<td class="customer">', 1)[1].split("</td>", 1)[0]
+        # The name links to the contact's page; the text inside the link is what we check.
+        assert 'href="/console/contacts/' in cell
+        return re.sub(r'</?a\b[^>]*>', "", cell)
 
     assert customer_cell(bare) == "ana@cliente.com"
     assert customer_cell(named) == "Bea Gómez"
