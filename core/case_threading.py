@@ -19,7 +19,8 @@ The rules:
   a new case per new conversation, as every mail desk does;
 - a message to a case closed less than ``reopen_days`` ago **reopens** it: back to
   preliminary analysis, with a "reopened by the customer" history entry, the assigned
-  agent kept (``write_reopened``);
+  agent kept (``write_reopened``), and its SLA targets started again as for a new case
+  (``core.sla.reopened``, applied by the inbox with the clock store);
 - a message to a case closed longer ago opens a **new case linked to it** (a follow-up);
   a second late reply joins that follow-up while it is open;
 - an answer to a button the bot asked (a choice) never reopens anything: it is an answer

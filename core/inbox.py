@@ -251,6 +251,8 @@ class InboxService:
             policy_of_new = await steps.start_clocks(conn, self._sla, new_cases, now)
         new_ids = await steps.write_new_cases(conn, new_cases, now)
         await write_reopened(conn, hints, now)
+        if hints.reopened and self._sla is not None:
+            await self._sla.reopened(conn, hints.reopened, now)
 
         def case_id_of(ref: CaseRef | None) -> int | None:
             if ref is None:

@@ -13,7 +13,8 @@ calendar:
 
 The clock stops while the case waits for the customer (activity ``answer_sent``) and
 starts again when the customer writes: the business minutes spent waiting are added to
-``sla_paused_minutes`` and every target moves by as much.
+``sla_paused_minutes`` and every target moves by as much. A customer's message that reopens a
+closed case starts the targets again as for a new case (``reopened``).
 
 ``due_at`` is the nearest target still running (NULL when closed, paused or without
 targets): one indexed column serves the overdue list and the due-sorted inbox, and
@@ -345,6 +346,27 @@ def customer_wrote(clock: CaseClock, policy: SlaPolicy | None, now: datetime, ac
             and activity != Activity.CLOSED.value):
         values["next_response_due_at"] = _due(policy, NEXT_RESPONSE, now)
     return _finish(values, activity)
+
+
+def reopened(clock: CaseClock, policy: SlaPolicy, now: datetime) -> dict[str, Any]:
+    """A customer's message reopened the closed case (core.case_threading): the clock starts
+    again as for a new customer message. The response the customer now waits for is due
+    like a new case's (the first response if the case never had one, else a next
+    response), and the resolution target counts in full from now. The business minutes
+    from the opening to now count as paused, so that a later resume or a policy change
+    (both count from the opening plus the pause) keep these targets. The first breach on
+    record stays: it happened."""
+    values = _values(clock)
+    paused = policy.calendar.minutes_between(clock.created_at, now)
+    values["sla_policy"] = policy.name
+    values["sla_paused_at"] = None
+    values["sla_paused_minutes"] = paused
+    if clock.first_response_at is None:
+        values["first_response_due_at"] = _due(policy, FIRST_RESPONSE, clock.created_at, paused)
+    else:
+        values["next_response_due_at"] = _due(policy, NEXT_RESPONSE, now)
+    values["resolution_due_at"] = _due(policy, RESOLUTION, clock.created_at, paused)
+    return _finish(values, clock.activity)
 
 
 def _resume(values: dict[str, Any], clock: CaseClock, policy: SlaPolicy, now: datetime) -> None:

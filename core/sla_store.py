@@ -19,7 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.domain import Activity
 from core.persistence.lookup import any_key, key_values
 from core.persistence.schema import UTCDateTime, case_events, cases, categories, organizations
-from core.sla import CLOCK_COLUMNS, CaseClock, SlaPolicy, SlaSetup, clock_from_row, customer_wrote, rematched
+from core.sla import (
+    CLOCK_COLUMNS,
+    CaseClock,
+    SlaPolicy,
+    SlaSetup,
+    clock_from_row,
+    customer_wrote,
+    rematched,
+    reopened,
+)
 
 _CLOCK_COLS = tuple(cases.c[name] for name in CLOCK_COLUMNS)
 _CLOSED = Activity.CLOSED.value
@@ -71,6 +80,15 @@ class CaseClockStore:
         clock = await self.clock(conn, case_id)
         if clock.policy != policy.name:
             await self.write(conn, case_id, rematched(clock, policy))
+
+    async def reopened(self, conn: AsyncConnection, case_ids: Collection[int], now: datetime) -> None:
+        """Closed cases a customer's message just reopened (their activity already set):
+        each clock starts again (core.sla.reopened), under the policy the case matches now."""
+        if not self.setup.enabled:
+            return
+        for case_id in sorted(case_ids):
+            clock = await self.clock(conn, case_id, lock=True)
+            await self.write(conn, case_id, reopened(clock, await self.policy_for(conn, case_id), now))
 
     async def running_counts(self, conn: AsyncConnection, now: datetime) -> tuple[int, int]:
         """(cases with a running target, of which overdue): two index range counts."""

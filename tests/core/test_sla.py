@@ -137,6 +137,53 @@ async def test_the_clock_pauses_at_answer_sent_and_resumes_on_the_customers_repl
     assert case["sla_breached"] == {"target": "next_response", "at": ba(9, 13)}
 
 
+async def test_a_customer_reopening_a_closed_case_restarts_its_targets(running):
+    """core.sla.reopened: the targets start again as for a new customer message, the
+    resolution target in full, whatever the clock was doing when the case closed."""
+    service, http, clock = running
+    answered = await write(service, 1)
+    silent = await write(service, 2, subject="Otra consulta")
+    clock.current = datetime(2026, 12, 8, 10, 0, tzinfo=BA).astimezone(UTC)  # Tuesday 10:00
+    await post(http, f"/cases/{answered}/reply", {"text": "Reinicie la impresora", "agent": "ana"}, status=202)
+    for number in (answered, silent):
+        await post(http, f"/cases/{number}", {"type": "request", "agent": "ana"}, method="PATCH")
+    # One closes while paused (waiting for the customer), the other without any answer.
+    await post(http, f"/cases/{answered}/activity", {"activity": "answer_sent", "agent": "ana"})
+    clock.current = datetime(2026, 12, 8, 11, 0, tzinfo=BA).astimezone(UTC)
+    for number in (answered, silent):
+        case = await post(http, f"/cases/{number}/activity", {"activity": "closed", "agent": "ana"})
+        assert case["due_at"] is None
+
+    # Wednesday 12:00, within [cases] reopen_days: both customers write again.
+    clock.current = datetime(2026, 12, 9, 12, 0, tzinfo=BA).astimezone(UTC)
+    for n, number in ((3, answered), (4, silent)):
+        assert await write(service, n, text="Sigue sin imprimir", thread=ThreadHints(case_number=number),
+                           subject=f"Re: [#{number}] Consulta") == number
+    # Resolution in full from now: 18 business hours = Wed 12-18, Thu 9-18, Fri 9-12.
+    case = await get(http, f"/cases/{answered}")
+    assert case["activity"] == "preliminary_analysis" and case["sla_paused"] is False
+    assert case["resolution_due_at"] == ba(11, 12)
+    assert (case["next_response_due_at"], case["due_at"], case["due_target"]) == \
+        (ba(9, 13), ba(9, 13), "next_response")
+    case = await get(http, f"/cases/{silent}")
+    assert case["activity"] == "preliminary_analysis" and case["first_response_at"] is None
+    assert case["resolution_due_at"] == ba(11, 12) and case["next_response_due_at"] is None
+    assert (case["first_response_due_at"], case["due_at"], case["due_target"]) == \
+        (ba(9, 14), ba(9, 14), "first_response")
+    assert case["sla_breached"] is None and case["sla_status"] == "ok"
+    assert [c["number"] for c in (await get(http, "/cases?sort=due"))["cases"]][:2] == [answered, silent]
+
+    # The restarted targets hold when the clock pauses and resumes again.
+    await post(http, f"/cases/{answered}/reply", {"text": "Pruebe ahora", "agent": "ana"}, status=202)
+    await post(http, f"/cases/{answered}/activity", {"activity": "answer_sent", "agent": "ana"})
+    clock.current = datetime(2026, 12, 9, 14, 0, tzinfo=BA).astimezone(UTC)
+    await write(service, 5, text="Ahora sí", thread=ThreadHints(case_number=answered),
+                subject=f"Re: [#{answered}] Consulta")
+    case = await get(http, f"/cases/{answered}")
+    # Paused from Wednesday 12:00 (the answer) to 14:00: resolution moves two hours.
+    assert case["activity"] == "preliminary_analysis" and case["resolution_due_at"] == ba(11, 14)
+
+
 async def test_a_policy_matches_by_type_and_reclassifying_moves_the_targets(running):
     service, http, _ = running
     number = await write(service, 1)
