@@ -252,6 +252,25 @@ _WHEN: Mapping[str, str] = {
 }
 
 
+#: The contact attribute holding the customer's time zone (an IANA name, e.g. "Europe/Lisbon").
+CONTACT_TIMEZONE_ATTRIBUTE = "timezone"
+#: A customer's time zone as given (a browser's IANA name, a contact attribute): at most this long.
+MAX_ZONE_NAME = 64
+
+
+def customer_zone(name: object) -> ZoneInfo | None:
+    """The customer's time zone from an untrusted name (``Intl`` in a browser, a contact
+    attribute), or None when it is missing or no zone we know: the notice then shows the
+    calendar's time."""
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_ZONE_NAME or name.startswith(("/", ".")) \
+            or ".." in name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
 def opening_notice(calendar: BusinessCalendar, at: datetime, language: str, *,
                    customer_tz: ZoneInfo | None = None) -> str | None:
     """None while the calendar is open; else "we open Monday 7 at 09:00", in ``language``,

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from core.business_hours import customer_zone
 from core.domain import LANGUAGES
 
 RATE_LIMITED = "rate_limited"
@@ -49,6 +50,9 @@ class Hello:
     lang: str | None
     name: str | None = None
     email: str | None = None
+    #: The browser's IANA time zone (``Intl``): the outside-hours notice shows the
+    #: customer's time. One we do not know is ignored.
+    tz: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +136,9 @@ def _hello(data: dict[str, Any]) -> Hello:
     # An email we cannot use is ignored rather than refused: the visitor can still chat.
     email = (email.strip().lower() if isinstance(email, str) and encodable(email) and _EMAIL.match(email.strip())
              else None)
-    return Hello(session=session, last_seen=last_seen, lang=lang, name=name, email=email)
+    tz = data.get("tz")
+    tz = tz if customer_zone(tz) is not None else None
+    return Hello(session=session, last_seen=last_seen, lang=lang, name=name, email=email, tz=tz)
 
 
 def clean_text(text: str) -> str:

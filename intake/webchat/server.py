@@ -29,6 +29,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -383,7 +384,7 @@ class WebchatServer:
         for frame in frames:
             await conn.send(frame)
         await conn.finish_replay({f["message_id"] for f in frames})
-        return session
+        return dataclasses.replace(session, timezone=hello.tz) if hello.tz else session
 
     async def _customer_message(self, conn: Connection, session: Session, frame: SendText | SendChoice) -> None:
         wait = self.limits.message(session.public_id, conn.ip)
@@ -402,6 +403,7 @@ class WebchatServer:
         receipt = await self._inbox.receive(InboundMessage(
             channel=ChannelName.WEBCHAT, external_id=f"{session.public_id}:{frame.id}", sender=session.public_id,
             text=text, sender_name=session.name, language=session.language, choice=choice,
+            meta={"timezone": session.timezone} if session.timezone else {},
         ))
         set_log_fields(case=receipt.case_number)
         await conn.send(protocol.ack(frame.id, receipt.message_id, receipt.case_number))

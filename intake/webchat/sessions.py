@@ -38,6 +38,8 @@ class Session:
     language: str | None
     name: str | None
     email: str | None
+    #: The browser's time zone this connection said in its hello (not stored).
+    timezone: str | None = None
 
 
 def hash_token(token: str) -> str:

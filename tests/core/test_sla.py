@@ -17,6 +17,7 @@ from core.domain import ChannelName, InboundMessage, ThreadHints
 from core.notifications import AgentNotifier
 from core.persistence.schema import outbox
 from service import Service
+from tests.intake.webchat.support import ChatClient
 from tests.support import API_TOKEN, FakeClock, RecordingChannel, make_config
 
 BA = ZoneInfo("America/Argentina/Buenos_Aires")
@@ -31,7 +32,7 @@ def ba(day: int, hour: int, minute: int = 0) -> str:
 @pytest.fixture
 async def running(database_url, tmp_path):
     clock = FakeClock(FRIDAY_1730.astimezone(UTC))
-    config = make_config(database_url, tmp_path, sla={
+    config = make_config(database_url, tmp_path, webchat={"enabled": True}, sla={
         "first_response_minutes": 120, "next_response_minutes": 60,
         "resolution_minutes": 9 * 60 * 2,
         "policies": (SlaPolicyConfig(name="incidents", types=("incident",), first_response_minutes=30,
@@ -271,3 +272,36 @@ async def test_every_breach_is_recorded_with_its_due_time(running):
     assert case["sla_breached"] == {"target": "first_response", "at": ba(8, 10, 30)}
     listed = (await get(http, "/cases?limit=5"))["cases"]
     assert [c["sla_breaches"] for c in listed if c["number"] == number] == [running_past]
+
+
+async def test_the_acknowledgement_out_of_hours_is_in_the_customers_time_zone(running):
+    """The contact's ``timezone`` attribute, or the web chat browser's (the message's
+    meta), wins over the calendar's; a zone nobody knows falls back to the calendar's."""
+    service, http, clock = running
+    clock.advance(hours=1)  # Friday 18:30 in Buenos Aires: the team opens Tuesday 09:00 there (12:00 UTC)
+    await post(http, "/contacts", {"name": "Kenji", "attributes": {"timezone": "Asia/Tokyo"},
+                                   "identities": [{"kind": "email", "address": "kenji@cliente.example"}]}, status=201)
+    await post(http, "/contacts", {"name": "Zed", "attributes": {"timezone": "Mars/Olympus_Mons"},
+                                   "identities": [{"kind": "email", "address": "zed@cliente.example"}]}, status=201)
+
+    async def ack_of(message: InboundMessage) -> str:
+        number = (await service.inbox.receive(message)).case_number
+        async with service.db.engine.connect() as conn:
+            return (await conn.execute(select(outbox.c.payload).where(
+                outbox.c.case_id == number, outbox.c.kind == "ack"))).scalar_one()["text"]
+
+    tokyo = await ack_of(InboundMessage(channel=ChannelName.EMAIL, external_id="<k1@cliente.example>",
+                                        sender="kenji@cliente.example", text="Hola", subject="Hola", language="en"))
+    assert "we open Tuesday 8 at 21:00 (Asia/Tokyo)" in tokyo
+    unknown = await ack_of(InboundMessage(channel=ChannelName.EMAIL, external_id="<z1@cliente.example>",
+                                          sender="zed@cliente.example", text="Hola", subject="Hola", language="es"))
+    assert "abrimos el martes 8 a las 09:00 (America/Argentina/Buenos_Aires)" in unknown
+    # The web chat widget says the browser's zone in its hello.
+    async with aiohttp.ClientSession() as plain:
+        chat = await ChatClient.connect(plain, f"http://127.0.0.1:{service.http.bound_port}",
+                                        headers={"Origin": f"http://127.0.0.1:{service.http.bound_port}"})
+        assert (await chat.hello(lang="pt", tz="Europe/Lisbon"))["type"] == "welcome"
+        assert (await chat.say("c-1", "Olá"))["type"] == "ack"
+        bot = await chat.next(lambda f: f.get("from") == "bot")
+        assert "abrimos terça-feira, dia 8, às 12:00 (Europe/Lisbon)" in bot["text"]
+        await chat.ws.close()

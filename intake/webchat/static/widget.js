@@ -596,6 +596,8 @@
 
   function sayHello() {
     var hello = { type: "hello", session: state.session, last_seen: pageLastSeen, lang: lang };
+    // The visitor's time zone: "we open Monday at 09:00" is then said in their time.
+    try { var tz = Intl.DateTimeFormat().resolvedOptions().timeZone; if (tz) hello.tz = tz; } catch (_) { /* old browser */ }
     if (state.profile) { hello.name = state.profile.name; hello.email = state.profile.email; }
     helloHadSession = state.session !== null;
     ws.send(JSON.stringify(hello));

@@ -90,6 +90,11 @@ def test_frames_parse_into_values():
         == Hello(None, None, "pt", "Ana María", "ana@example.com")
     assert parse_frame('{"type":"hello","session":"t","last_seen":"42","lang":"xx","email":"no"}',
                        max_text_chars=10) == Hello("t", 42, None, None, None)
+    # The browser's time zone: kept when it is one we know, else ignored (never refused).
+    assert parse_frame('{"type":"hello","session":null,"tz":"America/Sao_Paulo"}', max_text_chars=10).tz \
+        == "America/Sao_Paulo"
+    for tz in ('"Mars/Olympus"', '"../../etc/passwd"', '"/etc/localtime"', "42", '"' + "A" * 300 + '"', '""'):
+        assert parse_frame('{"type":"hello","session":null,"tz":' + tz + '}', max_text_chars=10).tz is None
     assert parse_frame('{"type":"message","id":"u-1","text":"a\\r\\nb"}', max_text_chars=10) == SendText("u-1", "a\nb")
     assert parse_frame('{"type":"choice","id":"u-2","question":"case_type:3","value":5}', max_text_chars=10) \
         == SendChoice("u-2", "case_type:3", "5")
