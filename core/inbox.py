@@ -269,7 +269,9 @@ class InboxService:
         #    the desk mirror, and answers to buttons.
         stored: list[StoredMessage] = []
         acked_new: set[int] = set()
-        notices: dict[tuple[str, str], str | None] = {}
+        notices: dict[tuple[str, str, str], str | None] = {}
+        zones = await steps.customer_zones(conn, self._sla, now, policy_of_new, (
+            ident_of[i].contact_id for i, ref in message_refs if ref is not None and ref.new_index is not None))
         for mid, (i, ref) in zip(message_ids, message_refs, strict=True):
             m = batch[i]
             ident = ident_of[i]
@@ -286,8 +288,10 @@ class InboxService:
             if is_new and cid not in acked_new and m.auto_reply_allowed and m.channel != ChannelName.API:
                 acked_new.add(cid)  # type: ignore[arg-type]
                 recipient = Recipient(m.channel, m.sender, ident.id, ident.contact_id)
+                # The customer's time: their browser's (web chat), else their contact's, else the calendar's.
                 notice = steps.outside_hours(self._sla, policy_of_new[ref.new_index] if policy_of_new else None,  # type: ignore[union-attr,index]
-                                             now, language, notices)
+                                             now, language, notices,
+                                             steps.message_zone(m) or zones.get(ident.contact_id))
                 outgoing.append((steps.ack(recipient, cid, ref, m, language, notice), ref))  # type: ignore[arg-type]
             elif (cid in hints.reopened and cid not in acked_new and m.auto_reply_allowed
                   and m.channel != ChannelName.API):

@@ -24,12 +24,13 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.budget import FOLLOW_PROCESS
-from core.business_hours import opening_notice
+from core.business_hours import CONTACT_TIMEZONE_ATTRIBUTE, customer_zone, opening_notice
 from core.case_threading import CaseRef, JoinableCases
 from core.case_type_question import CASE_TYPE_QUESTION, case_type_choices
 from core.contacts.identities import KnownIdentity, Newcomer, identify as identify_contacts
@@ -38,7 +39,7 @@ from core.inbox_hooks import AnsweredCase, ChoiceAnswers, ChoiceContext, Convers
 from core.outgoing import OutgoingMessage, Recipient
 from core.persistence.bulk import insert_ids
 from core.persistence.lookup import Match, any_key, by_unique_key, key_values
-from core.persistence.schema import attachments, case_events, cases, messages
+from core.persistence.schema import attachments, case_events, cases, contacts, messages
 from core.sla import SlaPolicy, opened
 from core.sla_store import CaseClockStore
 from core.texts import pick_language, text
@@ -256,14 +257,39 @@ async def touch_cases(conn: AsyncConnection, sla: CaseClockStore | None, case_id
 # --- 6. replies --------------------------------------------------------------------------------
 
 def outside_hours(sla: CaseClockStore | None, policy: SlaPolicy | None, now: datetime, language: str,
-                  cache: dict[tuple[str, str], str | None]) -> str | None:
-    """The "we open at ..." line of an acknowledgement, when configured and closed now."""
+                  cache: dict[tuple[str, str, str], str | None], customer_tz: ZoneInfo | None = None) -> str | None:
+    """The "we open at ..." line of an acknowledgement, when configured and closed now, in
+    the customer's time zone where known."""
     if policy is None or sla is None or not sla.setup.outside_hours_notice:
         return None
-    key = (policy.calendar.name, language)
+    key = (policy.calendar.name, language, customer_tz.key if customer_tz else "")
     if key not in cache:
-        cache[key] = opening_notice(policy.calendar, now, language)
+        cache[key] = opening_notice(policy.calendar, now, language, customer_tz=customer_tz)
     return cache[key]
+
+
+async def customer_zones(conn: AsyncConnection, sla: CaseClockStore | None, now: datetime,
+                         policies: Sequence[SlaPolicy | None], contact_ids: Iterable[int]) -> dict[int, ZoneInfo]:
+    """The new cases' customers' time zones (the contact's ``timezone`` attribute), read
+    only when an acknowledgement will say when the team opens."""
+    ids = sorted(set(contact_ids))
+    if (not ids or sla is None or not sla.setup.outside_hours_notice
+            or all(p is None or p.calendar.is_open(now) for p in policies)):
+        return {}
+    rows = await conn.execute(select(contacts.c.id, contacts.c.attributes)
+                              .where(contacts.c.id.in_(ids), contacts.c.attributes.is_not(None)))
+    zones = {}
+    for row in rows:
+        attributes = row.attributes if isinstance(row.attributes, dict) else {}
+        tz = customer_zone(attributes.get(CONTACT_TIMEZONE_ATTRIBUTE))
+        if tz is not None:
+            zones[row.id] = tz
+    return zones
+
+
+def message_zone(m: InboundMessage) -> ZoneInfo | None:
+    """The time zone the message's channel says the customer is in (the web chat browser's)."""
+    return customer_zone(m.meta.get("timezone"))
 
 
 def ack(recipient: Recipient, case_id: int, ref: CaseRef, m: InboundMessage, language: str,
