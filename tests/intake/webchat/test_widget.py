@@ -51,7 +51,9 @@ async def send(page: Page, text: str) -> None:
 async def test_send_shows_sending_until_the_ack_marks_it_sent(page: Page, chat: ChatDouble) -> None:
     token = await open_chat(page, chat)
     hello = chat.sent("hello")[0]
-    assert hello == {"type": "hello", "session": None, "last_seen": None, "lang": "es"}
+    # With the browser's time zone: the outside-hours notice is then in the visitor's time.
+    browser_tz = await page.evaluate("() => Intl.DateTimeFormat().resolvedOptions().timeZone")
+    assert hello == {"type": "hello", "session": None, "last_seen": None, "lang": "es", "tz": browser_tz}
     await expect(page.locator(".pvc-input")).to_be_focused()
 
     chat.drop_acks = True
