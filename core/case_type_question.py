@@ -19,7 +19,7 @@ from sqlalchemy import insert, update
 
 from core.domain import Activity, Choice, ChoiceAnswer, InboundMessage
 from core.inbox_hooks import ChoiceContext
-from core.outgoing import OutgoingMessage
+from core.outgoing import ComposedMessage
 from core.persistence.schema import case_events, cases
 from core.replies import case_type_from_reply
 from core.sla_store import CaseClockStore
@@ -38,7 +38,7 @@ def case_type_choices(language: str) -> tuple[Choice, ...]:
     return tuple(Choice(case_type_name(t, language), t.value) for t in CLASSIFIED_TYPES)
 
 
-def ask_case_type(message: OutgoingMessage, case_id: int, language: str) -> OutgoingMessage:
+def ask_case_type(message: ComposedMessage, case_id: int, language: str) -> ComposedMessage:
     """``message`` with the case-type buttons."""
     return replace(message, choices=case_type_choices(language), question=f"{CASE_TYPE_QUESTION}:{case_id}")
 
@@ -76,7 +76,7 @@ class CaseTypeAnswers:
         #: A new type may mean another SLA policy.
         self._sla = sla
 
-    async def answer(self, ctx: ChoiceContext) -> list[OutgoingMessage]:
+    async def answer(self, ctx: ChoiceContext) -> list[ComposedMessage]:
         value, case = ctx.value, ctx.case
         if value not in {t.value for t in CLASSIFIED_TYPES}:
             return []

@@ -31,7 +31,7 @@ from core.contacts.identities import EMAIL, PHONE, create_contact, identity_owne
 from core.contacts.normalize import email_address, phone_number
 from core.errors import NotFound, ValidationError
 from core.notices import CustomerNotices
-from core.outgoing import CUSTOMER_CHANNELS, Outgoing, OutgoingMessage, Recipient, email_thread_for_case
+from core.outgoing import CUSTOMER_CHANNELS, Outgoing, ComposedMessage, Recipient, email_thread_for_case
 from core.outbox import delivery_states
 from core.persistence import Database
 from core.persistence.schema import (
@@ -62,7 +62,7 @@ MAX_TEXT = 100_000
 
 #: Called inside the transaction that closes a case (its number, the time); what it
 #: returns is queued in the outbox with the close (a detractor survey's follow-up question).
-CaseClosedHook = Callable[[AsyncConnection, int, datetime], Awaitable[Sequence[OutgoingMessage]]]
+CaseClosedHook = Callable[[AsyncConnection, int, datetime], Awaitable[Sequence[ComposedMessage]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,13 +440,13 @@ class CaseService:
             in_reply_to, references = (None, ())
             if recipient.channel == ChannelName.EMAIL:
                 in_reply_to, references = await email_thread_for_case(conn, number)
-            items = [OutgoingMessage(
+            items = [ComposedMessage(
                 recipient=recipient, text=body, kind="reply", case_id=number, case_title=case.title,
                 author=Author.AGENT, author_name=agent, language=case.language, automatic=False,
                 in_reply_to=in_reply_to, references=references, reply_token=case.reply_token,
             )]
             if self._desk_enabled and mirror_to_desk:
-                items.append(OutgoingMessage(
+                items.append(ComposedMessage(
                     recipient=Recipient(ChannelName.DESK, str(number)), text=f"↩ {agent} ({recipient.channel.value}): {body}",
                     kind="desk", case_id=number, case_title=case.title, author=Author.AGENT, author_name=agent,
                     language=case.language, automatic=False))
@@ -492,7 +492,7 @@ class CaseService:
                                                           kind="activity", from_value=case.activity,
                                                           to_value=target.value,
                                                           detail=f"sector: {sector}" if sector else None))
-            queued: list[OutgoingMessage] = []
+            queued: list[ComposedMessage] = []
             if target == Activity.CLOSED:
                 for hook in self._closed_hooks:
                     queued.extend(await hook(conn, number, now))
@@ -516,7 +516,7 @@ class CaseService:
         in_reply_to, references = (None, ())
         if recipient.channel == ChannelName.EMAIL:
             in_reply_to, references = await email_thread_for_case(conn, case.id)
-        await self._outgoing.add(conn, [OutgoingMessage(
+        await self._outgoing.add(conn, [ComposedMessage(
             recipient=recipient, text=body, kind="notice", case_id=case.id, case_title=case.title,
             language=case.language, automatic=True, in_reply_to=in_reply_to, references=references,
             reply_token=case.reply_token)], now=now)
@@ -570,7 +570,7 @@ class CaseService:
             if act == KbAction.PUBLISH:
                 if not (case.kb_answer or "").strip():
                     raise ValidationError("write the answer in the KB tab before publishing", field="kb.answer")
-                await self._outgoing.add(conn, [OutgoingMessage(
+                await self._outgoing.add(conn, [ComposedMessage(
                     recipient=Recipient(ChannelName.KB, f"case-{number}"), text=case.kb_answer, kind="kb_publish",
                     case_id=number, case_title=case.title, author=Author.AGENT, author_name=agent, automatic=False,
                     language=case.language,

@@ -216,8 +216,9 @@ class EmailThreading:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboundMessage:
-    """One delivery claimed from the outbox, handed to ``Channel.send``."""
+class ClaimedDelivery:
+    """One delivery claimed from the outbox by a worker and handed to ``Channel.send``
+    (the later stage of a ``core.outgoing.ComposedMessage``)."""
 
     outbox_id: int
     channel: ChannelName

@@ -46,7 +46,7 @@ from core.domain import CaseType, ChannelName, Direction, InboundMessage, Receip
 from core.group_commit import GroupCommit
 from core.inbox_hooks import ChoiceAnswers, ConversationHook, HookContext, StoredMessage
 from core.inbox_steps import MAX_TEXT, MAX_TITLE, ident_key
-from core.outgoing import Outgoing, OutgoingMessage, Recipient
+from core.outgoing import Outgoing, ComposedMessage, Recipient
 from core.persistence import Database
 from core.persistence.schema import message_edits, messages
 from core.ports import Clock
@@ -213,7 +213,7 @@ class InboxService:
         new_cases: list[dict[str, Any]] = []
         message_rows: list[dict[str, Any]] = []
         message_refs: list[tuple[int, CaseRef | None]] = []  # (batch index, case)
-        outgoing: list[tuple[OutgoingMessage, CaseRef | None]] = []
+        outgoing: list[tuple[ComposedMessage, CaseRef | None]] = []
         touched_cases: set[int] = set()
         choice_actions: list[tuple[InboundMessage, int, KnownIdentity, str]] = []
 

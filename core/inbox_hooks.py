@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.domain import ChannelName, InboundMessage
-from core.outgoing import OutgoingMessage, Recipient
+from core.outgoing import ComposedMessage, Recipient
 from core.texts import text
 
 
@@ -52,7 +52,7 @@ class HookContext:
     identity_id: int
     language: str
     now: datetime
-    outgoing: list[OutgoingMessage] = field(default_factory=list)
+    outgoing: list[ComposedMessage] = field(default_factory=list)
     #: A consumed message joins no case, unless the hook files it under this one (a
     #: survey answer that opened, or belongs to, the survey's detractor case).
     case_id: int | None = None
@@ -97,9 +97,9 @@ class ChoiceContext:
         assert self.message.choice is not None
         return self.message.choice.value
 
-    def say(self, key: str, **extra: Any) -> OutgoingMessage:
+    def say(self, key: str, **extra: Any) -> ComposedMessage:
         """The bot's answer in the case, in the customer's language (``core.texts`` ``key``)."""
-        return OutgoingMessage(recipient=self.recipient, kind="bot", case_id=self.case.id, case_title=self.case.title,
+        return ComposedMessage(recipient=self.recipient, kind="bot", case_id=self.case.id, case_title=self.case.title,
                                language=self.language, reply_token=self.case.reply_token,
                                text=text(key, self.language, number=self.case.id, **extra))
 
@@ -109,4 +109,4 @@ class ChoiceAnswers(Protocol):
 
     question: str
 
-    async def answer(self, ctx: ChoiceContext) -> list[OutgoingMessage]: ...
+    async def answer(self, ctx: ChoiceContext) -> list[ComposedMessage]: ...

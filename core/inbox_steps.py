@@ -36,7 +36,7 @@ from core.case_type_question import CASE_TYPE_QUESTION, case_type_choices
 from core.contacts.identities import KnownIdentity, Newcomer, identify as identify_contacts
 from core.domain import Activity, Author, CaseType, ChannelName, Choice, Direction, InboundMessage, Receipt
 from core.inbox_hooks import AnsweredCase, ChoiceAnswers, ChoiceContext, ConversationHook, HookContext
-from core.outgoing import OutgoingMessage, Recipient
+from core.outgoing import ComposedMessage, Recipient
 from core.persistence.bulk import insert_ids
 from core.persistence.lookup import Match, any_key, by_unique_key, key_values
 from core.persistence.schema import attachments, case_events, cases, contacts, messages
@@ -123,7 +123,7 @@ async def hooked_contacts(conn: AsyncConnection, hooks: Sequence[ConversationHoo
 
 async def hand_to_hooks(conn: AsyncConnection, hooks: Sequence[ConversationHook], hooked: Sequence[set[int]],
                         m: InboundMessage, ident: KnownIdentity, language: str, now: datetime,
-                        outgoing: list[tuple[OutgoingMessage, CaseRef | None]]) -> tuple[bool, int | None]:
+                        outgoing: list[tuple[ComposedMessage, CaseRef | None]]) -> tuple[bool, int | None]:
     """Whether a hook consumed ``m``, and the case it filed it under (if any)."""
     for hook, contacts in zip(hooks, hooked, strict=True):
         if ident.contact_id in contacts:
@@ -293,7 +293,7 @@ def message_zone(m: InboundMessage) -> ZoneInfo | None:
 
 
 def ack(recipient: Recipient, case_id: int, ref: CaseRef, m: InboundMessage, language: str,
-        notice: str | None = None) -> OutgoingMessage:
+        notice: str | None = None) -> ComposedMessage:
     """The acknowledgement of a new case; it asks the type when unknown (``core.case_type_question``)."""
     body = text("ack_new_case", language, number=case_id)
     if notice:
@@ -304,7 +304,7 @@ def ack(recipient: Recipient, case_id: int, ref: CaseRef, m: InboundMessage, lan
         body = f"{body}\n{text('ask_case_type', language)}"
         choices = case_type_choices(language)
         question = f"{CASE_TYPE_QUESTION}:{case_id}"
-    return OutgoingMessage(
+    return ComposedMessage(
         recipient=recipient,
         text=body,
         kind="ack",
@@ -320,18 +320,18 @@ def ack(recipient: Recipient, case_id: int, ref: CaseRef, m: InboundMessage, lan
     )
 
 
-def reopened_notice(recipient: Recipient, case_id: int, ref: CaseRef | None, language: str) -> OutgoingMessage:
+def reopened_notice(recipient: Recipient, case_id: int, ref: CaseRef | None, language: str) -> ComposedMessage:
     """Told to the customer whose message reopened a closed case."""
-    return OutgoingMessage(
+    return ComposedMessage(
         recipient=recipient, kind="bot", case_id=case_id, case_title=ref.title if ref else None, language=language,
         automatic=True, reply_token=ref.reply_token if ref else None,
         text=text("case_reopened", language, number=case_id))
 
 
 def desk_mirror(m: InboundMessage, message_id: int, case_id: int, ref: CaseRef | None, language: str,
-                is_new: bool) -> OutgoingMessage:
+                is_new: bool) -> ComposedMessage:
     """The customer's message, mirrored to the agents' desk."""
-    return OutgoingMessage(
+    return ComposedMessage(
         recipient=Recipient(ChannelName.DESK, str(case_id)),
         text=m.text[:4000],
         kind="desk",
@@ -345,7 +345,7 @@ def desk_mirror(m: InboundMessage, message_id: int, case_id: int, ref: CaseRef |
 
 
 async def answer_choice(conn: AsyncConnection, answers: Mapping[str, ChoiceAnswers], m: InboundMessage,
-                        ident: KnownIdentity, language: str, now: datetime) -> list[OutgoingMessage]:
+                        ident: KnownIdentity, language: str, now: datetime) -> list[ComposedMessage]:
     """A button the bot itself asked (``"<question>:<case>"``), answered by the question's owner."""
     assert m.choice is not None
     kind, _, target = m.choice.question.partition(":")

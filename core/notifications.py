@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.assignment import Assigned
 from core.domain import ChannelName
 from core.errors import ValidationError
-from core.outgoing import Outgoing, OutgoingMessage, Recipient
+from core.outgoing import Outgoing, ComposedMessage, Recipient
 from core.persistence import Database
 from core.persistence.schema import agent_states, cases
 from core.ports import Clock
@@ -230,7 +230,7 @@ class AgentNotifier:
                 recipients.append(Recipient(ChannelName.TELEGRAM, str(agent.telegram_user_id)))
             if wanted["email"] and agent.email:
                 recipients.append(Recipient(ChannelName.EMAIL, agent.email))
-            out += [OutgoingMessage(recipient=r, text=body, kind=KIND, case_id=number, case_title=title,
+            out += [ComposedMessage(recipient=r, text=body, kind=KIND, case_id=number, case_title=title,
                                     language=self._language, automatic=True, internal=True,
                                     extra={"event": event, "agent": agent_name}) for r in recipients]
         if out:

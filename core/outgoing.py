@@ -1,5 +1,9 @@
 """Recording what we send: an outbound ``messages`` row plus its outbox item, in the
-caller's transaction. Nothing is sent here; the outbox workers send after commit."""
+caller's transaction. Nothing is sent here; the outbox workers send after commit.
+
+The two stages of a reply have a type each: a ``ComposedMessage`` (here) is written by
+core and not yet queued (no ids); a ``ClaimedDelivery`` (``core.domain``) is the outbox
+item a worker claimed and hands to ``Channel.send``."""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from core.domain import (
     Choice,
     Direction,
     EmailThreading,
-    OutboundMessage,
+    ClaimedDelivery,
     OutboxStatus,
     Suggestion,
 )
@@ -38,8 +42,9 @@ class Recipient:
 
 
 @dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    """A message for a customer (or the desk, or the KB), before it has ids."""
+class ComposedMessage:
+    """A message for a customer (or the desk, or the KB) as core composed it, before it
+    is queued (no message or outbox id yet)."""
 
     recipient: Recipient
     text: str
@@ -77,7 +82,7 @@ class Outgoing:
         # stranger's thread.
         return f"<pv.{secrets.token_urlsafe(15)}@{self._email_domain}>"
 
-    async def add(self, conn: AsyncConnection, items: Sequence[OutgoingMessage], *, now: datetime) -> list[int]:
+    async def add(self, conn: AsyncConnection, items: Sequence[ComposedMessage], *, now: datetime) -> list[int]:
         """Store ``items``; returns the outbox ids, in order."""
         if not items:
             return []
@@ -138,7 +143,7 @@ class Outgoing:
         return await insert_ids(conn, outbox, outbox_rows)
 
 
-def _message_extra(item: OutgoingMessage) -> dict[str, Any] | None:
+def _message_extra(item: ComposedMessage) -> dict[str, Any] | None:
     extra: dict[str, Any] = {}
     if item.suggestions:
         extra["suggestions"] = [
@@ -152,7 +157,7 @@ def _message_extra(item: OutgoingMessage) -> dict[str, Any] | None:
     return extra or None
 
 
-def _payload(item: OutgoingMessage, email: dict[str, Any] | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+def _payload(item: ComposedMessage, email: dict[str, Any] | None, extra: dict[str, Any] | None) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "text": item.text,
         "case_number": item.case_id,
@@ -171,11 +176,11 @@ def _payload(item: OutgoingMessage, email: dict[str, Any] | None, extra: dict[st
     return payload
 
 
-def outbound_from_row(row: Mapping[str, Any]) -> OutboundMessage:
+def outbound_from_row(row: Mapping[str, Any]) -> ClaimedDelivery:
     """Rebuild the frozen value a channel receives from an outbox row."""
     p = row["payload"]
     email = p.get("email")
-    return OutboundMessage(
+    return ClaimedDelivery(
         outbox_id=row["id"],
         channel=ChannelName(row["channel"]),
         recipient=row["recipient"],

@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from core.domain import ChannelName, InboundMessage, OutboundMessage, Receipt, Suggestion
+from core.domain import ChannelName, InboundMessage, ClaimedDelivery, Receipt, Suggestion
 
 
 @runtime_checkable
@@ -38,7 +38,7 @@ class Channel(Protocol):
 
     name: ChannelName
 
-    async def send(self, message: OutboundMessage) -> str | None: ...
+    async def send(self, message: ClaimedDelivery) -> str | None: ...
 
 
 @runtime_checkable

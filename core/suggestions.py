@@ -19,7 +19,7 @@ from sqlalchemy import insert, select, update
 from core.case_type_question import ENDED, ask_case_type, close_self_served
 from core.domain import ChannelName, Choice
 from core.inbox_hooks import ChoiceContext, StoredMessage
-from core.outgoing import CUSTOMER_CHANNELS, Outgoing, OutgoingMessage, Recipient
+from core.outgoing import CUSTOMER_CHANNELS, Outgoing, ComposedMessage, Recipient
 from core.persistence import Database
 from core.persistence.schema import case_suggestions, cases, contact_identities, messages
 from core.ports import AnswerSuggester, Clock
@@ -35,7 +35,7 @@ class KbFeedbackAnswers:
 
     question = KB_FEEDBACK_QUESTION
 
-    async def answer(self, ctx: ChoiceContext) -> list[OutgoingMessage]:
+    async def answer(self, ctx: ChoiceContext) -> list[ComposedMessage]:
         value, case = ctx.value, ctx.case
         if value not in ("yes", "no"):
             return []
@@ -110,7 +110,7 @@ class SuggestionFlow:
                         for i, x in enumerate(good)])
                     body = f"{text('suggestions_intro', s.language)}\n" + "\n".join(
                         f"- {x.title}: {x.url}" for x in good) + f"\n{text('did_it_solve', s.language)}"
-                    await self._outgoing.add(conn, [OutgoingMessage(
+                    await self._outgoing.add(conn, [ComposedMessage(
                         recipient=Recipient(ChannelName(ident.channel), ident.address, ident.id, s.contact_id),
                         text=body, kind="suggestions", case_id=s.case_id, case_title=case.title,
                         language=s.language, automatic=True, suggestions=tuple(good),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from core.cases import CaseService
-from core.domain import ChannelName, OutboundMessage
+from core.domain import ChannelName, ClaimedDelivery
 from core.errors import NotFound, PermanentDeliveryError, TransientDeliveryError
 from core.kb_images import KbImages, referenced_ids, replace_references
 from kb.discourse import (
@@ -77,7 +77,7 @@ class KbPublishChannel:
             raise PermanentDeliveryError(f"the KB text refers to image(s) {missing} that are not this case's")
         return replace_references(raw, urls)
 
-    async def send(self, message: OutboundMessage) -> str | None:
+    async def send(self, message: ClaimedDelivery) -> str | None:
         number = message.case_number
         if number is None:
             raise PermanentDeliveryError("KB publication without a case")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from core.domain import ChannelName, OutboundMessage
+from core.domain import ChannelName, ClaimedDelivery
 from core.errors import DeliveryError
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -68,12 +68,12 @@ class RecordingChannel:
 
     def __init__(self, name: ChannelName) -> None:
         self.name = ChannelName(name)
-        self.sent: list[OutboundMessage] = []
+        self.sent: list[ClaimedDelivery] = []
         self.failures: list[DeliveryError] = []
-        self.on_send: Callable[[OutboundMessage], None] | None = None
+        self.on_send: Callable[[ClaimedDelivery], None] | None = None
         self.event = asyncio.Event()
 
-    async def send(self, message: OutboundMessage) -> str | None:
+    async def send(self, message: ClaimedDelivery) -> str | None:
         if self.failures:
             raise self.failures.pop(0)
         if self.on_send:
@@ -82,7 +82,7 @@ class RecordingChannel:
         self.event.set()
         return f"{self.name.value}-{message.outbox_id}"
 
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[OutboundMessage]:
+    async def wait_for(self, count: int, timeout: float = 5.0) -> list[ClaimedDelivery]:
         async def wait() -> None:
             while len(self.sent) < count:
                 self.event.clear()

@@ -27,7 +27,7 @@ from bots.telegram.render import customer_message, esc, header_card, keyboard, t
 from bots.telegram.store import HEADER, TOPIC, BotStore
 from core.attachments import AttachmentStore
 from core.cases import CaseService
-from core.domain import AttachmentRef, ChannelName, OutboundMessage
+from core.domain import AttachmentRef, ChannelName, ClaimedDelivery
 from core.errors import NotFound, PermanentDeliveryError, TransientDeliveryError
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class TelegramChannel:
     def __init__(self, *, link: BotLink, store: BotStore, gate: FloodGate | None = None) -> None:
         self._sender = _Sender(link=link, store=store, gate=gate or FloodGate())
 
-    async def send(self, message: OutboundMessage) -> str | None:
+    async def send(self, message: ClaimedDelivery) -> str | None:
         chat_id = _chat_id(message.recipient)
         texts = chunk_text(message.text)
         markup: Any = keyboard(message.choices, message.question, message.suggestions)
@@ -193,7 +193,7 @@ class DeskChannel:
         self._language = language
         self._sender = _Sender(link=link, store=store, gate=gate or FloodGate())
 
-    async def send(self, message: OutboundMessage) -> str | None:
+    async def send(self, message: ClaimedDelivery) -> str | None:
         case = int(message.recipient) if message.recipient.isdigit() else None
         if message.kind == DESK_HEADER:
             if case is not None:
@@ -257,7 +257,7 @@ class DeskChannel:
 
     # --- messages ------------------------------------------------------------------------------
 
-    async def _post(self, message: OutboundMessage, thread: int | None) -> Any:
+    async def _post(self, message: ClaimedDelivery, thread: int | None) -> Any:
         reply_to = message.extra.get("reply_to")
         reply = (ReplyParameters(int(reply_to), allow_sending_without_reply=True)
                  if reply_to and reply_to.isdigit() else None)

@@ -22,7 +22,7 @@ from bots.telegram.texts import activity_name, all_languages, t
 from core.attachments import AttachmentStore
 from core.domain import AttachmentRef, ChannelName, ChoiceAnswer, InboundMessage
 from core.suggestions import KB_FEEDBACK_QUESTION
-from core.outgoing import OutgoingMessage, Recipient
+from core.outgoing import ComposedMessage, Recipient
 from core.ports import Inbox
 from core.texts import pick_language
 
@@ -245,7 +245,7 @@ class CustomerSide:
 
     async def _reply(self, event: str, recipient: Recipient, body: str, language: str, *, kind: str = "bot") -> None:
         # The marker and the answer commit together: a redelivered /start answers once.
-        await self._store.record(event, [OutgoingMessage(recipient=recipient, text=body, kind=kind,
+        await self._store.record(event, [ComposedMessage(recipient=recipient, text=body, kind=kind,
                                                          language=language, automatic=True)])
 
     # --- buttons -------------------------------------------------------------------------------

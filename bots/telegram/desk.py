@@ -31,7 +31,7 @@ from core.contacts.service import ContactService
 from core.domain import Activity, ChannelName, KbAction
 from core.macros import MacroService
 from core.errors import DomainError
-from core.outgoing import OutgoingMessage, Recipient
+from core.outgoing import ComposedMessage, Recipient
 from core.replies import case_type_from_word
 from core.texts import case_type_name
 from core.workflow import MissingCaseType
@@ -161,11 +161,11 @@ class DeskSide:
     async def _answer_once(self, event: str, case: int | None, thread: int | None, reply_to: int, text: str, *,
                            refresh_header: bool = False) -> None:
         recipient = str(case) if case is not None else f"thread:{thread or 0}"
-        items = [OutgoingMessage(recipient=Recipient(ChannelName.DESK, recipient), text=text, kind=DESK_NOTICE,
+        items = [ComposedMessage(recipient=Recipient(ChannelName.DESK, recipient), text=text, kind=DESK_NOTICE,
                                  case_id=case, language=self._language,
                                  extra={"reply_to": str(reply_to), "thread_id": str(thread or "")})]
         if refresh_header and case is not None:
-            items.append(OutgoingMessage(recipient=Recipient(ChannelName.DESK, str(case)), text="",
+            items.append(ComposedMessage(recipient=Recipient(ChannelName.DESK, str(case)), text="",
                                          kind=DESK_HEADER, case_id=case, language=self._language))
         await self._store.record(event, items)
 

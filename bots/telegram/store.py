@@ -21,7 +21,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.domain import Activity, AttachmentRef, ChannelName, Direction
-from core.outgoing import Outgoing, OutgoingMessage, Recipient
+from core.outgoing import Outgoing, ComposedMessage, Recipient
 from core.persistence import Database
 from core.persistence.schema import (
     attachments,
@@ -64,7 +64,7 @@ class BotStore:
                 processed_events.c.source == source, processed_events.c.event_id == event_id[:200]))).first()
         return row is not None
 
-    async def record(self, event_id: str, items: Sequence[OutgoingMessage] = (), *, source: str = EVENTS) -> bool:
+    async def record(self, event_id: str, items: Sequence[ComposedMessage] = (), *, source: str = EVENTS) -> bool:
         """Mark ``event_id`` done and queue ``items``, in one transaction.
 
         Returns False (and queues nothing) when the event was already recorded: a
@@ -86,7 +86,7 @@ class BotStore:
             self._on_commit()
         return True
 
-    async def queue(self, items: Sequence[OutgoingMessage]) -> None:
+    async def queue(self, items: Sequence[ComposedMessage]) -> None:
         """Queue deliveries that need no dedupe marker."""
         if not items:
             return

@@ -353,7 +353,7 @@ outbox = Table(
     Column("last_error", Text),
     Column("case_id", ForeignKey("cases.id", ondelete="SET NULL"), index=True),
     Column("message_id", ForeignKey("messages.id", ondelete="SET NULL")),
-    #: The OutboundMessage fields, as JSON (text, choices, threading headers...).
+    #: The ClaimedDelivery fields, as JSON (text, choices, threading headers...).
     Column("payload", JSON, nullable=False),
     Column("external_id", String(300)),
     _ts("created_at", nullable=False),

@@ -22,7 +22,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.domain import ChannelName, Choice
-from core.outgoing import OutgoingMessage, Recipient
+from core.outgoing import ComposedMessage, Recipient
 from core.persistence.schema import rule_instances, survey_answers
 from core.surveys.catalog import Question
 from core.surveys.scales import YES_NO, Scale
@@ -74,7 +74,7 @@ class Asking:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
 
-    def message(self, question: Question, number: int, total: int, *, lead: str | None = None) -> OutgoingMessage:
+    def message(self, question: Question, number: int, total: int, *, lead: str | None = None) -> ComposedMessage:
         parts = [lead] if lead else []
         progress = say("progress", self.language, n=number, total=total) + " " if total > 1 else ""
         parts.append(progress + question.text(self.language))
@@ -84,7 +84,7 @@ class Asking:
             # or yes/no scale option 1 is not score 1, so we ask for the score itself.
             choices = ()
             parts.append(f"{hint_for(question.scale, self.language)} {say('hint_email', self.language)}")
-        return OutgoingMessage(
+        return ComposedMessage(
             recipient=self.recipient, text="\n\n".join(parts), kind="survey", case_title=self.subject,
             language=self.language, automatic=True, choices=choices,
             question=question_key(self.instance_id, question.id), in_reply_to=self.in_reply_to,
@@ -93,8 +93,8 @@ class Asking:
     def _extra(self) -> dict[str, str]:
         return {"survey_instance": str(self.instance_id), "subject": self.subject}
 
-    def say(self, key: str, **params: object) -> OutgoingMessage:
-        return OutgoingMessage(recipient=self.recipient, text=say(key, self.language, **params), kind="survey",
+    def say(self, key: str, **params: object) -> ComposedMessage:
+        return ComposedMessage(recipient=self.recipient, text=say(key, self.language, **params), kind="survey",
                                case_title=self.subject, language=self.language, automatic=True,
                                in_reply_to=self.in_reply_to, references=self.references, extra=self._extra())
 

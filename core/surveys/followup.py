@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.outgoing import OutgoingMessage, Recipient
+from core.outgoing import ComposedMessage, Recipient
 from core.persistence.schema import cases, contacts, products, rule_instances, sales, survey_rules
 from core.surveys.catalog import Question
 from core.surveys.conversation import OPEN, Asking, survey_subject
@@ -41,7 +41,7 @@ class Followups:
     def __init__(self, *, default_language: str = "es") -> None:
         self._default_language = default_language
 
-    async def case_closed(self, conn: AsyncConnection, case_number: int, now: datetime) -> Sequence[OutgoingMessage]:
+    async def case_closed(self, conn: AsyncConnection, case_number: int, now: datetime) -> Sequence[ComposedMessage]:
         """``CaseService``'s closed hook: the follow-up question, when the case is a
         detractor case of a rule that wants one and it was not asked yet."""
         # Imported here: the runner imports this module (it answers the follow-up).
@@ -93,7 +93,7 @@ class Followups:
 
     @staticmethod
     def thanks(instance_id: int, recipient: Recipient, language: str, product_name: str,
-               case_number: int) -> OutgoingMessage:
+               case_number: int) -> ComposedMessage:
         asking = Asking(instance_id, recipient, language, survey_subject(product_name, language))
         return dataclasses.replace(asking.say("followup_thanks"), case_id=case_number)
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.domain import ChannelName, Direction
 from core.errors import InvalidTransition, NotFound, ValidationError
 from core.inbox_hooks import HookContext
-from core.outgoing import Outgoing, OutgoingMessage, Recipient
+from core.outgoing import Outgoing, ComposedMessage, Recipient
 from core.persistence import Database
 from core.persistence.lookup import any_key, key_values
 from core.persistence.schema import (
@@ -223,7 +223,7 @@ class SurveyRunner:
         # Paused: an agent has the conversation; the press reaches the case.
         return False
 
-    def _closing(self, asking: Asking, case_number: int | None) -> OutgoingMessage:
+    def _closing(self, asking: Asking, case_number: int | None) -> ComposedMessage:
         """The survey's last words: thanks, or, after a detractor answer, that someone will
         contact them (recorded on the detractor case, so its agents see what was promised)."""
         if case_number is None:
@@ -233,7 +233,7 @@ class SurveyRunner:
 
     @staticmethod
     def _ask(asking: Asking, question: Question, questions: Sequence[Question], answered: set[int],
-             lead: str | None = None) -> OutgoingMessage:
+             lead: str | None = None) -> ComposedMessage:
         number = sum(1 for q in questions if q.id in answered) + 1
         return asking.message(question, number, len(questions), lead=lead)
 

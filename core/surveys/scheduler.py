@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, select, update
 
-from core.outgoing import Outgoing, OutgoingMessage
+from core.outgoing import Outgoing, ComposedMessage
 from core.persistence import Database
 from core.persistence.schema import contacts, products, rule_instances, sales
 from core.ports import Clock
@@ -126,7 +126,7 @@ class SurveyScheduler:
                 return 0
             identities = await reachable_identities(conn, {r.contact_id for r in rows})
             questions = await rule_questions(conn, sorted({r.rule_id for r in rows}))
-            out: list[OutgoingMessage] = []
+            out: list[ComposedMessage] = []
             for r in rows:
                 recipient = pick_recipient(r.contact_id, identities.get(r.contact_id, []), prefer=r.channel)
                 left = unanswered(questions[r.rule_id], await answered_ids(conn, r.id))
@@ -194,7 +194,7 @@ class SurveyScheduler:
             opened: list[dict[str, Any]] = []
             unreachable: list[int] = []
             empty: list[int] = []
-            out: list[OutgoingMessage] = []
+            out: list[ComposedMessage] = []
             by_channel: dict[str, int] = {}
             for contact_id, r in first.items():
                 qs = questions[r.rule_id]

@@ -13,7 +13,7 @@ import logging
 import aiosmtplib
 
 from core.config import EmailConfig
-from core.domain import ChannelName, OutboundMessage
+from core.domain import ChannelName, ClaimedDelivery
 from core.errors import PermanentDeliveryError, TransientDeliveryError
 from intake.email.compose import compose_email
 
@@ -32,7 +32,7 @@ class EmailChannel:
     def reply_address(self, token: str | None) -> str | None:
         return f"{self._local}+{token}@{self._domain}" if token else None
 
-    async def send(self, message: OutboundMessage) -> str | None:
+    async def send(self, message: ClaimedDelivery) -> str | None:
         mail = compose_email(message, from_address=self._config.address, from_name=self._config.from_name,
                              reply_to=self.reply_address(message.email.reply_token if message.email else None))
         o = self._outbound

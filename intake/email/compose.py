@@ -17,7 +17,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from html import escape
 
-from core.domain import OutboundMessage
+from core.domain import ClaimedDelivery
 from core.errors import PermanentDeliveryError
 from intake.email.text import clean_text, one_line
 
@@ -84,7 +84,7 @@ def _msg_id(value: str | None) -> str | None:
     return value if _MSG_ID.fullmatch(value) and "=?" not in value else None
 
 
-def _subject(message: OutboundMessage, *, tag: bool) -> str:
+def _subject(message: ClaimedDelivery, *, tag: bool) -> str:
     texts = _TEXTS.get(message.language, _TEXTS["es"])
     explicit = _header_text(message.extra.get("subject", ""))[:_MAX_TITLE]
     title = explicit or _header_text(message.case_title or "")[:_MAX_TITLE]
@@ -99,7 +99,7 @@ def _subject(message: OutboundMessage, *, tag: bool) -> str:
     return title
 
 
-def _text_body(message: OutboundMessage) -> str:
+def _text_body(message: ClaimedDelivery) -> str:
     texts = _TEXTS.get(message.language, _TEXTS["es"])
     blocks = [clean_text(message.text).strip()]
     if message.suggestions:
@@ -118,7 +118,7 @@ def _html_paragraphs(text: str) -> str:
     return "\n".join("<p>" + "<br>\n".join(escape(line) for line in p.split("\n")) + "</p>" for p in paragraphs)
 
 
-def _html_body(message: OutboundMessage) -> str:
+def _html_body(message: ClaimedDelivery) -> str:
     texts = _TEXTS.get(message.language, _TEXTS["es"])
     parts = [_html_paragraphs(clean_text(message.text).strip())]
     if message.suggestions:
@@ -140,7 +140,7 @@ def _html_body(message: OutboundMessage) -> str:
 
 
 def compose_email(
-    message: OutboundMessage,
+    message: ClaimedDelivery,
     *,
     from_address: str,
     from_name: str,

@@ -16,9 +16,9 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from core.domain import Author, ChannelName, OutboundMessage
+from core.domain import Author, ChannelName, ClaimedDelivery
 from core.errors import TransientDeliveryError
-from core.outgoing import Outgoing, OutgoingMessage, Recipient
+from core.outgoing import Outgoing, ComposedMessage, Recipient
 from core.persistence import Database
 from core.persistence.schema import cases, outbox, webchat_sessions
 from core.ports import Clock
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 RETRY_SECONDS = 300.0
 
 
-def frame_for(message: OutboundMessage) -> dict:
+def frame_for(message: ClaimedDelivery) -> dict:
     extra: dict = {}
     if message.suggestions:
         extra["suggestions"] = [{"title": s.title, "url": s.url, "score": round(s.score, 1)}
@@ -66,7 +66,7 @@ class WebchatChannel:
         self._fallback_after = email_fallback_after
         self._retry_seconds = retry_seconds
 
-    async def send(self, message: OutboundMessage) -> str | None:
+    async def send(self, message: ClaimedDelivery) -> str | None:
         if message.message_id is None:
             # Every web chat delivery is a stored message; without one there is nothing
             # the widget could dedupe or replay, so refuse loudly.
@@ -76,7 +76,7 @@ class WebchatChannel:
             return f"webchat:{delivered}"
         return await self._undelivered(message)
 
-    async def _undelivered(self, message: OutboundMessage) -> str:
+    async def _undelivered(self, message: ClaimedDelivery) -> str:
         wait = self._retry_seconds
         if self._fallback_after is not None and not message.automatic:
             async with reading(self._db) as conn:
@@ -94,7 +94,7 @@ class WebchatChannel:
         raise TransientDeliveryError("the visitor is not connected; the reply waits in the chat history",
                                      retry_after=wait)
 
-    async def _fallback_by_email(self, message: OutboundMessage, address: str, contact_id: int) -> None:
+    async def _fallback_by_email(self, message: ClaimedDelivery, address: str, contact_id: int) -> None:
         now = self._clock.now()
         async with self._db.transaction() as conn:
             # Once: the webchat item is leased by this worker, and the marker below makes
@@ -110,7 +110,7 @@ class WebchatChannel:
             if message.case_number is not None:
                 reply_token = (await conn.execute(select(cases.c.reply_token)
                                                   .where(cases.c.id == message.case_number))).scalar()
-            await self._outgoing.add(conn, [OutgoingMessage(
+            await self._outgoing.add(conn, [ComposedMessage(
                 recipient=Recipient(ChannelName.EMAIL, address, None, contact_id),
                 text=message.text, kind="reply", case_id=message.case_number, case_title=message.case_title,
                 author=Author.AGENT, language=message.language, automatic=False, reply_token=reply_token,

@@ -11,7 +11,7 @@ from bots.telegram.channel import BotLink, TelegramChannel
 from bots.telegram.client import chunk_text, make_bot
 from bots.telegram.store import BotStore
 from core.config import TelegramConfig
-from core.domain import ChannelName, Choice, OutboundMessage, Suggestion
+from core.domain import ChannelName, Choice, ClaimedDelivery, Suggestion
 from core.errors import PermanentDeliveryError, TransientDeliveryError
 from core.outgoing import Outgoing
 from tests.bots.conftest import sqlite_only
@@ -33,8 +33,8 @@ async def channel(db, tg: FakeTelegram):
     await bot.shutdown()
 
 
-def outbound(text: str, outbox_id: int = 1, **kw) -> OutboundMessage:
-    return OutboundMessage(outbox_id=outbox_id, channel=ChannelName.TELEGRAM, recipient=str(ANA), text=text,
+def outbound(text: str, outbox_id: int = 1, **kw) -> ClaimedDelivery:
+    return ClaimedDelivery(outbox_id=outbox_id, channel=ChannelName.TELEGRAM, recipient=str(ANA), text=text,
                            kind="bot", **kw)
 
 
@@ -87,7 +87,7 @@ async def test_a_long_reply_resumes_after_a_429_without_repeating_parts(channel,
 @sqlite_only
 async def test_bad_requests_are_permanent_and_blocked_users_unreachable(channel, tg: FakeTelegram):
     with pytest.raises(PermanentDeliveryError) as caught:
-        await channel.send(OutboundMessage(outbox_id=1, channel=ChannelName.TELEGRAM, recipient="@ana", text="x",
+        await channel.send(ClaimedDelivery(outbox_id=1, channel=ChannelName.TELEGRAM, recipient="@ana", text="x",
                                            kind="bot"))
     assert caught.value.unreachable
     tg.block_user(ANA)

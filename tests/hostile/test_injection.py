@@ -25,7 +25,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from core.domain import ChannelName, EmailThreading, InboundMessage, OutboundMessage
+from core.domain import ChannelName, EmailThreading, InboundMessage, ClaimedDelivery
 from core.persistence.schema import cases, outbox, rule_instances, sales
 from intake.email.compose import compose_email
 from service import Service
@@ -347,7 +347,7 @@ def test_composed_mail_never_carries_a_foreign_header(tally, title, subject, ids
     """The composition itself, fuzzed: whatever the case title, explicit subject,
     threading ids and text, the mail's header block holds only our headers, one line each."""
     tally.add("injection.mail_headers")
-    message = OutboundMessage(
+    message = ClaimedDelivery(
         outbox_id=1, channel=ChannelName.EMAIL, recipient="ana@cliente.com", text=text, kind="reply",
         case_number=7, case_title=title, extra={"subject": subject} if subject else {},
         email=EmailThreading(message_id="<pv.1@example.com>", in_reply_to=ids[-1] if ids else None,

@@ -184,7 +184,7 @@ async def test_relay_4xx_is_retried_and_5xx_is_recorded_once_naming_the_relay(ru
 
 async def test_an_unreachable_relay_is_named_with_its_config_section(tmp_path):
     from core.config import EmailConfig, EmailOutboundConfig
-    from core.domain import ChannelName, OutboundMessage
+    from core.domain import ChannelName, ClaimedDelivery
     from core.errors import TransientDeliveryError
     from intake.email.channel import EmailChannel
 
@@ -192,7 +192,7 @@ async def test_an_unreachable_relay_is_named_with_its_config_section(tmp_path):
     channel = EmailChannel(config=EmailConfig(address="support@example.com",
                                               outbound=EmailOutboundConfig(host="127.0.0.1", port=closed)))
     with pytest.raises(TransientDeliveryError) as info:
-        await channel.send(OutboundMessage(outbox_id=1, channel=ChannelName.EMAIL, recipient="ana@cliente.com",
+        await channel.send(ClaimedDelivery(outbox_id=1, channel=ChannelName.EMAIL, recipient="ana@cliente.com",
                                            text="Hola", kind="reply", attempt=1))
     assert str(info.value) == f"relay 127.0.0.1:{closed} ([email.outbound]) unreachable: cannot connect"
 

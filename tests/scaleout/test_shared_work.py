@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.domain import ChannelName, OutboxStatus
-from core.outgoing import Outgoing, OutgoingMessage, Recipient
+from core.outgoing import Outgoing, ComposedMessage, Recipient
 from core.persistence.schema import outbox, rule_instances
 from tests.fakes.smtp_sink import SmtpSink
 from tests.scaleout.cluster import eventually
@@ -59,7 +59,7 @@ async def test_outbox_and_survey_work_is_sent_once_by_three_processes(cluster, d
         for wave in range(0, ITEMS, WAVE):
             async with db.transaction() as conn:
                 await outgoing.add(conn, [
-                    OutgoingMessage(recipient=Recipient(ChannelName.EMAIL, f"c{i % 60}@cliente.example"),
+                    ComposedMessage(recipient=Recipient(ChannelName.EMAIL, f"c{i % 60}@cliente.example"),
                                     text=f"respuesta {i}", kind="reply", automatic=False)
                     for i in range(wave, wave + WAVE)], now=now)
             await asyncio.sleep(0.05)

@@ -7,7 +7,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from core.domain import ChannelName, Choice, EmailThreading, OutboundMessage, Suggestion
+from core.domain import ChannelName, Choice, EmailThreading, ClaimedDelivery, Suggestion
 from core.errors import PermanentDeliveryError
 from intake.email.compose import compose_email, reply_address
 from intake.email.parse import (
@@ -22,7 +22,7 @@ SENDER = "soporte@posventa.example"
 NOW = datetime(2024, 7, 1, 12, 0, tzinfo=timezone.utc)
 
 
-def outbound(**changes: object) -> OutboundMessage:
+def outbound(**changes: object) -> ClaimedDelivery:
     values: dict[str, object] = {
         "outbox_id": 41,
         "channel": ChannelName.EMAIL,
@@ -40,10 +40,10 @@ def outbound(**changes: object) -> OutboundMessage:
         ),
     }
     values.update(changes)
-    return OutboundMessage(**values)  # type: ignore[arg-type]
+    return ClaimedDelivery(**values)  # type: ignore[arg-type]
 
 
-def compose(message: OutboundMessage, **kwargs: object) -> EmailMessage:
+def compose(message: ClaimedDelivery, **kwargs: object) -> EmailMessage:
     options: dict[str, object] = {"from_address": SENDER, "from_name": "Soporte Posventa", "reply_to": None, "now": NOW}
     options.update(kwargs)
     return compose_email(message, **options)  # type: ignore[arg-type]
