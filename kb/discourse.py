@@ -38,6 +38,7 @@ import aiohttp
 import yarl
 
 from core.errors import PosventaError
+from core.rate_limit import TokenBucket
 
 __all__ = [
     "CreatedTopic",
@@ -49,7 +50,7 @@ __all__ = [
     "DiscourseRejected",
     "DiscourseUnavailable",
     "SearchHit",
-    "TokenBucket",
+    "Throttle",
     "Topic",
     "TopicPage",
     "TopicSummary",
@@ -195,8 +196,9 @@ class Upload:
 # ---------------------------------------------------------------------------- throttle
 
 
-class TokenBucket:
-    """Spaces our requests out so Discourse's per-minute bucket never fills.
+class Throttle:
+    """Spaces our requests out so Discourse's per-minute bucket never fills: a token
+    bucket of our own (``core.rate_limit``) that each request waits on.
 
     In any 60-second window we send at most ``burst + per_minute`` requests, so the
     defaults (5 + 50) stay under Discourse's 60. ``clock`` and ``sleep`` are injected so
@@ -213,12 +215,9 @@ class TokenBucket:
     ):
         if per_minute < 1 or burst < 1:
             raise ValueError("per_minute and burst must be at least 1")
-        self._rate = per_minute / 60.0
-        self._capacity = float(burst)
-        self._tokens = float(burst)
+        self._bucket = TokenBucket.full(per_minute=per_minute, capacity=burst, now=clock())
         self._clock = clock
         self._sleep = sleep
-        self._updated = clock()
         self._paused_until = 0.0
         # One waiter at a time, so concurrent callers are served in arrival order.
         self._lock = asyncio.Lock()
@@ -226,8 +225,7 @@ class TokenBucket:
     def pause_until(self, moment: float) -> None:
         """Hold every request until ``moment`` (Discourse told us to wait) and empty the bucket."""
         self._paused_until = max(self._paused_until, moment)
-        self._tokens = 0.0
-        self._updated = max(self._updated, moment)
+        self._bucket.empty_until(moment)
 
     async def acquire(self) -> None:
         async with self._lock:
@@ -236,15 +234,10 @@ class TokenBucket:
                 if now < self._paused_until:
                     await self._sleep(self._paused_until - now)
                     continue
-                if now > self._updated:
-                    self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
-                    self._updated = now
-                # The tolerance stops float rounding from leaving us at 0.99999… and sleeping
-                # for less than the clock's resolution forever.
-                if self._tokens >= 1.0 - 1e-9:
-                    self._tokens = max(0.0, self._tokens - 1.0)
+                wait = self._bucket.take(now)
+                if not wait:
                     return
-                await self._sleep((1.0 - self._tokens) / self._rate)
+                await self._sleep(wait)
 
 
 # ---------------------------------------------------------------------------- HTML → text
@@ -355,7 +348,7 @@ class DiscourseClient:
         self._min_post = min_post_length
         self._max_bytes = max_response_bytes
         self._clock = clock
-        self._bucket = TokenBucket(per_minute=requests_per_minute, burst=burst, clock=clock, sleep=sleep)
+        self._throttle = Throttle(per_minute=requests_per_minute, burst=burst, clock=clock, sleep=sleep)
         # Category slugs never change often and /c/{slug}/{id}.json needs them; one lookup per id.
         self._category_slugs: dict[int, str] = {}
 
@@ -632,7 +625,7 @@ class DiscourseClient:
 
     async def _send(self, method: str, path: str, *, params: Any = None, json_body: Any = None,
                     form: aiohttp.FormData | None = None) -> _Reply:
-        await self._bucket.acquire()
+        await self._throttle.acquire()
         try:
             async with self._session.request(
                 method,
@@ -674,7 +667,7 @@ class DiscourseClient:
             retry_after = _retry_after(reply.headers.get("Retry-After"), wait_seconds)
             if status == 429 and retry_after is not None:
                 # Everyone sharing this client backs off, not just the caller that got the 429.
-                self._bucket.pause_until(self._clock() + retry_after)
+                self._throttle.pause_until(self._clock() + retry_after)
             detail = f": {errors[0]}" if errors else ""
             raise DiscourseUnavailable(f"Discourse answered HTTP {status}{detail}", retry_after=retry_after)
         if status in (401, 403):

@@ -1,4 +1,5 @@
-"""Rate limits for the web chat: token buckets keyed by session, IP or connection.
+"""Rate limits for the web chat: token buckets (``core.rate_limit``) keyed by session,
+IP or connection.
 
 A bucket holds ``capacity`` tokens and refills at ``per_minute / 60`` tokens a second, so
 a visitor may send a short burst (a queue flushed after a reconnect) but not a flood.
@@ -11,13 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from core.rate_limit import TokenBucket
+
 Monotonic = Callable[[], float]
-
-
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    updated: float
 
 
 class RateLimiter:
@@ -32,11 +29,11 @@ class RateLimiter:
                  max_keys: int = 100_000) -> None:
         if per_minute <= 0:
             raise ValueError("per_minute must be positive")
-        self._rate = per_minute / 60.0
+        self._per_minute = per_minute
         self._capacity = float(capacity if capacity is not None else per_minute)
         self._clock = clock
         self._max_keys = max_keys
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     def allow(self, key: str, cost: float = 1.0) -> float:
         """0.0 when allowed (the token is spent), else the seconds until it would be."""
@@ -45,14 +42,9 @@ class RateLimiter:
         if bucket is None:
             if len(self._buckets) >= self._max_keys:
                 self._prune(now)
-            bucket = self._buckets[key] = _Bucket(self._capacity, now)
-        else:
-            bucket.tokens = min(self._capacity, bucket.tokens + (now - bucket.updated) * self._rate)
-            bucket.updated = now
-        if bucket.tokens >= cost:
-            bucket.tokens -= cost
-            return 0.0
-        return (cost - bucket.tokens) / self._rate
+            bucket = self._buckets[key] = TokenBucket.full(per_minute=self._per_minute, capacity=self._capacity,
+                                                           now=now)
+        return bucket.take(now, cost)
 
     def forget(self, key: str) -> None:
         self._buckets.pop(key, None)
@@ -61,8 +53,7 @@ class RateLimiter:
         return len(self._buckets)
 
     def _prune(self, now: float) -> None:
-        full = [k for k, b in self._buckets.items()
-                if b.tokens + (now - b.updated) * self._rate >= self._capacity]
+        full = [k for k, b in self._buckets.items() if b.is_full(now)]
         for k in full:
             del self._buckets[k]
         if len(self._buckets) >= self._max_keys:
