@@ -30,6 +30,7 @@ from core.persistence import Database
 from core.persistence.schema import agent_states, cases
 from core.ports import Clock
 from core.sla import add_breach
+from core.texts import localized
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +211,7 @@ class AgentNotifier:
             return 0
         agents = {r.username: r for r in await conn.execute(
             select(agent_states).where(agent_states.c.username.in_(sorted({a for a, *_ in items}))))}
-        table = _TEXTS[event]
-        template = table.get(self._language) or table["es"]
+        template = localized(_TEXTS[event], self._language)
         out = []
         for agent_name, number, title, params in items:
             agent = agents.get(agent_name)

@@ -1,4 +1,10 @@
-"""Customer-facing bot texts in es / pt / en. Adapters may add channel wording of their own."""
+"""Customer-facing bot texts in es / pt / en, and the one way to look such a text up.
+
+Every customer-facing table (this one, the survey bot's in ``core/surveys/texts.py``, the
+Telegram bot's in ``bots/telegram/texts.py``) maps a key to its translations; ``Texts``
+picks the customer's language, falls back to Spanish, and fills the parameters. The
+console's own texts are gettext catalogs (``intake/console/locale``), not these.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,37 @@ from collections.abc import Mapping
 
 from core.domain import LANGUAGES, CaseType
 
-_TEXTS: Mapping[str, Mapping[str, str]] = {
+#: What every table has, and what a missing translation falls back to.
+FALLBACK_LANGUAGE = "es"
+
+Translations = Mapping[str, str]
+
+
+def localized(translations: Translations, language: str) -> str:
+    """The text in ``language``, else in Spanish."""
+    return translations.get(language) or translations[FALLBACK_LANGUAGE]
+
+
+class Texts:
+    """A table of customer-facing texts: ``texts(key, language, **params)``."""
+
+    def __init__(self, table: Mapping[str, Translations]) -> None:
+        self._table = table
+
+    def __call__(self, key: str, language: str, **params: object) -> str:
+        return localized(self._table[key], language).format(**params)
+
+    def translations(self, key: str) -> Translations:
+        return self._table[key]
+
+
+#: "Yes" and "No" as buttons and list items, for every table that offers them.
+YES_NO_WORDS: Mapping[str, Translations] = {
+    "yes": {"es": "Sí", "pt": "Sim", "en": "Yes"},
+    "no": {"es": "No", "pt": "Não", "en": "No"},
+}
+
+_TEXTS: Mapping[str, Translations] = {
     "ack_new_case": {
         "es": "¡Gracias! Recibimos tu mensaje y abrimos el caso #{number}. Te responderemos pronto.",
         "pt": "Obrigado! Recebemos sua mensagem e abrimos o caso #{number}. Responderemos em breve.",
@@ -52,8 +88,7 @@ _TEXTS: Mapping[str, Mapping[str, str]] = {
         "pt": "Reabrimos o caso #{number} com sua mensagem. Responderemos em breve.",
         "en": "We reopened case #{number} with your message. We'll get back to you soon.",
     },
-    "yes": {"es": "Sí", "pt": "Sim", "en": "Yes"},
-    "no": {"es": "No", "pt": "Não", "en": "No"},
+    **YES_NO_WORDS,
 }
 
 _CASE_TYPE_NAMES: Mapping[CaseType, Mapping[str, str]] = {
@@ -74,14 +109,12 @@ def pick_language(*candidates: str | None, default: str = "es") -> str:
     return default
 
 
-def text(key: str, language: str, **params: object) -> str:
-    table = _TEXTS[key]
-    template = table.get(language) or table["es"]
-    return template.format(**params)
+#: The core bot's texts (acknowledgements, the case type question, notices...).
+text = Texts(_TEXTS)
 
 
 def case_type_name(case_type: CaseType | str, language: str) -> str:
     # CaseType(...) only for a plain string: the enum lookup costs more than the rest,
     # and every new case's greeting names the three types.
     names = _CASE_TYPE_NAMES[case_type if type(case_type) is CaseType else CaseType(case_type)]
-    return names.get(language) or names["es"]
+    return localized(names, language)

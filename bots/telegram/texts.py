@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from core.domain import Activity
+from core.texts import Texts, localized
 
 _T: Mapping[str, Mapping[str, str]] = {
     # --- customers -------------------------------------------------------------------------
@@ -194,14 +195,13 @@ _ACTIVITY: Mapping[str, Mapping[str, str]] = {
 }
 
 
-def t(key: str, language: str, **params: object) -> str:
-    table = _T[key]
-    return (table.get(language) or table["es"]).format(**params)
+#: The Telegram bot's texts.
+t = Texts(_T)
 
 
 def activity_name(activity: str, language: str) -> str:
     names = _ACTIVITY.get(activity)
-    return (names.get(language) or names["es"]) if names else activity
+    return localized(names, language) if names else activity
 
 
 def all_languages(key: str) -> frozenset[str]:

@@ -42,6 +42,7 @@ from core.persistence.schema import (
 )
 from core.surveys.scales import MAX_WEIGHT, MIN_WEIGHT, Scale
 from core.surveys.windows import MAX_DAYS
+from core.texts import localized
 
 MAX_NAME = 200
 MAX_CODE = 80
@@ -70,7 +71,7 @@ class Question:
     detractor_off: bool = False
 
     def text(self, language: str) -> str:
-        return self.texts.get(language) or self.texts["es"]
+        return localized(self.texts, language)
 
     def detractor_at(self, default: int) -> int | None:
         """The weight at or below which an answer is a detractor answer; None: never."""

@@ -40,6 +40,7 @@ from core.persistence.schema import (
     survey_rules,
 )
 from core.surveys.catalog import Question, question_from_row
+from core.texts import localized
 
 #: ``cases.origin`` of a detractor survey's case.
 ORIGIN_SURVEY = "survey"
@@ -71,7 +72,7 @@ class DetractorPolicy:
 
     def reply(self, language: str) -> str:
         replies = self.replies or {lang: getattr(SurveysConfig().detractor_reply, lang) for lang in LANGUAGES}
-        return replies.get(language) or replies["es"]
+        return localized(replies, language)
 
 
 @dataclass(frozen=True, slots=True)

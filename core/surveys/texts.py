@@ -1,10 +1,13 @@
-"""What the survey bot says, in es / pt / en."""
+"""What the survey bot says, in es / pt / en (looked up as every customer-facing text is,
+``core.texts.Texts``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-_TEXTS: Mapping[str, Mapping[str, str]] = {
+from core.texts import YES_NO_WORDS, Texts, Translations
+
+_TEXTS: Mapping[str, Translations] = {
     "intro": {
         "es": "¡Hola{name}! ¿Nos ayudas con una breve encuesta sobre {product}? Son {count} preguntas.",
         "pt": "Olá{name}! Pode nos ajudar com uma breve pesquisa sobre {product}? São {count} perguntas.",
@@ -72,11 +75,8 @@ _TEXTS: Mapping[str, Mapping[str, str]] = {
         "pt": "Obrigado por nos contar!",
         "en": "Thank you for letting us know!",
     },
-    "yes": {"es": "Sí", "pt": "Sim", "en": "Yes"},
-    "no": {"es": "No", "pt": "Não", "en": "No"},
+    **YES_NO_WORDS,
 }
 
-
-def say(key: str, language: str, **params: object) -> str:
-    table = _TEXTS[key]
-    return (table.get(language) or table["es"]).format(**params)
+#: The survey bot's texts.
+say = Texts(_TEXTS)
