@@ -621,12 +621,15 @@ class Service:
             catalog = Catalog(db=self.db)
             panel = Panel(db=self.db, clock=self.clock, tz=ZoneInfo(self.config.surveys.timezone))
         from intake.console.live import LiveUpdates
+        from intake.console.presence import CaseViewers
 
         self.console = Console(db=self.db, cases=self.cases, macros=self.macros, attachments=self.attachments, clock=self.clock,
                                public_url=self.config.http.public_url,
                                company_name=self.config.service.company_name, catalog=catalog, panel=panel,
-                               timezone=self.config.surveys.timezone, live=LiveUpdates(notifier=self.notifier, presence=self._console_presence,
-                                                                                       viewer=self._console_viewer),
+                               timezone=self.config.surveys.timezone, live=LiveUpdates(
+                                   notifier=self.notifier, presence=self._console_presence, viewer=self._console_viewer,
+                                   # Who has which case open, heard from every process (collision warnings).
+                                   viewers=CaseViewers(notifier=self.notifier)),
                                assigner=self.assigner,
                                client_addresses=self.client_addresses, registry=self.metrics.registry,
                                require_totp_for_admins=self.config.console.require_totp_for_admins,

@@ -29,7 +29,7 @@ from core.domain import (
 )
 from core.contacts.identities import EMAIL, PHONE, create_contact, identity_owners
 from core.contacts.normalize import email_address, phone_number
-from core.errors import NotFound, ValidationError
+from core.errors import NotFound, StaleReply, ValidationError
 from core.notices import CustomerNotices
 from core.outgoing import CUSTOMER_CHANNELS, Outgoing, ComposedMessage, Recipient, email_thread_for_case
 from core.outbox import delivery_states
@@ -424,15 +424,20 @@ class CaseService:
 
     # --- agents' actions ---------------------------------------------------------------
 
-    async def reply(self, number: int, body: str, *, agent: str, mirror_to_desk: bool = True) -> dict[str, Any]:
+    async def reply(self, number: int, body: str, *, agent: str, mirror_to_desk: bool = True,
+                    seen_message_id: int | None = None) -> dict[str, Any]:
         """Send ``body`` to the customer on the channel they last wrote from.
 
         With the agents' desk on, the reply is also copied into the case's topic so the
-        whole team sees it, unless it was written there (``mirror_to_desk=False``)."""
+        whole team sees it, unless it was written there (``mirror_to_desk=False``).
+        ``seen_message_id``: the newest message the agent had read; a customer message or
+        agent reply after it refuses the reply (``StaleReply``) so the agent reads it first."""
         body = _text(body, "text")  # type: ignore[assignment]
         now = self._clock.now()
         async with self._db.transaction() as conn:
-            case = await self._case(conn, number)
+            case = await self._case(conn, number, lock=seen_message_id is not None)
+            if seen_message_id is not None:
+                await _check_not_stale(conn, number, seen_message_id)
             recipient = await _customer_recipient(conn, case)
             if recipient is None:
                 raise ValidationError("this customer has no reachable channel (no email, chat or Telegram)",
@@ -685,8 +690,11 @@ class CaseService:
 
     # --- helpers -------------------------------------------------------------------------
 
-    async def _case(self, conn: AsyncConnection, number: int):
-        row = (await conn.execute(select(cases).where(cases.c.id == number))).first()
+    async def _case(self, conn: AsyncConnection, number: int, *, lock: bool = False):
+        # lock: two agents replying at once are checked one after the other (PostgreSQL;
+        # SQLite writes one transaction at a time anyway).
+        query = select(cases).where(cases.c.id == number)
+        row = (await conn.execute(query.with_for_update() if lock and not self._db.is_sqlite else query)).first()
         if row is None:
             raise NotFound(f"case {number} not found")
         return row
@@ -846,3 +854,18 @@ def _summary(r: Any, now: datetime) -> dict[str, Any]:
         "sla_breached": breach_of(r, now),
         "sla_breaches": breaches_of(r, now),
     }
+
+
+#: Messages that make a reply stale: what the customer wrote and what agents sent them
+#: (internal notes and the bot's automatic answers do not).
+_STALE_AUTHORS = (Author.CUSTOMER.value, Author.AGENT.value)
+
+
+async def _check_not_stale(conn: AsyncConnection, number: int, seen_message_id: int) -> None:
+    newer = tuple((await conn.execute(
+        select(messages.c.id).where(messages.c.case_id == number, messages.c.id > seen_message_id,
+                                    messages.c.author.in_(_STALE_AUTHORS))
+        .order_by(messages.c.id).limit(50))).scalars())
+    if newer:
+        latest = (await conn.execute(select(func.max(messages.c.id)).where(messages.c.case_id == number))).scalar_one()
+        raise StaleReply(newer, latest)

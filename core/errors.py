@@ -7,6 +7,7 @@
     ├── DomainError                  the request is wrong; tell the user, change nothing
     │   ├── NotFound
     │   ├── InvalidTransition        workflow refused (e.g. closed → derived)
+    │   ├── StaleReply               a reply written before the case's newest message
     │   └── ValidationError          a field is missing or out of range
     ├── StorageUnavailable           the database did not commit; the transport says "try later"
     └── DeliveryError                raised by Channel.send
@@ -39,6 +40,19 @@ class NotFound(DomainError):
 
 class InvalidTransition(DomainError):
     pass
+
+
+class StaleReply(DomainError):
+    """Nothing was sent: the customer wrote, or an agent replied, after the message the
+    reply's author last saw. Sending again with ``latest`` as the last one seen confirms."""
+
+    def __init__(self, newer: tuple[int, ...], latest: int):
+        self.newer = newer
+        self.latest = latest
+        self.field = "seen_message_id"
+        super().__init__(f"{len(newer)} newer message(s) arrived since message {min(newer) - 1 if newer else latest} "
+                         f"was read (ids {', '.join(map(str, newer))}); nothing was sent. To send anyway, "
+                         f"send again with seen_message_id {latest}.")
 
 
 class ValidationError(DomainError):

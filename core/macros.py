@@ -139,14 +139,15 @@ class MacroService:
         return text, language
 
     async def use(self, ref: int | str, number: int, *, agent: str, owner: str | None, text: str | None = None,
-                  mirror_to_desk: bool = True) -> dict[str, Any]:
+                  mirror_to_desk: bool = True, seen_message_id: int | None = None) -> dict[str, Any]:
         """Reply on case ``number`` with the macro (or ``text``, the agent's edit of it),
         count the use, then run its actions. ``owner`` is the username whose personal
         macros ``ref`` may name (None: shared ones only). Returns the reply's receipt."""
         macro = await self.find(ref, agent=owner)
         if text is None or not text.strip():
             text, _ = await self.render(macro, number, agent=agent)
-        receipt = await self._cases.reply(number, text, agent=agent, mirror_to_desk=mirror_to_desk)
+        receipt = await self._cases.reply(number, text, agent=agent, mirror_to_desk=mirror_to_desk,
+                                          seen_message_id=seen_message_id)
         async with self._db.transaction() as conn:
             # One statement: concurrent uses from several processes all count.
             await conn.execute(update(macros).where(macros.c.id == macro["id"])

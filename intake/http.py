@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from core.config import Network, parse_networks
-from core.errors import DomainError, InvalidTransition, NotFound, StorageUnavailable, ValidationError
+from core.errors import DomainError, InvalidTransition, NotFound, StaleReply, StorageUnavailable, ValidationError
 from core.workflow import MissingCaseType
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,9 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return error_response(409, "type_required", str(exc), field=exc.field)
     except InvalidTransition as exc:
         return error_response(409, "invalid_transition", str(exc))
+    except StaleReply as exc:
+        return error_response(409, "stale_reply", str(exc), field=exc.field, newer=list(exc.newer),
+                              latest_message_id=exc.latest)
     except DomainError as exc:
         return error_response(400, "bad_request", str(exc))
     except StorageUnavailable:

@@ -285,24 +285,34 @@ def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService) -> N
     async def reply(request: web.Request) -> web.Response:
         data = body(request)
         number, agent = path_id(request, "number"), _agent(data)
+        seen = data.get("seen_message_id")
         if "macro" in data:
-            result = await macros.use(data["macro"], number, agent=agent, owner=agent, text=data.get("text"))
+            result = await macros.use(data["macro"], number, agent=agent, owner=agent, text=data.get("text"),
+                                      seen_message_id=seen)
         else:
-            result = await cases.reply(number, data["text"], agent=agent)
+            result = await cases.reply(number, data["text"], agent=agent, seen_message_id=seen)
         return web.json_response(result, status=202)
 
     api.add("POST", "/cases/{number}/reply", reply, tag="cases", status=202,
             summary="Reply to the customer on their channel (queued in the outbox)",
             errors={422: "the customer has no reachable channel (field `channel`); the macro's text for this "
                          "case fails to render (field `bodies.<language>`)",
-                    409: "a macro's activity action is a move the workflow refuses (the reply is already queued)"},
+                    409: "a macro's activity action is a move the workflow refuses (the reply is already queued); "
+                         "or, with `seen_message_id`, a customer message or agent reply newer than it arrived "
+                         "(error `stale_reply`, nothing sent: `newer` lists their ids, `latest_message_id` is "
+                         "the value that confirms)"},
             description="With `macro` (an id or a name: the agent's own first, then the team's), the canned "
                         "response rendered in the customer's language is the text, unless `text` is given too "
                         "(the agent's edit of it); either way the macro's use is counted and its actions run "
-                        "after the reply. An unknown macro is a 404.",
+                        "after the reply. An unknown macro is a 404. With `seen_message_id` (the newest message "
+                        "the agent read, 0 for none), a newer customer message or agent reply refuses the reply "
+                        "with 409 `stale_reply` so the agent reads it first; sending again with the "
+                        "`latest_message_id` it names confirms.",
             request={"type": "object", "anyOf": [{"required": ["text"]}, {"required": ["macro"]}],
                      "properties": {"text": text(MAX_TEXT), "agent": AGENT,
-                                    "macro": {"anyOf": [ID, text(MAX_MACRO_NAME)]}}},
+                                    "macro": {"anyOf": [ID, text(MAX_MACRO_NAME)]},
+                                    "seen_message_id": {"type": "integer", "minimum": 0, "maximum": DB_INT_MAX,
+                                                        "description": "the newest message the agent read"}}},
             response={"type": "object", "required": ["case", "channel", "outbox_id"],
                       "properties": {"case": {"type": "integer"}, "channel": {"type": "string"},
                                      "outbox_id": {"type": "integer"}, "macro": {"type": "integer"},

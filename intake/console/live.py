@@ -24,6 +24,11 @@ encoding, the NOTIFY and every other process's decoding were about a twentieth o
 busy PostgreSQL process's CPU. A page's stream says it is connected only once its
 process's announcement has reached the database, so nothing committed afterwards, on
 any process, is missed.
+
+A case page's stream is also its tab's presence (``intake.console.presence``): it joins
+the case's viewers when it connects, refreshes every ``REFRESH_SECONDS`` and leaves when
+it ends; a change in who is on a case reaches that case's open pages as a ``presence``
+event (no names: the page fetches the server-rendered list).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -45,6 +51,7 @@ from core.notifications import BrowserNotice
 from core.outbox import DeliveryRecorded
 from core.persistence.notify import Notifier
 from core.tasks import Periodic
+from intake.console.presence import REFRESH_SECONDS, CaseViewers, PresenceReport
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +78,15 @@ class LiveUpdates:
                  keepalive_seconds: float = KEEPALIVE_SECONDS, notifier: Notifier | None = None,
                  watch_seconds: float = WATCH_SECONDS, monotonic: Callable[[], float] = time.monotonic,
                  presence: Callable[[web.Request], Awaitable[None]] | None = None,
-                 viewer: Callable[[web.Request], str | None] = lambda _request: None) -> None:
+                 viewer: Callable[[web.Request], str | None] = lambda _request: None,
+                 viewers: CaseViewers | None = None, viewers_refresh_seconds: float = REFRESH_SECONDS) -> None:
         self._notifier = notifier
+        #: Who has which case open (collision warnings); its changes reach the pages of that case.
+        self.viewers = viewers or CaseViewers(notifier=notifier, monotonic=monotonic)
+        self.viewers.subscribe(self._on_viewers_changed)
+        self._viewers_refresh = viewers_refresh_seconds
+        #: The case each case page's stream shows (presence events go to those only).
+        self._case_of: dict[asyncio.Queue[dict[str, Any] | None], int] = {}
         #: Told on connect and at every keepalive while a page is open: the agent is
         #: present (automatic assignment's availability).
         self._presence = presence
@@ -93,7 +107,7 @@ class LiveUpdates:
         self._token = secrets.token_hex(8)
         self._announcer = Periodic(name="console-live-announce", interval=watch_seconds, job=self._announce)
         #: Read by the service's /metrics.
-        self.periodic_jobs = (self._announcer,)
+        self.periodic_jobs = (self._announcer, self.viewers.sweeper)
 
     @property
     def clients(self) -> int:
@@ -192,6 +206,14 @@ class LiveUpdates:
                            for e in decoded if isinstance(e, dict) and type(e.get("case")) is int
                            and type(e.get("message_id")) is int and "channel" in e])
 
+    def _on_viewers_changed(self, case: int) -> None:
+        for queue, shown in list(self._case_of.items()):
+            if shown == case:
+                try:
+                    queue.put_nowait({"case": case, "presence": True})
+                except asyncio.QueueFull:
+                    self._drop(queue)
+
     def _deliver(self, events: list[dict[str, Any]]) -> None:
         for queue in list(self._clients):
             for event in events:
@@ -202,7 +224,8 @@ class LiveUpdates:
                     self._drop(queue)
                     break
 
-    async def stream(self, request: web.Request) -> web.StreamResponse:
+    async def stream(self, request: web.Request, *, viewer: PresenceReport | None = None) -> web.StreamResponse:
+        """The page's event stream; ``viewer``: a case page's tab, present while this lasts."""
         if self._closing:
             raise web.HTTPServiceUnavailable(text="shutting down")
         if len(self._clients) >= self._max_clients:
@@ -215,6 +238,8 @@ class LiveUpdates:
         })
         await response.prepare(request)
         self._clients[queue] = self._viewer(request)
+        if viewer is not None:
+            self._case_of[queue] = viewer.case
         if self._notifier is not None and self._notifier.shared:
             # Before "connected": from then on every process publishes to this page.
             self._notifier.publish(WATCH_TOPIC, self._token)
@@ -224,22 +249,34 @@ class LiveUpdates:
             # Tells EventSource how long to wait before reconnecting after we close.
             # Presence first: once a page reads "connected", its agent counts as available.
             await self._present(request)
+            if viewer is not None:
+                self.viewers.report(viewer)
+                refresh_at = self._monotonic() + self._viewers_refresh
             await response.write(b"retry: 3000\n: connected\n\n")
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), self._keepalive)
+                    event = await asyncio.wait_for(queue.get(), min(self._keepalive, self._viewers_refresh))
                 except TimeoutError:
                     await response.write(b": keepalive\n\n")
                     await self._present(request)
-                    continue
+                    event = {}
+                if viewer is not None and self._monotonic() >= refresh_at:
+                    # Still here (events or not): the other processes' tables keep this tab.
+                    self.viewers.report(viewer)
+                    refresh_at = self._monotonic() + self._viewers_refresh
                 if event is None:
                     break
-                name = "notify" if "notify" in event else "message"
+                if not event:
+                    continue
+                name = "notify" if "notify" in event else "presence" if "presence" in event else "message"
                 await response.write(f"event: {name}\ndata: {json.dumps(event)}\n\n".encode())
         except ConnectionResetError:
             return response  # the page went away
         finally:
             self._clients.pop(queue, None)
+            self._case_of.pop(queue, None)
+            if viewer is not None and not self._closing:
+                self.viewers.report(replace(viewer, state="left"))
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await response.write_eof()
         return response
@@ -254,6 +291,7 @@ class LiveUpdates:
 
     def _drop(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         self._clients.pop(queue, None)
+        self._case_of.pop(queue, None)
         with contextlib.suppress(asyncio.QueueFull):
             while not queue.empty():
                 queue.get_nowait()
@@ -261,6 +299,7 @@ class LiveUpdates:
 
     async def start(self) -> None:
         self._closing = False
+        await self.viewers.start()
         if self._notifier is not None and not self._subscribed:
             self._notifier.subscribe(TOPIC, self._on_notification)
             self._notifier.subscribe(WATCH_TOPIC, self._on_watch)
@@ -273,6 +312,7 @@ class LiveUpdates:
         """End every stream so the HTTP server can shut down without waiting on them."""
         self._closing = True
         await self._announcer.stop()
+        await self.viewers.stop()
         for queue in list(self._clients):
             self._drop(queue)
         for _ in range(50):

@@ -20,7 +20,7 @@ from aiohttp import web
 from core.budget import money
 from core.cases import CaseFilter, NewCase
 from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
-from core.errors import DomainError, NotFound, ValidationError
+from core.errors import DomainError, NotFound, StaleReply, ValidationError
 from core.workflow import ALLOWED, CLASSIFIED_TYPES, check_transition
 from intake.console import queries
 from intake.console.app import SESSION_KEY, PREFIX, Console, see_other
@@ -28,6 +28,7 @@ from intake.console.forms import Form, domain_errors
 from intake.console.i18n import N_
 from intake.console.views_contacts import NOTICES as CONTACT_NOTICES
 from intake.console.views_contacts import MAX_ORGANIZATIONS_SHOWN, duplicate_offers
+from intake.console.presence import page_report, stream_report
 
 PAGE_SIZE = 50
 #: Canned responses rendered into a case page: the most used ones (the picker's search
@@ -130,7 +131,11 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         return console.render(template, request, context)
 
     async def events(request: web.Request) -> web.StreamResponse:
-        return await console.live.stream(request)
+        # A case page's stream (?case=&tab=) is that tab's presence on the case.
+        me = user(request)
+        viewer = stream_report(request.query.get("case"), request.query.get("tab"), username=me.username,
+                               name=me.label)
+        return await console.live.stream(request, viewer=viewer)
 
     # --- a case --------------------------------------------------------------------------
 
@@ -142,7 +147,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
 
     async def render_case(request: web.Request, number: int, *, tab: str = "conversation",
                           errors: dict[str, str] | None = None, values: dict[str, Any] | None = None,
-                          status: int = 200) -> web.Response:
+                          status: int = 200, stale: StaleReply | None = None) -> web.Response:
         case = await cases.get_case(number)
         notice = NOTICES.get(request.query.get("done", ""))
         notice = console.locales.gettext(notice) if notice else None
@@ -166,6 +171,9 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             "kb_actions": list(KbAction),
             "macro_options": await macro_options(request, number),
             "duplicates": await duplicate_offers(console, case["contact"]["id"]),
+            # The reply form says what its agent had read; a newer message asks for a confirmation.
+            "last_message_id": max((m["id"] for m in case["messages"]), default=0),
+            "stale": stale, "viewers": viewers_of(request, number),
         }
         return console.render("case.html", request, context, status=status)
 
@@ -188,6 +196,25 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         case = await cases.get_case(number_of(request))
         return console.render("_thread.html", request, {"case": case})
 
+    def viewers_of(request: web.Request, number: int) -> list[Any]:
+        return console.live.viewers.on_case(number, excluding=user(request).username)
+
+    async def presence(request: web.Request) -> web.StreamResponse:
+        """Who else is on this case (the page refetches it on a ``presence`` event)."""
+        return console.render("_presence.html", request, {"viewers": viewers_of(request, number_of(request))})
+
+    async def report_presence(request: web.Request) -> web.StreamResponse:
+        """The page's own word: typing, stopped typing, or closed (a beacon)."""
+        number = number_of(request)
+        form = await Form.read(request)
+        me = user(request)
+        report = page_report(number, form.data.get("tab"), form.data.get("state"), username=me.username,
+                             name=me.label)
+        if report is None:
+            raise web.HTTPUnprocessableEntity(text="tab: 8 to 40 letters, digits, - or _; state: typing, idle or left")
+        console.live.viewers.report(report)
+        return web.Response(status=204)
+
     def done(number: int, code: str, *, tab: str = "conversation", **extra: str) -> web.Response:
         query = urlencode({"tab": tab, "done": code, **extra})
         anchor = "#thread-end" if tab == "conversation" else f"#tab-{tab}"
@@ -206,6 +233,11 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                 return await handler(request, number, form)
             except _FormInvalid:
                 errors = form.errors
+            except StaleReply as exc:
+                # Nothing sent: the page shows what arrived and keeps the text; sending
+                # again from it (its ``seen`` is now the newest message) is the confirmation.
+                values = {k: v for k, v in form.data.items() if isinstance(v, str) and k not in ("_csrf", "seen")}
+                return await render_case(request, number, tab=tab, values=values, status=409, stale=exc)
             except NotFound:
                 raise
             except DomainError as exc:
@@ -217,6 +249,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
 
     async def do_reply(request: web.Request, number: int, form: Form) -> web.Response:
         macro = form.integer("macro", minimum=1, maximum=2**62)
+        seen = form.integer("seen", minimum=0, maximum=2**62)
         if form.errors:
             raise _FormInvalid
         agent = user(request).username
@@ -229,9 +262,10 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                 check_transition(case["activity"], Activity.ANSWER_SENT, case_type=case["type"])
         if macro is not None:
             # The text is the macro as rendered on the page, or the agent's edit of it.
-            result = await console.macros.use(macro, number, agent=agent, owner=agent, text=form.text("text"))
+            result = await console.macros.use(macro, number, agent=agent, owner=agent, text=form.text("text"),
+                                              seen_message_id=seen)
         else:
-            result = await cases.reply(number, form.text("text"), agent=agent)
+            result = await cases.reply(number, form.text("text"), agent=agent, seen_message_id=seen)
         if mark_answered and (await cases.get_case(number))["activity"] != Activity.ANSWER_SENT.value:
             await cases.change_activity(number, Activity.ANSWER_SENT.value, agent=agent)
         return done(number, "reply", via=result["channel"])
@@ -425,6 +459,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     router.add_post("/cases/new", new_case)
     router.add_get("/cases/{number:\\d+}", case_page)
     router.add_get("/cases/{number:\\d+}/thread", thread)
+    router.add_get("/cases/{number:\\d+}/presence", presence)
+    router.add_post("/cases/{number:\\d+}/presence", report_presence)
     for path, tab, field, handler, rename in (
         ("reply", "conversation", "text", do_reply, None),
         ("note", "conversation", "note", do_note, {"text": "note"}),

@@ -20,14 +20,29 @@
   let sharedSource = null;
   function liveSource(url) {
     if (!sharedSource) {
+      // A case page's stream is also this tab's presence on the case (who else has it open).
+      const kase = document.querySelector(".case[data-presence]");
+      if (kase) url += (url.indexOf("?") < 0 ? "?" : "&") + "case=" + Number(kase.dataset.case) + "&tab=" + pageTab();
       sharedSource = new EventSource(url);
       window.addEventListener("pagehide", function () { sharedSource.close(); });
     }
     return sharedSource;
   }
 
+  // This tab's id for the case's presence: random, made up here (the server only
+  // bounds and checks its shape).
+  let tab = null;
+  function pageTab() {
+    if (!tab) {
+      const bytes = new Uint8Array(12);
+      window.crypto.getRandomValues(bytes);
+      tab = Array.from(bytes, function (b) { return b.toString(16).padStart(2, "0"); }).join("");
+    }
+    return tab;
+  }
+
   // Live updates: the server pushes "case N got message M"; we fetch the fresh fragment.
-  function startLive(root, onEvent, onOpen) {
+  function startLive(root, onEvent, onOpen, onPresence) {
     if (!window.EventSource) return;
     const status = root.querySelector(".live-status");
     const source = liveSource(document.body.dataset.events || root.dataset.live);
@@ -45,6 +60,8 @@
       try { data = JSON.parse(e.data); } catch (_) { return; }
       onEvent(data);
     });
+    // Who else is on this case changed: the page fetches the list (names stay server-rendered).
+    if (onPresence) source.addEventListener("presence", function () { onPresence(); });
   }
 
   // Browser notifications (the Notification API): permission is asked once, from a
@@ -122,6 +139,10 @@
     setInterval(tick, 30000);
   }
 
+  // Typing: reported when keys are pressed (at most every few seconds), "idle" after a
+  // pause; the server ends "typing" by itself if a report is lost.
+  const TYPING_REPORT_MS = 3000, IDLE_AFTER_MS = 4000;
+
   function liveCase(root) {
     const target = document.getElementById("thread");
     if (!target) return;
@@ -129,7 +150,33 @@
     const refresh = debounce(async function () {
       try { target.innerHTML = await fetchFragment(root.dataset.thread); } catch (_) { /* ignore */ }
     }, 150);
-    startLive(root, function (event) { if (Number(event.case) === number) refresh(); }, refresh);
+    const presence = document.getElementById("presence");
+    const refreshPresence = debounce(async function () {
+      try { presence.innerHTML = await fetchFragment(root.dataset.presence); } catch (_) { /* the next event */ }
+    }, 100);
+    function report(state) {
+      const body = new FormData();
+      body.append("_csrf", csrfToken());
+      body.append("tab", pageTab());
+      body.append("state", state);
+      if (state === "left" && navigator.sendBeacon) { navigator.sendBeacon(root.dataset.presence, body); return; }
+      fetch(root.dataset.presence, { method: "POST", body: body, credentials: "same-origin", keepalive: true,
+                                     headers: { "X-CSRF-Token": csrfToken() } }).catch(function () { /* best effort */ });
+    }
+    const box = document.getElementById("reply-text");
+    if (box) {
+      let reported = 0, idle = null;
+      box.addEventListener("input", function () {
+        const now = Date.now();
+        if (now - reported >= TYPING_REPORT_MS) { reported = now; report("typing"); }
+        clearTimeout(idle);
+        idle = setTimeout(function () { reported = 0; report("idle"); }, IDLE_AFTER_MS);
+      });
+    }
+    // Closing the tab says so at once (the server would notice the dead stream later).
+    window.addEventListener("pagehide", function () { report("left"); });
+    startLive(root, function (event) { if (Number(event.case) === number) refresh(); },
+              function () { refresh(); refreshPresence(); }, refreshPresence);
   }
 
   // The KB tab's Markdown editors (EasyMDE, vendored), keyed by their textarea's id.
