@@ -81,16 +81,21 @@ async def test_a_page_on_one_process_shows_the_agent_typing_on_the_other(handles
             assert line.strip() == b'data: {"case": 9, "presence": true}'
 
             # Ana types (her page's report reaches A's console): B shows it, then its end.
+            typing_ana = CaseViewer("ana", "Ana Pérez", True)
             a.viewers.report(PresenceReport(9, ana.tab, "ana", "Ana Pérez", "typing"))
-            await until(b, lambda: b.viewers.on_case(9, excluding="leo")[0].typing, "B showing Ana typing")
+            await until(b, lambda: b.viewers.on_case(9, excluding="leo") == [typing_ana], "B showing Ana typing")
             a.viewers.report(PresenceReport(9, ana.tab, "ana", "Ana Pérez", "idle"))
-            await until(b, lambda: not b.viewers.on_case(9, excluding="leo")[0].typing, "B showing Ana stopped")
+            await until(b, lambda: b.viewers.on_case(9, excluding="leo") == [CaseViewer("ana", "Ana Pérez", False)],
+                        "B showing Ana stopped")
 
-            # A malformed notification is refused on both sides and changes nothing.
+            # A malformed notification is refused on both sides and changes nothing; the
+            # report after it (in order) shows that B has read past it.
             notifiers[0].publish(TOPIC, '{"case": 9, "tab": "<script>", "user": "x", "name": "", "state": "here"}')
-            assert await notifiers[0].flush(5)
-            await until(b, lambda: b.viewers.refused == 1, "B refusing the malformed report")
+            a.viewers.report(PresenceReport(8, "tab-ana-0002", "ana", "Ana Pérez", "here"))
+            await until(b, lambda: bool(b.viewers.on_case(8)), "B hearing the report after the malformed one")
+            assert b.viewers.refused == 1 and a.viewers.refused == 1
             assert [v.username for v in b.viewers.on_case(9)] == ["ana", "leo"]
+            a.viewers.report(PresenceReport(8, "tab-ana-0002", "ana", "Ana Pérez", "left"))
 
             # Ana's page closes: A's stream ends and says so; B drops her.
             ana_page.close()
@@ -98,7 +103,8 @@ async def test_a_page_on_one_process_shows_the_agent_typing_on_the_other(handles
             leo_page.close()
         # A process that dies says nothing: its tabs go silent and age out everywhere.
         b.viewers.report(PresenceReport(9, "tab-eva-0001", "eva", "Eva", "here"))
-        await until(a, lambda: [v.username for v in a.viewers.on_case(9)] == ["eva"], "A hearing Eva")
+        await until(a, lambda: [v.username for v in a.viewers.on_case(9)] == ["eva"] and not a.viewers.on_case(8),
+                    "A hearing Eva")
         now[0] += 46
         a.viewers.sweep()
         assert a.viewers.on_case(9) == [] and a.viewers.size == 0
