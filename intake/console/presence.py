@@ -28,11 +28,10 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from core.persistence.notify import Notifier
 from core.tasks import Periodic
 
 log = logging.getLogger(__name__)
@@ -55,6 +54,16 @@ EXPIRE_SECONDS = 3 * REFRESH_SECONDS
 #: "Typing" lasts this long past the last keystroke report (the page reports every few
 #: seconds while keys are pressed).
 TYPING_SECONDS = 8.0
+
+
+class Notifier(Protocol):
+    """What this needs of ``core.persistence.notify``'s Notifier (handed in by the composition root)."""
+
+    shared: bool
+
+    def publish(self, topic: str, payload: str) -> None: ...
+
+    def subscribe(self, topic: str, callback: Callable[[str], None]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
