@@ -1,0 +1,21 @@
+"""posventa's core: the domain and its application services. Imports no transport.
+
+Adapters (``bots/``, ``intake/``, ``kb/``) reach core through the names below and the
+protocols of ``core.ports``, never through ``core.persistence`` (its schema, engine and
+lookup helpers): tests/core/test_architecture_ports.py enforces it. The composition
+root (``service.py``, ``cli.py``) is the one place outside core that wires persistence.
+
+- ``Database``: the connection an adapter uses for the tables it owns (``kb/tables.py``,
+  ``bots/telegram/tables.py``), and hands to core ports;
+- ``metadata``, ``Id``, ``UTCDateTime``: so an adapter's own tables join the one schema
+  that Alembic migrates;
+- ports: ``EventLedger`` (what an at-least-once transport already handled),
+  ``CaseLookup`` (a customer's identity and cases, read-only), and ``core.ports``.
+"""
+
+from core.case_lookup import CaseLine, CaseLookup
+from core.event_ledger import EventLedger
+from core.persistence.database import Database
+from core.persistence.schema import Id, UTCDateTime, metadata
+
+__all__ = ["CaseLine", "CaseLookup", "Database", "EventLedger", "Id", "UTCDateTime", "metadata"]

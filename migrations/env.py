@@ -4,6 +4,7 @@
 from alembic import context
 
 from core.persistence.schema import UTCDateTime, is_fulltext_object, metadata
+import bots.telegram.tables  # noqa: F401  (the Telegram adapter's case_links, on the same MetaData)
 import kb.tables  # noqa: F401  (registers kb's cache tables on the same MetaData)
 
 config = context.config

@@ -33,7 +33,7 @@ from core.config import TelegramConfig
 from core.contacts.service import ContactService
 from core.errors import ConfigError, StorageUnavailable
 from core.outgoing import Outgoing
-from core.persistence import Database
+from core import Database
 from core.ports import Clock, Inbox
 from core.tasks import Periodic, cancel_and_wait
 

@@ -361,18 +361,8 @@ outbox = Table(
     Index("ix_outbox_claim", "channel", "status", "next_attempt_at"),
 )
 
-#: Ids of things in other systems that belong to a case: the Telegram forum topic, the
-#: Discourse topic a case was published as...
-case_links = Table(
-    "case_links",
-    metadata,
-    Column("id", Id, primary_key=True),
-    Column("case_id", ForeignKey("cases.id", ondelete="CASCADE"), nullable=False),
-    Column("system", String(40), nullable=False),
-    Column("ref", String(300), nullable=False),
-    UniqueConstraint("system", "case_id"),
-    Index("ix_case_links_system_ref", "system", "ref"),
-)
+# case_links (the Telegram forum topic and header card of a case) is the Telegram
+# adapter's own table: bots/telegram/tables.py.
 
 #: At-least-once transports' dedupe: an event id stored before it is acknowledged upstream.
 processed_events = Table(

@@ -6,7 +6,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from core.domain import ChannelName, InboundMessage, ThreadHints
-from core.persistence.schema import case_links, cases, contact_identities, messages, outbox
+from bots.telegram.tables import case_links
+from core.persistence.schema import cases, contact_identities, messages, outbox
 from tests.bots.conftest import AGENT, AGENTS_CHAT, OTHER_AGENT, STRANGER, eventually, rows, sqlite_only
 from tests.fakes.telegram_api import FakeTelegram
 

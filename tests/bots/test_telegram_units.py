@@ -23,7 +23,7 @@ from core.errors import PermanentDeliveryError, TransientDeliveryError
 def test_public_surface_is_complete():
     assert sorted(bots.telegram.__all__) == sorted(
         n for n in vars(bots.telegram) if not n.startswith("_") and n not in ("os", "bot", "channel", "client",
-        "customer", "desk", "poller", "router", "webhook", "render", "store", "texts", "callbacks", "shape"))
+        "customer", "desk", "poller", "router", "webhook", "render", "store", "tables", "texts", "callbacks", "shape"))
 
 
 @pytest.mark.parametrize(("question", "value", "data"), [

@@ -7,6 +7,7 @@ from alembic.runtime.migration import MigrationContext
 import pytest
 from sqlalchemy import text
 
+import bots.telegram.tables  # noqa: F401  (the Telegram adapter's tables live on the same MetaData)
 import kb.tables  # noqa: F401  (kb's tables live on the same MetaData)
 from core.persistence import Database, metadata
 from core.persistence.migrate import current_revision, upgrade
