@@ -46,6 +46,7 @@ from core.persistence import Database
 from core.persistence.migrate import prepare, upgrade
 from core.persistence.notify import Notifier, PgNotifier, notifier_for
 from core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
+from core.reply_fallback import EmailFallback
 from core.assignment import Assigner, AssignmentRules
 from core.sla import build_sla_setup
 from core.sla_report import REPORTED_TARGETS, SlaReportFilter, SlaReports, rows_for_metrics
@@ -476,9 +477,9 @@ class Service:
             self.components.append(hub)
         # Replies go by email after a while only where there is an email channel to carry them.
         fallback = cfg.email_fallback_after_seconds if ChannelName.EMAIL in self.channels else 0
-        self.channels[ChannelName.WEBCHAT] = WebchatChannel(
-            hub=hub, db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
-            email_fallback_after=float(fallback) if fallback > 0 else None)
+        self.channels[ChannelName.WEBCHAT] = WebchatChannel(hub=hub, fallback=EmailFallback(
+            db=self.db, outgoing=self.outgoing, clock=self.clock, on_commit=self.signal.notify,
+            after=float(fallback) if fallback > 0 else None))
         self.webchat = WebchatServer(
             config=cfg, public_url=self.config.http.public_url, inbox=self.inbox, hub=local, clock=self.clock,
             sessions=SessionStore(db=self.db, clock=self.clock),

@@ -16,7 +16,7 @@ import logging
 import random
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
@@ -385,3 +385,25 @@ async def backlog(db: Database) -> dict[tuple[str, str], int]:
             .group_by(outbox.c.channel, outbox.c.status)
         )
         return {(r[0], r[1]): r[2] for r in rows}
+
+
+class Outbox:
+    """The outbox items' status, for what happens outside a worker's claim-send-record:
+    a web chat reply the visitor received in a history replay (``mark_delivered``). The
+    one place besides ``OutboxWorker`` that writes an item's status."""
+
+    #: States of an item that has not reached its recipient yet.
+    UNDELIVERED = (OutboxStatus.QUEUED.value, OutboxStatus.AWAITING_RETRY.value, OutboxStatus.FAILED.value)
+
+    def __init__(self, *, db: Database) -> None:
+        self._db = db
+
+    async def mark_delivered(self, outbox_ids: Sequence[int], *, now: datetime, external_id: str) -> None:
+        """The recipient has these items by another way: mark them sent (those still
+        undelivered; one a worker claimed meanwhile is left to it)."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(outbox_ids), outbox.c.status.in_(self.UNDELIVERED))
+                .values(status=OutboxStatus.SENT.value, sent_at=now, lease_until=None, external_id=external_id,
+                        last_error=None))

@@ -8,20 +8,20 @@ happened to be open when a reply was committed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 
-from core.domain import Author, ChannelName, Direction, OutboxStatus
+from core.domain import Author, ChannelName, Direction
+from core.outbox import Outbox
 from core.persistence import Database
 from core.persistence.schema import messages, outbox
 from intake.webchat import protocol
 from intake.webchat.sessions import Session, reading
 
 #: Outbox states of a web chat push that has not reached the visitor yet.
-UNDELIVERED = (OutboxStatus.QUEUED.value, OutboxStatus.AWAITING_RETRY.value, OutboxStatus.FAILED.value)
+UNDELIVERED = Outbox.UNDELIVERED
 
 _COLS = (messages.c.id, messages.c.direction, messages.c.author, messages.c.text, messages.c.extra,
          messages.c.external_id)
@@ -45,6 +45,7 @@ def frame_of(row: Any, session: Session) -> dict[str, Any]:
 class History:
     def __init__(self, *, db: Database, limit: int) -> None:
         self._db = db
+        self._outbox = Outbox(db=db)
         self._limit = limit
 
     async def replay(self, session: Session, last_seen: int | None, *, now: datetime,
@@ -77,16 +78,8 @@ class History:
         shown = {r.id for r in rows}
         delivered = [p.id for p in pending if p.message_id in shown]
         if delivered and mark_delivered:
-            await self._mark_sent(delivered, now)
+            await self._outbox.mark_delivered(delivered, now=now, external_id="webchat:replay")
         return [frame_of(r, session) for r in rows]
-
-    async def _mark_sent(self, outbox_ids: Sequence[int], now: datetime) -> None:
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(outbox_ids), outbox.c.status.in_(UNDELIVERED))
-                .values(status=OutboxStatus.SENT.value, sent_at=now, lease_until=None, external_id="webchat:replay",
-                        last_error=None))
 
     async def choice_label(self, session: Session, question: str, value: str) -> str | None:
         """The label of the button the visitor pressed, from the message that asked, so the

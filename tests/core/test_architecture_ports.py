@@ -27,7 +27,6 @@ PENDING = frozenset({
     "intake/console/auth.py",
     "intake/console/live.py",
     "intake/console/queries.py",
-    "intake/webchat/channel.py",
     "intake/webchat/fanout.py",
     "intake/webchat/history.py",
     "intake/webchat/sessions.py",
