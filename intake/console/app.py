@@ -45,8 +45,8 @@ from intake.console.auth import (
     UserStore,
     csrf_matches,
 )
-from intake.console.forms import form_fields
-from intake.console.i18n import ConsoleLocales
+from intake.console.forms import form_fields, message_of
+from intake.console.i18n import ConsoleLocales, ConsoleText, _l, refusal
 from intake.console.labels import LABELS, label
 from intake.console.live import LiveUpdates
 from intake.console.markdown import MarkdownRenderer
@@ -194,7 +194,7 @@ class Console:
         env.filters.update({"dt": locales.datetime,
                             "dt_seconds": lambda value: locales.datetime(value, seconds=True),
                             "date": locales.date, "number": locales.number,
-                            "label": lambda value: locales.gettext(label(value)), "filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url,
+                            "label": lambda value: locales.gettext(label(value)), "tr": locales.translate, "filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url,
                             "highlight": _highlight,
                             "countdown": lambda value: _countdown(value, self.clock.now()),
                             "markdown": lambda text: markupsafe.Markup(self.markdown.render(text))})
@@ -246,19 +246,22 @@ class Console:
             return await handler(request)
         except web.HTTPException as exc:
             if exc.status in (400, 401, 403, 404, 405, 413, 429, 503):
-                return self.error_page(request, exc.status, exc.text or exc.reason, headers=exc.headers)
+                return self.error_page(request, exc.status, getattr(exc, "console_text", None) or exc.text or exc.reason,
+                                       headers=exc.headers)
             raise
         except NotFound as exc:
-            return self.error_page(request, 404, str(exc))
+            return self.error_page(request, 404, message_of(exc))
         except DomainError as exc:
-            return self.error_page(request, 400, str(exc))
+            return self.error_page(request, 400, message_of(exc))
         except StorageUnavailable:
-            return self.error_page(request, 503, "The database is unavailable. Try again in a moment.")
+            return self.error_page(request, 503, _l("The database is unavailable. Try again in a moment."))
         except Exception:
             log.exception("console error on %s %s", request.method, request.path)
-            return self.error_page(request, 500, "Something went wrong on our side.")
+            return self.error_page(request, 500, _l("Something went wrong on our side."))
 
-    def error_page(self, request: web.Request, status: int, message: str, *, headers: Any = None) -> web.Response:
+    def error_page(self, request: web.Request, status: int, message: str | ConsoleText, *,
+                   headers: Any = None) -> web.Response:
+        message = self.locales.translate(message)
         response = self.render("error.html", request, {"status": status, "message": message}, status=status)
         for key in ("Retry-After",):
             if headers and key in headers:
@@ -281,7 +284,7 @@ class Console:
         if session is None:
             if request.method in SAFE_METHODS and request.headers.get("Accept", "") != "text/event-stream":
                 return see_other(f"{PREFIX}/login?next={quote(request.path_qs, safe='')}")
-            raise web.HTTPUnauthorized(text="Your session has ended. Log in again.")
+            raise refusal(web.HTTPUnauthorized, _l("Your session has ended. Log in again."))
         request[SESSION_KEY] = session
         if session.user.language or session.user.timezone:
             # The profile's choice wins over the browser's (set before anything renders).
@@ -289,22 +292,22 @@ class Console:
                 session.user.language or self.locales.current.language, session.user.timezone))
         needed: Role = getattr(target, "console_role", Role.AGENT)
         if not session.user.can(needed):
-            raise web.HTTPForbidden(text=f"This page is for the {needed.value} role.")
+            raise refusal(web.HTTPForbidden, _l("This page is for the %(role)s role.", role=_l(label(needed.value))))
         if self.must_enrol(session.user) and not getattr(target, "console_before_enrolment", False):
             if request.method in SAFE_METHODS:
                 return see_other(f"{PREFIX}/profile")
-            raise web.HTTPForbidden(text="Set up your second factor on your profile page first.")
+            raise refusal(web.HTTPForbidden, _l("Set up your second factor on your profile page first."))
         if request.method not in SAFE_METHODS:
             if not self.same_origin(request):
-                raise web.HTTPForbidden(text="Cross-site request refused.")
+                raise refusal(web.HTTPForbidden, _l("Cross-site request refused."))
             given = request.headers.get(CSRF_HEADER)
             if given is None:
                 form = await form_fields(request) if request.content_type in (
                     "application/x-www-form-urlencoded", "multipart/form-data") else {}
                 given = form.get(CSRF_FIELD)
             if not csrf_matches(session.csrf_token, given):
-                raise web.HTTPForbidden(text="The form expired or did not come from this console. "
-                                             "Reload the page and try again.")
+                raise refusal(web.HTTPForbidden, _l("The form expired or did not come from this console. "
+                                                    "Reload the page and try again."))
         return await handler(request)
 
     def totp_required(self, user: User) -> bool:

@@ -37,6 +37,7 @@ from core.errors import NotFound, ValidationError
 from core.persistence import Database
 from core.persistence.schema import console_sessions, users
 from intake.console.i18n import LANGUAGES as CONSOLE_LANGUAGES
+from intake.console.i18n import _l
 from core.ports import Clock
 
 log = logging.getLogger(__name__)
@@ -98,15 +99,15 @@ def _user(row: Any) -> User:
 
 def check_username(username: Any) -> str:
     if not isinstance(username, str) or not USERNAME_RE.fullmatch(username.strip().lower()):
-        raise ValidationError("2-80 characters: lower-case letters, digits and . _ @ -", field="username")
+        raise ValidationError(_l("2-80 characters: lower-case letters, digits and . _ @ -"), field="username")
     return username.strip().lower()
 
 
 def check_password(password: Any) -> str:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
-        raise ValidationError(f"use at least {MIN_PASSWORD} characters", field="password")
+        raise ValidationError(_l("use at least %(min)d characters", min=MIN_PASSWORD), field="password")
     if len(password) > MAX_PASSWORD:
-        raise ValidationError(f"use at most {MAX_PASSWORD} characters", field="password")
+        raise ValidationError(_l("use at most %(max)d characters", max=MAX_PASSWORD), field="password")
     return password
 
 
@@ -114,7 +115,7 @@ def check_role(role: Any) -> Role:
     try:
         return Role(role)
     except ValueError:
-        raise ValidationError("must be agent, manager or admin", field="role") from None
+        raise ValidationError(_l("must be agent, manager or admin"), field="role") from None
 
 
 def default_hasher() -> PasswordHasher:
@@ -176,7 +177,7 @@ class UserStore:
                     username=name, display_name=display, password_hash=hashed, role=user_role.value, active=True,
                     created_at=self._clock.now()).returning(users.c.id))).scalar_one()
         except IntegrityError:
-            raise ValidationError(f"user {name!r} already exists", field="username") from None
+            raise ValidationError(_l("user %(user)s already exists", user=repr(name)), field="username") from None
         return User(id=uid, username=name, display_name=display, role=user_role, active=True)
 
     async def authenticate(self, username: str, password: str) -> User | None:
@@ -199,14 +200,14 @@ class UserStore:
         async with self._db.engine.connect() as conn:
             row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
         if row is None:
-            raise NotFound(f"user {user_id} not found")
+            raise NotFound(_l("user %(user)s not found", user=user_id))
         return _user(row)
 
     async def by_username(self, username: str) -> User:
         async with self._db.engine.connect() as conn:
             row = (await conn.execute(select(users).where(users.c.username == (username or "").lower()))).first()
         if row is None:
-            raise NotFound(f"user {username!r} not found")
+            raise NotFound(_l("user %(user)s not found", user=repr(username)))
         return _user(row)
 
     async def list(self) -> list[User]:
@@ -226,13 +227,13 @@ class UserStore:
         async with self._db.transaction() as conn:
             row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
             if row is None:
-                raise NotFound(f"user {user_id} not found")
+                raise NotFound(_l("user %(user)s not found", user=user_id))
             await conn.execute(update(users).where(users.c.id == user_id).values(**values))
             admins = (await conn.execute(select(func.count()).select_from(users).where(
                 users.c.role == Role.ADMIN.value, users.c.active.is_(True)))).scalar_one()
             if admins == 0:
                 # Raising rolls the transaction back: the change never happened.
-                raise ValidationError("this is the last active admin; make another admin first",
+                raise ValidationError(_l("this is the last active admin; make another admin first"),
                                       field="role" if role is not None else "active")
             if values.get("active") is False:
                 await conn.execute(delete(console_sessions).where(console_sessions.c.user_id == user_id))
@@ -242,18 +243,19 @@ class UserStore:
     async def set_locale(self, user_id: int, *, language: str | None, timezone: str | None) -> None:
         """The console language and time zone on the user's profile (None: automatic)."""
         if language is not None and language not in CONSOLE_LANGUAGES:
-            raise ValidationError(f"language must be one of {', '.join(CONSOLE_LANGUAGES)}", field="language")
+            raise ValidationError(_l("language must be one of %(languages)s", languages=", ".join(CONSOLE_LANGUAGES)),
+                                  field="language")
         if timezone is not None:
             try:
                 ZoneInfo(timezone)
             except (KeyError, ValueError):
-                raise ValidationError("timezone must be an IANA time zone such as America/Sao_Paulo",
+                raise ValidationError(_l("timezone must be an IANA time zone such as America/Sao_Paulo"),
                                       field="timezone") from None
         async with self._db.transaction() as conn:
             result = await conn.execute(update(users).where(users.c.id == user_id).values(
                 language=language, timezone=timezone))
             if result.rowcount == 0:
-                raise NotFound(f"user {user_id} not found")
+                raise NotFound(_l("user %(user)s not found", user=user_id))
 
     async def set_password(self, user_id: int, password: str) -> None:
         """New password; every session of that user ends (a stolen cookie dies with it)."""
@@ -262,7 +264,7 @@ class UserStore:
         async with self._db.transaction() as conn:
             result = await conn.execute(update(users).where(users.c.id == user_id).values(password_hash=hashed))
             if result.rowcount == 0:
-                raise NotFound(f"user {user_id} not found")
+                raise NotFound(_l("user %(user)s not found", user=user_id))
             await conn.execute(delete(console_sessions).where(console_sessions.c.user_id == user_id))
 
 
@@ -273,7 +275,7 @@ class UserStore:
             result = await conn.execute(update(users).where(users.c.id == user_id).values(
                 totp_secret=None, totp_last_step=None))
             if result.rowcount == 0:
-                raise NotFound(f"user {user_id} not found")
+                raise NotFound(_l("user %(user)s not found", user=user_id))
             if end_sessions:
                 await conn.execute(delete(console_sessions).where(console_sessions.c.user_id == user_id))
 
@@ -500,7 +502,7 @@ class SecondFactor:
     async def enrol(self, user_id: int, secret: str, code: str) -> bool:
         """Store ``secret`` for the user once they prove their app has it (a current code)."""
         if not isinstance(secret, str) or not re.fullmatch(r"[A-Z2-7]{32}", secret):
-            raise ValidationError("the enrolment expired; start again", field="secret")
+            raise ValidationError(_l("the enrolment expired; start again"), field="secret")
         step = self._step(secret, code)
         if step is None:
             return False
@@ -508,7 +510,7 @@ class SecondFactor:
             result = await conn.execute(update(users).where(users.c.id == user_id).values(
                 totp_secret=secret, totp_last_step=step))
             if result.rowcount == 0:
-                raise NotFound(f"user {user_id} not found")
+                raise NotFound(_l("user %(user)s not found", user=user_id))
         return True
 
     async def verify(self, user_id: int, code: str) -> bool:

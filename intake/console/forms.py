@@ -16,6 +16,7 @@ from multidict import MultiDict, MultiDictProxy
 
 from core.errors import DomainError, InvalidTransition, ValidationError
 from core.workflow import MissingCaseType
+from intake.console.i18n import ConsoleText, _l
 from intake.console.labels import LABELS
 
 MAX_FIELD = 100_000
@@ -24,7 +25,8 @@ MAX_FIELD = 100_000
 @dataclass
 class Form:
     data: Mapping[str, Any]
-    errors: dict[str, str] = field(default_factory=dict)
+    #: Each field's message: a ConsoleText (translated on the page) or core's text.
+    errors: dict[str, str | ConsoleText] = field(default_factory=dict)
 
     @classmethod
     async def read(cls, request: web.Request) -> Form:
@@ -35,7 +37,7 @@ class Form:
         if not isinstance(value, str):
             return ""
         if len(value) > max_len:
-            self.errors[name] = f"at most {max_len} characters"
+            self.errors[name] = _l("at most %(max)d characters", max=max_len)
             return value[:max_len]
         # Browsers send CRLF in textareas; store what a human typed.
         return value.replace("\r\n", "\n")
@@ -48,15 +50,15 @@ class Form:
         raw = self.text(name, max_len=30).strip()
         if not raw:
             if required:
-                self.errors[name] = "required"
+                self.errors[name] = _l("required")
             return None
         try:
             value = int(raw)
         except ValueError:
-            self.errors[name] = "must be a whole number"
+            self.errors[name] = _l("must be a whole number")
             return None
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            self.errors[name] = f"must be between {minimum} and {maximum}"
+            self.errors[name] = _l("must be between %(minimum)s and %(maximum)s", minimum=minimum, maximum=maximum)
             return None
         return value
 
@@ -93,19 +95,26 @@ async def form_fields(request: web.Request) -> MultiDictProxy[str]:
 _LINE_FIELD = re.compile(r"lines\[(\d+)\]\.(\w+)")
 
 
-def domain_errors(exc: DomainError, default_field: str) -> dict[str, str]:
+def message_of(exc: DomainError) -> str | ConsoleText:
+    """What to show for a refusal: the console's own message (translated on the page),
+    or core's text as it is."""
+    first = exc.args[0] if exc.args else None
+    return first if isinstance(first, ConsoleText) else str(exc)
+
+
+def domain_errors(exc: DomainError, default_field: str) -> dict[str, str | ConsoleText]:
     """A core error as {field: message} for the form that caused it.
 
     Core names list items ``lines[2].quantity``; the form's inputs are ``quantity_2``.
     """
     if isinstance(exc, ValidationError) and exc.field:
         line = _LINE_FIELD.fullmatch(exc.field)
-        return {f"{line.group(2)}_{line.group(1)}" if line else exc.field: str(exc)}
+        return {f"{line.group(2)}_{line.group(1)}" if line else exc.field: message_of(exc)}
     if isinstance(exc, MissingCaseType):
         # The agent's words, at the button they pressed and at the type selector.
-        move = LABELS.get(exc.target.value, exc.target.value)
-        return {"activity": f"Choose the case's type (Request, Complaint or Incident) before “{move}”.",
-                "type": "Required: the case has no type yet."}
+        move = _l(LABELS.get(exc.target.value, exc.target.value))
+        return {"activity": _l("Choose the case's type (Request, Complaint or Incident) before “%(move)s”.", move=move),
+                "type": _l("Required: the case has no type yet.")}
     if isinstance(exc, InvalidTransition):
-        return {"activity": str(exc)}
-    return {default_field: str(exc)}
+        return {"activity": message_of(exc)}
+    return {default_field: message_of(exc)}

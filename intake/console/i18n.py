@@ -3,8 +3,12 @@ dates and numbers in the user's locale and time zone.
 
 Templates mark every user-visible string ``{{ _("...") }}`` (the Jinja2 i18n extension,
 new-style gettext: ``%`` is written ``%%``); Python code marks its strings with
-``N_("...")`` and translates them where they are shown with ``gettext``. English is the
-source language. The catalogs live in ``locale/<lang>/LC_MESSAGES/console.po``, compiled
+``N_("...")`` and translates them where they are shown with ``gettext``. A message made
+in Python before the request's language is at hand (a form error, an error page, a
+refusal raised inside a store) is ``_l("... %(name)s ...", name=value)``: a
+``ConsoleText`` that the page translates where it shows it (the ``tr`` filter,
+``ConsoleLocales.translate``) and that reads as English anywhere else (logs, the CLI).
+English is the source language. The catalogs live in ``locale/<lang>/LC_MESSAGES/console.po``, compiled
 to ``console.mo`` beside them and committed (``scripts/i18n`` extracts, updates and
 compiles; a test checks that every ``.mo`` matches its ``.po`` and that no template text
 is left unmarked).
@@ -17,15 +21,19 @@ is kept in a context variable for the request's task, set by the console's middl
 from __future__ import annotations
 
 import gettext as gettext_module
+import math
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from aiohttp import web
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_date, format_datetime
+from babel.dates import format_date, format_datetime, format_timedelta
 from babel.numbers import format_decimal
 from babel.support import Translations
 
@@ -47,6 +55,37 @@ class RequestLocale:
 def N_(message: str) -> str:  # noqa: N802 (the gettext convention, so extraction finds it)
     """Mark a string for translation where it is defined; translate it where it is shown."""
     return message
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleText:
+    """A console message (English source, ``%(name)s`` placeholders) and its values,
+    translated where it is shown. A value may itself be a ConsoleText (a label)."""
+
+    message: str
+    params: tuple[tuple[str, object], ...] = ()
+
+    def render(self, gettext: Callable[[str], str]) -> str:
+        text = gettext(self.message)
+        if not self.params:
+            return text
+        return text % {k: v.render(gettext) if isinstance(v, ConsoleText) else v for k, v in self.params}
+
+    def __str__(self) -> str:
+        return self.render(lambda message: message)
+
+
+def _l(message: str, **params: object) -> ConsoleText:
+    """A message to translate when it is shown (see the module doc)."""
+    return ConsoleText(message, tuple(params.items()))
+
+
+def refusal(kind: type[web.HTTPException], message: ConsoleText, **kwargs: Any) -> web.HTTPException:
+    """An HTTP error whose console error page says ``message`` in the reader's language
+    (its plain ``text``, for any other reader, is the English)."""
+    exc = kind(text=str(message), **kwargs)
+    exc.console_text = message  # type: ignore[attr-defined]
+    return exc
 
 
 class ConsoleLocales:
@@ -110,6 +149,13 @@ class ConsoleLocales:
     def ngettext(self, singular: str, plural: str, n: int) -> str:
         return self._current.get().translations.ngettext(singular, plural, n)
 
+    def translate(self, value: object) -> str:
+        """A ``ConsoleText`` in the request's language; any other text (stored data, a
+        message from core) as it is."""
+        if isinstance(value, ConsoleText):
+            return value.render(self.gettext)
+        return "" if value is None else str(value)
+
     # --- formatting (Babel) -----------------------------------------------------------------
 
     def datetime(self, value: str | datetime | None, *, seconds: bool = False) -> str:
@@ -137,6 +183,11 @@ class ConsoleLocales:
             except ValueError:
                 return value
         return format_date(value, "medium", locale=self._current.get().language)  # type: ignore[arg-type]
+
+    def duration(self, seconds: float) -> str:
+        """A wait ("3 seconds", "15 minutos") in the user's language, rounded up."""
+        wait = timedelta(seconds=math.ceil(seconds) if seconds < 90 else 60 * math.ceil(seconds / 60))
+        return format_timedelta(wait, threshold=1.5, locale=self._current.get().language)
 
     def number(self, value: float | int | Decimal | None, *, places: int | None = None) -> str:
         if value is None:

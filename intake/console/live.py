@@ -51,6 +51,7 @@ from core.notifications import BrowserNotice
 from core.outbox import DeliveryRecorded
 from core.persistence.notify import Notifier
 from core.tasks import Periodic
+from intake.console.i18n import _l, refusal
 from intake.console.presence import REFRESH_SECONDS, CaseViewers, PresenceReport
 
 log = logging.getLogger(__name__)
@@ -227,9 +228,9 @@ class LiveUpdates:
     async def stream(self, request: web.Request, *, viewer: PresenceReport | None = None) -> web.StreamResponse:
         """The page's event stream; ``viewer``: a case page's tab, present while this lasts."""
         if self._closing:
-            raise web.HTTPServiceUnavailable(text="shutting down")
+            raise refusal(web.HTTPServiceUnavailable, _l("The service is shutting down."))
         if len(self._clients) >= self._max_clients:
-            raise web.HTTPServiceUnavailable(text="too many live connections", headers={"Retry-After": "30"})
+            raise refusal(web.HTTPServiceUnavailable, _l("Too many live connections."), headers={"Retry-After": "30"})
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=self._queue_size)
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream; charset=utf-8",

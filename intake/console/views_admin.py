@@ -8,8 +8,10 @@ from core.errors import DomainError, NotFound
 from intake.console.app import SESSION_KEY, PREFIX, Console, requires, see_other
 from intake.console.auth import Role
 from intake.console.forms import Form, domain_errors
+from intake.console.i18n import N_, _l
 
-NOTICES = {"created": "User created.", "updated": "User updated.", "password": "Password changed; their sessions ended."}
+NOTICES = {"created": N_("User created."), "updated": N_("User updated."),
+           "password": N_("Password changed; their sessions ended.")}
 
 
 def register(router: web.UrlDispatcher, console: Console) -> None:
@@ -19,7 +21,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         return console.render("admin_users.html", request, {
             "users": await console.users.list(), "roles": list(Role), "errors": errors or {},
             "values": values or {}, "row_errors": row_errors or {},
-            "notice": NOTICES.get(request.query.get("done", "")),
+            "notice": console.locales.gettext(NOTICES[done]) if (done := request.query.get("done", "")) in NOTICES else None,
         }, status=status)
 
     @requires(Role.ADMIN)
@@ -42,7 +44,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         try:
             return int(request.match_info["id"])
         except ValueError:
-            raise NotFound("no such user") from None
+            raise NotFound(_l("no such user")) from None
 
     @requires(Role.ADMIN)
     async def update_user(request: web.Request) -> web.StreamResponse:
@@ -52,7 +54,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         active = form.text("active", max_len=5)
         try:
             if uid == me.id and active == "0":
-                raise DomainError("you cannot deactivate yourself")
+                raise DomainError(_l("you cannot deactivate yourself"))
             await console.users.update(uid, role=form.optional("role", max_len=20),
                                        active=None if active == "" else active == "1",
                                        display_name=form.text("display_name", max_len=200)

@@ -24,8 +24,8 @@ from core.errors import DomainError, NotFound, StaleReply, ValidationError
 from core.workflow import ALLOWED, CLASSIFIED_TYPES, check_transition
 from intake.console import queries
 from intake.console.app import SESSION_KEY, PREFIX, Console, see_other
-from intake.console.forms import Form, domain_errors
-from intake.console.i18n import N_
+from intake.console.forms import Form, domain_errors, message_of
+from intake.console.i18n import N_, _l, refusal
 from intake.console.views_contacts import NOTICES as CONTACT_NOTICES
 from intake.console.views_contacts import MAX_ORGANIZATIONS_SHOWN, duplicate_offers
 from intake.console.presence import page_report, stream_report
@@ -143,7 +143,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         try:
             return int(request.match_info["number"])
         except ValueError:
-            raise NotFound("no such case") from None
+            raise NotFound(_l("no such case")) from None
 
     async def render_case(request: web.Request, number: int, *, tab: str = "conversation",
                           errors: dict[str, str] | None = None, values: dict[str, Any] | None = None,
@@ -185,7 +185,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             try:
                 text, language = await console.macros.render(macro, number, agent=username)
             except DomainError as exc:
-                text, language = "", str(exc)  # shown as unusable, with the reason
+                text, language = "", console.locales.translate(message_of(exc))  # shown as unusable, with the reason
             options.append({"id": macro["id"], "name": macro["name"], "text": text, "language": language})
         return options
 
@@ -211,7 +211,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         report = page_report(number, form.data.get("tab"), form.data.get("state"), username=me.username,
                              name=me.label)
         if report is None:
-            raise web.HTTPUnprocessableEntity(text="tab: 8 to 40 letters, digits, - or _; state: typing, idle or left")
+            raise refusal(web.HTTPUnprocessableEntity,
+                          _l("tab: 8 to 40 letters, digits, - or _; state: typing, idle or left"))
         console.live.viewers.report(report)
         return web.Response(status=204)
 
@@ -335,7 +336,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             # Core counts only the lines it got; point the message at the form's row.
             match = re.fullmatch(r"lines\[(\d+)\]\.(\w+)", exc.field or "")
             if match and int(match.group(1)) < len(rows):
-                raise ValidationError(str(exc), field=f"lines[{rows[int(match.group(1))]}].{match.group(2)}") from None
+                raise ValidationError(message_of(exc), field=f"lines[{rows[int(match.group(1))]}].{match.group(2)}") from None
             raise
         return done(number, "budget", tab="budget")
 
@@ -353,7 +354,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         try:
             return datetime.fromisoformat(raw.strip()).replace(tzinfo=console.tz)
         except ValueError:
-            form.errors["date"] = "Enter the date and time the customer got in touch."
+            form.errors["date"] = _l("Enter the date and time the customer got in touch.")
             return None
 
     async def new_case_context(values: dict[str, Any], *, matches: list[dict[str, Any]] | None = None
@@ -434,13 +435,13 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         except ValueError:
             att = None
         if att is None:
-            raise NotFound("no such attachment")
+            raise NotFound(_l("no such attachment"))
         try:
             path = console.attachments.path_for(att.sha256)
         except ValueError:
-            raise NotFound("no such attachment") from None
+            raise NotFound(_l("no such attachment")) from None
         if not path.is_file():
-            raise NotFound("the attachment file is missing from the store")
+            raise NotFound(_l("the attachment file is missing from the store"))
         inline = att.content_type in INLINE_TYPES and request.query.get("download") != "1"
         disposition = "inline" if inline else "attachment"
         ascii_name = att.filename.encode("ascii", "replace").decode().replace('"', "_")

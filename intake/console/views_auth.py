@@ -30,8 +30,8 @@ from intake.console.app import (
     see_other,
 )
 from intake.console.auth import csrf_matches
-from intake.console.forms import Form
-from intake.console.i18n import LANGUAGE_NAMES
+from intake.console.forms import Form, message_of
+from intake.console.i18n import LANGUAGE_NAMES, _l
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +72,13 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
         if not cookie or not csrf_matches(cookie, form.text("_csrf", max_len=200)):
             return login_page(request, status=403, username=username,
-                              error="The login form expired. Please try again.", next_path=next_path)
+                              error=_l("The login form expired. Please try again."), next_path=next_path)
         address = console.client_addresses.of(request)
         wait = console.throttle.retry_after(address, username)
         if wait > 0:
             console.audit.refused(username, address, wait=wait)
             response = login_page(request, status=429, username=username,
-                                  error=f"Too many failed attempts. Try again in {_duration(wait)}.",
+                                  error=_l("Too many failed attempts. Try again in %(wait)s.", wait=console.locales.duration(wait)),
                                   next_path=next_path)
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
@@ -88,14 +88,14 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                 # The password was right: ask for the second factor (not a failure). The
                 # browser re-sends the password with the code; it is never put in the page.
                 return login_page(request, status=401, username=username, next_path=next_path, ask_code=True,
-                                  error="Enter the 6-digit code from your authenticator app.")
+                                  error=_l("Enter the 6-digit code from your authenticator app."))
             if not await console.second_factor.verify(user.id, code):
                 console.audit.failed(username, address, wait=console.throttle.failed(address, username))
                 return login_page(request, status=401, username=username, next_path=next_path, ask_code=True,
-                                  error="Wrong or already used code.")
+                                  error=_l("Wrong or already used code."))
         if user is None:
             console.audit.failed(username, address, wait=console.throttle.failed(address, username))
-            return login_page(request, status=401, username=username, error="Wrong username or password.",
+            return login_page(request, status=401, username=username, error=_l("Wrong username or password."),
                               next_path=next_path)
         console.throttle.succeeded(address, username)
         console.audit.succeeded(username, address)
@@ -149,20 +149,20 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         secret = form.text("secret", max_len=64).strip()
         code = form.text("code", max_len=20).replace(" ", "")
         if user.totp:
-            return await profile_page(request, status=409, error="A second factor is already set up.")
+            return await profile_page(request, status=409, error=_l("A second factor is already set up."))
         address = console.client_addresses.of(request)
         # Codes guessed here are guesses like at the login form: the same brake.
         wait = console.throttle.retry_after(address, user.username)
         if wait > 0:
             console.audit.refused(user.username, address, wait=wait)
             response = await profile_page(request, status=429, secret=secret,
-                                    error=f"Too many wrong codes. Try again in {_duration(wait)}.")
+                                    error=_l("Too many wrong codes. Try again in %(wait)s.", wait=console.locales.duration(wait)))
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         if not await console.second_factor.enrol(user.id, secret, code):
             console.throttle.failed(address, user.username)
             return await profile_page(request, status=422, secret=secret,
-                                error="That code does not match. Check the time on your phone and try the next one.")
+                                error=_l("That code does not match. Check the time on your phone and try the next one."))
         log.info("console: %r enrolled a TOTP second factor", user.username)
         return see_other(f"{PREFIX}/profile?enrolled=1")
 
@@ -170,19 +170,19 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         user = request[SESSION_KEY].user
         form = await Form.read(request)
         if console.totp_required(user):
-            return await profile_page(request, status=403, error="Admins must keep a second factor here.")
+            return await profile_page(request, status=403, error=_l("Admins must keep a second factor here."))
         if not user.totp:
             return see_other(f"{PREFIX}/profile")
         address = console.client_addresses.of(request)
         wait = console.throttle.retry_after(address, user.username)
         if wait > 0:
-            response = await profile_page(request, status=429, error=f"Too many wrong codes. Try again in {_duration(wait)}.")
+            response = await profile_page(request, status=429, error=_l("Too many wrong codes. Try again in %(wait)s.", wait=console.locales.duration(wait)))
             response.headers["Retry-After"] = str(math.ceil(wait))
             return response
         # A current code, so a session left open on someone else's screen cannot remove it.
         if not await console.second_factor.verify(user.id, form.text("code", max_len=20).replace(" ", "")):
             console.throttle.failed(address, user.username)
-            return await profile_page(request, status=422, error="Wrong or already used code.")
+            return await profile_page(request, status=422, error=_l("Wrong or already used code."))
         await console.users.remove_second_factor(user.id, end_sessions=False)
         log.info("console: %r removed their TOTP second factor", user.username)
         return see_other(f"{PREFIX}/profile")
@@ -199,7 +199,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             await console.users.set_locale(user.id, language=form.optional("language", max_len=5),
                                            timezone=form.optional("timezone", max_len=64))
         except ValidationError as exc:
-            return await profile_page(request, status=422, locale_errors={exc.field or "language": str(exc)})
+            return await profile_page(request, status=422, locale_errors={exc.field or "language": message_of(exc)})
         return see_other(f"{PREFIX}/profile?locale=1")
 
     @before_enrolment
@@ -220,10 +220,3 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     router.add_post("/profile/totp", enrol)
     router.add_post("/profile/totp/remove", remove)
 
-
-def _duration(seconds: float) -> str:
-    """The delays grow from a second to a quarter of an hour: say them in the right unit."""
-    if seconds < 90:
-        whole = math.ceil(seconds)
-        return f"{whole} second" if whole == 1 else f"{whole} seconds"
-    return f"{math.ceil(seconds / 60)} minutes"

@@ -20,7 +20,7 @@ from core.errors import DomainError, NotFound
 from intake.console.app import PREFIX, SESSION_KEY, Console, requires, see_other
 from intake.console.auth import Role
 from intake.console.forms import Form, domain_errors
-from intake.console.i18n import N_
+from intake.console.i18n import N_, _l
 
 PAGE_SIZE = 50
 #: Organizations offered in a select (the contact form, the list's filter, the new case).
@@ -49,9 +49,9 @@ def record_id(request: web.Request, name: str = "id") -> int:
     try:
         value = int(request.match_info[name])
     except ValueError:
-        raise NotFound("no such record") from None
+        raise NotFound(_l("no such record")) from None
     if value >= 2**63:
-        raise NotFound("no such record")
+        raise NotFound(_l("no such record"))
     return value
 
 

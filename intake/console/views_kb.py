@@ -16,6 +16,8 @@ from aiohttp import web
 from core.errors import NotFound, ValidationError
 from core.kb_images import KB_IMAGE_PATH, MAX_IMAGE_BYTES
 from intake.console.app import PREFIX, SESSION_KEY, Console
+from intake.console.forms import message_of
+from intake.console.i18n import _l
 from intake.console.markdown import MAX_MARKDOWN_CHARS
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ async def _read_part(request: web.Request, name: str, limit: int) -> tuple[bytes
     try:
         reader = await request.multipart()
     except (AssertionError, ValueError, KeyError):
-        raise ValidationError("send the image as multipart/form-data", field=name) from None
+        raise ValidationError(_l("send the image as multipart/form-data"), field=name) from None
     while (part := await reader.next()) is not None:
         if getattr(part, "name", None) != name:
             await part.release()
@@ -38,17 +40,18 @@ async def _read_part(request: web.Request, name: str, limit: int) -> tuple[bytes
         while chunk := await part.read_chunk(64 * 1024):
             size += len(chunk)
             if size > limit:
-                raise ValidationError(f"the image is larger than {limit // (1024 * 1024)} MB", field=name)
+                raise ValidationError(_l("the image is larger than %(mb)d MB", mb=limit // (1024 * 1024)), field=name)
             chunks.append(chunk)
         return b"".join(chunks), part.filename
-    raise ValidationError("no image in the request", field=name)
+    raise ValidationError(_l("no image in the request"), field=name)
 
 
 def register(router: web.UrlDispatcher, console: Console) -> None:
     renderer = console.markdown
 
     def invalid(exc: ValidationError) -> web.Response:
-        return web.json_response({"error": "invalid", "message": str(exc), "field": exc.field}, status=422)
+        return web.json_response({"error": "invalid", "message": console.locales.translate(message_of(exc)),
+                                  "field": exc.field}, status=422)
 
     async def upload_image(request: web.Request) -> web.StreamResponse:
         try:
@@ -65,7 +68,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         image = await console.kb_images.get(int(request.match_info["id"]))
         path = console.attachments.path_for(image.sha256)
         if not path.is_file():
-            raise NotFound("the image file is missing from the store")
+            raise NotFound(_l("the image file is missing from the store"))
         return web.FileResponse(path, headers={
             "Content-Type": image.content_type,
             "Content-Disposition": f"inline; filename*=UTF-8''{quote(image.filename, safe='')}",
@@ -76,7 +79,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     async def preview(request: web.Request) -> web.StreamResponse:
         text = await request.text()
         if len(text) > MAX_MARKDOWN_CHARS:
-            return invalid(ValidationError(f"the text is longer than {MAX_MARKDOWN_CHARS} characters", field="text"))
+            return invalid(ValidationError(_l("the text is longer than %(max)d characters", max=MAX_MARKDOWN_CHARS),
+                                           field="text"))
         return web.Response(text=renderer.render(text), content_type="text/html")
 
     router.add_post("/cases/{number:\\d+}/kb/images", upload_image)

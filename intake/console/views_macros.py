@@ -16,6 +16,7 @@ from core.macros import LANGUAGES, MAX_BODY, MacroInput
 from intake.console.app import PREFIX, SESSION_KEY, Console, see_other
 from intake.console.auth import Role
 from intake.console.forms import Form, domain_errors
+from intake.console.i18n import N_, _l
 
 FIELDS = ("name", "scope", *(f"body_{lang}" for lang in LANGUAGES), "action_type", "action_activity", "action_note")
 
@@ -41,15 +42,16 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             "macros": [dict(m, editable=editable(request, m)) for m in listed], "item": item,
             "errors": errors or {}, "values": values or {"scope": "personal"}, "languages": LANGUAGES,
             "types": list(CaseType), "activities": list(Activity), "may_share": user.can(Role.MANAGER),
-            "max_body": MAX_BODY, "notice": {"saved": "Canned response saved.", "deleted": "Canned response deleted."}
-            .get(request.query.get("done", "")),
+            "max_body": MAX_BODY, "notice": _l(notice) if (notice := {"saved": N_("Canned response saved."),
+                                                                          "deleted": N_("Canned response deleted.")}
+                                                     .get(request.query.get("done", ""))) else None,
         }, status=status)
 
     def read(request: web.Request, form: Form) -> MacroInput:
         user = request[SESSION_KEY].user
         shared = form.text("scope", max_len=10) == "shared"
         if shared and not user.can(Role.MANAGER):
-            raise ValidationError("only managers share canned responses with the team", field="scope")
+            raise ValidationError(_l("only managers share canned responses with the team"), field="scope")
         actions = {k: v for k, v in (("type", form.optional("action_type", max_len=40)),
                                      ("activity", form.optional("action_activity", max_len=40)),
                                      ("note", form.optional("action_note", max_len=MAX_BODY))) if v}
@@ -77,9 +79,9 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         try:
             item = await macros.get(int(request.match_info["id"]))
         except ValueError:
-            raise NotFound("no such canned response") from None
+            raise NotFound(_l("no such canned response")) from None
         if not editable(request, item):
-            raise NotFound("no such canned response")  # never say another agent's exists
+            raise NotFound(_l("no such canned response"))  # never say another agent's exists
         return item
 
     async def index(request: web.Request) -> web.StreamResponse:

@@ -21,12 +21,13 @@ from core.surveys.panel import DETRACTOR_STATES
 from intake.console import queries
 from intake.console.app import PREFIX, Console, requires, see_other
 from intake.console.auth import Role
-from intake.console.forms import Form, domain_errors
+from intake.console.forms import Form, domain_errors, message_of
+from intake.console.i18n import N_, ConsoleText, _l, refusal
 from intake.http import stream_csv
 
 SECTIONS = ("my_rules", "executed", "not_executed", "inconsistencies")
-SECTION_LABELS = {"my_rules": "My rules", "executed": "Executed", "not_executed": "Not executed",
-                  "inconsistencies": "Inconsistencies"}
+SECTION_LABELS = {"my_rules": N_("My rules"), "executed": N_("Executed"), "not_executed": N_("Not executed"),
+                  "inconsistencies": N_("Inconsistencies")}
 PAGE_SIZE = 50
 KINDS = ("questions", "rules", "profiles", "products")
 DEFAULT_CHART_DAYS = 30
@@ -41,25 +42,25 @@ def _panel_filter(query: Any, me: str) -> tuple[Any, dict[str, str], dict[str, s
            ("operator", "seller", "product", "rule", "date_from", "date_to")}
     if query.get("mine") == "1":
         raw["operator"] = me
-    errors: dict[str, str] = {}
+    errors: dict[str, str | ConsoleText] = {}
     dates: dict[str, date | None] = {}
     for name in ("date_from", "date_to"):
         try:
             dates[name] = date.fromisoformat(raw[name]) if raw[name] else None
         except ValueError:
-            errors[name] = "use a date like 2026-03-31"
+            errors[name] = _l("use a date like 2026-03-31")
             dates[name] = None
     rule_id = None
     if raw["rule"]:
         try:
             rule_id = int(raw["rule"])
         except ValueError:
-            errors["rule"] = "unknown rule"
+            errors["rule"] = _l("unknown rule")
     try:
         f = PanelFilter(operator=raw["operator"] or None, seller=raw["seller"] or None,
                         product=raw["product"] or None, rule_id=rule_id, **dates)
     except ValidationError as exc:
-        errors[exc.field or "operator"] = str(exc)
+        errors[exc.field or "operator"] = message_of(exc)
         f = PanelFilter()
     return f, raw, errors
 
@@ -81,7 +82,7 @@ async def _csv_response(request: web.Request, filename: str, chunks: Any) -> web
 def register(router: web.UrlDispatcher, console: Console) -> None:
     def surveys_ready() -> None:
         if console.panel is None or console.catalog is None:
-            raise web.HTTPNotFound(text="Surveys are not installed in this service.")
+            raise refusal(web.HTTPNotFound, _l("Surveys are not installed in this service."))
 
     # --- the panel -------------------------------------------------------------------------
 
@@ -101,7 +102,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         items = data["items"][section]
         params = {k: v for k, v in raw.items() if v}
         return console.render("panel.html", request, {
-            "section": section, "sections": SECTIONS, "section_labels": SECTION_LABELS, "counts": data["counts"],
+            "section": section, "sections": SECTIONS, "section_labels": {k: console.locales.gettext(v) for k, v in SECTION_LABELS.items()}, "counts": data["counts"],
             "items": items[:PAGE_SIZE], "has_next": len(items) > PAGE_SIZE, "page": page, "raw": raw,
             "errors": errors, "query": urlencode(params), "rules": await console.catalog.list_rules(),
             "me": me, "sellers": await console.panel.seller_scores(f),
@@ -133,10 +134,10 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         surveys_ready()
         f, _raw, errors = _panel_filter(request.query, _me(request))
         if errors:
-            raise web.HTTPBadRequest(text="; ".join(f"{k}: {v}" for k, v in errors.items()))
+            raise web.HTTPBadRequest(text="; ".join(f"{k}: {console.locales.translate(v)}" for k, v in errors.items()))
         state = request.query.get("state") or None
         if state is not None and state not in DETRACTOR_STATES:
-            raise web.HTTPBadRequest(text=f"state must be one of {', '.join(DETRACTOR_STATES)}")
+            raise refusal(web.HTTPBadRequest, _l("state must be one of %(states)s", states=", ".join(DETRACTOR_STATES)))
         return await _csv_response(request, f"survey-detractors-{state or 'all'}.csv",
                                    console.panel.export_detractors_csv(f, state=state))
 
@@ -145,10 +146,10 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         surveys_ready()
         f, _raw, errors = _panel_filter(request.query, _me(request))
         if errors:
-            raise web.HTTPBadRequest(text="; ".join(f"{k}: {v}" for k, v in errors.items()))
+            raise web.HTTPBadRequest(text="; ".join(f"{k}: {console.locales.translate(v)}" for k, v in errors.items()))
         section = request.query.get("section") or None
         if section is not None and section not in SECTIONS:
-            raise web.HTTPBadRequest(text=f"section must be one of {', '.join(SECTIONS)}")
+            raise refusal(web.HTTPBadRequest, _l("section must be one of %(sections)s", sections=", ".join(SECTIONS)))
         name = f"survey-panel-{section or 'all'}.csv"
         return await _csv_response(request, name, console.panel.export_csv(f, section=section))
 
@@ -157,7 +158,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         surveys_ready()
         f, _raw, errors = _panel_filter(request.query, _me(request))
         if errors:
-            raise web.HTTPBadRequest(text="; ".join(f"{k}: {v}" for k, v in errors.items()))
+            raise web.HTTPBadRequest(text="; ".join(f"{k}: {console.locales.translate(v)}" for k, v in errors.items()))
         rows = await console.panel.seller_scores(f)
 
         async def one() -> Any:
@@ -202,7 +203,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         first = f.date_from or (last - timedelta(days=DEFAULT_CHART_DAYS - 1))
         if (last - first).days >= queries.MAX_CHART_DAYS:
             first = last - timedelta(days=queries.MAX_CHART_DAYS - 1)
-            errors.setdefault("date_from", f"charts cover at most {queries.MAX_CHART_DAYS} days")
+            errors.setdefault("date_from", _l("charts cover at most %(days)d days", days=queries.MAX_CHART_DAYS))
         since = datetime.combine(first, time(), console.tz)
         until = datetime.combine(last + timedelta(days=1), time(), console.tz)
         data = {
@@ -225,13 +226,14 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         return console.render("catalog.html", request, {
             "questions": await console.catalog.list_questions(), "rules": await console.catalog.list_rules(),
             "profiles": await console.catalog.list_profiles(), "products": await console.catalog.list_products(),
-            "notice": {"saved": "Saved.", "deleted": "Deleted."}.get(request.query.get("done", "")),
+            "notice": console.locales.gettext(notice) if (notice := {"saved": N_("Saved."), "deleted": N_("Deleted.")}
+                                                          .get(request.query.get("done", ""))) else None,
         })
 
     def kind_of(request: web.Request) -> str:
         kind = request.match_info["kind"]
         if kind not in KINDS:
-            raise NotFound("no such catalog section")
+            raise NotFound(_l("no such catalog section"))
         return kind
 
     def item_id(request: web.Request) -> int | None:
@@ -241,7 +243,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         try:
             return int(raw)
         except ValueError:
-            raise NotFound("no such catalog entry") from None
+            raise NotFound(_l("no such catalog entry")) from None
 
     async def load(kind: str, ident: int) -> dict[str, Any]:
         getter = {"questions": console.catalog.get_question, "rules": console.catalog.get_rule,
@@ -302,7 +304,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         surveys_ready()
         kind, ident = kind_of(request), item_id(request)
         if ident is None:
-            raise NotFound("nothing to delete")
+            raise NotFound(_l("nothing to delete"))
         item = await load(kind, ident)
         deleter = {"questions": console.catalog.delete_question, "rules": console.catalog.delete_rule,
                    "profiles": console.catalog.delete_profile, "products": console.catalog.delete_product}[kind]
@@ -311,7 +313,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         except NotFound:
             raise
         except DomainError as exc:
-            return await render_form(request, kind, item, errors={"delete": str(exc)}, status=422)
+            return await render_form(request, kind, item, errors={"delete": message_of(exc)}, status=422)
         return see_other(f"{PREFIX}/catalog?done=deleted#{kind}")
 
     router.add_get("/panel", panel)
@@ -394,7 +396,8 @@ def _read_catalog_form(kind: str, form: Form) -> tuple[dict[str, Any], dict[str,
             try:
                 weights[score] = int(raw)
             except ValueError:
-                errors["weights"] = f"the weight for score {score} must be a whole number from -100 to 100"
+                errors["weights"] = _l("the weight for score %(score)s must be a whole number from -100 to 100",
+                                       score=score)
         data = {"code": values["code"], "text": {"es": values["text_es"], "pt": values["text_pt"],
                                                  "en": values["text_en"]},
                 "scale": values["scale"], "weights": weights,

@@ -1,9 +1,11 @@
-"""The console in es, pt and en: no template text left unmarked for translation, the
-catalogs complete and compiled, the request's language (profile, then Accept-Language),
+"""The console in es, pt and en: no template text left unmarked for translation, nor any
+text the console's Python code puts on a page (errors, notices, refusals), the catalogs
+complete and compiled, the request's language (profile, then Accept-Language),
 and dates and numbers in the user's locale and time zone."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -11,11 +13,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from intake.console.i18n import ConsoleLocales
+from intake.console.i18n import ConsoleLocales, _l
 from tests.intake.console.harness import SQLITE_ONLY
 from tests.support import REPO
 
-TEMPLATES = REPO / "intake" / "console" / "templates"
+CONSOLE = REPO / "intake" / "console"
+TEMPLATES = CONSOLE / "templates"
 #: A block assignment holds markup (attributes), not text anyone reads where it stands.
 _SET_BLOCK = re.compile(r"\{%-?\s*set\s+\w+\s*-?%\}.*?\{%-?\s*endset\s*-?%\}", re.S)
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
@@ -86,3 +89,107 @@ async def test_the_profile_language_wins_over_the_browser(running, agent):
     assert ">Bandeja</a>" in page and 'lang="es"' in page
     status, page = await agent.post("/console/profile/locale", {"language": "xx", "timezone": "Mars/Base"})
     assert status == 422 and "language" in page
+
+
+# --- texts made in Python ------------------------------------------------------------------
+
+#: Calls that mark a text for translation (scripts/i18n extracts them).
+_MARKERS = {"_l", "N_", "gettext", "ngettext"}
+#: Refusals whose message a console page shows (``forms.message_of``, the error page).
+_REFUSALS = {"NotFound", "ValidationError", "DomainError", "InvalidTransition"}
+#: Where a console text reaches a page: an HTTP error's text, a page's error or notice.
+_TEXT_KEYWORDS = {"text", "error", "notice", "message"}
+
+
+def _is_text(node: ast.AST) -> bool:
+    return isinstance(node, ast.JoinedStr) or (
+        isinstance(node, ast.Constant) and isinstance(node.value, str) and bool(_LETTER.search(node.value)))
+
+
+def unmarked_python(source: str) -> list[str]:
+    """Literal texts the console's Python code puts on a page without marking them: HTTP
+    errors' text, refusals raised with a message, form errors, the error/login/profile
+    pages' message, tables of notices and labels."""
+    found: list[ast.AST] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            if name in _MARKERS:
+                continue
+            if name.startswith("HTTP") or name in _REFUSALS or name.endswith("_page"):
+                found += [kw.value for kw in node.keywords if kw.arg in _TEXT_KEYWORDS and _is_text(kw.value)]
+            if name in _REFUSALS and node.args and _is_text(node.args[0]):
+                found.append(node.args[0])
+            if name == "error_page" and len(node.args) >= 3 and _is_text(node.args[2]):
+                found.append(node.args[2])
+            if name == "setdefault" and "errors" in ast.unparse(func).lower() and len(node.args) == 2 \
+                    and _is_text(node.args[1]):
+                found.append(node.args[1])
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Subscript) and "errors" in ast.unparse(target.value).lower() \
+                        and _is_text(node.value):
+                    found.append(node.value)
+                if ast.unparse(target).upper().endswith(("NOTICES", "LABELS")) and isinstance(node.value, ast.Dict):
+                    found += [v for v in node.value.values if _is_text(v)]
+        elif isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value in ("notice", "message"):
+                    if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) \
+                            and isinstance(value.func.value, ast.Dict):
+                        value = value.func.value  # {"saved": "..."}.get(done)
+                    inner = value.values if isinstance(value, ast.Dict) else [value]
+                    found += [v for v in inner if _is_text(v)]
+    return [ast.unparse(n) for n in found]
+
+
+def test_no_python_side_console_text_is_left_unmarked():
+    left = {p.name: unmarked_python(p.read_text(encoding="utf-8")) for p in sorted(CONSOLE.glob("*.py"))}
+    assert {name: texts for name, texts in left.items() if texts} == {}
+
+
+def test_the_python_check_itself_finds_unmarked_text():
+    source = """
+raise web.HTTPForbidden(text="Nope")
+raise NotFound(f"no case {n}")
+raise ValidationError(_l("marked"), field="x")
+form.errors["x"] = "required"
+errors.setdefault("date", "too long")
+return login_page(request, error="Wrong")
+NOTICES = {"a": "Saved.", "b": N_("Kept.")}
+page = {"notice": {"saved": "Stored."}.get(done), "count": "3 items"}
+"""
+    assert sorted(unmarked_python(source)) == sorted(["'Nope'", "f'no case {n}'", "'required'", "'too long'",
+                                                      "'Wrong'", "'Saved.'", "'Stored.'"])
+
+
+def test_python_side_texts_are_translated_where_shown():
+    locales = ConsoleLocales(default_language="en", default_timezone="UTC")
+    message = _l("at most %(max)d characters", max=5)
+    assert str(message) == "at most 5 characters"  # logs and the CLI read English
+    locales.use(locales.locale("pt", None))
+    assert locales.translate(message) == "no máximo 5 caracteres"
+    nested = _l("This page is for the %(role)s role.", role=_l("Manager"))
+    assert locales.translate(nested) == "Esta página é para a função Gerente."
+    assert locales.translate("a customer's <b>text</b>") == "a customer's <b>text</b>"  # data stays as it is
+    assert locales.duration(900) == "15 minutos"
+    locales.use(locales.locale("es", None))
+    assert locales.translate(message) == "como máximo 5 caracteres" and locales.duration(1) == "1 segundo"
+
+
+@SQLITE_ONLY
+async def test_python_side_messages_reach_the_page_in_the_users_language(running, agent):
+    status, page = await agent.get("/console/attachments/987654", headers={"Accept-Language": "pt-BR"})
+    assert status == 404 and "esse anexo não existe" in page
+    status, page = await agent.post("/console/cases/new", {"title": "x", "description": "y", "type": "request",
+                                                           "contact_name": "Ana", "case_date": "ayer"},
+                                    headers={"Accept-Language": "es"})
+    assert status == 422 and "Indica la fecha y hora en que el cliente se comunicó." in page
+    status, page = await agent.post("/console/cases/new", {"title": "x", "description": "y", "type": "request",
+                                                           "contact_name": "Ana", "category_id": "x"},
+                                    headers={"Accept-Language": "es"})
+    assert status == 422 and "debe ser un número entero" in page
+    status, page = await agent.post("/console/cases/1/reply", {"text": "x"}, csrf=False,
+                                    headers={"Accept-Language": "pt-BR"})
+    assert status == 403 and "O formulário expirou ou não veio deste console." in page
