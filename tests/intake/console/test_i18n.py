@@ -193,3 +193,15 @@ async def test_python_side_messages_reach_the_page_in_the_users_language(running
     status, page = await agent.post("/console/cases/1/reply", {"text": "x"}, csrf=False,
                                     headers={"Accept-Language": "pt-BR"})
     assert status == 403 and "O formulário expirou ou não veio deste console." in page
+
+
+@SQLITE_ONLY
+async def test_the_case_pages_tabs_are_translated(running, agent):
+    from core.cases import NewCase
+
+    case = await running.service.cases.create_case(NewCase(case_type="request", title="x", description="y",
+                                                           contact_name="Ana"), actor="agent:agent1")
+    status, page = await agent.get(f"/console/cases/{case['number']}", headers={"Accept-Language": "pt-BR"})
+    assert status == 200
+    assert re.search(r'id="tab-history"[^>]*>Atividade e histórico</a>', page)
+    assert re.search(r'id="tab-kb"[^>]*>Base de conhecimento</a>', page)
