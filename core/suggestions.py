@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.case_type_question import ENDED, ask_case_type, close_self_served
 from core.domain import ChannelName, Choice
@@ -122,3 +123,24 @@ class SuggestionFlow:
                 return 0
             self._on_commit()
             return len(good)
+
+
+# --- what solved cases teach the knowledge base (read by kb.index) ---------------------------
+
+async def confirmed_suggestions(conn: AsyncConnection) -> list[tuple[str, str | None]]:
+    """(article id, the case's description) of every suggestion the customer said solved
+    their case, newest first."""
+    rows = await conn.execute(
+        select(case_suggestions.c.article_id, cases.c.description)
+        .join(cases, cases.c.id == case_suggestions.c.case_id)
+        .where(case_suggestions.c.feedback == "yes").order_by(case_suggestions.c.id.desc()))
+    return [(r.article_id, r.description) for r in rows]
+
+
+async def linked_posts(conn: AsyncConnection) -> list[tuple[str, str | None]]:
+    """(KB post URL, the case's description) of every case an agent solved by linking a
+    post, newest first."""
+    rows = await conn.execute(select(cases.c.kb_url, cases.c.description)
+                              .where(cases.c.kb_action == "link", cases.c.kb_url.is_not(None))
+                              .order_by(cases.c.id.desc()))
+    return [(r.kb_url, r.description) for r in rows]

@@ -22,8 +22,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from core.domain import Suggestion
-from core.persistence import Database
-from core.persistence.schema import case_suggestions, cases
+from core import Database
+from core.suggestions import confirmed_suggestions, linked_posts
 from core.tasks import cancel_and_wait
 from kb.embedding import SentenceEncoder
 from kb.matcher import KbDocument
@@ -56,17 +56,12 @@ async def learned_phrasings(conn) -> dict[str, list[str]]:
     for p in await conn.execute(select(kb_phrasings.c.article_id, kb_phrasings.c.text)
                                 .order_by(kb_phrasings.c.id.desc())):
         add(p.article_id, p.text)
-    for r in await conn.execute(
-            select(case_suggestions.c.article_id, cases.c.description)
-            .join(cases, cases.c.id == case_suggestions.c.case_id)
-            .where(case_suggestions.c.feedback == "yes").order_by(case_suggestions.c.id.desc())):
-        add(r.article_id, r.description)
-    for r in await conn.execute(select(cases.c.kb_url, cases.c.description)
-                                .where(cases.c.kb_action == "link", cases.c.kb_url.is_not(None))
-                                .order_by(cases.c.id.desc())):
-        match = _TOPIC_IN_URL.search(r.kb_url.split("?", 1)[0].split("#", 1)[0])
+    for article_id, description in await confirmed_suggestions(conn):
+        add(article_id, description)
+    for kb_url, description in await linked_posts(conn):
+        match = _TOPIC_IN_URL.search(kb_url.split("?", 1)[0].split("#", 1)[0])
         if match:
-            add(f"discourse-{match.group(1)}", r.description)
+            add(f"discourse-{match.group(1)}", description)
     return out
 
 

@@ -12,7 +12,7 @@ import aiohttp
 from core.cases import CaseService
 from core.config import KbConfig
 from core.kb_images import KbImages
-from core.persistence import Database
+from core import Database
 from core.ports import Clock
 from core.errors import StorageUnavailable
 from core.tasks import Periodic

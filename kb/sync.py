@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from core.persistence import Database
+from core import Database
 from core.ports import Clock
 from kb.discourse import DiscourseClient, DiscourseNotFound, Topic
 from kb.index import KbIndex, document_from_row

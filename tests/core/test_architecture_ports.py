@@ -30,10 +30,6 @@ PENDING = frozenset({
     "intake/webchat/fanout.py",
     "intake/webchat/history.py",
     "intake/webchat/sessions.py",
-    "kb/index.py",
-    "kb/runtime.py",
-    "kb/sync.py",
-    "kb/tables.py",
 })
 
 
