@@ -152,10 +152,11 @@ def _findings(schema: schemathesis.BaseSchema) -> tuple[list[str], int]:
     return sorted(set(findings)), cases
 
 
-# Hypothesis warns when it would print a generated body of megabytes (the text fields'
-# maximum lengths); with warnings as errors that became a "Runtime Error" finding on
-# whichever operation drew such an example first. It is a cost notice, not a finding.
-@pytest.mark.filterwarnings("ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning")
+# Hypothesis warns about how examples are drawn: a generated body of megabytes it would print
+# (the text fields' maximum lengths), or schemathesis' own use of `random` inside a strategy.
+# With warnings as errors each became a "Runtime Error" finding on whichever operation drew
+# such an example first. They are notices about test generation, not about the API.
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
 def test_api_does_what_its_description_says(tmp_path):
     service = Service(make_config(f"sqlite+aiosqlite:///{tmp_path / 'posventa.db'}", tmp_path,
                                   surveys={"enabled": True}))
