@@ -30,7 +30,7 @@ from core.errors import DomainError, NotFound, StorageUnavailable
 from core.kb_images import KbImages
 from core.tasks import Periodic
 from core.macros import MacroService
-from core.persistence import Database
+from core import Database
 from core.ports import Clock
 from core.sla_report import SlaReports
 from intake.console.auth import (

@@ -23,7 +23,6 @@ ADAPTER_FOLDERS = ("bots", "intake", "kb", "commands")
 
 #: Adapter modules that still import core.persistence (#18, moved module by module).
 PENDING = frozenset({
-    "intake/console/app.py",
     "intake/console/auth.py",
     "intake/console/live.py",
     "intake/console/queries.py",
