@@ -413,6 +413,7 @@ class Service:
             self.metrics.totals("posventa_notifications", "Cross-process notifications since start, by outcome",
                                 ("event",), lambda: [((event,), getattr(notifier, event)) for event in
                                                      ("published", "received", "dropped", "reconnects")])
+        self._wire_calendars()
         self._wire_email()
         self._wire_webchat()
         self._wire_telegram()
@@ -580,6 +581,23 @@ class Service:
             self.components.append(Periodic(name="assignment-sweep", interval=cfg.sweep_seconds,
                                             job=self.assigner.tick, jitter=0.1, expected=(StorageUnavailable,)))
 
+    def _wire_calendars(self) -> None:
+        """Calendars admins edit in the console (core/calendars.py): applied here at start,
+        on another process's save (the notifier) and every so often."""
+        from core import calendars
+
+        self.calendar_editor = calendars.CalendarEditor(db=self.db, clock=self.clock, config=self.config,
+                                                        apply=self._apply_calendars, publish=self.notifier.publish)
+        self.notifier.subscribe(calendars.TOPIC, self.calendar_editor.on_notification)
+        self.components.append(Periodic(name="calendars-reload", interval=calendars.RELOAD_SECONDS,
+                                        job=self.calendar_editor.reload))
+
+    def _apply_calendars(self, setup: Any) -> None:
+        import dataclasses
+
+        self.sla.replace_setup(setup)
+        self.assigner.rules = dataclasses.replace(self.assigner.rules, calendar=setup.notice_calendar())
+
     def _browser_notices(self, notices: Any) -> None:
         """Agent notifications for the browser: to the console's live stream, if any."""
         console = getattr(self, "console", None)
@@ -631,7 +649,7 @@ class Service:
                                    notifier=self.notifier, presence=self._console_presence, viewer=self._console_viewer,
                                    # Who has which case open, heard from every process (collision warnings).
                                    viewers=CaseViewers(notifier=self.notifier)),
-                               assigner=self.assigner,
+                               assigner=self.assigner, calendars=self.calendar_editor,
                                client_addresses=self.client_addresses, registry=self.metrics.registry,
                                require_totp_for_admins=self.config.console.require_totp_for_admins,
                                kb_images=self.kb_images, contacts=self.contacts,

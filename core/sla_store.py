@@ -43,6 +43,13 @@ class CaseClockStore:
         #: One bind parameter per policy for the bulk update's next-response due time.
         self._policies: tuple[SlaPolicy, ...] = tuple(setup.by_name.values())
 
+    def replace_setup(self, setup: SlaSetup) -> None:
+        """Calendars edited while running (core/calendars.py): every later read uses them."""
+        self._policies = tuple(setup.by_name.values())
+        self.setup = setup
+        # The bulk update names each policy: rebuilt for the new set on next use.
+        CaseClockStore.touch_statement.cache_clear()
+
     async def clock(self, conn: AsyncConnection, case_id: int, *, lock: bool = False) -> CaseClock:
         q = select(*_CLOCK_COLS).where(cases.c.id == case_id)
         if lock and conn.dialect.name == "postgresql":

@@ -427,6 +427,17 @@ users = Table(
 
 #: Automatic assignment (core/assignment.py): each agent's capacity, sectors and
 #: availability. A row is created the first time an agent is seen or edited.
+#: Business-hours calendars an admin edited in the console: each replaces config's calendar
+#: of that name, or adds one (core/calendars.py). ``definition`` holds the config's fields.
+calendar_overrides = Table(
+    "calendar_overrides",
+    metadata,
+    Column("name", String(80), primary_key=True),
+    Column("definition", JSON, nullable=False),
+    _ts("updated_at", nullable=False),
+    Column("updated_by", String(120)),
+)
+
 agent_states = Table(
     "agent_states",
     metadata,

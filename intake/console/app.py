@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from core.assignment import Assigner
 from core.attachments import AttachmentStore
+from core.calendars import CalendarEditor
 from core.cases import CaseService
 from core.contacts.organizations import OrganizationService
 from core.contacts.service import ContactService
@@ -107,7 +108,8 @@ class Console:
                  client_addresses: ClientAddresses | None = None, registry: CollectorRegistry | None = None,
                  require_totp_for_admins: bool = False, kb_images: KbImages | None = None,
                  contacts: ContactService | None = None, organizations: OrganizationService | None = None,
-                 assigner: Assigner | None = None, sla_reports: SlaReports | None = None) -> None:
+                 assigner: Assigner | None = None, sla_reports: SlaReports | None = None,
+                 calendars: CalendarEditor | None = None) -> None:
         self.db = db
         #: core.sla_report's SlaReports (the managers' SLA report page).
         self.sla_reports = sla_reports or SlaReports(db=db)
@@ -121,6 +123,8 @@ class Console:
         self.organizations = organizations
         #: core.assignment's Assigner: the agent's own notification preferences (profile).
         self.assigner = assigner
+        #: core.calendars' CalendarEditor: admins edit business-hours calendars.
+        self.calendars = calendars
         #: core.surveys Catalog and Panel; None where surveys are not installed (the
         #: manager pages then say so instead of failing).
         self.catalog = catalog

@@ -1,0 +1,159 @@
+"""Business-hours calendars edited by admins (the console), over the ones in config.
+
+An edited calendar is stored whole in ``calendar_overrides`` (the config's fields: time
+zone, weekly spans, holiday country and subdivision, custom closed and open days) and
+replaces config's calendar of that name, or adds one. It is checked by the same rules
+as config at start-up (core.business_hours.build_calendar; a wrong value is refused
+naming its field), and the SLA setup is rebuilt from config plus every stored calendar
+(core.sla.build_sla_setup), so policies, due times, the outside-hours notice and
+assignment's hours use it at once.
+
+Other processes: a save publishes on ``TOPIC`` (PostgreSQL NOTIFY through the service's
+notifier) and each process reloads from the table; a notification lost while the
+database restarts is made up by the reload every ``RELOAD_SECONDS`` (a periodic job).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import select
+
+from core.business_hours import WEEKDAYS, build_calendar
+from core.errors import ValidationError
+from core.persistence import Database
+from core.persistence.schema import calendar_overrides
+from core.ports import Clock
+from core.sla import SlaSetup, build_sla_setup
+
+log = logging.getLogger(__name__)
+
+TOPIC = "calendars"
+RELOAD_SECONDS = 60.0
+#: A calendar's name: short and plain (it is a config key and a URL segment).
+MAX_NAME = 80
+MAX_DAYS = 400
+FIELDS = ("timezone", "country", "subdivision", *WEEKDAYS, "closed_days", "open_days")
+
+
+def check_definition(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A calendar's fields from outside, normalised and checked as config is; a
+    ``ValidationError`` naming the field (``timezone``, ``mon``, ``country``…) otherwise."""
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or "/" in name:
+        raise ValidationError(f"a calendar name is 1-{MAX_NAME} characters, without '/'", field="name")
+    out: dict[str, Any] = {}
+    for key in ("timezone", "country", "subdivision"):
+        value = data.get(key, "")
+        if not isinstance(value, str) or len(value) > 64:
+            raise ValidationError("must be text of at most 64 characters", field=key)
+        out[key] = value.strip()
+    if not out["timezone"]:
+        raise ValidationError("a calendar needs a time zone", field="timezone")
+    for key in (*WEEKDAYS, "closed_days", "open_days"):
+        value = data.get(key, [])
+        if not isinstance(value, list | tuple) or len(value) > MAX_DAYS or \
+                not all(isinstance(v, str) and len(v) <= 200 for v in value):
+            raise ValidationError(f"must be a list of at most {MAX_DAYS} texts", field=key)
+        out[key] = [v.strip() for v in value if v.strip()]
+    try:
+        build_calendar(name=name, timezone=out["timezone"], weekly={d: out[d] for d in WEEKDAYS},
+                       country=out["country"], subdivision=out["subdivision"], closed_days=out["closed_days"],
+                       open_days=out["open_days"], field_prefix="calendar")
+    except ValidationError as exc:
+        # "calendar.mon" → "mon": the field as the form and the API name it.
+        field = (exc.field or "").removeprefix("calendar.")
+        # "Never open" names the whole calendar: the weekly hours are what to fix.
+        raise ValidationError(str(exc), field=field if field in FIELDS else "mon") from None
+    return out
+
+
+class CalendarEditor:
+    """Reads and saves edited calendars, and applies config plus them to the running parts."""
+
+    def __init__(self, *, db: Database, clock: Clock, config: Any, apply: Callable[[SlaSetup], None],
+                 publish: Callable[[str, str], None] = lambda _topic, _payload: None) -> None:
+        self._db = db
+        self._clock = clock
+        self._config = config
+        self._apply = apply
+        self._publish = publish
+
+    def configured(self) -> dict[str, dict[str, Any]]:
+        """Config's calendars, as definitions."""
+        from core.config import CalendarConfig  # the built-in default calendar's values
+
+        out = {}
+        for c in self._config.calendars or (CalendarConfig(),):
+            out[c.name] = {"timezone": c.timezone, "country": c.country, "subdivision": c.subdivision,
+                           **{d: list(getattr(c, d)) for d in WEEKDAYS},
+                           "closed_days": list(c.closed_days), "open_days": list(c.open_days)}
+        return out
+
+    async def stored(self) -> dict[str, dict[str, Any]]:
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(select(calendar_overrides.c.name, calendar_overrides.c.definition)
+                                      .order_by(calendar_overrides.c.name))
+            return {r.name: dict(r.definition) for r in rows}
+
+    async def list(self) -> list[dict[str, Any]]:
+        """Every calendar in effect: config's, with the edited ones over them."""
+        stored = await self.stored()
+        merged = {**self.configured(), **stored}
+        return [{"name": name, "edited": name in stored, **definition} for name, definition in sorted(merged.items())]
+
+    async def save(self, name: str, data: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
+        definition = check_definition(name, data)
+        name = name.strip()
+        setup = self._setup({**await self.stored(), name: definition})
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            if conn.dialect.name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as upsert
+            else:
+                from sqlalchemy.dialects.sqlite import insert as upsert
+            stmt = upsert(calendar_overrides).values(name=name, definition=definition, updated_at=now,
+                                                     updated_by=actor[:120])
+            await conn.execute(stmt.on_conflict_do_update(
+                index_elements=["name"], set_={"definition": stmt.excluded.definition,
+                                               "updated_at": stmt.excluded.updated_at,
+                                               "updated_by": stmt.excluded.updated_by}))
+        self._apply(setup)
+        self._publish(TOPIC, name)
+        log.info("calendars: %r edited by %r", name, actor)
+        return {"name": name, "edited": True, **definition}
+
+    async def reload(self) -> None:
+        """Config plus the stored calendars, applied (at start, on another process's save,
+        and periodically). A stored calendar config no longer accepts is logged, skipped."""
+        stored = await self.stored()
+        try:
+            setup = self._setup(stored)
+        except ValidationError as exc:
+            log.error("calendars: the edited calendars no longer fit the config (%s: %s); config's stay in use",
+                      exc.field, exc)
+            return
+        self._apply(setup)
+
+    async def tick(self) -> None:
+        await self.reload()
+
+    def on_notification(self, _payload: str) -> None:
+        import asyncio
+
+        task = asyncio.get_running_loop().create_task(self.reload())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
+                               or log.error("calendars: reload failed: %s", t.exception()))
+
+    def _setup(self, stored: Mapping[str, Mapping[str, Any]]) -> SlaSetup:
+        from core.config import CalendarConfig
+
+        configured = {c.name: c for c in (self._config.calendars or (CalendarConfig(),))}
+        for name, d in stored.items():
+            configured[name] = CalendarConfig(
+                name=name, timezone=d["timezone"], country=d.get("country", ""), subdivision=d.get("subdivision", ""),
+                **{day: tuple(d.get(day, ())) for day in WEEKDAYS},
+                closed_days=tuple(d.get("closed_days", ())), open_days=tuple(d.get("open_days", ())))
+        return build_sla_setup(dataclasses.replace(self._config, calendars=tuple(configured.values())))
