@@ -589,8 +589,10 @@ class Service:
         self.calendar_editor = calendars.CalendarEditor(db=self.db, clock=self.clock, config=self.config,
                                                         apply=self._apply_calendars, publish=self.notifier.publish)
         self.notifier.subscribe(calendars.TOPIC, self.calendar_editor.on_notification)
+        # Started (loaded) before the channels: no case is counted on config's calendars alone.
+        self.components.append(self.calendar_editor)
         self.components.append(Periodic(name="calendars-reload", interval=calendars.RELOAD_SECONDS,
-                                        job=self.calendar_editor.reload))
+                                        job=self.calendar_editor.reload, run_at_start=False))
 
     def _apply_calendars(self, setup: Any) -> None:
         import dataclasses

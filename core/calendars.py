@@ -15,6 +15,7 @@ database restarts is made up by the reload every ``RELOAD_SECONDS`` (a periodic 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from core.persistence import Database
 from core.persistence.schema import calendar_overrides
 from core.ports import Clock
 from core.sla import SlaSetup, build_sla_setup
+from core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,7 @@ class CalendarEditor:
         self._config = config
         self._apply = apply
         self._publish = publish
+        self._reloads: set[asyncio.Task[None]] = set()
 
     def configured(self) -> dict[str, dict[str, Any]]:
         """Config's calendars, as definitions."""
@@ -137,15 +140,25 @@ class CalendarEditor:
             return
         self._apply(setup)
 
-    async def tick(self) -> None:
+    async def start(self) -> None:
+        """Before anything else runs: the first case after a restart already follows the
+        edited calendars."""
         await self.reload()
 
-    def on_notification(self, _payload: str) -> None:
-        import asyncio
+    async def stop(self) -> None:
+        await cancel_and_wait(list(self._reloads))
 
-        task = asyncio.get_running_loop().create_task(self.reload())
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
-                               or log.error("calendars: reload failed: %s", t.exception()))
+    def on_notification(self, _payload: str) -> None:
+        """Another process saved a calendar: reload (in a task: the notifier's callback is sync)."""
+        task = asyncio.get_running_loop().create_task(self._reload_logged())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload()
+        except Exception:  # the periodic reload makes up for it
+            log.exception("calendars: reload after another process's edit failed")
 
     def _setup(self, stored: Mapping[str, Mapping[str, Any]]) -> SlaSetup:
         from core.config import CalendarConfig
