@@ -592,7 +592,9 @@ class Service:
         # Started (loaded) before the channels: no case is counted on config's calendars alone.
         self.components.append(self.calendar_editor)
         self.components.append(Periodic(name="calendars-reload", interval=calendars.RELOAD_SECONDS,
-                                        job=self.calendar_editor.reload, run_at_start=False))
+                                        job=self.calendar_editor.reload, run_at_start=False,
+                                        # No jitter, so no draw from the global random module.
+                                        rand=lambda: 0.5))
 
     def _apply_calendars(self, setup: Any) -> None:
         import dataclasses
