@@ -87,7 +87,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     async def render_calendars(request: web.Request, *, errors: dict[str, str] | None = None,
                                submitted: dict[str, str] | None = None, status: int = 200) -> web.Response:
         if console.calendars is None:
-            raise NotFound("calendars are not editable here")
+            raise NotFound(_l("calendars are not editable here"))
         rows = [{**c, **{key: _joined(key, c[key]) for key in LIST_FIELDS}} for c in await console.calendars.list()]
         if submitted is not None and not any(r["name"] == submitted["name"] for r in rows):
             rows.append({**submitted, "edited": False})
@@ -103,7 +103,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     @requires(Role.ADMIN)
     async def save_calendar(request: web.Request) -> web.StreamResponse:
         if console.calendars is None:
-            raise NotFound("calendars are not editable here")
+            raise NotFound(_l("calendars are not editable here"))
         form = await Form.read(request)
         submitted = {key: form.text(key, max_len=20_000) for key in ("name", "timezone", "country", "subdivision",
                                                                      *LIST_FIELDS)}
