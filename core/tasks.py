@@ -74,7 +74,7 @@ class Periodic:
                  jitter: float = 0.0, run_at_start: bool = True,
                  expected: tuple[type[BaseException], ...] = (), max_backoff: float = DEFAULT_MAX_BACKOFF_SECONDS,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                 now: Callable[[], float] = time.time, rand: Callable[[], float] = random.random) -> None:
+                 now: Callable[[], float] = time.time, rand: Callable[[], float] | None = None) -> None:
         if interval <= 0:
             raise ValueError(f"{name}: the interval must be positive, not {interval!r}")
         if not 0.0 <= jitter < 1.0:
@@ -88,7 +88,9 @@ class Periodic:
         self._max_backoff = max(float(interval), max_backoff)
         self._sleep = sleep
         self._now = now
-        self._rand = rand
+        # Its own dice, not the random module's shared state: nothing else (a seeded test, a
+        # property-test engine watching the global generator) sees a job's jitter.
+        self._rand = rand or random.Random().random
         self._task: asyncio.Task[None] | None = None
         self.runs = 0
         self.failures = 0
