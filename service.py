@@ -485,7 +485,7 @@ class Service:
             config=cfg, public_url=self.config.http.public_url, inbox=self.inbox, hub=local, clock=self.clock,
             sessions=SessionStore(db=self.db, clock=self.clock),
             history=History(db=self.db, limit=cfg.history_limit), registry=self.metrics.registry,
-            client_addresses=self.client_addresses)
+            client_addresses=self.client_addresses, files=self.attachments, db=self.db)
         self.webchat.install(self.app)
         self.components.append(self.webchat)
 

@@ -46,6 +46,13 @@ class AttachmentStore:
         return AttachmentRef(filename=safe_filename(filename), content_type=(content_type or "application/octet-stream")[:200],
                              size=len(data), sha256=digest, inline=inline)
 
+    def receive(self) -> IncomingFile:
+        """A file to write as it arrives (an upload streamed from the network): bounded
+        memory, hashed on the way; ``IncomingFile.keep`` files it under its hash."""
+        folder = self.root / "attachments" / "incoming"
+        folder.mkdir(parents=True, exist_ok=True)
+        return IncomingFile(self, folder / f"{secrets.token_hex(16)}.part")
+
     async def put_raw(self, data: bytes, *, kind: str, suffix: str, durable: bool = True) -> str:
         """Keep a raw transport payload (an .eml); returns a reference for ``open_raw``.
 
@@ -140,3 +147,42 @@ class AttachmentStore:
                 fh.flush()
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
+
+
+class IncomingFile:
+    """One file being received. ``write`` each chunk, then ``keep`` (fsynced, moved to its
+    content address; a file already there is the same bytes, so this copy is dropped:
+    deduplicated) or ``discard``. The chunks go to disk off the event loop."""
+
+    def __init__(self, store: AttachmentStore, tmp: Path) -> None:
+        self._store = store
+        self._tmp = tmp
+        self._hash = hashlib.sha256()
+        self._fh = open(tmp, "wb")  # noqa: SIM115 (closed by keep or discard)
+        self.size = 0
+
+    async def write(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self.size += len(chunk)
+        await asyncio.to_thread(self._fh.write, chunk)
+
+    async def keep(self, *, filename: str | None, content_type: str) -> AttachmentRef:
+        digest = self._hash.hexdigest()
+        await asyncio.to_thread(self._settle, self._store.path_for(digest))
+        return AttachmentRef(filename=safe_filename(filename), content_type=content_type[:200], size=self.size,
+                             sha256=digest)
+
+    def _settle(self, path: Path) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        if path.exists():
+            self._tmp.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._tmp, path)
+
+    def discard(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        self._tmp.unlink(missing_ok=True)

@@ -20,8 +20,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from core.budget import is_currency
 from core.domain import LANGUAGES, BudgetMode
 from core.errors import ConfigError, ValidationError
+from core.uploads import UPLOAD_KINDS
 
 MAX_CONFIG_BYTES = 1_000_000
+#: The ceiling for ``[webchat] max_upload_bytes``: a chat is no file transfer service.
+MAX_UPLOAD_BYTES = 104_857_600
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -148,6 +151,11 @@ class WebchatConfig:
     abandoned_session_hours: int = 24
     #: Messages replayed at most on (re)connect.
     history_limit: int = 200
+    #: Largest file a visitor may upload (the attach button), in bytes.
+    max_upload_bytes: int = 10_485_760
+    #: What visitors may upload, recognised by content (core/uploads.py): "image", "pdf",
+    #: "text". Empty: no uploads (the widget hides its attach button).
+    upload_types: tuple[str, ...] = ("image", "pdf", "text")
 
 
 @dataclass(frozen=True)
@@ -565,6 +573,11 @@ def validate(config: Config) -> None:
         need(getattr(config.webchat, key) >= 1, f"webchat.{key}", "must be at least 1")
     need(config.webchat.email_fallback_after_seconds >= 0, "webchat.email_fallback_after_seconds",
          "must be 0 (off) or more")
+    need(1 <= config.webchat.max_upload_bytes <= MAX_UPLOAD_BYTES, "webchat.max_upload_bytes",
+         f"must be from 1 to {MAX_UPLOAD_BYTES} bytes")
+    for kind in config.webchat.upload_types:
+        need(kind in UPLOAD_KINDS, "webchat.upload_types",
+             f"{kind!r} is not a kind of file; list some of {', '.join(map(repr, UPLOAD_KINDS))}")
     need(config.webchat.abandoned_session_hours >= 0, "webchat.abandoned_session_hours", "must be 0 (off) or more")
     for origin in config.webchat.allowed_origins:
         need(origin == "*" or origin.startswith(("http://", "https://")), "webchat.allowed_origins",

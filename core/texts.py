@@ -88,6 +88,24 @@ _TEXTS: Mapping[str, Translations] = {
         "pt": "Reabrimos o caso #{number} com sua mensagem. Responderemos em breve.",
         "en": "We reopened case #{number} with your message. We'll get back to you soon.",
     },
+    "upload_too_large": {
+        "es": "El archivo es demasiado grande: el máximo es {max}.",
+        "pt": "O arquivo é grande demais: o máximo é {max}.",
+        "en": "The file is too large: the limit is {max}.",
+    },
+    "upload_type_refused": {
+        "es": "Ese tipo de archivo no se acepta. Puedes enviar: {kinds}.",
+        "pt": "Esse tipo de arquivo não é aceito. Você pode enviar: {kinds}.",
+        "en": "That type of file is not accepted. You can send: {kinds}.",
+    },
+    "upload_empty": {
+        "es": "El archivo está vacío.",
+        "pt": "O arquivo está vazio.",
+        "en": "The file is empty.",
+    },
+    "upload_kind_image": {"es": "imágenes", "pt": "imagens", "en": "images"},
+    "upload_kind_pdf": {"es": "PDF", "pt": "PDF", "en": "PDF"},
+    "upload_kind_text": {"es": "texto", "pt": "texto", "en": "plain text"},
     **YES_NO_WORDS,
 }
 

@@ -8,6 +8,7 @@ happened to be open when a reply was committed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy import and_, or_, select
 from core.domain import Author, ChannelName, Direction
 from core.outbox import Outbox
 from core.persistence import Database
-from core.persistence.schema import messages, outbox
+from core.persistence.schema import attachments, messages, outbox
 from intake.webchat import protocol
 from intake.webchat.sessions import Session, reading
 
@@ -33,13 +34,28 @@ def sender_of(direction: str, author: str) -> str:
     return "agent" if author == Author.AGENT.value else "bot"
 
 
-def frame_of(row: Any, session: Session) -> dict[str, Any]:
+def frame_of(row: Any, session: Session, files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     client_id = None
     if row.direction == Direction.IN.value and row.external_id:
         prefix, _, rest = row.external_id.partition(":")
         client_id = rest if prefix == session.public_id and rest else None
     return protocol.server_message(row.id, sender=sender_of(row.direction, row.author), text=row.text,
-                                   extra=row.extra, client_id=client_id)
+                                   extra=row.extra, client_id=client_id, attachments=files)
+
+
+async def files_of(conn: Any, message_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """The attachments of these messages, as frames carry them, by message id."""
+    by_message: dict[int, list[dict[str, Any]]] = {}
+    if not message_ids:
+        return by_message
+    rows = await conn.execute(select(attachments.c.id, attachments.c.message_id, attachments.c.filename,
+                                     attachments.c.content_type, attachments.c.size)
+                              .where(attachments.c.message_id.in_(list(message_ids)),
+                                     attachments.c.inline.is_(False))
+                              .order_by(attachments.c.id))
+    for r in rows:
+        by_message.setdefault(r.message_id, []).append(protocol.attachment(r.id, r.filename, r.content_type, r.size))
+    return by_message
 
 
 class History:
@@ -75,11 +91,12 @@ class History:
                     cond = or_(cond, messages.c.id.in_(pending_ids))
                 rows = (await conn.execute(
                     select(*_COLS).where(mine, cond).order_by(messages.c.id).limit(self._limit))).all()
+            files = await files_of(conn, [r.id for r in rows])
         shown = {r.id for r in rows}
         delivered = [p.id for p in pending if p.message_id in shown]
         if delivered and mark_delivered:
             await self._outbox.mark_delivered(delivered, now=now, external_id="webchat:replay")
-        return [frame_of(r, session) for r in rows]
+        return [frame_of(r, session, files.get(r.id)) for r in rows]
 
     async def choice_label(self, session: Session, question: str, value: str) -> str | None:
         """The label of the button the visitor pressed, from the message that asked, so the

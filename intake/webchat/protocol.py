@@ -167,8 +167,18 @@ def encodable(text: str) -> bool:
 # --- server frames --------------------------------------------------------------------------
 
 
-def welcome(session: str, case: int | None) -> dict[str, Any]:
-    return {"type": "welcome", "session": session, "case": case}
+def welcome(session: str, case: int | None, *, upload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``upload`` is what the attach button may send (``max_bytes``, ``types``); absent
+    when this chat takes no files."""
+    frame: dict[str, Any] = {"type": "welcome", "session": session, "case": case}
+    if upload is not None:
+        frame["upload"] = upload
+    return frame
+
+
+def attachment(attachment_id: int, filename: str, content_type: str, size: int) -> dict[str, Any]:
+    """A file of a message, as the widget shows it (``GET /chat/files/{id}`` reads it)."""
+    return {"id": attachment_id, "filename": filename, "content_type": content_type, "size": size}
 
 
 def ack(client_id: str, message_id: int, case: int | None) -> dict[str, Any]:
@@ -185,13 +195,15 @@ def error(code: str, message: str, *, client_id: str | None = None, retry_after:
 
 
 def server_message(message_id: int, *, sender: str, text: str, extra: dict[str, Any] | None = None,
-                   client_id: str | None = None) -> dict[str, Any]:
+                   client_id: str | None = None, attachments: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A stored message as the widget shows it. ``extra`` is a ``messages.extra`` JSON
     value (suggestions, choices, question); a customer's own message carries its client
     ``id`` so the widget can settle a queued copy whose ack was lost."""
     frame: dict[str, Any] = {"type": "message", "message_id": message_id, "from": sender, "text": text}
     if client_id is not None:
         frame["id"] = client_id
+    if attachments:
+        frame["attachments"] = attachments
     extra = extra if isinstance(extra, dict) else {}
     suggestions = extra.get("suggestions")
     if isinstance(suggestions, list) and suggestions:

@@ -1,4 +1,5 @@
-"""The web chat's HTTP side: ``/chat/ws`` (docs/webchat-protocol.md), the widget files and the demo page.
+"""The web chat's HTTP side: ``/chat/ws`` (docs/webchat-protocol.md), the widget files, the demo page,
+and the visitors' files (``/chat/files``, intake/webchat/uploads.py) where there is a store for them.
 
 One websocket = one ``Connection``. The handler reads frames one at a time, so answers
 (acks and errors) go back in the order the frames came, which the widget relies on.
@@ -36,12 +37,15 @@ from datetime import timedelta
 from aiohttp import WSMessage, WSMsgType, web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from core.attachments import AttachmentStore
 from core.config import WebchatConfig
 from core.domain import ChannelName, ChoiceAnswer, InboundMessage
 from core.errors import StorageUnavailable
 from core.logs import log_fields, set_log_fields
+from core.persistence import Database
 from core.ports import Clock, Inbox
 from core.tasks import Periodic
+from core.uploads import UploadPolicy
 from intake.http import ClientAddresses
 from intake.webchat import assets, protocol
 from intake.webchat.history import History
@@ -50,6 +54,7 @@ from intake.webchat.limits import Limits, LimitSettings
 from intake.webchat.origin import OriginPolicy
 from intake.webchat.protocol import Hello, ProtocolError, SendChoice, SendText
 from intake.webchat.sessions import Session, SessionStore
+from intake.webchat.uploads import WebchatUploads
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +72,7 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_LATER = 1013
 
 DEMO_CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
-            "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+            "img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 class WebchatServer:
@@ -75,7 +80,8 @@ class WebchatServer:
 
     def __init__(self, *, config: WebchatConfig, public_url: str, inbox: Inbox, sessions: SessionStore,
                  history: History, hub: LocalHub, clock: Clock, monotonic: Callable[[], float] = time.monotonic,
-                 registry: CollectorRegistry | None = None, client_addresses: ClientAddresses | None = None) -> None:
+                 registry: CollectorRegistry | None = None, client_addresses: ClientAddresses | None = None,
+                 files: AttachmentStore | None = None, db: Database | None = None) -> None:
         self._cfg = config
         self._addresses = client_addresses or ClientAddresses()
         self._inbox = inbox
@@ -91,6 +97,14 @@ class WebchatServer:
             frames_per_second_per_connection=config.frames_per_second_per_connection,
         ), clock=monotonic)
         self._per_ip: dict[str, int] = {}
+        #: Files from visitors (``POST /chat/files``): where there is a store to keep them.
+        policy = UploadPolicy.of(config.max_upload_bytes, config.upload_types)
+        self._uploads: WebchatUploads | None = None
+        self._upload_offer: dict[str, object] | None = None
+        if files is not None and db is not None and policy.enabled:
+            self._uploads = WebchatUploads(policy=policy, db=db, inbox=inbox, sessions=sessions, hub=hub, files=files,
+                                           origins=self._origins, limits=self.limits, addresses=self._addresses)
+            self._upload_offer = {"max_bytes": policy.max_bytes, "types": sorted(policy.kinds)}
         #: Every open connection, said hello or not (the hub only knows the ones that did).
         self._live: set[Connection] = set()
         self._handlers: set[asyncio.Task[object]] = set()
@@ -122,6 +136,8 @@ class WebchatServer:
         app.router.add_get("/chat/widget.css", self._asset(self._widget_css))
         app.router.add_get("/chat/", self._demo_page)
         app.router.add_get("/chat", self._to_demo)
+        if self._uploads is not None:
+            self._uploads.install(app)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -378,7 +394,7 @@ class WebchatServer:
         # connection until the replay is written, so it is neither lost nor out of order.
         self._hub.attach(session.public_id, conn)
         case = await self._inbox.open_case_of(session.contact_id)
-        await conn.send(protocol.welcome(token, case))
+        await conn.send(protocol.welcome(token, case, upload=self._upload_offer))
         frames = await self._history.replay(session, hello.last_seen, now=self._clock.now(),
                                             mark_delivered=self._hub.count(session.public_id) == 1)
         for frame in frames:

@@ -104,6 +104,15 @@ class SessionStore:
         return Session(row.id, row.public_id, row.contact_id, values.get("language", row.language),  # type: ignore[arg-type]
                        values.get("name", row.name), values.get("email", row.email))  # type: ignore[arg-type]
 
+    async def find(self, token: str) -> Session | None:
+        """The session for ``token``, read only (an upload's credential check)."""
+        async with reading(self._db) as conn:
+            row = (await conn.execute(select(webchat_sessions).where(
+                webchat_sessions.c.token_hash == hash_token(token)))).first()
+        if row is None:
+            return None
+        return Session(row.id, row.public_id, row.contact_id, row.language, row.name, row.email)
+
     async def touch(self, session_id: int) -> None:
         async with self._db.transaction() as conn:
             await conn.execute(update(webchat_sessions).where(webchat_sessions.c.id == session_id)

@@ -48,6 +48,9 @@ def test_example_file_loads_and_covers_every_section():
     ("[cases]\ncurrency = 'PESOS'\n", "cases.currency", "ISO 4217"),
     ("[email]\nenabled = true\ndomains = []\n", "email.domains", "domain"),
     ("[email.outbound]\nusername = 'u'\n", "email.outbound.password", "POSVENTA_SMTP_PASSWORD"),
+    ("[webchat]\nmax_upload_bytes = 0\n", "webchat.max_upload_bytes", "from 1 to"),
+    ("[webchat]\nmax_upload_bytes = 1000000000\n", "webchat.max_upload_bytes", "104857600"),
+    ("[webchat]\nupload_types = ['image', 'exe']\n", "webchat.upload_types", "'exe' is not a kind of file"),
     ("[database]\nurl = 'mysql://x'\n", None, None),
     ("this is = = not toml", None, "invalid TOML"),
 ])
