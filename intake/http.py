@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -141,6 +142,26 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal", "internal error")
+
+
+#: Stored files served as what they are; anything else is bytes to save (an HTML or SVG
+#: file must never become a page of ours, even if a browser were asked to show it).
+SERVED_AS_IS = ("image/", "application/pdf", "text/plain")
+
+
+def file_headers(filename: str, content_type: str, *, inline: bool = False) -> dict[str, str]:
+    """Headers for a stored (untrusted) file: a download unless ``inline`` (the caller
+    allows that for images only), its real type when harmless, never sniffed, sandboxed."""
+    served = content_type if content_type.startswith(SERVED_AS_IS) else "application/octet-stream"
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+    return {
+        "Content-Type": served,
+        "Content-Disposition": f"{'inline' if inline else 'attachment'}; filename=\"{ascii_name}\"; "
+                               f"filename*=UTF-8''{quote(filename, safe='')}",
+        "X-Content-Type-Options": "nosniff",
+        # Even a file the browser renders gets no script and no access to our origin.
+        "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
+    }
 
 
 async def stream_csv(request: web.Request, chunks: AsyncIterator[str], *, filename: str,

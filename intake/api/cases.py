@@ -91,8 +91,24 @@ MESSAGE = {
         "created_at": {"type": "string"},
         "edited_at": _NULLABLE_STR,
         "extra": {"type": ["object", "null"]},
-        "attachments": {"type": "array", "items": {"type": "object", "required": ["filename", "content_type", "size"]}},
+        "attachments": {"type": "array", "items": {"$ref": "#/components/schemas/Attachment"}},
         "delivery": {"$ref": "#/components/schemas/Delivery"},
+    },
+}
+#: A file of a message (an email attachment, a Telegram photo, a web chat upload). The type
+#: was read from the content where posventa took the file (web chat: core/uploads.py).
+ATTACHMENT = {
+    "type": "object",
+    "required": ["id", "filename", "content_type", "size", "sha256", "inline"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "integer"},
+        "filename": {"type": "string"},
+        "content_type": {"type": "string", "description": "e.g. image/jpeg, application/pdf, text/plain; charset=utf-8"},
+        "size": {"type": "integer", "minimum": 0, "description": "bytes"},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$", "maxLength": 64,
+                   "description": "the content's hash: the same file sent twice has the same one"},
+        "inline": {"type": "boolean", "description": "an image shown inside an email's body rather than attached"},
     },
 }
 #: An outgoing message's delivery; null for what is not delivered (customer messages, notes).
@@ -197,7 +213,7 @@ def time_param(value: str | None, name: str) -> datetime | None:
 
 
 def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService) -> None:
-    api.schemas.update({"CaseSummary": CASE_SUMMARY, "Message": MESSAGE, "Delivery": DELIVERY,
+    api.schemas.update({"CaseSummary": CASE_SUMMARY, "Message": MESSAGE, "Delivery": DELIVERY, "Attachment": ATTACHMENT,
                         "CaseDetail": CASE_DETAIL, "Category": CATEGORY})
     summary_list = {"type": "object", "required": ["cases", "counts"],
                     "properties": {"cases": {"type": "array", "items": {"$ref": "#/components/schemas/CaseSummary"}},

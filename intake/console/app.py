@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from core.assignment import Assigner
 from core.attachments import AttachmentStore
 from core.calendars import CalendarEditor
+from core.uploads import PREVIEW_TYPES
 from core.cases import CaseService
 from core.contacts.organizations import OrganizationService
 from core.contacts.service import ContactService
@@ -202,7 +203,7 @@ class Console:
                             "highlight": _highlight,
                             "countdown": lambda value: _countdown(value, self.clock.now()),
                             "markdown": lambda text: markupsafe.Markup(self.markdown.render(text))})
-        env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role,
+        env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role, "PREVIEW_TYPES": PREVIEW_TYPES,
                             "current_language": lambda: locales.current.language})
         app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
         views_auth.register(app.router, self)

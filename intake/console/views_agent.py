@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -21,6 +21,7 @@ from core.budget import money
 from core.cases import CaseFilter, NewCase
 from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
 from core.errors import DomainError, NotFound, StaleReply, ValidationError
+from core.uploads import PREVIEW_TYPES
 from core.workflow import ALLOWED, CLASSIFIED_TYPES, check_transition
 from intake.console import queries
 from intake.console.app import SESSION_KEY, PREFIX, Console, see_other
@@ -29,6 +30,7 @@ from intake.console.i18n import N_, _l, refusal
 from intake.console.views_contacts import NOTICES as CONTACT_NOTICES
 from intake.console.views_contacts import MAX_ORGANIZATIONS_SHOWN, duplicate_offers
 from intake.console.presence import page_report, stream_report
+from intake.http import file_headers
 
 PAGE_SIZE = 50
 #: Canned responses rendered into a case page: the most used ones (the picker's search
@@ -40,7 +42,7 @@ MAX_CONTACT_MATCHES = 20
 TABS = ("conversation", "kb", "budget", "history")
 #: Images a browser may show inline; anything else is a download, so an uploaded HTML
 #: or SVG file can never run script in the console's origin.
-INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+INLINE_TYPES = PREVIEW_TYPES
 FILTER_CHANNELS = (ChannelName.EMAIL, ChannelName.TELEGRAM, ChannelName.WEBCHAT, ChannelName.API)
 
 NOTICES = {
@@ -443,16 +445,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         if not path.is_file():
             raise NotFound(_l("the attachment file is missing from the store"))
         inline = att.content_type in INLINE_TYPES and request.query.get("download") != "1"
-        disposition = "inline" if inline else "attachment"
-        ascii_name = att.filename.encode("ascii", "replace").decode().replace('"', "_")
-        return web.FileResponse(path, headers={
-            "Content-Type": att.content_type if inline else "application/octet-stream",
-            "Content-Disposition": f"{disposition}; filename=\"{ascii_name}\"; "
-                                   f"filename*=UTF-8''{quote(att.filename, safe='')}",
-            # Even a file the browser renders gets no script and no access to our origin.
-            "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'",
-            "Cache-Control": "private, max-age=3600",
-        })
+        return web.FileResponse(path, headers={**file_headers(att.filename, att.content_type, inline=inline),
+                                               "Cache-Control": "private, max-age=3600"})
 
     router.add_get("/inbox", inbox)
     router.add_get("/events", events)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import quote
 
 from aiohttp import web
 from sqlalchemy import and_, select
@@ -35,10 +34,10 @@ from core.persistence import Database
 from core.persistence.schema import attachments, messages
 from core.ports import Inbox
 from core.texts import pick_language
-from core.uploads import PREVIEW_TYPES, TOO_LARGE, TYPE_REFUSED, UploadCheck, UploadPolicy, UploadRefused, \
+from core.uploads import TOO_LARGE, TYPE_REFUSED, UploadCheck, UploadPolicy, UploadRefused, \
     matching_name, refusal_text
 from core.logs import set_log_fields
-from intake.http import ClientAddresses
+from intake.http import ClientAddresses, file_headers
 from intake.webchat import protocol
 from intake.webchat.hub import Hub
 from intake.webchat.limits import Limits
@@ -50,8 +49,6 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 64 * 1024
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 MAX_NAME_CHARS = 255
-#: What a file is served as when read back; anything else goes as bytes to save.
-_SERVED_AS_IS = ("image/", "application/pdf", "text/plain")
 #: Statuses of the refusals, by reason.
 _STATUS = {TOO_LARGE: 413, TYPE_REFUSED: 415}
 FILE_ERROR = "file_refused"
@@ -238,7 +235,8 @@ class WebchatUploads:
         path = self._files.path_for(row.sha256)
         if not path.is_file():
             return self._error(request, 404, "not_found", "the file is missing from the store", field="id")
-        return self._cors(request, web.FileResponse(path, headers=download_headers(row.filename, row.content_type)))
+        return self._cors(request, web.FileResponse(path, headers={**file_headers(row.filename, row.content_type),
+                                                                   "Cache-Control": "private, no-store"}))
 
 
 def _of_session(session: Session):
@@ -248,17 +246,4 @@ def _of_session(session: Session):
                 messages.c.author != Author.NOTE.value)
 
 
-def download_headers(filename: str, content_type: str) -> dict[str, str]:
-    """A stored file as a download: never rendered by the browser as a page of ours."""
-    served = content_type if content_type.startswith(_SERVED_AS_IS) else "application/octet-stream"
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_")
-    return {
-        "Content-Type": served,
-        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "sandbox; default-src 'none'",
-        "Cache-Control": "private, no-store",
-    }
-
-
-__all__ = ["FILE_ERROR", "PREVIEW_TYPES", "WebchatUploads", "download_headers"]
+__all__ = ["FILE_ERROR", "WebchatUploads"]

@@ -27,6 +27,10 @@
   var MAX_QUEUE = 100;
   var MAX_LINKS = 10;
   var MAX_CHOICES = 12;
+  var MAX_FILES_AT_ONCE = 5; // a drop of a whole folder must not start a hundred uploads
+  var MAX_ATTACHMENTS = 10;
+  // Images every browser shows in an <img>; other files are a link to save.
+  var PREVIEW_TYPES = { "image/png": 1, "image/jpeg": 1, "image/gif": 1, "image/webp": 1 };
 
   var TEXTS = {
     es: {
@@ -40,7 +44,10 @@
       start: "Iniciar chat", invalid: "Revisa el nombre y el correo electrónico.",
       rate_limited: "Demasiados mensajes seguidos; lo reintentaremos en unos segundos.",
       too_large: "El mensaje es demasiado largo.", bad_request: "No se pudo enviar el mensaje.",
-      unauthorized: "La sesión expiró; empezamos una nueva.", queueFull: "Hay demasiados mensajes pendientes de envío."
+      unauthorized: "La sesión expiró; empezamos una nueva.", queueFull: "Hay demasiados mensajes pendientes de envío.",
+      attach: "Adjuntar un archivo", uploading: "Subiendo…", fileTooLarge: "El archivo es demasiado grande: el máximo es ",
+      fileEmpty: "El archivo está vacío.", fileFailed: "No se pudo enviar el archivo.", drop: "Suelta el archivo para enviarlo",
+      download: "Descargar "
     },
     pt: {
       title: "Suporte", open: "Abrir o chat de suporte", close: "Fechar o chat",
@@ -53,7 +60,10 @@
       start: "Iniciar conversa", invalid: "Verifique o nome e o e-mail.",
       rate_limited: "Muitas mensagens seguidas; tentaremos de novo em alguns segundos.",
       too_large: "A mensagem é muito longa.", bad_request: "Não foi possível enviar a mensagem.",
-      unauthorized: "A sessão expirou; começamos uma nova.", queueFull: "Há mensagens demais aguardando envio."
+      unauthorized: "A sessão expirou; começamos uma nova.", queueFull: "Há mensagens demais aguardando envio.",
+      attach: "Anexar um arquivo", uploading: "Enviando arquivo…", fileTooLarge: "O arquivo é grande demais: o máximo é ",
+      fileEmpty: "O arquivo está vazio.", fileFailed: "Não foi possível enviar o arquivo.", drop: "Solte o arquivo para enviá-lo",
+      download: "Baixar "
     },
     en: {
       title: "Support", open: "Open support chat", close: "Close chat",
@@ -66,7 +76,10 @@
       start: "Start chat", invalid: "Please check your name and email.",
       rate_limited: "Too many messages in a row; we will retry in a few seconds.",
       too_large: "The message is too long.", bad_request: "The message could not be sent.",
-      unauthorized: "Your session expired; we started a new one.", queueFull: "Too many messages are waiting to be sent."
+      unauthorized: "Your session expired; we started a new one.", queueFull: "Too many messages are waiting to be sent.",
+      attach: "Attach a file", uploading: "Uploading…", fileTooLarge: "The file is too large: the limit is ",
+      fileEmpty: "The file is empty.", fileFailed: "The file could not be sent.", drop: "Drop the file to send it",
+      download: "Download "
     }
   };
 
@@ -88,6 +101,7 @@
   wsUrlObj.search = "";
   wsUrlObj.hash = "";
   var wsUrl = wsUrlObj.href;
+  var filesUrl = new URL("files", script.src).href.split(/[?#]/)[0];
 
   function pickLang(attr) {
     var candidates = [attr, navigator.language];
@@ -133,6 +147,12 @@
 
   function str(v, max) {
     return typeof v === "string" ? v.slice(0, max) : "";
+  }
+
+  function sizeLabel(n) {
+    if (n >= 1048576) return (Math.round(n / 104857.6) / 10) + " MB";
+    if (n >= 1024) return Math.round(n / 1024) + " KB";
+    return n + " B";
   }
 
   function safeHttpUrl(raw) {
@@ -258,6 +278,9 @@
 
     ui.prechat = panel.appendChild(buildPrechat());
     ui.composer = panel.appendChild(buildComposer());
+    ui.dropHint = panel.appendChild(el("div", "pvc-drop-hint", t.drop));
+    ui.dropHint.hidden = true;
+    listenForDrops(panel);
     var needPrechat = prechatWanted && !state.session && !state.profile;
     ui.prechat.hidden = !needPrechat;
     ui.composer.hidden = needPrechat;
@@ -283,6 +306,25 @@
     input.maxLength = MAX_TEXT;
     input.placeholder = t.placeholder;
     input.setAttribute("aria-label", t.input);
+    // The attach button shows once the server offers uploads (its welcome says so).
+    var attach = ui.attach = el("button", "pvc-attach");
+    attach.type = "button";
+    attach.setAttribute("aria-label", t.attach);
+    attach.title = t.attach;
+    attach.appendChild(el("span", "pvc-attach-icon")).setAttribute("aria-hidden", "true");
+    attach.hidden = true;
+    var picker = ui.picker = el("input", "pvc-file-input");
+    picker.type = "file";
+    picker.multiple = true;
+    picker.hidden = true;
+    picker.tabIndex = -1;
+    picker.addEventListener("change", function () {
+      uploadAll(picker.files);
+      picker.value = ""; // the same file chosen again is a new upload
+    });
+    attach.addEventListener("click", function () { picker.click(); });
+    form.insertBefore(picker, input);
+    form.insertBefore(attach, input);
     var send = form.appendChild(el("button", "pvc-send", t.send));
     send.type = "submit";
     input.addEventListener("keydown", function (e) {
@@ -464,6 +506,10 @@
       var ch = renderChoices(String(f.question), f.choices);
       if (ch) item.appendChild(ch);
     }
+    if (Array.isArray(f.attachments)) {
+      var files = renderAttachments(f.attachments);
+      if (files) item.appendChild(files);
+    }
     insertServerItem(item);
     if (from !== "customer" && isNewerThanStored(f.message_id) && ui.panel.hidden) {
       unread++;
@@ -538,6 +584,159 @@
     item.setAttribute("data-message-id", key);
     setStatus(item, "sent");
     hideNotice();
+  }
+
+  // ---- files -----------------------------------------------------------------------------
+
+  var uploadOffer = null; // { maxBytes } once the server's welcome offers uploads
+
+  function listenForDrops(panel) {
+    var depth = 0; // dragenter/dragleave fire for every child crossed
+    function carriesFiles(e) {
+      var types = e.dataTransfer && e.dataTransfer.types;
+      return !!uploadOffer && !!types && Array.prototype.indexOf.call(types, "Files") >= 0;
+    }
+    panel.addEventListener("dragenter", function (e) {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      depth++;
+      ui.dropHint.hidden = false;
+      panel.classList.add("pvc-dropping");
+    });
+    panel.addEventListener("dragover", function (e) {
+      if (!carriesFiles(e)) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = "copy";
+    });
+    panel.addEventListener("dragleave", function () {
+      depth = Math.max(0, depth - 1);
+      if (!depth) endDrop();
+    });
+    panel.addEventListener("drop", function (e) {
+      if (!carriesFiles(e)) return;
+      e.preventDefault(); // or the browser opens the file in place of the shop's page
+      depth = 0;
+      endDrop();
+      uploadAll(e.dataTransfer.files);
+    });
+    function endDrop() {
+      ui.dropHint.hidden = true;
+      panel.classList.remove("pvc-dropping");
+    }
+  }
+
+  function uploadAll(fileList) {
+    if (!fileList) return;
+    for (var i = 0; i < fileList.length && i < MAX_FILES_AT_ONCE; i++) uploadFile(fileList[i]);
+  }
+
+  function uploadFile(file) {
+    if (!uploadOffer || !state.session) return;
+    if (file.size > uploadOffer.maxBytes) { showNotice(t.fileTooLarge + sizeLabel(uploadOffer.maxBytes) + "."); return; }
+    if (!file.size) { showNotice(t.fileEmpty); return; }
+    var id = uuid();
+    var name = String(file.name || "file").slice(0, 255);
+    var item = messageShell("customer", "\ud83d\udcce " + name);
+    item.setAttribute("data-client-id", id);
+    item.setAttribute("data-upload", "true");
+    var progress = item.appendChild(el("progress", "pvc-progress"));
+    progress.max = 100;
+    progress.value = 0;
+    progress.setAttribute("aria-label", t.uploading + " " + name);
+    setStatus(item, "sending");
+    item.querySelector(".pvc-status").textContent = t.uploading;
+    ui.log.appendChild(item);
+    scrollToEnd();
+
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", filesUrl + "?id=" + encodeURIComponent(id) + "&name=" + encodeURIComponent(name));
+    xhr.setRequestHeader("Authorization", "Bearer " + state.session);
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    xhr.upload.onprogress = function (e) {
+      if (e.lengthComputable && e.total) progress.value = Math.round(100 * e.loaded / e.total);
+    };
+    xhr.onload = function () {
+      var body = null;
+      try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+      if (xhr.status === 201 && body && body.type === "ack" && isId(body.message_id)) {
+        uploaded(item, progress, body, file);
+      } else {
+        uploadFailed(item, progress, body && str(body.message, 300));
+      }
+    };
+    xhr.onerror = xhr.onabort = function () { uploadFailed(item, progress, null); };
+    xhr.send(file);
+  }
+
+  function uploaded(item, progress, body, file) {
+    progress.parentNode.removeChild(progress);
+    if (isId(body["case"])) showCase(body["case"]);
+    var key = String(body.message_id);
+    if (seen[key]) { item.parentNode.removeChild(item); return; } // a replay showed it already
+    seen[key] = true;
+    item.setAttribute("data-message-id", key);
+    setStatus(item, "sent");
+    var files = renderAttachments(Array.isArray(body.attachments) ? body.attachments : [], file);
+    if (files) item.insertBefore(files, item.querySelector(".pvc-status"));
+    hideNotice();
+  }
+
+  function uploadFailed(item, progress, message) {
+    if (progress.parentNode) progress.parentNode.removeChild(progress);
+    setStatus(item, "failed");
+    var why = message || t.fileFailed;
+    item.appendChild(el("span", "pvc-file-error", why));
+    showNotice(why);
+  }
+
+  // A message's files: a thumbnail for an image a browser shows, else a link to save it.
+  // Reading a file back needs the session token (a header), so each is fetched as a blob;
+  // ``local`` is the visitor's own just-uploaded File, shown without a round trip.
+  function renderAttachments(list, local) {
+    var box = el("div", "pvc-files");
+    for (var i = 0; i < list.length && i < MAX_ATTACHMENTS; i++) {
+      var a = list[i];
+      if (!a || !isId(a.id)) continue;
+      var name = str(a.filename, 255) || "file";
+      var type = str(a.content_type, 200);
+      var wrap = box.appendChild(el("div", "pvc-file"));
+      wrap.setAttribute("data-attachment-id", String(a.id));
+      if (PREVIEW_TYPES.hasOwnProperty(type)) {
+        var img = wrap.appendChild(el("img", "pvc-thumb"));
+        img.alt = name;
+        if (local && list.length === 1) img.src = URL.createObjectURL(local);
+        else fetchFile(a.id, function (blob) { img.src = URL.createObjectURL(blob); });
+      }
+      var link = wrap.appendChild(el("a", "pvc-file-link", name));
+      link.href = "#";
+      link.setAttribute("aria-label", t.download + name);
+      link.addEventListener("click", saveFile.bind(null, a.id, name));
+      if (typeof a.size === "number") wrap.appendChild(el("span", "pvc-file-size", sizeLabel(a.size)));
+    }
+    return box.children.length ? box : null;
+  }
+
+  function fetchFile(id, done) {
+    if (!state.session) return;
+    var xhr = new XMLHttpRequest();
+    xhr.open("GET", filesUrl + "/" + encodeURIComponent(String(id)));
+    xhr.responseType = "blob";
+    xhr.setRequestHeader("Authorization", "Bearer " + state.session);
+    xhr.onload = function () { if (xhr.status === 200) done(xhr.response); };
+    xhr.send();
+  }
+
+  function saveFile(id, name, e) {
+    e.preventDefault();
+    fetchFile(id, function (blob) {
+      var a = el("a");
+      a.href = URL.createObjectURL(blob);
+      a.download = name;
+      ui.shadow.appendChild(a);
+      a.click();
+      ui.shadow.removeChild(a);
+      setTimeout(function () { URL.revokeObjectURL(a.href); }, 60000);
+    });
   }
 
   function showCase(n) {
@@ -624,6 +823,10 @@
 
   function onWelcome(f) {
     if (typeof f.session !== "string" || !f.session || f.session.length > 512) return;
+    var offer = f.upload;
+    uploadOffer = offer && typeof offer === "object" && typeof offer.max_bytes === "number" && offer.max_bytes > 0
+      ? { maxBytes: offer.max_bytes } : null;
+    ui.attach.hidden = !uploadOffer;
     state.session = f.session;
     saveState();
     welcomed = true;
@@ -648,6 +851,11 @@
     state.queue.forEach(function (q) {
       if (!target && inflight[q.id] && (typeof f.id !== "string" || f.id === q.id)) target = q;
     });
+    if (code === "file_refused") {
+      // An upload refused; its own HTTP answer says the same and marks its bubble.
+      showNotice(str(f.message, 300) || t.fileFailed);
+      return;
+    }
     if (code === "rate_limited") {
       showNotice(t.rate_limited);
       if (target) delete inflight[target.id];

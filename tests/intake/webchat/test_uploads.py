@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 
+import jsonschema
 import pytest
 from sqlalchemy import func, select
 
@@ -57,6 +58,10 @@ async def test_a_photo_becomes_a_message_of_the_case_acked_with_its_file(start):
     assert message["direction"] == "in" and message["channel"] == "webchat"
     assert [(a["id"], a["filename"], a["content_type"]) for a in message["attachments"]] == \
         [(att["id"], "broken kettle.jpg.png", "image/png")]
+    # The API's message object is exactly as declared in its OpenAPI description.
+    async with running.api.get("/api/v1/openapi.json") as r:
+        declared = (await r.json())["components"]["schemas"]["Attachment"]
+    jsonschema.validate(message["attachments"][0], declared)
     # The visitor reads it back with the session's credential, as a download.
     async with running.http.get(f"{running.base}/chat/files/{att['id']}",
                                 headers={"Authorization": f"Bearer {chat.session}"}) as r:
