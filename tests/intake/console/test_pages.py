@@ -197,6 +197,10 @@ async def test_attachments_download_through_an_authenticated_route(running, agen
         assert "sandbox" in r.headers["Content-Security-Policy"]
     async with agent.http.get(f"{agent.base}/console/attachments/{atts['foto.png']}") as r:
         assert r.headers["Content-Type"] == "image/png" and r.headers["Content-Disposition"].startswith("inline;")
+    # The download link: the file's real type, as an attachment, never sniffed.
+    async with agent.http.get(f"{agent.base}/console/attachments/{atts['foto.png']}?download=1") as r:
+        assert r.headers["Content-Type"] == "image/png" and r.headers["Content-Disposition"].startswith("attachment;")
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert (await agent.get("/console/attachments/999999"))[0] == 404
     async with ConsoleClient(running.base) as anonymous:
         async with anonymous.http.get(f"{running.base}/console/attachments/{atts['foto.png']}",
