@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import text as sql_text
 
 from core.attachments import AttachmentStore
+from core.message_files import MessageFiles
 from core.budget import BudgetPolicy
 from core.cases import CaseService
 from core.config import Config, parse_networks
@@ -485,7 +486,7 @@ class Service:
             config=cfg, public_url=self.config.http.public_url, inbox=self.inbox, hub=local, clock=self.clock,
             sessions=SessionStore(db=self.db, clock=self.clock),
             history=History(db=self.db, limit=cfg.history_limit), registry=self.metrics.registry,
-            client_addresses=self.client_addresses, files=self.attachments, db=self.db)
+            client_addresses=self.client_addresses, files=MessageFiles(db=self.db, store=self.attachments))
         self.webchat.install(self.app)
         self.components.append(self.webchat)
 

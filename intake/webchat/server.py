@@ -37,12 +37,11 @@ from datetime import timedelta
 from aiohttp import WSMessage, WSMsgType, web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from core.attachments import AttachmentStore
 from core.config import WebchatConfig
 from core.domain import ChannelName, ChoiceAnswer, InboundMessage
 from core.errors import StorageUnavailable
 from core.logs import log_fields, set_log_fields
-from core.persistence import Database
+from core.message_files import MessageFiles
 from core.ports import Clock, Inbox
 from core.tasks import Periodic
 from core.uploads import UploadPolicy
@@ -81,7 +80,7 @@ class WebchatServer:
     def __init__(self, *, config: WebchatConfig, public_url: str, inbox: Inbox, sessions: SessionStore,
                  history: History, hub: LocalHub, clock: Clock, monotonic: Callable[[], float] = time.monotonic,
                  registry: CollectorRegistry | None = None, client_addresses: ClientAddresses | None = None,
-                 files: AttachmentStore | None = None, db: Database | None = None) -> None:
+                 files: MessageFiles | None = None) -> None:
         self._cfg = config
         self._addresses = client_addresses or ClientAddresses()
         self._inbox = inbox
@@ -101,8 +100,8 @@ class WebchatServer:
         policy = UploadPolicy.of(config.max_upload_bytes, config.upload_types)
         self._uploads: WebchatUploads | None = None
         self._upload_offer: dict[str, object] | None = None
-        if files is not None and db is not None and policy.enabled:
-            self._uploads = WebchatUploads(policy=policy, db=db, inbox=inbox, sessions=sessions, hub=hub, files=files,
+        if files is not None and policy.enabled:
+            self._uploads = WebchatUploads(policy=policy, inbox=inbox, sessions=sessions, hub=hub, files=files,
                                            origins=self._origins, limits=self.limits, addresses=self._addresses)
             self._upload_offer = {"max_bytes": policy.max_bytes, "types": sorted(policy.kinds)}
         #: Every open connection, said hello or not (the hub only knows the ones that did).

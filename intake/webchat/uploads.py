@@ -25,13 +25,10 @@ import logging
 import re
 
 from aiohttp import web
-from sqlalchemy import and_, select
-
-from core.attachments import AttachmentStore, IncomingFile, safe_filename
-from core.domain import Author, ChannelName, InboundMessage
+from core.attachments import IncomingFile, safe_filename
+from core.domain import ChannelName, InboundMessage
 from core.errors import StorageUnavailable
-from core.persistence import Database
-from core.persistence.schema import attachments, messages
+from core.message_files import MessageFiles
 from core.ports import Inbox
 from core.texts import pick_language
 from core.uploads import TOO_LARGE, TYPE_REFUSED, UploadCheck, UploadPolicy, UploadRefused, \
@@ -42,7 +39,7 @@ from intake.webchat import protocol
 from intake.webchat.hub import Hub
 from intake.webchat.limits import Limits
 from intake.webchat.origin import OriginPolicy
-from intake.webchat.sessions import Session, SessionStore, reading
+from intake.webchat.sessions import Session, SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +52,9 @@ FILE_ERROR = "file_refused"
 
 
 class WebchatUploads:
-    def __init__(self, *, policy: UploadPolicy, db: Database, inbox: Inbox, sessions: SessionStore, hub: Hub,
-                 files: AttachmentStore, origins: OriginPolicy, limits: Limits, addresses: ClientAddresses) -> None:
+    def __init__(self, *, policy: UploadPolicy, inbox: Inbox, sessions: SessionStore, hub: Hub,
+                 files: MessageFiles, origins: OriginPolicy, limits: Limits, addresses: ClientAddresses) -> None:
         self._policy = policy
-        self._db = db
         self._inbox = inbox
         self._sessions = sessions
         self._hub = hub
@@ -185,7 +181,8 @@ class WebchatUploads:
             text=f"📎 {ref.filename}", sender_name=session.name, language=session.language, attachments=(ref,),
         ))
         set_log_fields(case=receipt.case_number)
-        stored = await self._attachments_of(receipt.message_id)
+        stored = [protocol.attachment(f.id, f.filename, f.content_type, f.size)
+                  for f in await self._files.of_message(receipt.message_id)]
         log.info("web chat: %s file of %d bytes stored as message %d", content_type, ref.size, receipt.message_id)
         return self._answer(request, 201, {
             **protocol.ack(client_id, receipt.message_id, receipt.case_number),
@@ -206,44 +203,32 @@ class WebchatUploads:
             response.force_close()
         return response
 
-    async def _attachments_of(self, message_id: int) -> list[dict[str, object]]:
-        async with reading(self._db) as conn:
-            rows = (await conn.execute(select(attachments.c.id, attachments.c.filename, attachments.c.content_type,
-                                              attachments.c.size)
-                                       .where(attachments.c.message_id == message_id)
-                                       .order_by(attachments.c.id))).all()
-        return [protocol.attachment(r.id, r.filename, r.content_type, r.size) for r in rows]
-
     # --- download ----------------------------------------------------------------------------
 
     async def download(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._download(request)
+        except StorageUnavailable:
+            return self._error(request, 503, "unavailable", "storage is unavailable; try again later", retry_after=5)
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
         found = await self._authenticate(request)
         if not isinstance(found, Session):
             return found
         raw = request.match_info["id"]
-        attachment_id = int(raw) if raw.isdigit() and len(raw) < 19 else None
-        row = None
-        if attachment_id is not None:
-            async with reading(self._db) as conn:
-                row = (await conn.execute(
-                    select(attachments.c.filename, attachments.c.content_type, attachments.c.sha256)
-                    .join(messages, messages.c.id == attachments.c.message_id)
-                    .where(attachments.c.id == attachment_id, _of_session(found)))).first()
-        if row is None:
+        file = None
+        if raw.isdigit() and len(raw) < 19:
+            # The session's own conversation: its files, and the agents' files to it.
+            file = await self._files.in_conversation(int(raw), contact_id=found.contact_id,
+                                                     channel=ChannelName.WEBCHAT)
+        if file is None:
             # Another session's file is as unknown as one that does not exist.
             return self._error(request, 404, "not_found", "no such file in this chat", field="id")
-        path = self._files.path_for(row.sha256)
+        path = self._files.path(file)
         if not path.is_file():
             return self._error(request, 404, "not_found", "the file is missing from the store", field="id")
-        return self._cors(request, web.FileResponse(path, headers={**file_headers(row.filename, row.content_type),
+        return self._cors(request, web.FileResponse(path, headers={**file_headers(file.filename, file.content_type),
                                                                    "Cache-Control": "private, no-store"}))
-
-
-def _of_session(session: Session):
-    # The session's own conversation: its contact's web chat messages, both ways (an
-    # agent's file to the visitor is read back here too), never an internal note.
-    return and_(messages.c.contact_id == session.contact_id, messages.c.channel == ChannelName.WEBCHAT.value,
-                messages.c.author != Author.NOTE.value)
 
 
 __all__ = ["FILE_ERROR", "WebchatUploads"]

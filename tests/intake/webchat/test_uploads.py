@@ -176,6 +176,14 @@ async def test_bad_parameters_name_the_field(start):
     assert (status, body["field"]) == (400, "name")
 
 
+async def test_a_hostile_file_name_is_cleaned(start):
+    running = await start()
+    chat = await new_chat(running)
+    status, body, _ = await upload(running, chat.session, PNG, name="..\\../../etc/pass\x07wd<script>.png")
+    assert status == 201, body
+    assert body["attachments"][0]["filename"] == "pass_wd_script_.png"
+
+
 async def test_the_same_file_is_stored_once_and_a_retried_upload_once(start):
     running = await start()
     chat = await new_chat(running)
