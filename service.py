@@ -271,62 +271,53 @@ class SlaReportGauges(Collector):
     ones, and the console or API for the rest); weeks are not a label at all, since time
     is Prometheus's own axis and a week label would add series forever.
 
-    The report is computed on a scrape only when the last one is older than
-    ``refresh_seconds`` (a few grouped queries over the window's cases), one computation
-    at a time; other scrapes read the figures kept, at no database cost."""
+    A ``Periodic`` job ("sla-report") computes them every ``[sla] report_refresh_seconds``
+    (a few grouped queries over the window's cases, each process its own); a scrape reads
+    the figures kept, at no database cost."""
 
     MAX_GROUPS = 20
     DIMENSIONS = (None, "channel", "type", "sector", "agent")
 
-    def __init__(self, *, reports: SlaReports, clock: Clock, days: int, refresh_seconds: float) -> None:
-        self._reports, self._clock = reports, clock
-        self._days, self._refresh_seconds = days, refresh_seconds
+    def __init__(self, *, reports: SlaReports, clock: Clock, days: int) -> None:
+        self._reports, self._clock, self._days = reports, clock, days
         self._families: list[GaugeMetricFamily] = []
-        self._computed_at: datetime | None = None
-        self._lock = asyncio.Lock()
+        # Computations take turns, so the figures kept are those of the one started last
+        # (the job's, or a direct call's).
+        self._turn = asyncio.Lock()
 
-    def _fresh(self) -> bool:
-        # The service's clock (tests move it); a clock set back counts as stale.
-        if self._computed_at is None:
-            return False
-        age = (self._clock.now() - self._computed_at).total_seconds()
-        return 0 <= age < self._refresh_seconds
+    async def compute(self) -> None:
+        async with self._turn:
+            await self._compute()
 
-    async def refresh(self) -> None:
-        if self._fresh():
-            return
-        async with self._lock:
-            if self._fresh():
-                return
-            now = self._clock.now()
-            today = now.astimezone(UTC).date()
-            achieved = GaugeMetricFamily(
-                "posventa_sla_achieved_percent",
-                f"SLA targets met / decided x 100, cases opened in the last {self._days} days",
-                labels=("target", "group_by", "group"))
-            minutes = GaugeMetricFamily(
-                "posventa_sla_time_minutes",
-                f"Business minutes to first response / resolution (median, p90), last {self._days} days",
-                labels=("target", "quantile", "group_by", "group"))
-            decided = GaugeMetricFamily("posventa_sla_targets", f"SLA targets met or missed, last {self._days} days",
-                                        labels=("target", "outcome", "group_by", "group"))
-            for dimension in self.DIMENSIONS:
-                report = await self._reports.report(SlaReportFilter(
-                    since=today - timedelta(days=self._days - 1), until=today, group_by=dimension), now=now)
-                rows = rows_for_metrics(report, self.MAX_GROUPS) if dimension else [report.total]
-                for row in rows:
-                    where = (dimension or "total", row.group or "")
-                    for target in REPORTED_TARGETS:
-                        figures = row.target(target)
-                        decided.add_metric((target, "met", *where), figures.met)
-                        decided.add_metric((target, "missed", *where), figures.missed)
-                        if figures.achieved_percent is not None:
-                            achieved.add_metric((target, *where), figures.achieved_percent)
-                        if figures.median_minutes is not None and figures.p90_minutes is not None:
-                            minutes.add_metric((target, "0.5", *where), figures.median_minutes)
-                            minutes.add_metric((target, "0.9", *where), figures.p90_minutes)
-            self._families = [achieved, minutes, decided]
-            self._computed_at = now
+    async def _compute(self) -> None:
+        now = self._clock.now()
+        today = now.astimezone(UTC).date()
+        achieved = GaugeMetricFamily(
+            "posventa_sla_achieved_percent",
+            f"SLA targets met / decided x 100, cases opened in the last {self._days} days",
+            labels=("target", "group_by", "group"))
+        minutes = GaugeMetricFamily(
+            "posventa_sla_time_minutes",
+            f"Business minutes to first response / resolution (median, p90), last {self._days} days",
+            labels=("target", "quantile", "group_by", "group"))
+        decided = GaugeMetricFamily("posventa_sla_targets", f"SLA targets met or missed, last {self._days} days",
+                                    labels=("target", "outcome", "group_by", "group"))
+        for dimension in self.DIMENSIONS:
+            report = await self._reports.report(SlaReportFilter(
+                since=today - timedelta(days=self._days - 1), until=today, group_by=dimension), now=now)
+            rows = rows_for_metrics(report, self.MAX_GROUPS) if dimension else [report.total]
+            for row in rows:
+                where = (dimension or "total", row.group or "")
+                for target in REPORTED_TARGETS:
+                    figures = row.target(target)
+                    decided.add_metric((target, "met", *where), figures.met)
+                    decided.add_metric((target, "missed", *where), figures.missed)
+                    if figures.achieved_percent is not None:
+                        achieved.add_metric((target, *where), figures.achieved_percent)
+                    if figures.median_minutes is not None and figures.p90_minutes is not None:
+                        minutes.add_metric((target, "0.5", *where), figures.median_minutes)
+                        minutes.add_metric((target, "0.9", *where), figures.p90_minutes)
+        self._families = [achieved, minutes, decided]
 
     def describe(self) -> list[GaugeMetricFamily]:
         # Without describe(), registering would call collect() before anything is computed.
@@ -368,10 +359,7 @@ class Service:
                                      for w in self.workers for outcome in ("sent", "failed", "retried")])
         #: The SLA report (API, console page, Prometheus gauges).
         self.sla_reports = SlaReports(db=self.db)
-        self.sla_gauges = SlaReportGauges(reports=self.sla_reports, clock=self.clock, days=cfg.sla.report_metrics_days,
-                                          refresh_seconds=cfg.sla.report_refresh_seconds)
-        if cfg.sla.enabled:
-            self.metrics.registry.register(self.sla_gauges)
+        self.sla_gauges = SlaReportGauges(reports=self.sla_reports, clock=self.clock, days=cfg.sla.report_metrics_days)
         self.macros = MacroService(db=self.db, cases=self.cases, clock=self.clock, templates=SandboxedTemplates(),
                                    default_language=cfg.service.default_language, company_name=cfg.service.company_name)
         self.organizations = OrganizationService(db=self.db, clock=self.clock, cases=self.cases,
@@ -421,6 +409,7 @@ class Service:
         self._wire_kb()
         self._wire_surveys()
         self._wire_assignment()
+        self._wire_sla_report()
         self._wire_console()
         # After _wire_kb, which may have provided the suggester.
         self.suggestions = SuggestionFlow(
@@ -553,6 +542,14 @@ class Service:
         surveys_api.register(self.api, surveys=self.surveys)
         self.components.append(Periodic(name="survey-tick", interval=self.config.surveys.tick_seconds,
                                         job=self.surveys.scheduler.tick, jitter=0.1, expected=(StorageUnavailable,)))
+
+    def _wire_sla_report(self) -> None:
+        """The SLA report's gauges on /metrics, computed by a periodic job (scrapes only read)."""
+        if not self.config.sla.enabled:
+            return
+        self.metrics.registry.register(self.sla_gauges)
+        self.components.append(Periodic(name="sla-report", interval=self.config.sla.report_refresh_seconds,
+                                        job=self.sla_gauges.compute, jitter=0.1, expected=(StorageUnavailable,)))
 
     def _wire_assignment(self) -> None:
         """Automatic assignment of new cases (core/assignment.py) and its agents' API."""
@@ -763,7 +760,6 @@ class Service:
                 running, overdue = await self.sla.running_counts(conn, self.clock.now())
             self.metrics.sla_running.set(running)
             self.metrics.sla_overdue.set(overdue)
-            await self.sla_gauges.refresh()
 
 
 async def run_until_signalled(service: Service) -> None:

@@ -298,7 +298,7 @@ class SlaConfig:
     sweep_seconds: int = 60
     #: The SLA report's Prometheus gauges cover cases opened in this many last days...
     report_metrics_days: int = 7
-    #: ...and are computed again on a scrape at most this often.
+    #: ...computed by a periodic job this often (a scrape only reads them).
     report_refresh_seconds: int = 300
     policies: tuple[SlaPolicyConfig, ...] = ()
 

@@ -250,13 +250,14 @@ async def test_reply_and_close_record_business_minutes_net_of_the_customers_wait
 
 # --- Prometheus gauges --------------------------------------------------------------------
 
-async def test_metrics_show_the_report_per_dimension_and_refresh_only_when_stale(database_url, tmp_path):
+async def test_metrics_show_the_report_per_dimension_computed_by_the_periodic_job(database_url, tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
 
     clock = FakeClock(NOW)
     # 15 days to Monday 14 December: from 30 November, as PERIOD (the 14th has no cases).
-    config = make_config(database_url, tmp_path, sla={"report_metrics_days": 15, "report_refresh_seconds": 300})
+    config = make_config(database_url, tmp_path, sla={"report_metrics_days": 15, "report_refresh_seconds": 3600})
     async with Service(config, clock=clock) as service:
+        job = next(j for j in service.periodic_jobs() if j.name == "sla-report")
         await seed(service.db, FIXTURES + LEFT_OUT)
 
         async def scrape() -> dict[tuple, float]:
@@ -271,10 +272,12 @@ async def test_metrics_show_the_report_per_dimension_and_refresh_only_when_stale
         def key(name: str, **labels: str) -> tuple:
             return name, tuple(sorted(labels.items()))
 
+        ana = key("posventa_sla_achieved_percent", target="first_response", group_by="agent", group="ana")
+        assert job.interval == 3600
+        await service.sla_gauges.compute()  # what the job runs every report_refresh_seconds
         gauges = await scrape()
         # The figures of test_per_agent_and_total_figures_match_the_hand_computed_ones.
-        assert gauges[key("posventa_sla_achieved_percent", target="first_response", group_by="agent",
-                          group="ana")] == 60.0
+        assert gauges[ana] == 60.0
         assert gauges[key("posventa_sla_time_minutes", target="first_response", quantile="0.9", group_by="agent",
                           group="ana")] == 76.0
         assert gauges[key("posventa_sla_achieved_percent", target="first_response", group_by="total",
@@ -290,12 +293,32 @@ async def test_metrics_show_the_report_per_dimension_and_refresh_only_when_stale
                    group="bruno") not in gauges
         assert not any(dict(labels).get("group_by") == "week" for _, labels in gauges)
 
-        # A new missed first response: the next scrape within refresh_seconds reads the
-        # figures kept; once they are older, it computes them again.
+        # A scrape reads the figures kept: a new case shows at the job's next run.
         await seed(service.db, [dict(agent="ana", sector="soporte", created=at(11), fr=(50, False),
                                      open=dict(resolution_due_at=FUTURE))])
-        clock.advance(seconds=299)
-        ana = key("posventa_sla_achieved_percent", target="first_response", group_by="agent", group="ana")
         assert (await scrape())[ana] == 60.0
-        clock.advance(seconds=1)
+        await service.sla_gauges.compute()
         assert (await scrape())[ana] == 50.0  # 3 of 6
+
+
+async def test_a_reopened_case_counts_its_next_close(running):
+    service, http, clock = running
+    number = await write(service, 1)
+    await call(http, "PATCH", f"/cases/{number}", {"type": "request", "agent": "ana"})
+    clock.current = ba(8, 10)  # Tuesday: 30 + 60 business minutes
+    await call(http, "POST", f"/cases/{number}/reply", {"text": "Listo", "agent": "ana"}, status=202)
+    await call(http, "POST", f"/cases/{number}/activity", {"activity": "closed", "agent": "ana"})
+
+    async def resolution() -> dict:
+        return (await call(http, "GET", "/reports/sla?from=2026-12-04&to=2026-12-04"))["total"]["resolution"]
+
+    assert await resolution() == {"met": 1, "missed": 0, "achieved_percent": 100.0, "timed": 1,
+                                  "median_minutes": 90.0, "p90_minutes": 90.0}
+    clock.current = ba(8, 11)
+    await write(service, 2, thread=ThreadHints(case_number=number), subject=f"Re: [#{number}] Consulta 1")
+    # Open again, within its resolution time (due Wednesday 17:30): pending.
+    assert await resolution() == {"met": 0, "missed": 0, "achieved_percent": None, "timed": 0,
+                                  "median_minutes": None, "p90_minutes": None}
+    clock.current = ba(8, 12)  # 30 + 180
+    await call(http, "POST", f"/cases/{number}/activity", {"activity": "closed", "agent": "ana"})
+    assert (await resolution())["median_minutes"] == 210.0
