@@ -23,9 +23,10 @@ What is counted, and how
   targets count in, so "median 95 min" reads against a "120 min" target. They are
   recorded by core.sla when the reply or the close happens (only it knows the calendars);
   cases closed before the report columns existed have no duration and are left out of
-  the medians. A reopened case's resolution counts at its next close. A case the customer
-  closed themselves (a knowledge-base answer solved it) records no resolution: no agent
-  resolved it, so it is in neither count.
+  the medians. A reopened case's resolution counts at its next close, from
+  the reopening (core.sla starts the target again there and counts the time before as
+  paused). A case the customer closed themselves (a knowledge-base answer solved it)
+  records no resolution: no agent resolved it, so it is in neither count.
 - **Median and p90** interpolate linearly between the two nearest ranks (PostgreSQL's
   ``percentile_cont``, numpy's default): the median of 10 and 20 minutes is 15.
 - **Agent** is the case's assigned agent now; **week** is the ISO week (from Monday, UTC)
