@@ -15,38 +15,30 @@ run, with the same code.
 
 from __future__ import annotations
 
-# Scripts run from bench/ get bench/ first on sys.path, where email.py would shadow the
-# standard library's email package: drop it (imports below come from the repo root).
-import sys as _sys
-from pathlib import Path as _Path
-
-_sys.path[:] = [p for p in _sys.path if _Path(p or ".").resolve() != _Path(__file__).resolve().parent]
-
-import argparse
-import asyncio
-import json
-import secrets
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a script, bench/ is sys.path[0], and bench/email.py would shadow the standard
+# library's email package: put the repo there instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, text  # noqa: E402
 
+from bench.support import add_database_argument, emit, on_each_database  # noqa: E402
 from core.domain import ChannelName, InboundMessage  # noqa: E402
 from core.inbox import InboxService  # noqa: E402
 from core.outgoing import Outgoing  # noqa: E402
-from core.persistence import Database, upgrade  # noqa: E402
+from core.persistence import Database  # noqa: E402
 from core.persistence.schema import FULLTEXT_COLUMN, FULLTEXT_TABLES  # noqa: E402
 from core.ports import SystemClock  # noqa: E402
 from core.config import Config  # noqa: E402
 from core.sla import build_sla_setup  # noqa: E402
 from core.sla_store import CaseClockStore  # noqa: E402
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 bare_meta = MetaData()
 bare_rows = Table("bench_bare_rows", bare_meta, Column("id", Integer, primary_key=True),
@@ -114,14 +106,12 @@ async def drop_fulltext(db: Database) -> None:
                 await conn.execute(text(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {FULLTEXT_COLUMN}"))
 
 
-async def run_one(url: str, args) -> dict:
-    db = Database(url)
-    try:
-        await upgrade(db)
-        if args.without_fulltext:
-            await drop_fulltext(db)
-        result = await pipeline(db, args.messages, args.customers)
-        bare = await bare_rates(db, args.bare_rows)
+async def run_one(db: Database, args) -> dict:
+    if args.without_fulltext:
+        await drop_fulltext(db)
+    result = await pipeline(db, args.messages, args.customers)
+    bare = await bare_rates(db, args.bare_rows)
+    if args.sla_rounds:
         # The SLA clock's cost (due times on new cases, next-response targets on each
         # message): the same load with and without it, alternating on the same database,
         # the best of each (a shared machine's noise only ever slows a round down).
@@ -134,8 +124,6 @@ async def run_one(url: str, args) -> dict:
         result["with_sla_messages_s"] = max(sla_rates)
         result["without_sla_best_messages_s"] = max(plain_rates)
         result["sla_overhead_ratio"] = round(max(plain_rates) / max(sla_rates), 3)
-    finally:
-        await db.dispose()
     result.update(bare)
     result["ratio_to_commit_per_row"] = round(result["messages_s"] / bare["commit_per_row_rows_s"], 2)
     result["ratio_to_batched_100"] = round(result["messages_s"] / bare["batched_100_rows_s"], 3)
@@ -147,30 +135,16 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=6000)
     parser.add_argument("--customers", type=int, default=50)
     parser.add_argument("--bare-rows", type=int, default=10000)
-    parser.add_argument("--only", choices=["sqlite", "postgres"])
+    add_database_argument(parser)
     parser.add_argument("--without-fulltext", action="store_true",
                         help="drop the full-text triggers and columns first (the 'before' figure)")
-    parser.add_argument("--sla-rounds", type=int, default=3, help="rounds with and without the SLA clock")
+    parser.add_argument("--sla-rounds", type=int, default=3,
+                        help="rounds with and without the SLA clock (0: none, only the plain figure)")
     args = parser.parse_args()
     out: dict[str, object] = {"benchmark": "inbox", "customers": args.customers,
                               "fulltext": not args.without_fulltext}
-    if args.only in (None, "sqlite"):
-        with tempfile.TemporaryDirectory() as tmp:
-            out["sqlite"] = await run_one(f"sqlite+aiosqlite:///{tmp}/bench.db", args)
-    if args.only in (None, "postgres"):
-        import asyncpg
-
-        name = f"pv_bench_{secrets.token_hex(4)}"
-        admin = await asyncpg.connect(PG_ADMIN)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        try:
-            out["postgres"] = await run_one(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", args)
-        finally:
-            admin = await asyncpg.connect(PG_ADMIN)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
-    print(json.dumps(out, indent=2))
+    out.update(await on_each_database(args.only, lambda db: run_one(db, args)))
+    emit(out)
 
 
 if __name__ == "__main__":

@@ -28,26 +28,23 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import asyncio
-import json
 import random
-import secrets
 import statistics
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text  # noqa: E402
 
+from bench.support import add_database_argument, emit, on_each_database  # noqa: E402
 from core.config import SurveysConfig  # noqa: E402
 from core.outgoing import Outgoing  # noqa: E402
-from core.persistence import Database, upgrade  # noqa: E402
+from core.persistence import Database  # noqa: E402
 from core.persistence.schema import outbox, rule_instances  # noqa: E402
 from core.surveys import PanelFilter, Surveys  # noqa: E402
 from core.surveys.sales import Customer, SaleError, SaleInput  # noqa: E402
 from core.surveys.windows import window_for  # noqa: E402
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 TZ = "America/Argentina/Buenos_Aires"
 PROFILES = 20
 PRODUCTS = 100
@@ -114,99 +111,94 @@ def p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def run_one(url: str, args: argparse.Namespace) -> dict[str, object]:
-    db = Database(url)
-    await upgrade(db)
+async def run_one(db: Database, args: argparse.Namespace) -> dict[str, object]:
     now = datetime.now(UTC).replace(microsecond=0)
     clock = FixedClock(now)
     surveys = Surveys.build(db=db, outgoing=Outgoing(email_domain="bench.example", max_attempts=5), clock=clock,
                             config=SurveysConfig(timezone=TZ, reminder_after_hours=24))
     out: dict[str, object] = {}
-    try:
-        await surveys.catalog.import_toml(catalog_toml(args.operators))
-        rules = await surveys.catalog.list_rules()
-        days = {r["name"]: (r["start_after_days"], r["expires_after_days"]) for r in rules}
+    await surveys.catalog.import_toml(catalog_toml(args.operators))
+    rules = await surveys.catalog.list_rules()
+    days = {r["name"]: (r["start_after_days"], r["expires_after_days"]) for r in rules}
 
-        # 1. Windows: pure arithmetic for every instance, then the real recording path.
-        tz = ZoneInfo(TZ)
-        t0 = time.perf_counter()
-        computed = 0
-        for s in generate(args.sales, args.customers, now):
-            for start, expires in ((3, 7), (30, 14)):
-                window_for(s.closed_at, start_after_days=start, expires_after_days=expires, tz=tz)
-                computed += 1
-        pure = time.perf_counter() - t0
+    # 1. Windows: pure arithmetic for every instance, then the real recording path.
+    tz = ZoneInfo(TZ)
+    t0 = time.perf_counter()
+    computed = 0
+    for s in generate(args.sales, args.customers, now):
+        for start, expires in ((3, 7), (30, 14)):
+            window_for(s.closed_at, start_after_days=start, expires_after_days=expires, tz=tz)
+            computed += 1
+    pure = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        batch: list[SaleInput] = []
-        created = instances = 0
+    t0 = time.perf_counter()
+    batch: list[SaleInput] = []
+    created = instances = 0
 
-        async def flush() -> None:
-            nonlocal created, instances
-            for outcome in await surveys.sales.record(batch):
-                assert not isinstance(outcome, SaleError), outcome
-                created += 1
-                instances += outcome.instances
-            batch.clear()
+    async def flush() -> None:
+        nonlocal created, instances
+        for outcome in await surveys.sales.record(batch):
+            assert not isinstance(outcome, SaleError), outcome
+            created += 1
+            instances += outcome.instances
+        batch.clear()
 
-        for s in generate(args.sales, args.customers, now):
-            batch.append(s)
-            if len(batch) >= CHUNK:
-                await flush()
-        if batch:
+    for s in generate(args.sales, args.customers, now):
+        batch.append(s)
+        if len(batch) >= CHUNK:
             await flush()
-        recorded = time.perf_counter() - t0
-        out["windows"] = {
-            "sales": created, "instances": instances, "rules": len(days),
-            "pure_compute_s": round(pure, 2), "pure_windows_per_s": round(computed / pure),
-            "record_s": round(recorded, 1), "record_sales_per_s": round(created / recorded),
-            "record_instances_per_s": round(instances / recorded),
-        }
+    if batch:
+        await flush()
+    recorded = time.perf_counter() - t0
+    out["windows"] = {
+        "sales": created, "instances": instances, "rules": len(days),
+        "pure_compute_s": round(pure, 2), "pure_windows_per_s": round(computed / pure),
+        "record_s": round(recorded, 1), "record_sales_per_s": round(created / recorded),
+        "record_instances_per_s": round(instances / recorded),
+    }
 
-        # 2. History: ended windows are 80% executed, 20% expired.
-        t0 = time.perf_counter()
+    # 2. History: ended windows are 80% executed, 20% expired.
+    t0 = time.perf_counter()
+    async with db.transaction() as conn:
+        await conn.execute(text(
+            "UPDATE rule_instances SET status = 'executed', executed_by = 'customer', "
+            "executed_at = window_start, total_score = (id * 37 % 601) - 300, "
+            "normalized_score = ((id * 37 % 601) - 300) / 3.0 "
+            "WHERE window_end <= :now AND id % 5 <> 0"), {"now": _bind(db, now)})
+        await conn.execute(text("UPDATE rule_instances SET status = 'expired' "
+                                "WHERE window_end <= :now AND id % 5 = 0"), {"now": _bind(db, now)})
+    if db.dialect == "postgresql":
+        async with db.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM ANALYZE"))
+    else:
         async with db.transaction() as conn:
-            await conn.execute(text(
-                "UPDATE rule_instances SET status = 'executed', executed_by = 'customer', "
-                "executed_at = window_start, total_score = (id * 37 % 601) - 300, "
-                "normalized_score = ((id * 37 % 601) - 300) / 3.0 "
-                "WHERE window_end <= :now AND id % 5 <> 0"), {"now": _bind(db, now)})
-            await conn.execute(text("UPDATE rule_instances SET status = 'expired' "
-                                    "WHERE window_end <= :now AND id % 5 = 0"), {"now": _bind(db, now)})
-        if db.dialect == "postgresql":
-            async with db.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text("VACUUM ANALYZE"))
-        else:
-            async with db.transaction() as conn:
-                await conn.execute(text("ANALYZE"))
-        history_s = time.perf_counter() - t0
-        async with db.engine.connect() as conn:
-            statuses = dict((await conn.execute(select(rule_instances.c.status, func.count())
-                                                .group_by(rule_instances.c.status))).all())
+            await conn.execute(text("ANALYZE"))
+    history_s = time.perf_counter() - t0
+    async with db.engine.connect() as conn:
+        statuses = dict((await conn.execute(select(rule_instances.c.status, func.count())
+                                            .group_by(rule_instances.c.status))).all())
 
-        # 3. The tick.
-        t0 = time.perf_counter()
-        report = await surveys.scheduler.tick()
-        tick_s = time.perf_counter() - t0
-        async with db.engine.connect() as conn:
-            queued = (await conn.execute(select(func.count()).select_from(outbox))).scalar_one()
-        out["tick"] = {"seconds": round(tick_s, 2), **report.as_dict(), "outbox_items": queued,
-                       "history_setup_s": round(history_s, 1), "statuses_before": statuses}
+    # 3. The tick.
+    t0 = time.perf_counter()
+    report = await surveys.scheduler.tick()
+    tick_s = time.perf_counter() - t0
+    async with db.engine.connect() as conn:
+        queued = (await conn.execute(select(func.count()).select_from(outbox))).scalar_one()
+    out["tick"] = {"seconds": round(tick_s, 2), **report.as_dict(), "outbox_items": queued,
+                   "history_setup_s": round(history_s, 1), "statuses_before": statuses}
 
-        # 4. The panel for one operator, many times: right after the tick, and again once
-        #    the table is vacuumed (PostgreSQL's index-only scans need the visibility map
-        #    that the tick's 10,000 updates just cleared; autovacuum restores it within a
-        #    minute, given migration 0004's scale factor, where it is on: this machine's
-        #    PostgreSQL has it off).
-        out["panel"] = await panel_timings(surveys, args, now, tz)
-        if db.dialect == "postgresql":
-            async with db.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await conn.execute(text("VACUUM ANALYZE rule_instances"))
-            out["panel_after_vacuum"] = await panel_timings(surveys, args, now, tz)
-    finally:
-        await db.dispose()
+    # 4. The panel for one operator, many times: right after the tick, and again once
+    #    the table is vacuumed (PostgreSQL's index-only scans need the visibility map
+    #    that the tick's 10,000 updates just cleared; autovacuum restores it within a
+    #    minute, given migration 0004's scale factor, where it is on: this machine's
+    #    PostgreSQL has it off).
+    out["panel"] = await panel_timings(surveys, args, now, tz)
+    if db.dialect == "postgresql":
+        async with db.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM ANALYZE rule_instances"))
+        out["panel_after_vacuum"] = await panel_timings(surveys, args, now, tz)
     return out
 
 
@@ -249,27 +241,12 @@ async def main() -> None:
     parser.add_argument("--customers", type=int, default=10_000)
     parser.add_argument("--operators", type=int, default=200)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--only", choices=["sqlite", "postgres"])
+    add_database_argument(parser)
     args = parser.parse_args()
     out: dict[str, object] = {"benchmark": "surveys", "sales": args.sales, "customers": args.customers,
                               "operators": args.operators}
-    if args.only in (None, "sqlite"):
-        with tempfile.TemporaryDirectory() as tmp:
-            out["sqlite"] = await run_one(f"sqlite+aiosqlite:///{tmp}/bench.db", args)
-    if args.only in (None, "postgres"):
-        import asyncpg
-
-        name = f"pv_bench_{secrets.token_hex(4)}"
-        admin = await asyncpg.connect(PG_ADMIN)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        await admin.close()
-        try:
-            out["postgres"] = await run_one(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", args)
-        finally:
-            admin = await asyncpg.connect(PG_ADMIN)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
-    print(json.dumps(out, indent=2))
+    out.update(await on_each_database(args.only, lambda db: run_one(db, args)))
+    emit(out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,108 @@
+"""What the database benchmarks share: a scratch database on each engine, migrated to the
+head, latency percentiles, the machine's load, and one JSON object on stdout.
+
+A benchmark script puts the repository first on ``sys.path`` (bench/email.py would shadow
+the standard library's email package) and then imports this module::
+
+    import sys
+    from pathlib import Path
+
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+    from bench.support import add_database_argument, on_each_database, percentiles, emit
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from core.persistence import Database, upgrade
+
+#: The server the PostgreSQL runs use (trust auth); each run creates and drops its own database.
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+ENGINES = ("sqlite", "postgres")
+
+
+def add_database_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", choices=ENGINES, help="run on one engine only (default: both)")
+
+
+@asynccontextmanager
+async def scratch_url(engine: str) -> AsyncIterator[str]:
+    """A URL to an empty database that is gone afterwards: a file in a temporary folder,
+    or a PostgreSQL database of its own (dropped even if a connection was left open)."""
+    if engine == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="posventa-bench-") as tmp:
+            yield f"sqlite+aiosqlite:///{tmp}/bench.db"
+        return
+    import asyncpg
+
+    name = f"pv_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@asynccontextmanager
+async def scratch_database(engine: str) -> AsyncIterator[Database]:
+    """A scratch database (see ``scratch_url``) migrated to the head, as ``serve`` runs it."""
+    async with scratch_url(engine) as url:
+        db = Database(url)
+        try:
+            await upgrade(db)
+            yield db
+        finally:
+            await db.dispose()
+
+
+async def on_each_database(only: str | None, run: Callable[[Database], Awaitable[dict[str, Any]]]
+                           ) -> dict[str, Any]:
+    """``run`` on a fresh, migrated database of each engine (or of ``only``), one after the
+    other; the results by engine, each with the machine's load before and after."""
+    results: dict[str, Any] = {}
+    for engine in ENGINES if only is None else (only,):
+        load_before = machine_load()
+        async with scratch_database(engine) as db:
+            result = await run(db)
+        results[engine] = {**result, "load_avg_before": load_before, "load_avg_after": machine_load()}
+    return results
+
+
+def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
+    """p50, p95 (nearest rank) and max of latencies in milliseconds."""
+    ordered = sorted(samples_ms)
+    if not ordered:
+        return {"p50_ms": 0.0, "p95_ms": 0.0, "max_ms": 0.0, "n": 0}
+    n = len(ordered)
+    p50 = ordered[(n - 1) // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+    return {"p50_ms": round(p50, 2), "p95_ms": round(ordered[max(0, -(-n * 95 // 100) - 1)], 2),
+            "max_ms": round(ordered[-1], 2), "n": n}
+
+
+def machine_load() -> list[float]:
+    """The 1, 5 and 15 minute load averages, as ``uptime`` shows them: the machine is
+    shared, so every figure travels with the load it was measured under."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def emit(result: dict[str, Any]) -> None:
+    """The benchmark's one JSON object on stdout (run_all.py and compare.py read the last one)."""
+    result = {**result, "cpus": os.cpu_count()}
+    print(json.dumps(result, indent=2, ensure_ascii=False), flush=True)
