@@ -19,8 +19,10 @@ import json
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from core.persistence import Database, upgrade
@@ -83,6 +85,47 @@ async def on_each_database(only: str | None, run: Callable[[Database], Awaitable
             result = await run(db)
         results[engine] = {**result, "load_avg_before": load_before, "load_avg_after": machine_load()}
     return results
+
+
+class CpuMeter:
+    """CPU time spent on a piece of work: this process's (every thread: aiosqlite runs
+    SQLite in one) and, on PostgreSQL, the server's backends for this database, read from
+    /proc (the server runs on this machine). Unlike wall time, it hardly moves when other
+    processes compete for the cores, so a ratio of two CPU times survives a busy machine."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._client = 0.0
+        self._server: dict[int, float] = {}
+
+    async def _backends(self) -> dict[int, float] | None:
+        if self._db.is_sqlite:
+            return None
+        from sqlalchemy import text
+
+        async with self._db.engine.connect() as conn:
+            pids = [r[0] for r in await conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))]
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu: dict[int, float] = {}
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None  # not this machine's server, or not readable
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        return cpu
+
+    async def start(self) -> None:
+        self._server = await self._backends() or {}
+        self._client = time.process_time()
+
+    async def stop(self) -> dict[str, float | None]:
+        client = time.process_time() - self._client
+        server_now = await self._backends()
+        server = None if server_now is None else sum(
+            v - self._server.get(pid, 0.0) for pid, v in server_now.items())
+        return {"client_cpu_s": round(client, 3), "server_cpu_s": None if server is None else round(server, 3)}
 
 
 def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
