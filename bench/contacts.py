@@ -25,6 +25,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import functools  # noqa: E402
 import random  # noqa: E402
 import secrets  # noqa: E402
 import time  # noqa: E402
@@ -36,7 +37,7 @@ from core.cases import CaseService  # noqa: E402
 from core.contacts.identities import EMAIL, PHONE, Newcomer, identify  # noqa: E402
 from core.contacts.service import ContactService  # noqa: E402
 from core.outgoing import Outgoing  # noqa: E402
-from bench.support import add_database_argument, emit, machine_load, on_each_database, percentiles  # noqa: E402
+from bench.support import add_database_argument, emit, machine_load, on_each_database, timed_calls  # noqa: E402
 from core.persistence import Database  # noqa: E402
 from core.persistence.schema import contacts, organizations  # noqa: E402
 from core.ports import SystemClock  # noqa: E402
@@ -103,14 +104,9 @@ def queries(sample: list[dict[str, str]], rng: random.Random, count: int) -> dic
     }
 
 
-async def timed(search, items: list[str], **kw) -> dict[str, float]:
+async def timed(db: Database, search, items: list[str], **kw) -> dict[str, float]:
     await search(items[0], limit=50, **kw)  # warm-up: the statement prepared, the pages read in
-    times = []
-    for q in items:
-        t0 = time.perf_counter()
-        await search(q, limit=50, **kw)
-        times.append((time.perf_counter() - t0) * 1000)
-    return percentiles(times)
+    return await timed_calls(db, [functools.partial(search, q, limit=50, **kw) for q in items])
 
 
 async def run_one(db: Database, args: argparse.Namespace) -> dict[str, object]:
@@ -122,9 +118,9 @@ async def run_one(db: Database, args: argparse.Namespace) -> dict[str, object]:
     load_at_start = machine_load()
     searches = {}
     for kind, items in queries(sample, rng, args.queries).items():
-        searches[kind] = await timed(service.search, items)
+        searches[kind] = await timed(db, service.search, items)
     searches["surname_prefix_in_organization"] = await timed(
-        service.search, [rng.choice(sample)["last"][:4] for _ in range(args.queries)], organization_id=1)
+        db, service.search, [rng.choice(sample)["last"][:4] for _ in range(args.queries)], organization_id=1)
     worst = max(s["p95_ms"] for s in searches.values())
     return {"load_contacts_per_s": round(rate), "load_s": round(args.contacts / rate, 1), "search": searches,
             "worst_p95_ms": worst, "meets_target": worst < TARGET_P95_MS, "load_avg_at_search_start": load_at_start}

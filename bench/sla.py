@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo  # noqa: E402
 
 from sqlalchemy import insert  # noqa: E402
 
-from bench.support import add_database_argument, emit, machine_load, on_each_database, percentiles  # noqa: E402
+from bench.support import add_database_argument, emit, machine_load, on_each_database, timed_calls  # noqa: E402
 from core.cases import CaseFilter, CaseService  # noqa: E402
 from core.notifications import AgentNotifier  # noqa: E402
 from core.outgoing import Outgoing  # noqa: E402
@@ -81,14 +81,9 @@ async def fill(db: Database, total: int, open_cases: int) -> None:
             await conn.exec_driver_sql("ANALYZE cases")
 
 
-async def timed(fn, repeat: int) -> dict[str, float]:
+async def timed(db: Database, fn, repeat: int) -> dict[str, float]:
     await fn()  # warm-up: the first call prepares the statement and reads the pages in
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        await fn()
-        samples.append((time.perf_counter() - t0) * 1000)
-    return percentiles(samples)
+    return await timed_calls(db, [fn] * repeat)
 
 
 async def run_one(db: Database, args) -> dict:
@@ -100,10 +95,10 @@ async def run_one(db: Database, args) -> dict:
     load_at_start = machine_load()
     # The filters GET /api/v1/cases?overdue=true&sort=due and the console inbox (open cases,
     # nearest due first, a page of 50 and one more to know there is a next page) pass.
-    overdue = await timed(lambda: service.list_cases(CaseFilter(overdue=True, sort="due", limit=50)), args.repeat)
-    inbox = await timed(lambda: service.list_cases(CaseFilter(open_only=True, sort="due", limit=51)), args.repeat)
+    overdue = await timed(db, lambda: service.list_cases(CaseFilter(overdue=True, sort="due", limit=50)), args.repeat)
+    inbox = await timed(db, lambda: service.list_cases(CaseFilter(open_only=True, sort="due", limit=51)), args.repeat)
     # Both pages also show the count of cases per activity (CaseService.activity_counts).
-    counts = await timed(service.activity_counts, args.repeat)
+    counts = await timed(db, service.activity_counts, args.repeat)
     # The first sweep catches up with every target already past or near (a service that was
     # down); each later one is a tick a minute on: the few targets that came due meanwhile.
     sweep_clock = FixedClock()

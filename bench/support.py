@@ -87,6 +87,22 @@ async def on_each_database(only: str | None, run: Callable[[Database], Awaitable
     return results
 
 
+async def bulk_insert(db: Database, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Benchmark data in one go: PostgreSQL's COPY (through asyncpg), SQLite's executemany,
+    each in a transaction of its own. The rows must all have the same keys; their values
+    must be what the driver takes (aware datetimes, str, int)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    async with db.transaction() as conn:
+        if db.is_sqlite:
+            await conn.execute(table.insert(), list(rows))
+            return
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(
+            table.name, records=[tuple(r[c] for c in columns) for r in rows], columns=columns)
+
+
 class CpuMeter:
     """CPU time spent on a piece of work: this process's (every thread: aiosqlite runs
     SQLite in one) and, on PostgreSQL, the server's backends for this database, read from
@@ -126,6 +142,37 @@ class CpuMeter:
         server = None if server_now is None else sum(
             v - self._server.get(pid, 0.0) for pid, v in server_now.items())
         return {"client_cpu_s": round(client, 3), "server_cpu_s": None if server is None else round(server, 3)}
+
+
+async def timed_calls(db: Database, calls: Sequence[Callable[[], Awaitable[Any]]],
+                      labels: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run each call in turn; wall-clock p50/p95/max in ms, and the CPU they cost: this
+    process's per call (p50/p95: on SQLite, all of the query's work), and on PostgreSQL the
+    server's mean per call (its backends' CPU is counted in 10 ms ticks, too coarse for one
+    call). On a machine whose load exceeds its cores, wall-clock time is mostly waiting for
+    a core: the CPU figures are what an idle machine would show, give or take I/O waits.
+    With ``labels`` (one per call), also the wall-clock and CPU p95 per label."""
+    wall: list[float] = []
+    cpu: list[float] = []
+    meter = CpuMeter(db)
+    await meter.start()
+    for call in calls:
+        c0, t0 = time.process_time(), time.perf_counter()
+        await call()
+        wall.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+    used = await meter.stop()
+    cpu_stats = percentiles(cpu)
+    result: dict[str, Any] = {**percentiles(wall), "client_cpu_p50_ms": cpu_stats["p50_ms"],
+                              "client_cpu_p95_ms": cpu_stats["p95_ms"]}
+    if used["server_cpu_s"] is not None and wall:
+        result["server_cpu_mean_ms"] = round(used["server_cpu_s"] * 1000 / len(wall), 2)
+    if labels is not None:
+        result["by_label"] = {
+            label: {"p95_ms": percentiles([w for w, lb in zip(wall, labels) if lb == label])["p95_ms"],
+                    "client_cpu_p95_ms": percentiles([c for c, lb in zip(cpu, labels) if lb == label])["p95_ms"]}
+            for label in dict.fromkeys(labels)}
+    return result
 
 
 def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:
