@@ -7,6 +7,7 @@ transaction and sent by the workers after commit.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,7 +53,7 @@ from core.persistence.schema import (
 )
 from core.ports import Clock
 from core.search import hits as search_hits
-from core.search import parse_query
+from core.search import TERM_STATS_MAX_AGE_S, TermStats, parse_query, read_term_stats
 from core.search import snippets as search_snippets
 from core.sla import activity_changed, agent_replied, breach_of, breaches_of, opened, urgency
 from core.sla_store import CaseClockStore
@@ -181,6 +182,9 @@ class CaseService:
         #: Called after a commit that queued deliveries (wakes the outbox workers).
         self._on_commit = on_commit
         self._closed_hooks: list[CaseClosedHook] = []
+        #: PostgreSQL's statistics on the searched texts (core.search.TermStats) and when
+        #: they were read (time.monotonic()): they move with ANALYZE, not per query.
+        self._term_stats: tuple[float, TermStats] | None = None
 
     def add_closed_hook(self, hook: CaseClosedHook) -> None:
         """Run ``hook`` whenever an agent closes a case (surveys follow up their detractors)."""
@@ -231,15 +235,17 @@ class CaseService:
         offset = max(0, int(f.offset))
         if search is not None or f.sort == "updated":
             order = [cases.c.updated_at.desc(), cases.c.id.desc()]
-            if search is not None:
-                found = search_hits(search, self._db.engine.dialect.name)
-                q = (select(*_SUMMARY_COLS, found.c.source, found.c.source_id)
-                     .select_from(_SUMMARY_FROM.join(found, found.c.case_id == cases.c.id)))
-                order.insert(0, found.c.score.desc())
-            if conds:
-                q = q.where(and_(*conds))
-            q = q.order_by(*order).limit(limit).offset(offset)
             async with self._db.engine.connect() as conn:
+                if search is not None:
+                    dialect = self._db.engine.dialect.name
+                    stats = None if dialect == "sqlite" else await self._search_stats(conn)
+                    found = search_hits(search, dialect, stats)
+                    q = (select(*_SUMMARY_COLS, found.c.source, found.c.source_id)
+                         .select_from(_SUMMARY_FROM.join(found, found.c.case_id == cases.c.id)))
+                    order.insert(0, found.c.score.desc())
+                if conds:
+                    q = q.where(and_(*conds))
+                q = q.order_by(*order).limit(limit).offset(offset)
                 rows = (await conn.execute(q)).all()
                 if search is None:
                     return [self._summary(r, now) for r in rows]
@@ -262,6 +268,14 @@ class CaseService:
                 rows += list(await conn.execute(rest.order_by(cases.c.updated_at.desc(), cases.c.id.desc())
                                                 .limit(limit - len(rows)).offset(rest_offset)))
             return [self._summary(r, now) for r in rows]
+
+    async def _search_stats(self, conn: AsyncConnection) -> TermStats:
+        """The term statistics the full-text search plans by, read again once they are
+        ``TERM_STATS_MAX_AGE_S`` old."""
+        cached = self._term_stats
+        if cached is None or time.monotonic() - cached[0] > TERM_STATS_MAX_AGE_S:
+            cached = self._term_stats = (time.monotonic(), await read_term_stats(conn))
+        return cached[1]
 
     async def activity_counts(self) -> dict[str, int]:
         async with self._db.engine.connect() as conn:

@@ -123,41 +123,167 @@ _SQLITE_WORD = """
     FROM (SELECT rowid AS id, -bm25(identities_fts) AS score FROM identities_fts WHERE identities_fts MATCH :w{i}
            ORDER BY rowid DESC LIMIT {cap}) f
     JOIN contact_identities ci ON ci.id = f.id JOIN cases c ON c.contact_id = ci.contact_id"""
+# PostgreSQL: {m}, {c}, {ct} and {ci} are each table's candidates, as _pg_candidates
+# writes them for the plan chosen (see TermStats).
 _PG_WORD = """
-  SELECT {w} AS w, case_id, score, source, source_id FROM (
-    SELECT m.case_id AS case_id, ts_rank(m.search_vector, q.q{i}) AS score,
-           CASE m.author WHEN 'note' THEN 'note' ELSE 'message' END AS source, m.id AS source_id
-      FROM messages m, q WHERE m.search_vector @@ q.q{i} AND m.case_id IS NOT NULL
-     ORDER BY m.id DESC LIMIT {cap}) mw
+  SELECT {w} AS w, case_id, score, source, source_id FROM ({m}) mw
   UNION ALL
-  SELECT {w}, id, score * 2, 'case', id FROM (
-    SELECT c.id, ts_rank(c.search_vector, q.q{i}) AS score FROM cases c, q WHERE c.search_vector @@ q.q{i}
-     ORDER BY c.id DESC LIMIT {cap}) cw
+  SELECT {w}, id, score * 2, 'case', id FROM ({c}) cw
   UNION ALL
-  SELECT {w}, c.id, ctw.score, 'contact', ctw.id FROM (
-    SELECT ct.id, ts_rank(ct.search_vector, q.q{i}) AS score FROM contacts ct, q WHERE ct.search_vector @@ q.q{i}
-     ORDER BY ct.id DESC LIMIT {cap}) ctw JOIN cases c ON c.contact_id = ctw.id
+  SELECT {w}, c.id, ctw.score, 'contact', ctw.id FROM ({ct}) ctw JOIN cases c ON c.contact_id = ctw.id
   UNION ALL
-  SELECT {w}, c.id, ciw.score, 'address', ciw.id FROM (
-    SELECT ci.id, ci.contact_id, ts_rank(ci.search_vector, q.q{i}) AS score FROM contact_identities ci, q
-     WHERE ci.search_vector @@ q.q{i} ORDER BY ci.id DESC LIMIT {cap}) ciw JOIN cases c ON c.contact_id = ciw.contact_id"""
+  SELECT {w}, c.id, ciw.score, 'address', ciw.id FROM ({ci}) ciw JOIN cases c ON c.contact_id = ciw.contact_id"""
+#: Per table: its alias in _PG_WORD, the columns its candidates carry, and their condition
+#: besides the match ({a} is the alias).
+_PG_SOURCES = {
+    "messages": ("m", "{a}.case_id AS case_id, ts_rank({a}.search_vector, q.{q}) AS score, "
+                      "CASE {a}.author WHEN 'note' THEN 'note' ELSE 'message' END AS source, {a}.id AS source_id",
+                 "{a}.case_id IS NOT NULL"),
+    "cases": ("c", "{a}.id, ts_rank({a}.search_vector, q.{q}) AS score", None),
+    "contacts": ("ct", "{a}.id, ts_rank({a}.search_vector, q.{q}) AS score", None),
+    "contact_identities": ("ci", "{a}.id, {a}.contact_id, ts_rank({a}.search_vector, q.{q}) AS score", None),
+}
+#: A walk reads at most this many times the rows that the statistics say hold the newest
+#: CANDIDATES matches; past that, the GIN index answers (the word is rarer than they say
+#: among the newest texts).
+WALK_MARGIN = 4
+#: How long a process plans by the statistics it read (they change with ANALYZE).
+TERM_STATS_MAX_AGE_S = 60.0
+#: PostgreSQL's DEFAULT_TS_MATCH_SEL (ts_selfuncs.c).
+_DEFAULT_MATCH_SHARE = 0.005
+#: Each table's plan for one word: None leaves it to the planner (no statistics yet).
+WALK, INDEX = "walk", "index"
+
+
+@dataclass(frozen=True, slots=True)
+class TermStats:
+    """What PostgreSQL's statistics (ANALYZE) say about each searched table: its rows and
+    the fraction of rows holding each common lexeme (``pg_stats.most_common_elems``).
+
+    PostgreSQL's planner cannot estimate a prefix term ('garantia':*): it assumes a fixed
+    small fraction for any of them. At 1,000,000 messages that picks the wrong plan both
+    ways: a word in half the messages read all 500,000 matches through the GIN index (3 s)
+    to keep the newest 1,000, and a word in a hundred of them walked the whole table newest
+    first (2 s). These statistics say which it is, and ``plan`` names the plan."""
+
+    rows: dict[str, float]
+    common: dict[str, dict[str, float]]
+    #: The share assumed for a prefix that matches no common lexeme: as PostgreSQL's own
+    #: estimate for a lexeme missing from the list, half the least common one's, at most 0.5 %.
+    floor: dict[str, float]
+
+    def share(self, table: str, words: Iterable[str]) -> float | None:
+        """The estimated fraction of ``table``'s rows whose text holds every word (as a
+        prefix), assuming the words independent; None without statistics."""
+        common = self.common.get(table)
+        if common is None or table not in self.rows:
+            return None
+        share = 1.0
+        for word in words:
+            lexeme = _unaccented(word)
+            matched = sum(f for lex, f in common.items() if lex.startswith(lexeme))
+            share *= min(1.0, matched) if matched else self.floor.get(table, 0.0)
+        return share
+
+    def plan(self, table: str, words: Iterable[str]) -> str | None:
+        """WALK (the primary key newest first, testing each row) when the matches are dense
+        enough that the newest ``CANDIDATES`` come sooner than reading every match through
+        the GIN index would end, else INDEX; None without statistics. Walking reads about
+        CANDIDATES / share rows, the index share * rows: they cross at sqrt(CANDIDATES / rows)."""
+        share = self.share(table, words)
+        if share is None:
+            return None
+        rows = max(1.0, self.rows[table])
+        return WALK if share * rows >= CANDIDATES and share >= (CANDIDATES / rows) ** 0.5 else INDEX
+
+
+_STATS_SQL = text(
+    "SELECT c.relname, c.reltuples, s.most_common_elems::text::text[], s.most_common_elem_freqs "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema() "
+    "LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'search_vector' "
+    "WHERE c.relname IN ('messages', 'cases', 'contacts', 'contact_identities') AND c.relkind = 'r'")
+
+
+async def read_term_stats(conn: AsyncConnection) -> TermStats:
+    """The statistics ``TermStats`` holds (PostgreSQL only): one small catalog read."""
+    rows: dict[str, float] = {}
+    common: dict[str, dict[str, float]] = {}
+    floor: dict[str, float] = {}
+    for relname, reltuples, elems, freqs in await conn.execute(_STATS_SQL):
+        if reltuples is None or reltuples < 0:
+            continue  # never analyzed
+        rows[relname] = float(reltuples)
+        if elems and freqs:
+            # most_common_elem_freqs: one per element, then the minimum, maximum and null share.
+            common[relname] = dict(zip(elems, freqs[:len(elems)], strict=True))
+            floor[relname] = min(_DEFAULT_MATCH_SHARE, min(freqs[:len(elems)]) / 2)
+        else:
+            common[relname] = {}  # analyzed, and no lexeme is common: every word is rare
+            floor[relname] = _DEFAULT_MATCH_SHARE
+    return TermStats(rows=rows, common=common, floor=floor)
+
+
+def _unaccented(word: str) -> str:
+    # As the posventa_search configuration's unaccent folds a lexeme (close enough for an
+    # estimate: the plan, never the result, depends on it).
+    return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+
+
+def _pg_candidates(table: str, q: str, plan: str | None, share: float | None) -> str:
+    """One table's candidates for one word (or all the words, ``q`` naming the tsquery):
+    the newest CANDIDATES texts that match, with their rank.
+
+    WALK: the newest texts, along the primary key, at most WALK_MARGIN * CANDIDATES / share
+    of them; if fewer than CANDIDATES match there, the GIN index instead (the count is a
+    one-time filter: PostgreSQL runs only the side it selects). INDEX: the GIN index, then
+    the newest. None: the planner's choice."""
+    alias, columns, extra = _PG_SOURCES[table]
+    cols = columns.format(a=alias, q=q)
+    where = f"{alias}.search_vector @@ q.{q}" + (f" AND {extra.format(a=alias)}" if extra else "")
+    if plan != WALK:
+        order = f"{alias}.id + 0" if plan == INDEX else f"{alias}.id"
+        return f"SELECT {cols} FROM {table} {alias}, q WHERE {where} ORDER BY {order} DESC LIMIT {CANDIDATES}"
+    scan = max(CANDIDATES, int(WALK_MARGIN * CANDIDATES / max(share or 1.0, 1e-6)))
+    recent = f"(SELECT * FROM {table} ORDER BY id DESC LIMIT {scan}) {alias}"
+    return (f"WITH recent AS MATERIALIZED (SELECT {cols} FROM {recent}, q WHERE {where} "
+            f"ORDER BY {alias}.id DESC LIMIT {CANDIDATES}) "
+            f"SELECT * FROM recent WHERE (SELECT count(*) FROM recent) >= {CANDIDATES} "
+            f"UNION ALL SELECT * FROM (SELECT {cols} FROM {table} {alias}, q WHERE {where} "
+            f"ORDER BY {alias}.id + 0 DESC LIMIT {CANDIDATES}) older "
+            f"WHERE (SELECT count(*) FROM recent) < {CANDIDATES}")
+
+
+def _pg_word(w: int, q: str, words: tuple[str, ...], stats: TermStats | None) -> str:
+    parts = {}
+    for table, (alias, _, _) in _PG_SOURCES.items():
+        plan = stats.plan(table, words) if stats is not None else None
+        share = stats.share(table, words) if stats is not None else None
+        parts[alias] = _pg_candidates(table, q, plan, share)
+    return _PG_WORD.format(w=w, **parts)
+
+
 # An exact case number outranks any text match (its only word is the number: index 0).
 _NUMBER_HIT = "SELECT 0 AS w, id AS case_id, 1e9 AS score, 'number' AS source, id AS source_id FROM cases WHERE id = :number"
 
 
-def hits(query: SearchQuery, dialect: str) -> Subquery:
+def hits(query: SearchQuery, dialect: str, stats: TermStats | None = None) -> Subquery:
     """One row per case holding every word: case_id, score (higher is better: the sum over
     its matching texts), and the best-scoring text as source and source_id.
 
     A case qualifies when one of its texts holds every word (the usual search: "garantía
     impresora", an address), or when each word is in some text of it (a name in the
     contact, a word in a reply). Each word's candidates are capped (``CANDIDATES``), so
-    the second way alone would miss a rare word beside common ones."""
-    template = _SQLITE_WORD if dialect == "sqlite" else _PG_WORD
+    the second way alone would miss a rare word beside common ones.
+
+    On PostgreSQL, ``stats`` (``read_term_stats``) chooses each table's plan per word; without
+    them the planner chooses."""
     n = len(query.words)
     # w: the word's index, or -1 for texts holding all the words.
-    groups = [(i, str(i)) for i in range(n)] + ([(-1, "all")] if n > 1 else [])
-    parts = [template.format(w=w, i=name, cap=CANDIDATES) for w, name in groups]
+    groups = [(i, str(i), (query.words[i],)) for i in range(n)] + ([(-1, "all", query.words)] if n > 1 else [])
+    if dialect == "sqlite":
+        parts = [_SQLITE_WORD.format(w=w, i=name, cap=CANDIDATES) for w, name, _ in groups]
+    else:
+        parts = [_pg_word(w, f"q{name}", words, stats) for w, name, words in groups]
     params: dict[str, object] = {}
     if query.number is not None:
         parts.append(_NUMBER_HIT)

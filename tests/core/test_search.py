@@ -12,7 +12,7 @@ from core.errors import ValidationError
 from core.inbox import InboxService
 from core.outgoing import Outgoing
 from core.persistence.schema import cases
-from core.search import parse_query
+from core.search import INDEX, WALK, TermStats, hits, parse_query, read_term_stats
 from tests.support import FakeClock
 
 
@@ -116,3 +116,44 @@ async def test_queries_are_data_and_bounded(desk):
     assert parse_query("¹²").words == ("12",) and parse_query("¹²").number is None  # no 500 on int("¹")
     assert parse_query("¿?!") is None and await search(service, "¿?!") == []
     assert parse_query("uno dos tres cuatro cinco seis siete ocho nueve diez").words[-1] == "ocho"
+
+
+def test_term_statistics_choose_each_tables_plan():
+    # 1,000,000 messages: "garantia" in half of them, "xyzzy" in none of the common ones.
+    stats = TermStats(rows={"messages": 1e6, "contacts": 1e5}, common={"messages": {"garantia": 0.5, "impresora": 0.5},
+                                                                       "contacts": {}},
+                      floor={"messages": 0.001, "contacts": 0.005})
+    # Dense: the newest 1,000 come after ~2,000 rows walked; the index would read 500,000.
+    assert stats.plan("messages", ["garantia"]) == WALK
+    assert stats.plan("messages", ["garant"]) == WALK  # a prefix of a common lexeme
+    assert stats.plan("messages", ["garantía", "impresora"]) == WALK  # 25 %, accents folded
+    # Rare, or in a table no common lexeme was found in: the GIN index reads few rows.
+    assert stats.plan("messages", ["xyzzy"]) == INDEX
+    assert stats.plan("messages", ["garantia", "xyzzy"]) == INDEX
+    assert stats.plan("contacts", ["garantia"]) == INDEX
+    # Never analyzed: the planner chooses, as before.
+    assert stats.plan("cases", ["garantia"]) is None
+    sql = str(hits(parse_query("garantia xyzzy"), "postgresql", stats).element)
+    assert "(m.search_vector @@ q.q0) IS TRUE" in sql and "ORDER BY m.id DESC" in sql  # walk for "garantia"
+    assert "m.search_vector @@ q.q1 AND" in sql and "ORDER BY m.id + 0 DESC" in sql  # the index for "xyzzy"
+
+
+async def test_results_do_not_depend_on_the_plan_the_statistics_choose(desk, db):
+    service, inbox = desk
+    for i in range(30):
+        await inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id=f"g{i}", sender=f"9{i}",
+                                           sender_name="Cliente", text=f"la garantía de la impresora {i}",
+                                           new_case=True))
+    await inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id="rare", sender="800",
+                                       sender_name="Cliente", text="código xyzzy en la impresora"))
+    before = {q: [c["number"] for c in await search(service, q)] for q in ("garantia", "xyzzy impresora", "impres")}
+    if db.dialect != "sqlite":
+        async with db.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("ANALYZE"))
+        planned = CaseService(db=db, outgoing=Outgoing(email_domain="example.com", max_attempts=3), clock=FakeClock())
+        async with db.engine.connect() as conn:
+            assert (await read_term_stats(conn)).common.get("messages"), "ANALYZE gathered the lexemes"
+        after = {q: [c["number"] for c in await search(planned, q)] for q in before}
+        assert after == before
+    assert len(before["garantia"]) == 30 and len(before["xyzzy impresora"]) == 1 and len(before["impres"]) == 31
