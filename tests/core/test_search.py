@@ -3,6 +3,8 @@ highlights, and that the index follows every write (insert, edit, delete)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import delete, text
 
@@ -12,6 +14,7 @@ from core.errors import ValidationError
 from core.inbox import InboxService
 from core.outgoing import Outgoing
 from core.persistence.schema import cases
+import core.search as search_module
 from core.search import INDEX, WALK, TermStats, hits, parse_query, read_term_stats
 from tests.support import FakeClock
 
@@ -134,8 +137,30 @@ def test_term_statistics_choose_each_tables_plan():
     # Never analyzed: the planner chooses, as before.
     assert stats.plan("cases", ["garantia"]) is None
     sql = str(hits(parse_query("garantia xyzzy"), "postgresql", stats).element)
-    assert "(m.search_vector @@ q.q0) IS TRUE" in sql and "ORDER BY m.id DESC" in sql  # walk for "garantia"
-    assert "m.search_vector @@ q.q1 AND" in sql and "ORDER BY m.id + 0 DESC" in sql  # the index for "xyzzy"
+    # "garantia": the newest 8,000 messages (4 x 1,000 / 50 %), else the index.
+    assert sql.count("FROM (SELECT * FROM messages ORDER BY id DESC LIMIT 8000) m") == 1
+    assert "ORDER BY m.id + 0 DESC" in sql  # the index for "xyzzy" (and for the walk's fallback)
+
+
+async def test_a_walk_that_finds_too_few_falls_back_to_the_index(desk, db, monkeypatch):
+    """Statistics that call a word common, where the newest texts lack it (it was common
+    once, or they are stale), cost the walk's window, never the old matches."""
+    if db.dialect == "sqlite":
+        pytest.skip("the plans are PostgreSQL's")
+    service, inbox = desk
+    monkeypatch.setattr(search_module, "CANDIDATES", 3)
+    monkeypatch.setattr(search_module, "WALK_MARGIN", 1)
+    old = await inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id="old", sender="1",
+                                             sender_name="Cliente", text="la garantía vencida"))
+    for i in range(6):  # newer texts without the word: the walk's window (3 x 1 / 100 %) holds none
+        await inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id=f"n{i}", sender=f"2{i}",
+                                           sender_name="Cliente", text=f"otra consulta {i}", new_case=True))
+    stats = TermStats(rows={t: 1e6 for t in ("messages", "cases", "contacts", "contact_identities")},
+                      common={t: {"garantia": 1.0} for t in ("messages", "cases", "contacts", "contact_identities")},
+                      floor={t: 0.005 for t in ("messages", "cases", "contacts", "contact_identities")})
+    assert stats.plan("messages", ["garantia"]) == WALK
+    service._term_stats = (time.monotonic(), stats)  # as if read from pg_stats a moment ago
+    assert [c["number"] for c in await search(service, "garantia")] == [old.case_number]
 
 
 async def test_results_do_not_depend_on_the_plan_the_statistics_choose(desk, db):
