@@ -75,7 +75,7 @@ KEY_FIGURES: dict[str, list[tuple[str, str]]] = {
               ("*.server_cpu_us_per_message", LOWER), ("*.messages_s", HIGHER), ("*.p50_ms", LOWER), ("*.p99_ms", LOWER),
               ("*.commit_per_row_rows_s", HIGHER), ("*.ratio_to_commit_per_row", HIGHER)],
     "contacts": [("*.search.*.p95_ms", LOWER), ("*.load_contacts_per_s", HIGHER)],
-    "search": [("*.p50_ms", LOWER), ("*.p95_ms", LOWER)],
+    "search": [("*.p50_ms", LOWER), ("*.p95_ms", LOWER), ("*.worst_query_cpu_ms", LOWER)],
     "sla": [("*.overdue_list.p95_ms", LOWER), ("*.due_sorted_inbox.p95_ms", LOWER), ("*.sweep_first_s", LOWER)],
     "surveys": [("*.windows.record_sales_per_s", HIGHER), ("*.tick.seconds", LOWER), ("*.panel.*.p95_ms", LOWER)],
     "email": [("*.mails_s", HIGHER), ("*.p50_ms", LOWER), ("*.p99_ms", LOWER), ("*.ratio_to_bare", HIGHER)],

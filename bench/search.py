@@ -94,16 +94,17 @@ async def measure(db: Database, n_messages: int, n_queries: int) -> dict:
     for q in queries:  # warm-up: each statement prepared once, untimed
         await service.list_cases(CaseFilter(text=q, limit=50))
     load_at_start = machine_load()
-    order = [queries[i % len(queries)] for i in range(n_queries)]
+    # Each query's calls one after the other, so that the server's CPU is counted per query.
+    order = [q for q in queries for _ in range(max(1, n_queries // len(queries)))]
     every = await timed_calls(db, [functools.partial(search, service, q, n_cases) for q in order], labels=order)
     by_query = every.pop("by_label")
-    cpu_p95 = every["client_cpu_p95_ms"] + every.get("server_cpu_mean_ms", 0.0)
+    # The costliest query's CPU: its own p95 in this process plus its mean in the server.
+    worst_cpu = max(t["client_cpu_p95_ms"] + t.get("server_cpu_mean_ms", 0.0) for t in by_query.values())
     return {
-        "messages": n_cases * PER_CASE, "cases": n_cases, "fill_s": round(fill_s, 1), "queries": n_queries,
-        **every, "p95_under_50ms": every["p95_ms"] < 50, "cpu_p95_ms": round(cpu_p95, 2),
-        "cpu_p95_under_50ms": cpu_p95 < 50, "load_avg_at_search_start": load_at_start,
-        "p95_ms_by_query": {q: t["p95_ms"] for q, t in by_query.items()},
-        "client_cpu_p95_ms_by_query": {q: t["client_cpu_p95_ms"] for q, t in by_query.items()},
+        "messages": n_cases * PER_CASE, "cases": n_cases, "fill_s": round(fill_s, 1), "queries": len(order),
+        **every, "p95_under_50ms": every["p95_ms"] < 50, "worst_query_cpu_ms": round(worst_cpu, 2),
+        "worst_query_cpu_under_50ms": worst_cpu < 50, "load_avg_at_search_start": load_at_start,
+        "by_query": by_query,
     }
 
 

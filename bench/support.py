@@ -151,27 +151,48 @@ async def timed_calls(db: Database, calls: Sequence[Callable[[], Awaitable[Any]]
     server's mean per call (its backends' CPU is counted in 10 ms ticks, too coarse for one
     call). On a machine whose load exceeds its cores, wall-clock time is mostly waiting for
     a core: the CPU figures are what an idle machine would show, give or take I/O waits.
-    With ``labels`` (one per call), also the wall-clock and CPU p95 per label."""
+    With ``labels`` (one per call), also the wall-clock and CPU p95 per label, and the
+    server's mean per label (calls with one label should then run one after the other)."""
     wall: list[float] = []
     cpu: list[float] = []
+    server_by_label: dict[str, float] = {}
     meter = CpuMeter(db)
     await meter.start()
-    for call in calls:
+    total_server = 0.0
+    has_server = True
+    for i, call in enumerate(calls):
+        if labels is not None and i and labels[i] != labels[i - 1]:
+            # Consecutive calls with one label: the server's CPU for that run of calls.
+            used = (await meter.stop())["server_cpu_s"]
+            has_server = used is not None
+            if has_server:
+                total_server += used
+                server_by_label[labels[i - 1]] = server_by_label.get(labels[i - 1], 0.0) + used
+            await meter.start()
         c0, t0 = time.process_time(), time.perf_counter()
         await call()
         wall.append((time.perf_counter() - t0) * 1000)
         cpu.append((time.process_time() - c0) * 1000)
-    used = await meter.stop()
+    used = (await meter.stop())["server_cpu_s"]
+    has_server = has_server and used is not None
+    if has_server and calls:
+        total_server += used
+        if labels is not None:
+            server_by_label[labels[-1]] = server_by_label.get(labels[-1], 0.0) + used
     cpu_stats = percentiles(cpu)
     result: dict[str, Any] = {**percentiles(wall), "client_cpu_p50_ms": cpu_stats["p50_ms"],
                               "client_cpu_p95_ms": cpu_stats["p95_ms"]}
-    if used["server_cpu_s"] is not None and wall:
-        result["server_cpu_mean_ms"] = round(used["server_cpu_s"] * 1000 / len(wall), 2)
+    if has_server and wall:
+        result["server_cpu_mean_ms"] = round(total_server * 1000 / len(wall), 2)
     if labels is not None:
-        result["by_label"] = {
-            label: {"p95_ms": percentiles([w for w, lb in zip(wall, labels) if lb == label])["p95_ms"],
-                    "client_cpu_p95_ms": percentiles([c for c, lb in zip(cpu, labels) if lb == label])["p95_ms"]}
-            for label in dict.fromkeys(labels)}
+        result["by_label"] = {}
+        for label in dict.fromkeys(labels):
+            mine = [k for k, lb in enumerate(labels) if lb == label]
+            entry = {"p95_ms": percentiles([wall[k] for k in mine])["p95_ms"],
+                     "client_cpu_p95_ms": percentiles([cpu[k] for k in mine])["p95_ms"]}
+            if has_server:
+                entry["server_cpu_mean_ms"] = round(server_by_label.get(label, 0.0) * 1000 / len(mine), 2)
+            result["by_label"][label] = entry
     return result
 
 
