@@ -31,13 +31,13 @@ import secrets  # noqa: E402
 import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 
-from sqlalchemy import insert, text, update  # noqa: E402
+from sqlalchemy import insert, update  # noqa: E402
 
 from core.cases import CaseService  # noqa: E402
 from core.contacts.identities import EMAIL, PHONE, Newcomer, identify  # noqa: E402
 from core.contacts.service import ContactService  # noqa: E402
 from core.outgoing import Outgoing  # noqa: E402
-from bench.support import add_database_argument, emit, machine_load, on_each_database, timed_calls  # noqa: E402
+from bench.support import add_database_argument, emit, machine_load, on_each_database, settle, timed_calls  # noqa: E402
 from core.persistence import Database  # noqa: E402
 from core.persistence.schema import contacts, organizations  # noqa: E402
 from core.ports import SystemClock  # noqa: E402
@@ -82,11 +82,7 @@ async def load(db: Database, n: int, rng: random.Random) -> tuple[float, list[di
                 await conn.execute(update(contacts).where(contacts.c.id == cid).values(
                     organization_id=rng.choice(org_ids)))
     elapsed = time.perf_counter() - started
-    if db.dialect == "postgresql":
-        # Committed: statistics gathered in a transaction that rolls back are lost. (In
-        # production autovacuum analyzes a growing table by itself.)
-        async with db.transaction() as conn:
-            await conn.execute(text("ANALYZE"))
+    await settle(db)  # not timed: the load rate is the creation's
     return n / elapsed, sample
 
 

@@ -29,7 +29,7 @@ from datetime import UTC, datetime  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from core.cases import CaseFilter, CaseService  # noqa: E402
-from bench.support import add_database_argument, bulk_insert, emit, machine_load, on_each_database, timed_calls  # noqa: E402
+from bench.support import add_database_argument, bulk_insert, emit, machine_load, on_each_database, settle, timed_calls  # noqa: E402
 from core.outgoing import Outgoing  # noqa: E402
 from core.persistence import Database  # noqa: E402
 from core.persistence.schema import cases, contacts, messages  # noqa: E402
@@ -73,13 +73,7 @@ async def fill(db: Database, n_messages: int, rng: random.Random) -> int:
             for table in ("contacts", "cases"):
                 await conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {n_cases})"))
 
-    if not db.is_sqlite:
-        # What autovacuum does to tables that grew (this machine's server runs with it off):
-        # statistics for the planner and core.search's plans, and the GIN indexes' pending
-        # lists merged (each search would otherwise read them through).
-        async with db.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await conn.execute(text("VACUUM ANALYZE"))
+    await settle(db)
     return n_cases
 
 

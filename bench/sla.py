@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo  # noqa: E402
 
 from sqlalchemy import insert  # noqa: E402
 
-from bench.support import add_database_argument, emit, machine_load, on_each_database, timed_calls  # noqa: E402
+from bench.support import add_database_argument, emit, machine_load, on_each_database, settle, timed_calls  # noqa: E402
 from core.cases import CaseFilter, CaseService  # noqa: E402
 from core.notifications import AgentNotifier  # noqa: E402
 from core.outgoing import Outgoing  # noqa: E402
@@ -76,9 +76,7 @@ async def fill(db: Database, total: int, open_cases: int) -> None:
             })
         async with db.transaction() as conn:
             await conn.execute(insert(cases_table), rows)
-    if not db.is_sqlite:
-        async with db.engine.connect() as conn:
-            await conn.exec_driver_sql("ANALYZE cases")
+    await settle(db)
 
 
 async def timed(db: Database, fn, repeat: int) -> dict[str, float]:

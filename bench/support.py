@@ -103,6 +103,20 @@ async def bulk_insert(db: Database, table: Any, rows: Sequence[dict[str, Any]]) 
             table.name, records=[tuple(r[c] for c in columns) for r in rows], columns=columns)
 
 
+async def settle(db: Database) -> None:
+    """After a bulk fill, what a running service's housekeeping would have done by the
+    time anyone searches: on PostgreSQL, VACUUM ANALYZE (statistics for the planners, the
+    GIN indexes' pending lists merged; this machine's server runs with autovacuum off); on
+    SQLite, the WAL copied back into the database file and truncated (the checkpointer's
+    passive checkpoints fall behind a sustained bulk load, and reads then go through a WAL
+    of gigabytes)."""
+    from sqlalchemy import text
+
+    async with db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)" if db.is_sqlite else "VACUUM ANALYZE"))
+
+
 class CpuMeter:
     """CPU time spent on a piece of work: this process's (every thread: aiosqlite runs
     SQLite in one) and, on PostgreSQL, the server's backends for this database, read from
