@@ -33,14 +33,14 @@ from datetime import UTC, datetime  # noqa: E402
 
 from sqlalchemy import insert, update  # noqa: E402
 
-from core.cases import CaseService  # noqa: E402
-from core.contacts.identities import EMAIL, PHONE, Newcomer, identify  # noqa: E402
-from core.contacts.service import ContactService  # noqa: E402
-from core.outgoing import Outgoing  # noqa: E402
+from posventa.core.cases import CaseService  # noqa: E402
+from posventa.core.contacts.identities import EMAIL, PHONE, Newcomer, identify  # noqa: E402
+from posventa.core.contacts.service import ContactService  # noqa: E402
+from posventa.core.outgoing import Outgoing  # noqa: E402
 from bench.support import add_database_argument, emit, machine_load, on_each_database, settle, timed_calls  # noqa: E402
-from core.persistence import Database  # noqa: E402
-from core.persistence.schema import contacts, organizations  # noqa: E402
-from core.ports import SystemClock  # noqa: E402
+from posventa.core.persistence import Database  # noqa: E402
+from posventa.core.persistence.schema import contacts, organizations  # noqa: E402
+from posventa.core.ports import SystemClock  # noqa: E402
 
 CHUNK = 5000
 TARGET_P95_MS = 20.0

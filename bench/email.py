@@ -160,9 +160,9 @@ async def posventa(url: str, mails: int, connections: int, tmp: Path, processes:
         write_config(cfg, url, tmp, smtp_port, free_port())
         configs.append(cfg)
     if not url.startswith("sqlite"):
-        subprocess.run([sys.executable, "-m", "cli", "db", "upgrade", "--config", str(configs[0])], cwd=REPO,
+        subprocess.run([sys.executable, "-m", "posventa", "db", "upgrade", "--config", str(configs[0])], cwd=REPO,
                        check=True, capture_output=True)
-    procs = [subprocess.Popen([sys.executable, "-m", "cli", "serve", "--config", str(cfg)], cwd=tmp,
+    procs = [subprocess.Popen([sys.executable, "-m", "posventa", "serve", "--config", str(cfg)], cwd=tmp,
                               env={**os.environ, "PYTHONPATH": str(REPO)}) for cfg in configs]
     try:
         for smtp_port in smtp_ports:
@@ -177,8 +177,8 @@ async def posventa(url: str, mails: int, connections: int, tmp: Path, processes:
     sys.path.insert(0, str(REPO))
     from sqlalchemy import select
 
-    from core.persistence import Database
-    from core.persistence.schema import messages
+    from posventa.core.persistence import Database
+    from posventa.core.persistence.schema import messages
 
     db = Database(url)
     try:

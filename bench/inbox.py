@@ -30,11 +30,11 @@ import time  # noqa: E402
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, text  # noqa: E402
 
 from bench.support import CpuMeter, add_database_argument, emit, on_each_database  # noqa: E402
-from core.domain import ChannelName, InboundMessage  # noqa: E402
-from core.inbox import InboxService  # noqa: E402
-from core.outgoing import Outgoing  # noqa: E402
-from core.persistence import Database  # noqa: E402
-from core.ports import SystemClock  # noqa: E402
+from posventa.core.domain import ChannelName, InboundMessage  # noqa: E402
+from posventa.core.inbox import InboxService  # noqa: E402
+from posventa.core.outgoing import Outgoing  # noqa: E402
+from posventa.core.persistence import Database  # noqa: E402
+from posventa.core.ports import SystemClock  # noqa: E402
 
 # The SLA clock and the full-text index are imported where they are used, so this script
 # also runs on revisions from before them (bench/compare.py --same-scripts).
@@ -104,7 +104,7 @@ async def pipeline(db: Database, messages: int, customers: int, *, sla: object |
 
 async def drop_fulltext(db: Database) -> None:
     """The schema as it was before issue 21's full-text index (see migration i21_fulltext)."""
-    from core.persistence.schema import FULLTEXT_COLUMN, FULLTEXT_TABLES
+    from posventa.core.persistence.schema import FULLTEXT_COLUMN, FULLTEXT_TABLES
 
     async with db.transaction() as conn:
         if db.is_sqlite:
@@ -128,9 +128,9 @@ async def run_one(db: Database, args) -> dict:
         # The SLA clock's cost (due times on new cases, next-response targets on each
         # message): the same load with and without it, alternating on the same database,
         # the best of each (a shared machine's noise only ever slows a round down).
-        from core.config import Config
-        from core.sla import build_sla_setup
-        from core.sla_store import CaseClockStore
+        from posventa.core.config import Config
+        from posventa.core.sla import build_sla_setup
+        from posventa.core.sla_store import CaseClockStore
 
         store = CaseClockStore(build_sla_setup(Config()))
         plain_runs, sla_runs = [result], []

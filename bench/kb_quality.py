@@ -34,8 +34,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from kb.matcher import KbDocument  # noqa: E402
-from kb.search import KbSearch  # noqa: E402
+from posventa.kb.matcher import KbDocument  # noqa: E402
+from posventa.kb.search import KbSearch  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "kb-eval"
 

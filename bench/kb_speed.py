@@ -40,9 +40,9 @@ if str(REPO) not in sys.path:
 
 from rapidfuzz import fuzz, process  # noqa: E402
 
-from kb.matcher import KbDocument  # noqa: E402
-from kb.normalize import passages  # noqa: E402
-from kb.search import KbSearch  # noqa: E402
+from posventa.kb.matcher import KbDocument  # noqa: E402
+from posventa.kb.normalize import passages  # noqa: E402
+from posventa.kb.search import KbSearch  # noqa: E402
 
 DATA = REPO / "tests" / "data" / "kb-eval"
 

@@ -28,12 +28,12 @@ from datetime import UTC, datetime  # noqa: E402
 
 from sqlalchemy import text  # noqa: E402
 
-from core.cases import CaseFilter, CaseService  # noqa: E402
+from posventa.core.cases import CaseFilter, CaseService  # noqa: E402
 from bench.support import add_database_argument, bulk_insert, emit, machine_load, on_each_database, settle, timed_calls  # noqa: E402
-from core.outgoing import Outgoing  # noqa: E402
-from core.persistence import Database  # noqa: E402
-from core.persistence.schema import cases, contacts, messages  # noqa: E402
-from core.ports import SystemClock  # noqa: E402
+from posventa.core.outgoing import Outgoing  # noqa: E402
+from posventa.core.persistence import Database  # noqa: E402
+from posventa.core.persistence.schema import cases, contacts, messages  # noqa: E402
+from posventa.core.ports import SystemClock  # noqa: E402
 
 PER_CASE = 10
 VOCABULARY = ("pedido envío factura licença renovación garantía impresora pantalla batería cargador "

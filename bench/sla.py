@@ -30,12 +30,12 @@ from zoneinfo import ZoneInfo  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
 from bench.support import add_database_argument, emit, machine_load, on_each_database, settle, timed_calls  # noqa: E402
-from core.cases import CaseFilter, CaseService  # noqa: E402
-from core.notifications import AgentNotifier  # noqa: E402
-from core.outgoing import Outgoing  # noqa: E402
-from core.persistence import Database  # noqa: E402
-from core.persistence.schema import agent_states, contacts, users  # noqa: E402
-from core.persistence.schema import cases as cases_table  # noqa: E402
+from posventa.core.cases import CaseFilter, CaseService  # noqa: E402
+from posventa.core.notifications import AgentNotifier  # noqa: E402
+from posventa.core.outgoing import Outgoing  # noqa: E402
+from posventa.core.persistence import Database  # noqa: E402
+from posventa.core.persistence.schema import agent_states, contacts, users  # noqa: E402
+from posventa.core.persistence.schema import cases as cases_table  # noqa: E402
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 

@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from core.persistence import Database, upgrade
+from posventa.core.persistence import Database, upgrade
 
 #: The server the PostgreSQL runs use (trust auth); each run creates and drops its own database.
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"

@@ -37,13 +37,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, text  # noqa: E402
 
 from bench.support import add_database_argument, emit, on_each_database  # noqa: E402
-from core.config import SurveysConfig  # noqa: E402
-from core.outgoing import Outgoing  # noqa: E402
-from core.persistence import Database  # noqa: E402
-from core.persistence.schema import outbox, rule_instances  # noqa: E402
-from core.surveys import PanelFilter, Surveys  # noqa: E402
-from core.surveys.sales import Customer, SaleError, SaleInput  # noqa: E402
-from core.surveys.windows import window_for  # noqa: E402
+from posventa.core.config import SurveysConfig  # noqa: E402
+from posventa.core.outgoing import Outgoing  # noqa: E402
+from posventa.core.persistence import Database  # noqa: E402
+from posventa.core.persistence.schema import outbox, rule_instances  # noqa: E402
+from posventa.core.surveys import PanelFilter, Surveys  # noqa: E402
+from posventa.core.surveys.sales import Customer, SaleError, SaleInput  # noqa: E402
+from posventa.core.surveys.windows import window_for  # noqa: E402
 
 TZ = "America/Argentina/Buenos_Aires"
 PROFILES = 20

@@ -48,15 +48,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
 import aiohttp  # noqa: E402
-import bots.telegram  # noqa: E402,F401  (sets PTB_TIMEDELTA before PTB builds any error)
+import posventa.bots.telegram  # noqa: E402,F401  (sets PTB_TIMEDELTA before PTB builds any error)
 from sqlalchemy import func, select  # noqa: E402
 from telegram import Update  # noqa: E402
 from telegram.ext import Application, ContextTypes, MessageHandler, filters  # noqa: E402
 
-from core.config import Config  # noqa: E402
-from core.persistence import Database, upgrade  # noqa: E402
-from core.persistence.schema import messages, outbox  # noqa: E402
-from service import Service  # noqa: E402
+from posventa.core.config import Config  # noqa: E402
+from posventa.core.persistence import Database, upgrade  # noqa: E402
+from posventa.core.persistence.schema import messages, outbox  # noqa: E402
+from posventa.service import Service  # noqa: E402
 from tests.fakes.telegram_api import FakeTelegram  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -305,7 +305,7 @@ async def run_serve_processes(url: str, updates: list[dict[str, Any]], customers
                 ports.append(free_port())
                 config = Path(tmp) / f"serve{n}.toml"
                 serve_config(config, url=url, data_dir=Path(tmp) / "data", http_port=ports[-1], fake=fake)
-                argvs.append([sys.executable, "-m", "cli", "serve", "--config", str(config)])
+                argvs.append([sys.executable, "-m", "posventa", "serve", "--config", str(config)])
             sent = SentCounter(fake)
             with Processes(argvs) as procs:
                 for port in ports:

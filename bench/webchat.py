@@ -364,7 +364,7 @@ async def pg_drop(name: str) -> None:
 
 
 def cli(*args: str, config: Path) -> None:
-    subprocess.run([sys.executable, "-m", "cli", *args, "--config", str(config)], cwd=REPO, check=True,
+    subprocess.run([sys.executable, "-m", "posventa", *args, "--config", str(config)], cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL)
 
 
@@ -387,7 +387,7 @@ async def bench_service(kind: str, workdir: Path, args: argparse.Namespace) -> d
         service_config(config, database_url=url, port=port, data_dir=workdir / f"data-{kind}")
         configs.append(config)
         servers.append(Server(f"posventa serve ({kind})",
-                              [sys.executable, "-m", "cli", "serve", "--config", str(config)],
+                              [sys.executable, "-m", "posventa", "serve", "--config", str(config)],
                               port, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
     try:
         await asyncio.to_thread(cli, "db", "upgrade", config=configs[0])

@@ -13,9 +13,9 @@ root (``service.py``, ``cli.py``) is the one place outside core that wires persi
   ``CaseLookup`` (a customer's identity and cases, read-only), and ``core.ports``.
 """
 
-from core.case_lookup import CaseLine, CaseLookup
-from core.event_ledger import EventLedger
-from core.persistence.database import Database
-from core.persistence.schema import Id, UTCDateTime, metadata
+from posventa.core.case_lookup import CaseLine, CaseLookup
+from posventa.core.event_ledger import EventLedger
+from posventa.core.persistence.database import Database
+from posventa.core.persistence.schema import Id, UTCDateTime, metadata
 
 __all__ = ["CaseLine", "CaseLookup", "Database", "EventLedger", "Id", "UTCDateTime", "metadata"]

@@ -27,12 +27,12 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.business_hours import BusinessCalendar
-from core.domain import Activity
-from core.errors import NotFound, ValidationError
-from core.persistence import Database
-from core.persistence.schema import agent_states, case_events, cases, users
-from core.ports import Clock
+from posventa.core.business_hours import BusinessCalendar
+from posventa.core.domain import Activity
+from posventa.core.errors import NotFound, ValidationError
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import agent_states, case_events, cases, users
+from posventa.core.ports import Clock
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class Assigner:
     async def update_agent(self, user_id: int, *, capacity: int | None = None, sectors: Sequence[str] | None = None,
                            available: bool | None = None, telegram_user_id: int | None = None,
                            email: str | None = None, notify: Any = None) -> dict[str, Any]:
-        from core.notifications import check_preferences  # preferences' rules live there
+        from posventa.core.notifications import check_preferences  # preferences' rules live there
 
         values: dict[str, Any] = {}
         if email is not None:
@@ -310,7 +310,7 @@ class Assigner:
 
 
 def preferences(stored: Any) -> dict[str, dict[str, bool]]:
-    from core.notifications import preferences as effective
+    from posventa.core.notifications import preferences as effective
 
     return effective(stored)
 

@@ -15,7 +15,7 @@ import time
 from typing import Any
 from pathlib import Path
 
-from core.domain import AttachmentRef
+from posventa.core.domain import AttachmentRef
 
 _SAFE_NAME = re.compile(r"[^\w.\- ]+", re.UNICODE)
 INLINE_WRITE_BYTES = 64 * 1024

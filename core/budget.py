@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from babel.numbers import format_currency, list_currencies
 
-from core.domain import BudgetMode
+from posventa.core.domain import BudgetMode
 
 #: ``cases.budget_mode`` of a case without a mode of its own.
 FOLLOW_PROCESS = "process"

@@ -23,13 +23,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.business_hours import WEEKDAYS, build_calendar
-from core.errors import ValidationError
-from core.persistence import Database
-from core.persistence.schema import calendar_overrides
-from core.ports import Clock
-from core.sla import SlaSetup, build_sla_setup
-from core.tasks import cancel_and_wait
+from posventa.core.business_hours import WEEKDAYS, build_calendar
+from posventa.core.errors import ValidationError
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import calendar_overrides
+from posventa.core.ports import Clock
+from posventa.core.sla import SlaSetup, build_sla_setup
+from posventa.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class CalendarEditor:
 
     def configured(self) -> dict[str, dict[str, Any]]:
         """Config's calendars, as definitions."""
-        from core.config import CalendarConfig  # the built-in default calendar's values
+        from posventa.core.config import CalendarConfig  # the built-in default calendar's values
 
         out = {}
         for c in self._config.calendars or (CalendarConfig(),):
@@ -161,7 +161,7 @@ class CalendarEditor:
             log.exception("calendars: reload after another process's edit failed")
 
     def _setup(self, stored: Mapping[str, Mapping[str, Any]]) -> SlaSetup:
-        from core.config import CalendarConfig
+        from posventa.core.config import CalendarConfig
 
         configured = {c.name: c for c in (self._config.calendars or (CalendarConfig(),))}
         for name, d in stored.items():

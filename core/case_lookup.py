@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.domain import Activity, AttachmentRef, ChannelName, Direction
-from core.outgoing import Recipient
-from core.persistence import Database
-from core.persistence.schema import attachments, cases, contact_identities, messages, outbox
+from posventa.core.domain import Activity, AttachmentRef, ChannelName, Direction
+from posventa.core.outgoing import Recipient
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import attachments, cases, contact_identities, messages, outbox
 
 
 @dataclass(frozen=True, slots=True)

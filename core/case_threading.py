@@ -40,10 +40,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.contacts.identities import KnownIdentity
-from core.domain import Activity, CaseType, ChannelName, InboundMessage
-from core.persistence.lookup import any_key, key_values
-from core.persistence.schema import case_events, cases, messages
+from posventa.core.contacts.identities import KnownIdentity
+from posventa.core.domain import Activity, CaseType, ChannelName, InboundMessage
+from posventa.core.persistence.lookup import any_key, key_values
+from posventa.core.persistence.schema import case_events, cases, messages
 
 DEFAULT_REOPEN_DAYS = 7
 REOPENED_DETAIL = "reopened by the customer"

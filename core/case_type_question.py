@@ -17,14 +17,14 @@ from dataclasses import replace
 
 from sqlalchemy import insert, update
 
-from core.domain import Activity, Choice, ChoiceAnswer, InboundMessage
-from core.inbox_hooks import ChoiceContext
-from core.outgoing import ComposedMessage
-from core.persistence.schema import case_events, cases
-from core.replies import case_type_from_reply
-from core.sla_store import CaseClockStore
-from core.texts import case_type_name
-from core.workflow import CLASSIFIED_TYPES, MissingCaseType, check_transition
+from posventa.core.domain import Activity, Choice, ChoiceAnswer, InboundMessage
+from posventa.core.inbox_hooks import ChoiceContext
+from posventa.core.outgoing import ComposedMessage
+from posventa.core.persistence.schema import case_events, cases
+from posventa.core.replies import case_type_from_reply
+from posventa.core.sla_store import CaseClockStore
+from posventa.core.texts import case_type_name
+from posventa.core.workflow import CLASSIFIED_TYPES, MissingCaseType, check_transition
 
 CASE_TYPE_QUESTION = "case_type"
 

@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.budget import FOLLOW_PROCESS, BudgetPolicy, money
-from core.budget import total as budget_total
-from core.domain import (
+from posventa.core.budget import FOLLOW_PROCESS, BudgetPolicy, money
+from posventa.core.budget import total as budget_total
+from posventa.core.domain import (
     Activity,
     Author,
     BudgetMode,
@@ -28,14 +28,14 @@ from core.domain import (
     Direction,
     KbAction,
 )
-from core.contacts.identities import EMAIL, PHONE, create_contact, identity_owners
-from core.contacts.normalize import email_address, phone_number
-from core.errors import NotFound, StaleReply, ValidationError
-from core.notices import CustomerNotices
-from core.outgoing import CUSTOMER_CHANNELS, Outgoing, ComposedMessage, Recipient, email_thread_for_case
-from core.outbox import delivery_states
-from core.persistence import Database
-from core.persistence.schema import (
+from posventa.core.contacts.identities import EMAIL, PHONE, create_contact, identity_owners
+from posventa.core.contacts.normalize import email_address, phone_number
+from posventa.core.errors import NotFound, StaleReply, ValidationError
+from posventa.core.notices import CustomerNotices
+from posventa.core.outgoing import CUSTOMER_CHANNELS, Outgoing, ComposedMessage, Recipient, email_thread_for_case
+from posventa.core.outbox import delivery_states
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import (
     attachments,
     budget_lines,
     case_events,
@@ -51,13 +51,13 @@ from core.persistence.schema import (
     sales,
     survey_rules,
 )
-from core.ports import Clock
-from core.search import hits as search_hits
-from core.search import TERM_STATS_MAX_AGE_S, TermStats, parse_query, read_term_stats
-from core.search import snippets as search_snippets
-from core.sla import activity_changed, agent_replied, breach_of, breaches_of, opened, urgency
-from core.sla_store import CaseClockStore
-from core.workflow import CLASSIFIED_TYPES, check_transition
+from posventa.core.ports import Clock
+from posventa.core.search import hits as search_hits
+from posventa.core.search import TERM_STATS_MAX_AGE_S, TermStats, parse_query, read_term_stats
+from posventa.core.search import snippets as search_snippets
+from posventa.core.sla import activity_changed, agent_replied, breach_of, breaches_of, opened, urgency
+from posventa.core.sla_store import CaseClockStore
+from posventa.core.workflow import CLASSIFIED_TYPES, check_transition
 
 MAX_TEXT = 100_000
 

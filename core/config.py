@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.budget import is_currency
-from core.domain import LANGUAGES, BudgetMode
-from core.errors import ConfigError, ValidationError
-from core.uploads import UPLOAD_KINDS
+from posventa.core.budget import is_currency
+from posventa.core.domain import LANGUAGES, BudgetMode
+from posventa.core.errors import ConfigError, ValidationError
+from posventa.core.uploads import UPLOAD_KINDS
 
 MAX_CONFIG_BYTES = 1_000_000
 #: The ceiling for ``[webchat] max_upload_bytes``: a chat is no file transfer service.
@@ -612,7 +612,7 @@ def validate(config: Config) -> None:
 
 def _validate_sla(config: Config) -> None:
     """Calendars and policies are built once here, so that a bad one stops start-up."""
-    from core.sla import build_sla_setup  # the SLA rules live there, in one place
+    from posventa.core.sla import build_sla_setup  # the SLA rules live there, in one place
 
     try:
         build_sla_setup(config)

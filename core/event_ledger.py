@@ -15,10 +15,10 @@ from datetime import datetime
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from core.outgoing import ComposedMessage, Outgoing
-from core.persistence import Database
-from core.persistence.schema import processed_events
-from core.ports import Clock
+from posventa.core.outgoing import ComposedMessage, Outgoing
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import processed_events
+from posventa.core.ports import Clock
 
 #: The column's width: longer ids are cut (consistently, on every call).
 MAX_EVENT_ID = 200

@@ -26,7 +26,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import StorageUnavailable
+from posventa.core.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core import inbox_steps as steps
-from core.case_threading import (
+from posventa.core import inbox_steps as steps
+from posventa.core.case_threading import (
     DEFAULT_REOPEN_DAYS,
     CaseRef,
     OpenNew,
@@ -40,20 +40,20 @@ from core.case_threading import (
     thread_lookups,
     write_reopened,
 )
-from core.case_type_question import CASE_TYPE_QUESTION, CaseTypeAnswers, typed_answer
-from core.contacts.identities import KnownIdentity
-from core.domain import CaseType, ChannelName, Direction, InboundMessage, Receipt, storable
-from core.group_commit import GroupCommit
-from core.inbox_hooks import ChoiceAnswers, ConversationHook, HookContext, StoredMessage
-from core.inbox_steps import MAX_TEXT, MAX_TITLE, ident_key
-from core.outgoing import Outgoing, ComposedMessage, Recipient
-from core.persistence import Database
-from core.persistence.schema import message_edits, messages
-from core.ports import Clock
-from core.sla import SlaPolicy
-from core.sla_store import CaseClockStore
-from core.suggestions import KB_FEEDBACK_QUESTION, KbFeedbackAnswers
-from core.texts import pick_language
+from posventa.core.case_type_question import CASE_TYPE_QUESTION, CaseTypeAnswers, typed_answer
+from posventa.core.contacts.identities import KnownIdentity
+from posventa.core.domain import CaseType, ChannelName, Direction, InboundMessage, Receipt, storable
+from posventa.core.group_commit import GroupCommit
+from posventa.core.inbox_hooks import ChoiceAnswers, ConversationHook, HookContext, StoredMessage
+from posventa.core.inbox_steps import MAX_TEXT, MAX_TITLE, ident_key
+from posventa.core.outgoing import Outgoing, ComposedMessage, Recipient
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import message_edits, messages
+from posventa.core.ports import Clock
+from posventa.core.sla import SlaPolicy
+from posventa.core.sla_store import CaseClockStore
+from posventa.core.suggestions import KB_FEEDBACK_QUESTION, KbFeedbackAnswers
+from posventa.core.texts import pick_language
 
 __all__ = ["CASE_TYPE_QUESTION", "KB_FEEDBACK_QUESTION", "MAX_TEXT", "MAX_TITLE", "ConversationHook",
            "HookContext", "InboxService", "StoredMessage"]

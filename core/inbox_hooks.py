@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.domain import ChannelName, InboundMessage
-from core.outgoing import ComposedMessage, Recipient
-from core.texts import text
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.outgoing import ComposedMessage, Recipient
+from posventa.core.texts import text
 
 
 @dataclass(frozen=True, slots=True)

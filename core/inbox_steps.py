@@ -29,20 +29,20 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.budget import FOLLOW_PROCESS
-from core.business_hours import CONTACT_TIMEZONE_ATTRIBUTE, customer_zone, opening_notice
-from core.case_threading import CaseRef, JoinableCases
-from core.case_type_question import CASE_TYPE_QUESTION, case_type_choices
-from core.contacts.identities import KnownIdentity, Newcomer, identify as identify_contacts
-from core.domain import Activity, Author, CaseType, ChannelName, Choice, Direction, InboundMessage, Receipt
-from core.inbox_hooks import AnsweredCase, ChoiceAnswers, ChoiceContext, ConversationHook, HookContext
-from core.outgoing import ComposedMessage, Recipient
-from core.persistence.bulk import insert_ids
-from core.persistence.lookup import Match, any_key, by_unique_key, key_values
-from core.persistence.schema import attachments, case_events, cases, contacts, messages
-from core.sla import SlaPolicy, opened
-from core.sla_store import CaseClockStore
-from core.texts import pick_language, text
+from posventa.core.budget import FOLLOW_PROCESS
+from posventa.core.business_hours import CONTACT_TIMEZONE_ATTRIBUTE, customer_zone, opening_notice
+from posventa.core.case_threading import CaseRef, JoinableCases
+from posventa.core.case_type_question import CASE_TYPE_QUESTION, case_type_choices
+from posventa.core.contacts.identities import KnownIdentity, Newcomer, identify as identify_contacts
+from posventa.core.domain import Activity, Author, CaseType, ChannelName, Choice, Direction, InboundMessage, Receipt
+from posventa.core.inbox_hooks import AnsweredCase, ChoiceAnswers, ChoiceContext, ConversationHook, HookContext
+from posventa.core.outgoing import ComposedMessage, Recipient
+from posventa.core.persistence.bulk import insert_ids
+from posventa.core.persistence.lookup import Match, any_key, by_unique_key, key_values
+from posventa.core.persistence.schema import attachments, case_events, cases, contacts, messages
+from posventa.core.sla import SlaPolicy, opened
+from posventa.core.sla_store import CaseClockStore
+from posventa.core.texts import pick_language, text
 
 MAX_TITLE = 300
 MAX_TEXT = 200_000

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import filetype
 from sqlalchemy import insert, select, update
 
-from core.attachments import AttachmentStore, safe_filename
-from core.errors import NotFound, ValidationError
-from core.persistence import Database
-from core.persistence.schema import cases, kb_images
-from core.ports import Clock
+from posventa.core.attachments import AttachmentStore, safe_filename
+from posventa.core.errors import NotFound, ValidationError
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import cases, kb_images
+from posventa.core.ports import Clock
 
 #: Where the console serves a KB image; the Markdown the agent writes carries this path.
 KB_IMAGE_PATH = "/console/kb/images/"

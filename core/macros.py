@@ -19,12 +19,12 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
-from core.cases import CaseService, _enum, _text
-from core.domain import Activity, CaseType
-from core.errors import NotFound, ValidationError
-from core.persistence import Database
-from core.persistence.schema import cases, contacts, macros
-from core.ports import Clock, TextTemplates
+from posventa.core.cases import CaseService, _enum, _text
+from posventa.core.domain import Activity, CaseType
+from posventa.core.errors import NotFound, ValidationError
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import cases, contacts, macros
+from posventa.core.ports import Clock, TextTemplates
 
 LANGUAGES = ("es", "pt", "en")
 MAX_BODY = 20_000

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from sqlalchemy import and_, select
 
-from core.attachments import AttachmentStore, IncomingFile
-from core.domain import Author, ChannelName
-from core.persistence import Database
-from core.persistence.schema import attachments, messages
+from posventa.core.attachments import AttachmentStore, IncomingFile
+from posventa.core.domain import Author, ChannelName
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import attachments, messages
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from core.case_threading import DEFAULT_REOPEN_DAYS
-from core.domain import Activity
+from posventa.core.case_threading import DEFAULT_REOPEN_DAYS
+from posventa.core.domain import Activity
 
 #: The built-in texts: (event, language) → template with {number}, {title}, {days}.
 BUILT_IN: Mapping[tuple[Activity, str], str] = {

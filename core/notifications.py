@@ -22,15 +22,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, case, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.assignment import Assigned
-from core.domain import ChannelName
-from core.errors import ValidationError
-from core.outgoing import Outgoing, ComposedMessage, Recipient
-from core.persistence import Database
-from core.persistence.schema import agent_states, cases
-from core.ports import Clock
-from core.sla import add_breach
-from core.texts import localized
+from posventa.core.assignment import Assigned
+from posventa.core.domain import ChannelName
+from posventa.core.errors import ValidationError
+from posventa.core.outgoing import Outgoing, ComposedMessage, Recipient
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import agent_states, cases
+from posventa.core.ports import Clock
+from posventa.core.sla import add_breach
+from posventa.core.texts import localized
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.domain import ChannelName, OutboxStatus
-from core.errors import PermanentDeliveryError, StorageUnavailable, TransientDeliveryError
-from core.logs import log_fields
-from core.outgoing import CUSTOMER_CHANNELS, backoff_delay, outbound_from_row
-from core.persistence import Database
-from core.persistence.schema import case_events, contact_identities, outbox
-from core.ports import Channel, Clock
+from posventa.core.domain import ChannelName, OutboxStatus
+from posventa.core.errors import PermanentDeliveryError, StorageUnavailable, TransientDeliveryError
+from posventa.core.logs import log_fields
+from posventa.core.outgoing import CUSTOMER_CHANNELS, backoff_delay, outbound_from_row
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import case_events, contact_identities, outbox
+from posventa.core.ports import Channel, Clock
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.domain import (
+from posventa.core.domain import (
     Author,
     ChannelName,
     Choice,
@@ -26,8 +26,8 @@ from core.domain import (
     OutboxStatus,
     Suggestion,
 )
-from core.persistence.bulk import insert_ids
-from core.persistence.schema import messages, outbox
+from posventa.core.persistence.bulk import insert_ids
+from posventa.core.persistence.schema import messages, outbox
 
 #: Channels whose deliveries are customer-visible messages (stored in ``messages``).
 CUSTOMER_CHANNELS = frozenset({ChannelName.EMAIL, ChannelName.TELEGRAM, ChannelName.WEBCHAT})

@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from core.domain import ChannelName, InboundMessage, ClaimedDelivery, Receipt, Suggestion
+from posventa.core.domain import ChannelName, InboundMessage, ClaimedDelivery, Receipt, Suggestion
 
 
 @runtime_checkable

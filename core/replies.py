@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from core.domain import LANGUAGES, CaseType
-from core.texts import case_type_name
-from core.workflow import CLASSIFIED_TYPES
+from posventa.core.domain import LANGUAGES, CaseType
+from posventa.core.texts import case_type_name
+from posventa.core.workflow import CLASSIFIED_TYPES
 
 #: Longer first lines are prose ("tengo un reclamo por la factura y una consulta..."),
 #: not an answer to "request, complaint or incident?".

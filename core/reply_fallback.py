@@ -18,11 +18,11 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from core.domain import Author, ChannelName, ClaimedDelivery
-from core.outgoing import ComposedMessage, Outgoing, Recipient
-from core.persistence import Database
-from core.persistence.schema import cases, outbox, webchat_sessions
-from core.ports import Clock
+from posventa.core.domain import Author, ChannelName, ClaimedDelivery
+from posventa.core.outgoing import ComposedMessage, Outgoing, Recipient
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import cases, outbox, webchat_sessions
+from posventa.core.ports import Clock
 
 log = logging.getLogger(__name__)
 

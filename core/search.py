@@ -24,7 +24,7 @@ from sqlalchemy import Float, Integer, String, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Subquery
 
-from core.errors import ValidationError
+from posventa.core.errors import ValidationError
 
 MAX_QUERY_CHARS = 200
 #: More words than this only narrows further; the bound keeps a query's cost bounded.

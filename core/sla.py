@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from core.business_hours import BusinessCalendar, CalendarError, build_calendar
-from core.domain import Activity, CaseType, ChannelName
-from core.errors import ValidationError
+from posventa.core.business_hours import BusinessCalendar, CalendarError, build_calendar
+from posventa.core.domain import Activity, CaseType, ChannelName
+from posventa.core.errors import ValidationError
 
 FIRST_RESPONSE = "first_response"
 NEXT_RESPONSE = "next_response"
@@ -102,7 +102,7 @@ def build_sla_setup(config: Any) -> SlaSetup:
     calendars: dict[str, BusinessCalendar] = {}
     calendar_configs = config.calendars
     if not calendar_configs:
-        from core.config import CalendarConfig  # the built-in default calendar's values
+        from posventa.core.config import CalendarConfig  # the built-in default calendar's values
 
         calendar_configs = (CalendarConfig(),)
     for i, c in enumerate(calendar_configs):

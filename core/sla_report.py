@@ -52,11 +52,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.domain import Activity
-from core.errors import ValidationError
-from core.persistence import Database
-from core.persistence.schema import cases
-from core.sla import FIRST_RESPONSE, RESOLUTION
+from posventa.core.domain import Activity
+from posventa.core.errors import ValidationError
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import cases
+from posventa.core.sla import FIRST_RESPONSE, RESOLUTION
 
 GROUPINGS = ("agent", "sector", "channel", "type", "week")
 REPORTED_TARGETS = (FIRST_RESPONSE, RESOLUTION)

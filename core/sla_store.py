@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import Update, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.domain import Activity
-from core.persistence.lookup import any_key, key_values
-from core.persistence.schema import UTCDateTime, case_events, cases, categories, organizations
-from core.sla import (
+from posventa.core.domain import Activity
+from posventa.core.persistence.lookup import any_key, key_values
+from posventa.core.persistence.schema import UTCDateTime, case_events, cases, categories, organizations
+from posventa.core.sla import (
     CLOCK_COLUMNS,
     CaseClock,
     SlaPolicy,

@@ -17,14 +17,14 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.case_type_question import ENDED, ask_case_type, close_self_served
-from core.domain import ChannelName, Choice
-from core.inbox_hooks import ChoiceContext, StoredMessage
-from core.outgoing import CUSTOMER_CHANNELS, Outgoing, ComposedMessage, Recipient
-from core.persistence import Database
-from core.persistence.schema import case_suggestions, cases, contact_identities, messages
-from core.ports import AnswerSuggester, Clock
-from core.texts import text
+from posventa.core.case_type_question import ENDED, ask_case_type, close_self_served
+from posventa.core.domain import ChannelName, Choice
+from posventa.core.inbox_hooks import ChoiceContext, StoredMessage
+from posventa.core.outgoing import CUSTOMER_CHANNELS, Outgoing, ComposedMessage, Recipient
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import case_suggestions, cases, contact_identities, messages
+from posventa.core.ports import AnswerSuggester, Clock
+from posventa.core.texts import text
 
 log = logging.getLogger(__name__)
 

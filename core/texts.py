@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.domain import LANGUAGES, CaseType
+from posventa.core.domain import LANGUAGES, CaseType
 
 #: What every table has, and what a missing translation falls back to.
 FALLBACK_LANGUAGE = "es"

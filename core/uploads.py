@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import filetype
 
-from core.errors import ValidationError
-from core.texts import text
+from posventa.core.errors import ValidationError
+from posventa.core.texts import text
 
 #: What ``[webchat] upload_types`` may list.
 IMAGE, PDF, TEXT = "image", "pdf", "text"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.domain import Activity, CaseType
-from core.errors import InvalidTransition
+from posventa.core.domain import Activity, CaseType
+from posventa.core.errors import InvalidTransition
 
 A = Activity
 ALLOWED: Mapping[Activity, frozenset[Activity]] = {

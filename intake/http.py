@@ -15,9 +15,9 @@ from urllib.parse import quote
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from core.config import Network, parse_networks
-from core.errors import DomainError, InvalidTransition, NotFound, StaleReply, StorageUnavailable, ValidationError
-from core.workflow import MissingCaseType
+from posventa.core.config import Network, parse_networks
+from posventa.core.errors import DomainError, InvalidTransition, NotFound, StaleReply, StorageUnavailable, ValidationError
+from posventa.core.workflow import MissingCaseType
 
 log = logging.getLogger(__name__)
 

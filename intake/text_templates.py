@@ -16,7 +16,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from core.errors import ValidationError
+from posventa.core.errors import ValidationError
 
 #: What a body may use: printing, filters, tests, conditions, literals, attribute access.
 ALLOWED_NODES = (

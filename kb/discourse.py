@@ -37,8 +37,8 @@ from urllib.parse import quote
 import aiohttp
 import yarl
 
-from core.errors import PosventaError
-from core.rate_limit import TokenBucket
+from posventa.core.errors import PosventaError
+from posventa.core.rate_limit import TokenBucket
 
 __all__ = [
     "CreatedTopic",

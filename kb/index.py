@@ -21,14 +21,14 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from core.domain import Suggestion
-from core import Database
-from core.suggestions import confirmed_suggestions, linked_posts
-from core.tasks import cancel_and_wait
-from kb.embedding import SentenceEncoder
-from kb.matcher import KbDocument
-from kb.search import ENCODE_BATCH, KbSearch
-from kb.tables import kb_articles, kb_phrasings, kb_vectors
+from posventa.core.domain import Suggestion
+from posventa.core import Database
+from posventa.core.suggestions import confirmed_suggestions, linked_posts
+from posventa.core.tasks import cancel_and_wait
+from posventa.kb.embedding import SentenceEncoder
+from posventa.kb.matcher import KbDocument
+from posventa.kb.search import ENCODE_BATCH, KbSearch
+from posventa.kb.tables import kb_articles, kb_phrasings, kb_vectors
 
 log = logging.getLogger(__name__)
 

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kb.normalize import char_grams, passages, terms
-from kb.semantic import SemanticIndex
+from posventa.kb.normalize import char_grams, passages, terms
+from posventa.kb.semantic import SemanticIndex
 
 __all__ = ["KbDocument", "Match", "Matcher", "QUERY_MAX_CHARS", "SEMANTIC_WEIGHT"]
 

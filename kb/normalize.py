@@ -16,7 +16,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 
-from kb._stopwords import STOP_WORDS
+from posventa.kb._stopwords import STOP_WORDS
 
 __all__ = ["char_grams", "fold", "passages", "stem", "terms", "words"]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
-from core.cases import CaseService
-from core.domain import ChannelName, ClaimedDelivery
-from core.errors import NotFound, PermanentDeliveryError, TransientDeliveryError
-from core.kb_images import KbImages, referenced_ids, replace_references
-from kb.discourse import (
+from posventa.core.cases import CaseService
+from posventa.core.domain import ChannelName, ClaimedDelivery
+from posventa.core.errors import NotFound, PermanentDeliveryError, TransientDeliveryError
+from posventa.core.kb_images import KbImages, referenced_ids, replace_references
+from posventa.kb.discourse import (
     DiscourseAuthError,
     DiscourseBadResponse,
     DiscourseClient,

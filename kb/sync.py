@@ -19,11 +19,11 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from core import Database
-from core.ports import Clock
-from kb.discourse import DiscourseClient, DiscourseNotFound, Topic
-from kb.index import KbIndex, document_from_row
-from kb.tables import kb_articles, kb_sync_state
+from posventa.core import Database
+from posventa.core.ports import Clock
+from posventa.kb.discourse import DiscourseClient, DiscourseNotFound, Topic
+from posventa.kb.index import KbIndex, document_from_row
+from posventa.kb.tables import kb_articles, kb_sync_state
 
 log = logging.getLogger(__name__)
 

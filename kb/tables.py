@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Integer, LargeBinary, String, Table, Text
 
-from core import Id, UTCDateTime, metadata
+from posventa.core import Id, UTCDateTime, metadata
 
 kb_articles = Table(
     "kb_articles",

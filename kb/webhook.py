@@ -12,8 +12,8 @@ import logging
 
 from aiohttp import web
 
-from kb.sync import KbSync
-from kb.webhook_signature import InvalidWebhook, WebhookKind, parse_webhook, verify_webhook_signature
+from posventa.kb.sync import KbSync
+from posventa.kb.webhook_signature import InvalidWebhook, WebhookKind, parse_webhook, verify_webhook_signature
 
 log = logging.getLogger(__name__)
 PATH = "/kb/discourse/webhook"

@@ -3,9 +3,9 @@
 
 from alembic import context
 
-from core.persistence.schema import UTCDateTime, is_fulltext_object, metadata
-import bots.telegram.tables  # noqa: F401  (the Telegram adapter's case_links, on the same MetaData)
-import kb.tables  # noqa: F401  (registers kb's cache tables on the same MetaData)
+from posventa.core.persistence.schema import UTCDateTime, is_fulltext_object, metadata
+import posventa.bots.telegram.tables  # noqa: F401  (the Telegram adapter's case_links, on the same MetaData)
+import posventa.kb.tables  # noqa: F401  (registers kb's cache tables on the same MetaData)
 
 config = context.config
 

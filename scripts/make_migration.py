@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alembic import command  # noqa: E402
 
-from core.persistence import Database  # noqa: E402
-from core.persistence.migrate import MIGRATIONS_DIR, alembic_config, upgrade  # noqa: E402
+from posventa.core.persistence import Database  # noqa: E402
+from posventa.core.persistence.migrate import MIGRATIONS_DIR, alembic_config, upgrade  # noqa: E402
 
 
 async def main() -> None:

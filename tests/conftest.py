@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from core.persistence import Database, upgrade
+from posventa.core.persistence import Database, upgrade
 from tests.support import PG_ADMIN_DSN, pg_available, require_or_skip, throwaway_pg_database
 
 DB_KINDS = ["sqlite", "postgres"]

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from core.domain import ChannelName, ClaimedDelivery
-from core.errors import DeliveryError
+from posventa.core.domain import ChannelName, ClaimedDelivery
+from posventa.core.errors import DeliveryError
 
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 REPO = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def make_config(database_url: str, tmp_path: Path, **sections):
     a dict of overrides, e.g. ``email={"enabled": True}``."""
     import dataclasses
 
-    from core.config import Config, validate
+    from posventa.core.config import Config, validate
 
     base = Config()
     defaults = {

@@ -15,13 +15,13 @@ import os
 # form is process-wide and harmless for us: client.retry_after_seconds reads either form.
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
-from bots.telegram.bot import TelegramBot  # noqa: E402
-from bots.telegram.channel import BotLink, DeskChannel, FloodGate, TelegramChannel  # noqa: E402
-from bots.telegram.customer import CustomerSide  # noqa: E402
-from bots.telegram.desk import DeskSide  # noqa: E402
-from bots.telegram.poller import Poller  # noqa: E402
-from bots.telegram.router import UpdateRouter  # noqa: E402
-from bots.telegram.webhook import WEBHOOK_PATH, WebhookEndpoint  # noqa: E402
+from posventa.bots.telegram.bot import TelegramBot  # noqa: E402
+from posventa.bots.telegram.channel import BotLink, DeskChannel, FloodGate, TelegramChannel  # noqa: E402
+from posventa.bots.telegram.customer import CustomerSide  # noqa: E402
+from posventa.bots.telegram.desk import DeskSide  # noqa: E402
+from posventa.bots.telegram.poller import Poller  # noqa: E402
+from posventa.bots.telegram.router import UpdateRouter  # noqa: E402
+from posventa.bots.telegram.webhook import WEBHOOK_PATH, WebhookEndpoint  # noqa: E402
 
 __all__ = [
     "WEBHOOK_PATH",

@@ -18,24 +18,24 @@ from collections.abc import Awaitable, Callable
 from telegram import BotCommand
 from telegram.error import TelegramError
 
-from bots.telegram.channel import BotLink, DeskChannel, FloodGate, TelegramChannel
-from bots.telegram.client import ALLOWED_UPDATES, connect, describe, fetch_updates, make_bot
-from bots.telegram.customer import CustomerSide
-from bots.telegram.desk import DeskSide
-from bots.telegram.poller import Leader, Poller, always_leader
-from bots.telegram.router import UpdateRouter
-from bots.telegram.store import BotStore
-from bots.telegram.webhook import SECRET_PATTERN, WEBHOOK_PATH, WebhookEndpoint
-from core.attachments import AttachmentStore
-from core.cases import CaseService
-from core.macros import MacroService
-from core.config import TelegramConfig
-from core.contacts.service import ContactService
-from core.errors import ConfigError, StorageUnavailable
-from core.outgoing import Outgoing
-from core import Database
-from core.ports import Clock, Inbox
-from core.tasks import Periodic, cancel_and_wait
+from posventa.bots.telegram.channel import BotLink, DeskChannel, FloodGate, TelegramChannel
+from posventa.bots.telegram.client import ALLOWED_UPDATES, connect, describe, fetch_updates, make_bot
+from posventa.bots.telegram.customer import CustomerSide
+from posventa.bots.telegram.desk import DeskSide
+from posventa.bots.telegram.poller import Leader, Poller, always_leader
+from posventa.bots.telegram.router import UpdateRouter
+from posventa.bots.telegram.store import BotStore
+from posventa.bots.telegram.webhook import SECRET_PATTERN, WEBHOOK_PATH, WebhookEndpoint
+from posventa.core.attachments import AttachmentStore
+from posventa.core.cases import CaseService
+from posventa.core.macros import MacroService
+from posventa.core.config import TelegramConfig
+from posventa.core.contacts.service import ContactService
+from posventa.core.errors import ConfigError, StorageUnavailable
+from posventa.core.outgoing import Outgoing
+from posventa.core import Database
+from posventa.core.ports import Clock, Inbox
+from posventa.core.tasks import Periodic, cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from typing import Any
 from telegram import Bot, ForceReply, InputFile, Message, ReplyParameters
 from telegram.error import RetryAfter, TelegramError
 
-from bots.telegram.client import chunk_text, delivery_error, retry_after_seconds
-from bots.telegram.render import customer_message, esc, header_card, keyboard, topic_name
-from bots.telegram.store import HEADER, TOPIC, BotStore
-from core.attachments import AttachmentStore
-from core.cases import CaseService
-from core.domain import AttachmentRef, ChannelName, ClaimedDelivery
-from core.errors import NotFound, PermanentDeliveryError, TransientDeliveryError
+from posventa.bots.telegram.client import chunk_text, delivery_error, retry_after_seconds
+from posventa.bots.telegram.render import customer_message, esc, header_card, keyboard, topic_name
+from posventa.bots.telegram.store import HEADER, TOPIC, BotStore
+from posventa.core.attachments import AttachmentStore
+from posventa.core.cases import CaseService
+from posventa.core.domain import AttachmentRef, ChannelName, ClaimedDelivery
+from posventa.core.errors import NotFound, PermanentDeliveryError, TransientDeliveryError
 
 log = logging.getLogger(__name__)
 

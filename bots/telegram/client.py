@@ -26,8 +26,8 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from core.config import TelegramConfig
-from core.errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from posventa.core.config import TelegramConfig
+from posventa.core.errors import ConfigError, DeliveryError, PermanentDeliveryError, TransientDeliveryError
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from telegram import CallbackQuery, InlineKeyboardMarkup, Message, User
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 
-from bots.telegram import callbacks
-from bots.telegram.channel import NEW_CASE_PROMPT, BotLink
-from bots.telegram.client import RetryLater, describe
-from bots.telegram.store import BotStore
-from bots.telegram.texts import activity_name, all_languages, t
-from core.attachments import AttachmentStore
-from core.domain import AttachmentRef, ChannelName, ChoiceAnswer, InboundMessage
-from core.suggestions import KB_FEEDBACK_QUESTION
-from core.outgoing import ComposedMessage, Recipient
-from core.ports import Inbox
-from core.texts import pick_language
+from posventa.bots.telegram import callbacks
+from posventa.bots.telegram.channel import NEW_CASE_PROMPT, BotLink
+from posventa.bots.telegram.client import RetryLater, describe
+from posventa.bots.telegram.store import BotStore
+from posventa.bots.telegram.texts import activity_name, all_languages, t
+from posventa.core.attachments import AttachmentStore
+from posventa.core.domain import AttachmentRef, ChannelName, ChoiceAnswer, InboundMessage
+from posventa.core.suggestions import KB_FEEDBACK_QUESTION
+from posventa.core.outgoing import ComposedMessage, Recipient
+from posventa.core.ports import Inbox
+from posventa.core.texts import pick_language
 
 log = logging.getLogger(__name__)
 

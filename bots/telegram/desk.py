@@ -22,19 +22,19 @@ from typing import Any
 
 from telegram import Message, User
 
-from bots.telegram.channel import DESK_HEADER, DESK_NOTICE
-from bots.telegram.customer import parse_command
-from bots.telegram.store import BotStore
-from bots.telegram.texts import t
-from core.cases import CaseService
-from core.contacts.service import ContactService
-from core.domain import Activity, ChannelName, KbAction
-from core.macros import MacroService
-from core.errors import DomainError
-from core.outgoing import ComposedMessage, Recipient
-from core.replies import case_type_from_word
-from core.texts import case_type_name
-from core.workflow import MissingCaseType
+from posventa.bots.telegram.channel import DESK_HEADER, DESK_NOTICE
+from posventa.bots.telegram.customer import parse_command
+from posventa.bots.telegram.store import BotStore
+from posventa.bots.telegram.texts import t
+from posventa.core.cases import CaseService
+from posventa.core.contacts.service import ContactService
+from posventa.core.domain import Activity, ChannelName, KbAction
+from posventa.core.macros import MacroService
+from posventa.core.errors import DomainError
+from posventa.core.outgoing import ComposedMessage, Recipient
+from posventa.core.replies import case_type_from_word
+from posventa.core.texts import case_type_name
+from posventa.core.workflow import MissingCaseType
 
 log = logging.getLogger(__name__)
 

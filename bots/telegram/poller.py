@@ -29,9 +29,9 @@ from typing import Any
 
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
-from bots.telegram.client import RetryLater, describe, retry_after_seconds
-from core.errors import StorageUnavailable
-from core.tasks import cancel_and_wait
+from posventa.bots.telegram.client import RetryLater, describe, retry_after_seconds
+from posventa.core.errors import StorageUnavailable
+from posventa.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bots.telegram import callbacks
-from bots.telegram.texts import activity_name, t
-from core.domain import Choice, Suggestion
-from core.texts import case_type_name
+from posventa.bots.telegram import callbacks
+from posventa.bots.telegram.texts import activity_name, t
+from posventa.core.domain import Choice, Suggestion
+from posventa.core.texts import case_type_name
 
 TOPIC_NAME_MAX = 128
 BUTTON_TEXT_MAX = 64

@@ -17,12 +17,12 @@ from typing import Any
 from telegram import Update
 from telegram.constants import ChatType
 
-from bots.telegram.channel import BotLink
-from bots.telegram.client import RetryLater, describe
-from bots.telegram.customer import CustomerSide
-from bots.telegram.desk import DeskSide
-from bots.telegram.shape import update_problem
-from core.errors import StorageUnavailable
+from posventa.bots.telegram.channel import BotLink
+from posventa.bots.telegram.client import RetryLater, describe
+from posventa.bots.telegram.customer import CustomerSide
+from posventa.bots.telegram.desk import DeskSide
+from posventa.bots.telegram.shape import update_problem
+from posventa.core.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bots.telegram.tables import case_links
-from core import CaseLine, CaseLookup, Database, EventLedger
-from core.domain import AttachmentRef, ChannelName
-from core.outgoing import ComposedMessage, Outgoing, Recipient
-from core.ports import Clock
+from posventa.bots.telegram.tables import case_links
+from posventa.core import CaseLine, CaseLookup, Database, EventLedger
+from posventa.core.domain import AttachmentRef, ChannelName
+from posventa.core.outgoing import ComposedMessage, Outgoing, Recipient
+from posventa.core.ports import Clock
 
 __all__ = ["BotStore", "CaseLine"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, ForeignKey, Index, String, Table, UniqueConstraint
 
-from core import Id, metadata
+from posventa.core import Id, metadata
 
 #: Ids of things in Telegram that belong to a case: the forum topic (``telegram_topic``)
 #: and the header card (``telegram_header``), refs ``"<chat id>:<id>"``.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.domain import Activity
-from core.texts import Texts, localized
+from posventa.core.domain import Activity
+from posventa.core.texts import Texts, localized
 
 _T: Mapping[str, Mapping[str, str]] = {
     # --- customers -------------------------------------------------------------------------

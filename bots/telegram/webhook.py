@@ -17,8 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bots.telegram.client import RetryLater
-from core.errors import StorageUnavailable
+from posventa.bots.telegram.client import RetryLater
+from posventa.core.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 

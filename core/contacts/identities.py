@@ -24,10 +24,10 @@ from typing import Any
 from sqlalchemy import Select, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.contacts.normalize import email_domain, terms_for
-from core.persistence.bulk import insert_ids
-from core.persistence.lookup import Match, by_unique_key
-from core.persistence.schema import contact_identities, contact_terms, contacts, organization_domains
+from posventa.core.contacts.normalize import email_domain, terms_for
+from posventa.core.persistence.bulk import insert_ids
+from posventa.core.persistence.lookup import Match, by_unique_key
+from posventa.core.persistence.schema import contact_identities, contact_terms, contacts, organization_domains
 
 EMAIL = "email"
 PHONE = "phone"

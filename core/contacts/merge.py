@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.contacts.identities import reindex
-from core.errors import NotFound, ValidationError
-from core.persistence.schema import (
+from posventa.core.contacts.identities import reindex
+from posventa.core.errors import NotFound, ValidationError
+from posventa.core.persistence.schema import (
     case_events,
     cases,
     contact_events,

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import phonenumbers
 
-from core.errors import ValidationError
+from posventa.core.errors import ValidationError
 
 MAX_NAME = 200
 MAX_ADDRESS = 320

@@ -10,15 +10,15 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.cases import CaseFilter, CaseService
-from core.contacts.merge import merge_organizations
-from core.contacts.normalize import organization_domain
-from core.contacts.service import ContactService, clean_text
-from core.domain import Activity
-from core.errors import NotFound, ValidationError
-from core.persistence import Database
-from core.persistence.schema import cases, organization_domains, organizations
-from core.ports import Clock
+from posventa.core.cases import CaseFilter, CaseService
+from posventa.core.contacts.merge import merge_organizations
+from posventa.core.contacts.normalize import organization_domain
+from posventa.core.contacts.service import ContactService, clean_text
+from posventa.core.domain import Activity
+from posventa.core.errors import NotFound, ValidationError
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import cases, organization_domains, organizations
+from posventa.core.ports import Clock
 
 MAX_DOMAINS = 50
 

@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.attachments import AttachmentStore
-from core.contacts.identities import reindex
-from core.domain import OutboxStatus
-from core.errors import NotFound, ValidationError
-from core.persistence.schema import (
+from posventa.core.attachments import AttachmentStore
+from posventa.core.contacts.identities import reindex
+from posventa.core.domain import OutboxStatus
+from posventa.core.errors import NotFound, ValidationError
+from posventa.core.persistence.schema import (
     attachments,
     case_events,
     cases,

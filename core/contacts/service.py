@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.attachments import AttachmentStore
-from core.cases import CaseFilter, CaseService
-from core.contacts.identities import (
+from posventa.core.attachments import AttachmentStore
+from posventa.core.cases import CaseFilter, CaseService
+from posventa.core.contacts.identities import (
     EMAIL,
     IDENTITY_KINDS,
     PHONE,
@@ -28,20 +28,20 @@ from core.contacts.identities import (
     identity_owners,
     reindex,
 )
-from core.contacts.merge import merge_contacts
-from core.contacts.privacy import delete_files, erase_contact, export_contact
-from core.contacts.normalize import MAX_TERM, email_address, phone_number, search_words
-from core.domain import LANGUAGES
-from core.errors import NotFound, ValidationError
-from core.persistence import Database
-from core.persistence.schema import (
+from posventa.core.contacts.merge import merge_contacts
+from posventa.core.contacts.privacy import delete_files, erase_contact, export_contact
+from posventa.core.contacts.normalize import MAX_TERM, email_address, phone_number, search_words
+from posventa.core.domain import LANGUAGES
+from posventa.core.errors import NotFound, ValidationError
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import (
     contact_events,
     contact_identities,
     contact_terms,
     contacts,
     organizations,
 )
-from core.ports import Clock
+from posventa.core.ports import Clock
 
 MAX_NOTES = 20_000
 MAX_ATTRIBUTES = 50

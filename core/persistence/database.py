@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from core.errors import ConfigError, StorageUnavailable
-from core.persistence import sqlite_driver
-from core.tasks import cancel_and_wait
+from posventa.core.errors import ConfigError, StorageUnavailable
+from posventa.core.persistence import sqlite_driver
+from posventa.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

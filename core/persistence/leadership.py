@@ -25,8 +25,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from core.persistence.database import Database
-from core.persistence.notify import connect_raw
+from posventa.core.persistence.database import Database
+from posventa.core.persistence.notify import connect_raw
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from core.errors import ConfigError
-from core.persistence import sqlite_driver
-from core.persistence.database import Database
+from posventa.core.errors import ConfigError
+from posventa.core.persistence import sqlite_driver
+from posventa.core.persistence.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import text
 
-from core.persistence.database import Database
-from core.tasks import cancel_and_wait
+from posventa.core.persistence.database import Database
+from posventa.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -20,17 +20,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from core.config import SurveysConfig
-from core.outgoing import Outgoing
-from core.persistence import Database
-from core.ports import Clock
-from core.surveys.catalog import Catalog
-from core.surveys.followup import Followups
-from core.surveys.detractors import DetractorCases, DetractorPolicy, PickAssignee, first_operator
-from core.surveys.panel import Panel, PanelFilter
-from core.surveys.runner import SurveyRunner
-from core.surveys.sales import ImportReport, SaleError, SaleInput, SaleResult, Sales
-from core.surveys.scheduler import SurveyScheduler, TickReport
+from posventa.core.config import SurveysConfig
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence import Database
+from posventa.core.ports import Clock
+from posventa.core.surveys.catalog import Catalog
+from posventa.core.surveys.followup import Followups
+from posventa.core.surveys.detractors import DetractorCases, DetractorPolicy, PickAssignee, first_operator
+from posventa.core.surveys.panel import Panel, PanelFilter
+from posventa.core.surveys.runner import SurveyRunner
+from posventa.core.surveys.sales import ImportReport, SaleError, SaleInput, SaleResult, Sales
+from posventa.core.surveys.scheduler import SurveyScheduler, TickReport
 
 
 @dataclass(frozen=True)

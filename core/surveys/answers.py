@@ -15,7 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from core.surveys.scales import YES_NO, Scale
+from posventa.core.surveys.scales import YES_NO, Scale
 
 MAX_CHARS = 500
 

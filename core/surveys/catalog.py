@@ -25,10 +25,10 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.domain import LANGUAGES
-from core.errors import DomainError, NotFound, ValidationError
-from core.persistence import Database
-from core.persistence.schema import (
+from posventa.core.domain import LANGUAGES
+from posventa.core.errors import DomainError, NotFound, ValidationError
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import (
     products,
     rule_instances,
     sales,
@@ -40,9 +40,9 @@ from core.persistence.schema import (
     survey_rule_questions,
     survey_rules,
 )
-from core.surveys.scales import MAX_WEIGHT, MIN_WEIGHT, Scale
-from core.surveys.windows import MAX_DAYS
-from core.texts import localized
+from posventa.core.surveys.scales import MAX_WEIGHT, MIN_WEIGHT, Scale
+from posventa.core.surveys.windows import MAX_DAYS
+from posventa.core.texts import localized
 
 MAX_NAME = 200
 MAX_CODE = 80

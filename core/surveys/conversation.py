@@ -21,12 +21,12 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.domain import ChannelName, Choice
-from core.outgoing import ComposedMessage, Recipient
-from core.persistence.schema import rule_instances, survey_answers
-from core.surveys.catalog import Question
-from core.surveys.scales import YES_NO, Scale
-from core.surveys.texts import say
+from posventa.core.domain import ChannelName, Choice
+from posventa.core.outgoing import ComposedMessage, Recipient
+from posventa.core.persistence.schema import rule_instances, survey_answers
+from posventa.core.surveys.catalog import Question
+from posventa.core.surveys.scales import YES_NO, Scale
+from posventa.core.surveys.texts import say
 
 QUESTION_PREFIX = "survey"
 PENDING, OPEN, EXECUTED, EXPIRED, PAUSED = "pending", "open", "executed", "expired", "paused"

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from core.errors import ValidationError
-from core.surveys import Surveys
-from core.surveys.panel import PanelFilter
-from core.surveys.sales import Customer, SaleError, SaleInput
-from core.surveys.scheduler import TickReport
-from core.surveys.windows import local_date, start_of_local_day
+from posventa.core.errors import ValidationError
+from posventa.core.surveys import Surveys
+from posventa.core.surveys.panel import PanelFilter
+from posventa.core.surveys.sales import Customer, SaleError, SaleInput
+from posventa.core.surveys.scheduler import TickReport
+from posventa.core.surveys.windows import local_date, start_of_local_day
 
 
 @dataclass(frozen=True, slots=True)

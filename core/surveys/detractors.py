@@ -23,10 +23,10 @@ from typing import Any
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.budget import FOLLOW_PROCESS
-from core.config import SurveysConfig
-from core.domain import LANGUAGES, Activity, CaseType, ChannelName
-from core.persistence.schema import (
+from posventa.core.budget import FOLLOW_PROCESS
+from posventa.core.config import SurveysConfig
+from posventa.core.domain import LANGUAGES, Activity, CaseType, ChannelName
+from posventa.core.persistence.schema import (
     case_events,
     cases,
     categories,
@@ -39,8 +39,8 @@ from core.persistence.schema import (
     survey_rule_operators,
     survey_rules,
 )
-from core.surveys.catalog import Question, question_from_row
-from core.texts import localized
+from posventa.core.surveys.catalog import Question, question_from_row
+from posventa.core.texts import localized
 
 #: ``cases.origin`` of a detractor survey's case.
 ORIGIN_SURVEY = "survey"

@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.outgoing import ComposedMessage, Recipient
-from core.persistence.schema import cases, contacts, products, rule_instances, sales, survey_rules
-from core.surveys.catalog import Question
-from core.surveys.conversation import OPEN, Asking, survey_subject
-from core.surveys.scales import Scale
-from core.surveys.texts import say
+from posventa.core.outgoing import ComposedMessage, Recipient
+from posventa.core.persistence.schema import cases, contacts, products, rule_instances, sales, survey_rules
+from posventa.core.surveys.catalog import Question
+from posventa.core.surveys.conversation import OPEN, Asking, survey_subject
+from posventa.core.surveys.scales import Scale
+from posventa.core.surveys.texts import say
 
 ASKED, ANSWERED = "asked", "answered"
 #: The follow-up's place in a button key: ``survey:<instance>:0`` (question ids start at 1).
@@ -45,7 +45,7 @@ class Followups:
         """``CaseService``'s closed hook: the follow-up question, when the case is a
         detractor case of a rule that wants one and it was not asked yet."""
         # Imported here: the runner imports this module (it answers the follow-up).
-        from core.surveys.runner import pick_recipient, reachable_identities
+        from posventa.core.surveys.runner import pick_recipient, reachable_identities
 
         r = (await conn.execute(
             select(rule_instances.c.id, rule_instances.c.contact_id, rule_instances.c.channel,

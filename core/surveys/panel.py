@@ -43,10 +43,10 @@ from sqlalchemy import case as sql_case
 from sqlalchemy import func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.errors import ValidationError
-from core.persistence import Database
-from core.domain import Activity, Author, Direction
-from core.persistence.schema import (
+from posventa.core.errors import ValidationError
+from posventa.core.persistence import Database
+from posventa.core.domain import Activity, Author, Direction
+from posventa.core.persistence.schema import (
     cases,
     contacts,
     messages,
@@ -56,9 +56,9 @@ from core.persistence.schema import (
     survey_rule_operators,
     survey_rules,
 )
-from core.ports import Clock
-from core.surveys.conversation import EXECUTED, EXPIRED, OPEN, PAUSED, PENDING
-from core.surveys.windows import day_range
+from posventa.core.ports import Clock
+from posventa.core.surveys.conversation import EXECUTED, EXPIRED, OPEN, PAUSED, PENDING
+from posventa.core.surveys.windows import day_range
 
 SECTIONS = ("my_rules", "executed", "not_executed", "inconsistencies")
 _STATUSES = {

@@ -25,13 +25,13 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.domain import ChannelName, Direction
-from core.errors import InvalidTransition, NotFound, ValidationError
-from core.inbox_hooks import HookContext
-from core.outgoing import Outgoing, ComposedMessage, Recipient
-from core.persistence import Database
-from core.persistence.lookup import any_key, key_values
-from core.persistence.schema import (
+from posventa.core.domain import ChannelName, Direction
+from posventa.core.errors import InvalidTransition, NotFound, ValidationError
+from posventa.core.inbox_hooks import HookContext
+from posventa.core.outgoing import Outgoing, ComposedMessage, Recipient
+from posventa.core.persistence import Database
+from posventa.core.persistence.lookup import any_key, key_values
+from posventa.core.persistence.schema import (
     cases,
     contact_identities,
     contacts,
@@ -44,12 +44,12 @@ from core.persistence.schema import (
     survey_rule_operators,
     survey_rules,
 )
-from core.ports import Clock
-from core.surveys import answers
-from core.surveys.catalog import Question, rule_questions
-from core.surveys.detractors import DetractorCases
-from core.surveys.followup import ASKED, FOLLOWUP_QUESTION_ID, Followups, followup_question
-from core.surveys.conversation import (
+from posventa.core.ports import Clock
+from posventa.core.surveys import answers
+from posventa.core.surveys.catalog import Question, rule_questions
+from posventa.core.surveys.detractors import DetractorCases
+from posventa.core.surveys.followup import ASKED, FOLLOWUP_QUESTION_ID, Followups, followup_question
+from posventa.core.surveys.conversation import (
     BY_CUSTOMER,
     EXECUTED,
     EXPIRED,
@@ -66,7 +66,7 @@ from core.surveys.conversation import (
     survey_subject,
     unanswered,
 )
-from core.texts import pick_language
+from posventa.core.texts import pick_language
 
 log = logging.getLogger(__name__)
 

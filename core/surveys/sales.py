@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.contacts.identities import (
+from posventa.core.contacts.identities import (
     EMAIL,
     PHONE,
     TELEGRAM,
@@ -37,11 +37,11 @@ from core.contacts.identities import (
     organizations_for_domains,
     reindex,
 )
-from core.contacts.normalize import email_domain, phone_number
-from core.domain import LANGUAGES, ChannelName
-from core.errors import ValidationError
-from core.persistence import Database
-from core.persistence.schema import (
+from posventa.core.contacts.normalize import email_domain, phone_number
+from posventa.core.domain import LANGUAGES, ChannelName
+from posventa.core.errors import ValidationError
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import (
     contact_identities,
     contacts,
     products,
@@ -50,8 +50,8 @@ from core.persistence.schema import (
     survey_profile_rules,
     survey_rules,
 )
-from core.ports import Clock
-from core.surveys.windows import Window, local_date, parse_instant, window_for
+from posventa.core.ports import Clock
+from posventa.core.surveys.windows import Window, local_date, parse_instant, window_for
 
 MAX_EXTERNAL_ID = 120
 MAX_SELLER = 120

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import ValidationError
+from posventa.core.errors import ValidationError
 
 MIN_WEIGHT = -100
 MAX_WEIGHT = 100

@@ -27,12 +27,12 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, select, update
 
-from core.outgoing import Outgoing, ComposedMessage
-from core.persistence import Database
-from core.persistence.schema import contacts, products, rule_instances, sales
-from core.ports import Clock
-from core.surveys.catalog import rule_questions
-from core.surveys.conversation import (
+from posventa.core.outgoing import Outgoing, ComposedMessage
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import contacts, products, rule_instances, sales
+from posventa.core.ports import Clock
+from posventa.core.surveys.catalog import rule_questions
+from posventa.core.surveys.conversation import (
     EXPIRED,
     OPEN,
     PAUSED,
@@ -43,8 +43,8 @@ from core.surveys.conversation import (
     survey_subject,
     unanswered,
 )
-from core.surveys.runner import pick_recipient, reachable_identities, survey_language
-from core.surveys.texts import say
+from posventa.core.surveys.runner import pick_recipient, reachable_identities, survey_language
+from posventa.core.surveys.texts import say
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.texts import YES_NO_WORDS, Texts, Translations
+from posventa.core.texts import YES_NO_WORDS, Texts, Translations
 
 _TEXTS: Mapping[str, Translations] = {
     "intro": {

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from core.assignment import MAX_CAPACITY, Assigner
-from core.notifications import EVENTS, NOTIFY_CHANNELS
-from intake.api.openapi import ApiRegistry, body, integer, text
-from intake.http import path_id
+from posventa.core.assignment import MAX_CAPACITY, Assigner
+from posventa.core.notifications import EVENTS, NOTIFY_CHANNELS
+from posventa.intake.api.openapi import ApiRegistry, body, integer, text
+from posventa.intake.http import path_id
 
 AGENT = {
     "type": "object",

@@ -7,15 +7,15 @@ from typing import Any
 
 from aiohttp import web
 
-from core.cases import MAX_TEXT, CaseFilter, CaseService, NewCase
-from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
-from core.errors import ValidationError
-from core.macros import MAX_NAME as MAX_MACRO_NAME
-from core.macros import MacroService
-from core.search import MAX_QUERY_CHARS
-from intake.api.openapi import DB_INT_MAX, ID, ApiRegistry, body, enum, integer, query, query_param, text
-from intake.http import path_id
-from core.workflow import CLASSIFIED_TYPES
+from posventa.core.cases import MAX_TEXT, CaseFilter, CaseService, NewCase
+from posventa.core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
+from posventa.core.errors import ValidationError
+from posventa.core.macros import MAX_NAME as MAX_MACRO_NAME
+from posventa.core.macros import MacroService
+from posventa.core.search import MAX_QUERY_CHARS
+from posventa.intake.api.openapi import DB_INT_MAX, ID, ApiRegistry, body, enum, integer, query, query_param, text
+from posventa.intake.http import path_id
+from posventa.core.workflow import CLASSIFIED_TYPES
 
 _NULLABLE_STR = {"type": ["string", "null"]}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}

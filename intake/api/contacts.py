@@ -6,12 +6,12 @@ from typing import Any
 
 from aiohttp import web
 
-from core.contacts.identities import IDENTITY_KINDS
-from core.contacts.organizations import MAX_DOMAINS, OrganizationService
-from core.contacts.service import MAX_ATTRIBUTE_KEY, MAX_ATTRIBUTE_VALUE, MAX_ATTRIBUTES, MAX_NOTES, ContactService
-from core.domain import LANGUAGES
-from intake.api.openapi import ID, ApiRegistry, body, enum, integer, query, query_param, text
-from intake.http import path_id
+from posventa.core.contacts.identities import IDENTITY_KINDS
+from posventa.core.contacts.organizations import MAX_DOMAINS, OrganizationService
+from posventa.core.contacts.service import MAX_ATTRIBUTE_KEY, MAX_ATTRIBUTE_VALUE, MAX_ATTRIBUTES, MAX_NOTES, ContactService
+from posventa.core.domain import LANGUAGES
+from posventa.intake.api.openapi import ID, ApiRegistry, body, enum, integer, query, query_param, text
+from posventa.intake.http import path_id
 
 _NULLABLE_STR = {"type": ["string", "null"]}
 _ORG_REF = {"type": ["object", "null"], "required": ["id", "name"],

@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from core.domain import Activity, CaseType
-from core.macros import LANGUAGES, MAX_BODY, MAX_NAME, MacroInput, MacroService
-from intake.api.openapi import ID, ApiRegistry, body, enum, query, query_param, text
-from intake.http import path_id
+from posventa.core.domain import Activity, CaseType
+from posventa.core.macros import LANGUAGES, MAX_BODY, MAX_NAME, MacroInput, MacroService
+from posventa.intake.api.openapi import ID, ApiRegistry, body, enum, query, query_param, text
+from posventa.intake.http import path_id
 
 TAG = "macros"
 MACRO = {

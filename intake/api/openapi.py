@@ -50,8 +50,8 @@ from typing import Any
 import jsonschema
 from aiohttp import web
 
-from core.errors import ValidationError
-from intake.http import DB_INT_MAX, Handler, error_response, path_id, read_json_object
+from posventa.core.errors import ValidationError
+from posventa.intake.http import DB_INT_MAX, Handler, error_response, path_id, read_json_object
 
 log = logging.getLogger(__name__)
 

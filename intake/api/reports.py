@@ -7,9 +7,9 @@ from datetime import UTC
 
 from aiohttp import web
 
-from core.sla_report import DEFAULT_DAYS, GROUPINGS, MAX_DAYS, SlaReportFilter, SlaReports, report_csv, report_dict
-from core.ports import Clock
-from intake.api.openapi import DATE, ApiRegistry, enum, query, query_param
+from posventa.core.sla_report import DEFAULT_DAYS, GROUPINGS, MAX_DAYS, SlaReportFilter, SlaReports, report_csv, report_dict
+from posventa.core.ports import Clock
+from posventa.intake.api.openapi import DATE, ApiRegistry, enum, query, query_param
 
 SLA_REPORT_DOC = f"""Cases opened from `from` to `to` (UTC days, both included; by default the last
 {DEFAULT_DAYS} days, at most {MAX_DAYS}) under an SLA policy. Per target: `met` and `missed` (a target

@@ -7,15 +7,15 @@ from typing import Any
 
 from aiohttp import web
 
-from core.errors import ValidationError
-from core.surveys import PanelFilter, SaleError, SaleResult, Surveys
-from core.surveys.catalog import MAX_CODE, MAX_NAME, MAX_NOTE, MAX_OPERATOR, MAX_TEXT
-from core.surveys.panel import DETRACTOR_STATES, MAX_LIMIT, SECTIONS
-from core.surveys.sales import MAX_BULK, MAX_EXTERNAL_ID, MAX_SELLER
-from core.surveys.windows import MAX_DAYS
-from intake.api.openapi import (DATE, DB_INT_MAX, ID, ApiRegistry, body, enum, integer, line, query, query_param,
+from posventa.core.errors import ValidationError
+from posventa.core.surveys import PanelFilter, SaleError, SaleResult, Surveys
+from posventa.core.surveys.catalog import MAX_CODE, MAX_NAME, MAX_NOTE, MAX_OPERATOR, MAX_TEXT
+from posventa.core.surveys.panel import DETRACTOR_STATES, MAX_LIMIT, SECTIONS
+from posventa.core.surveys.sales import MAX_BULK, MAX_EXTERNAL_ID, MAX_SELLER
+from posventa.core.surveys.windows import MAX_DAYS
+from posventa.intake.api.openapi import (DATE, DB_INT_MAX, ID, ApiRegistry, body, enum, integer, line, query, query_param,
                                 text)
-from intake.http import path_id, stream_csv
+from posventa.intake.http import path_id, stream_csv
 
 TAG = "surveys"
 _STR = {"type": "string"}

@@ -4,9 +4,9 @@ Server-rendered pages (aiohttp-jinja2, autoescaped) with light progressive JavaS
 database sessions, CSRF tokens on every form, and roles: agent < manager < admin.
 """
 
-from intake.console.app import PREFIX, Console
-from intake.console.auth import LoginThrottle, Passwords, Role, SessionStore, User, UserStore
-from intake.console.live import LiveUpdates
+from posventa.intake.console.app import PREFIX, Console
+from posventa.intake.console.auth import LoginThrottle, Passwords, Role, SessionStore, User, UserStore
+from posventa.intake.console.live import LiveUpdates
 
 __all__ = ["PREFIX", "Console", "LiveUpdates", "LoginThrottle", "Passwords", "Role", "SessionStore", "User",
            "UserStore"]

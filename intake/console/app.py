@@ -21,21 +21,21 @@ import markupsafe
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from core.assignment import Assigner
-from core.attachments import AttachmentStore
-from core.calendars import CalendarEditor
-from core.uploads import PREVIEW_TYPES
-from core.cases import CaseService
-from core.contacts.organizations import OrganizationService
-from core.contacts.service import ContactService
-from core.errors import DomainError, NotFound, StorageUnavailable
-from core.kb_images import KbImages
-from core.tasks import Periodic
-from core.macros import MacroService
-from core import Database
-from core.ports import Clock
-from core.sla_report import SlaReports
-from intake.console.auth import (
+from posventa.core.assignment import Assigner
+from posventa.core.attachments import AttachmentStore
+from posventa.core.calendars import CalendarEditor
+from posventa.core.uploads import PREVIEW_TYPES
+from posventa.core.cases import CaseService
+from posventa.core.contacts.organizations import OrganizationService
+from posventa.core.contacts.service import ContactService
+from posventa.core.errors import DomainError, NotFound, StorageUnavailable
+from posventa.core.kb_images import KbImages
+from posventa.core.tasks import Periodic
+from posventa.core.macros import MacroService
+from posventa.core import Database
+from posventa.core.ports import Clock
+from posventa.core.sla_report import SlaReports
+from posventa.intake.console.auth import (
     LoginAudit,
     LoginThrottle,
     Passwords,
@@ -47,12 +47,12 @@ from intake.console.auth import (
     UserStore,
     csrf_matches,
 )
-from intake.console.forms import form_fields, message_of
-from intake.console.i18n import ConsoleLocales, ConsoleText, _l, refusal
-from intake.console.labels import LABELS, label
-from intake.console.live import LiveUpdates
-from intake.console.markdown import MarkdownRenderer
-from intake.http import ClientAddresses
+from posventa.intake.console.forms import form_fields, message_of
+from posventa.intake.console.i18n import ConsoleLocales, ConsoleText, _l, refusal
+from posventa.intake.console.labels import LABELS, label
+from posventa.intake.console.live import LiveUpdates
+from posventa.intake.console.markdown import MarkdownRenderer
+from posventa.intake.http import ClientAddresses
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class Console:
     # --- building --------------------------------------------------------------------------
 
     def _build(self) -> web.Application:
-        from intake.console import (views_admin, views_agent, views_auth, views_contacts, views_kb, views_macros,
+        from posventa.intake.console import (views_admin, views_agent, views_auth, views_contacts, views_kb, views_macros,
                                     views_manager, views_reports)
 
         app = web.Application(middlewares=[self._locale, self._headers, self._errors, self._guard])

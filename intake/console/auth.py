@@ -33,12 +33,12 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from core.errors import NotFound, ValidationError
-from core.persistence import Database
-from core.persistence.schema import console_sessions, users
-from intake.console.i18n import LANGUAGES as CONSOLE_LANGUAGES
-from intake.console.i18n import _l
-from core.ports import Clock
+from posventa.core.errors import NotFound, ValidationError
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import console_sessions, users
+from posventa.intake.console.i18n import LANGUAGES as CONSOLE_LANGUAGES
+from posventa.intake.console.i18n import _l
+from posventa.core.ports import Clock
 
 log = logging.getLogger(__name__)
 

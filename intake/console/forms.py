@@ -14,10 +14,10 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from core.errors import DomainError, InvalidTransition, ValidationError
-from core.workflow import MissingCaseType
-from intake.console.i18n import ConsoleText, _l
-from intake.console.labels import LABELS
+from posventa.core.errors import DomainError, InvalidTransition, ValidationError
+from posventa.core.workflow import MissingCaseType
+from posventa.intake.console.i18n import ConsoleText, _l
+from posventa.intake.console.labels import LABELS
 
 MAX_FIELD = 100_000
 

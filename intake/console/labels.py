@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from intake.console.i18n import N_
+from posventa.intake.console.i18n import N_
 
 LABELS: Mapping[str, str] = {
     # SLA targets and states (the inbox's due column)

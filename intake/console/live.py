@@ -46,13 +46,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from core.inbox import StoredMessage
-from core.notifications import BrowserNotice
-from core.outbox import DeliveryRecorded
-from core.persistence.notify import Notifier
-from core.tasks import Periodic
-from intake.console.i18n import _l, refusal
-from intake.console.presence import REFRESH_SECONDS, CaseViewers, PresenceReport
+from posventa.core.inbox import StoredMessage
+from posventa.core.notifications import BrowserNotice
+from posventa.core.outbox import DeliveryRecorded
+from posventa.core.persistence.notify import Notifier
+from posventa.core.tasks import Periodic
+from posventa.intake.console.i18n import _l, refusal
+from posventa.intake.console.presence import REFRESH_SECONDS, CaseViewers, PresenceReport
 
 log = logging.getLogger(__name__)
 

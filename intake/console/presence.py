@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from core.tasks import Periodic
+from posventa.core.tasks import Periodic
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from core.persistence import Database
-from core.persistence.schema import (
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import (
     attachments,
     cases,
     categories,

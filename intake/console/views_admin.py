@@ -8,12 +8,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from core.business_hours import WEEKDAYS
-from core.errors import DomainError, NotFound
-from intake.console.app import SESSION_KEY, PREFIX, Console, requires, see_other
-from intake.console.auth import Role
-from intake.console.forms import Form, domain_errors
-from intake.console.i18n import N_, _l
+from posventa.core.business_hours import WEEKDAYS
+from posventa.core.errors import DomainError, NotFound
+from posventa.intake.console.app import SESSION_KEY, PREFIX, Console, requires, see_other
+from posventa.intake.console.auth import Role
+from posventa.intake.console.forms import Form, domain_errors
+from posventa.intake.console.i18n import N_, _l
 
 NOTICES = {"created": N_("User created."), "updated": N_("User updated."),
            "password": N_("Password changed; their sessions ended.")}

@@ -17,20 +17,20 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from core.budget import money
-from core.cases import CaseFilter, NewCase
-from core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
-from core.errors import DomainError, NotFound, StaleReply, ValidationError
-from core.uploads import PREVIEW_TYPES
-from core.workflow import ALLOWED, CLASSIFIED_TYPES, check_transition
-from intake.console import queries
-from intake.console.app import SESSION_KEY, PREFIX, Console, see_other
-from intake.console.forms import Form, domain_errors, message_of
-from intake.console.i18n import N_, _l, refusal
-from intake.console.views_contacts import NOTICES as CONTACT_NOTICES
-from intake.console.views_contacts import MAX_ORGANIZATIONS_SHOWN, duplicate_offers
-from intake.console.presence import page_report, stream_report
-from intake.http import file_headers
+from posventa.core.budget import money
+from posventa.core.cases import CaseFilter, NewCase
+from posventa.core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
+from posventa.core.errors import DomainError, NotFound, StaleReply, ValidationError
+from posventa.core.uploads import PREVIEW_TYPES
+from posventa.core.workflow import ALLOWED, CLASSIFIED_TYPES, check_transition
+from posventa.intake.console import queries
+from posventa.intake.console.app import SESSION_KEY, PREFIX, Console, see_other
+from posventa.intake.console.forms import Form, domain_errors, message_of
+from posventa.intake.console.i18n import N_, _l, refusal
+from posventa.intake.console.views_contacts import NOTICES as CONTACT_NOTICES
+from posventa.intake.console.views_contacts import MAX_ORGANIZATIONS_SHOWN, duplicate_offers
+from posventa.intake.console.presence import page_report, stream_report
+from posventa.intake.http import file_headers
 
 PAGE_SIZE = 50
 #: Canned responses rendered into a case page: the most used ones (the picker's search

@@ -16,10 +16,10 @@ from aiohttp import web
 
 from markupsafe import Markup
 
-from core.errors import ValidationError
-from core.notifications import EVENTS, NOTIFY_CHANNELS
+from posventa.core.errors import ValidationError
+from posventa.core.notifications import EVENTS, NOTIFY_CHANNELS
 
-from intake.console.app import (
+from posventa.intake.console.app import (
     LOGIN_CSRF_COOKIE,
     PREFIX,
     SESSION_COOKIE,
@@ -29,9 +29,9 @@ from intake.console.app import (
     public,
     see_other,
 )
-from intake.console.auth import csrf_matches
-from intake.console.forms import Form, message_of
-from intake.console.i18n import LANGUAGE_NAMES, _l
+from posventa.intake.console.auth import csrf_matches
+from posventa.intake.console.forms import Form, message_of
+from posventa.intake.console.i18n import LANGUAGE_NAMES, _l
 
 log = logging.getLogger(__name__)
 

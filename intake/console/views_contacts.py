@@ -14,13 +14,13 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from core.contacts.identities import EMAIL, PHONE, TELEGRAM
-from core.domain import LANGUAGES
-from core.errors import DomainError, NotFound
-from intake.console.app import PREFIX, SESSION_KEY, Console, requires, see_other
-from intake.console.auth import Role
-from intake.console.forms import Form, domain_errors
-from intake.console.i18n import N_, _l
+from posventa.core.contacts.identities import EMAIL, PHONE, TELEGRAM
+from posventa.core.domain import LANGUAGES
+from posventa.core.errors import DomainError, NotFound
+from posventa.intake.console.app import PREFIX, SESSION_KEY, Console, requires, see_other
+from posventa.intake.console.auth import Role
+from posventa.intake.console.forms import Form, domain_errors
+from posventa.intake.console.i18n import N_, _l
 
 PAGE_SIZE = 50
 #: Organizations offered in a select (the contact form, the list's filter, the new case).

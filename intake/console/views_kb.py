@@ -13,12 +13,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from core.errors import NotFound, ValidationError
-from core.kb_images import KB_IMAGE_PATH, MAX_IMAGE_BYTES
-from intake.console.app import PREFIX, SESSION_KEY, Console
-from intake.console.forms import message_of
-from intake.console.i18n import _l
-from intake.console.markdown import MAX_MARKDOWN_CHARS
+from posventa.core.errors import NotFound, ValidationError
+from posventa.core.kb_images import KB_IMAGE_PATH, MAX_IMAGE_BYTES
+from posventa.intake.console.app import PREFIX, SESSION_KEY, Console
+from posventa.intake.console.forms import message_of
+from posventa.intake.console.i18n import _l
+from posventa.intake.console.markdown import MAX_MARKDOWN_CHARS
 
 log = logging.getLogger(__name__)
 

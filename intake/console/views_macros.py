@@ -10,13 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from core.domain import Activity, CaseType
-from core.errors import DomainError, NotFound, ValidationError
-from core.macros import LANGUAGES, MAX_BODY, MacroInput
-from intake.console.app import PREFIX, SESSION_KEY, Console, see_other
-from intake.console.auth import Role
-from intake.console.forms import Form, domain_errors
-from intake.console.i18n import N_, _l
+from posventa.core.domain import Activity, CaseType
+from posventa.core.errors import DomainError, NotFound, ValidationError
+from posventa.core.macros import LANGUAGES, MAX_BODY, MacroInput
+from posventa.intake.console.app import PREFIX, SESSION_KEY, Console, see_other
+from posventa.intake.console.auth import Role
+from posventa.intake.console.forms import Form, domain_errors
+from posventa.intake.console.i18n import N_, _l
 
 FIELDS = ("name", "scope", *(f"body_{lang}" for lang in LANGUAGES), "action_type", "action_activity", "action_note")
 

@@ -15,15 +15,15 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from core.cases import CaseFilter
-from core.errors import DomainError, NotFound, ValidationError
-from core.surveys.panel import DETRACTOR_STATES
-from intake.console import queries
-from intake.console.app import PREFIX, Console, requires, see_other
-from intake.console.auth import Role
-from intake.console.forms import Form, domain_errors, message_of
-from intake.console.i18n import N_, ConsoleText, _l, refusal
-from intake.http import stream_csv
+from posventa.core.cases import CaseFilter
+from posventa.core.errors import DomainError, NotFound, ValidationError
+from posventa.core.surveys.panel import DETRACTOR_STATES
+from posventa.intake.console import queries
+from posventa.intake.console.app import PREFIX, Console, requires, see_other
+from posventa.intake.console.auth import Role
+from posventa.intake.console.forms import Form, domain_errors, message_of
+from posventa.intake.console.i18n import N_, ConsoleText, _l, refusal
+from posventa.intake.http import stream_csv
 
 SECTIONS = ("my_rules", "executed", "not_executed", "inconsistencies")
 SECTION_LABELS = {"my_rules": N_("My rules"), "executed": N_("Executed"), "not_executed": N_("Not executed"),
@@ -36,7 +36,7 @@ SCALES = ("1-5", "0-10", "1-10", "yes/no")
 
 def _panel_filter(query: Any, me: str) -> tuple[Any, dict[str, str], dict[str, str]]:
     """(PanelFilter or None, the raw values to show back, errors by field)."""
-    from core.surveys.panel import PanelFilter
+    from posventa.core.surveys.panel import PanelFilter
 
     raw = {k: (query.get(k) or "").strip()[:120] for k in
            ("operator", "seller", "product", "rule", "date_from", "date_to")}
@@ -330,7 +330,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
 
 
 def _me(request: web.Request) -> str:
-    from intake.console.app import SESSION_KEY
+    from posventa.intake.console.app import SESSION_KEY
 
     return request[SESSION_KEY].user.username
 
@@ -363,7 +363,7 @@ def _values_of(kind: str, item: dict[str, Any] | None) -> dict[str, Any]:
 def _scores_for(scale: str, weights: dict[str, str]) -> list[tuple[str, str]]:
     """The score inputs to show: the scale's scores, or what was typed if the scale is bad."""
     try:
-        from core.surveys.scales import Scale
+        from posventa.core.surveys.scales import Scale
 
         scores = Scale.parse(scale).scores
     except (ImportError, ValidationError):

@@ -11,12 +11,12 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from core.errors import ValidationError
-from core.sla_report import GROUPINGS, SlaReport, SlaReportFilter, report_csv
-from intake.console.app import Console, requires
-from intake.console.auth import Role
-from intake.console.i18n import N_
-from intake.console.labels import label
+from posventa.core.errors import ValidationError
+from posventa.core.sla_report import GROUPINGS, SlaReport, SlaReportFilter, report_csv
+from posventa.intake.console.app import Console, requires
+from posventa.intake.console.auth import Role
+from posventa.intake.console.i18n import N_
+from posventa.intake.console.labels import label
 
 GROUPING_LABELS = {"": N_("No grouping"), "agent": N_("Agent"), "sector": N_("Sector"), "channel": N_("Channel"),
                    "type": N_("Type"), "week": N_("Week")}

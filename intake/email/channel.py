@@ -12,10 +12,10 @@ import logging
 
 import aiosmtplib
 
-from core.config import EmailConfig
-from core.domain import ChannelName, ClaimedDelivery
-from core.errors import PermanentDeliveryError, TransientDeliveryError
-from intake.email.compose import compose_email
+from posventa.core.config import EmailConfig
+from posventa.core.domain import ChannelName, ClaimedDelivery
+from posventa.core.errors import PermanentDeliveryError, TransientDeliveryError
+from posventa.intake.email.compose import compose_email
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from html import escape
 
-from core.domain import ClaimedDelivery
-from core.errors import PermanentDeliveryError
-from intake.email.text import clean_text, one_line
+from posventa.core.domain import ClaimedDelivery
+from posventa.core.errors import PermanentDeliveryError
+from posventa.intake.email.text import clean_text, one_line
 
 __all__ = ["compose_email", "reply_address"]
 

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from intake.email.parse import ParsedEmail
+from posventa.intake.email.parse import ParsedEmail
 
 __all__ = ["LoopVerdict", "SenderRateWindow", "loop_guard"]
 

@@ -31,9 +31,9 @@ from email.message import EmailMessage, Message
 from email.policy import EmailPolicy
 from email.utils import getaddresses
 
-from core.errors import PosventaError
-from core.replies import choice_number_from_text
-from intake.email.text import clean_text, guess_language, html_to_text, one_line, strip_quoted
+from posventa.core.errors import PosventaError
+from posventa.core.replies import choice_number_from_text
+from posventa.intake.email.text import clean_text, guess_language, html_to_text, one_line, strip_quoted
 
 __all__ = [
     "EmailLimits",

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from core.attachments import AttachmentStore
-from core.config import EmailConfig
-from core.domain import AttachmentRef, ChannelName, InboundMessage, ThreadHints
-from core.errors import StorageUnavailable
-from core.logs import set_log_fields
-from core.ports import Inbox
-from intake.email.guards import SenderRateWindow, loop_guard
-from intake.email.parse import (
+from posventa.core.attachments import AttachmentStore
+from posventa.core.config import EmailConfig
+from posventa.core.domain import AttachmentRef, ChannelName, InboundMessage, ThreadHints
+from posventa.core.errors import StorageUnavailable
+from posventa.core.logs import set_log_fields
+from posventa.core.ports import Inbox
+from posventa.intake.email.guards import SenderRateWindow, loop_guard
+from posventa.intake.email.parse import (
     EmailLimits,
     EmailRejected,
     ParsedEmail,
@@ -34,7 +34,7 @@ from intake.email.parse import (
     parse_email,
     reply_token_from_address,
 )
-from intake.email.text import one_line
+from posventa.intake.email.text import one_line
 
 log = logging.getLogger(__name__)
 

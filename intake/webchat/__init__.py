@@ -1,13 +1,13 @@
 """The web chat: the ``/chat/ws`` websocket, the embeddable widget and the ``webchat``
 outbound channel. Protocol: docs/webchat-protocol.md."""
 
-from intake.webchat.channel import WebchatChannel
-from intake.webchat.history import History
-from intake.webchat.hub import Connection, Hub, LocalHub
-from intake.webchat.limits import Limits, LimitSettings, RateLimiter
-from intake.webchat.origin import OriginPolicy
-from intake.webchat.server import WebchatServer
-from intake.webchat.sessions import Session, SessionStore
+from posventa.intake.webchat.channel import WebchatChannel
+from posventa.intake.webchat.history import History
+from posventa.intake.webchat.hub import Connection, Hub, LocalHub
+from posventa.intake.webchat.limits import Limits, LimitSettings, RateLimiter
+from posventa.intake.webchat.origin import OriginPolicy
+from posventa.intake.webchat.server import WebchatServer
+from posventa.intake.webchat.sessions import Session, SessionStore
 
 __all__ = [
     "Connection",

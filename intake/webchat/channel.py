@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 
-from core.domain import ChannelName, ClaimedDelivery
-from core.errors import TransientDeliveryError
-from core.reply_fallback import EmailFallback
-from intake.webchat import protocol
-from intake.webchat.hub import Hub
+from posventa.core.domain import ChannelName, ClaimedDelivery
+from posventa.core.errors import TransientDeliveryError
+from posventa.core.reply_fallback import EmailFallback
+from posventa.intake.webchat import protocol
+from posventa.intake.webchat.hub import Hub
 
 log = logging.getLogger(__name__)
 

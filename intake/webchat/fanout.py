@@ -35,17 +35,17 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import select, update
 
-from core.domain import ChannelName, Direction
-from core.errors import StorageUnavailable, TransientDeliveryError
-from core.persistence import Database
-from core.persistence.notify import Notifier
-from core.persistence.schema import messages, webchat_sessions
-from core.ports import Clock
-from core.tasks import Periodic, cancel_and_wait
-from intake.webchat import protocol
-from intake.webchat.history import sender_of
-from intake.webchat.hub import Connection, Frame, LocalHub
-from intake.webchat.sessions import reading
+from posventa.core.domain import ChannelName, Direction
+from posventa.core.errors import StorageUnavailable, TransientDeliveryError
+from posventa.core.persistence import Database
+from posventa.core.persistence.notify import Notifier
+from posventa.core.persistence.schema import messages, webchat_sessions
+from posventa.core.ports import Clock
+from posventa.core.tasks import Periodic, cancel_and_wait
+from posventa.intake.webchat import protocol
+from posventa.intake.webchat.history import sender_of
+from posventa.intake.webchat.hub import Connection, Frame, LocalHub
+from posventa.intake.webchat.sessions import reading
 
 log = logging.getLogger(__name__)
 

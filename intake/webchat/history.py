@@ -14,12 +14,12 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
-from core.domain import Author, ChannelName, Direction
-from core.outbox import Outbox
-from core.persistence import Database
-from core.persistence.schema import attachments, messages, outbox
-from intake.webchat import protocol
-from intake.webchat.sessions import Session, reading
+from posventa.core.domain import Author, ChannelName, Direction
+from posventa.core.outbox import Outbox
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import attachments, messages, outbox
+from posventa.intake.webchat import protocol
+from posventa.intake.webchat.sessions import Session, reading
 
 #: Outbox states of a web chat push that has not reached the visitor yet.
 UNDELIVERED = Outbox.UNDELIVERED

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from core.rate_limit import TokenBucket
+from posventa.core.rate_limit import TokenBucket
 
 Monotonic = Callable[[], float]
 

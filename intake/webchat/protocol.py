@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from core.business_hours import customer_zone
-from core.domain import LANGUAGES
+from posventa.core.business_hours import customer_zone
+from posventa.core.domain import LANGUAGES
 
 RATE_LIMITED = "rate_limited"
 TOO_LARGE = "too_large"

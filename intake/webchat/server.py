@@ -37,23 +37,23 @@ from datetime import timedelta
 from aiohttp import WSMessage, WSMsgType, web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from core.config import WebchatConfig
-from core.domain import ChannelName, ChoiceAnswer, InboundMessage
-from core.errors import StorageUnavailable
-from core.logs import log_fields, set_log_fields
-from core.message_files import MessageFiles
-from core.ports import Clock, Inbox
-from core.tasks import Periodic
-from core.uploads import UploadPolicy
-from intake.http import ClientAddresses
-from intake.webchat import assets, protocol
-from intake.webchat.history import History
-from intake.webchat.hub import Connection, LocalHub
-from intake.webchat.limits import Limits, LimitSettings
-from intake.webchat.origin import OriginPolicy
-from intake.webchat.protocol import Hello, ProtocolError, SendChoice, SendText
-from intake.webchat.sessions import Session, SessionStore
-from intake.webchat.uploads import WebchatUploads
+from posventa.core.config import WebchatConfig
+from posventa.core.domain import ChannelName, ChoiceAnswer, InboundMessage
+from posventa.core.errors import StorageUnavailable
+from posventa.core.logs import log_fields, set_log_fields
+from posventa.core.message_files import MessageFiles
+from posventa.core.ports import Clock, Inbox
+from posventa.core.tasks import Periodic
+from posventa.core.uploads import UploadPolicy
+from posventa.intake.http import ClientAddresses
+from posventa.intake.webchat import assets, protocol
+from posventa.intake.webchat.history import History
+from posventa.intake.webchat.hub import Connection, LocalHub
+from posventa.intake.webchat.limits import Limits, LimitSettings
+from posventa.intake.webchat.origin import OriginPolicy
+from posventa.intake.webchat.protocol import Hello, ProtocolError, SendChoice, SendText
+from posventa.intake.webchat.sessions import Session, SessionStore
+from posventa.intake.webchat.uploads import WebchatUploads
 
 log = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ from sqlalchemy import and_, delete, exists, insert, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.contacts.identities import create_contact, reindex
-from core.domain import ChannelName
-from core.errors import StorageUnavailable
-from core.persistence import Database
-from core.persistence.schema import cases, contact_identities, contacts, messages, sales, webchat_sessions
-from core.ports import Clock
+from posventa.core.contacts.identities import create_contact, reindex
+from posventa.core.domain import ChannelName
+from posventa.core.errors import StorageUnavailable
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import cases, contact_identities, contacts, messages, sales, webchat_sessions
+from posventa.core.ports import Clock
 
 TOKEN_BYTES = 32
 

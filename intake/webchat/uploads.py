@@ -25,21 +25,21 @@ import logging
 import re
 
 from aiohttp import web
-from core.attachments import IncomingFile, safe_filename
-from core.domain import ChannelName, InboundMessage
-from core.errors import StorageUnavailable
-from core.message_files import MessageFiles
-from core.ports import Inbox
-from core.texts import pick_language
-from core.uploads import TOO_LARGE, TYPE_REFUSED, UploadCheck, UploadPolicy, UploadRefused, \
+from posventa.core.attachments import IncomingFile, safe_filename
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.errors import StorageUnavailable
+from posventa.core.message_files import MessageFiles
+from posventa.core.ports import Inbox
+from posventa.core.texts import pick_language
+from posventa.core.uploads import TOO_LARGE, TYPE_REFUSED, UploadCheck, UploadPolicy, UploadRefused, \
     matching_name, refusal_text
-from core.logs import set_log_fields
-from intake.http import ClientAddresses, file_headers
-from intake.webchat import protocol
-from intake.webchat.hub import Hub
-from intake.webchat.limits import Limits
-from intake.webchat.origin import OriginPolicy
-from intake.webchat.sessions import Session, SessionStore
+from posventa.core.logs import set_log_fields
+from posventa.intake.http import ClientAddresses, file_headers
+from posventa.intake.webchat import protocol
+from posventa.intake.webchat.hub import Hub
+from posventa.intake.webchat.limits import Limits
+from posventa.intake.webchat.origin import OriginPolicy
+from posventa.intake.webchat.sessions import Session, SessionStore
 
 log = logging.getLogger(__name__)
 

@@ -86,7 +86,7 @@ def _add_reference(table: str, column: str) -> None:
 def _backfill_terms() -> None:
     """Search terms for the contacts that exist, in batches (a big table must not be
     read into memory at once)."""
-    from core.contacts.normalize import terms_for
+    from posventa.core.contacts.normalize import terms_for
 
     bind = op.get_bind()
     terms = sa.table('contact_terms', sa.column('term'), sa.column('contact_id'))

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from core.domain import ChannelName
-from service import Service
+from posventa.core.domain import ChannelName
+from posventa.service import Service
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support import RecordingChannel, make_config
 

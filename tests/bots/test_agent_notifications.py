@@ -9,10 +9,10 @@ import dataclasses
 
 from sqlalchemy import select
 
-from core.config import CalendarConfig
-from core.domain import ChannelName, InboundMessage
-from core.persistence.schema import messages, outbox
-from service import Service
+from posventa.core.config import CalendarConfig
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.persistence.schema import messages, outbox
+from posventa.service import Service
 from tests.bots.conftest import AGENT, telegram_section
 from tests.fakes.smtp_sink import SmtpSink
 from tests.fakes.telegram_api import FakeTelegram
@@ -68,7 +68,7 @@ async def test_an_assigned_agent_gets_a_telegram_message_and_an_email(database_u
 async def test_sla_warning_breach_and_customer_wrote_reach_the_agent_once(database_url, tmp_path, tg: FakeTelegram):
     from datetime import UTC, datetime, timedelta
 
-    from core.domain import ThreadHints
+    from posventa.core.domain import ThreadHints
     from tests.support import FakeClock
 
     tg.forum(-1001987654321)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from core.domain import ChannelName
-from service import Service
+from posventa.core.domain import ChannelName
+from posventa.service import Service
 from tests.bots.conftest import AGENTS_CHAT, telegram_section
 from tests.fakes.telegram_api import FakeTelegram
 from tests.intake.webchat.support import ChatClient

@@ -7,13 +7,13 @@ import asyncio
 
 import pytest
 
-from bots.telegram.channel import BotLink, TelegramChannel
-from bots.telegram.client import chunk_text, make_bot
-from bots.telegram.store import BotStore
-from core.config import TelegramConfig
-from core.domain import ChannelName, Choice, ClaimedDelivery, Suggestion
-from core.errors import PermanentDeliveryError, TransientDeliveryError
-from core.outgoing import Outgoing
+from posventa.bots.telegram.channel import BotLink, TelegramChannel
+from posventa.bots.telegram.client import chunk_text, make_bot
+from posventa.bots.telegram.store import BotStore
+from posventa.core.config import TelegramConfig
+from posventa.core.domain import ChannelName, Choice, ClaimedDelivery, Suggestion
+from posventa.core.errors import PermanentDeliveryError, TransientDeliveryError
+from posventa.core.outgoing import Outgoing
 from tests.bots.conftest import sqlite_only
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support import FakeClock

@@ -7,7 +7,7 @@ import hashlib
 
 from sqlalchemy import select
 
-from core.persistence.schema import attachments, cases, message_edits, messages
+from posventa.core.persistence.schema import attachments, cases, message_edits, messages
 from tests.bots.conftest import AGENTS_CHAT, eventually, rows, sqlite_only
 from tests.fakes.telegram_api import FakeTelegram
 

@@ -11,12 +11,12 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from bots.telegram.client import fetch_updates
-from bots.telegram.poller import Poller
-from cli import RedactSecrets, secrets_of
-from core.errors import ConfigError
-from core.persistence.schema import messages, outbox
-from service import Service
+from posventa.bots.telegram.client import fetch_updates
+from posventa.bots.telegram.poller import Poller
+from posventa.cli import RedactSecrets, secrets_of
+from posventa.core.errors import ConfigError
+from posventa.core.persistence.schema import messages, outbox
+from posventa.service import Service
 from tests.bots.conftest import eventually, rows, sqlite_only, telegram_section
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support import make_config

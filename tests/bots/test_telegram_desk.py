@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from core.domain import ChannelName, InboundMessage, ThreadHints
-from bots.telegram.tables import case_links
-from core.persistence.schema import cases, contact_identities, messages, outbox
+from posventa.core.domain import ChannelName, InboundMessage, ThreadHints
+from posventa.bots.telegram.tables import case_links
+from posventa.core.persistence.schema import cases, contact_identities, messages, outbox
 from tests.bots.conftest import AGENT, AGENTS_CHAT, OTHER_AGENT, STRANGER, eventually, rows, sqlite_only
 from tests.fakes.telegram_api import FakeTelegram
 
@@ -275,7 +275,7 @@ async def test_available_and_away_switch_an_agents_automatic_assignments(start_s
 
 
 async def test_m_sends_a_canned_response_in_the_customers_language(start_service, tg: FakeTelegram):
-    from core.macros import MacroInput
+    from posventa.core.macros import MacroInput
 
     service = await start_service()
     await service.macros.create(MacroInput(name="Prazo", bodies={

@@ -10,10 +10,10 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from core.domain import ChannelName
-from core.persistence.schema import cases
-from core.surveys import PanelFilter
-from service import Service
+from posventa.core.domain import ChannelName
+from posventa.core.persistence.schema import cases
+from posventa.core.surveys import PanelFilter
+from posventa.service import Service
 from tests.bots.conftest import eventually, rows, telegram_section
 from tests.fakes.telegram_api import FakeTelegram
 from tests.intake.webchat.test_survey_detractor_e2e import CATALOG
@@ -84,7 +84,7 @@ async def test_a_telegram_detractor_opens_one_case_and_the_panel_follows_it(serv
 
 
 def test_the_desk_header_card_names_the_survey_and_the_sale():
-    from bots.telegram.render import header_card
+    from posventa.bots.telegram.render import header_card
 
     case = {"number": 7, "title": "Detractor survey «Entrega» — sale TG-1", "type": "complaint",
             "activity": "preliminary_analysis", "channel": "telegram", "contact": {"name": "Ana"},

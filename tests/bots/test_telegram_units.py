@@ -10,19 +10,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
 
-import bots.telegram
-from bots.telegram import callbacks
-from bots.telegram.channel import FloodGate
-from bots.telegram.client import chunk_text, delivery_error, retry_after_seconds
-from bots.telegram.customer import Command, parse_command
-from core.replies import case_type_from_word
-from bots.telegram.render import customer_message, esc, topic_name
-from core.errors import PermanentDeliveryError, TransientDeliveryError
+import posventa.bots.telegram
+from posventa.bots.telegram import callbacks
+from posventa.bots.telegram.channel import FloodGate
+from posventa.bots.telegram.client import chunk_text, delivery_error, retry_after_seconds
+from posventa.bots.telegram.customer import Command, parse_command
+from posventa.core.replies import case_type_from_word
+from posventa.bots.telegram.render import customer_message, esc, topic_name
+from posventa.core.errors import PermanentDeliveryError, TransientDeliveryError
 
 
 def test_public_surface_is_complete():
-    assert sorted(bots.telegram.__all__) == sorted(
-        n for n in vars(bots.telegram) if not n.startswith("_") and n not in ("os", "bot", "channel", "client",
+    assert sorted(posventa.bots.telegram.__all__) == sorted(
+        n for n in vars(posventa.bots.telegram) if not n.startswith("_") and n not in ("os", "bot", "channel", "client",
         "customer", "desk", "poller", "router", "webhook", "render", "store", "tables", "texts", "callbacks", "shape"))
 
 

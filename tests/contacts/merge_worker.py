@@ -11,12 +11,12 @@ import asyncio
 import json
 import sys
 
-from core.cases import CaseService
-from core.contacts.service import ContactService
-from core.errors import DomainError
-from core.outgoing import Outgoing
-from core.persistence import Database
-from core.ports import SystemClock
+from posventa.core.cases import CaseService
+from posventa.core.contacts.service import ContactService
+from posventa.core.errors import DomainError
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence import Database
+from posventa.core.ports import SystemClock
 
 
 async def main(url: str, target: int, source: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.domain import ChannelName, InboundMessage
+from posventa.core.domain import ChannelName, InboundMessage
 from tests.core.test_api import call, running, spec  # noqa: F401  (fixtures)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from core.domain import ChannelName, InboundMessage
+from posventa.core.domain import ChannelName, InboundMessage
 from tests.support import API_TOKEN
 
 

@@ -9,8 +9,8 @@ from email.message import EmailMessage
 import aiosmtplib
 import pytest
 
-from core.domain import ChannelName, InboundMessage
-from service import Service
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.service import Service
 from tests.browser import chromium_browser, collect_page_errors, save_screenshot
 from tests.fakes.smtp_sink import SmtpSink
 from tests.intake.console.harness import PASSWORD, SQLITE_ONLY, start_console

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from core.domain import ChannelName, InboundMessage
-from service import Service
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.service import Service
 from tests.core.test_cli import run
 from tests.support import make_config, toml_text
 

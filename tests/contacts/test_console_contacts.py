@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.domain import ChannelName, InboundMessage
+from posventa.core.domain import ChannelName, InboundMessage
 from tests.intake.console.harness import ConsoleClient
 
 
@@ -69,7 +69,7 @@ async def test_organization_pages(running, agent):
 
 
 async def test_merge_offered_on_the_case_page_and_erase_for_admins(running, agent):
-    from intake.webchat.sessions import SessionStore
+    from posventa.intake.webchat.sessions import SessionStore
 
     service = running.service
     store = SessionStore(db=service.db, clock=service.clock)

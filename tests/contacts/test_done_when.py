@@ -15,7 +15,7 @@ import aiohttp
 import aiosmtplib
 import pytest
 
-from service import Service
+from posventa.service import Service
 from tests.fakes.smtp_sink import SmtpSink
 from tests.support import API_TOKEN, FakeClock, free_port, make_config
 

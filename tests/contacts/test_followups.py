@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from core.cases import CaseService
-from core.domain import ChannelName, ChoiceAnswer, InboundMessage, ThreadHints
-from core.inbox import HookContext, InboxService
-from core.outgoing import Outgoing
-from core.persistence.schema import case_events, cases, outbox
+from posventa.core.cases import CaseService
+from posventa.core.domain import ChannelName, ChoiceAnswer, InboundMessage, ThreadHints
+from posventa.core.inbox import HookContext, InboxService
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence.schema import case_events, cases, outbox
 from tests.support import FakeClock
 
 

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from core.domain import ChannelName, InboundMessage
-from core.errors import ValidationError
-from core.persistence.schema import case_events, rule_instances, sales
-from intake.webchat.sessions import SessionStore
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.errors import ValidationError
+from posventa.core.persistence.schema import case_events, rule_instances, sales
+from posventa.intake.webchat.sessions import SessionStore
 from tests.core.test_api import call, running, spec  # noqa: F401  (fixtures)
 
 
@@ -28,8 +28,8 @@ async def _visitor_and_mailer(service):
 
 
 async def _sale_with_survey(service, email: str) -> None:
-    from core.surveys import Surveys
-    from core.surveys.sales import Customer, SaleInput
+    from posventa.core.surveys import Surveys
+    from posventa.core.surveys.sales import Customer, SaleInput
 
     surveys = Surveys.build(db=service.db, outgoing=service.outgoing, clock=service.clock,
                             config=service.config.surveys)
@@ -132,8 +132,8 @@ async def test_organizations_merge_the_same_way(running, spec):
 
 async def test_a_sale_finds_its_customer_by_email_then_phone_then_telegram(running, spec):
     service, http, _ = running
-    from core.surveys import Surveys
-    from core.surveys.sales import Customer, SaleInput
+    from posventa.core.surveys import Surveys
+    from posventa.core.surveys.sales import Customer, SaleInput
 
     by_phone = await call(http, spec, "POST", "/contacts", status=201, json={
         "name": "Por teléfono", "identities": [{"kind": "phone", "address": "+54 9 11 4444-0000"}]})

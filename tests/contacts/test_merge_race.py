@@ -13,8 +13,8 @@ import sys
 import pytest
 from sqlalchemy import func, select, text
 
-from core.domain import ChannelName, InboundMessage
-from core.persistence.schema import cases, contact_identities, contacts
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.persistence.schema import cases, contact_identities, contacts
 from tests.scaleout.cluster import eventually
 from tests.support import REPO
 

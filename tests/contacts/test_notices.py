@@ -5,10 +5,10 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from core.config import load_config
-from core.domain import ChannelName, InboundMessage
-from core.errors import ConfigError
-from service import Service
+from posventa.core.config import load_config
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.errors import ConfigError
+from posventa.service import Service
 from tests.support import API_TOKEN, RecordingChannel, make_config
 
 

@@ -7,9 +7,9 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from core.domain import ChannelName, ChoiceAnswer, InboundMessage
-from core.persistence.schema import contact_identities, messages, outbox
-from core.surveys import PanelFilter
+from posventa.core.domain import ChannelName, ChoiceAnswer, InboundMessage
+from posventa.core.persistence.schema import contact_identities, messages, outbox
+from posventa.core.surveys import PanelFilter
 from tests.core.surveys.conftest import CATALOG, sale
 from tests.core.surveys.test_conversations import OPENS, World
 from tests.support import API_TOKEN, make_config

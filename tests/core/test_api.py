@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.domain import ChannelName, InboundMessage
-from core.persistence.schema import products
-from service import Service
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.persistence.schema import products
+from posventa.service import Service
 from tests.support import API_TOKEN, RecordingChannel, make_config
 
 

@@ -21,10 +21,10 @@ import schemathesis
 
 from aiohttp import web
 
-from core.domain import ChannelName, InboundMessage
-from intake.api.openapi import PREFIX, ApiRegistry, integer, query, query_param
-from intake.http import HttpServer, api_errors
-from service import Service
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.intake.api.openapi import PREFIX, ApiRegistry, integer, query, query_param
+from posventa.intake.http import HttpServer, api_errors
+from posventa.service import Service
 from tests.support import API_TOKEN, RecordingChannel, free_port, make_config
 
 #: Examples per operation in the fuzzing phase; the coverage phase adds its own cases

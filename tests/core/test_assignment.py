@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
-from core.config import CalendarConfig
-from core.domain import ChannelName, InboundMessage
-from service import Service
+from posventa.core.config import CalendarConfig
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.service import Service
 from tests.support import API_TOKEN, FakeClock, make_config
 
 ALWAYS = {d: ("00:00-24:00",) for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from core.attachments import AttachmentStore, safe_filename
+from posventa.core.attachments import AttachmentStore, safe_filename
 
 
 async def test_attachments_are_content_addressed(tmp_path):

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.business_hours import CalendarError, build_calendar, opening_notice
-from core.config import load_config
-from core.errors import ConfigError
+from posventa.core.business_hours import CalendarError, build_calendar, opening_notice
+from posventa.core.config import load_config
+from posventa.core.errors import ConfigError
 
 BA = ZoneInfo("America/Argentina/Buenos_Aires")
 WEEKDAYS_9_18 = {d: ["09:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from core.case_threading import CaseRef, JoinableCases, OpenNew, choose_case
-from core.domain import Activity, ChannelName, ChoiceAnswer, InboundMessage, ThreadHints
-from core.inbox import InboxService
-from core.outgoing import Outgoing
-from core.persistence.schema import cases
+from posventa.core.case_threading import CaseRef, JoinableCases, OpenNew, choose_case
+from posventa.core.domain import Activity, ChannelName, ChoiceAnswer, InboundMessage, ThreadHints
+from posventa.core.inbox import InboxService
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence.schema import cases
 from tests.support import FakeClock
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)

@@ -19,7 +19,7 @@ PASSWORD = "a long enough secret"
 
 
 def run(*args, cwd, env=None, timeout=60, stdin=None):
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "posventa", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, input=stdin,
                           env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120", **(env or {})})
 
@@ -64,7 +64,7 @@ async def test_commands_on_an_old_postgresql_schema_say_what_to_run(tmp_path):
 
 
 def head() -> str:
-    from core.persistence.migrate import head_revision
+    from posventa.core.persistence.migrate import head_revision
 
     return head_revision()
 
@@ -83,7 +83,7 @@ def test_serve_answers_then_drains_on_sigterm_and_exits_0(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[http]\nport = {port}\n[email]\nenabled = false\n[telegram]\ntoken = "1234:SECRETSECRET"\n')
     env = {k: v for k, v in os.environ.items() if k != "POSVENTA_API_TOKENS"}  # no API token at all
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--config", str(cfg)], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "posventa", "serve", "--config", str(cfg)], cwd=tmp_path,
                             env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from core.config import Config, load_config, redacted
-from core.errors import ConfigError
+from posventa.core.config import Config, load_config, redacted
+from posventa.core.errors import ConfigError
 from tests.support import REPO
 
 
@@ -58,7 +58,7 @@ def test_mistakes_name_the_key_and_file(tmp_path, body, key, words):
     path = write(tmp_path, body)
     if key is None and words is None:
         # database URL problems surface when the Database is built, still as ConfigError
-        from core.persistence import Database
+        from posventa.core.persistence import Database
 
         with pytest.raises(ConfigError):
             Database(load_config(path, env={}).database.url)
@@ -88,7 +88,7 @@ def test_binary_or_huge_files_are_refused(tmp_path):
 
 def test_cli_prints_one_line_and_exits_2_on_config_error(tmp_path):
     path = write(tmp_path, "[http]\nport = 'x'\n")
-    r = subprocess.run([sys.executable, "-m", "cli", "serve", "--config", str(path)], cwd=REPO,
+    r = subprocess.run([sys.executable, "-m", "posventa", "serve", "--config", str(path)], cwd=REPO,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "http.port" in r.stderr and "Traceback" not in r.stderr

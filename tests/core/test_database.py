@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select, text
 
-from core.persistence import Database, upgrade
-from core.persistence.database import json_text
-from core.persistence.schema import contacts
+from posventa.core.persistence import Database, upgrade
+from posventa.core.persistence.database import json_text
+from posventa.core.persistence.schema import contacts
 
 
 async def test_sqlite_checkpoints_run_beside_the_writers_and_leave_the_wal_copied(tmp_path):

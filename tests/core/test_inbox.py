@@ -7,11 +7,11 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
-from core.domain import ChannelName, ChoiceAnswer, InboundMessage, ThreadHints
-from core.errors import StorageUnavailable
-from core.inbox import HookContext, InboxService
-from core.outgoing import Outgoing
-from core.persistence.schema import cases, contact_identities, messages, outbox
+from posventa.core.domain import ChannelName, ChoiceAnswer, InboundMessage, ThreadHints
+from posventa.core.errors import StorageUnavailable
+from posventa.core.inbox import HookContext, InboxService
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence.schema import cases, contact_identities, messages, outbox
 from tests.support import FakeClock
 
 

@@ -23,9 +23,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
-from core.persistence.bulk import _fast_insert_plan, _json_rows, _processed, insert_ids
-from core.persistence.lookup import any_key, by_unique_key, key_values
-from core.persistence.schema import UTCDateTime, contact_identities, contacts, messages
+from posventa.core.persistence.bulk import _fast_insert_plan, _json_rows, _processed, insert_ids
+from posventa.core.persistence.lookup import any_key, by_unique_key, key_values
+from posventa.core.persistence.schema import UTCDateTime, contact_identities, contacts, messages
 
 
 async def test_by_unique_key_finds_each_existing_key_once(db):

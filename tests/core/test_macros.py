@@ -9,12 +9,12 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
-from core.cases import CaseService, NewCase
-from core.errors import NotFound, ValidationError
-from core.macros import MAX_OUTPUT, MacroInput, MacroService
-from core.outgoing import Outgoing
-from core.persistence.schema import messages, outbox
-from intake.text_templates import SandboxedTemplates
+from posventa.core.cases import CaseService, NewCase
+from posventa.core.errors import NotFound, ValidationError
+from posventa.core.macros import MAX_OUTPUT, MacroInput, MacroService
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence.schema import messages, outbox
+from posventa.intake.text_templates import SandboxedTemplates
 from tests.support import FakeClock
 
 GREETING = {

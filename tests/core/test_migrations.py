@@ -7,11 +7,11 @@ from alembic.runtime.migration import MigrationContext
 import pytest
 from sqlalchemy import text
 
-import bots.telegram.tables  # noqa: F401  (the Telegram adapter's tables live on the same MetaData)
-import kb.tables  # noqa: F401  (kb's tables live on the same MetaData)
-from core.persistence import Database, metadata
-from core.persistence.migrate import current_revision, upgrade
-from core.persistence.schema import FULLTEXT_TABLES, is_fulltext_object
+import posventa.bots.telegram.tables  # noqa: F401  (the Telegram adapter's tables live on the same MetaData)
+import posventa.kb.tables  # noqa: F401  (kb's tables live on the same MetaData)
+from posventa.core.persistence import Database, metadata
+from posventa.core.persistence.migrate import current_revision, upgrade
+from posventa.core.persistence.schema import FULLTEXT_TABLES, is_fulltext_object
 from tests.support import pg_available, require_or_skip, throwaway_pg_database
 
 
@@ -57,7 +57,7 @@ def test_the_history_has_one_head():
     """Several people add migrations at once: each must chain onto the last, never fork."""
     from alembic.script import ScriptDirectory
 
-    from core.persistence.migrate import alembic_config
+    from posventa.core.persistence.migrate import alembic_config
 
     assert len(ScriptDirectory.from_config(alembic_config()).get_heads()) == 1
 

@@ -8,14 +8,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from core.cases import CaseService
-from core.domain import ChannelName, InboundMessage
-from core.errors import PermanentDeliveryError, TransientDeliveryError
-from core.inbox import InboxService
-from core.outbox import OutboxSignal, OutboxWorker, RetryPolicy, recover_expired_leases
-from core.outgoing import Outgoing
-from core.persistence import Database
-from core.persistence.schema import contact_identities, outbox
+from posventa.core.cases import CaseService
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.errors import PermanentDeliveryError, TransientDeliveryError
+from posventa.core.inbox import InboxService
+from posventa.core.outbox import OutboxSignal, OutboxWorker, RetryPolicy, recover_expired_leases
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import contact_identities, outbox
 from tests.support import FakeClock, RecordingChannel
 
 
@@ -196,6 +196,6 @@ async def test_concurrent_workers_never_send_the_same_item(database_url):
 
 @pytest.mark.parametrize("attempt,retry_after,expected", [(1, None, 10), (3, None, 40), (20, None, 600), (1, 900, 900)])
 def test_backoff(attempt, retry_after, expected):
-    from core.outgoing import backoff_delay
+    from posventa.core.outgoing import backoff_delay
 
     assert backoff_delay(attempt, base=10, cap=600, retry_after=retry_after, rand=1.0).total_seconds() == expected

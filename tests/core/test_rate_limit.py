@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.rate_limit import TokenBucket
+from posventa.core.rate_limit import TokenBucket
 
 
 def test_a_full_bucket_lets_a_burst_through_then_says_how_long_to_wait():

@@ -2,8 +2,8 @@
 
 import pytest
 
-from core.domain import CaseType
-from core.replies import case_type_from_reply, choice_number_from_text
+from posventa.core.domain import CaseType
+from posventa.core.replies import case_type_from_reply, choice_number_from_text
 
 T = CaseType
 

@@ -8,14 +8,14 @@ import time
 import pytest
 from sqlalchemy import delete, text
 
-from core.cases import CaseFilter, CaseService, NewCase
-from core.domain import ChannelName, InboundMessage
-from core.errors import ValidationError
-from core.inbox import InboxService
-from core.outgoing import Outgoing
-from core.persistence.schema import cases
-import core.search as search_module
-from core.search import INDEX, WALK, TermStats, hits, parse_query, read_term_stats
+from posventa.core.cases import CaseFilter, CaseService, NewCase
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.errors import ValidationError
+from posventa.core.inbox import InboxService
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence.schema import cases
+import posventa.core.search as search_module
+from posventa.core.search import INDEX, WALK, TermStats, hits, parse_query, read_term_stats
 from tests.support import FakeClock
 
 

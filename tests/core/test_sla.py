@@ -12,11 +12,11 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from core.config import CalendarConfig, SlaPolicyConfig
-from core.domain import ChannelName, InboundMessage, ThreadHints
-from core.notifications import AgentNotifier
-from core.persistence.schema import outbox
-from service import Service
+from posventa.core.config import CalendarConfig, SlaPolicyConfig
+from posventa.core.domain import ChannelName, InboundMessage, ThreadHints
+from posventa.core.notifications import AgentNotifier
+from posventa.core.persistence.schema import outbox
+from posventa.service import Service
 from tests.intake.webchat.support import ChatClient
 from tests.support import API_TOKEN, FakeClock, RecordingChannel, make_config
 

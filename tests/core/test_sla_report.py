@@ -16,12 +16,12 @@ import aiohttp
 import pytest
 from sqlalchemy import insert
 
-from core.config import CalendarConfig
-from core.domain import ChannelName, InboundMessage, ThreadHints
-from core.errors import ValidationError
-from core.persistence.schema import cases, contacts
-from core.sla_report import SlaReportFilter, SlaReports, report_csv
-from service import Service
+from posventa.core.config import CalendarConfig
+from posventa.core.domain import ChannelName, InboundMessage, ThreadHints
+from posventa.core.errors import ValidationError
+from posventa.core.persistence.schema import cases, contacts
+from posventa.core.sla_report import SlaReportFilter, SlaReports, report_csv
+from posventa.service import Service
 from tests.support import API_TOKEN, FakeClock, RecordingChannel, make_config
 
 NOW = datetime(2026, 12, 14, 12, 0, tzinfo=UTC)

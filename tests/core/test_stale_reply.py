@@ -7,10 +7,10 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from core.cases import NewCase
-from core.domain import ChannelName, InboundMessage, ThreadHints
-from core.errors import StaleReply
-from service import Service
+from posventa.core.cases import NewCase
+from posventa.core.domain import ChannelName, InboundMessage, ThreadHints
+from posventa.core.errors import StaleReply
+from posventa.service import Service
 from tests.support import API_TOKEN, RecordingChannel, make_config
 
 

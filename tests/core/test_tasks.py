@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from core.tasks import Periodic, cancel_and_wait
+from posventa.core.tasks import Periodic, cancel_and_wait
 
 
 async def test_cancels_waits_for_cleanup_and_skips_none():
@@ -35,9 +35,9 @@ async def test_a_task_that_had_failed_is_logged_not_raised(caplog):
 
     task = asyncio.create_task(boom(), name="sync-loop")
     await asyncio.sleep(0)
-    with caplog.at_level(logging.ERROR, logger="core.tasks"):
+    with caplog.at_level(logging.ERROR, logger="posventa.core.tasks"):
         await cancel_and_wait([task])
-    [record] = [r for r in caplog.records if r.name == "core.tasks"]
+    [record] = [r for r in caplog.records if r.name == "posventa.core.tasks"]
     assert "sync-loop" in record.getMessage() and "the loop died" in str(record.exc_info[1])
 
 
@@ -147,7 +147,7 @@ async def test_periodic_failures_back_off_log_sparingly_and_recovery_is_said(cap
     timer = Timer()
     errors = [RuntimeError(f"boom {i}") for i in range(5)]
     task = periodic(Job(*errors), timer, interval=10, max_backoff=60)
-    with caplog.at_level(logging.INFO, logger="core.tasks"):
+    with caplog.at_level(logging.INFO, logger="posventa.core.tasks"):
         await task.start()
         waits = [await timer.asked()]
         for _ in range(5):
@@ -158,7 +158,7 @@ async def test_periodic_failures_back_off_log_sparingly_and_recovery_is_said(cap
     assert waits == [10, 20, 40, 60, 60, 10]
     assert (task.failures, task.consecutive_failures, task.runs) == (5, 0, 6)
     assert task.last_error == "RuntimeError" and task.last_error_at == 1_004.0 and task.last_success_at == 1_005.0
-    records = [r for r in caplog.records if r.name == "core.tasks"]
+    records = [r for r in caplog.records if r.name == "posventa.core.tasks"]
     # The 1st (with its traceback), the 2nd and the 4th of the streak, then the recovery.
     assert [r.levelno for r in records] == [logging.ERROR, logging.WARNING, logging.WARNING, logging.INFO]
     assert records[0].exc_info is not None and "boom 0" in str(records[0].exc_info[1])
@@ -174,12 +174,12 @@ async def test_periodic_expected_errors_are_one_line_without_traceback(caplog):
 
     timer = Timer()
     task = periodic(Job(Unreachable("discourse down")), timer, interval=600, expected=(Unreachable,))
-    with caplog.at_level(logging.INFO, logger="core.tasks"):
+    with caplog.at_level(logging.INFO, logger="posventa.core.tasks"):
         await task.start()
         # An interval longer than the backoff ceiling is never shortened.
         assert await timer.asked() == 600
         await task.stop()
-    [record] = [r for r in caplog.records if r.name == "core.tasks"]
+    [record] = [r for r in caplog.records if r.name == "posventa.core.tasks"]
     assert record.levelno == logging.WARNING and record.exc_info is None
     assert "discourse down" in record.getMessage() and "Unreachable" in record.getMessage()
 
@@ -196,13 +196,13 @@ async def test_periodic_stop_in_the_middle_of_a_run_cancels_it_without_counting_
             raise
 
     task = periodic(slow, Timer(), interval=1)
-    with caplog.at_level(logging.INFO, logger="core.tasks"):
+    with caplog.at_level(logging.INFO, logger="posventa.core.tasks"):
         await task.start()
         await asyncio.wait_for(entered.wait(), 5)
         await task.stop()
     assert cancelled.is_set() and not task.running
     assert (task.runs, task.failures, task.last_error) == (0, 0, None)
-    assert [r for r in caplog.records if r.name == "core.tasks"] == []
+    assert [r for r in caplog.records if r.name == "posventa.core.tasks"] == []
 
 
 async def test_periodic_run_once_is_one_run_with_the_same_bookkeeping():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bots.telegram.texts import t
-from core.domain import LANGUAGES
-from core.surveys.texts import say
-from core.texts import YES_NO_WORDS, Texts, localized, text
+from posventa.bots.telegram.texts import t
+from posventa.core.domain import LANGUAGES
+from posventa.core.surveys.texts import say
+from posventa.core.texts import YES_NO_WORDS, Texts, localized, text
 
 
 def test_a_text_in_the_customers_language_else_spanish_with_its_parameters():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.texts import LANGUAGES
-from core.uploads import EMPTY, TOO_LARGE, TYPE_REFUSED, UploadCheck, UploadPolicy, UploadRefused, matching_name, \
+from posventa.core.texts import LANGUAGES
+from posventa.core.uploads import EMPTY, TOO_LARGE, TYPE_REFUSED, UploadCheck, UploadPolicy, UploadRefused, matching_name, \
     refusal_text
 
 POLICY = UploadPolicy.of(1000, ("image", "pdf", "text"))

@@ -1,8 +1,8 @@
 import pytest
 
-from core.domain import Activity, CaseType
-from core.errors import InvalidTransition
-from core.workflow import NEEDS_TYPE, MissingCaseType, check_transition
+from posventa.core.domain import Activity, CaseType
+from posventa.core.errors import InvalidTransition
+from posventa.core.workflow import NEEDS_TYPE, MissingCaseType, check_transition
 
 A = Activity
 T = CaseType

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from core.config import load_config
+from posventa.core.config import load_config
 from tests.support import REPO
 
 DEPLOY = REPO / "deploy"

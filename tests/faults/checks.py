@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from core.persistence import Database
+from posventa.core.persistence import Database
 from tests.fakes.smtp_sink import SmtpSink
 from tests.faults.harness import RestartableTelegram
 from tests.faults.load import EmailCustomers, TelegramCustomers, WebchatVisitors

@@ -137,7 +137,7 @@ class ServeProcess:
             log.write(f"\n==== start #{self.starts + 1} ====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", "serve", "--config", str(self.config_path)],
+                [sys.executable, "-m", "posventa", "serve", "--config", str(self.config_path)],
                 cwd=self.workdir, env={**os.environ, "PYTHONPATH": str(REPO)},
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1

@@ -15,7 +15,7 @@ import json
 import random
 import time
 
-from core.persistence import Database
+from posventa.core.persistence import Database
 from tests.faults.checks import (
     assert_stored_exactly_once,
     check_email_delivery,

@@ -18,7 +18,7 @@ import time
 import aiohttp
 import asyncpg
 
-from core.persistence import Database, upgrade
+from posventa.core.persistence import Database, upgrade
 from tests.faults.checks import (
     assert_stored_exactly_once,
     check_email_delivery,

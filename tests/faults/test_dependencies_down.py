@@ -17,7 +17,7 @@ import time
 import aiohttp
 from sqlalchemy import text
 
-from core.persistence import Database
+from posventa.core.persistence import Database
 from tests.fakes.discourse_api import FakeDiscourse
 from tests.faults.checks import (
     assert_stored_exactly_once,

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from core.domain import ChannelName, InboundMessage
-from core.inbox import InboxService
-from core.outbox import OutboxSignal, OutboxWorker, RetryPolicy, recover_expired_leases
-from core.outgoing import Outgoing
-from core.persistence.schema import outbox
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.inbox import InboxService
+from posventa.core.outbox import OutboxSignal, OutboxWorker, RetryPolicy, recover_expired_leases
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence.schema import outbox
 from tests.support import FakeClock, RecordingChannel
 
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.config import SECRET_ENV, Config, load_config
-from core.errors import ConfigError
+from posventa.core.config import SECRET_ENV, Config, load_config
+from posventa.core.errors import ConfigError
 from tests.hostile.conftest import fuzz
 from tests.support import REPO
 

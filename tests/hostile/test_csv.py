@@ -20,9 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from core.errors import ValidationError
-from core.persistence.schema import rule_instances, sales
-from core.surveys.panel import PanelFilter
+from posventa.core.errors import ValidationError
+from posventa.core.persistence.schema import rule_instances, sales
+from posventa.core.surveys.panel import PanelFilter
 from tests.core.surveys.conftest import CATALOG
 from tests.hostile.conftest import fuzz
 from tests.support import FakeClock
@@ -34,9 +34,9 @@ FORMULAS = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1:A9)", "=HYPERLINK(\"h
 
 @pytest.fixture
 async def surveys(db):
-    from core.config import SurveysConfig
-    from core.outgoing import Outgoing
-    from core.surveys import Surveys
+    from posventa.core.config import SurveysConfig
+    from posventa.core.outgoing import Outgoing
+    from posventa.core.surveys import Surveys
 
     s = Surveys.build(db=db, outgoing=Outgoing(email_domain="example.com", max_attempts=5),
                       clock=FakeClock(), config=SurveysConfig(timezone="UTC"))

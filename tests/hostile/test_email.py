@@ -22,8 +22,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from core.persistence.schema import messages
-from service import Service
+from posventa.core.persistence.schema import messages
+from posventa.service import Service
 from tests.fakes.smtp_sink import SmtpSink
 from tests.hostile.conftest import assert_healthy, assert_no_leak, fuzz
 from tests.intake.email.test_parse_property import FIXTURES, header_noise

@@ -25,10 +25,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from core.domain import ChannelName, EmailThreading, InboundMessage, ClaimedDelivery
-from core.persistence.schema import cases, outbox, rule_instances, sales
-from intake.email.compose import compose_email
-from service import Service
+from posventa.core.domain import ChannelName, EmailThreading, InboundMessage, ClaimedDelivery
+from posventa.core.persistence.schema import cases, outbox, rule_instances, sales
+from posventa.intake.email.compose import compose_email
+from posventa.service import Service
 from tests.core.surveys.conftest import CATALOG, sale
 from tests.fakes.smtp_sink import SmtpSink
 from tests.hostile.conftest import assert_healthy, assert_no_leak, fuzz

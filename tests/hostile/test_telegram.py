@@ -23,9 +23,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from core.domain import ChannelName
-from core.persistence.schema import cases, messages
-from service import Service
+from posventa.core.domain import ChannelName
+from posventa.core.persistence.schema import cases, messages
+from posventa.service import Service
 from tests.bots.conftest import AGENT, AGENTS_CHAT, STRANGER, eventually, telegram_section
 from tests.fakes.telegram_api import BotApiContract, FakeTelegram
 from tests.hostile.conftest import assert_healthy, assert_no_leak, fuzz

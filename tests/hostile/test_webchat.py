@@ -21,8 +21,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from core.persistence.schema import messages, webchat_sessions
-from service import Service
+from posventa.core.persistence.schema import messages, webchat_sessions
+from posventa.service import Service
 from tests.hostile.conftest import assert_healthy, assert_no_leak, fuzz
 from tests.intake.webchat.support import ChatClient
 from tests.support import API_TOKEN, make_config

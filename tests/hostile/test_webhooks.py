@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from kb.tables import kb_articles
-from service import Service
+from posventa.kb.tables import kb_articles
+from posventa.service import Service
 from tests.fakes.discourse_api import FakeDiscourse, sign
 from tests.hostile.conftest import assert_healthy, assert_no_leak, fuzz
 from tests.support import make_config

@@ -11,8 +11,8 @@ import aiohttp
 import jsonschema
 import pytest
 
-from core.domain import ChannelName
-from service import Service
+from posventa.core.domain import ChannelName
+from posventa.service import Service
 from tests.support import API_TOKEN, FakeClock, RecordingChannel, make_config
 
 START = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)

@@ -16,11 +16,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from cli import SMTP_LIBRARY_LOGGER, setup_logging
-from core.config import Config
-from core.logs import EscapeControls, JsonLines, log_fields
-from intake.http import HttpServer, stream_csv
-from service import Service
+from posventa.cli import SMTP_LIBRARY_LOGGER, setup_logging
+from posventa.core.config import Config
+from posventa.core.logs import EscapeControls, JsonLines, log_fields
+from posventa.intake.http import HttpServer, stream_csv
+from posventa.service import Service
 from tests.support import free_port, make_config
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -160,8 +160,8 @@ async def test_a_client_leaving_a_csv_export_is_one_info_line(caplog):
     server = HttpServer(app=app, host="127.0.0.1", port=0)
     await server.start()
     notice = Notice()
-    logging.getLogger("intake.http").addHandler(notice)
-    caplog.set_level(logging.INFO, logger="intake.http")
+    logging.getLogger("posventa.intake.http").addHandler(notice)
+    caplog.set_level(logging.INFO, logger="posventa.intake.http")
     try:
         async with aiohttp.ClientSession() as http:
             response = await http.get(f"http://127.0.0.1:{server.bound_port}/cases.csv")
@@ -172,7 +172,7 @@ async def test_a_client_leaving_a_csv_export_is_one_info_line(caplog):
             await logged.wait()
             await closed.wait()  # the generator (and its database connection) was let go
     finally:
-        logging.getLogger("intake.http").removeHandler(notice)
+        logging.getLogger("posventa.intake.http").removeHandler(notice)
         await server.stop()
     [record] = [r for r in caplog.records if "CSV export" in r.getMessage()]
     assert record.levelno == logging.INFO and record.exc_info is None

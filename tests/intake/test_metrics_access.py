@@ -7,7 +7,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from service import Service
+from posventa.service import Service
 from tests.support import make_config
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -13,8 +13,8 @@ import aiosmtplib
 import pytest
 from sqlalchemy import func, select
 
-from core.persistence.schema import cases, messages, outbox
-from service import Service
+from posventa.core.persistence.schema import cases, messages, outbox
+from posventa.service import Service
 from tests.fakes.smtp_sink import SmtpSink
 from tests.support import API_TOKEN, free_port, make_config, require_or_skip
 
@@ -183,10 +183,10 @@ async def test_relay_4xx_is_retried_and_5xx_is_recorded_once_naming_the_relay(ru
 
 
 async def test_an_unreachable_relay_is_named_with_its_config_section(tmp_path):
-    from core.config import EmailConfig, EmailOutboundConfig
-    from core.domain import ChannelName, ClaimedDelivery
-    from core.errors import TransientDeliveryError
-    from intake.email.channel import EmailChannel
+    from posventa.core.config import EmailConfig, EmailOutboundConfig
+    from posventa.core.domain import ChannelName, ClaimedDelivery
+    from posventa.core.errors import TransientDeliveryError
+    from posventa.intake.email.channel import EmailChannel
 
     closed = free_port()  # nothing listens there
     channel = EmailChannel(config=EmailConfig(address="support@example.com",

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from kb.discourse import (
+from posventa.kb.discourse import (
     DiscourseAuthError,
     DiscourseBadResponse,
     DiscourseClient,
@@ -21,7 +21,7 @@ from kb.discourse import (
     DiscourseRejected,
     DiscourseUnavailable,
 )
-from kb.webhook_signature import InvalidWebhook, WebhookEvent, WebhookKind, parse_webhook, verify_webhook_signature
+from posventa.kb.webhook_signature import InvalidWebhook, WebhookEvent, WebhookKind, parse_webhook, verify_webhook_signature
 from tests.fakes.discourse_api import CONTRACT_GAPS, Contract, FakeDiscourse, sign
 
 API_KEY = "k-7f3a9c1e5b2d4f6a8c0e"

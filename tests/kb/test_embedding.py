@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from kb.embedding import MAX_TOKENS, EncoderUnavailable, SentenceEncoder, bundled_model_dir
+from posventa.kb.embedding import MAX_TOKENS, EncoderUnavailable, SentenceEncoder, bundled_model_dir
 from tests.support import require_or_skip
 
 

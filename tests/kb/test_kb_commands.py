@@ -15,7 +15,7 @@ from tests.support import REPO, toml_text
 
 async def posventa(*args: str, cwd) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", *args, cwd=cwd, stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "posventa", *args, cwd=cwd, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"})
     out, _ = await asyncio.wait_for(proc.communicate(), 180)  # the fake answers on this loop meanwhile
     return proc.returncode, out.decode()

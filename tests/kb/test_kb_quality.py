@@ -15,9 +15,9 @@ from __future__ import annotations
 import pytest
 
 from bench.kb_quality import DATA, evaluate, load_jsonl
-from kb.embedding import EncoderUnavailable, SentenceEncoder
-from kb.matcher import KbDocument
-from kb.search import KbSearch
+from posventa.kb.embedding import EncoderUnavailable, SentenceEncoder
+from posventa.kb.matcher import KbDocument
+from posventa.kb.search import KbSearch
 from tests.support import require_or_skip
 
 # Plain rapidfuzz token_set_ratio over title+body on the dev set (the baseline).

@@ -10,13 +10,13 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from core.domain import ChannelName, ChoiceAnswer, InboundMessage
-from core.persistence.schema import cases, outbox
-from kb.discourse import DiscourseUnavailable
-from kb.embedding import SentenceEncoder
-from kb.index import KbIndex
-from kb.tables import kb_articles, kb_vectors
-from service import Service
+from posventa.core.domain import ChannelName, ChoiceAnswer, InboundMessage
+from posventa.core.persistence.schema import cases, outbox
+from posventa.kb.discourse import DiscourseUnavailable
+from posventa.kb.embedding import SentenceEncoder
+from posventa.kb.index import KbIndex
+from posventa.kb.tables import kb_articles, kb_vectors
+from posventa.service import Service
 from tests.fakes.discourse_api import FakeDiscourse
 from tests.support import API_TOKEN, RecordingChannel, make_config
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kb.matcher import QUERY_MAX_CHARS, KbDocument, Match, Matcher
-from kb.normalize import char_grams, fold, passages, stem, terms, words
+from posventa.kb.matcher import QUERY_MAX_CHARS, KbDocument, Match, Matcher
+from posventa.kb.normalize import char_grams, fold, passages, stem, terms, words
 
 # -- normalisation ----------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kb.matcher import KbDocument, Matcher
-from kb.semantic import SemanticIndex, passage_key
+from posventa.kb.matcher import KbDocument, Matcher
+from posventa.kb.semantic import SemanticIndex, passage_key
 
 
 def unit(*values: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Several real ``python -m cli serve`` processes on one PostgreSQL database.
+"""Several real ``python -m posventa serve`` processes on one PostgreSQL database.
 
 Each node is a subprocess with its own TOML file (its own HTTP port, and SMTP port when
 email is on), its log in a file the test can read, and Prometheus metrics over HTTP.
@@ -28,7 +28,7 @@ _METRIC = re.compile(r'^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$')
 
 
 def cli(*args: str, cwd: Path, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, input=stdin, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "posventa", *args], cwd=cwd, input=stdin, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
@@ -107,7 +107,7 @@ class Cluster:
         path, merged = self.write_config(name, **sections)
         log = self.tmp_path / f"{name}.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--config", str(path)], cwd=self.tmp_path,
+            proc = subprocess.Popen([sys.executable, "-m", "posventa", "serve", "--config", str(path)], cwd=self.tmp_path,
                                     env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out,
                                     stderr=subprocess.STDOUT)
         node = Node(name, merged["http"]["port"], path, log, proc, merged)

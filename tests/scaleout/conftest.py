@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.persistence import Database
+from posventa.core.persistence import Database
 from tests.scaleout.cluster import Cluster
 from tests.support import pg_available, require_or_skip, throwaway_pg_database
 

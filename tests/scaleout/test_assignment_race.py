@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select
 
-from core.domain import ChannelName, InboundMessage
-from core.inbox import InboxService
-from core.outgoing import Outgoing
-from core.persistence import Database, upgrade
-from core.persistence.schema import agent_states, case_events, cases, users
-from core.ports import SystemClock
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.inbox import InboxService
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence import Database, upgrade
+from posventa.core.persistence.schema import agent_states, case_events, cases, users
+from posventa.core.ports import SystemClock
 from tests.support import REPO
 
 CAPACITY = {"ana": 1, "bruno": 2, "carla": 3}
@@ -26,10 +26,10 @@ CAPACITY = {"ana": 1, "bruno": 2, "carla": 3}
 WORKER = r"""
 import asyncio, json, sys
 from datetime import timedelta
-from core.assignment import Assigner, AssignmentRules
-from core.business_hours import build_calendar
-from core.persistence import Database
-from core.ports import SystemClock
+from posventa.core.assignment import Assigner, AssignmentRules
+from posventa.core.business_hours import build_calendar
+from posventa.core.persistence import Database
+from posventa.core.ports import SystemClock
 
 async def main():
     url, ids = sys.argv[1], json.loads(sys.argv[2])

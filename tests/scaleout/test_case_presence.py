@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from core.persistence import Database
-from core.persistence.notify import PgNotifier
-from intake.console.live import LiveUpdates
-from intake.console.presence import TOPIC, CaseViewer, PresenceReport
+from posventa.core.persistence import Database
+from posventa.core.persistence.notify import PgNotifier
+from posventa.intake.console.live import LiveUpdates
+from posventa.intake.console.presence import TOPIC, CaseViewer, PresenceReport
 
 
 @pytest.fixture

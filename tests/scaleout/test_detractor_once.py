@@ -15,11 +15,11 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from core.config import SurveysConfig
-from core.outgoing import Outgoing
-from core.persistence.schema import case_events, cases, categories, rule_instances
-from core.ports import SystemClock
-from core.surveys import Surveys
+from posventa.core.config import SurveysConfig
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence.schema import case_events, cases, categories, rule_instances
+from posventa.core.ports import SystemClock
+from posventa.core.surveys import Surveys
 from tests.intake.webchat.test_survey_detractor_e2e import CATALOG
 from tests.support import API_TOKEN
 

@@ -16,16 +16,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
-from core.domain import ChannelName
-from core.inbox import StoredMessage
-from core.persistence import Database, upgrade
-from core.persistence.leadership import AdvisoryLeadership, lock_key
-from core.persistence.notify import MAX_PAYLOAD_BYTES, LocalNotifier, PgNotifier
-from core.persistence.schema import webchat_sessions
-from intake.console.live import LiveUpdates
-from intake.webchat.fanout import FanoutHub
-from intake.webchat.hub import LocalHub
-from intake.webchat.sessions import SessionStore
+from posventa.core.domain import ChannelName
+from posventa.core.inbox import StoredMessage
+from posventa.core.persistence import Database, upgrade
+from posventa.core.persistence.leadership import AdvisoryLeadership, lock_key
+from posventa.core.persistence.notify import MAX_PAYLOAD_BYTES, LocalNotifier, PgNotifier
+from posventa.core.persistence.schema import webchat_sessions
+from posventa.intake.console.live import LiveUpdates
+from posventa.intake.webchat.fanout import FanoutHub
+from posventa.intake.webchat.hub import LocalHub
+from posventa.intake.webchat.sessions import SessionStore
 from tests.scaleout.cluster import eventually
 from tests.support import PG_ADMIN_DSN, FakeClock
 

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from core.domain import ChannelName, OutboxStatus
-from core.outgoing import Outgoing, ComposedMessage, Recipient
-from core.persistence.schema import outbox, rule_instances
+from posventa.core.domain import ChannelName, OutboxStatus
+from posventa.core.outgoing import Outgoing, ComposedMessage, Recipient
+from posventa.core.persistence.schema import outbox, rule_instances
 from tests.fakes.smtp_sink import SmtpSink
 from tests.scaleout.cluster import eventually
 from tests.support import REPO, free_port

@@ -16,7 +16,7 @@ import aiosmtplib
 import pytest
 from sqlalchemy import func, select
 
-from core.persistence.schema import cases, messages
+from posventa.core.persistence.schema import cases, messages
 from tests.fakes.smtp_sink import SmtpSink
 from tests.scaleout.cluster import eventually
 from tests.support import free_port

@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 from sqlalchemy import select
 
-from core.persistence.schema import messages
+from posventa.core.persistence.schema import messages
 from tests.fakes.telegram_api import FakeTelegram
 from tests.scaleout.cluster import Cluster, Node, eventually
 

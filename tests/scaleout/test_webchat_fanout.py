@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from core.domain import ChannelName
-from core.persistence.schema import outbox
+from posventa.core.domain import ChannelName
+from posventa.core.persistence.schema import outbox
 from tests.fakes.smtp_sink import SmtpSink
 from tests.intake.console.harness import PASSWORD, ConsoleClient
 from tests.intake.webchat.support import ChatClient

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.config import SurveysConfig
-from core.outgoing import Outgoing
-from core.surveys import Surveys
+from posventa.core.config import SurveysConfig
+from posventa.core.outgoing import Outgoing
+from posventa.core.surveys import Surveys
 from tests.support import FakeClock
 
 #: Monday 2 March 2026, 12:00 in Buenos Aires.

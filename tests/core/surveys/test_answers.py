@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.surveys.answers import is_complaint, read, read_choice, read_score, wants_agent
-from core.surveys.scales import Scale
+from posventa.core.surveys.answers import is_complaint, read, read_choice, read_score, wants_agent
+from posventa.core.surveys.scales import Scale
 
 ONE_FIVE = Scale.parse("1-5")
 ZERO_TEN = Scale.parse("0-10")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from core.errors import NotFound, ValidationError
-from core.persistence.schema import survey_questions
-from core.surveys.catalog import InUse
+from posventa.core.errors import NotFound, ValidationError
+from posventa.core.persistence.schema import survey_questions
+from posventa.core.surveys.catalog import InUse
 from tests.support import REPO
 
 QUESTION = {"code": "speed", "scale": "1-5", "text": {"es": "¿Rápido?", "pt": "Rápido?", "en": "Fast?"},

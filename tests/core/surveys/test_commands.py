@@ -13,7 +13,7 @@ from tests.support import REPO
 
 
 def run(*args, cwd, timeout=120):
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "posventa", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"})
 
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from core.domain import ChannelName, ChoiceAnswer, InboundMessage, ThreadHints
-from core.persistence.schema import rule_instances, survey_answers
-from service import Service
+from posventa.core.domain import ChannelName, ChoiceAnswer, InboundMessage, ThreadHints
+from posventa.core.persistence.schema import rule_instances, survey_answers
+from posventa.service import Service
 from tests.core.surveys.conftest import CATALOG, START, sale
 from tests.support import FakeClock, RecordingChannel, make_config
 
@@ -256,7 +256,7 @@ async def test_the_same_answer_through_every_mail_clients_reply_is_recorded_with
     "4" to a 1-5 question, above or below the quoted numbered list and a signature with
     digits: parsed by the email adapter and fed through the inbox, each records score 4
     with its weight (50), which it could not if any quoted choice or phone number leaked."""
-    from intake.email.parse import parse_email
+    from posventa.intake.email.parse import parse_email
     from tests.intake.email.test_reply_fixtures import EXPECTED, REPLIES
 
     parsed = {name: parse_email((REPLIES / f"{name}.eml").read_bytes()) for name in sorted(EXPECTED)}
@@ -277,7 +277,7 @@ async def test_the_same_answer_through_every_mail_clients_reply_is_recorded_with
 
 
 async def _contact_of(world, address: str) -> int:
-    from core.persistence.schema import contact_identities
+    from posventa.core.persistence.schema import contact_identities
 
     async with world.service.db.engine.connect() as conn:
         return (await conn.execute(select(contact_identities.c.contact_id)

@@ -3,11 +3,11 @@ of the panel, through the real services, on both databases."""
 
 from __future__ import annotations
 
-from core.config import SurveysConfig
-from core.outgoing import Outgoing
-from core.surveys import Surveys
-from core.surveys.demo import DEMO_SALES, load_demo
-from core.surveys.panel import PanelFilter
+from posventa.core.config import SurveysConfig
+from posventa.core.outgoing import Outgoing
+from posventa.core.surveys import Surveys
+from posventa.core.surveys.demo import DEMO_SALES, load_demo
+from posventa.core.surveys.panel import PanelFilter
 from tests.support import REPO, FakeClock
 
 EXAMPLE_CATALOG = (REPO / "examples" / "catalog.toml").read_bytes()

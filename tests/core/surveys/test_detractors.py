@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, insert, select
 
-from core.domain import ChannelName, ChoiceAnswer
-from core.errors import ValidationError
-from core.persistence.schema import case_events, cases
-from core.surveys import PanelFilter
+from posventa.core.domain import ChannelName, ChoiceAnswer
+from posventa.core.errors import ValidationError
+from posventa.core.persistence.schema import case_events, cases
+from posventa.core.surveys import PanelFilter
 from tests.core.surveys.conftest import sale
 from tests.core.surveys.test_conversations import OPENS, World, _week
 
@@ -114,7 +114,7 @@ async def test_an_email_detractor_opens_one_case_the_customer_hears_back_and_the
 
 
 def _same_message(world, text: str, reference: str):
-    from core.domain import InboundMessage, ThreadHints
+    from posventa.core.domain import InboundMessage, ThreadHints
 
     return InboundMessage(channel=ChannelName.EMAIL, external_id=f"in-{world._n}", sender="ana@cliente.com",
                           text=text, thread=ThreadHints(references=(reference,)))
@@ -260,7 +260,7 @@ async def test_with_automatic_assignment_the_case_goes_to_an_available_operator_
     first operator is the fallback when nobody of the rule is free.)"""
     import dataclasses
 
-    from core.config import CalendarConfig
+    from posventa.core.config import CalendarConfig
     from tests.core.surveys.conftest import CATALOG
 
     always = {d: ("00:00-24:00",) for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}

@@ -10,9 +10,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from core.errors import InvalidTransition, ValidationError
-from core.persistence.schema import outbox, rule_instances
-from core.surveys import PanelFilter
+from posventa.core.errors import InvalidTransition, ValidationError
+from posventa.core.persistence.schema import outbox, rule_instances
+from posventa.core.surveys import PanelFilter
 from tests.core.surveys.conftest import sale
 
 OPENS = datetime(2026, 3, 9, 3, 0, tzinfo=UTC)
@@ -20,7 +20,7 @@ CLOSES = datetime(2026, 3, 12, 3, 0, tzinfo=UTC)
 
 
 async def _week_ids(db) -> dict[str, int]:
-    from core.persistence.schema import sales
+    from posventa.core.persistence.schema import sales
 
     async with db.engine.connect() as conn:
         rows = await conn.execute(select(sales.c.external_id, rule_instances.c.id)
@@ -146,10 +146,10 @@ async def test_a_sale_with_no_channel_waits_for_a_phone_call(surveys, db, clock)
 async def test_concurrent_ticks_never_double_send(surveys, db, clock, database_url, processes):
     """Several serve processes tick at the same moment: each customer gets exactly one
     first question (FOR UPDATE SKIP LOCKED on PostgreSQL, one writer on SQLite)."""
-    from core.config import SurveysConfig
-    from core.outgoing import Outgoing
-    from core.persistence import Database
-    from core.surveys import Surveys
+    from posventa.core.config import SurveysConfig
+    from posventa.core.outgoing import Outgoing
+    from posventa.core.persistence import Database
+    from posventa.core.surveys import Surveys
 
     await surveys.sales.record_many(
         [sale(f"C{i}", telegram_id=str(9000 + i // 2), closed_at=f"2026-03-0{1 + i % 2}") for i in range(120)])

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
-from core.errors import ValidationError
-from core.persistence.schema import contact_identities, contacts, rule_instances, sales
+from posventa.core.errors import ValidationError
+from posventa.core.persistence.schema import contact_identities, contacts, rule_instances, sales
 from tests.core.surveys.conftest import sale
 
 

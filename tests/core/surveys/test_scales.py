@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import ValidationError
-from core.surveys.scales import Scale
+from posventa.core.errors import ValidationError
+from posventa.core.surveys.scales import Scale
 
 
 def test_scales():

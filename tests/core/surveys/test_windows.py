@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.surveys.windows import day_range, parse_instant, start_of_local_day, window_for
+from posventa.core.surveys.windows import day_range, parse_instant, start_of_local_day, window_for
 
 BA = ZoneInfo("America/Argentina/Buenos_Aires")
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")

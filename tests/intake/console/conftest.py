@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from service import Service
+from posventa.service import Service
 from tests.intake.console.harness import ConsoleClient, Running, start_console
 from tests.support import make_config
 

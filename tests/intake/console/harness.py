@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from core.domain import ChannelName
-from service import Service
+from posventa.core.domain import ChannelName
+from posventa.service import Service
 from tests.support import RecordingChannel
 
 PASSWORD = "correct horse battery staple"

@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from core.config import CalendarConfig
-from core.domain import ChannelName, InboundMessage, ThreadHints
-from core.notifications import BrowserNotice
-from service import Service
+from posventa.core.config import CalendarConfig
+from posventa.core.domain import ChannelName, InboundMessage, ThreadHints
+from posventa.core.notifications import BrowserNotice
+from posventa.service import Service
 from tests.browser import chromium_context, collect_page_errors
 from tests.intake.console.harness import PASSWORD, ConsoleClient, Running, start_console
 from tests.support import API_TOKEN, make_config

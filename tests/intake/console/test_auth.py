@@ -9,9 +9,9 @@ from datetime import timedelta
 import aiohttp
 from sqlalchemy import select
 
-from core.persistence.schema import console_sessions, users
-from intake.console.auth import LoginThrottle
-from service import Service
+from posventa.core.persistence.schema import console_sessions, users
+from posventa.intake.console.auth import LoginThrottle
+from posventa.service import Service
 from tests.intake.console.harness import PASSWORD, SQLITE_ONLY, ConsoleClient, start_console
 from tests.support import FakeClock, make_config
 
@@ -208,7 +208,7 @@ async def test_admin_manages_users_and_deactivation_ends_sessions(running):
 
 
 async def _case(running) -> int:
-    from core.domain import ChannelName, InboundMessage
+    from posventa.core.domain import ChannelName, InboundMessage
 
     receipt = await running.service.inbox.receive(InboundMessage(
         channel=ChannelName.EMAIL, external_id="<csrf-probe@example.org>", sender="ana@example.org",

@@ -16,10 +16,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from core.domain import ChannelName, InboundMessage, ThreadHints
-from core.persistence import Database, upgrade
-from core.persistence.schema import outbox
-from service import Service
+from posventa.core.domain import ChannelName, InboundMessage, ThreadHints
+from posventa.core.persistence import Database, upgrade
+from posventa.core.persistence.schema import outbox
+from posventa.service import Service
 from tests.browser import chromium_browser, collect_page_errors, save_screenshot
 from tests.fakes.discourse_api import FakeDiscourse
 from tests.fakes.smtp_sink import SmtpSink
@@ -48,11 +48,11 @@ async def stack(tmp_path) -> AsyncIterator[tuple[Running, FakeDiscourse, SmtpSin
     await db.dispose()
     async with FakeDiscourse() as discourse:
         sections = {}
-        if _importable("kb.runtime"):
+        if _importable("posventa.kb.runtime"):
             sections["kb"] = {"enabled": True, "api_url": discourse.base_url, "api_key": discourse.api_key,
                               "publish_category": 1, "sync_interval_seconds": 3600}
         async with SmtpSink() as sink:
-            smtp = _importable("intake.email.channel")
+            smtp = _importable("posventa.intake.email.channel")
             if smtp:
                 # The real outbound SMTP channel, relaying into a capturing server.
                 sections["email"] = {"enabled": True, "listen_port": free_port(), "domains": ("example.com",),
@@ -68,8 +68,8 @@ async def stack(tmp_path) -> AsyncIterator[tuple[Running, FakeDiscourse, SmtpSin
 
 async def _expired_survey(running: Running) -> None:
     """A sale closed long ago whose survey window ended unanswered."""
-    from core.surveys import Surveys
-    from core.surveys.sales import Customer, SaleInput
+    from posventa.core.surveys import Surveys
+    from posventa.core.surveys.sales import Customer, SaleInput
 
     service = running.service
     surveys = Surveys.build(db=service.db, outgoing=service.outgoing, clock=service.clock,

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from core.cases import NewCase
-from core.domain import ChannelName, InboundMessage, ThreadHints
-from core.persistence import Database, upgrade
-from service import Service
+from posventa.core.cases import NewCase
+from posventa.core.domain import ChannelName, InboundMessage, ThreadHints
+from posventa.core.persistence import Database, upgrade
+from posventa.service import Service
 from tests.browser import chromium_browser, collect_page_errors, save_screenshot
 from tests.intake.console.harness import PASSWORD, Running, start_console
 from tests.support import make_config

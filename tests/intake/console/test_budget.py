@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 from sqlalchemy import insert, select
 
-from core.domain import ChannelName, InboundMessage
-from core.persistence.schema import cases, products
-from service import Service
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.persistence.schema import cases, products
+from posventa.service import Service
 from tests.intake.console.harness import ConsoleClient, Running, start_console
 from tests.support import API_TOKEN, make_config
 

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.config import CalendarConfig
-from core.domain import ChannelName, InboundMessage
-from service import Service
+from posventa.core.config import CalendarConfig
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.service import Service
 from tests.intake.console.harness import ConsoleClient, start_console
 from tests.support import FakeClock, make_config
 

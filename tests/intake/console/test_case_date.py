@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
-from intake.console import queries
+from posventa.intake.console import queries
 from tests.intake.console.harness import ConsoleClient
 from tests.support import API_TOKEN
 

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from core.cases import NewCase
-from core.domain import ChannelName, InboundMessage, ThreadHints
-from intake.console.live import LiveUpdates
-from intake.console.presence import CaseViewer, CaseViewers, PresenceReport
+from posventa.core.cases import NewCase
+from posventa.core.domain import ChannelName, InboundMessage, ThreadHints
+from posventa.intake.console.live import LiveUpdates
+from posventa.intake.console.presence import CaseViewer, CaseViewers, PresenceReport
 from tests.intake.console.harness import PASSWORD, SQLITE_ONLY, ConsoleClient
 
 TAB_A, TAB_B, TAB_C = "tab-aaaaaaaa", "tab-bbbbbbbb", "tab-cccccccc"

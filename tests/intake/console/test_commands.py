@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-import cli
+from posventa import cli
 
 PASSWORD = "a long enough secret"
 
@@ -43,10 +43,10 @@ def test_users_add_creates_the_first_admin(config_file, monkeypatch, capsys):
     # The stored hash verifies (the console's own login path).
     import asyncio
 
-    from core.config import load_config
-    from core.persistence import Database
-    from core.ports import SystemClock
-    from intake.console.auth import Passwords, UserStore
+    from posventa.core.config import load_config
+    from posventa.core.persistence import Database
+    from posventa.core.ports import SystemClock
+    from posventa.intake.console.auth import Passwords, UserStore
 
     async def check() -> bool:
         db = Database(load_config(config_file).database.url)
@@ -89,9 +89,9 @@ def test_users_totp_off_removes_a_lost_second_factor(config_file, monkeypatch, c
 
     from sqlalchemy import func, insert, select, update
 
-    from core.config import load_config
-    from core.persistence import Database
-    from core.persistence.schema import console_sessions, users
+    from posventa.core.config import load_config
+    from posventa.core.persistence import Database
+    from posventa.core.persistence.schema import console_sessions, users
 
     assert _run(monkeypatch, ["users", "add", "ana", "--password-stdin", "--config", config_file], PASSWORD) == 0
 

@@ -6,7 +6,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from intake.console.forms import form_fields
+from posventa.intake.console.forms import form_fields
 
 
 async def test_form_fields_keep_text_and_close_file_parts_before_the_handler_returns():

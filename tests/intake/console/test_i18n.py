@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from intake.console.i18n import ConsoleLocales, _l
+from posventa.intake.console.i18n import ConsoleLocales, _l
 from tests.intake.console.harness import SQLITE_ONLY
 from tests.support import REPO
 
@@ -197,7 +197,7 @@ async def test_python_side_messages_reach_the_page_in_the_users_language(running
 
 @SQLITE_ONLY
 async def test_the_case_pages_tabs_are_translated(running, agent):
-    from core.cases import NewCase
+    from posventa.core.cases import NewCase
 
     case = await running.service.cases.create_case(NewCase(case_type="request", title="x", description="y",
                                                            contact_name="Ana"), actor="agent:agent1")

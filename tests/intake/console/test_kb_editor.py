@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from core.domain import ChannelName, InboundMessage
-from core.persistence import Database, upgrade
-from core.persistence.schema import kb_images
-from service import Service
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.persistence import Database, upgrade
+from posventa.core.persistence.schema import kb_images
+from posventa.service import Service
 from tests.browser import chromium_browser, collect_page_errors, save_screenshot
 from tests.fakes.discourse_api import FakeDiscourse
 from tests.intake.console.harness import PASSWORD, SQLITE_ONLY, ConsoleClient, Running, start_console

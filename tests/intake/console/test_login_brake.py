@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 import pytest
 
-from intake.console.auth import LoginThrottle
-from intake.http import ClientAddresses
-from service import Service
+from posventa.intake.console.auth import LoginThrottle
+from posventa.intake.http import ClientAddresses
+from posventa.service import Service
 from tests.intake.console.harness import PASSWORD, SQLITE_ONLY, ConsoleClient, Running, start_console
 from tests.support import make_config
 
@@ -158,11 +158,11 @@ def test_client_address_rule():
 @sqlite_only
 async def test_logins_are_logged_and_counted(behind_proxy, caplog):
     run, clock = behind_proxy
-    caplog.set_level(logging.INFO, logger="intake.console")
+    caplog.set_level(logging.INFO, logger="posventa.intake.console")
     await fail_repeatedly(run, clock, ["agent1"] * 3, A)
     assert (await login(run, "agent1", PASSWORD, forwarded=A))[0] == 429
     assert (await login(run, "agent1", PASSWORD, forwarded=B))[0] == 303
-    lines = [r.getMessage() for r in caplog.records if r.name == "intake.console.auth"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "posventa.intake.console.auth"]
     assert lines.count(f"console login failed: account 'agent1' from {A}") == 3
     assert f"console login locked: account 'agent1' from {A} for 1 s" in lines
     assert f"console login refused while locked: account 'agent1' from {A}, 1 s left" in lines

@@ -3,7 +3,7 @@ and another agent's macros out of reach."""
 
 from __future__ import annotations
 
-from core.macros import MacroInput
+from posventa.core.macros import MacroInput
 from tests.intake.console.harness import SQLITE_ONLY, ConsoleClient
 
 FORM = {"name": "Saludo", "scope": "personal", "body_es": "Hola {{ customer.name }}", "body_pt": "", "body_en": "",

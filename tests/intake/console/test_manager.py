@@ -82,8 +82,8 @@ async def test_catalog_editing_shows_errors_next_to_the_field(running, manager):
 
 
 async def _survey_data(running) -> None:
-    from core.surveys import Surveys
-    from core.surveys.sales import Customer, SaleInput
+    from posventa.core.surveys import Surveys
+    from posventa.core.surveys.sales import Customer, SaleInput
 
     service = running.service
     surveys = Surveys.build(db=service.db, outgoing=service.outgoing, clock=service.clock,
@@ -140,7 +140,7 @@ async def test_panel_sections_filters_and_csv(running, manager):
 
 async def test_charts_data_and_cases_export(running, manager):
     await _survey_data(running)
-    from core.domain import ChannelName, InboundMessage
+    from posventa.core.domain import ChannelName, InboundMessage
 
     await running.service.inbox.receive(InboundMessage(channel=ChannelName.EMAIL, external_id="<c@x>",
                                                        sender="c@example.org", subject="=cmd|' /C calc'!A0",
@@ -164,8 +164,8 @@ async def test_charts_data_and_cases_export(running, manager):
 
 @SQLITE_ONLY
 async def test_the_demo_shows_in_every_section_of_the_panel(running, manager):
-    from core.surveys import Surveys
-    from core.surveys.demo import load_demo
+    from posventa.core.surveys import Surveys
+    from posventa.core.surveys.demo import load_demo
     from tests.support import REPO
 
     service = running.service

@@ -9,8 +9,8 @@ import re
 
 from sqlalchemy import select
 
-from core.domain import AttachmentRef, ChannelName, InboundMessage
-from core.persistence.schema import outbox
+from posventa.core.domain import AttachmentRef, ChannelName, InboundMessage
+from posventa.core.persistence.schema import outbox
 from tests.intake.console.harness import SQLITE_ONLY, ConsoleClient
 
 XSS_TITLE = '<img src=x onerror="window.__pwned=1">Impresora'
@@ -158,7 +158,7 @@ async def test_kb_tab_fields_copy_description_and_actions(running, agent):
 async def test_budget_tab_follows_the_mode(running, agent):
     from sqlalchemy import insert
 
-    from core.persistence.schema import products
+    from posventa.core.persistence.schema import products
 
     async with running.service.db.transaction() as conn:
         await conn.execute(insert(products), [{"code": "TON", "name": "Tóner"}, {"code": "ROD", "name": "Rodillo"}])
@@ -265,7 +265,7 @@ async def _deliveries(running, number: int, *, settled: tuple[str, ...]) -> list
 
 @SQLITE_ONLY
 async def test_case_page_shows_each_deliverys_state(running, agent):
-    from core.errors import PermanentDeliveryError, TransientDeliveryError
+    from posventa.core.errors import PermanentDeliveryError, TransientDeliveryError
 
     relay = "relay 127.0.0.1:25 ([email.outbound])"
     # The acknowledgement meets a relay that says "later": it waits, with the time of its next attempt.
@@ -318,7 +318,7 @@ async def test_inbox_names_the_customer_or_their_address(running, agent):
 async def test_live_events_announce_a_replys_delivery_state(running, agent):
     """An open case page hears when a reply is sent or fails (on PostgreSQL through
     LISTEN/NOTIFY, as with several processes), and refreshes its thread."""
-    from core.errors import PermanentDeliveryError
+    from posventa.core.errors import PermanentDeliveryError
 
     async with agent.http.get(f"{agent.base}/console/events", headers={"Accept": "text/event-stream"}) as stream:
         while (await stream.content.readline()).strip() != b": connected":

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.config import CalendarConfig, SlaPolicyConfig
-from core.domain import ChannelName, InboundMessage
-from service import Service
+from posventa.core.config import CalendarConfig, SlaPolicyConfig
+from posventa.core.domain import ChannelName, InboundMessage
+from posventa.service import Service
 from tests.browser import chromium_browser, collect_page_errors, save_screenshot
 from tests.intake.console.harness import PASSWORD, ConsoleClient, start_console
 from tests.support import FakeClock, make_config

@@ -10,7 +10,7 @@ import io
 
 import pytest
 
-from service import Service
+from posventa.service import Service
 from tests.browser import chromium_context, collect_page_errors, save_screenshot
 from tests.core.test_sla_report import FIXTURES, LEFT_OUT, NOW, seed
 from tests.intake.console.harness import PASSWORD, ConsoleClient, start_console

@@ -15,8 +15,8 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from core.persistence.schema import users
-from service import Service
+from posventa.core.persistence.schema import users
+from posventa.service import Service
 from tests.browser import chromium_page, collect_page_errors, save_screenshot
 from tests.intake.console.harness import PASSWORD, SQLITE_ONLY, ConsoleClient, Running, start_console
 from tests.support import FakeClock, make_config

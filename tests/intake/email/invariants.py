@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from intake.email.parse import EmailLimits, ParsedEmail
+from posventa.intake.email.parse import EmailLimits, ParsedEmail
 
 _SURROGATE_OR_CONTROL = re.compile("[\ud800-\udfff\x00-\x08\x0b-\x1f\x7f]")
 

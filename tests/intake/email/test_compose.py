@@ -7,10 +7,10 @@ from email.message import EmailMessage
 
 import pytest
 
-from core.domain import ChannelName, Choice, EmailThreading, ClaimedDelivery, Suggestion
-from core.errors import PermanentDeliveryError
-from intake.email.compose import compose_email, reply_address
-from intake.email.parse import (
+from posventa.core.domain import ChannelName, Choice, EmailThreading, ClaimedDelivery, Suggestion
+from posventa.core.errors import PermanentDeliveryError
+from posventa.intake.email.compose import compose_email, reply_address
+from posventa.intake.email.parse import (
     case_number_from_subject,
     choice_number_from_text,
     parse_email,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from intake.email.guards import LoopVerdict, SenderRateWindow, loop_guard
-from intake.email.parse import ParsedEmail, parse_email
+from posventa.intake.email.guards import LoopVerdict, SenderRateWindow, loop_guard
+from posventa.intake.email.parse import ParsedEmail, parse_email
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OWN_ADDRESSES = ("soporte@posventa.example", "support@posventa.example", "suporte@posventa.example")

@@ -17,8 +17,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import intake.email.parse as parse_module
-from intake.email.parse import EmailRejected, ParsedEmail, parse_email
+import posventa.intake.email.parse as parse_module
+from posventa.intake.email.parse import EmailRejected, ParsedEmail, parse_email
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.eml"))
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

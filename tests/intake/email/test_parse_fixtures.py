@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.email.parse import ParsedEmail, case_number_from_subject, parse_email
+from posventa.intake.email.parse import ParsedEmail, case_number_from_subject, parse_email
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ART = timezone(timedelta(hours=-3))

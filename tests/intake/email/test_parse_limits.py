@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from intake.email.parse import EmailLimits, EmailRejected, ParsedEmail, parse_email
+from posventa.intake.email.parse import EmailLimits, EmailRejected, ParsedEmail, parse_email
 
 HEAD = b"From: Ana <ana@example.com>\nTo: soporte@posventa.example\nSubject: prueba\nMessage-ID: <t@example.com>\n"
 

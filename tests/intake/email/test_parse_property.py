@@ -14,7 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intake.email.parse import EmailLimits, EmailRejected, parse_email
+from posventa.intake.email.parse import EmailLimits, EmailRejected, parse_email
 from tests.intake.email.invariants import assert_well_formed
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.eml"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.email.parse import parse_email
+from posventa.intake.email.parse import parse_email
 
 REPLIES = Path(__file__).parent / "fixtures" / "replies"
 EXPECTED: dict[str, str] = json.loads((REPLIES / "expected.json").read_text(encoding="utf-8"))

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from intake.email.parse import (
+from posventa.intake.email.parse import (
     case_number_from_subject,
     choice_number_from_text,
     html_to_text,
     reply_token_from_address,
     strip_quoted,
 )
-from intake.email.text import guess_language, one_line
+from posventa.intake.email.text import guess_language, one_line
 
 # ------------------------------------------------------------------ html_to_text
 

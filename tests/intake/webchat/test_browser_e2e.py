@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from core.persistence import Database
-from core.persistence.schema import messages
-from service import Service
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import messages
+from posventa.service import Service
 from tests.browser import chromium_context, collect_page_errors, save_screenshot
 from tests.support import API_TOKEN, make_config
 

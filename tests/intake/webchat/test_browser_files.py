@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from core.persistence.schema import attachments, messages
-from service import Service
+from posventa.core.persistence.schema import attachments, messages
+from posventa.service import Service
 from tests.browser import chromium_browser, collect_page_errors, save_screenshot
 from tests.intake.console.harness import PASSWORD, Running, start_console
 from tests.support import make_config

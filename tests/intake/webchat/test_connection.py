@@ -8,7 +8,7 @@ import time
 
 from aiohttp import WSMsgType
 
-from intake.webchat.hub import SEND_TIMEOUT_SECONDS, Connection
+from posventa.intake.webchat.hub import SEND_TIMEOUT_SECONDS, Connection
 
 
 class _SlowSocket:

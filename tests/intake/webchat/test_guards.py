@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from intake.webchat.limits import RateLimiter
-from intake.webchat.origin import OriginPolicy, normalise_origin
-from intake.webchat.protocol import (
+from posventa.intake.webchat.limits import RateLimiter
+from posventa.intake.webchat.origin import OriginPolicy, normalise_origin
+from posventa.intake.webchat.protocol import (
     _CONTROLS,
     Hello,
     ProtocolError,

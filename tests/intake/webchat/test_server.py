@@ -11,13 +11,13 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from core.domain import ChannelName, OutboxStatus
-from core.outbox import DEFAULT_CLAIM_BATCH
-from core.persistence import Database
-from core.persistence.schema import cases, contacts, messages, outbox, webchat_sessions
-from intake.webchat.channel import WebchatChannel
-from intake.webchat.sessions import hash_token
-from service import Service
+from posventa.core.domain import ChannelName, OutboxStatus
+from posventa.core.outbox import DEFAULT_CLAIM_BATCH
+from posventa.core.persistence import Database
+from posventa.core.persistence.schema import cases, contacts, messages, outbox, webchat_sessions
+from posventa.intake.webchat.channel import WebchatChannel
+from posventa.intake.webchat.sessions import hash_token
+from posventa.service import Service
 from tests.intake.webchat.support import ChatClient
 from tests.support import API_TOKEN, FakeClock, RecordingChannel, make_config
 

@@ -12,8 +12,8 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from core.persistence.schema import cases, webchat_sessions
-from service import Service
+from posventa.core.persistence.schema import cases, webchat_sessions
+from posventa.service import Service
 from tests.browser import chromium_context, collect_page_errors, save_screenshot
 from tests.intake.console.harness import PASSWORD
 from tests.support import make_config

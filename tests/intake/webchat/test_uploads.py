@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 from sqlalchemy import func, select
 
-from core.errors import StorageUnavailable
-from core.persistence.schema import attachments, messages
+from posventa.core.errors import StorageUnavailable
+from posventa.core.persistence.schema import attachments, messages
 from tests.intake.webchat.test_server import Running, new_chat, start  # noqa: F401 (the fixture)
 
 PNG = base64.b64decode(

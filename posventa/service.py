@@ -28,43 +28,43 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text as sql_text
 
-from core.attachments import AttachmentStore
-from core.message_files import MessageFiles
-from core.budget import BudgetPolicy
-from core.cases import CaseService
-from core.config import Config, parse_networks
-from core.contacts.organizations import OrganizationService
-from core.contacts.service import ContactService
-from core.domain import LANGUAGES, BudgetMode, ChannelName, OutboxStatus
-from core.errors import StorageUnavailable
-from core.inbox import InboxService, StoredMessage
-from core.kb_images import KbImages
-from core.macros import MacroService
-from core.notices import CustomerNotices
-from core.outbox import DEFAULT_CLAIM_BATCH, OutboxSignal, OutboxWorker, RetryPolicy, backlog, recover_expired_leases
-from core.outgoing import Outgoing
-from core.persistence import Database
-from core.persistence.migrate import prepare, upgrade
-from core.persistence.notify import Notifier, PgNotifier, notifier_for
-from core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
-from core.reply_fallback import EmailFallback
-from core.assignment import Assigner, AssignmentRules
-from core.sla import build_sla_setup
-from core.sla_report import REPORTED_TARGETS, SlaReportFilter, SlaReports, rows_for_metrics
-from core.sla_store import CaseClockStore
-from core.suggestions import SuggestionFlow
-from core.tasks import Periodic
-from intake.api import cases as cases_api
-from intake.api import macros as macros_api
-from intake.api import contacts as contacts_api
-from intake.api import reports as reports_api
-from intake.api.openapi import ApiRegistry
-from intake.http import ClientAddresses, HttpServer, MetricsAccess, build_app
-from intake.text_templates import SandboxedTemplates
+from posventa.core.attachments import AttachmentStore
+from posventa.core.message_files import MessageFiles
+from posventa.core.budget import BudgetPolicy
+from posventa.core.cases import CaseService
+from posventa.core.config import Config, parse_networks
+from posventa.core.contacts.organizations import OrganizationService
+from posventa.core.contacts.service import ContactService
+from posventa.core.domain import LANGUAGES, BudgetMode, ChannelName, OutboxStatus
+from posventa.core.errors import StorageUnavailable
+from posventa.core.inbox import InboxService, StoredMessage
+from posventa.core.kb_images import KbImages
+from posventa.core.macros import MacroService
+from posventa.core.notices import CustomerNotices
+from posventa.core.outbox import DEFAULT_CLAIM_BATCH, OutboxSignal, OutboxWorker, RetryPolicy, backlog, recover_expired_leases
+from posventa.core.outgoing import Outgoing
+from posventa.core.persistence import Database
+from posventa.core.persistence.migrate import prepare, upgrade
+from posventa.core.persistence.notify import Notifier, PgNotifier, notifier_for
+from posventa.core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
+from posventa.core.reply_fallback import EmailFallback
+from posventa.core.assignment import Assigner, AssignmentRules
+from posventa.core.sla import build_sla_setup
+from posventa.core.sla_report import REPORTED_TARGETS, SlaReportFilter, SlaReports, rows_for_metrics
+from posventa.core.sla_store import CaseClockStore
+from posventa.core.suggestions import SuggestionFlow
+from posventa.core.tasks import Periodic
+from posventa.intake.api import cases as cases_api
+from posventa.intake.api import macros as macros_api
+from posventa.intake.api import contacts as contacts_api
+from posventa.intake.api import reports as reports_api
+from posventa.intake.api.openapi import ApiRegistry
+from posventa.intake.http import ClientAddresses, HttpServer, MetricsAccess, build_app
+from posventa.intake.text_templates import SandboxedTemplates
 
 if TYPE_CHECKING:
-    from core.surveys import Surveys
-    from kb.runtime import KbRuntime
+    from posventa.core.surveys import Surveys
+    from posventa.kb.runtime import KbRuntime
 
 log = logging.getLogger("posventa")
 
@@ -94,7 +94,7 @@ class Parts:
 
     def surveys(self) -> Surveys:
         """The survey services (catalog, sales, runner, scheduler, panel...)."""
-        from core.surveys import Surveys
+        from posventa.core.surveys import Surveys
 
         return Surveys.build(db=self.db, outgoing=self.outgoing, clock=self.clock, config=self.config.surveys,
                              default_language=self.config.service.default_language,
@@ -106,7 +106,7 @@ class Parts:
 
     def kb(self) -> KbRuntime:
         """The knowledge base: Discourse client, index, sync, publisher (``[kb]``)."""
-        from kb.runtime import KbRuntime, load_encoder
+        from posventa.kb.runtime import KbRuntime, load_encoder
 
         return KbRuntime(config=self.config.kb, db=self.db, clock=self.clock, cases=self.cases,
                          encoder=load_encoder(self.config.kb), images=self.kb_images)
@@ -438,8 +438,8 @@ class Service:
         """Inbound SMTP server and outbound SMTP channel (intake/email)."""
         if not self.config.email.enabled:
             return
-        from intake.email.channel import EmailChannel
-        from intake.email.server import InboundMailHandler, SmtpServer, SmtpSettings
+        from posventa.intake.email.channel import EmailChannel
+        from posventa.intake.email.server import InboundMailHandler, SmtpServer, SmtpSettings
 
         cfg = self.config.email
         self.smtp_handler = InboundMailHandler(inbox=self.inbox, attachments=self.attachments,
@@ -455,13 +455,13 @@ class Service:
         cfg = self.config.webchat
         if not cfg.enabled:
             return
-        from intake.webchat import History, Hub, LocalHub, SessionStore, WebchatChannel, WebchatServer
+        from posventa.intake.webchat import History, Hub, LocalHub, SessionStore, WebchatChannel, WebchatServer
 
         local = LocalHub()
         hub: Hub = local
         if self.notifier.shared:
             # Several processes: a reply claimed here reaches a socket held by another.
-            from intake.webchat.fanout import FanoutHub
+            from posventa.intake.webchat.fanout import FanoutHub
 
             hub = FanoutHub(local=local, notifier=self.notifier, db=self.db, clock=self.clock,
                             registry=self.metrics.registry)
@@ -484,8 +484,8 @@ class Service:
         cfg = self.config.telegram
         if not cfg.enabled:
             return
-        from bots.telegram import TelegramBot  # imported only when enabled: PTB is a heavy import
-        from core.persistence.leadership import AdvisoryLeadership, always
+        from posventa.bots.telegram import TelegramBot  # imported only when enabled: PTB is a heavy import
+        from posventa.core.persistence.leadership import AdvisoryLeadership, always
 
         leader = always
         if cfg.mode != "webhook" and not self.db.is_sqlite:
@@ -531,7 +531,7 @@ class Service:
 
         ``self.surveys`` (a ``core.surveys.Surveys``) is None when ``[surveys] enabled``
         is false; the console checks it before showing the manager panel."""
-        from intake.api import surveys as surveys_api
+        from posventa.intake.api import surveys as surveys_api
 
         self.surveys = None
         if not self.config.surveys.enabled:
@@ -553,12 +553,12 @@ class Service:
 
     def _wire_assignment(self) -> None:
         """Automatic assignment of new cases (core/assignment.py) and its agents' API."""
-        from intake.api import agents as agents_api
+        from posventa.intake.api import agents as agents_api
 
         cfg = self.config.assignment
         agents_api.register(self.api, assigner=self.assigner)
         if cfg.enabled:
-            from core.notifications import AgentNotifier
+            from posventa.core.notifications import AgentNotifier
 
             self.agent_notifier = AgentNotifier(db=self.db, outgoing=self.outgoing, clock=self.clock,
                                                 public_url=self.config.http.public_url,
@@ -569,7 +569,7 @@ class Service:
             self.inbox.subscribe(self.assigner.on_stored)
             self.inbox.subscribe(self.agent_notifier.on_stored)
             if self.config.sla.enabled:
-                from core.notifications import SlaWatch
+                from posventa.core.notifications import SlaWatch
 
                 watch = SlaWatch(notifier=self.agent_notifier,
                                  warn_before=timedelta(minutes=self.config.sla.warn_before_minutes))
@@ -582,7 +582,7 @@ class Service:
     def _wire_calendars(self) -> None:
         """Calendars admins edit in the console (core/calendars.py): applied here at start,
         on another process's save (the notifier) and every so often."""
-        from core import calendars
+        from posventa.core import calendars
 
         self.calendar_editor = calendars.CalendarEditor(db=self.db, clock=self.clock, config=self.config,
                                                         apply=self._apply_calendars, publish=self.notifier.publish)
@@ -609,14 +609,14 @@ class Service:
     @staticmethod
     def _console_viewer(request: Any) -> str | None:
         """Whose console page a live stream is (their browser notifications)."""
-        from intake.console.app import SESSION_KEY
+        from posventa.intake.console.app import SESSION_KEY
 
         session = request.get(SESSION_KEY)
         return session.user.username if session is not None else None
 
     async def _console_presence(self, request: Any) -> None:
         """An open console page is its agent's presence (automatic assignment)."""
-        from intake.console.app import SESSION_KEY
+        from posventa.intake.console.app import SESSION_KEY
 
         session = request.get(SESSION_KEY)
         if session is not None and self.config.assignment.enabled:
@@ -626,7 +626,7 @@ class Service:
         """The agents' console and manager panel pages (intake/console)."""
         if not self.config.http.enabled:
             return
-        from intake.console import Console
+        from posventa.intake.console import Console
 
         surveys = getattr(self, "surveys", None)
         if surveys is not None:
@@ -636,13 +636,13 @@ class Service:
             # off; both are plain queries over the database.
             from zoneinfo import ZoneInfo
 
-            from core.surveys.catalog import Catalog
-            from core.surveys.panel import Panel
+            from posventa.core.surveys.catalog import Catalog
+            from posventa.core.surveys.panel import Panel
 
             catalog = Catalog(db=self.db)
             panel = Panel(db=self.db, clock=self.clock, tz=ZoneInfo(self.config.surveys.timezone))
-        from intake.console.live import LiveUpdates
-        from intake.console.presence import CaseViewers
+        from posventa.intake.console.live import LiveUpdates
+        from posventa.intake.console.presence import CaseViewers
 
         self.console = Console(db=self.db, cases=self.cases, macros=self.macros, attachments=self.attachments, clock=self.clock,
                                public_url=self.config.http.public_url,

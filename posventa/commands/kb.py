@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from commands import open_parts
-from core.config import Config
-from core.errors import ConfigError
+from posventa.commands import open_parts
+from posventa.core.config import Config
+from posventa.core.errors import ConfigError
 
 
 def _require_kb(config: Config) -> None:
@@ -26,7 +26,7 @@ def _add_sync_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_sync(args: argparse.Namespace, config: Config) -> int:
-    from kb.discourse import DiscourseError
+    from posventa.kb.discourse import DiscourseError
 
     _require_kb(config)
     console = Console()
@@ -66,8 +66,8 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_search(args: argparse.Namespace, config: Config) -> int:
-    from kb.index import KbIndex
-    from kb.runtime import load_encoder
+    from posventa.kb.index import KbIndex
+    from posventa.kb.runtime import load_encoder
 
     _require_kb(config)
 

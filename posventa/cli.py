@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.config import SECRET_KEYS, Config, load_config
-from core.errors import ConfigError, PosventaError, StorageUnavailable
-from core.logs import EscapeControls, JsonLines, TextLines
+from posventa.core.config import SECRET_KEYS, Config, load_config
+from posventa.core.errors import ConfigError, PosventaError, StorageUnavailable
+from posventa.core.logs import EscapeControls, JsonLines, TextLines
 
 #: aiosmtpd logs under this name (aiosmtpd/smtp.py: ``logging.getLogger("mail.log")``).
 SMTP_LIBRARY_LOGGER = "mail.log"
@@ -99,7 +99,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from service import Service, run_until_signalled
+    from posventa.service import Service, run_until_signalled
 
     config = _config(args)
     setup_logging(config, verbose=args.verbose, service=True)
@@ -108,8 +108,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from core.persistence.migrate import current_revision
-    from service import command_parts
+    from posventa.core.persistence.migrate import current_revision
+    from posventa.service import command_parts
 
     config = _config(args)
     setup_logging(config, verbose=args.verbose)
@@ -141,7 +141,7 @@ def extra_commands() -> dict[tuple[str, str], Command]:
     """The commands of the ``commands`` package (kb, imports, surveys, users, contacts)."""
     import importlib
 
-    import commands as package
+    from posventa import commands as package
 
     found: dict[tuple[str, str], Command] = {}
     for name in package.MODULES:

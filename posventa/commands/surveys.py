@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.config import Config
-from commands import open_parts
+from posventa.core.config import Config
+from posventa.commands import open_parts
 
 
 def _console() -> Any:
@@ -22,7 +22,7 @@ def _console() -> Any:
 
 
 def _file(path: str, what: str) -> Path:
-    from core.errors import ValidationError
+    from posventa.core.errors import ValidationError
 
     p = Path(path)
     if not p.is_file():
@@ -140,7 +140,7 @@ def run_tick(args: argparse.Namespace, config: Config) -> int:
 
 # --- demo -------------------------------------------------------------------------------------
 
-EXAMPLE_CATALOG = Path(__file__).resolve().parents[1] / "examples" / "catalog.toml"
+EXAMPLE_CATALOG = Path(__file__).resolve().parents[2] / "examples" / "catalog.toml"
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
@@ -151,7 +151,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 def run_demo(args: argparse.Namespace, config: Config) -> int:
     from rich.table import Table
 
-    from core.surveys.demo import load_demo
+    from posventa.core.surveys.demo import load_demo
 
     path = _file(args.catalog, "TOML")
     console = _console()

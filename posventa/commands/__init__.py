@@ -17,10 +17,10 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
-from core.config import Config
+from posventa.core.config import Config
 
 if TYPE_CHECKING:
-    from service import Parts
+    from posventa.service import Parts
 
 #: The modules ``cli.py`` mounts, in this package.
 MODULES = ("kb", "surveys", "users", "contacts")
@@ -30,6 +30,6 @@ def open_parts(config: Config) -> AbstractAsyncContextManager[Parts]:
     """``service.command_parts``: what a command works with, the schema checked first.
     Imported when a command runs: ``service`` pulls in the whole service, ``--help``
     need not."""
-    from service import command_parts
+    from posventa.service import command_parts
 
     return command_parts(config)

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from commands import open_parts
-from core.config import Config
+from posventa.commands import open_parts
+from posventa.core.config import Config
 
 
 async def _with_contacts(config: Config, work: Callable[[Any], Awaitable[Any]]) -> Any:

@@ -8,10 +8,10 @@ import asyncio
 import getpass
 import sys
 
-from commands import open_parts
-from core.config import Config
-from core.errors import ValidationError
-from intake.console.auth import MAX_PASSWORD, Passwords, Role, UserStore
+from posventa.commands import open_parts
+from posventa.core.config import Config
+from posventa.core.errors import ValidationError
+from posventa.intake.console.auth import MAX_PASSWORD, Passwords, Role, UserStore
 
 
 def _read_password(args: argparse.Namespace) -> str:

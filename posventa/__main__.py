@@ -1,0 +1,7 @@
+"""``python -m posventa`` is the ``posventa`` command."""
+
+import sys
+
+from posventa.cli import main
+
+sys.exit(main())
