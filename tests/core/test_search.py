@@ -142,11 +142,10 @@ def test_term_statistics_choose_each_tables_plan():
     assert "ORDER BY m.id + 0 DESC" in sql  # the index for "xyzzy" (and for the walk's fallback)
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # the plans are PostgreSQL's
 async def test_a_walk_that_finds_too_few_falls_back_to_the_index(desk, db, monkeypatch):
     """Statistics that call a word common, where the newest texts lack it (it was common
     once, or they are stale), cost the walk's window, never the old matches."""
-    if db.dialect == "sqlite":
-        pytest.skip("the plans are PostgreSQL's")
     service, inbox = desk
     monkeypatch.setattr(search_module, "CANDIDATES", 3)
     monkeypatch.setattr(search_module, "WALK_MARGIN", 1)
