@@ -17,7 +17,7 @@ from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posventa.core.attachments import AttachmentStore
-from posventa.core.cases import CaseFilter, CaseService
+from posventa.core.cases import CaseFilter, CaseService, _text
 from posventa.core.contacts.identities import (
     EMAIL,
     IDENTITY_KINDS,
@@ -78,17 +78,9 @@ def identity_address(kind: Any, address: Any, *, field: str = "address", phone_r
 
 
 def clean_text(value: Any, field: str, *, max_len: int, required: bool = False) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise ValidationError(f"{field} is required", field=field)
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string", field=field)
-    if len(value) > max_len:
-        raise ValidationError(f"{field} is longer than {max_len} characters", field=field)
-    if "\x00" in value:
-        raise ValidationError(f"{field} contains a NUL character", field=field)
-    return value.strip()
+    """The cases' text rule (required, a string, bounded, no NUL), trimmed for a record field."""
+    text = _text(value, field, required=required, max_len=max_len)
+    return None if text is None else text.strip()
 
 
 def _language(value: Any) -> str | None:
