@@ -21,6 +21,7 @@ from posventa.core.budget import FOLLOW_PROCESS, BudgetPolicy, money
 from posventa.core.budget import total as budget_total
 from posventa.core.domain import (
     Activity,
+    AttachmentRef,
     Author,
     BudgetMode,
     CaseType,
@@ -60,6 +61,8 @@ from posventa.core.sla_store import CaseClockStore
 from posventa.core.workflow import CLASSIFIED_TYPES, check_transition
 
 MAX_TEXT = 100_000
+#: Files one reply may carry (each within the upload rule, core/uploads.py).
+MAX_REPLY_FILES = 10
 
 #: Called inside the transaction that closes a case (its number, the time); what it
 #: returns is queued in the outbox with the close (a detractor survey's follow-up question).
@@ -438,14 +441,23 @@ class CaseService:
 
     # --- agents' actions ---------------------------------------------------------------
 
-    async def reply(self, number: int, body: str, *, agent: str, mirror_to_desk: bool = True,
-                    seen_message_id: int | None = None) -> dict[str, Any]:
+    async def reply(self, number: int, body: str | None, *, agent: str, mirror_to_desk: bool = True,
+                    seen_message_id: int | None = None, files: Sequence[AttachmentRef] = ()) -> dict[str, Any]:
         """Send ``body`` to the customer on the channel they last wrote from.
 
         With the agents' desk on, the reply is also copied into the case's topic so the
         whole team sees it, unless it was written there (``mirror_to_desk=False``).
         ``seen_message_id``: the newest message the agent had read; a customer message or
-        agent reply after it refuses the reply (``StaleReply``) so the agent reads it first."""
+        agent reply after it refuses the reply (``StaleReply``) so the agent reads it first.
+        ``files``: files already taken into the store by the upload rule
+        (``MessageFiles.take``), at most ``MAX_REPLY_FILES``; they are recorded on the
+        reply and go out with it. With files the text may be empty: it is then the files'
+        names ("📎 name"), as a customer's upload reads."""
+        files = tuple(files)
+        if len(files) > MAX_REPLY_FILES:
+            raise ValidationError(f"a reply carries at most {MAX_REPLY_FILES} files", field="files")
+        if files and (body is None or (isinstance(body, str) and not body.strip())):
+            body = "\n".join(f"📎 {f.filename}" for f in files)
         body = _text(body, "text")  # type: ignore[assignment]
         now = self._clock.now()
         async with self._db.transaction() as conn:
@@ -462,13 +474,13 @@ class CaseService:
             items = [ComposedMessage(
                 recipient=recipient, text=body, kind="reply", case_id=number, case_title=case.title,
                 author=Author.AGENT, author_name=agent, language=case.language, automatic=False,
-                in_reply_to=in_reply_to, references=references, reply_token=case.reply_token,
+                in_reply_to=in_reply_to, references=references, reply_token=case.reply_token, files=files,
             )]
             if self._desk_enabled and mirror_to_desk:
                 items.append(ComposedMessage(
                     recipient=Recipient(ChannelName.DESK, str(number)), text=f"↩ {agent} ({recipient.channel.value}): {body}",
                     kind="desk", case_id=number, case_title=case.title, author=Author.AGENT, author_name=agent,
-                    language=case.language, automatic=False))
+                    language=case.language, automatic=False, files=files))
             outbox_id = (await self._outgoing.add(conn, items, now=now))[0]
             values: dict[str, Any] = {"updated_at": now}
             if self._sla is not None:

@@ -109,6 +109,19 @@ class AttachmentRef:
 
 
 @dataclass(frozen=True, slots=True)
+class OutgoingFile:
+    """A file that goes out with a delivery (an agent's attachment): the ``attachments``
+    row of the message it belongs to (``id``; None on a copy that has no message of its
+    own, the desk's) and its bytes in the attachment store by sha256."""
+
+    id: int | None
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class ThreadHints:
     """What an inbound message says about the case it belongs to.
 
@@ -236,6 +249,8 @@ class ClaimedDelivery:
     suggestions: tuple[Suggestion, ...] = ()
     email: EmailThreading | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: Files sent with the text (an agent's attachments), in the order the agent gave them.
+    files: tuple[OutgoingFile, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel", ChannelName(self.channel))

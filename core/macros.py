@@ -13,14 +13,14 @@ the customer's language (falling back to the default language), send as a reply 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from posventa.core.cases import CaseService, _enum, _text
-from posventa.core.domain import Activity, CaseType
+from posventa.core.domain import Activity, AttachmentRef, CaseType
 from posventa.core.errors import NotFound, ValidationError
 from posventa.core.persistence import Database
 from posventa.core.persistence.schema import cases, contacts, macros
@@ -139,7 +139,8 @@ class MacroService:
         return text, language
 
     async def use(self, ref: int | str, number: int, *, agent: str, owner: str | None, text: str | None = None,
-                  mirror_to_desk: bool = True, seen_message_id: int | None = None) -> dict[str, Any]:
+                  mirror_to_desk: bool = True, seen_message_id: int | None = None,
+                  files: Sequence[AttachmentRef] = ()) -> dict[str, Any]:
         """Reply on case ``number`` with the macro (or ``text``, the agent's edit of it),
         count the use, then run its actions. ``owner`` is the username whose personal
         macros ``ref`` may name (None: shared ones only). Returns the reply's receipt."""
@@ -147,7 +148,7 @@ class MacroService:
         if text is None or not text.strip():
             text, _ = await self.render(macro, number, agent=agent)
         receipt = await self._cases.reply(number, text, agent=agent, mirror_to_desk=mirror_to_desk,
-                                          seen_message_id=seen_message_id)
+                                          seen_message_id=seen_message_id, files=files)
         async with self._db.transaction() as conn:
             # One statement: concurrent uses from several processes all count.
             await conn.execute(update(macros).where(macros.c.id == macro["id"])

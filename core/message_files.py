@@ -1,20 +1,25 @@
 """Messages' files, both ways: what a customer sent (an email attachment, a Telegram photo, a
-web chat upload) and, later, what an agent sends. One ``attachments`` row per file of a
+web chat upload) and what an agent sends with a reply. One ``attachments`` row per file of a
 message, the bytes in the attachment store by sha256 (core/attachments.py).
 
-The port adapters use for them: they never read the tables themselves.
+The port adapters use for them: they never read the tables themselves. ``take`` is the
+one door for a file someone sends us through a form (the API, the console, a document in
+the desk): the upload rule (core/uploads.py, ``[webchat] max_upload_bytes`` and
+``upload_types``) decides, as the file arrives, and only a file it accepts is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import and_, select
 
-from posventa.core.attachments import AttachmentStore, IncomingFile
-from posventa.core.domain import Author, ChannelName
+from posventa.core.attachments import AttachmentStore, IncomingFile, safe_filename
+from posventa.core.domain import AttachmentRef, Author, ChannelName, OutgoingFile
+from posventa.core.uploads import TOO_LARGE, UploadCheck, UploadPolicy, UploadRefused, matching_name
 from posventa.core.persistence import Database
 from posventa.core.persistence.schema import attachments, messages
 
@@ -38,16 +43,56 @@ def _file(row) -> StoredFile:
 
 
 class MessageFiles:
-    def __init__(self, *, db: Database, store: AttachmentStore) -> None:
+    def __init__(self, *, db: Database, store: AttachmentStore, policy: UploadPolicy) -> None:
         self._db = db
         self._store = store
+        self.policy = policy
 
     def receive(self) -> IncomingFile:
         """A file to write as it arrives (see ``AttachmentStore.receive``)."""
         return self._store.receive()
 
-    def path(self, file: StoredFile) -> Path:
+    async def take(self, chunks: AsyncIterable[bytes], *, filename: str | None, field: str,
+                   declared_size: int | None = None) -> AttachmentRef:
+        """One file, read chunk by chunk as it arrives: checked by the upload rule (size,
+        then type by content) and kept under its hash (fsynced, deduplicated). A refused
+        file raises ``UploadRefused`` naming ``field`` and the file, and nothing is kept.
+        A kept file that no message ends up using is an orphan the store tolerates (the
+        same bytes sent again are the same file)."""
+        name = safe_filename(filename, default="file")
+        check = UploadCheck(self.policy)
+        incoming: IncomingFile | None = None
+        try:
+            if declared_size is not None and declared_size > self.policy.max_bytes:
+                raise UploadRefused(TOO_LARGE, f"the file is larger than {self.policy.max_bytes} bytes")
+            incoming = self._store.receive()
+            async for chunk in chunks:
+                check.feed(chunk)
+                await incoming.write(chunk)
+            content_type = check.finish()
+        except UploadRefused as refused:
+            if incoming is not None:
+                incoming.discard()
+            raise refused.naming(field, name) from None
+        except BaseException:
+            if incoming is not None:
+                incoming.discard()
+            raise
+        return await incoming.keep(filename=matching_name(name, content_type), content_type=content_type)
+
+    def path(self, file: StoredFile | OutgoingFile) -> Path:
         return self._store.path_for(file.sha256)
+
+    async def read(self, file: StoredFile | OutgoingFile) -> bytes:
+        """The file's bytes (``FileNotFoundError`` when the store lost it, or a privacy
+        erasure removed it)."""
+        return await asyncio.to_thread(self.path(file).read_bytes)
+
+    async def get(self, attachment_id: int) -> StoredFile | None:
+        """Any message's file, by id (the API's download: a token may read every case)."""
+        async with self._db.reading() as conn:
+            row = (await conn.execute(select(*_COLUMNS).where(attachments.c.id == attachment_id))).first()
+        return None if row is None else _file(row)
 
     async def of_message(self, message_id: int) -> list[StoredFile]:
         return (await self.of_messages([message_id])).get(message_id, [])

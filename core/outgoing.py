@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posventa.core.domain import (
+    AttachmentRef,
     Author,
     ChannelName,
     Choice,
@@ -24,10 +25,11 @@ from posventa.core.domain import (
     EmailThreading,
     ClaimedDelivery,
     OutboxStatus,
+    OutgoingFile,
     Suggestion,
 )
 from posventa.core.persistence.bulk import insert_ids
-from posventa.core.persistence.schema import messages, outbox
+from posventa.core.persistence.schema import attachments, messages, outbox
 
 #: Channels whose deliveries are customer-visible messages (stored in ``messages``).
 CUSTOMER_CHANNELS = frozenset({ChannelName.EMAIL, ChannelName.TELEGRAM, ChannelName.WEBCHAT})
@@ -67,6 +69,10 @@ class ComposedMessage:
     not_before: datetime | None = None
     #: For the team, not the customer (an agent's notification): no message on the case.
     internal: bool = False
+    #: Files already in the attachment store that go with the text (an agent's
+    #: attachments): recorded on the message (``attachments`` rows) and carried by the
+    #: delivery, so a retry sends the same files.
+    files: tuple[AttachmentRef, ...] = ()
 
 
 class Outgoing:
@@ -115,6 +121,7 @@ class Outgoing:
         if message_rows:
             for slot, mid in zip(message_slots, await insert_ids(conn, messages, message_rows), strict=True):
                 message_ids[slot] = mid
+        files = await _record_files(conn, items, message_ids)
         outbox_rows = []
         for index, item in enumerate(items):
             email = None
@@ -136,11 +143,30 @@ class Outgoing:
                     "next_attempt_at": item.not_before or now,
                     "case_id": item.case_id,
                     "message_id": message_ids.get(index),
-                    "payload": _payload(item, email, extras[index]),
+                    "payload": _payload(item, email, extras[index], files.get(index)),
                     "created_at": now,
                 }
             )
         return await insert_ids(conn, outbox, outbox_rows)
+
+
+async def _record_files(conn: AsyncConnection, items: Sequence[ComposedMessage],
+                        message_ids: dict[int, int]) -> dict[int, list[dict[str, Any]]]:
+    """The ``attachments`` rows of the items' files (for those with a message row), and
+    each item's files as its payload carries them (with the row ids), by item index."""
+    rows: list[dict[str, Any]] = []
+    owners: list[tuple[int, int]] = []  # (item index, position in its files)
+    for index, item in enumerate(items):
+        if index in message_ids:
+            for position, ref in enumerate(item.files):
+                owners.append((index, position))
+                rows.append({"message_id": message_ids[index], "filename": ref.filename,
+                             "content_type": ref.content_type, "size": ref.size, "sha256": ref.sha256,
+                             "inline": False})
+    ids = dict(zip(owners, await insert_ids(conn, attachments, rows), strict=True)) if rows else {}
+    return {index: [{"id": ids.get((index, position)), "filename": ref.filename, "content_type": ref.content_type,
+                     "size": ref.size, "sha256": ref.sha256} for position, ref in enumerate(item.files)]
+            for index, item in enumerate(items) if item.files}
 
 
 def _message_extra(item: ComposedMessage) -> dict[str, Any] | None:
@@ -157,7 +183,8 @@ def _message_extra(item: ComposedMessage) -> dict[str, Any] | None:
     return extra or None
 
 
-def _payload(item: ComposedMessage, email: dict[str, Any] | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+def _payload(item: ComposedMessage, email: dict[str, Any] | None, extra: dict[str, Any] | None,
+             files: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "text": item.text,
         "case_number": item.case_id,
@@ -173,6 +200,8 @@ def _payload(item: ComposedMessage, email: dict[str, Any] | None, extra: dict[st
         payload["email"] = email
     if item.extra:
         payload["extra"] = dict(item.extra)
+    if files:
+        payload["files"] = files
     return payload
 
 
@@ -206,6 +235,8 @@ def outbound_from_row(row: Mapping[str, Any]) -> ClaimedDelivery:
         if email
         else None,
         extra=p.get("extra") or {},
+        files=tuple(OutgoingFile(f.get("id"), f["filename"], f["content_type"], int(f["size"]), f["sha256"])
+                    for f in p.get("files", ())),
     )
 
 

@@ -52,9 +52,13 @@ EMPTY = "empty_file"
 class UploadRefused(ValidationError):
     """The file is not taken; ``reason`` is one of TOO_LARGE, TYPE_REFUSED, EMPTY."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message, field="file")
+    def __init__(self, reason: str, message: str, *, field: str = "file") -> None:
+        super().__init__(message, field=field)
         self.reason = reason
+
+    def naming(self, field: str, filename: str) -> UploadRefused:
+        """The same refusal, about the form field ``field`` and the file ``filename``."""
+        return UploadRefused(self.reason, f"{field}: {filename!r} is refused: {self}", field=field)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from posventa.core.config import Network, parse_networks
 from posventa.core.errors import DomainError, InvalidTransition, NotFound, StaleReply, StorageUnavailable, ValidationError
+from posventa.core.uploads import EMPTY, TOO_LARGE, TYPE_REFUSED, UploadRefused
 from posventa.core.workflow import MissingCaseType
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,10 @@ def error_response(status: int, code: str, message: str, **extra: object) -> web
     return web.json_response({"error": code, "message": message, **extra}, status=status)
 
 
+#: A refused file's status, by reason (the error code is the reason).
+UPLOAD_STATUS = {TOO_LARGE: 413, TYPE_REFUSED: 415, EMPTY: 422}
+
+
 @web.middleware
 async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Domain errors become JSON with the right status; nothing leaks a traceback."""
@@ -119,6 +124,12 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return await handler(request)
     except NotFound as exc:
         return error_response(404, "not_found", str(exc))
+    except UploadRefused as exc:
+        log.info("%s %s: file refused: %s", request.method, request.path, exc)
+        response = error_response(UPLOAD_STATUS[exc.reason], exc.reason, str(exc), field=exc.field)
+        if exc.reason == TOO_LARGE:
+            response.force_close()  # the rest of the file is never read
+        return response
     except ValidationError as exc:
         return error_response(422, "invalid", str(exc), field=exc.field)
     except MissingCaseType as exc:

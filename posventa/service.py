@@ -30,6 +30,7 @@ from sqlalchemy import text as sql_text
 
 from posventa.core.attachments import AttachmentStore
 from posventa.core.message_files import MessageFiles
+from posventa.core.uploads import UploadPolicy
 from posventa.core.budget import BudgetPolicy
 from posventa.core.cases import CaseService
 from posventa.core.config import Config, parse_networks
@@ -87,6 +88,9 @@ class Parts:
     cases: CaseService
     contacts: ContactService
     kb_images: KbImages
+    #: Messages' files both ways, and the one upload rule for files sent to us through a
+    #: form (``[webchat] max_upload_bytes`` and ``upload_types``): visitors' and agents'.
+    files: MessageFiles
 
     async def prepare_schema(self) -> None:
         """SQLite upgrades itself; PostgreSQL must have been upgraded (see ``prepare``)."""
@@ -144,7 +148,9 @@ def build_parts(config: Config, *, clock: Clock | None = None) -> Parts:
                               files=attachments)
     return Parts(config=config, clock=clock, db=db, signal=outbox_signal, attachments=attachments, outgoing=outgoing,
                  sla=sla, assigner=assigner, cases=cases, contacts=contacts,
-                 kb_images=KbImages(db=db, files=attachments, clock=clock))
+                 kb_images=KbImages(db=db, files=attachments, clock=clock),
+                 files=MessageFiles(db=db, store=attachments, policy=UploadPolicy.of(
+                     cfg.webchat.max_upload_bytes, cfg.webchat.upload_types)))
 
 
 @asynccontextmanager
@@ -343,6 +349,7 @@ class Service:
         self.db, self.signal, self.attachments, self.outgoing = parts.db, parts.signal, parts.attachments, parts.outgoing
         self.sla, self.assigner, self.cases, self.contacts = parts.sla, parts.assigner, parts.cases, parts.contacts
         self.kb_images = parts.kb_images
+        self.files = parts.files
         self.metrics = Metrics()
         self.inbox = InboxService(sla=self.sla, db=self.db, outgoing=self.outgoing, clock=self.clock,
                                   default_language=cfg.service.default_language,
@@ -388,7 +395,7 @@ class Service:
         """Build every enabled adapter. Each ``_wire_*`` adds its channels, routes and
         components; the order here is the start order."""
         self.inbox.subscribe(self.metrics.on_stored)
-        cases_api.register(self.api, cases=self.cases, macros=self.macros)
+        cases_api.register(self.api, cases=self.cases, macros=self.macros, message_files=self.files)
         macros_api.register(self.api, macros=self.macros)
         contacts_api.register(self.api, contacts=self.contacts, organizations=self.organizations)
         reports_api.register(self.api, reports=self.sla_reports, clock=self.clock)
@@ -448,7 +455,7 @@ class Service:
                                max_message_bytes=cfg.max_message_bytes)
         self.components.append(self.smtp)
         if cfg.outbound.enabled:
-            self.channels.setdefault(ChannelName.EMAIL, EmailChannel(config=cfg))
+            self.channels.setdefault(ChannelName.EMAIL, EmailChannel(config=cfg, files=self.files))
 
     def _wire_webchat(self) -> None:
         """The /chat/ws websocket, the widget and the webchat channel (intake/webchat)."""
@@ -475,7 +482,7 @@ class Service:
             config=cfg, public_url=self.config.http.public_url, inbox=self.inbox, hub=local, clock=self.clock,
             sessions=SessionStore(db=self.db, clock=self.clock),
             history=History(db=self.db, limit=cfg.history_limit), registry=self.metrics.registry,
-            client_addresses=self.client_addresses, files=MessageFiles(db=self.db, store=self.attachments))
+            client_addresses=self.client_addresses, files=self.files)
         self.webchat.install(self.app)
         self.components.append(self.webchat)
 

@@ -7,14 +7,17 @@ from typing import Any
 
 from aiohttp import web
 
-from posventa.core.cases import MAX_TEXT, CaseFilter, CaseService, NewCase
+from posventa.core.cases import MAX_REPLY_FILES, MAX_TEXT, CaseFilter, CaseService, NewCase
 from posventa.core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
-from posventa.core.errors import ValidationError
+from posventa.core.errors import NotFound, ValidationError
 from posventa.core.macros import MAX_NAME as MAX_MACRO_NAME
 from posventa.core.macros import MacroService
+from posventa.core.message_files import MessageFiles
+from posventa.core.uploads import UPLOAD_KINDS
 from posventa.core.search import MAX_QUERY_CHARS
-from posventa.intake.api.openapi import DB_INT_MAX, ID, ApiRegistry, body, enum, integer, query, query_param, text
-from posventa.intake.http import path_id
+from posventa.intake.api.openapi import DB_INT_MAX, ID, ApiRegistry, FileParts, body, enum, files, integer, query, \
+    query_param, text
+from posventa.intake.http import file_headers, path_id
 from posventa.core.workflow import CLASSIFIED_TYPES
 
 _NULLABLE_STR = {"type": ["string", "null"]}
@@ -212,7 +215,7 @@ def time_param(value: str | None, name: str) -> datetime | None:
         raise wrong from None
 
 
-def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService) -> None:
+def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService, message_files: MessageFiles) -> None:
     api.schemas.update({"CaseSummary": CASE_SUMMARY, "Message": MESSAGE, "Delivery": DELIVERY, "Attachment": ATTACHMENT,
                         "CaseDetail": CASE_DETAIL, "Category": CATEGORY})
     summary_list = {"type": "object", "required": ["cases", "counts"],
@@ -302,37 +305,84 @@ def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService) -> N
         data = body(request)
         number, agent = path_id(request, "number"), _agent(data)
         seen = data.get("seen_message_id")
+        attached = files(request)
         if "macro" in data:
             result = await macros.use(data["macro"], number, agent=agent, owner=agent, text=data.get("text"),
-                                      seen_message_id=seen)
+                                      seen_message_id=seen, files=attached)
         else:
-            result = await cases.reply(number, data["text"], agent=agent, seen_message_id=seen)
+            result = await cases.reply(number, data.get("text"), agent=agent, seen_message_id=seen, files=attached)
         return web.json_response(result, status=202)
 
+    async def take(chunks, filename: str | None, field: str):
+        return await message_files.take(chunks, filename=filename, field=field)
+
+    policy = message_files.policy
+    kinds = {"image": "images", "pdf": "PDF", "text": "plain text (UTF-8)"}
+    accepted = ", ".join(kinds[k] for k in UPLOAD_KINDS if k in policy.kinds) or "none"
+    reply_fields = {"text": text(MAX_TEXT), "agent": AGENT, "macro": {"anyOf": [ID, text(MAX_MACRO_NAME)]},
+                    "seen_message_id": {"type": "integer", "minimum": 0, "maximum": DB_INT_MAX,
+                                        "description": "the newest message the agent read"}}
     api.add("POST", "/cases/{number}/reply", reply, tag="cases", status=202,
-            summary="Reply to the customer on their channel (queued in the outbox)",
+            summary="Reply to the customer on their channel (queued in the outbox), with files if any",
             errors={422: "the customer has no reachable channel (field `channel`); the macro's text for this "
-                         "case fails to render (field `bodies.<language>`)",
+                         "case fails to render (field `bodies.<language>`); a file is empty (error "
+                         "`empty_file`, field `files`)",
                     409: "a macro's activity action is a move the workflow refuses (the reply is already queued); "
                          "or, with `seen_message_id`, a customer message or agent reply newer than it arrived "
                          "(error `stale_reply`, nothing sent: `newer` lists their ids, `latest_message_id` is "
-                         "the value that confirms)"},
+                         "the value that confirms)",
+                    413: f"a file is larger than [webchat] max_upload_bytes ({policy.max_bytes} bytes here; "
+                         "error `too_large`, field `files`)",
+                    415: "a file's content is not of a type [webchat] upload_types accepts, whatever its name "
+                         "says (error `file_type`, field `files`)"},
             description="With `macro` (an id or a name: the agent's own first, then the team's), the canned "
                         "response rendered in the customer's language is the text, unless `text` is given too "
                         "(the agent's edit of it); either way the macro's use is counted and its actions run "
                         "after the reply. An unknown macro is a 404. With `seen_message_id` (the newest message "
                         "the agent read, 0 for none), a newer customer message or agent reply refuses the reply "
                         "with 409 `stale_reply` so the agent reads it first; sending again with the "
-                        "`latest_message_id` it names confirms.",
+                        "`latest_message_id` it names confirms.\n\n"
+                        "**Files**: send the same fields as a `multipart/form-data` form, with each file as a "
+                        f"part named `files` (at most {MAX_REPLY_FILES}). Each is checked as it arrives by the "
+                        "rule web chat uploads follow: at most [webchat] max_upload_bytes, and a type read from "
+                        f"the content, never from the name (accepted here: {accepted}); a file that fails "
+                        "refuses the whole reply (413, 415 or 422 naming `files` and the file) and nothing is "
+                        "sent. With files, `text` may be left out: the reply then reads \"📎 <name>\" per "
+                        "file. The files are recorded on the reply (the case's `messages[].attachments`, "
+                        "downloadable at `/attachments/{id}`) and go out with it on the customer's channel.",
             request={"type": "object", "anyOf": [{"required": ["text"]}, {"required": ["macro"]}],
-                     "properties": {"text": text(MAX_TEXT), "agent": AGENT,
-                                    "macro": {"anyOf": [ID, text(MAX_MACRO_NAME)]},
-                                    "seen_message_id": {"type": "integer", "minimum": 0, "maximum": DB_INT_MAX,
-                                                        "description": "the newest message the agent read"}}},
+                     "properties": reply_fields},
+            files=FileParts(field="files", max_files=MAX_REPLY_FILES, take=take,
+                            description=f"files to send with the reply: {accepted}, each at most "
+                                        f"{policy.max_bytes} bytes",
+                            schema={"type": "object",
+                                    "anyOf": [{"required": ["text"]}, {"required": ["macro"]},
+                                              {"required": ["files"]}],
+                                    "properties": reply_fields}),
             response={"type": "object", "required": ["case", "channel", "outbox_id"],
                       "properties": {"case": {"type": "integer"}, "channel": {"type": "string"},
                                      "outbox_id": {"type": "integer"}, "macro": {"type": "integer"},
                                      "text": {"type": "string"}}})
+
+    async def attachment(request: web.Request) -> web.StreamResponse:
+        file = await message_files.get(path_id(request, "id"))
+        if file is None:
+            raise NotFound("no such attachment")
+        path = message_files.path(file)
+        if not path.is_file():
+            raise NotFound("the file is no longer in the store (erased with its contact's data)")
+        return web.FileResponse(path, headers={**file_headers(file.filename, file.content_type),
+                                               "Cache-Control": "private, no-store"})
+
+    binary = {"type": "string", "format": "binary"}
+    api.add("GET", "/attachments/{id}", attachment, tag="cases", summary="Download a message's file",
+            description="Any file of a case's messages (a customer's or an agent's; ids are in "
+                        "`messages[].attachments`), as a download (`Content-Disposition: attachment` with its "
+                        "name). Images, PDF and plain text are served with their type; anything else (what an "
+                        "email may carry) as application/octet-stream. 404 when the id is unknown or the file "
+                        "was erased with its contact's data.",
+            content_type="application/octet-stream", response=binary,
+            alternatives={"image/*": binary, "application/pdf": binary, "text/plain": binary})
 
     async def note(request: web.Request) -> web.Response:
         data = body(request)

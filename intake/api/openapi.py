@@ -31,6 +31,10 @@ Declaring a new endpoint (so that it passes the schemathesis test)
    (declared automatically). Read them with ``path_id(request, "id")``.
 5. Other statuses the handler (or core) can answer: ``errors={409: "when ..."}``.
    401, 503, and (with a body) 400 and 413 are declared for every operation.
+   A body that may also come as ``multipart/form-data`` with files (a reply's
+   attachments): ``files=FileParts(...)``; the text parts are checked by the same JSON
+   schema (a number field's digits become the number), each file part is read as it
+   arrives by ``FileParts.take``, and the handler reads them with ``files(request)``.
 6. A success response that is not JSON: ``content_type=`` for the only one, or
    ``alternatives={"text/csv": {"type": "string"}}`` for an extra one (``format=csv``).
    A response without a body (204): leave ``response`` out.
@@ -42,12 +46,15 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+from urllib.parse import unquote
 
 import jsonschema
+from aiohttp import multipart as aiohttp_multipart
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp import web
 
 from posventa.core.errors import ValidationError
@@ -140,6 +147,29 @@ _ADMIN_ONLY = {403: "the token is not one of [api] admin_tokens"}
 
 
 @dataclass(frozen=True)
+class FileParts:
+    """A ``multipart/form-data`` form beside an operation's JSON body: its fields as text
+    parts, and up to ``max_files`` parts named ``field`` that are files. ``take(chunks,
+    filename, field)`` reads one file as it arrives and returns what the handler gets (or
+    raises a ``ValidationError`` naming the field)."""
+
+    field: str
+    max_files: int
+    take: Callable[[AsyncIterable[bytes], str | None, str], Awaitable[Any]]
+    #: What the description says of each file (types, size).
+    description: str = ""
+    #: The JSON body's schema replaced for the form (e.g. files alone may suffice).
+    schema: dict[str, Any] | None = None
+
+    def form_schema(self, request: dict[str, Any]) -> dict[str, Any]:
+        base = dict(self.schema if self.schema is not None else request)
+        properties = dict(base.get("properties", {}))
+        properties[self.field] = {"type": "array", "maxItems": self.max_files, "description": self.description,
+                                  "items": {"type": "string", "format": "binary"}}
+        return {**base, "properties": properties}
+
+
+@dataclass(frozen=True)
 class Operation:
     method: str
     path: str
@@ -158,6 +188,8 @@ class Operation:
     errors: Mapping[int, str] = field(default_factory=dict)
     #: Only a token of ``[api] admin_tokens`` may call it (a privacy erasure): 403 otherwise.
     admin: bool = False
+    #: The body may also be a multipart/form-data form with files.
+    files: FileParts | None = None
 
     @property
     def path_params(self) -> list[str]:
@@ -191,7 +223,10 @@ class Operation:
         if self.description:
             entry["description"] = self.description
         if self.request is not None:
-            entry["requestBody"] = {"required": True, "content": {"application/json": {"schema": self.request}}}
+            content: dict[str, Any] = {"application/json": {"schema": self.request}}
+            if self.files is not None:
+                content["multipart/form-data"] = {"schema": self.files.form_schema(self.request)}
+            entry["requestBody"] = {"required": True, "content": content}
         params = [{"name": n, "in": "path", "required": True, "schema": ID} for n in self.path_params]
         params += list(self.params)
         if params:
@@ -203,6 +238,11 @@ class Operation:
 
 _QUERY_KEY = web.RequestKey("posventa.api.query", dict)
 _BODY_KEY = web.RequestKey("posventa.api.body", dict)
+_FILES_KEY = web.RequestKey("posventa.api.files", list)
+#: Text parts of a form: each at most this many bytes (the form's files are bounded by
+#: their own rule), and at most this many of them.
+MAX_FORM_FIELD_BYTES = 200_000
+MAX_FORM_FIELDS = 50
 _INT_RE = re.compile(r"-?[0-9]+")
 
 
@@ -212,8 +252,78 @@ def query(request: web.Request) -> Mapping[str, Any]:
 
 
 def body(request: web.Request) -> dict[str, Any]:
-    """The JSON body, checked against the operation's request schema."""
+    """The JSON body (or a form's text fields), checked against the operation's request schema."""
     return request[_BODY_KEY]
+
+
+def files(request: web.Request) -> list[Any]:
+    """What ``FileParts.take`` made of a form's files, in order (empty for a JSON body)."""
+    return request.get(_FILES_KEY, [])
+
+
+def _allows_integer(schema: Mapping[str, Any]) -> bool:
+    kinds = schema.get("type")
+    if kinds == "integer" or (isinstance(kinds, list) and "integer" in kinds):
+        return True
+    return any(_allows_integer(s) for s in schema.get("anyOf", ()) if isinstance(s, Mapping))
+
+
+async def read_form(request: web.Request, parts: FileParts, schema: Mapping[str, Any]
+                    ) -> tuple[dict[str, Any], list[Any]]:
+    """A multipart/form-data body: its text fields (a field the schema allows to be an
+    integer, given as digits, becomes one) and its files, each taken as it arrives."""
+    try:
+        reader = await request.multipart()
+    except (AssertionError, ValueError, KeyError, HttpProcessingError):
+        raise ValidationError("the body is not a multipart/form-data form", field="body") from None
+    properties = schema.get("properties", {})
+    data: dict[str, Any] = {}
+    taken: list[Any] = []
+    fields = 0
+    try:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, aiohttp_multipart.BodyPartReader) or not part.name:
+                raise ValidationError("every part of the form needs a field name", field="body")
+            name = part.name
+            if name == parts.field:
+                if len(taken) >= parts.max_files:
+                    raise ValidationError(f"{name} must have at most {parts.max_files} items", field=name)
+                taken.append(await parts.take(_chunks(part), _filename(part.filename), name))
+                continue
+            if part.filename is not None:
+                raise ValidationError(f"{name} must be a text field, not a file", field=name)
+            fields += 1
+            if fields > MAX_FORM_FIELDS or name in data:
+                raise ValidationError(f"{name} is given more than once (or the form has too many fields)", field=name)
+            raw = await part.read(decode=True)
+            if len(raw) > MAX_FORM_FIELD_BYTES:
+                raise ValidationError(f"{name} must be at most {MAX_FORM_FIELD_BYTES} bytes", field=name)
+            try:
+                value: Any = raw.decode(part.get_charset("utf-8"))
+            except (UnicodeDecodeError, LookupError):
+                raise ValidationError(f"{name} is not valid UTF-8 text", field=name) from None
+            prop = properties.get(name)
+            if isinstance(prop, Mapping) and _allows_integer(prop) and _INT_RE.fullmatch(value):
+                value = int(value)
+            data[name] = value
+    except (ValueError, AssertionError, HttpProcessingError):
+        # A malformed part header (a NUL in it, say) is the client's mistake, not ours.
+        raise ValidationError("the body is not a well-formed multipart/form-data form", field="body") from None
+    if taken:
+        data[parts.field] = ["file"] * len(taken)  # for the schema's count and anyOf rules
+    return data, taken
+
+
+def _filename(raw: str | None) -> str | None:
+    """A part's file name: browsers escape ``"``, CR and LF as %22, %0D, %0A (the HTML
+    form encoding), and some clients (aiohttp's) percent-encode the whole name."""
+    return unquote(raw, errors="replace") if raw else raw
+
+
+async def _chunks(part: Any) -> AsyncIterable[bytes]:
+    # HTTP forms send files as they are (RFC 7578 deprecates Content-Transfer-Encoding).
+    while chunk := await part.read_chunk(64 * 1024):
+        yield chunk
 
 
 def _describe_error(error: jsonschema.ValidationError, base: str | None = None) -> tuple[str, str]:
@@ -275,12 +385,22 @@ class _Rules:
         checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
         self.params = [(p["name"], p["schema"], bool(p.get("required")), _Validator(p["schema"], format_checker=checker))
                        for p in op.params if p.get("in") == "query"]
-        self.body = None
+        self.body = self.form = None
+        self.form_schema: dict[str, Any] = {}
         if op.request is not None:
             # $refs in the body schema point into the document's components.
             schema = {"$ref": "#/$defs/body", "$defs": {"body": op.request},
                       "components": {"schemas": dict(components)}}
             self.body = _Validator(schema, format_checker=checker)
+        self.files = op.files
+        if op.files is not None and op.request is not None:
+            self.form_schema = op.files.form_schema(op.request)
+            # The files themselves are checked as they are read; the schema sees placeholders.
+            placeholders = {**self.form_schema, "properties": {
+                **self.form_schema["properties"],
+                op.files.field: {**self.form_schema["properties"][op.files.field], "items": {"type": "string"}}}}
+            self.form = _Validator({"$ref": "#/$defs/body", "$defs": {"body": placeholders},
+                                    "components": {"schemas": dict(components)}}, format_checker=checker)
 
     def check_query(self, raw: Mapping[str, str]) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -305,9 +425,10 @@ class _Rules:
             values[name] = date.fromisoformat(value) if schema.get("format") == "date" else value
         return values
 
-    def check_body(self, data: dict[str, Any]) -> None:
-        assert self.body is not None
-        error = jsonschema.exceptions.best_match(self.body.iter_errors(data))
+    def check_body(self, data: dict[str, Any], *, form: bool = False) -> None:
+        validator = self.form if form else self.body
+        assert validator is not None
+        error = jsonschema.exceptions.best_match(validator.iter_errors(data))
         if error is not None:
             _refuse(error)
 
@@ -340,10 +461,10 @@ class ApiRegistry:
             request: dict[str, Any] | None = None, response: dict[str, Any] | None = None, status: int = 200,
             params: Sequence[dict[str, Any]] = (), content_type: str = "application/json",
             description: str | None = None, alternatives: Mapping[str, dict[str, Any]] | None = None,
-            errors: Mapping[int, str] | None = None, admin: bool = False) -> None:
+            errors: Mapping[int, str] | None = None, admin: bool = False, files: FileParts | None = None) -> None:
         self.operations.append(Operation(method.upper(), path, summary, tag, handler, request, response, status,
                                          tuple(params), content_type, description, dict(alternatives or {}),
-                                         dict(errors or {}), admin))
+                                         dict(errors or {}), admin, files))
 
     def document(self) -> dict[str, Any]:
         paths: dict[str, Any] = {}
@@ -384,7 +505,14 @@ class ApiRegistry:
                 for name in op.path_params:
                     path_id(request, name)
                 request[_QUERY_KEY] = rules.check_query(request.query)
-                if rules.body is not None:
+                if rules.form is not None and request.content_type == "multipart/form-data":
+                    assert rules.files is not None
+                    data, taken = await read_form(request, rules.files, rules.form_schema)
+                    rules.check_body(data, form=True)
+                    data.pop(rules.files.field, None)
+                    request[_BODY_KEY] = data
+                    request[_FILES_KEY] = taken
+                elif rules.body is not None:
                     data = await read_json_object(request)
                     try:
                         data = _whole_numbers(data)

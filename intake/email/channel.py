@@ -13,7 +13,8 @@ import logging
 import aiosmtplib
 
 from posventa.core.config import EmailConfig
-from posventa.core.domain import ChannelName, ClaimedDelivery
+from posventa.core.domain import ChannelName, ClaimedDelivery, OutgoingFile
+from posventa.core.message_files import MessageFiles
 from posventa.core.errors import PermanentDeliveryError, TransientDeliveryError
 from posventa.intake.email.compose import compose_email
 
@@ -23,8 +24,10 @@ log = logging.getLogger(__name__)
 class EmailChannel:
     name = ChannelName.EMAIL
 
-    def __init__(self, *, config: EmailConfig) -> None:
+    def __init__(self, *, config: EmailConfig, files: MessageFiles | None = None) -> None:
         self._config = config
+        #: Where a reply's attachments are read from (None: a delivery with files fails).
+        self._files = files
         self._outbound = config.outbound
         local, _, domain = config.address.partition("@")
         self._local, self._domain = local, domain
@@ -34,7 +37,8 @@ class EmailChannel:
 
     async def send(self, message: ClaimedDelivery) -> str | None:
         mail = compose_email(message, from_address=self._config.address, from_name=self._config.from_name,
-                             reply_to=self.reply_address(message.email.reply_token if message.email else None))
+                             reply_to=self.reply_address(message.email.reply_token if message.email else None),
+                             files=[(f, await self._read(f)) for f in message.files])
         o = self._outbound
         # Every failure names the relay and the config section that points at it: what an
         # agent reads on the case page, and what the admin has to change.
@@ -62,3 +66,12 @@ class EmailChannel:
             reason = getattr(exc, "strerror", None) or str(exc)[:200] or type(exc).__name__
             raise TransientDeliveryError(f"{relay} unreachable: {reason}") from None
         return message.email.message_id if message.email else None
+
+    async def _read(self, file: OutgoingFile) -> bytes:
+        if self._files is None:
+            raise PermanentDeliveryError("this email channel has no attachment store to read files from")
+        try:
+            return await self._files.read(file)
+        except (OSError, ValueError):
+            # Erased with the contact's data, or the store lost it: retrying cannot help.
+            raise PermanentDeliveryError(f"the file {file.filename!r} is missing from the attachment store") from None

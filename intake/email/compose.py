@@ -10,6 +10,7 @@ delivery failure, not something to guess at.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -17,7 +18,8 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from html import escape
 
-from posventa.core.domain import ClaimedDelivery
+from posventa.core.attachments import safe_filename
+from posventa.core.domain import ClaimedDelivery, OutgoingFile
 from posventa.core.errors import PermanentDeliveryError
 from posventa.intake.email.text import clean_text, one_line
 
@@ -147,6 +149,7 @@ def compose_email(
     reply_to: str | None,
     subject_prefix_tag: bool = True,
     now: datetime | None = None,
+    files: Sequence[tuple[OutgoingFile, bytes]] = (),
 ) -> EmailMessage:
     """The email for ``message``: text/plain with an escaped HTML alternative.
 
@@ -159,6 +162,9 @@ def compose_email(
       replaces the title part when a delivery needs its own (a survey, say).
     * ``Auto-Submitted: auto-replied`` marks automatic mail (RFC 3834), so that
       well-behaved robots on the other side do not answer it.
+    * ``files`` (each with its bytes) become attachments: the mail is then
+      multipart/mixed, the text and HTML alternative first, each file base64-encoded with
+      its type and name (RFC 2231 for a name that is not ASCII).
 
     Raises :class:`~core.errors.PermanentDeliveryError` when the recipient (or our own
     from/reply-to address) is not a plain email address.
@@ -199,6 +205,14 @@ def compose_email(
     # Quoted-printable keeps the mail 7-bit (no reliance on 8BITMIME) and readable raw.
     msg.set_content(_text_body(message), subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(_html_body(message), subtype="html", charset="utf-8", cte="quoted-printable")
+    for file, data in files:
+        kind, _, rest = file.content_type.partition(";")
+        maintype, _, subtype = kind.strip().lower().partition("/")
+        params = dict(p.strip().split("=", 1) for p in rest.split(";") if "=" in p)
+        if not (maintype and subtype):
+            maintype, subtype, params = "application", "octet-stream", {}
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, params=params,
+                           filename=safe_filename(file.filename))
     if message.language in _TEXTS:
         # After set_content(), which clears every Content-* header it finds.
         msg["Content-Language"] = message.language

@@ -97,7 +97,7 @@ class WebchatServer:
         ), clock=monotonic)
         self._per_ip: dict[str, int] = {}
         #: Files from visitors (``POST /chat/files``): where there is a store to keep them.
-        policy = UploadPolicy.of(config.max_upload_bytes, config.upload_types)
+        policy = files.policy if files is not None else UploadPolicy.of(config.max_upload_bytes, config.upload_types)
         self._uploads: WebchatUploads | None = None
         self._upload_offer: dict[str, object] | None = None
         if files is not None and policy.enabled:
