@@ -74,14 +74,52 @@ async def scratch_database(engine: str) -> AsyncIterator[Database]:
             await db.dispose()
 
 
-async def on_each_database(only: str | None, run: Callable[[Database], Awaitable[dict[str, Any]]]
-                           ) -> dict[str, Any]:
+def kept_location(engine: str, name: str) -> str:
+    """Where ``kept_database`` keeps ``name``: a file in the temporary folder, or a
+    PostgreSQL database on the benchmark server."""
+    if engine == "sqlite":
+        return str(Path(tempfile.gettempdir()) / f"posventa-bench-{name}.db")
+    return f"pv_keep_{name}"
+
+
+@asynccontextmanager
+async def kept_database(engine: str, name: str) -> AsyncIterator[Database]:
+    """A database that outlives the run (see ``kept_location``), created on first use and
+    migrated to the head each time, so that a benchmark can fill it once and measure it
+    again while its code changes. The benchmark decides whether what it holds is what it
+    needs; delete the file or drop the database to start afresh."""
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise SystemExit(f"--keep {name!r}: letters, digits, '-' and '_' only")
+    location = kept_location(engine, name)
+    if engine == "sqlite":
+        url = f"sqlite+aiosqlite:///{location}"
+    else:
+        import asyncpg
+
+        admin = await asyncpg.connect(PG_ADMIN)
+        try:
+            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", location):
+                await admin.execute(f'CREATE DATABASE "{location}"')
+        finally:
+            await admin.close()
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{location}"
+    db = Database(url)
+    try:
+        await upgrade(db)
+        yield db
+    finally:
+        await db.dispose()
+
+
+async def on_each_database(only: str | None, run: Callable[[Database], Awaitable[dict[str, Any]]],
+                           *, keep: str | None = None) -> dict[str, Any]:
     """``run`` on a fresh, migrated database of each engine (or of ``only``), one after the
-    other; the results by engine, each with the machine's load before and after."""
+    other; the results by engine, each with the machine's load before and after. With
+    ``keep``, on that kept database instead (``kept_database``)."""
     results: dict[str, Any] = {}
     for engine in ENGINES if only is None else (only,):
         load_before = machine_load()
-        async with scratch_database(engine) as db:
+        async with scratch_database(engine) if keep is None else kept_database(engine, keep) as db:
             result = await run(db)
         results[engine] = {**result, "load_avg_before": load_before, "load_avg_after": machine_load()}
     return results

@@ -54,7 +54,7 @@ from posventa.core.persistence.schema import (
 )
 from posventa.core.ports import Clock
 from posventa.core.search import hits as search_hits
-from posventa.core.search import TERM_STATS_MAX_AGE_S, TermStats, parse_query, read_term_stats
+from posventa.core.search import TERM_STATS_MAX_AGE_S, ExactTerms, TermStats, parse_query, read_exact_terms, read_term_stats
 from posventa.core.search import snippets as search_snippets
 from posventa.core.sla import activity_changed, agent_replied, breach_of, breaches_of, opened, urgency
 from posventa.core.sla_store import CaseClockStore
@@ -241,7 +241,8 @@ class CaseService:
             async with self._db.engine.connect() as conn:
                 if search is not None:
                     dialect = self._db.engine.dialect.name
-                    stats = None if dialect == "sqlite" else await self._search_stats(conn)
+                    stats: TermStats | ExactTerms = (await read_exact_terms(conn, search) if dialect == "sqlite"
+                                                     else await self._search_stats(conn))
                     found = search_hits(search, dialect, stats)
                     q = (select(*_SUMMARY_COLS, found.c.source, found.c.source_id)
                          .select_from(_SUMMARY_FROM.join(found, found.c.case_id == cases.c.id)))
@@ -252,7 +253,8 @@ class CaseService:
                 rows = (await conn.execute(q)).all()
                 if search is None:
                     return [self._summary(r, now) for r in rows]
-                matches = await search_snippets(conn, search, ((r.id, r.source, r.source_id) for r in rows))
+                matches = await search_snippets(conn, search, ((r.id, r.source, r.source_id) for r in rows),
+                                                exact=stats if isinstance(stats, ExactTerms) else None)
             return [self._summary(r, now) | {"match": matches[r.id].as_dict() if r.id in matches else None}
                     for r in rows]
         async with self._db.engine.connect() as conn:

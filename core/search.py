@@ -11,6 +11,10 @@ case, its best hit (``score``, higher is better on both engines, and
 where it matched); the page's snippets are asked for afterwards, for those rows only,
 because building a snippet reads the matched text back and a common word can match
 thousands of messages.
+
+A case's score sums its matching texts' weights: PostgreSQL's ``ts_rank``, SQLite's fixed
+weights per kind of text (see _SQLITE_WORD), since FTS5's ``bm25()`` counts a word's
+texts over all of them. On SQLite a common word is read as typed (``ExactTerms``).
 """
 
 from __future__ import annotations
@@ -51,19 +55,11 @@ class SearchQuery:
     #: The case number, when the whole query is one ("123" or "#123").
     number: int | None
 
-    # For snippets: any of the words (a case may hold each in a different text). Each word
-    # is a quoted prefix term; the words hold no quote (see _WORD).
-    @property
-    def all_fts5(self) -> str:
-        return " ".join(f'"{w}"*' for w in self.words)
-
+    # Each word is a prefix term (on SQLite, see ExactTerms); the words hold no quote (see
+    # _WORD). For snippets: any of the words (a case may hold each in a different text).
     @property
     def all_tsquery(self) -> str:
         return " & ".join(f"'{w}':*" for w in self.words)
-
-    @property
-    def any_fts5(self) -> str:
-        return " OR ".join(f'"{w}"*' for w in self.words)
 
     @property
     def any_tsquery(self) -> str:
@@ -102,27 +98,73 @@ def parse_query(raw: str) -> SearchQuery | None:
 
 _HIT_COLUMNS = {"case_id": Integer, "score": Float, "source": String, "source_id": Integer}
 
-# One word's hits, one row per matching text: title and description weigh more than a
-# message, which weighs more than a contact field. {i} is the word's index.
+# SQLite, one word's hits (or all the words', in one text), one row per matching text. The
+# weights stand for bm25's: a title counts 4 (it also matches the case's text), the title
+# or description 2, a message, note, contact or address 1. bm25() itself is not used: it
+# counts the texts holding each word over all of them, and a word in half of 1,000,000
+# messages costs ~20 ms to count, where its newest 1,000 take 0.3 ms to read. {i} names
+# the group's expressions (each table's, see ExactTerms).
 _SQLITE_WORD = """
-  SELECT {w} AS w, m.case_id AS case_id, f.score AS score,
+  SELECT {w} AS w, m.case_id AS case_id, 1.0 AS score,
          CASE m.author WHEN 'note' THEN 'note' ELSE 'message' END AS source, m.id AS source_id
-    FROM (SELECT rowid AS id, -bm25(messages_fts) AS score FROM messages_fts WHERE messages_fts MATCH :w{i}
-           ORDER BY rowid DESC LIMIT {cap}) f
+    FROM (SELECT rowid AS id FROM messages_fts WHERE messages_fts MATCH :m{i} ORDER BY rowid DESC LIMIT {cap}) f
     JOIN messages m ON m.id = f.id WHERE m.case_id IS NOT NULL
   UNION ALL
-  SELECT {w}, id, score * 2, 'case', id FROM (
-    SELECT rowid AS id, -bm25(cases_fts, 4.0, 2.0) AS score FROM cases_fts WHERE cases_fts MATCH :w{i}
-     ORDER BY rowid DESC LIMIT {cap})
+  SELECT {w}, id, 2.0, 'case', id FROM (
+    SELECT rowid AS id FROM cases_fts WHERE cases_fts MATCH :c{i} ORDER BY rowid DESC LIMIT {cap})
   UNION ALL
-  SELECT {w}, c.id, f.score, 'contact', f.id
-    FROM (SELECT rowid AS id, -bm25(contacts_fts) AS score FROM contacts_fts WHERE contacts_fts MATCH :w{i}
-           ORDER BY rowid DESC LIMIT {cap}) f JOIN cases c ON c.contact_id = f.id
+  SELECT {w}, id, 2.0, 'case', id FROM (
+    SELECT rowid AS id FROM cases_fts WHERE cases_fts MATCH :t{i} ORDER BY rowid DESC LIMIT {cap})
   UNION ALL
-  SELECT {w}, c.id, f.score, 'address', ci.id
-    FROM (SELECT rowid AS id, -bm25(identities_fts) AS score FROM identities_fts WHERE identities_fts MATCH :w{i}
-           ORDER BY rowid DESC LIMIT {cap}) f
+  SELECT {w}, c.id, 1.0, 'contact', f.id
+    FROM (SELECT rowid AS id FROM contacts_fts WHERE contacts_fts MATCH :ct{i} ORDER BY rowid DESC LIMIT {cap}) f
+    JOIN cases c ON c.contact_id = f.id
+  UNION ALL
+  SELECT {w}, c.id, 1.0, 'address', ci.id
+    FROM (SELECT rowid AS id FROM identities_fts WHERE identities_fts MATCH :ci{i} ORDER BY rowid DESC LIMIT {cap}) f
     JOIN contact_identities ci ON ci.id = f.id JOIN cases c ON c.contact_id = ci.contact_id"""
+#: SQLite: each FTS table by the prefix of its expressions' parameters in _SQLITE_WORD
+#: (the title's are the cases' under a column filter).
+_SQLITE_TABLES = {"m": "messages_fts", "c": "cases_fts", "ct": "contacts_fts", "ci": "identities_fts"}
+
+
+@dataclass(frozen=True, slots=True)
+class ExactTerms:
+    """SQLite: the words whose exact term alone matches at least ``CANDIDATES`` texts of an
+    FTS table, as (table, word) pairs.
+
+    FTS5 reads an exact term's postings lazily, newest first, and stops at the LIMIT: the
+    newest 1,000 of a word in half of 1,000,000 messages cost 0.3 ms. A prefix term
+    ("garantia"*) is answered by first merging the postings of every term it covers into
+    one list (~20 ms for that word, again for each row a snippet is asked for). So a word
+    is looked up as typed where that already yields the newest ``CANDIDATES``, and as a
+    prefix ("renov" finds "renovación") only where the exact term finds fewer: then it is
+    rare, or not a whole word, and its prefix is usually rare too. The cost: where a word
+    is common, texts holding only a longer word it begins ("garantias") are left out of
+    its newest ``CANDIDATES``."""
+
+    pairs: frozenset[tuple[str, str]]
+
+    def term(self, table: str, word: str) -> str:
+        return f'"{word}"' if (table, word) in self.pairs else f'"{word}"*'
+
+    def all_terms(self, table: str, words: Iterable[str], op: str) -> str:
+        return f" {op} ".join(self.term(table, w) for w in words)
+
+
+async def read_exact_terms(conn: AsyncConnection, query: SearchQuery) -> ExactTerms:
+    """Which words' exact terms fill ``CANDIDATES`` in which FTS table (SQLite only): one
+    statement, reading at most ``CANDIDATES`` postings per word and table."""
+    pairs = [(table, word) for table in _SQLITE_TABLES.values() for word in query.words]
+    if not pairs:
+        return ExactTerms(frozenset())
+    counts = ", ".join(f"(SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH :e{k} LIMIT {CANDIDATES}))"
+                       for k, (table, _) in enumerate(pairs))
+    row = (await conn.execute(text(f"SELECT {counts}"),
+                              {f"e{k}": f'"{word}"' for k, (_, word) in enumerate(pairs)})).one()
+    return ExactTerms(frozenset(pair for pair, n in zip(pairs, row, strict=True) if n >= CANDIDATES))
+
+
 # PostgreSQL: {m}, {c}, {ct} and {ci} are each table's candidates, as _pg_candidates
 # writes them for the plan chosen (see TermStats).
 _PG_WORD = """
@@ -136,12 +178,12 @@ _PG_WORD = """
 #: Per table: its alias in _PG_WORD, the columns its candidates carry, and their condition
 #: besides the match ({a} is the alias).
 _PG_SOURCES = {
-    "messages": ("m", "{a}.case_id AS case_id, ts_rank({a}.search_vector, q.{q}) AS score, "
+    "messages": ("m", "{a}.case_id AS case_id, ts_rank({a}.search_vector, {q}) AS score, "
                       "CASE {a}.author WHEN 'note' THEN 'note' ELSE 'message' END AS source, {a}.id AS source_id",
                  "{a}.case_id IS NOT NULL"),
-    "cases": ("c", "{a}.id, ts_rank({a}.search_vector, q.{q}) AS score", None),
-    "contacts": ("ct", "{a}.id, ts_rank({a}.search_vector, q.{q}) AS score", None),
-    "contact_identities": ("ci", "{a}.id, {a}.contact_id, ts_rank({a}.search_vector, q.{q}) AS score", None),
+    "cases": ("c", "{a}.id, ts_rank({a}.search_vector, {q}) AS score", None),
+    "contacts": ("ct", "{a}.id, ts_rank({a}.search_vector, {q}) AS score", None),
+    "contact_identities": ("ci", "{a}.id, {a}.contact_id, ts_rank({a}.search_vector, {q}) AS score", None),
 }
 #: A walk reads at most this many times the rows that the statistics say hold the newest
 #: CANDIDATES matches; past that, the GIN index answers (the word is rarer than they say
@@ -238,14 +280,19 @@ def _pg_candidates(table: str, q: str, plan: str | None, share: float | None) ->
     one-time filter: PostgreSQL runs only the side it selects). INDEX: the GIN index, then
     the newest. None: the planner's choice."""
     alias, columns, extra = _PG_SOURCES[table]
-    cols = columns.format(a=alias, q=q)
+    cols = columns.format(a=alias, q=f"q.{q}")
     where = f"{alias}.search_vector @@ q.{q}" + (f" AND {extra.format(a=alias)}" if extra else "")
     if plan != WALK:
         order = f"{alias}.id + 0" if plan == INDEX else f"{alias}.id"
         return f"SELECT {cols} FROM {table} {alias}, q WHERE {where} ORDER BY {order} DESC LIMIT {CANDIDATES}"
     scan = max(CANDIDATES, int(WALK_MARGIN * CANDIDATES / max(share or 1.0, 1e-6)))
+    # The walk reads the window newest first and stops at the CANDIDATES-th match: the
+    # tsquery is an InitPlan, not a join with q, which would lose the window's order and
+    # sort every match in it; the rank is computed for those CANDIDATES rows only.
+    walk_cols = columns.format(a=alias, q=f"(SELECT {q} FROM q)")
+    walk_where = f"{alias}.search_vector @@ (SELECT {q} FROM q)" + (f" AND {extra.format(a=alias)}" if extra else "")
     recent = f"(SELECT * FROM {table} ORDER BY id DESC LIMIT {scan}) {alias}"
-    return (f"WITH recent AS MATERIALIZED (SELECT {cols} FROM {recent}, q WHERE {where} "
+    return (f"WITH recent AS MATERIALIZED (SELECT {walk_cols} FROM {recent} WHERE {walk_where} "
             f"ORDER BY {alias}.id DESC LIMIT {CANDIDATES}) "
             f"SELECT * FROM recent WHERE (SELECT count(*) FROM recent) >= {CANDIDATES} "
             f"UNION ALL SELECT * FROM (SELECT {cols} FROM {table} {alias}, q WHERE {where} "
@@ -266,7 +313,7 @@ def _pg_word(w: int, q: str, words: tuple[str, ...], stats: TermStats | None) ->
 _NUMBER_HIT = "SELECT 0 AS w, id AS case_id, 1e9 AS score, 'number' AS source, id AS source_id FROM cases WHERE id = :number"
 
 
-def hits(query: SearchQuery, dialect: str, stats: TermStats | None = None) -> Subquery:
+def hits(query: SearchQuery, dialect: str, stats: TermStats | ExactTerms | None = None) -> Subquery:
     """One row per case holding every word: case_id, score (higher is better: the sum over
     its matching texts), and the best-scoring text as source and source_id.
 
@@ -276,12 +323,14 @@ def hits(query: SearchQuery, dialect: str, stats: TermStats | None = None) -> Su
     the second way alone would miss a rare word beside common ones.
 
     On PostgreSQL, ``stats`` (``read_term_stats``) chooses each table's plan per word; without
-    them the planner chooses."""
+    them the planner chooses. On SQLite, ``stats`` (``read_exact_terms``) says which words
+    are looked up as typed; without them every word is a prefix."""
     n = len(query.words)
     # w: the word's index, or -1 for texts holding all the words.
     groups = [(i, str(i), (query.words[i],)) for i in range(n)] + ([(-1, "all", query.words)] if n > 1 else [])
     if dialect == "sqlite":
         parts = [_SQLITE_WORD.format(w=w, i=name, cap=CANDIDATES) for w, name, _ in groups]
+        exact = stats if isinstance(stats, ExactTerms) else ExactTerms(frozenset())
     else:
         parts = [_pg_word(w, f"q{name}", words, stats) for w, name, words in groups]
     params: dict[str, object] = {}
@@ -290,9 +339,10 @@ def hits(query: SearchQuery, dialect: str, stats: TermStats | None = None) -> Su
         params["number"] = query.number
     per_word = "\n  UNION ALL ".join(parts)
     if dialect == "sqlite":
-        params.update({f"w{i}": f'"{w}"*' for i, w in enumerate(query.words)})
-        if n > 1:
-            params["wall"] = query.all_fts5
+        for _, name, words in groups:
+            for prefix, table in _SQLITE_TABLES.items():
+                params[f"{prefix}{name}"] = exact.all_terms(table, words, "AND")
+            params[f"t{name}"] = f"title : ({exact.all_terms('cases_fts', words, 'AND')})"
         # With exactly one max() SQLite takes the bare columns from that row.
         sql = (f"SELECT case_id, sum(score) AS score, max(score) AS best, source, source_id FROM ({per_word}) "
                f"GROUP BY case_id HAVING max(w = -1) = 1 OR count(DISTINCT CASE WHEN w >= 0 THEN w END) = {max(1, n)}")
@@ -321,9 +371,10 @@ _SNIPPET_SOURCES = {
 }
 
 
-async def snippets(conn: AsyncConnection, query: SearchQuery,
-                   found: Iterable[tuple[int, str, int]]) -> dict[int, Match]:
-    """Each case's snippet, from (case_id, source, source_id) triples of a page of hits."""
+async def snippets(conn: AsyncConnection, query: SearchQuery, found: Iterable[tuple[int, str, int]],
+                   exact: ExactTerms | None = None) -> dict[int, Match]:
+    """Each case's snippet, from (case_id, source, source_id) triples of a page of hits.
+    On SQLite, ``exact`` (as for ``hits``) says which words to highlight as typed."""
     by_source: dict[str, dict[int, list[int]]] = {}
     result: dict[int, Match] = {}
     for case_id, source, source_id in found:
@@ -334,9 +385,18 @@ async def snippets(conn: AsyncConnection, query: SearchQuery,
     for source, ids in by_source.items():
         fts, table, expression = _SNIPPET_SOURCES[source]
         if conn.dialect.name == "sqlite":
+            exact = exact or ExactTerms(frozenset())
+            # FTS5 looks each rowid of an IN list up separately: cheap for exact terms, but a
+            # prefix term's merged postings would be built again for each. With a prefix,
+            # the list is tested outside FTS5 ("+rowid"), over one pass of its rowid range.
+            if all((fts, w) in exact.pairs for w in query.words):
+                within = "rowid IN :ids"
+            else:
+                within = f"+rowid IN :ids AND rowid BETWEEN {min(ids)} AND {max(ids)}"
             stmt = text(f"SELECT rowid, snippet({fts}, -1, :start, :stop, '…', {SNIPPET_WORDS}) FROM {fts} "
-                        f"WHERE {fts} MATCH :fts AND rowid IN :ids").bindparams(
-                bindparam("ids", expanding=True), fts=query.any_fts5, start=START, stop=STOP, ids=list(ids))
+                        f"WHERE {fts} MATCH :fts AND {within}").bindparams(
+                bindparam("ids", expanding=True), fts=exact.all_terms(fts, query.words, "OR"), start=START,
+                stop=STOP, ids=list(ids))
         else:
             options = f"StartSel={START}, StopSel={STOP}, MaxWords={SNIPPET_WORDS}, MinWords=5, MaxFragments=1, " \
                       "FragmentDelimiter=…"

@@ -181,3 +181,61 @@ async def test_results_do_not_depend_on_the_plan_the_statistics_choose(desk, db)
         after = {q: [c["number"] for c in await search(planned, q)] for q in before}
         assert after == before
     assert len(before["garantia"]) == 30 and len(before["xyzzy impresora"]) == 1 and len(before["impres"]) == 31
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # FTS5's exact and prefix terms
+async def test_a_word_with_enough_exact_matches_is_read_as_typed(desk, db, monkeypatch):
+    """Where a word's exact term alone fills the candidates, FTS5 reads it lazily newest
+    first instead of merging every term it begins; where it does not (a rare word, or part
+    of one), the word is still a prefix. Highlights follow the same choice."""
+    service, inbox = desk
+    monkeypatch.setattr(search_module, "CANDIDATES", 3)
+    singular = []
+    for i in range(3):
+        singular.append((await inbox.receive(InboundMessage(
+            channel=ChannelName.TELEGRAM, external_id=f"s{i}", sender=f"6{i}", sender_name="Cliente",
+            text=f"la garantía {i}", new_case=True))).case_number)
+    plural = await inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id="p", sender="50",
+                                                sender_name="Cliente", text="dos garantías vencidas"))
+    async with db.engine.connect() as conn:
+        exact = await search_module.read_exact_terms(conn, parse_query("garantia vencid"))
+    # Each new case's title is its first message.
+    assert exact.pairs == {("messages_fts", "garantia"), ("cases_fts", "garantia")}
+    assert exact.term("messages_fts", "garantia") == '"garantia"' and exact.term("contacts_fts", "garantia") == '"garantia"*'
+    found = await search(service, "garantia")
+    # The word as typed: its newest three; the newer plural is another word (as a prefix,
+    # it would have taken one of the three places).
+    assert sorted(c["number"] for c in found) == sorted(singular)
+    assert {m for c in found for m in marked(c["match"])} == {"garantía"}
+    # Fewer than the candidates as typed (here none: part of a word): a prefix.
+    part = await search(service, "vencid")
+    assert [c["number"] for c in part] == [plural.case_number] and marked(part[0]["match"]) == ["vencidas"]
+    # Two words in one text, one read as a prefix.
+    assert [c["number"] for c in await search(service, "garantias vencid")] == [plural.case_number]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # the plans are PostgreSQL's
+async def test_a_walk_stops_at_the_candidates(desk, db, monkeypatch):
+    """The walk reads the newest texts only until it holds the candidates, not its whole
+    window: at 1,000,000 messages a word in half of them is 2,000 rows read, not 8,000."""
+    service, inbox = desk
+    monkeypatch.setattr(search_module, "CANDIDATES", 3)
+    for i in range(20):
+        await inbox.receive(InboundMessage(channel=ChannelName.TELEGRAM, external_id=f"g{i}", sender=f"7{i}",
+                                           sender_name="Cliente", text=f"la garantía {i}", new_case=True))
+    tables = ("messages", "cases", "contacts", "contact_identities")
+    stats = TermStats(rows={t: 1e6 for t in tables}, common={t: {"garantia": 1.0} for t in tables},
+                      floor={t: 0.005 for t in tables})
+    found = hits(parse_query("garantia"), "postgresql", stats)  # a window of 4 x 3 / 100 % = 12 rows
+    async with db.engine.connect() as conn:
+        sql = found.element.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        plan = (await conn.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")).scalar_one()
+    walked = []
+
+    def visit(node):
+        if node["Node Type"] == "Subquery Scan" and node.get("Alias") == "m":  # the window, as read
+            walked.append(node["Actual Rows"])
+        for child in node.get("Plans", ()):
+            visit(child)
+    visit(plan[0]["Plan"])
+    assert walked == [3]
