@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posventa.core.budget import FOLLOW_PROCESS, BudgetPolicy, money
 from posventa.core.budget import total as budget_total
+from posventa.core.case_counts import activity_counts
 from posventa.core.domain import (
     Activity,
     AttachmentRef,
@@ -283,11 +284,9 @@ class CaseService:
         return cached[1]
 
     async def activity_counts(self) -> dict[str, int]:
+        """Cases per activity, every activity named (core/case_counts.py keeps them)."""
         async with self._db.engine.connect() as conn:
-            rows = await conn.execute(select(cases.c.activity, func.count()).group_by(cases.c.activity))
-            counts = {a.value: 0 for a in Activity}
-            counts.update({r[0]: r[1] for r in rows})
-            return counts
+            return await activity_counts(conn)
 
     async def get_case(self, number: int) -> dict[str, Any]:
         async with self._db.engine.connect() as conn:

@@ -409,6 +409,7 @@ class Service:
             self.metrics.totals("posventa_notifications", "Cross-process notifications since start, by outcome",
                                 ("event",), lambda: [((event,), getattr(notifier, event)) for event in
                                                      ("published", "received", "dropped", "reconnects")])
+        self._wire_case_counts()
         self._wire_calendars()
         self._wire_email()
         self._wire_webchat()
@@ -585,6 +586,14 @@ class Service:
             # Unassigned cases, and the cases of agents away too long.
             self.components.append(Periodic(name="assignment-sweep", interval=cfg.sweep_seconds,
                                             job=self.assigner.tick, jitter=0.1, expected=(StorageUnavailable,)))
+
+    def _wire_case_counts(self) -> None:
+        """The per-activity counts' tally folded every so often (core/case_counts.py)."""
+        from posventa.core import case_counts
+
+        folder = case_counts.TallyFolder(db=self.db)
+        self.components.append(Periodic(name="case-counts", interval=case_counts.FOLD_SECONDS, job=folder.fold,
+                                        jitter=0.1, expected=(StorageUnavailable,)))
 
     def _wire_calendars(self) -> None:
         """Calendars admins edit in the console (core/calendars.py): applied here at start,

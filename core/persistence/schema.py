@@ -179,7 +179,8 @@ cases = Table(
     metadata,
     #: The id is the human-friendly case number: unique across processes, never reused.
     Column("id", Id, primary_key=True),
-    _ts("created_at", nullable=False),
+    #: Indexed for the SLA report, which reads the cases opened in a period.
+    _ts("created_at", nullable=False, index=True),
     _ts("updated_at", nullable=False),
     Column("organization_id", ForeignKey("organizations.id", ondelete="SET NULL")),
     Column("contact_id", ForeignKey("contacts.id", ondelete="RESTRICT"), nullable=False, index=True),
@@ -250,6 +251,25 @@ cases = Table(
     #: A plain id, as ``organizations.merged_into_id`` (cases are never deleted).
     Column("follow_up_of", Id, index=True),
 )
+
+#: Cases per activity, kept exact by triggers on ``cases`` in the writing transaction itself
+#: (migration i20_activity_tally; their names are ``ACTIVITY_TALLY_TRIGGERS``): each insert,
+#: delete and change of activity adds rows of +n/-n, never updates one, so writers in
+#: several processes never wait on each other. The count of an activity is the sum of its
+#: rows; ``core.case_counts`` reads them and folds them into one row each every so often.
+case_activity_tally = Table(
+    "case_activity_tally",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("activity", String(30), nullable=False),
+    Column("n", Integer, nullable=False),
+)
+
+#: The triggers migration i20_activity_tally puts on ``cases`` (SQLite: one per event, row
+#: by row; PostgreSQL: a statement's inserted or deleted rows at once, a row's change of
+#: activity). A later SQLite batch migration that rebuilds ``cases`` would drop them
+#: silently: tests/core/test_migrations.py checks they are there at the head.
+ACTIVITY_TALLY_TRIGGERS = ("cases_tally_insert", "cases_tally_delete", "cases_tally_update")
 
 case_events = Table(
     "case_events",

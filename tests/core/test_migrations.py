@@ -11,7 +11,7 @@ import posventa.bots.telegram.tables  # noqa: F401  (the Telegram adapter's tabl
 import posventa.kb.tables  # noqa: F401  (kb's tables live on the same MetaData)
 from posventa.core.persistence import Database, metadata
 from posventa.core.persistence.migrate import current_revision, upgrade
-from posventa.core.persistence.schema import FULLTEXT_TABLES, is_fulltext_object
+from posventa.core.persistence.schema import ACTIVITY_TALLY_TRIGGERS, FULLTEXT_TABLES, is_fulltext_object
 from tests.support import pg_available, require_or_skip, throwaway_pg_database
 
 
@@ -81,6 +81,23 @@ async def test_full_text_objects_exist(database_url):
                 triggers = set((await conn.execute(text(
                     "SELECT tgname FROM pg_trigger WHERE tgrelid = 'cases'::regclass AND NOT tgisinternal"))).scalars())
                 assert "cases_search_vector" in triggers
+    finally:
+        await db.dispose()
+
+
+async def test_activity_tally_triggers_exist(database_url):
+    """The per-activity counts are kept by triggers on cases (schema.ACTIVITY_TALLY_TRIGGERS),
+    which a SQLite batch migration rebuilding the table would drop without a word."""
+    db = Database(database_url)
+    try:
+        async with db.engine.connect() as conn:
+            if db.is_sqlite:
+                names = set((await conn.execute(text(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'cases'"))).scalars())
+            else:
+                names = set((await conn.execute(text(
+                    "SELECT tgname FROM pg_trigger WHERE tgrelid = 'cases'::regclass AND NOT tgisinternal"))).scalars())
+        assert set(ACTIVITY_TALLY_TRIGGERS) <= names
     finally:
         await db.dispose()
 
