@@ -30,7 +30,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote
 
@@ -38,6 +37,7 @@ import aiohttp
 import yarl
 
 from posventa.core.errors import PosventaError
+from posventa.core.plain_text import html_to_text
 from posventa.core.rate_limit import TokenBucket
 
 __all__ = [
@@ -243,63 +243,10 @@ class Throttle:
 # ---------------------------------------------------------------------------- HTML → text
 
 
-class _TextExtractor(HTMLParser):
-    """Cooked HTML to plain text. Never executes or keeps markup; drops script/style content."""
-
-    _SKIP = frozenset({"script", "style", "template", "noscript", "iframe", "svg", "head"})
-    _BLOCK = frozenset(
-        {"p", "div", "br", "li", "ul", "ol", "pre", "blockquote", "aside", "tr", "table",
-         "h1", "h2", "h3", "h4", "h5", "h6", "hr", "details", "summary"}
-    )
-
-    def __init__(self, max_chars: int):
-        super().__init__(convert_charrefs=True)
-        self._parts: list[str] = []
-        self._size = 0
-        self._max = max_chars
-        self._skip_depth = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
-            self._skip_depth += 1
-        elif tag in self._BLOCK:
-            self._emit("\n- " if tag == "li" else "\n")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._BLOCK:  # <br/>, <hr/>; a self-closed <script/> opens nothing
-            self._emit("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
-            self._skip_depth = max(0, self._skip_depth - 1)
-        elif tag in self._BLOCK and tag != "li":  # the next <li> starts its own line
-            self._emit("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip_depth:
-            self._emit(data)
-
-    def _emit(self, text: str) -> None:
-        room = self._max - self._size
-        if room > 0:
-            self._parts.append(text[:room])
-            self._size += min(len(text), room)
-
-    def text(self) -> str:
-        lines = (" ".join(line.split()) for line in "".join(self._parts).splitlines())
-        out: list[str] = []
-        for line in lines:
-            if line or (out and out[-1]):  # keep single blank lines between paragraphs
-                out.append(line)
-        return "\n".join(out).strip()
-
-
 def cooked_to_text(html: str, *, max_html_chars: int = 1_000_000, max_text_chars: int = 100_000) -> str:
-    """Plain text of Discourse's cooked HTML, with the work bounded by ``max_html_chars``."""
-    parser = _TextExtractor(max_text_chars)
-    parser.feed(html[:max_html_chars])
-    parser.close()
-    return parser.text()
+    """Plain text of Discourse's cooked HTML (core's one renderer, as for an email's HTML
+    part), with the work bounded by ``max_html_chars``."""
+    return html_to_text(html, max_chars=max_text_chars, max_input_chars=max_html_chars)
 
 
 # ---------------------------------------------------------------------------- the client

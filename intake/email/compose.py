@@ -1,6 +1,6 @@
 """Building the outbound email for one outbox delivery (pure: no SMTP here).
 
-Every header value goes through :func:`~intake.email.text.one_line`, which leaves no CR
+Every header value goes through :func:`~core.plain_text.one_line`, which leaves no CR
 or LF, and the stdlib policy refuses CR/LF in header values as a second fence, so no
 case title, agent text or recipient can add a header. Addresses and Message-IDs are
 validated rather than repaired: a recipient that is not a plain address is a permanent
@@ -21,7 +21,7 @@ from html import escape
 from posventa.core.attachments import safe_filename
 from posventa.core.domain import ClaimedDelivery, OutgoingFile
 from posventa.core.errors import PermanentDeliveryError
-from posventa.intake.email.text import clean_text, one_line
+from posventa.core.plain_text import clean_text, one_line
 
 __all__ = ["compose_email", "reply_address"]
 

@@ -32,8 +32,9 @@ from email.policy import EmailPolicy
 from email.utils import getaddresses
 
 from posventa.core.errors import PosventaError
+from posventa.core.plain_text import clean_text, html_to_text, one_line
 from posventa.core.replies import choice_number_from_text
-from posventa.intake.email.text import clean_text, guess_language, html_to_text, one_line, strip_quoted
+from posventa.intake.email.text import guess_language, strip_quoted
 
 __all__ = [
     "EmailLimits",

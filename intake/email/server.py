@@ -24,6 +24,7 @@ from posventa.core.config import EmailConfig
 from posventa.core.domain import AttachmentRef, ChannelName, InboundMessage, ThreadHints
 from posventa.core.errors import StorageUnavailable
 from posventa.core.logs import set_log_fields
+from posventa.core.plain_text import one_line
 from posventa.core.ports import Inbox
 from posventa.intake.email.guards import SenderRateWindow, loop_guard
 from posventa.intake.email.parse import (
@@ -34,7 +35,6 @@ from posventa.intake.email.parse import (
     parse_email,
     reply_token_from_address,
 )
-from posventa.intake.email.text import one_line
 
 log = logging.getLogger(__name__)
 

@@ -1,64 +1,18 @@
-"""HTML rendering, quoted-history stripping, language guess and the small subject/address helpers."""
+"""Quoted-history stripping, language guess and the small subject/address helpers (the HTML
+renderer is core's: tests/core/test_plain_text.py)."""
 
 from __future__ import annotations
 
 import pytest
 
+from posventa.core.plain_text import one_line
 from posventa.intake.email.parse import (
     case_number_from_subject,
     choice_number_from_text,
-    html_to_text,
     reply_token_from_address,
     strip_quoted,
 )
-from posventa.intake.email.text import guess_language, one_line
-
-# ------------------------------------------------------------------ html_to_text
-
-
-def test_html_drops_head_script_style_and_keeps_links() -> None:
-    html = (
-        "<html><head><title>Asunto</title><style>p{color:red}</style></head><body>"
-        "<script>document.write('x')</script><p>Hola <b>Ana</b>,</p>"
-        '<p>Vea <a href="https://kb.example/t/12">la guía</a> o escriba a '
-        '<a href="mailto:ayuda@example.com">ayuda@example.com</a>.</p>'
-        '<a href="javascript:alert(1)">clic</a></body></html>'
-    )
-    assert html_to_text(html) == (
-        "Hola Ana,\n\nVea la guía (https://kb.example/t/12) o escriba a ayuda@example.com.\n\nclic"
-    )
-
-
-def test_html_lists_breaks_entities_and_tables() -> None:
-    html = (
-        "<ol><li>Uno</li><li>Dos</li></ol><ul><li>a</li></ul>Línea 1<br>Línea 2<br><br>"
-        "<table><tr><td>Pedido</td><td>4411</td></tr></table>&lt;b&gt; &amp; &eacute;"
-    )
-    assert html_to_text(html) == "1. Uno\n2. Dos\n\n- a\n\nLínea 1\nLínea 2\n\nPedido 4411\n\n<b> & é"
-
-
-def test_html_blockquotes_become_quote_lines() -> None:
-    html = "<p>Respuesta</p><div>On Mon, Ana wrote:</div><blockquote>Pregunta<br>original</blockquote>"
-    assert html_to_text(html) == "Respuesta\n\nOn Mon, Ana wrote:\n> Pregunta\n> original"
-
-
-def test_html_missing_head_close_does_not_hide_the_body() -> None:
-    assert html_to_text("<head><title>t<body><p>Visible</p>") == "Visible"
-
-
-def test_html_odd_declarations_and_unterminated_markup() -> None:
-    assert html_to_text("a<![if !vml]>b<![endif]>c") == "abc"
-    assert html_to_text("texto <a href='x") == "texto"
-    assert html_to_text("ok <!-- sin cerrar") == "ok"
-
-
-def test_html_output_is_bounded() -> None:
-    assert len(html_to_text("<p>palabra</p>" * 100_000, max_chars=1_000)) <= 1_000
-
-
-def test_html_pre_keeps_line_structure() -> None:
-    assert html_to_text("<pre>linea 1\n  linea 2</pre>") == "linea 1\n  linea 2"
-
+from posventa.intake.email.text import guess_language
 
 # ------------------------------------------------------------------ strip_quoted
 
