@@ -32,6 +32,7 @@ from posventa.core.domain import Activity, ChannelName, KbAction
 from posventa.core.macros import MacroService
 from posventa.core.errors import DomainError
 from posventa.core.outgoing import ComposedMessage, Recipient
+from posventa.core.rate_limit import RateLimiter
 from posventa.core.replies import case_type_from_word
 from posventa.core.texts import case_type_name
 from posventa.core.workflow import MissingCaseType
@@ -64,8 +65,9 @@ class DeskSide:
         self._agents = frozenset(agents)
         self._language = language
         self._bot_username = bot_username
-        self._now = monotonic
-        self._refused: dict[int, float] = {}
+        # One token a stranger, back after REFUSAL_INTERVAL_SECONDS.
+        self._refusals = RateLimiter(per_minute=60.0 / REFUSAL_INTERVAL_SECONDS, capacity=1, clock=monotonic,
+                                     max_keys=MAX_REMEMBERED_STRANGERS)
         self._commands: dict[str, Callable[[int, str, str], Awaitable[str]]] = {
             "type": self._type, "category": self._category, "derive": self._derive, "assign": self._assign,
             "note": self._note, "answer": self._answer, "close": self._close, "publish": self._publish,
@@ -148,15 +150,7 @@ class DeskSide:
         await self._store.record(event)
 
     def _may_refuse(self, user: User | None) -> bool:
-        key = user.id if user is not None else 0
-        now = self._now()
-        last = self._refused.get(key)
-        if last is not None and now - last < REFUSAL_INTERVAL_SECONDS:
-            return False
-        if len(self._refused) >= MAX_REMEMBERED_STRANGERS:
-            self._refused = {k: v for k, v in self._refused.items() if now - v < REFUSAL_INTERVAL_SECONDS}
-        self._refused[key] = now
-        return True
+        return not self._refusals.allow(user.id if user is not None else 0)
 
     async def _answer_once(self, event: str, case: int | None, thread: int | None, reply_to: int, text: str, *,
                            refresh_header: bool = False) -> None:

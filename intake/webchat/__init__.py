@@ -4,7 +4,7 @@ outbound channel. Protocol: docs/webchat-protocol.md."""
 from posventa.intake.webchat.channel import WebchatChannel
 from posventa.intake.webchat.history import History
 from posventa.intake.webchat.hub import Connection, Hub, LocalHub
-from posventa.intake.webchat.limits import Limits, LimitSettings, RateLimiter
+from posventa.intake.webchat.limits import Limits, LimitSettings
 from posventa.intake.webchat.origin import OriginPolicy
 from posventa.intake.webchat.server import WebchatServer
 from posventa.intake.webchat.sessions import Session, SessionStore
@@ -17,7 +17,6 @@ __all__ = [
     "Limits",
     "LocalHub",
     "OriginPolicy",
-    "RateLimiter",
     "Session",
     "SessionStore",
     "WebchatChannel",

@@ -1,5 +1,6 @@
-"""The web chat's pure guards: rate limiting on a hand-moved clock, the Origin policy and
-the frame parser. (Everything with sockets and databases is in test_server.py.)"""
+"""The web chat's pure guards: the Origin policy and the frame parser. (Its rate limits are
+core's RateLimiter: tests/core/test_rate_limit.py; everything with sockets and databases is
+in test_server.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posventa.intake.webchat.limits import RateLimiter
 from posventa.intake.webchat.origin import OriginPolicy, normalise_origin
 from posventa.intake.webchat.protocol import (
     _CONTROLS,
@@ -21,40 +21,6 @@ from posventa.intake.webchat.protocol import (
     encodable,
     parse_frame,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def test_token_bucket_allows_a_burst_then_refills_at_the_rate():
-    clock = Clock()
-    limiter = RateLimiter(per_minute=6, clock=clock)  # one token every 10 s, burst of 6
-    assert [limiter.allow("a") for _ in range(6)] == [0.0] * 6
-    wait = limiter.allow("a")
-    assert wait == pytest.approx(10.0)
-    assert limiter.allow("b") == 0.0  # keys are independent
-    clock.t += 9.9
-    assert limiter.allow("a") > 0
-    clock.t += 0.2
-    assert limiter.allow("a") == 0.0
-    clock.t += 3600
-    assert [limiter.allow("a") for _ in range(7)].count(0.0) == 6  # never more than the burst
-
-
-def test_token_bucket_memory_is_bounded():
-    clock = Clock()
-    limiter = RateLimiter(per_minute=60, clock=clock, max_keys=100)
-    for i in range(1000):
-        limiter.allow(f"k{i}")
-        clock.t += 0.001
-    assert len(limiter) <= 100
-    limiter.forget("k999")
-    assert "k999" not in limiter._buckets
 
 
 @pytest.mark.parametrize(("raw", "norm"), [
