@@ -67,20 +67,7 @@ _FILLED = ("name", "email", "phone", "language", "organization_id", "notes")
 async def merge_contacts(conn: AsyncConnection, *, target_id: int, source_id: int, actor: str, now: datetime,
                          dry_run: bool = False) -> ContactMoves:
     """Move everything of ``source_id`` into ``target_id`` (``dry_run``: only count)."""
-    if target_id == source_id:
-        raise ValidationError("a contact cannot be merged into itself", field="contact_id")
-    rows = await _lock(conn, contacts, target_id, source_id)
-    target, source = rows.get(target_id), rows.get(source_id)
-    if target is None:
-        raise NotFound(f"contact {target_id} not found")
-    if source is None:
-        raise ValidationError(f"contact {source_id} does not exist", field="contact_id")
-    for row, field in ((target, "id"), (source, "contact_id")):
-        if row.merged_into_id is not None:
-            raise ValidationError(f"contact {row.id} was already merged into contact #{row.merged_into_id}",
-                                  field=field)
-        if row.erased_at is not None:
-            raise ValidationError(f"contact {row.id} was erased", field=field)
+    target, source = await _lock_pair(conn, contacts, "contact", target_id, source_id, merged_into="contact #")
     counts = {}
     for table, column, name in _CONTACT_REFERENCES:
         counts[name] = (await conn.execute(select(func.count()).select_from(table).where(
@@ -127,18 +114,7 @@ _ORGANIZATION_REFERENCES: tuple[tuple[Table, str], ...] = (
 async def merge_organizations(conn: AsyncConnection, *, target_id: int, source_id: int, actor: str,
                               now: datetime, dry_run: bool = False) -> OrganizationMoves:
     """Move the contacts, cases and email domains of ``source_id`` into ``target_id``."""
-    if target_id == source_id:
-        raise ValidationError("an organization cannot be merged into itself", field="organization_id")
-    rows = await _lock(conn, organizations, target_id, source_id)
-    target, source = rows.get(target_id), rows.get(source_id)
-    if target is None:
-        raise NotFound(f"organization {target_id} not found")
-    if source is None:
-        raise ValidationError(f"organization {source_id} does not exist", field="organization_id")
-    for row, field in ((target, "id"), (source, "organization_id")):
-        if row.merged_into_id is not None:
-            raise ValidationError(f"organization {row.id} was already merged into #{row.merged_into_id}",
-                                  field=field)
+    target, source = await _lock_pair(conn, organizations, "organization", target_id, source_id, merged_into="#")
     counts = {name: (await conn.execute(select(func.count()).select_from(table).where(
         table.c.organization_id == source_id))).scalar_one() for table, name in _ORGANIZATION_REFERENCES}
     moves = OrganizationMoves(**counts)
@@ -160,9 +136,28 @@ async def merge_organizations(conn: AsyncConnection, *, target_id: int, source_i
     return moves
 
 
-async def _lock(conn: AsyncConnection, table: Table, *ids: int) -> dict[int, Any]:
-    """The rows of ``ids``, locked in id order (a fixed order: no deadlock between two
-    merges of the same pair, whichever way round they were asked)."""
-    rows = await conn.execute(select(table).where(table.c.id.in_(sorted(ids))).order_by(table.c.id)
-                              .with_for_update())
-    return {r.id: r for r in rows}
+async def _lock_pair(conn: AsyncConnection, table: Table, noun: str, target_id: int, source_id: int, *,
+                     merged_into: str) -> tuple[Any, Any]:
+    """The target's and the source's rows of a merge, locked in id order (a fixed order: no
+    deadlock between two merges of the same pair, whichever way round they were asked),
+    once both may merge: two records, both there, neither merged away nor (where the
+    table has ``erased_at``) erased. ``noun`` names the record in the errors, and
+    ``merged_into`` what stands before the id a record was merged into."""
+    field = f"{noun}_id"
+    if target_id == source_id:
+        article = "an" if noun[0] in "aeiou" else "a"
+        raise ValidationError(f"{article} {noun} cannot be merged into itself", field=field)
+    rows = {r.id: r for r in await conn.execute(
+        select(table).where(table.c.id.in_(sorted((target_id, source_id)))).order_by(table.c.id).with_for_update())}
+    target, source = rows.get(target_id), rows.get(source_id)
+    if target is None:
+        raise NotFound(f"{noun} {target_id} not found")
+    if source is None:
+        raise ValidationError(f"{noun} {source_id} does not exist", field=field)
+    for row, row_field in ((target, "id"), (source, field)):
+        if row.merged_into_id is not None:
+            raise ValidationError(f"{noun} {row.id} was already merged into {merged_into}{row.merged_into_id}",
+                                  field=row_field)
+        if "erased_at" in table.c and row.erased_at is not None:
+            raise ValidationError(f"{noun} {row.id} was erased", field=row_field)
+    return target, source
