@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -85,6 +86,20 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         code = NOTICES.get(request.query.get("done", ""))
         return gettext(code) if code else None
 
+    async def succeeded(action: Awaitable[object], errors: dict[str, Any], field: str, *,
+                        pinned: bool = False) -> bool:
+        """Run a form's one service call: True when it is done. A refusal (a DomainError;
+        NotFound stays the page's 404) goes into ``errors`` at the field core names, else at
+        ``field`` (always at ``field`` when ``pinned``: a merge's or an erasure's one input)."""
+        try:
+            await action
+        except NotFound:
+            raise
+        except DomainError as exc:
+            errors.update({field: str(exc)} if pinned else domain_errors(exc, field))
+            return False
+        return True
+
     # --- contacts ----------------------------------------------------------------------
 
     async def contact_list(request: web.Request) -> web.StreamResponse:
@@ -140,38 +155,27 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                 break
             attributes[key.strip()] = value.strip()
         body["attributes"] = attributes or None
-        if not form.errors:
-            try:
-                await contacts.update(contact_id, body, actor=actor(request))
-                return see_other(f"{PREFIX}/contacts/{contact_id}?done=saved")
-            except NotFound:
-                raise
-            except DomainError as exc:
-                form.errors.update(domain_errors(exc, "name"))
+        if not form.errors and await succeeded(contacts.update(contact_id, body, actor=actor(request)),
+                                               form.errors, "name"):
+            return see_other(f"{PREFIX}/contacts/{contact_id}?done=saved")
         return await render_contact(request, contact_id, errors=form.errors, values=dict(form.data), status=422)
 
     async def identity_add(request: web.Request) -> web.StreamResponse:
         contact_id = record_id(request)
         form = await Form.read(request)
-        try:
-            await contacts.add_identity(contact_id, form.text("kind", max_len=20),
-                                        form.text("address", max_len=320).strip(), actor=actor(request))
+        if await succeeded(contacts.add_identity(contact_id, form.text("kind", max_len=20),
+                                                 form.text("address", max_len=320).strip(), actor=actor(request)),
+                           form.errors, "address"):
             return see_other(f"{PREFIX}/contacts/{contact_id}?done=identity_added")
-        except NotFound:
-            raise
-        except DomainError as exc:
-            return await render_contact(request, contact_id, errors=domain_errors(exc, "address"),
-                                        values=dict(form.data), status=422)
+        return await render_contact(request, contact_id, errors=form.errors, values=dict(form.data), status=422)
 
     async def identity_remove(request: web.Request) -> web.StreamResponse:
         contact_id = record_id(request)
-        try:
-            await contacts.remove_identity(contact_id, record_id(request, "identity_id"), actor=actor(request))
-        except NotFound:
-            raise
-        except DomainError as exc:
-            return await render_contact(request, contact_id, errors=domain_errors(exc, "address"), status=422)
-        return see_other(f"{PREFIX}/contacts/{contact_id}?done=identity_removed")
+        errors: dict[str, Any] = {}
+        identity_id = record_id(request, "identity_id")
+        if await succeeded(contacts.remove_identity(contact_id, identity_id, actor=actor(request)), errors, "address"):
+            return see_other(f"{PREFIX}/contacts/{contact_id}?done=identity_removed")
+        return await render_contact(request, contact_id, errors=errors, status=422)
 
     async def contact_merge(request: web.Request) -> web.StreamResponse:
         """Absorb the contact in ``source`` into this one; back to the page it came from
@@ -181,12 +185,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         source = form.integer("source", required=True, minimum=1, maximum=2**63 - 1)
         back = form.text("back", max_len=100)
         if source is not None:
-            try:
-                await contacts.merge(contact_id, source, actor=actor(request))
-            except NotFound:
-                raise
-            except DomainError as exc:
-                form.errors["source"] = str(exc)
+            await succeeded(contacts.merge(contact_id, source, actor=actor(request)), form.errors, "source",
+                            pinned=True)
         if form.errors:
             return await render_contact(request, contact_id, errors=form.errors, values=dict(form.data), status=422)
         if re.fullmatch(r"/cases/\d{1,19}", back):
@@ -209,13 +209,9 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         if form.text("confirm", max_len=30).strip() != str(contact_id):
             form.errors["confirm"] = gettext("Type %(id)s to confirm the erasure.") % {"id": contact_id}
             return await render_contact(request, contact_id, errors=form.errors, status=422)
-        try:
-            await contacts.erase(contact_id, actor=actor(request))
-        except NotFound:
-            raise
-        except DomainError as exc:
-            return await render_contact(request, contact_id, errors={"confirm": str(exc)}, status=422)
-        return see_other(f"{PREFIX}/contacts/{contact_id}?done=erased")
+        if await succeeded(contacts.erase(contact_id, actor=actor(request)), form.errors, "confirm", pinned=True):
+            return see_other(f"{PREFIX}/contacts/{contact_id}?done=erased")
+        return await render_contact(request, contact_id, errors=form.errors, status=422)
 
     # --- organizations -------------------------------------------------------------------
 
@@ -260,14 +256,9 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         org_id = record_id(request)
         form = await Form.read(request)
         body = org_body(form)
-        if not form.errors:
-            try:
-                await organizations.update(org_id, body, actor=actor(request))
-                return see_other(f"{PREFIX}/organizations/{org_id}?done=created")
-            except NotFound:
-                raise
-            except DomainError as exc:
-                form.errors.update(domain_errors(exc, "name"))
+        if not form.errors and await succeeded(organizations.update(org_id, body, actor=actor(request)),
+                                               form.errors, "name"):
+            return see_other(f"{PREFIX}/organizations/{org_id}?done=created")
         return await render_organization(request, org_id, errors=form.errors, values=dict(form.data), status=422)
 
     async def organization_merge(request: web.Request) -> web.StreamResponse:
@@ -275,14 +266,9 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         org_id = record_id(request)
         form = await Form.read(request)
         source = form.integer("source", required=True, minimum=1, maximum=2**63 - 1)
-        if source is not None:
-            try:
-                await organizations.merge(org_id, source, actor=actor(request))
-                return see_other(f"{PREFIX}/organizations/{org_id}?done=org_merged")
-            except NotFound:
-                raise
-            except DomainError as exc:
-                form.errors["source"] = str(exc)
+        if source is not None and await succeeded(organizations.merge(org_id, source, actor=actor(request)),
+                                                  form.errors, "source", pinned=True):
+            return see_other(f"{PREFIX}/organizations/{org_id}?done=org_merged")
         return await render_organization(request, org_id, errors=form.errors, values=dict(form.data), status=422)
 
     router.add_get("/contacts", contact_list)
