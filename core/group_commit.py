@@ -27,6 +27,7 @@ from typing import Generic, TypeVar
 from sqlalchemy.exc import IntegrityError
 
 from posventa.core.errors import StorageUnavailable
+from posventa.core.tasks import DrainingLoop
 
 log = logging.getLogger(__name__)
 
@@ -69,26 +70,19 @@ class GroupCommit(Generic[Item, Result, Note]):
         self._concurrent_min = max(1, max_batch // 2)
         self._queue: list[_Pending[Item, Result]] = []
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._loop = DrainingLoop(name=f"{name}-batcher", run=self._run, wake=self._wake)
         self.peak_batches_in_flight = 0
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._stopping
+        return self._loop.running
 
     async def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name=f"{self._name}-batcher")
+        await self._loop.start()
 
     async def stop(self) -> None:
         """Drain what is queued, then stop."""
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def submit(self, item: Item) -> Result:
         if not self.running:
@@ -124,7 +118,7 @@ class GroupCommit(Generic[Item, Result, Note]):
                             log.error("%s batch task failed", self._name, exc_info=t.exception())
 
                     task.add_done_callback(done)
-                if self._stopping and not self._queue and not in_flight:
+                if self._loop.stopping and not self._queue and not in_flight:
                     return
                 await self._wake.wait()
         finally:
@@ -148,7 +142,7 @@ class GroupCommit(Generic[Item, Result, Note]):
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
             return batch
-        if len(self._queue) < self._concurrent_min and not self._stopping:
+        if len(self._queue) < self._concurrent_min and not self._loop.stopping:
             return []
         batch: list[_Pending[Item, Result]] = []
         rest: list[_Pending[Item, Result]] = []
@@ -162,27 +156,34 @@ class GroupCommit(Generic[Item, Result, Note]):
 
     async def _commit_batch(self, batch: list[_Pending[Item, Result]]) -> None:
         try:
-            notes = await self._try_batch(batch)
+            notes = await self._store(batch)
         except StorageUnavailable as exc:
             for p in batch:
                 _fail(p, exc)
             return
+        if notes:
+            await self._after(notes)
+
+    async def _store(self, batch: list[_Pending[Item, Result]]) -> list[Note]:
+        """The batch in one transaction; after a constraint failure once more, and after
+        any other failure item by item. ``StorageUnavailable`` (of the batch as a whole)
+        is raised: every waiter of the batch is answered with it."""
+        try:
+            return await self._try_batch(batch)
+        except StorageUnavailable:
+            raise
         except IntegrityError:
             # Usually another process created the same identity or message at the same
             # time: once more sees its rows; after that, isolate item by item.
             try:
-                notes = await self._try_batch(batch)
-            except StorageUnavailable as exc:
-                for p in batch:
-                    _fail(p, exc)
-                return
+                return await self._try_batch(batch)
+            except StorageUnavailable:
+                raise
             except Exception:
-                notes = await self._one_by_one(batch)
+                return await self._one_by_one(batch)
         except Exception:
             log.exception("%s batch of %d failed; retrying one by one", self._name, len(batch))
-            notes = await self._one_by_one(batch)
-        if notes:
-            await self._after(notes)
+            return await self._one_by_one(batch)
 
     async def _one_by_one(self, batch: list[_Pending[Item, Result]]) -> list[Note]:
         notes: list[Note] = []

@@ -29,6 +29,7 @@ from posventa.core.outgoing import CUSTOMER_CHANNELS, backoff_delay, outbound_fr
 from posventa.core.persistence import Database
 from posventa.core.persistence.schema import case_events, contact_identities, outbox
 from posventa.core.ports import Channel, Clock
+from posventa.core.tasks import DrainingLoop
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,7 @@ class OutboxWorker:
         self._poll_seconds = poll_seconds
         self._rand = rand
         self._on_recorded = on_recorded
-        self._wake = signal.register(channel.name)
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._loop = DrainingLoop(name=f"outbox-{channel.name}", run=self._run, wake=signal.register(channel.name))
         self.sent = 0
         self.failed = 0
         self.retried = 0
@@ -120,19 +119,15 @@ class OutboxWorker:
         return self._batch_size
 
     async def start(self) -> None:
-        if self._task is None:
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name=f"outbox-{self._channel.name}")
+        await self._loop.start()
 
     async def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+        """Finish the batch in hand, then stop."""
+        await self._loop.stop()
 
     async def _run(self) -> None:
-        while not self._stopping:
+        wake = self._loop.wake
+        while not self._loop.stopping:
             try:
                 handled = await self.run_once()
             except StorageUnavailable:
@@ -144,10 +139,10 @@ class OutboxWorker:
             if handled:
                 continue  # there may be more ready right now
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
+                await asyncio.wait_for(wake.wait(), timeout=self._poll_seconds)
             except TimeoutError:
                 pass
-            self._wake.clear()
+            wake.clear()
 
     async def run_once(self) -> int:
         """Claim a batch, send it, record outcomes. Returns how many items were handled."""

@@ -1,10 +1,13 @@
-"""Background tasks: ``Periodic``, the one way to run a job every so often, and
+"""Background tasks: ``Periodic``, the one way to run a job every so often;
+``DrainingLoop``, the one lifecycle of a loop that finishes its work before it stops; and
 ``cancel_and_wait``, the one way to stop a task.
 
-Loops that are not periodic keep a task of their own and stop it with ``cancel_and_wait``:
-queue consumers that wait for work (the inbox batcher, the outbox workers, the web chat
-fan-out's deliveries, the KB encoder, the SQLite checkpointer woken by writes) and
-long-lived connections (the PostgreSQL LISTEN connection, Telegram's getUpdates).
+Loops that are not periodic keep a task of their own. Those whose work must not be cut
+off (the inbox's group-commit batcher drains its queue, an outbox worker finishes its
+batch) run in a ``DrainingLoop``; the others stop with ``cancel_and_wait``: queue consumers
+that wait for work (the web chat fan-out's deliveries, the KB encoder, the SQLite
+checkpointer woken by writes) and long-lived connections (the PostgreSQL LISTEN
+connection, Telegram's getUpdates).
 
 Stopping a task: cancel, then wait until it has really finished.
 
@@ -45,6 +48,37 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
     for task in live:
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("background task %s had failed", task.get_name(), exc_info=error)
+
+
+class DrainingLoop:
+    """The task of a loop that is stopped by asking, not by cancelling: ``stop()`` sets
+    ``stopping``, wakes the loop through ``wake`` and waits until ``run`` returns, which it
+    does once it has finished what it holds (``run`` reads ``stopping`` to know).
+    ``start()`` after ``stop()`` starts it again."""
+
+    def __init__(self, *, name: str, run: Callable[[], Awaitable[None]], wake: asyncio.Event) -> None:
+        self.name = name
+        self.wake = wake
+        self._run = run
+        self._task: asyncio.Task[None] | None = None
+        self.stopping = False
+
+    @property
+    def running(self) -> bool:
+        """Started and not asked to stop."""
+        return self._task is not None and not self.stopping
+
+    async def start(self) -> None:
+        if self._task is None:
+            self.stopping = False
+            self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
 
 
 class Periodic:

@@ -1,4 +1,5 @@
-"""Periodic, the one loop of periodic jobs, and cancel_and_wait, the one way components stop
+"""Periodic, the one loop of periodic jobs, DrainingLoop, the one lifecycle of a loop that
+finishes its work before it stops, and cancel_and_wait, the one way components stop
 their background tasks."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import logging
 
 import pytest
 
-from posventa.core.tasks import Periodic, cancel_and_wait
+from posventa.core.tasks import DrainingLoop, Periodic, cancel_and_wait
 
 
 async def test_cancels_waits_for_cleanup_and_skips_none():
@@ -217,3 +218,33 @@ async def test_periodic_run_once_is_one_run_with_the_same_bookkeeping():
 def test_periodic_refuses_a_nonsense_interval_or_jitter(kwargs):
     with pytest.raises(ValueError, match="nightly"):
         Periodic(name="nightly", job=Job(), **kwargs)
+
+
+async def test_a_draining_loop_stops_by_asking_and_waits_for_the_work_in_hand():
+    wake = asyncio.Event()
+    queue = ["a", "b"]
+    done: list[str] = []
+    loop: DrainingLoop
+
+    async def run() -> None:
+        while True:
+            wake.clear()
+            while queue:
+                await asyncio.sleep(0)  # the work in hand awaits, as a commit does
+                done.append(queue.pop(0))
+            if loop.stopping:
+                return
+            await wake.wait()
+
+    loop = DrainingLoop(name="drain", run=run, wake=wake)
+    assert not loop.running
+    await loop.start()
+    assert loop.running
+    queue.append("c")  # queued but never woken for: stop() wakes the loop, which drains it
+    await loop.stop()
+    assert done == ["a", "b", "c"] and not loop.running
+    await loop.stop()  # stopped already: nothing to do
+    queue.append("d")
+    await loop.start()  # and it starts again
+    await loop.stop()
+    assert done == ["a", "b", "c", "d"]
