@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -26,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from posventa.core.persistence import Database, upgrade
+from tests.support import throwaway_pg_database
 
-#: The server the PostgreSQL runs use (trust auth); each run creates and drops its own database.
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 ENGINES = ("sqlite", "postgres")
 
 
@@ -44,22 +42,8 @@ async def scratch_url(engine: str) -> AsyncIterator[str]:
         with tempfile.TemporaryDirectory(prefix="posventa-bench-") as tmp:
             yield f"sqlite+aiosqlite:///{tmp}/bench.db"
         return
-    import asyncpg
-
-    name = f"pv_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin = await asyncpg.connect(PG_ADMIN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with throwaway_pg_database(prefix="pv_bench") as url:  # the tests' scratch database
+        yield url
 
 
 @asynccontextmanager

@@ -31,7 +31,6 @@ import dataclasses
 import json
 import logging
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -57,9 +56,9 @@ from posventa.core.config import Config  # noqa: E402
 from posventa.core.persistence import Database, upgrade  # noqa: E402
 from posventa.core.persistence.schema import messages, outbox  # noqa: E402
 from posventa.service import Service  # noqa: E402
+from bench.support import scratch_url  # noqa: E402
 from tests.fakes.telegram_api import FakeTelegram  # noqa: E402
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 LANGS = ("es", "pt", "en")
 PHRASES = ("mi pedido no llegó", "la factura está duplicada", "no puedo iniciar sesión", "el equipo hace ruido",
            "quiero cambiar el producto", "¿cuándo llega el técnico?")
@@ -338,34 +337,13 @@ async def run_serve_processes(url: str, updates: list[dict[str, Any]], customers
 
 @contextlib.asynccontextmanager
 async def database(kind: str):
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-            db = Database(url)
-            await upgrade(db)
-            await db.dispose()
-            yield url
-        return
-    import asyncpg
-
-    name = f"pv_bench_tg_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    try:
+    """A scratch database's URL (bench.support), migrated, with no connection left open:
+    the service processes connect to it themselves."""
+    async with scratch_url(kind) as url:
         db = Database(url)
         await upgrade(db)
         await db.dispose()
         yield url
-    finally:
-        admin = await asyncpg.connect(PG_ADMIN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 async def main() -> None:
