@@ -196,12 +196,8 @@ class Console:
         # {{ _("...") }} in the request's language (i18n.py); new style: %(name)s placeholders.
         env.install_gettext_callables(self.locales.gettext, self.locales.ngettext, newstyle=True)
         locales = self.locales
-        env.filters.update({"dt": locales.datetime,
-                            "dt_seconds": lambda value: locales.datetime(value, seconds=True),
-                            "date": locales.date, "number": locales.number,
-                            "label": lambda value: locales.gettext(label(value)), "tr": locales.translate, "filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url,
-                            "highlight": _highlight,
-                            "countdown": lambda value: _countdown(value, self.clock.now()),
+        env.filters.update(per_request_filters(locales, self.clock))
+        env.filters.update({"filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url, "highlight": _highlight,
                             "markdown": lambda text: markupsafe.Markup(self.markdown.render(text))})
         env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role, "PREVIEW_TYPES": PREVIEW_TYPES,
                             "current_language": lambda: locales.current.language})
@@ -340,6 +336,29 @@ def _secure_headers(headers: Any, *, static: bool) -> None:
     headers.setdefault("X-Frame-Options", "DENY")
     # Case pages hold customers' personal data: no shared or back-button caches.
     headers.setdefault("Cache-Control", "no-store")
+
+
+def _per_render(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter Jinja must call at every render. Given a literal (``'breached'|label``),
+    Jinja would otherwise call it once, when it compiles the template, and keep that
+    first request's language (or that moment's time) for every later page."""
+
+    @jinja2.pass_context
+    def at_render(_context: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return at_render
+
+
+def per_request_filters(locales: ConsoleLocales, clock: Clock) -> dict[str, Callable[..., Any]]:
+    """The filters whose answer depends on the request (its language and time zone) or on
+    the time: labels, translations, dates, numbers, countdowns."""
+    filters: dict[str, Callable[..., Any]] = {
+        "dt": locales.datetime, "dt_seconds": lambda value: locales.datetime(value, seconds=True),
+        "date": locales.date, "number": locales.number, "label": lambda value: locales.gettext(label(value)),
+        "tr": locales.translate, "countdown": lambda value: _countdown(value, clock.now()),
+    }
+    return {name: _per_render(fn) for name, fn in filters.items()}
 
 
 def _highlight(match: dict[str, Any]) -> markupsafe.Markup:

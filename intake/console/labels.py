@@ -17,7 +17,7 @@ LABELS: Mapping[str, str] = {
     "next_response": N_("Next response"),
     "resolution": N_("Resolution"),
     "breached": N_("Breached"),
-    "paused": N_("Paused: waiting for the customer"),
+    "sla_paused": N_("Paused: waiting for the customer"),
     # activities (the seeds' workflow)
     "preliminary_analysis": N_("Preliminary analysis"),
     "derived": N_("Derived to a sector"),

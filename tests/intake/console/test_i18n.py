@@ -11,11 +11,13 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import jinja2
 import pytest
 
+from posventa.intake.console.app import per_request_filters
 from posventa.intake.console.i18n import ConsoleLocales, _l
 from tests.intake.console.harness import SQLITE_ONLY
-from tests.support import REPO
+from tests.support import REPO, FakeClock
 
 CONSOLE = REPO / "intake" / "console"
 TEMPLATES = CONSOLE / "templates"
@@ -70,6 +72,32 @@ def test_accept_language_and_formatting_in_the_users_locale():
     assert locales.number(1234567.5, places=2) == "1,234,567.50"
     locales.use(locales.locale("es", "Not/AZone"))  # a stale zone falls back, never fails
     assert locales.gettext("Inbox") == "Bandeja"
+
+
+def test_a_label_of_a_literal_is_in_each_requests_language():
+    """Jinja calls a filter of a literal (``'breached'|label``) once, when it compiles the
+    template, unless the filter says it needs the render: the label must not keep the first
+    request's language, nor a countdown that moment's time."""
+    locales = ConsoleLocales(default_language="es", default_timezone="UTC")
+    env = jinja2.Environment(autoescape=True)
+    env.filters.update(per_request_filters(locales, FakeClock()))
+    template = env.from_string("{{ 'breached'|label }} · {{ 'sla_paused'|label }}")
+    shown = []
+    for language in ("es", "pt", "en"):
+        locales.use(locales.locale(language, None))
+        shown.append(template.render())
+    assert shown == ["Vencido · En pausa: esperando al cliente", "Estourado · Pausado: aguardando o cliente",
+                     "Breached · Paused: waiting for the customer"]
+
+
+def test_each_label_code_is_defined_once():
+    """A code written twice in the LABELS literal silently keeps only its last text (the
+    SLA's "paused" once showed the survey status's)."""
+    tree = ast.parse((CONSOLE / "labels.py").read_text(encoding="utf-8"))
+    [table] = [node.value for node in ast.walk(tree) if isinstance(node, ast.AnnAssign)
+               and getattr(node.target, "id", None) == "LABELS"]
+    codes = [key.value for key in table.keys]
+    assert sorted({c for c in codes if codes.count(c) > 1}) == []
 
 
 @SQLITE_ONLY
