@@ -3,7 +3,7 @@
 Adapters (``bots/``, ``intake/``, ``kb/``) reach core through the names below and the
 protocols of ``core.ports``, never through ``core.persistence`` (its schema, engine and
 lookup helpers): tests/core/test_architecture_ports.py enforces it. The composition
-root (``service.py``, ``cli.py``) is the one place outside core that wires persistence.
+root (``posventa/service.py``, ``posventa/cli.py``) is the one place outside core that wires persistence.
 
 - ``Database``: the connection an adapter uses for the tables it owns (``kb/tables.py``,
   ``bots/telegram/tables.py``), and hands to core ports;
