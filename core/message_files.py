@@ -89,7 +89,8 @@ class MessageFiles:
         return await asyncio.to_thread(self.path(file).read_bytes)
 
     async def get(self, attachment_id: int) -> StoredFile | None:
-        """Any message's file, by id (the API's download: a token may read every case)."""
+        """Any message's file by id, an email's inline images too (the API's and the console's
+        downloads: a token or an agent may read every case)."""
         async with self._db.reading() as conn:
             row = (await conn.execute(select(*_COLUMNS).where(attachments.c.id == attachment_id))).first()
         return None if row is None else _file(row)

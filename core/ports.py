@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -53,6 +53,37 @@ class NullSuggester:
 
     async def suggest(self, text: str, *, language: str | None, limit: int) -> Sequence[Suggestion]:
         return ()
+
+
+class Notifier(Protocol):
+    """Small notifications between the ``posventa serve`` processes that share a database,
+    best effort (ids, never content). Implemented by ``core.persistence.notify``
+    (``LocalNotifier`` on SQLite, ``PgNotifier``: LISTEN/NOTIFY on PostgreSQL), handed to
+    adapters by the composition root."""
+
+    #: True when other processes hear what this one publishes.
+    shared: bool
+
+    def publish(self, topic: str, payload: str) -> None:
+        """Queue ``payload`` for every subscriber of ``topic``; never blocks, never raises
+        for a database problem (the notification is then lost)."""
+        ...
+
+    def subscribe(self, topic: str, callback: Callable[[str], None]) -> None: ...
+
+    async def ready(self, timeout: float) -> bool:
+        """Wait until notifications from other processes are heard; False on timeout."""
+        ...
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until what was published before the call has been handed to the database
+        (or given up on); False on timeout. After it, other processes' listeners hear it
+        before anything this process commits later."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class Clock(Protocol):

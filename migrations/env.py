@@ -6,6 +6,7 @@ from alembic import context
 from posventa.core.persistence.schema import UTCDateTime, is_fulltext_object, metadata
 import posventa.bots.telegram.tables  # noqa: F401  (the Telegram adapter's case_links, on the same MetaData)
 import posventa.kb.tables  # noqa: F401  (registers kb's cache tables on the same MetaData)
+import posventa.intake.console.tables  # noqa: F401  (the console's console_sessions, on the same MetaData)
 
 config = context.config
 

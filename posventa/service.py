@@ -671,7 +671,7 @@ class Service:
                                client_addresses=self.client_addresses, registry=self.metrics.registry,
                                require_totp_for_admins=self.config.console.require_totp_for_admins,
                                kb_images=self.kb_images, contacts=self.contacts,
-                               organizations=self.organizations, sla_reports=self.sla_reports)
+                               organizations=self.organizations, sla_reports=self.sla_reports, files=self.files)
         # Open inbox and case pages refresh when a customer writes, whichever process
         # stored the message (through the notifier).
         self.inbox.subscribe(self.console.live.publish)

@@ -30,48 +30,25 @@ import random
 import re
 import secrets
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import text
 
 from posventa.core.persistence.database import Database
+from posventa.core.ports import Notifier
 from posventa.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[str], None]
 
+__all__ = ["LocalNotifier", "Notifier", "PgNotifier", "notifier_for"]
+
 #: Topic names become PostgreSQL channel names (``posventa_<topic>``, 63 bytes at most).
 TOPIC_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
 #: PostgreSQL's payload limit is 8000 bytes; the envelope (our process id) needs a few.
 MAX_PAYLOAD_BYTES = 7_900
 CHANNEL_PREFIX = "posventa_"
-
-
-class Notifier(Protocol):
-    #: True when other processes hear what this one publishes.
-    shared: bool
-
-    def publish(self, topic: str, payload: str) -> None:
-        """Queue ``payload`` for every subscriber of ``topic``; never blocks, never raises
-        for a database problem (the notification is then lost, see the module doc)."""
-        ...
-
-    def subscribe(self, topic: str, callback: Callback) -> None: ...
-
-    async def ready(self, timeout: float) -> bool:
-        """Wait until notifications from other processes are heard; False on timeout."""
-        ...
-
-    async def flush(self, timeout: float) -> bool:
-        """Wait until what was published before the call has been handed to the database
-        (or given up on); False on timeout. After it, other processes' listeners hear it
-        before anything this process commits later."""
-        ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 def check_topic(topic: str) -> str:

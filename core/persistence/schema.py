@@ -1,7 +1,8 @@
 """The relational schema, as SQLAlchemy Core tables on one MetaData.
 
-Core tables are defined here; kb/ adds its own cache tables to the same ``metadata`` so
-that one Alembic history covers everything. Timestamps are timezone-aware UTC.
+Core tables are defined here; an adapter that alone uses a table defines it beside itself
+on the same ``metadata`` (``kb/tables.py``, ``bots/telegram/tables.py``,
+``intake/console/tables.py``) so that one Alembic history covers everything. Timestamps are timezone-aware UTC.
 """
 
 from __future__ import annotations
@@ -479,22 +480,8 @@ agent_states = Table(
     Column("notify", JSON),
 )
 
-#: Web console logins. Kept in the database, not in a process, so any of several
-#: ``posventa serve`` processes behind a load balancer can serve the next request.
-console_sessions = Table(
-    "console_sessions",
-    metadata,
-    Column("id", Id, primary_key=True),
-    #: sha256 of the cookie value; the cookie itself is never stored, so a leaked
-    #: database dump cannot be replayed as a login.
-    Column("token_hash", String(64), nullable=False, unique=True),
-    Column("user_id", ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
-    #: The synchronizer token every form of this session must echo.
-    Column("csrf_token", String(64), nullable=False),
-    _ts("created_at", nullable=False),
-    _ts("last_seen_at", nullable=False),
-    _ts("expires_at", nullable=False, index=True),
-)
+# console_sessions (who is signed in to the console) is the console's own table:
+# intake/console/tables.py. The accounts it points at, ``users``, are core's (core/accounts.py).
 
 # --- post-sale surveys -------------------------------------------------------------------
 

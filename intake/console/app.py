@@ -32,6 +32,8 @@ from posventa.core.errors import DomainError, NotFound, StorageUnavailable
 from posventa.core.kb_images import KbImages
 from posventa.core.tasks import Periodic
 from posventa.core.macros import MacroService
+from posventa.core.message_files import MessageFiles
+from posventa.core.read_models import ReadModels
 from posventa.core import Database
 from posventa.core.ports import Clock
 from posventa.core.sla_report import SlaReports
@@ -110,8 +112,13 @@ class Console:
                  require_totp_for_admins: bool = False, kb_images: KbImages | None = None,
                  contacts: ContactService | None = None, organizations: OrganizationService | None = None,
                  assigner: Assigner | None = None, sla_reports: SlaReports | None = None,
-                 calendars: CalendarEditor | None = None) -> None:
+                 calendars: CalendarEditor | None = None, files: MessageFiles,
+                 read_models: ReadModels | None = None) -> None:
         self.db = db
+        #: core.message_files' MessageFiles (the attachment downloads) and core.read_models'
+        #: ReadModels (the charts' counts, the case page's suggestions).
+        self.files = files
+        self.read_models = read_models or ReadModels(db=db)
         #: core.sla_report's SlaReports (the managers' SLA report page).
         self.sla_reports = sla_reports or SlaReports(db=db)
         self.cases = cases

@@ -1,16 +1,18 @@
 """Console users, their passwords, their sessions, and the brake on guessing passwords.
 
-Users live in the ``users`` table with an argon2id hash (argon2-cffi, RFC 9106 defaults).
-Sessions live in ``console_sessions`` so that any ``posventa serve`` process can serve
-the next request; the browser holds a random token and the database only its sha256.
-Hashing runs in a thread: argon2 is deliberately slow (tens of milliseconds) and must
-not stall every other customer on the event loop.
+Users are core's accounts (``core.accounts``: the ``users`` table, which assignment reads
+too), stored with an argon2id hash (argon2-cffi, RFC 9106 defaults) that this module makes
+and checks. Sessions are the console's own (``console_sessions``, ``intake/console/tables.py``)
+so that any ``posventa serve`` process can serve the next request; the browser holds a random
+token and the database only its sha256. Whatever revokes an account's logins in core
+(deactivation, a new password, a second factor removed) ends its sessions in the same
+transaction (``end_sessions``). Hashing runs in a thread: argon2 is deliberately slow (tens
+of milliseconds) and must not stall every other customer on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import hashlib
 import hmac
 import logging
@@ -30,15 +32,16 @@ import segno
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posventa.core import Database
+from posventa.core.accounts import Account, Accounts, LastAdmin, Role
 from posventa.core.errors import NotFound, ValidationError
-from posventa.core.persistence import Database
-from posventa.core.persistence.schema import console_sessions, users
+from posventa.core.ports import Clock
 from posventa.intake.console.i18n import LANGUAGES as CONSOLE_LANGUAGES
 from posventa.intake.console.i18n import _l
-from posventa.core.ports import Clock
+from posventa.intake.console.tables import console_sessions
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +49,6 @@ USERNAME_RE = re.compile(r"[a-z0-9][a-z0-9._@-]{1,79}")
 MIN_PASSWORD = 10
 #: argon2 cost grows with the input; a megabyte "password" is an attack, not a password.
 MAX_PASSWORD = 1024
-
-
-class Role(enum.StrEnum):
-    AGENT = "agent"
-    MANAGER = "manager"
-    ADMIN = "admin"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-
-_RANK = {Role.AGENT: 1, Role.MANAGER: 2, Role.ADMIN: 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +81,10 @@ class Session:
     csrf_token: str
 
 
-def _user(row: Any) -> User:
-    return User(id=row.id, username=row.username, display_name=row.display_name, role=Role(row.role),
-                active=bool(row.active), totp=row.totp_secret is not None, language=row.language,
-                timezone=row.timezone)
+def _user(account: Account) -> User:
+    return User(id=account.id, username=account.username, display_name=account.display_name, role=account.role,
+                active=account.active, totp=account.totp_secret is not None, language=account.language,
+                timezone=account.timezone)
 
 
 def check_username(username: Any) -> str:
@@ -158,10 +148,19 @@ class Passwords:
         return await asyncio.to_thread(run)
 
 
+async def end_sessions(conn: AsyncConnection, user_id: int) -> None:
+    """Every console session of ``user_id`` ends (core's ``EndLogins``, in its transaction)."""
+    await conn.execute(delete(console_sessions).where(console_sessions.c.user_id == user_id))
+
+
+def accounts_for(db: Database, clock: Clock) -> Accounts:
+    """Core's accounts, wired to end the console's sessions when an account's logins are revoked."""
+    return Accounts(db=db, clock=clock, end_logins=end_sessions)
+
+
 class UserStore:
     def __init__(self, *, db: Database, clock: Clock, passwords: Passwords) -> None:
-        self._db = db
-        self._clock = clock
+        self._accounts = accounts_for(db, clock)
         self._passwords = passwords
 
     async def create(self, username: str, password: str, *, role: Role | str,
@@ -171,74 +170,57 @@ class UserStore:
         user_role = check_role(role)
         display = (display_name or "").strip()[:200] or None
         hashed = await self._passwords.hash(password)
-        try:
-            async with self._db.transaction() as conn:
-                uid = (await conn.execute(insert(users).values(
-                    username=name, display_name=display, password_hash=hashed, role=user_role.value, active=True,
-                    created_at=self._clock.now()).returning(users.c.id))).scalar_one()
-        except IntegrityError:
-            raise ValidationError(_l("user %(user)s already exists", user=repr(name)), field="username") from None
-        return User(id=uid, username=name, display_name=display, role=user_role, active=True)
+        account = await self._accounts.create(name, password_hash=hashed, role=user_role, display_name=display)
+        if account is None:
+            raise ValidationError(_l("user %(user)s already exists", user=repr(name)), field="username")
+        return _user(account)
 
     async def authenticate(self, username: str, password: str) -> User | None:
         """The active user with this password, or None. Same cost either way."""
         if not isinstance(password, str) or len(password) > MAX_PASSWORD:
             return None
         name = (username or "").strip().lower()[:80]
-        async with self._db.engine.connect() as conn:
-            row = (await conn.execute(select(users).where(users.c.username == name))).first()
-        ok, rehash = await self._passwords.verify(row.password_hash if row else None, password)
-        if not ok or row is None or not row.active:
+        account = await self._accounts.by_username(name)
+        ok, rehash = await self._passwords.verify(account.password_hash if account else None, password)
+        if not ok or account is None or not account.active:
             return None
         if rehash:
-            new_hash = await self._passwords.hash(password)
-            async with self._db.transaction() as conn:
-                await conn.execute(update(users).where(users.c.id == row.id).values(password_hash=new_hash))
-        return _user(row)
+            await self._accounts.set_password_hash(account.id, await self._passwords.hash(password), end_logins=False)
+        return _user(account)
 
     async def get(self, user_id: int) -> User:
-        async with self._db.engine.connect() as conn:
-            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
-        if row is None:
+        account = await self._accounts.get(user_id)
+        if account is None:
             raise NotFound(_l("user %(user)s not found", user=user_id))
-        return _user(row)
+        return _user(account)
 
     async def by_username(self, username: str) -> User:
-        async with self._db.engine.connect() as conn:
-            row = (await conn.execute(select(users).where(users.c.username == (username or "").lower()))).first()
-        if row is None:
+        account = await self._accounts.by_username((username or "").lower())
+        if account is None:
             raise NotFound(_l("user %(user)s not found", user=repr(username)))
-        return _user(row)
+        return _user(account)
 
     async def list(self) -> list[User]:
-        async with self._db.engine.connect() as conn:
-            return [_user(r) for r in await conn.execute(select(users).order_by(users.c.username))]
+        return [_user(a) for a in await self._accounts.list()]
 
     async def update(self, user_id: int, *, role: Role | str | None = None, active: bool | None = None,
                      display_name: str | None = None) -> User:
         """Change a user; refuses to leave the service without an active admin."""
-        values: dict[str, Any] = {}
+        changes: dict[str, Any] = {}
         if role is not None:
-            values["role"] = check_role(role).value
+            changes["role"] = check_role(role)
         if active is not None:
-            values["active"] = bool(active)
+            changes["active"] = bool(active)
         if display_name is not None:
-            values["display_name"] = display_name.strip()[:200] or None
-        async with self._db.transaction() as conn:
-            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
-            if row is None:
-                raise NotFound(_l("user %(user)s not found", user=user_id))
-            await conn.execute(update(users).where(users.c.id == user_id).values(**values))
-            admins = (await conn.execute(select(func.count()).select_from(users).where(
-                users.c.role == Role.ADMIN.value, users.c.active.is_(True)))).scalar_one()
-            if admins == 0:
-                # Raising rolls the transaction back: the change never happened.
-                raise ValidationError(_l("this is the last active admin; make another admin first"),
-                                      field="role" if role is not None else "active")
-            if values.get("active") is False:
-                await conn.execute(delete(console_sessions).where(console_sessions.c.user_id == user_id))
-            row = (await conn.execute(select(users).where(users.c.id == user_id))).first()
-        return _user(row)
+            changes["display_name"] = display_name.strip()[:200] or None
+        try:
+            account = await self._accounts.update(user_id, **changes)
+        except LastAdmin:
+            raise ValidationError(_l("this is the last active admin; make another admin first"),
+                                  field="role" if role is not None else "active") from None
+        if account is None:
+            raise NotFound(_l("user %(user)s not found", user=user_id))
+        return _user(account)
 
     async def set_locale(self, user_id: int, *, language: str | None, timezone: str | None) -> None:
         """The console language and time zone on the user's profile (None: automatic)."""
@@ -251,33 +233,21 @@ class UserStore:
             except (KeyError, ValueError):
                 raise ValidationError(_l("timezone must be an IANA time zone such as America/Sao_Paulo"),
                                       field="timezone") from None
-        async with self._db.transaction() as conn:
-            result = await conn.execute(update(users).where(users.c.id == user_id).values(
-                language=language, timezone=timezone))
-            if result.rowcount == 0:
-                raise NotFound(_l("user %(user)s not found", user=user_id))
+        if not await self._accounts.set_locale(user_id, language=language, timezone=timezone):
+            raise NotFound(_l("user %(user)s not found", user=user_id))
 
     async def set_password(self, user_id: int, password: str) -> None:
         """New password; every session of that user ends (a stolen cookie dies with it)."""
         check_password(password)
         hashed = await self._passwords.hash(password)
-        async with self._db.transaction() as conn:
-            result = await conn.execute(update(users).where(users.c.id == user_id).values(password_hash=hashed))
-            if result.rowcount == 0:
-                raise NotFound(_l("user %(user)s not found", user=user_id))
-            await conn.execute(delete(console_sessions).where(console_sessions.c.user_id == user_id))
-
+        if not await self._accounts.set_password_hash(user_id, hashed, end_logins=True):
+            raise NotFound(_l("user %(user)s not found", user=user_id))
 
     async def remove_second_factor(self, user_id: int, *, end_sessions: bool) -> None:
         """Back to password only: the user removing it, or an operator for a lost phone
         (whose sessions then end, in case the phone went with an open one)."""
-        async with self._db.transaction() as conn:
-            result = await conn.execute(update(users).where(users.c.id == user_id).values(
-                totp_secret=None, totp_last_step=None))
-            if result.rowcount == 0:
-                raise NotFound(_l("user %(user)s not found", user=user_id))
-            if end_sessions:
-                await conn.execute(delete(console_sessions).where(console_sessions.c.user_id == user_id))
+        if not await self._accounts.remove_second_factor(user_id, end_logins=end_sessions):
+            raise NotFound(_l("user %(user)s not found", user=user_id))
 
 
 def token_hash(token: str) -> str:
@@ -295,6 +265,7 @@ class SessionStore:
                  absolute: timedelta = timedelta(days=7)) -> None:
         self._db = db
         self._clock = clock
+        self._accounts = accounts_for(db, clock)
         self.idle = idle
         self.absolute = absolute
 
@@ -315,21 +286,19 @@ class SessionStore:
         if not token or len(token) > 200:
             return None
         now = self._clock.now()
-        async with self._db.engine.connect() as conn:
-            row = (await conn.execute(
-                select(console_sessions, users.c.username, users.c.display_name, users.c.role, users.c.active,
-                       users.c.totp_secret.is_not(None).label("totp"), users.c.language, users.c.timezone)
-                .join(users, users.c.id == console_sessions.c.user_id)
-                .where(console_sessions.c.token_hash == token_hash(token)))).first()
-        if row is None or row.expires_at <= now or not row.active:
+        async with self._db.reading() as conn:
+            row = (await conn.execute(select(console_sessions).where(
+                console_sessions.c.token_hash == token_hash(token)))).first()
+        if row is None or row.expires_at <= now:
+            return None
+        account = await self._accounts.get(row.user_id)
+        if account is None or not account.active:
             return None
         if now - row.last_seen_at >= self.TOUCH_EVERY:
             async with self._db.transaction() as conn:
                 await conn.execute(update(console_sessions).where(console_sessions.c.id == row.id).values(
                     last_seen_at=now, expires_at=min(now + self.idle, row.created_at + self.absolute)))
-        user = User(id=row.user_id, username=row.username, display_name=row.display_name, role=Role(row.role),
-                    active=bool(row.active), totp=bool(row.totp), language=row.language, timezone=row.timezone)
-        return Session(id=row.id, user=user, csrf_token=row.csrf_token)
+        return Session(id=row.id, user=_user(account), csrf_token=row.csrf_token)
 
     async def delete(self, token: str | None) -> None:
         if not token:
@@ -470,7 +439,7 @@ class SecondFactor:
     """
 
     def __init__(self, *, db: Database, clock: Clock, issuer: str) -> None:
-        self._db = db
+        self._accounts = accounts_for(db, clock)
         self._clock = clock
         self._issuer = issuer
 
@@ -506,22 +475,15 @@ class SecondFactor:
         step = self._step(secret, code)
         if step is None:
             return False
-        async with self._db.transaction() as conn:
-            result = await conn.execute(update(users).where(users.c.id == user_id).values(
-                totp_secret=secret, totp_last_step=step))
-            if result.rowcount == 0:
-                raise NotFound(_l("user %(user)s not found", user=user_id))
+        if not await self._accounts.set_second_factor(user_id, secret, step):
+            raise NotFound(_l("user %(user)s not found", user=user_id))
         return True
 
     async def verify(self, user_id: int, code: str) -> bool:
         """A current code of the user's, never used before."""
-        async with self._db.engine.connect() as conn:
-            secret = (await conn.execute(select(users.c.totp_secret).where(users.c.id == user_id))).scalar()
+        account = await self._accounts.get(user_id)
+        secret = account.totp_secret if account is not None else None
         step = self._step(secret, code) if secret else None
         if step is None:
             return False
-        async with self._db.transaction() as conn:
-            result = await conn.execute(update(users).where(
-                users.c.id == user_id, users.c.totp_secret == secret,
-                or_(users.c.totp_last_step.is_(None), users.c.totp_last_step < step)).values(totp_last_step=step))
-        return result.rowcount == 1
+        return await self._accounts.use_second_factor_step(user_id, secret, step)

@@ -5,8 +5,8 @@ The inbox calls ``publish`` after each commit; every open page gets a small even
 itself. No message text goes over this stream, so escaping stays in one place: the
 templates.
 
-With a ``Notifier`` (``core.persistence.notify``) the events go through it, so on
-PostgreSQL a message stored by one ``posventa serve`` process reaches the pages connected
+With a ``Notifier`` (the ``core.ports`` protocol, handed in by the composition root) the
+events go through it, so on PostgreSQL a message stored by one ``posventa serve`` process reaches the pages connected
 to every other (LISTEN/NOTIFY). The events are ids, far below the 8000-byte payload
 limit once chunked; a notification lost while the database restarts costs a page one
 refresh, never a message. Without one, events stay in this process.
@@ -49,7 +49,7 @@ from aiohttp import web
 from posventa.core.inbox import StoredMessage
 from posventa.core.notifications import BrowserNotice
 from posventa.core.outbox import DeliveryRecorded
-from posventa.core.persistence.notify import Notifier
+from posventa.core.ports import Notifier
 from posventa.core.tasks import Periodic
 from posventa.intake.console.i18n import _l, refusal
 from posventa.intake.console.presence import REFRESH_SECONDS, CaseViewers, PresenceReport

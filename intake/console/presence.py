@@ -6,8 +6,8 @@ it ends. The page itself reports typing (``typing``/``idle``) and, when the tab 
 "left" at once (a beacon) rather than when the server next notices the dead stream.
 
 Every process keeps the same small table: ``(case, tab) → who, typing?, until when``.
-With a shared ``Notifier`` (PostgreSQL) every report goes through it, so each process
-hears every tab's reports, its own included; without one (SQLite, one process) reports
+With a shared ``Notifier`` (``core.ports``; PostgreSQL) every report goes through it, so
+each process hears every tab's reports, its own included; without one (SQLite, one process) reports
 apply here directly. Delivery is best effort, like every notification: a process that
 starts, or misses a report while the database restarts, knows every open tab again
 within one refresh.
@@ -28,10 +28,11 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
+from posventa.core.ports import Notifier
 from posventa.core.tasks import Periodic
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,6 @@ EXPIRE_SECONDS = 3 * REFRESH_SECONDS
 #: "Typing" lasts this long past the last keystroke report (the page reports every few
 #: seconds while keys are pressed).
 TYPING_SECONDS = 8.0
-
-
-class Notifier(Protocol):
-    """What this needs of ``core.persistence.notify``'s Notifier (handed in by the composition root)."""
-
-    shared: bool
-
-    def publish(self, topic: str, payload: str) -> None: ...
-
-    def subscribe(self, topic: str, callback: Callable[[str], None]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

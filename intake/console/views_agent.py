@@ -23,7 +23,6 @@ from posventa.core.domain import Activity, BudgetMode, CaseType, ChannelName, Kb
 from posventa.core.errors import DomainError, NotFound, StaleReply, ValidationError
 from posventa.core.uploads import PREVIEW_TYPES
 from posventa.core.workflow import ALLOWED, CLASSIFIED_TYPES, check_transition
-from posventa.intake.console import queries
 from posventa.intake.console.app import SESSION_KEY, PREFIX, Console, see_other
 from posventa.intake.console.forms import Form, domain_errors, message_of
 from posventa.intake.console.i18n import N_, _l, refusal
@@ -164,11 +163,11 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             "values": values or {}, "notice": notice,
             "categories": await cases.list_categories(),
             "agents": [u for u in await console.users.list() if u.active],
-            "sectors": await queries.known_sectors(console.db),
+            "sectors": await console.read_models.known_sectors(),
             "next_activities": sorted(ALLOWED[Activity(case["activity"])], key=list(Activity).index),
             "types": CLASSIFIED_TYPES, "budget_modes": list(BudgetMode),
             "process_budget_mode": cases.budget_policy.mode.value,
-            "product_codes": await queries.product_codes(console.db) if tab == "budget" else [],
+            "product_codes": await console.read_models.product_codes() if tab == "budget" else [],
             "budget_rows": lines + [{"product": "", "quantity": None, "unit_amount": None, "subtotal": None}] * 3,
             "kb_actions": list(KbAction),
             "macro_options": await macro_options(request, number),
@@ -433,7 +432,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
 
     async def attachment(request: web.Request) -> web.StreamResponse:
         try:
-            att = await queries.attachment(console.db, int(request.match_info["id"]))
+            att = await console.files.get(int(request.match_info["id"]))
         except ValueError:
             att = None
         if att is None:

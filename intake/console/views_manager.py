@@ -1,7 +1,8 @@
 """Managers' pages: the survey panel, charts, CSV exports and the survey catalog.
 
-The panel and catalog are core.surveys' ``Panel`` and ``Catalog``: these views only read
-forms into the shapes those take and show their ``ValidationError`` next to the field.
+The panel and catalog are core.surveys' ``Panel`` and ``Catalog``, the charts' counts
+``core.read_models``: these views only read forms into the shapes those take and show
+their ``ValidationError`` next to the field.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import asdict
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -17,8 +19,8 @@ from aiohttp import web
 
 from posventa.core.cases import CaseFilter
 from posventa.core.errors import DomainError, NotFound, ValidationError
+from posventa.core.read_models import MAX_CHART_DAYS
 from posventa.core.surveys.panel import DETRACTOR_STATES
-from posventa.intake.console import queries
 from posventa.intake.console.app import PREFIX, Console, requires, see_other
 from posventa.intake.console.auth import Role
 from posventa.intake.console.forms import Form, domain_errors, message_of
@@ -201,17 +203,17 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         today = now.astimezone(console.tz).date()
         last = f.date_to or today
         first = f.date_from or (last - timedelta(days=DEFAULT_CHART_DAYS - 1))
-        if (last - first).days >= queries.MAX_CHART_DAYS:
-            first = last - timedelta(days=queries.MAX_CHART_DAYS - 1)
-            errors.setdefault("date_from", _l("charts cover at most %(days)d days", days=queries.MAX_CHART_DAYS))
+        if (last - first).days >= MAX_CHART_DAYS:
+            first = last - timedelta(days=MAX_CHART_DAYS - 1)
+            errors.setdefault("date_from", _l("charts cover at most %(days)d days", days=MAX_CHART_DAYS))
         since = datetime.combine(first, time(), console.tz)
         until = datetime.combine(last + timedelta(days=1), time(), console.tz)
         data = {
-            "outcomes": await queries.survey_outcomes_by_day(console.db, tz=console.tz, since=since, until=until,
-                                                              now=now),
-            "scores": await queries.score_distribution(console.db),
+            "outcomes": [asdict(d) for d in await console.read_models.survey_outcomes_by_day(
+                tz=console.tz, since=since, until=until, now=now)],
+            "scores": [asdict(q) for q in await console.read_models.score_distribution()],
             "sellers": await console.panel.seller_scores(f),
-            "cases": await queries.cases_per_type_and_category(console.db, since=since, until=until),
+            "cases": await console.read_models.cases_per_type_and_category(since=since, until=until),
         }
         raw = {**raw, "date_from": raw["date_from"] or first.isoformat(), "date_to": raw["date_to"] or last.isoformat()}
         return console.render("charts.html", request, {

@@ -23,9 +23,6 @@ ADAPTER_FOLDERS = ("bots", "intake", "kb", "posventa/commands")
 
 #: Adapter modules that still import core.persistence (#18, moved module by module).
 PENDING = frozenset({
-    "intake/console/auth.py",
-    "intake/console/live.py",
-    "intake/console/queries.py",
     "intake/webchat/fanout.py",
     "intake/webchat/history.py",
     "intake/webchat/sessions.py",

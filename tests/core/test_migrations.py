@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 import posventa.bots.telegram.tables  # noqa: F401  (the Telegram adapter's tables live on the same MetaData)
 import posventa.kb.tables  # noqa: F401  (kb's tables live on the same MetaData)
+import posventa.intake.console.tables  # noqa: F401  (the console's tables live on the same MetaData)
 from posventa.core.persistence import Database, metadata
 from posventa.core.persistence.migrate import current_revision, upgrade
 from posventa.core.persistence.schema import ACTIVITY_TALLY_TRIGGERS, FULLTEXT_TABLES, is_fulltext_object

@@ -9,7 +9,8 @@ from datetime import timedelta
 import aiohttp
 from sqlalchemy import select
 
-from posventa.core.persistence.schema import console_sessions, users
+from posventa.core.persistence.schema import users
+from posventa.intake.console.tables import console_sessions
 from posventa.intake.console.auth import LoginThrottle
 from posventa.service import Service
 from tests.intake.console.harness import PASSWORD, SQLITE_ONLY, ConsoleClient, start_console

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
-from posventa.intake.console import queries
+from posventa.core.read_models import ReadModels
 from tests.intake.console.harness import ConsoleClient
 from tests.support import API_TOKEN
 
@@ -33,7 +33,7 @@ async def test_the_api_takes_a_past_case_date_and_refuses_a_future_one(running):
                 assert r.status == 422 and body["field"] == "date", (bad, body)
     # Reports count the case on its date: yesterday's window has it, today's does not.
     day = yesterday.replace(hour=0, minute=0, second=0)
-    counts = await queries.cases_per_type_and_category(service.db, since=day, until=day + timedelta(days=1))
+    counts = await ReadModels(db=service.db).cases_per_type_and_category(since=day, until=day + timedelta(days=1))
     assert counts == {"request": {"(no category)": 1}}
 
 

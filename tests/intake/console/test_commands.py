@@ -91,7 +91,8 @@ def test_users_totp_off_removes_a_lost_second_factor(config_file, monkeypatch, c
 
     from posventa.core.config import load_config
     from posventa.core.persistence import Database
-    from posventa.core.persistence.schema import console_sessions, users
+    from posventa.core.persistence.schema import users
+    from posventa.intake.console.tables import console_sessions
 
     assert _run(monkeypatch, ["users", "add", "ana", "--password-stdin", "--config", config_file], PASSWORD) == 0
 
