@@ -18,7 +18,6 @@ With SQLite (one process owns the file) there is nobody to compete with: ``alway
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -26,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from posventa.core.persistence.database import Database
-from posventa.core.persistence.notify import connect_raw
+from posventa.core.persistence.notify import close_raw, connect_raw
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +114,7 @@ class AdvisoryLeadership:
     async def _drop(self) -> None:
         self._held = False
         conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), timeout=2)
-            if not conn.is_closed():
-                conn.terminate()
+        await close_raw(conn)
 
     async def start(self) -> None:
         self._closed = False

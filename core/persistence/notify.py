@@ -274,11 +274,7 @@ class PgNotifier:
     async def _close_listener(self) -> None:
         self.listening.clear()
         conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), timeout=2)
-            if not conn.is_closed():
-                conn.terminate()
+        await close_raw(conn)
 
     def _on_notification(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         node, sep, body = payload.partition("|")
@@ -351,3 +347,15 @@ async def connect_raw(db: Database, *, timeout: float = 10.0) -> Any:
         direct["server_settings"] = {**settings, **(direct.get("server_settings") or {})}
     direct["timeout"] = timeout
     return await asyncpg.connect(**direct)
+
+
+async def close_raw(conn: Any | None) -> None:
+    """Close a ``connect_raw`` connection (None: nothing to do), politely for two seconds,
+    then by force: a connection whose server is gone may never answer a polite close, and
+    a close that fails leaves nothing to report (the session state dies with it)."""
+    if conn is None:
+        return
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(conn.close(), timeout=2)
+    if not conn.is_closed():
+        conn.terminate()
