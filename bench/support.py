@@ -187,7 +187,7 @@ async def timed_calls(db: Database, calls: Sequence[Callable[[], Awaitable[Any]]
     server's mean per call (its backends' CPU is counted in 10 ms ticks, too coarse for one
     call). On a machine whose load exceeds its cores, wall-clock time is mostly waiting for
     a core: the CPU figures are what an idle machine would show, give or take I/O waits.
-    With ``labels`` (one per call), also the wall-clock and CPU p95 per label, and the
+    With ``labels`` (one per call), also the wall-clock and CPU p50/p95 per label, and the
     server's mean per label (calls with one label should then run one after the other)."""
     wall: list[float] = []
     cpu: list[float] = []
@@ -224,8 +224,9 @@ async def timed_calls(db: Database, calls: Sequence[Callable[[], Awaitable[Any]]
         result["by_label"] = {}
         for label in dict.fromkeys(labels):
             mine = [k for k, lb in enumerate(labels) if lb == label]
-            entry = {"p95_ms": percentiles([wall[k] for k in mine])["p95_ms"],
-                     "client_cpu_p95_ms": percentiles([cpu[k] for k in mine])["p95_ms"]}
+            mine_wall, mine_cpu = percentiles([wall[k] for k in mine]), percentiles([cpu[k] for k in mine])
+            entry = {"p50_ms": mine_wall["p50_ms"], "p95_ms": mine_wall["p95_ms"],
+                     "client_cpu_p50_ms": mine_cpu["p50_ms"], "client_cpu_p95_ms": mine_cpu["p95_ms"]}
             if has_server:
                 entry["server_cpu_mean_ms"] = round(server_by_label.get(label, 0.0) * 1000 / len(mine), 2)
             result["by_label"][label] = entry

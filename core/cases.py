@@ -245,12 +245,19 @@ class CaseService:
                     stats: TermStats | ExactTerms = (await read_exact_terms(conn, search) if dialect == "sqlite"
                                                      else await self._search_stats(conn))
                     found = search_hits(search, dialect, stats)
-                    q = (select(*_SUMMARY_COLS, found.c.source, found.c.source_id)
-                         .select_from(_SUMMARY_FROM.join(found, found.c.case_id == cases.c.id)))
-                    order.insert(0, found.c.score.desc())
-                if conds:
-                    q = q.where(and_(*conds))
-                q = q.order_by(*order).limit(limit).offset(offset)
+                    # The page is chosen among the hits (a common word: thousands of cases)
+                    # on the few columns it is ordered by; the summaries are read for it alone.
+                    page = (select(cases.c.id, found.c.score, found.c.source, found.c.source_id)
+                            .select_from(cases.join(found, found.c.case_id == cases.c.id))
+                            .where(*conds)
+                            .order_by(found.c.score.desc(), *order).limit(limit).offset(offset).subquery("page"))
+                    q = (select(*_SUMMARY_COLS, page.c.source, page.c.source_id)
+                         .select_from(_SUMMARY_FROM.join(page, page.c.id == cases.c.id))
+                         .order_by(page.c.score.desc(), *order))
+                else:
+                    if conds:
+                        q = q.where(and_(*conds))
+                    q = q.order_by(*order).limit(limit).offset(offset)
                 rows = (await conn.execute(q)).all()
                 if search is None:
                     return [self._summary(r, now) for r in rows]

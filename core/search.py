@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Float, Integer, String, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -112,9 +112,7 @@ _SQLITE_WORD = """
   UNION ALL
   SELECT {w}, id, 2.0, 'case', id FROM (
     SELECT rowid AS id FROM cases_fts WHERE cases_fts MATCH :c{i} ORDER BY rowid DESC LIMIT {cap})
-  UNION ALL
-  SELECT {w}, id, 2.0, 'case', id FROM (
-    SELECT rowid AS id FROM cases_fts WHERE cases_fts MATCH :t{i} ORDER BY rowid DESC LIMIT {cap})
+{title}
   UNION ALL
   SELECT {w}, c.id, 1.0, 'contact', f.id
     FROM (SELECT rowid AS id FROM contacts_fts WHERE contacts_fts MATCH :ct{i} ORDER BY rowid DESC LIMIT {cap}) f
@@ -123,38 +121,67 @@ _SQLITE_WORD = """
   SELECT {w}, c.id, 1.0, 'address', ci.id
     FROM (SELECT rowid AS id FROM identities_fts WHERE identities_fts MATCH :ci{i} ORDER BY rowid DESC LIMIT {cap}) f
     JOIN contact_identities ci ON ci.id = f.id JOIN cases c ON c.contact_id = ci.contact_id"""
+#: SQLite, per word: the title's weight beyond the case's text (a column filter: FTS5
+#: tests each match's columns, so it is left out for all the words together, which are
+#: rarer in a title and each weigh their own).
+_SQLITE_TITLE = """
+  UNION ALL
+  SELECT {w}, id, 2.0, 'case', id FROM (
+    SELECT rowid AS id FROM cases_fts WHERE cases_fts MATCH :t{i} ORDER BY rowid DESC LIMIT {cap})"""
 #: SQLite: each FTS table by the prefix of its expressions' parameters in _SQLITE_WORD
 #: (the title's are the cases' under a column filter).
 _SQLITE_TABLES = {"m": "messages_fts", "c": "cases_fts", "ct": "contacts_fts", "ci": "identities_fts"}
 
 
+#: SQLite: a prefix is looked up as the exact terms it covers when it covers at most this
+#: many (else as a prefix term, see ExactTerms).
+MAX_PREFIX_TERMS = 16
+
+
 @dataclass(frozen=True, slots=True)
 class ExactTerms:
-    """SQLite: the words whose exact term alone matches at least ``CANDIDATES`` texts of an
-    FTS table, as (table, word) pairs.
+    """SQLite: how each word is looked up in each FTS table. ``pairs``: the (table, word)
+    whose exact term alone matches at least ``CANDIDATES`` texts; ``covers``: for the
+    others, the indexed terms the word begins (at most ``MAX_PREFIX_TERMS``).
 
     FTS5 reads an exact term's postings lazily, newest first, and stops at the LIMIT: the
     newest 1,000 of a word in half of 1,000,000 messages cost 0.3 ms. A prefix term
-    ("garantia"*) is answered by first merging the postings of every term it covers into
-    one list (~20 ms for that word, again for each row a snippet is asked for). So a word
-    is looked up as typed where that already yields the newest ``CANDIDATES``, and as a
-    prefix ("renov" finds "renovación") only where the exact term finds fewer: then it is
-    rare, or not a whole word, and its prefix is usually rare too. The cost: where a word
-    is common, texts holding only a longer word it begins ("garantias") are left out of
-    its newest ``CANDIDATES``."""
+    ("garant"*) is answered by first merging the postings of every term it covers into
+    one list (~17 ms for a word in half the messages), again for each use of it in a
+    query and for each row a snippet is asked for. So a word is looked up as typed where
+    that already yields the newest ``CANDIDATES``; else as the terms it begins ("renov":
+    "renovacion" OR "renovamos"), listed once from the table's vocabulary (fts5vocab:
+    one seek per term); else, when it begins too many terms or none is listed, as a
+    prefix term. The cost of the first
+    rule: where a word is common, texts holding only a longer word it begins
+    ("garantias") are left out of its newest ``CANDIDATES``."""
 
     pairs: frozenset[tuple[str, str]]
+    covers: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     def term(self, table: str, word: str) -> str:
-        return f'"{word}"' if (table, word) in self.pairs else f'"{word}"*'
+        if (table, word) in self.pairs:
+            return f'"{word}"'
+        if terms := self.covers.get((table, word)):
+            return "(" + " OR ".join(f'"{t}"' for t in terms) + ")"
+        return f'"{word}"*'
 
     def all_terms(self, table: str, words: Iterable[str], op: str) -> str:
         return f" {op} ".join(self.term(table, w) for w in words)
 
+    def lazy(self, table: str, words: Iterable[str]) -> bool:
+        """Whether every word is looked up without a prefix term in ``table``."""
+        return all((table, w) in self.pairs or self.covers.get((table, w)) for w in words)
+
+
+def _vocabulary(table: str) -> str:
+    return f"temp.{table}_instances"
+
 
 async def read_exact_terms(conn: AsyncConnection, query: SearchQuery) -> ExactTerms:
-    """Which words' exact terms fill ``CANDIDATES`` in which FTS table (SQLite only): one
-    statement, reading at most ``CANDIDATES`` postings per word and table."""
+    """How to look each word up in each FTS table (SQLite only, see ``ExactTerms``): one
+    statement reading at most ``CANDIDATES`` postings per word and table, and for the words
+    not common as typed, one reading the vocabulary at their prefix."""
     pairs = [(table, word) for table in _SQLITE_TABLES.values() for word in query.words]
     if not pairs:
         return ExactTerms(frozenset())
@@ -162,7 +189,44 @@ async def read_exact_terms(conn: AsyncConnection, query: SearchQuery) -> ExactTe
                        for k, (table, _) in enumerate(pairs))
     row = (await conn.execute(text(f"SELECT {counts}"),
                               {f"e{k}": f'"{word}"' for k, (_, word) in enumerate(pairs)})).one()
-    return ExactTerms(frozenset(pair for pair, n in zip(pairs, row, strict=True) if n >= CANDIDATES))
+    common = frozenset(pair for pair, n in zip(pairs, row, strict=True) if n >= CANDIDATES)
+    rare = [pair for pair in pairs if pair not in common]
+    if not rare:
+        return ExactTerms(common)
+    # Each connection's own vocabulary tables (temp: nothing in the schema to migrate),
+    # created on its first search, and committed: they last as long as the connection.
+    info = (await conn.get_raw_connection()).info
+    if not info.get("posventa_fts5vocab"):
+        for table in _SQLITE_TABLES.values():
+            await conn.execute(text(f"CREATE VIRTUAL TABLE IF NOT EXISTS {_vocabulary(table)} "
+                                    f"USING fts5vocab(main, {table}, instance)"))
+        await conn.commit()
+        info["posventa_fts5vocab"] = True
+    # The vocabulary holds the tokenizer's terms: lower case, without diacritics. Its
+    # 'instance' form lists each occurrence, term by term, lazily: the first occurrence at
+    # or after a string is a seek, so the terms a prefix begins are found one seek each
+    # (the next term is at or after this one followed by char(1)). Its 'row' form would
+    # count each term's texts, ~15 ms for a word in half the messages.
+    params: dict[str, str] = {}
+    ctes, parts = [], []
+    for k, (table, word) in enumerate(rare):
+        folded = _unaccented(word)
+        if not folded:
+            continue  # only combining marks: left to FTS5 as a prefix term
+        params[f"lo{k}"], params[f"hi{k}"] = folded, folded[:-1] + chr(ord(folded[-1]) + 1)
+        vocabulary = _vocabulary(table)
+        ctes.append(f"hop{k}(n, term) AS (SELECT 0, (SELECT term FROM {vocabulary} WHERE term >= :lo{k} "
+                    f"AND term < :hi{k} LIMIT 1) UNION ALL SELECT n + 1, (SELECT term FROM {vocabulary} "
+                    f"WHERE term >= hop{k}.term || char(1) AND term < :hi{k} LIMIT 1) FROM hop{k} "
+                    f"WHERE hop{k}.term IS NOT NULL AND n < {MAX_PREFIX_TERMS})")
+        parts.append(f"SELECT {k} AS k, term FROM hop{k} WHERE term IS NOT NULL")
+    covered: dict[tuple[str, str], list[str]] = {}
+    if parts:
+        sql = f"WITH RECURSIVE {', '.join(ctes)} {' UNION ALL '.join(parts)}"
+        for k, term in await conn.execute(text(sql), params):
+            covered.setdefault(rare[k], []).append(term)
+    return ExactTerms(common, {pair: tuple(terms) for pair, terms in covered.items()
+                               if len(terms) <= MAX_PREFIX_TERMS and '"' not in "".join(terms)})
 
 
 # PostgreSQL: {m}, {c}, {ct} and {ci} are each table's candidates, as _pg_candidates
@@ -266,8 +330,9 @@ async def read_term_stats(conn: AsyncConnection) -> TermStats:
 
 
 def _unaccented(word: str) -> str:
-    # As the posventa_search configuration's unaccent folds a lexeme (close enough for an
-    # estimate: the plan, never the result, depends on it).
+    # As the posventa_search configuration's unaccent and SQLite's unicode61 fold a word,
+    # close enough for where to look: PostgreSQL's plan depends on it, never its result;
+    # a word SQLite's vocabulary holds no term at is looked up as a prefix term.
     return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
 
 
@@ -329,7 +394,8 @@ def hits(query: SearchQuery, dialect: str, stats: TermStats | ExactTerms | None 
     # w: the word's index, or -1 for texts holding all the words.
     groups = [(i, str(i), (query.words[i],)) for i in range(n)] + ([(-1, "all", query.words)] if n > 1 else [])
     if dialect == "sqlite":
-        parts = [_SQLITE_WORD.format(w=w, i=name, cap=CANDIDATES) for w, name, _ in groups]
+        parts = [_SQLITE_WORD.format(w=w, i=name, cap=CANDIDATES, title=_SQLITE_TITLE.format(
+                     w=w, i=name, cap=CANDIDATES) if w >= 0 else "") for w, name, _ in groups]
         exact = stats if isinstance(stats, ExactTerms) else ExactTerms(frozenset())
     else:
         parts = [_pg_word(w, f"q{name}", words, stats) for w, name, words in groups]
@@ -342,7 +408,8 @@ def hits(query: SearchQuery, dialect: str, stats: TermStats | ExactTerms | None 
         for _, name, words in groups:
             for prefix, table in _SQLITE_TABLES.items():
                 params[f"{prefix}{name}"] = exact.all_terms(table, words, "AND")
-            params[f"t{name}"] = f"title : ({exact.all_terms('cases_fts', words, 'AND')})"
+            if len(words) == 1:
+                params[f"t{name}"] = f"title : ({exact.all_terms('cases_fts', words, 'AND')})"
         # With exactly one max() SQLite takes the bare columns from that row.
         sql = (f"SELECT case_id, sum(score) AS score, max(score) AS best, source, source_id FROM ({per_word}) "
                f"GROUP BY case_id HAVING max(w = -1) = 1 OR count(DISTINCT CASE WHEN w >= 0 THEN w END) = {max(1, n)}")
@@ -389,7 +456,7 @@ async def snippets(conn: AsyncConnection, query: SearchQuery, found: Iterable[tu
             # FTS5 looks each rowid of an IN list up separately: cheap for exact terms, but a
             # prefix term's merged postings would be built again for each. With a prefix,
             # the list is tested outside FTS5 ("+rowid"), over one pass of its rowid range.
-            if all((fts, w) in exact.pairs for w in query.words):
+            if exact.lazy(fts, query.words):
                 within = "rowid IN :ids"
             else:
                 within = f"+rowid IN :ids AND rowid BETWEEN {min(ids)} AND {max(ids)}"

@@ -207,9 +207,23 @@ async def test_a_word_with_enough_exact_matches_is_read_as_typed(desk, db, monke
     # it would have taken one of the three places).
     assert sorted(c["number"] for c in found) == sorted(singular)
     assert {m for c in found for m in marked(c["match"])} == {"garantía"}
-    # Fewer than the candidates as typed (here none: part of a word): a prefix.
+    # Fewer than the candidates as typed (here none: part of a word): the terms it begins,
+    # from the table's vocabulary (folded as the tokenizer folds them).
+    assert exact.covers[("messages_fts", "vencid")] == ("vencidas",)
+    assert exact.term("messages_fts", "vencid") == '("vencidas")'
     part = await search(service, "vencid")
     assert [c["number"] for c in part] == [plural.case_number] and marked(part[0]["match"]) == ["vencidas"]
+    async with db.engine.connect() as conn:
+        accented = await search_module.read_exact_terms(conn, parse_query("garantías"))
+    assert accented.covers[("messages_fts", "garantías")] == ("garantias",)
+    # A prefix that begins more terms than MAX_PREFIX_TERMS stays a prefix term.
+    await service.add_note(plural.case_number, "vencido y vencida", agent="ana")
+    monkeypatch.setattr(search_module, "MAX_PREFIX_TERMS", 2)
+    async with db.engine.connect() as conn:
+        many = await search_module.read_exact_terms(conn, parse_query("venc"))
+    assert many.term("messages_fts", "venc") == '"venc"*'
+    part = await search(service, "venc")
+    assert [c["number"] for c in part] == [plural.case_number] and marked(part[0]["match"])
     # Two words in one text, one read as a prefix.
     assert [c["number"] for c in await search(service, "garantias vencid")] == [plural.case_number]
 
