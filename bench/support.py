@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from posventa.core.persistence import Database, upgrade
-from tests.support import throwaway_pg_database
+from tests.support import PG_ADMIN_DSN, throwaway_pg_database
 
 ENGINES = ("sqlite", "postgres")
 
@@ -80,7 +80,7 @@ async def kept_database(engine: str, name: str) -> AsyncIterator[Database]:
     else:
         import asyncpg
 
-        admin = await asyncpg.connect(PG_ADMIN)
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
         try:
             if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", location):
                 await admin.execute(f'CREATE DATABASE "{location}"')
