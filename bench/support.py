@@ -49,13 +49,19 @@ async def scratch_url(engine: str) -> AsyncIterator[str]:
 @asynccontextmanager
 async def scratch_database(engine: str) -> AsyncIterator[Database]:
     """A scratch database (see ``scratch_url``) migrated to the head, as ``serve`` runs it."""
-    async with scratch_url(engine) as url:
-        db = Database(url)
-        try:
-            await upgrade(db)
-            yield db
-        finally:
-            await db.dispose()
+    async with scratch_url(engine) as url, _migrated(url) as db:
+        yield db
+
+
+@asynccontextmanager
+async def _migrated(url: str) -> AsyncIterator[Database]:
+    """The database at ``url`` migrated to the head, disposed of afterwards."""
+    db = Database(url)
+    try:
+        await upgrade(db)
+        yield db
+    finally:
+        await db.dispose()
 
 
 def kept_location(engine: str, name: str) -> str:
@@ -87,12 +93,8 @@ async def kept_database(engine: str, name: str) -> AsyncIterator[Database]:
         finally:
             await admin.close()
         url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{location}"
-    db = Database(url)
-    try:
-        await upgrade(db)
+    async with _migrated(url) as db:
         yield db
-    finally:
-        await db.dispose()
 
 
 async def on_each_database(only: str | None, run: Callable[[Database], Awaitable[dict[str, Any]]],
