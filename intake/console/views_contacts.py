@@ -17,7 +17,7 @@ from aiohttp import web
 
 from posventa.core.contacts.identities import EMAIL, PHONE, TELEGRAM
 from posventa.core.domain import LANGUAGES
-from posventa.core.errors import DomainError, NotFound
+from posventa.core.errors import DomainError, NotFound, ValidationError
 from posventa.intake.console.app import PREFIX, SESSION_KEY, Console, requires, see_other
 from posventa.intake.console.auth import Role
 from posventa.intake.console.forms import Form, domain_errors
@@ -87,16 +87,22 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         return gettext(code) if code else None
 
     async def succeeded(action: Awaitable[object], errors: dict[str, Any], field: str, *,
-                        pinned: bool = False) -> bool:
+                        pinned: bool = False, record_field: str | None = None) -> bool:
         """Run a form's one service call: True when it is done. A refusal (a DomainError;
         NotFound stays the page's 404) goes into ``errors`` at the field core names, else at
-        ``field`` (always at ``field`` when ``pinned``: a merge's or an erasure's one input)."""
+        ``field`` (always at ``field`` when ``pinned``: a merge's or an erasure's one input),
+        but one about the page's own record (core names it ``id``: merged away or erased,
+        a stale page) at ``record_field``, shown at the top of a page that has no forms
+        any more."""
         try:
             await action
         except NotFound:
             raise
         except DomainError as exc:
-            errors.update({field: str(exc)} if pinned else domain_errors(exc, field))
+            if record_field and isinstance(exc, ValidationError) and exc.field == "id":
+                errors[record_field] = str(exc)
+            else:
+                errors.update({field: str(exc)} if pinned else domain_errors(exc, field))
             return False
         return True
 
@@ -186,7 +192,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         back = form.text("back", max_len=100)
         if source is not None:
             await succeeded(contacts.merge(contact_id, source, actor=actor(request)), form.errors, "source",
-                            pinned=True)
+                            pinned=True, record_field="contact_id")
         if form.errors:
             return await render_contact(request, contact_id, errors=form.errors, values=dict(form.data), status=422)
         if re.fullmatch(r"/cases/\d{1,19}", back):
@@ -267,7 +273,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         form = await Form.read(request)
         source = form.integer("source", required=True, minimum=1, maximum=2**63 - 1)
         if source is not None and await succeeded(organizations.merge(org_id, source, actor=actor(request)),
-                                                  form.errors, "source", pinned=True):
+                                                  form.errors, "source", pinned=True,
+                                                  record_field="organization_id"):
             return see_other(f"{PREFIX}/organizations/{org_id}?done=org_merged")
         return await render_organization(request, org_id, errors=form.errors, values=dict(form.data), status=422)
 

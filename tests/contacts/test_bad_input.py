@@ -98,6 +98,11 @@ async def test_merging_across_a_merged_or_erased_contact(running, agent, http):
     for source in (absorbed, erased):
         status, page = await agent.post(f"/console/contacts/{ana}/merge", {"source": str(source)})
         assert status == 422 and ("merged" in field_error(page, "source") or "erased" in field_error(page, "source"))
+    # Merging into a contact that is gone (a stale page): said at the top of its page, which
+    # shows no merge form any more.
+    for gone, word in ((absorbed, "merged"), (erased, "erased")):
+        status, page = await agent.post(f"/console/contacts/{gone}/merge", {"source": str(ana)})
+        assert status == 422 and word in field_error(page, "contact_id") and 'id="error-source"' not in page
     status, page = await agent.post(f"/console/contacts/{ana}/merge", {"source": "not a number"})
     assert status == 422 and field_error(page, "source")
     # Nor may a merged or erased contact be edited or given identities.
@@ -106,3 +111,28 @@ async def test_merging_across_a_merged_or_erased_contact(running, agent, http):
         assert answer["field"] == "contact_id", answer
         status, page = await agent.post(f"/console/contacts/{gone}", {"name": "Otra"})
         assert status == 422 and field_error(page, "contact_id")
+
+
+async def test_merging_into_or_from_a_merged_organization(running, agent, http):
+    service = running.service
+    acme = await service.organizations.create({"name": "Acme"}, actor="test")
+    beta = await service.organizations.create({"name": "Beta"}, actor="test")
+    gamma = await service.organizations.create({"name": "Gamma"}, actor="test")
+    await service.organizations.merge(acme["id"], beta["id"], actor="test")
+
+    for target, source, field in ((acme, beta, "organization_id"), (beta, gamma, "id"), (acme, acme, "organization_id")):
+        answer = await refused(http, "POST", f"/organizations/{target['id']}/merge", {"organization_id": source["id"]})
+        assert answer["field"] == field, answer
+    answer = await refused(http, "PATCH", f"/organizations/{beta['id']}", {"name": "Beta SA"})
+    assert answer["field"] == "organization_id" and "merged" in answer["message"], answer
+
+    # The console: absorbing a merged organization is refused at the form's field; a stale
+    # page of the merged one (no forms any more) says why at the top, for a merge and an edit.
+    status, page = await agent.post(f"/console/organizations/{gamma['id']}/merge", {"source": str(beta["id"])})
+    assert status == 422 and "merged" in field_error(page, "source")
+    status, page = await agent.post(f"/console/organizations/{beta['id']}/merge", {"source": str(gamma["id"])})
+    assert status == 422 and "merged" in field_error(page, "organization_id")
+    status, page = await agent.post(f"/console/organizations/{beta['id']}", {"name": "Beta SA"})
+    assert status == 422 and "merged" in field_error(page, "organization_id")
+    assert (await service.organizations.get(beta["id"]))["name"] == "Beta"
+    assert (await service.organizations.get(gamma["id"]))["merged_into_id"] is None
