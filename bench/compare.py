@@ -52,6 +52,8 @@ from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+#: The folder holding TREE_FINDER (set while main runs).
+SITE = Path()
 HIGHER, LOWER = "higher", "lower"
 
 #: Sizes for a same-run comparison: small enough that several rounds of both sides fit in
@@ -144,9 +146,73 @@ def split_args(tokens: list[str], accepted: set[str]) -> tuple[list[str], list[s
     return kept, dropped
 
 
+#: ``sitecustomize`` for every benchmark run: ``posventa.X`` is the side's own tree's X.
+#: An interpreter with posventa installed in editable mode answers ``posventa.core`` (and
+#: .intake, .bots, .kb, .migrations) with the folders of the checkout it was installed
+#: from, whatever ``PYTHONPATH`` says, so without this both sides would run that one
+#: checkout's code. A tree from before the namespace (4065b8e: top-level ``core`` with
+#: ``import core.x`` inside) gets ``posventa.X`` as an alias of its ``X``, so that the
+#: head's scripts run on it (``--same-scripts``).
+TREE_FINDER = '''"""Written by bench/compare.py: posventa.X is this tree's own X."""
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+
+_TREE = os.environ["POSVENTA_BENCH_TREE"]
+_MAPPED = ("core", "intake", "bots", "kb", "migrations")
+_NAMESPACED = os.path.isfile(os.path.join(_TREE, "posventa", "__init__.py"))
+
+
+class _TreeFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name == "posventa" and not _NAMESPACED:
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        top, _, rest = name.removeprefix("posventa.").partition(".")
+        if not name.startswith("posventa.") or top not in _MAPPED:
+            return None
+        if _NAMESPACED:
+            if rest:
+                return None  # found through the package's __path__, in this tree
+            folder = os.path.join(_TREE, top)
+            return importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
+                                                          submodule_search_locations=[folder])
+        return importlib.machinery.ModuleSpec(name, self, is_package=True)
+
+    def create_module(self, spec):
+        if spec.name == "posventa":
+            return None
+        module = importlib.import_module(spec.name.removeprefix("posventa."))
+        self._own = getattr(self, "_own", {})
+        self._own[spec.name] = module.__spec__
+        return module
+
+    def exec_module(self, module):
+        if module.__name__ == "posventa":
+            module.__path__ = []
+            return
+        module.__spec__ = self._own.pop(module.__spec__.name)  # the module's own spec again
+
+
+sys.meta_path.insert(0, _TreeFinder())
+'''
+
+
+@contextmanager
+def tree_finder() -> Iterator[Path]:
+    """A folder holding TREE_FINDER as sitecustomize.py, for the runs' PYTHONPATH."""
+    with tempfile.TemporaryDirectory(prefix="posventa-compare-site-") as tmp:
+        (Path(tmp) / "sitecustomize.py").write_text(TREE_FINDER)
+        yield Path(tmp)
+
+
 def tree_env(tree: Tree) -> dict[str, str]:
-    # The tree's own code first: the interpreter's editable install points at one checkout.
-    return {**os.environ, "PYTHONPATH": str(tree.path), "PYTHONDONTWRITEBYTECODE": "1"}
+    # The tree's own code first: the interpreter's editable install points at one checkout
+    # (TREE_FINDER, found first as sitecustomize, maps posventa.X to this tree's folders).
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SITE), str(tree.path)]),
+            "POSVENTA_BENCH_TREE": str(tree.path), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def last_json(stdout: str) -> dict[str, Any] | None:
@@ -277,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     report: dict[str, Any] = {"compare": "bench/compare.py", "rounds": args.rounds, "cpus": os.cpu_count(),
                               "load_avg_at_start": [round(x, 2) for x in os.getloadavg()], "benchmarks": {}}
-    with checkout("baseline", args.baseline) as base, checkout("head", args.head) as head:
+    global SITE
+    with tree_finder() as SITE, checkout("baseline", args.baseline) as base, checkout("head", args.head) as head:
         report["baseline"] = {"revision": base.revision, "commit": base.commit}
         report["head"] = {"revision": head.revision, "commit": head.commit, "uncommitted_changes": head.dirty}
         report["scripts"] = "the head's on both sides" if args.same_scripts else "each side's own"
