@@ -179,7 +179,7 @@ class ContactService:
         The search reads the matches of one word, the rarest: with several words, each
         one's matches are first counted up to ``PROBE_CAP``, and the rarest word's matches
         are each checked for the other words on that contact's own few terms (the
-        ``contact_id`` index). Intersecting every word's matches instead read all ~55,000
+        (contact_id, term) index). Intersecting every word's matches instead read all ~55,000
         "ana…" terms to keep the ~40 that also start "garomi…" (86 ms of PostgreSQL CPU
         at 1,000,000 contacts); only when every word is that common are they intersected.
 
