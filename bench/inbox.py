@@ -103,8 +103,12 @@ async def pipeline(db: Database, messages: int, customers: int, *, sla: object |
 
 
 async def drop_fulltext(db: Database) -> None:
-    """The schema as it was before issue 21's full-text index (see migration i21_fulltext)."""
-    from posventa.core.persistence.schema import FULLTEXT_COLUMN, FULLTEXT_TABLES
+    """The schema as it was before issue 21's full-text index (see migration i21_fulltext);
+    nothing on a revision from before it (compare.py --same-scripts passes the option to both)."""
+    try:
+        from posventa.core.persistence.schema import FULLTEXT_COLUMN, FULLTEXT_TABLES
+    except ImportError:
+        return
 
     async with db.transaction() as conn:
         if db.is_sqlite:
