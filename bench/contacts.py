@@ -12,13 +12,12 @@ Two ways to fill, with the same data (the same rows in ``contacts``,
 ``contact_identities`` and ``contact_terms``, terms from ``normalize.terms_for``):
 ``--fill identify`` (the default) goes through ``identify`` and measures its rate, ~1,000
 contacts/s on this machine (15-20 minutes for a million); ``--fill bulk`` writes the same
-rows with COPY / executemany in a few minutes, for working on the search. ``--keep``
-keeps the filled database (a PostgreSQL database or a SQLite file named after the size
-and the seed) and reuses it when it is there, migrated to the head, so a search can be
-measured again in seconds; ``--drop-kept`` removes it.
+rows with COPY / executemany, faster, for working on the search. ``--keep NAME`` keeps
+the filled database (bench.support.kept_database) and reuses it when it holds the same
+number of contacts, migrated to the head, so a search can be measured again in a minute.
 
     .venv/bin/python bench/contacts.py [--contacts 1000000] [--queries 200] [--only sqlite|postgres]
-                                       [--fill identify|bulk] [--keep] [--drop-kept]
+                                       [--fill identify|bulk] [--keep NAME]
 """
 
 from __future__ import annotations
@@ -35,10 +34,8 @@ import asyncio  # noqa: E402
 import functools  # noqa: E402
 import random  # noqa: E402
 import secrets  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import AsyncIterator, Iterator  # noqa: E402
-from contextlib import asynccontextmanager  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 
 from sqlalchemy import func, insert, select, update  # noqa: E402
@@ -49,8 +46,6 @@ from posventa.core.contacts.normalize import terms_for  # noqa: E402
 from posventa.core.contacts.service import ContactService  # noqa: E402
 from posventa.core.outgoing import Outgoing  # noqa: E402
 from bench.support import (  # noqa: E402
-    ENGINES,
-    PG_ADMIN,
     add_database_argument,
     bulk_insert,
     emit,
@@ -59,7 +54,7 @@ from bench.support import (  # noqa: E402
     settle,
     timed_calls,
 )
-from posventa.core.persistence import Database, upgrade  # noqa: E402
+from posventa.core.persistence import Database  # noqa: E402
 from posventa.core.persistence.schema import (  # noqa: E402
     contact_identities,
     contact_terms,
@@ -186,57 +181,13 @@ async def timed(db: Database, search, items: list[str], **kw) -> dict[str, float
     return await timed_calls(db, [functools.partial(search, q, limit=50, **kw) for q in items])
 
 
-def kept_name(args: argparse.Namespace) -> str:
-    return f"pv_bench_contacts_{args.contacts}_s{SEED}"
-
-
-def kept_sqlite_path(args: argparse.Namespace) -> Path:
-    return Path(tempfile.gettempdir()) / f"{kept_name(args)}.db"
-
-
-@asynccontextmanager
-async def kept_database(engine: str, args: argparse.Namespace) -> AsyncIterator[tuple[Database, bool]]:
-    """The kept database of this size (created if missing), migrated to the head, and
-    whether it holds the contacts already."""
-    if engine == "sqlite":
-        url = f"sqlite+aiosqlite:///{kept_sqlite_path(args)}"
-    else:
-        import asyncpg
-
-        admin = await asyncpg.connect(PG_ADMIN)
-        try:
-            if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", kept_name(args)):
-                await admin.execute(f'CREATE DATABASE "{kept_name(args)}"')
-        finally:
-            await admin.close()
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{kept_name(args)}"
-    db = Database(url)
-    try:
-        await upgrade(db)
-        async with db.engine.connect() as conn:
-            filled = (await conn.execute(select(func.count()).select_from(contact_identities))).scalar_one()
-        if filled not in (0, args.contacts):
-            raise SystemExit(f"the kept {engine} database holds {filled} contacts, not {args.contacts}: "
-                             "run with --drop-kept")
-        yield db, filled == args.contacts
-    finally:
-        await db.dispose()
-
-
-async def drop_kept(args: argparse.Namespace) -> None:
-    import asyncpg
-
-    kept_sqlite_path(args).unlink(missing_ok=True)
-    for suffix in ("-wal", "-shm"):
-        Path(f"{kept_sqlite_path(args)}{suffix}").unlink(missing_ok=True)
-    admin = await asyncpg.connect(PG_ADMIN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{kept_name(args)}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-async def run_one(db: Database, args: argparse.Namespace, *, filled: bool = False) -> dict[str, object]:
+async def run_one(db: Database, args: argparse.Namespace) -> dict[str, object]:
+    async with db.engine.connect() as conn:
+        held = (await conn.execute(select(func.count()).select_from(contact_identities))).scalar_one()
+    if held not in (0, args.contacts):
+        raise SystemExit(f"the kept database holds {held} contacts, not {args.contacts}: use another --keep name, "
+                         "or delete it")
+    filled = held == args.contacts
     rng = random.Random(SEED)
     if filled:
         rate = None
@@ -266,23 +217,12 @@ async def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--fill", choices=("identify", "bulk"), default="identify",
                         help="through identify (measures its rate) or the same rows written in bulk")
-    parser.add_argument("--keep", action="store_true", help="keep the filled database and reuse it next time")
-    parser.add_argument("--drop-kept", action="store_true", help="drop the kept database of this size and stop")
+    parser.add_argument("--keep", metavar="NAME", help="keep the filled database under this name and reuse it")
     add_database_argument(parser)
     args = parser.parse_args()
-    if args.drop_kept:
-        await drop_kept(args)
-        return
     out: dict[str, object] = {"benchmark": "contacts", "contacts": args.contacts,
                               "target": f"search p95 < {TARGET_P95_MS:g} ms"}
-    if args.keep:
-        for engine in ENGINES if args.only is None else (args.only,):
-            load_before = machine_load()
-            async with kept_database(engine, args) as (db, filled):
-                result = await run_one(db, args, filled=filled)
-            out[engine] = {**result, "load_avg_before": load_before, "load_avg_after": machine_load()}
-    else:
-        out.update(await on_each_database(args.only, lambda db: run_one(db, args)))
+    out.update(await on_each_database(args.only, lambda db: run_one(db, args), keep=args.keep))
     emit(out)
 
 
