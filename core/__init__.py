@@ -12,15 +12,18 @@ root (``posventa/service.py``, ``posventa/cli.py``) is the one place outside cor
 - ports: ``EventLedger`` (what an at-least-once transport already handled),
   ``CaseLookup`` (a customer's identity and cases, read-only), ``Accounts`` (the agents'
   accounts the console signs in with), ``ReadModels`` (what pages and charts show as
-  it is), and the protocols of ``core.ports`` (``Notifier`` among them).
+  it is), ``ChatSessions`` and ``ChatHistory`` (the web chat's visitors and their
+  conversation), and the protocols of ``core.ports`` (``Notifier`` among them).
 """
 
 from posventa.core.accounts import Account, Accounts
 from posventa.core.case_lookup import CaseLine, CaseLookup
+from posventa.core.chat_history import ChatHistory
+from posventa.core.chat_sessions import ChatSessions
 from posventa.core.event_ledger import EventLedger
 from posventa.core.persistence.database import Database
 from posventa.core.persistence.schema import Id, UTCDateTime, metadata
 from posventa.core.read_models import ReadModels
 
-__all__ = ["Account", "Accounts", "CaseLine", "CaseLookup", "Database", "EventLedger", "Id", "ReadModels",
-           "UTCDateTime", "metadata"]
+__all__ = ["Account", "Accounts", "CaseLine", "CaseLookup", "ChatHistory", "ChatSessions", "Database", "EventLedger",
+           "Id", "ReadModels", "UTCDateTime", "metadata"]

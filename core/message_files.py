@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posventa.core.attachments import AttachmentStore, IncomingFile, safe_filename
 from posventa.core.domain import AttachmentRef, Author, ChannelName, OutgoingFile
@@ -40,6 +41,19 @@ _COLUMNS = (attachments.c.id, attachments.c.message_id, attachments.c.filename, 
 
 def _file(row) -> StoredFile:
     return StoredFile(row.id, row.message_id, row.filename, row.content_type, row.size, row.sha256)
+
+
+async def files_of(conn: AsyncConnection, message_ids: Sequence[int]) -> dict[int, list[StoredFile]]:
+    """``MessageFiles.of_messages`` on a connection a core port already holds."""
+    by_message: dict[int, list[StoredFile]] = {}
+    if not message_ids:
+        return by_message
+    rows = await conn.execute(select(*_COLUMNS).where(attachments.c.message_id.in_(list(message_ids)),
+                                                      attachments.c.inline.is_(False))
+                              .order_by(attachments.c.id))
+    for row in rows:
+        by_message.setdefault(row.message_id, []).append(_file(row))
+    return by_message
 
 
 class MessageFiles:
@@ -100,16 +114,10 @@ class MessageFiles:
 
     async def of_messages(self, message_ids: Sequence[int]) -> dict[int, list[StoredFile]]:
         """The files of these messages (not the images inside an email's body), by message id."""
-        by_message: dict[int, list[StoredFile]] = {}
         if not message_ids:
-            return by_message
+            return {}
         async with self._db.reading() as conn:
-            rows = await conn.execute(select(*_COLUMNS).where(attachments.c.message_id.in_(list(message_ids)),
-                                                              attachments.c.inline.is_(False))
-                                      .order_by(attachments.c.id))
-            for row in rows:
-                by_message.setdefault(row.message_id, []).append(_file(row))
-        return by_message
+            return await files_of(conn, message_ids)
 
     async def in_conversation(self, attachment_id: int, *, contact_id: int, channel: ChannelName) -> StoredFile | None:
         """The file if it belongs to the contact's conversation on ``channel`` (their own

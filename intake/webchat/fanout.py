@@ -12,13 +12,13 @@ asks the others through the ``Notifier`` (LISTEN/NOTIFY):
           reads the message row, pushes it and NOTIFYs an ack → the count it took
 
 Only ids travel (a payload is at most 8000 bytes and may be lost); the holder reads the
-``messages`` row, so what it shows is what the history replay would show. No ack within
-``ack_timeout`` counts as "not delivered", as from a ``LocalHub``: the webchat channel
-keeps the reply for the history replay and, in time, sends it by email; a late push that
-did arrive is deduplicated by the widget on ``message_id``.
+message (``ChatSessions.messages_to``), so what it shows is what the history replay would
+show. No ack within ``ack_timeout`` counts as "not delivered", as from a ``LocalHub``:
+the webchat channel keeps the reply for the history replay and, in time, sends it by email;
+a late push that did arrive is deduplicated by the widget on ``message_id``.
 
-"Seen lately" is ``webchat_sessions.last_seen_at``: a hello sets it, and every process
-refreshes it for its open sockets every ``heartbeat_seconds``. A session not refreshed for
+"Seen lately" is a session's last seen time (core's ``ChatSessions``): a hello sets it,
+and every process refreshes it for its open sockets every ``heartbeat_seconds``. A session not refreshed for
 three heartbeats is connected nowhere (a process killed with its sockets stops
 refreshing), so a reply to a visitor who left costs no NOTIFY and no waiting.
 """
@@ -33,19 +33,15 @@ from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy import select, update
 
-from posventa.core.domain import ChannelName, Direction
+from posventa.core import Database
+from posventa.core.chat_sessions import ChatSessions, SessionMessage
 from posventa.core.errors import StorageUnavailable, TransientDeliveryError
-from posventa.core.persistence import Database
-from posventa.core.persistence.notify import Notifier
-from posventa.core.persistence.schema import messages, webchat_sessions
-from posventa.core.ports import Clock
+from posventa.core.ports import Clock, Notifier
 from posventa.core.tasks import Periodic, cancel_and_wait
 from posventa.intake.webchat import protocol
 from posventa.intake.webchat.history import sender_of
 from posventa.intake.webchat.hub import Connection, Frame, LocalHub
-from posventa.intake.webchat.sessions import reading
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +63,6 @@ ELSEWHERE_RETRY_SECONDS = 5.0
 #: (their senders see no ack and the outbox retries).
 MAX_PENDING = 10_000
 _BATCH = 200
-_CHUNK = 500
 
 
 class FanoutHub:
@@ -79,7 +74,7 @@ class FanoutHub:
                  elsewhere_retry: float = ELSEWHERE_RETRY_SECONDS, registry: CollectorRegistry | None = None) -> None:
         self._local = local
         self._notifier = notifier
-        self._db = db
+        self._sessions = ChatSessions(db=db, clock=clock)
         self._clock = clock
         self._heartbeat = heartbeat_seconds
         self._ack_timeout = ack_timeout
@@ -193,10 +188,7 @@ class FanoutHub:
 
     async def _seen_lately(self, public_id: str) -> bool:
         since = self._clock.now() - timedelta(seconds=self._heartbeat * PRESENCE_HEARTBEATS)
-        async with reading(self._db) as conn:
-            seen = (await conn.execute(select(webchat_sessions.c.last_seen_at)
-                                       .where(webchat_sessions.c.public_id == public_id))).scalar()
-        return seen is not None and seen >= since
+        return await self._sessions.seen_since(public_id, since)
 
     def _on_ack(self, payload: str) -> None:
         try:
@@ -242,25 +234,18 @@ class FanoutHub:
                 log.exception("web chat: delivering pushes from other processes failed")
 
     async def _deliver(self, batch: list[tuple[str, int, str | None]]) -> None:
-        ids = sorted({m for _, m, _ in batch})
-        async with reading(self._db) as conn:
-            rows = (await conn.execute(
-                select(messages.c.id, messages.c.direction, messages.c.author, messages.c.text, messages.c.extra,
-                       webchat_sessions.c.public_id)
-                .join(webchat_sessions, webchat_sessions.c.contact_id == messages.c.contact_id)
-                .where(messages.c.id.in_(ids), messages.c.channel == ChannelName.WEBCHAT.value,
-                       messages.c.direction == Direction.OUT.value))).all()
+        rows = await self._sessions.messages_to(sorted({m for _, m, _ in batch}))
         # Keyed by session too: only a session's own messages are written to it (and a
         # contact with two sessions yields one row per session).
         found = {(r.id, r.public_id): r for r in rows}
         # One visitor's pushes stay in order; different visitors are written side by side.
-        by_session: dict[str, list[tuple[Any, str | None]]] = {}
+        by_session: dict[str, list[tuple[SessionMessage, str | None]]] = {}
         for public_id, message_id, request in batch:
             row = found.get((message_id, public_id))
             if row is not None:
                 by_session.setdefault(public_id, []).append((row, request))
 
-        async def write(public_id: str, items: list[tuple[Any, str | None]]) -> None:
+        async def write(public_id: str, items: list[tuple[SessionMessage, str | None]]) -> None:
             for row, request in items:
                 frame = protocol.server_message(row.id, sender=sender_of(row.direction, row.author), text=row.text,
                                                 extra=row.extra)
@@ -277,13 +262,8 @@ class FanoutHub:
 
     async def heartbeat(self) -> int:
         """Mark every session with a socket here as seen now; returns how many."""
-        ids = sorted({c.public_id for c in self._local.connections() if c.public_id is not None})
-        now = self._clock.now()
-        for start in range(0, len(ids), _CHUNK):
-            async with self._db.transaction() as conn:
-                await conn.execute(update(webchat_sessions)
-                                   .where(webchat_sessions.c.public_id.in_(ids[start:start + _CHUNK]))
-                                   .values(last_seen_at=now))
+        ids = {c.public_id for c in self._local.connections() if c.public_id is not None}
+        await self._sessions.mark_seen(ids)
         return len(ids)
 
     def _count(self, event: str) -> None:

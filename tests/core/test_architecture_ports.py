@@ -6,9 +6,6 @@ the ``Database`` and run migrations. Adapters get what they need from ``core``'s
 surface (``core/__init__.py``'s ``__all__``: ports, ``Database`` for the tables an adapter
 owns, ``metadata`` and the column types so those tables join the one schema Alembic sees)
 or from a core port (``core.ports``).
-
-``PENDING`` lists the adapter modules not moved behind ports yet (#18): it may only
-shrink. A module leaving it must be removed from it (the test says so).
 """
 
 from __future__ import annotations
@@ -20,13 +17,6 @@ from tests.support import REPO
 #: The composition root: the only modules outside core/ allowed to wire persistence.
 COMPOSITION_ROOT = frozenset({"service.py", "cli.py"})
 ADAPTER_FOLDERS = ("bots", "intake", "kb", "posventa/commands")
-
-#: Adapter modules that still import core.persistence (#18, moved module by module).
-PENDING = frozenset({
-    "intake/webchat/fanout.py",
-    "intake/webchat/history.py",
-    "intake/webchat/sessions.py",
-})
 
 
 def imports_persistence(path) -> list[int]:
@@ -59,10 +49,7 @@ def test_no_module_outside_core_imports_core_persistence():
         lines = imports_persistence(p)
         if lines:
             offenders[p.relative_to(REPO).as_posix()] = lines
-    new = {k: v for k, v in offenders.items() if k not in PENDING}
-    assert new == {}, "adapters reach core through core's ports (core/__init__.py, core/ports.py)"
-    moved = PENDING - offenders.keys()
-    assert moved == set(), "these no longer import core.persistence: remove them from PENDING"
+    assert offenders == {}, "adapters reach core through core's ports (core/__init__.py, core/ports.py)"
 
 
 def test_the_check_itself_catches_an_offender(tmp_path):
