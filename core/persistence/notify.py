@@ -1,7 +1,8 @@
 """Small notifications between the ``posventa serve`` processes that share a database.
 
 ``Notifier.publish(topic, payload)`` reaches every ``subscribe(topic, callback)`` in
-every process, this one included. Two implementations, picked by ``notifier_for(db)``:
+every process, this one included. The ``Notifier`` protocol is core's (``core.ports``,
+where adapters see it); two implementations, picked by ``notifier_for(db)``:
 
 - ``LocalNotifier`` (SQLite: one process owns the file) calls this process's
   subscribers and nobody else;
@@ -41,8 +42,6 @@ from posventa.core.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 Callback = Callable[[str], None]
-
-__all__ = ["LocalNotifier", "Notifier", "PgNotifier", "notifier_for"]
 
 #: Topic names become PostgreSQL channel names (``posventa_<topic>``, 63 bytes at most).
 TOPIC_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")

@@ -1,5 +1,9 @@
 """The web chat: the ``/chat/ws`` websocket, the embeddable widget and the ``webchat``
-outbound channel. Protocol: docs/webchat-protocol.md."""
+outbound channel. Protocol: docs/webchat-protocol.md.
+
+It reaches core through ports only: visitors' sessions through ``core.chat_sessions``,
+their conversation through ``core.chat_history``, files through ``core.message_files``,
+which channel an undelivered reply falls back to through ``core.reply_fallback``."""
 
 from posventa.intake.webchat.channel import WebchatChannel
 from posventa.intake.webchat.history import History
