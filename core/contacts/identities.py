@@ -1,8 +1,9 @@
 """Who wrote: finding a contact by a channel identity, and creating contacts.
 
 The one place contacts come into being, whichever door the customer used: the inbox
-(email, Telegram, web chat messages), the web chat's new sessions, manual cases, the
-contacts API and sales imports all go through ``identify`` / ``create_contact``. So
+(email, Telegram, web chat messages), the web chat's new sessions (``core.chat_sessions``,
+the web chat's port), manual cases, the contacts API and sales imports all go through
+``identify`` / ``create_contact``. So
 the rules live here once:
 
 - an identity (channel + address) belongs to one contact (a unique key);
