@@ -3,7 +3,9 @@
 import pytest
 
 from posventa.core.domain import CaseType
-from posventa.core.replies import case_type_from_reply, choice_number_from_text
+import unicodedata
+
+from posventa.core.replies import case_type_from_reply, choice_number_from_text, fold
 
 T = CaseType
 
@@ -27,3 +29,15 @@ def test_choice_number_reads_only_the_first_line():
     assert choice_number_from_text("hola\n2", count=3) is None
     assert choice_number_from_text("2", count=1) is None
     assert choice_number_from_text("#1", count=1) == 1
+
+
+@pytest.mark.parametrize("text", [
+    "", "  Reclamação ", "mensaje 17: mi pedido no llegó todavía", "ÉS UN INCIDENTE", "Straße", "ﬁn ① ²",
+    "Tiếng Việt có dấu", "नमस्ते", "привет, жалоба", "e\u0301\u0327\u20dd x", "日本語のテキスト", "🙂 emoji",
+    "".join(chr(c) for c in range(0x250, 0x3100)),  # more characters than the table keeps
+])
+def test_fold_is_lower_case_without_combining_marks(text):
+    by_definition = "".join(c for c in unicodedata.normalize("NFKD", text.strip().lower())
+                            if not unicodedata.combining(c))
+    assert fold(text) == by_definition
+    assert fold(text) == by_definition  # from the learnt table too
