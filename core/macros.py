@@ -23,7 +23,7 @@ from posventa.core.cases import CaseService, _enum, _text
 from posventa.core.domain import Activity, AttachmentRef, CaseType
 from posventa.core.errors import NotFound, ValidationError
 from posventa.core.persistence import Database
-from posventa.core.persistence.schema import cases, contacts, macros
+from posventa.core.persistence.schema import cases, contacts, macros, users
 from posventa.core.ports import Clock, TextTemplates
 
 LANGUAGES = ("es", "pt", "en")
@@ -115,11 +115,16 @@ class MacroService:
         return _public(row)
 
     async def render(self, macro: Mapping[str, Any], number: int, *, agent: str) -> tuple[str, str]:
-        """The text ``macro`` gives for case ``number`` and the language it chose."""
+        """The text ``macro`` gives for case ``number`` and the language it chose. ``agent`` is
+        the replying agent's username: ``{{ agent.name }}`` is their display name (the name as
+        given when it is no console account or has none)."""
         async with self._db.engine.connect() as conn:
             row = (await conn.execute(
                 select(cases.c.id, cases.c.title, cases.c.language, cases.c.kb_url, contacts.c.name,
-                       contacts.c.email, contacts.c.language.label("contact_language"))
+                       contacts.c.email, contacts.c.language.label("contact_language"),
+                       # The customer reads the agent's name as the console shows it, not a login.
+                       select(users.c.display_name).where(users.c.username == agent)
+                       .scalar_subquery().label("agent_name"))
                 .join(contacts, contacts.c.id == cases.c.contact_id).where(cases.c.id == number))).first()
         if row is None:
             raise NotFound(f"case {number} not found")
@@ -131,7 +136,7 @@ class MacroService:
         variables = {
             "customer": {"name": row.name or "", "email": row.email or "", "language": language},
             "case": {"number": row.id, "title": row.title},
-            "agent": {"name": agent},
+            "agent": {"name": row.agent_name or agent},
             "kb": {"url": row.kb_url or ""},
             "company": {"name": self._company},
         }

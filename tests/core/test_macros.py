@@ -9,6 +9,7 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
+from posventa.core.accounts import Accounts, Role
 from posventa.core.cases import CaseService, NewCase
 from posventa.core.errors import NotFound, ValidationError
 from posventa.core.macros import MAX_OUTPUT, MacroInput, MacroService
@@ -82,6 +83,21 @@ async def test_the_customers_language_picks_the_body_with_fallback(desk):
     assert language == "es" and text.startswith("Hola Mary, su caso")
     only_en = await macros.create(MacroInput(name="Only en", bodies={"en": "Hi {{ customer.name }}"}))
     assert await macros.render(only_en, brazilian, agent="Ana") == ("Hi João", "en")
+
+
+async def test_agent_name_is_the_agents_display_name_not_their_login(desk, db):
+    cases, macros = desk
+    accounts = Accounts(db=db, clock=FakeClock())
+    await accounts.create("ana", password_hash="x", role=Role.AGENT, display_name="Ana Agente")
+    await accounts.create("bea", password_hash="x", role=Role.AGENT, display_name=None)
+    macro = await macros.create(MacroInput(name="Firma", bodies={"pt": "Atenciosamente, {{ agent.name }}"}))
+    number = await a_case(cases)
+    assert await macros.render(macro, number, agent="ana") == ("Atenciosamente, Ana Agente", "pt")
+    # No display name, or no console account (an API caller's own name): the name as given.
+    assert await macros.render(macro, number, agent="bea") == ("Atenciosamente, bea", "pt")
+    assert await macros.render(macro, number, agent="Mesa de ayuda") == ("Atenciosamente, Mesa de ayuda", "pt")
+    sent = await macros.use("firma", number, agent="ana", owner="ana")
+    assert sent["text"] == "Atenciosamente, Ana Agente"
 
 
 async def test_the_sandbox_reaches_nothing_but_the_variables(desk):
