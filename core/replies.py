@@ -71,7 +71,8 @@ _TYPE_OF_WORD: dict[str, CaseType] = {w: t for t in CLASSIFIED_TYPES for w in _w
 
 
 def _first_line(text: str) -> str | None:
-    for line in text.split("\n")[:20]:
+    # Split no further than the 20 lines read: a long mail is not cut whole, twice per message.
+    for line in text.split("\n", 20)[:20]:
         if line.strip():
             return line[:_MAX_LINE_CHARS]
     return None
@@ -81,8 +82,10 @@ def choice_number_from_text(text: str, *, count: int) -> int | None:
     """The 1-based choice a customer picked by replying ``2`` (or ``2)``, ``opción 2``) to a
     numbered list of ``count`` choices, read from the first non-empty line; else None."""
     line = _first_line(text)
-    if line is None:
-        return None
+    return None if line is None else _choice_number(line, count)
+
+
+def _choice_number(line: str, count: int) -> int | None:
     match = _CHOICE_REPLY.fullmatch(line)
     number = int(match.group(1)) if match else 0
     return number if 1 <= number <= count else None
@@ -97,11 +100,13 @@ def case_type_from_reply(text: str) -> CaseType | None:
     """The type a customer answered to "request, complaint or incident?": the number of
     the email's numbered list (in ``CLASSIFIED_TYPES`` order), or a short first line that
     names exactly one type ("Reclamo", "es un incidente", "complaint."). None when unsure."""
-    number = choice_number_from_text(text, count=len(CLASSIFIED_TYPES))
+    line = _first_line(text)
+    if line is None:
+        return None
+    number = _choice_number(line, len(CLASSIFIED_TYPES))
     if number is not None:
         return CLASSIFIED_TYPES[number - 1]
-    line = _first_line(text)
-    if line is None or line.lstrip().startswith("/"):
+    if line.lstrip().startswith("/"):
         return None  # "/type incident" is a command (an agent's), not a customer's answer
     words = _WORD.findall(fold(line))
     if not words or len(words) > MAX_ANSWER_WORDS:

@@ -25,6 +25,15 @@ def test_case_type_from_reply(reply, expected):
     assert case_type_from_reply(reply) == expected
 
 
+def test_only_the_first_non_empty_line_of_twenty_is_read():
+    prose = "\n".join(f"línea {i} de un correo largo" for i in range(10_000))
+    assert case_type_from_reply("Reclamo\n" + prose) == T.COMPLAINT
+    assert case_type_from_reply("\n" * 19 + "3\n" + prose) == T.INCIDENT
+    assert case_type_from_reply("\n" * 20 + "3") is None
+    assert choice_number_from_text("\n" * 19 + "2", count=3) == 2
+    assert choice_number_from_text("\n" * 20 + "2", count=3) is None
+
+
 def test_choice_number_reads_only_the_first_line():
     assert choice_number_from_text("hola\n2", count=3) is None
     assert choice_number_from_text("2", count=1) is None
