@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from posventa.core.business_hours import WEEKDAYS, build_calendar
-from posventa.core.errors import ValidationError
+from posventa.core.errors import Conflict, NotFound, ValidationError
 from posventa.core.persistence import Database
 from posventa.core.persistence.schema import calendar_overrides
 from posventa.core.ports import Clock
@@ -41,11 +42,24 @@ MAX_DAYS = 400
 FIELDS = ("timezone", "country", "subdivision", *WEEKDAYS, "closed_days", "open_days")
 
 
+#: A calendar name as the rule ``valid_name`` states it, for the API's description (its
+#: path segment and body field): no '/', no control character, no leading '.' (a path
+#: segment "." or ".." is no name), something besides spaces.
+NAME_PATTERN = r"^(?![.\s])[^/\x00-\x1f\x7f]*[^/\s\x00-\x1f\x7f]$"
+
+
+def valid_name(name: object) -> bool:
+    """Whether ``name`` may name a calendar (it is a config key and a URL path segment)."""
+    return (isinstance(name, str) and 0 < len(name) <= MAX_NAME and name == name.strip()
+            and re.fullmatch(NAME_PATTERN, name) is not None)
+
+
 def check_definition(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """A calendar's fields from outside, normalised and checked as config is; a
     ``ValidationError`` naming the field (``timezone``, ``mon``, ``country``…) otherwise."""
-    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or "/" in name:
-        raise ValidationError(f"a calendar name is 1-{MAX_NAME} characters, without '/'", field="name")
+    if not valid_name(name):
+        raise ValidationError(f"a calendar name is 1-{MAX_NAME} characters, without '/' or control characters, "
+                              "not starting with '.'", field="name")
     out: dict[str, Any] = {}
     for key in ("timezone", "country", "subdivision"):
         value = data.get(key, "")
@@ -104,12 +118,61 @@ class CalendarEditor:
     async def list(self) -> list[dict[str, Any]]:
         """Every calendar in effect: config's, with the edited ones over them."""
         stored = await self.stored()
-        merged = {**self.configured(), **stored}
-        return [{"name": name, "edited": name in stored, **definition} for name, definition in sorted(merged.items())]
+        configured = self.configured()
+        merged = {**configured, **stored}
+        return [{"name": name, "edited": name in stored, "configured": name in configured, **definition}
+                for name, definition in sorted(merged.items())]
+
+    async def get(self, name: str) -> dict[str, Any]:
+        """The calendar in effect under ``name``; ``NotFound`` if there is none."""
+        found = next((c for c in await self.list() if c["name"] == name), None)
+        if found is None:
+            raise NotFound(f"no calendar named {name!r}")
+        return found
 
     async def save(self, name: str, data: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
+        """Store ``name``'s definition (a new calendar, or over config's or a stored one):
+        the console's form, which creates and edits alike."""
+        return await self._store(name.strip() if isinstance(name, str) else name, data, actor=actor)
+
+    async def create(self, name: str, data: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
+        """A new calendar; a name already in effect is refused (``ValidationError`` on ``name``)."""
+        if any(c["name"] == name for c in await self.list()):
+            raise ValidationError(f"a calendar named {name!r} exists already; change it instead", field="name")
+        return await self._store(name, data, actor=actor, only_new=True)
+
+    async def update(self, name: str, data: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
+        """The fields given replace ``name``'s (config's or a stored one); the others stay."""
+        current = await self.get(name)
+        return await self._store(name, {**{key: current[key] for key in FIELDS}, **{
+            key: value for key, value in data.items() if key in FIELDS}}, actor=actor)
+
+    async def delete(self, name: str, *, actor: str) -> dict[str, Any] | None:
+        """Remove ``name``'s stored definition: config's calendar of that name is in effect
+        again (returned), or, for a calendar only stored, there is none (None). A calendar
+        only config defines, or that a policy needs, is refused (``Conflict``)."""
+        stored = await self.stored()
+        if name not in stored:
+            if name in self.configured():
+                raise Conflict(f"calendar {name!r} is defined in the configuration ([[calendars]]); "
+                               "change it there, or change it here to override it")
+            raise NotFound(f"no calendar named {name!r}")
+        try:
+            setup = self._setup({k: v for k, v in stored.items() if k != name})
+        except ValidationError as exc:
+            raise Conflict(f"calendar {name!r} is still needed ({exc.field}: {exc})") from None
+        async with self._db.transaction() as conn:
+            gone = (await conn.execute(delete(calendar_overrides).where(calendar_overrides.c.name == name))).rowcount
+        if not gone:  # another process removed it meanwhile
+            raise NotFound(f"no calendar named {name!r}")
+        self._apply(setup)
+        self._publish(TOPIC, name)
+        log.info("calendars: %r deleted by %r", name, actor)
+        return next((c for c in await self.list() if c["name"] == name), None)
+
+    async def _store(self, name: str, data: Mapping[str, Any], *, actor: str, only_new: bool = False
+                     ) -> dict[str, Any]:
         definition = check_definition(name, data)
-        name = name.strip()
         setup = self._setup({**await self.stored(), name: definition})
         now = self._clock.now()
         async with self._db.transaction() as conn:
@@ -119,14 +182,20 @@ class CalendarEditor:
                 from sqlalchemy.dialects.sqlite import insert as upsert
             stmt = upsert(calendar_overrides).values(name=name, definition=definition, updated_at=now,
                                                      updated_by=actor[:120])
-            await conn.execute(stmt.on_conflict_do_update(
-                index_elements=["name"], set_={"definition": stmt.excluded.definition,
-                                               "updated_at": stmt.excluded.updated_at,
-                                               "updated_by": stmt.excluded.updated_by}))
+            if only_new:
+                # Two creations of one name at once: the second finds the first's row.
+                if not (await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))).rowcount:
+                    raise ValidationError(f"a calendar named {name!r} exists already; change it instead",
+                                          field="name")
+            else:
+                await conn.execute(stmt.on_conflict_do_update(
+                    index_elements=["name"], set_={"definition": stmt.excluded.definition,
+                                                   "updated_at": stmt.excluded.updated_at,
+                                                   "updated_by": stmt.excluded.updated_by}))
         self._apply(setup)
         self._publish(TOPIC, name)
         log.info("calendars: %r edited by %r", name, actor)
-        return {"name": name, "edited": True, **definition}
+        return {"name": name, "edited": True, "configured": name in self.configured(), **definition}
 
     async def reload(self) -> None:
         """Config plus the stored calendars, applied (at start, on another process's save,

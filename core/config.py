@@ -70,7 +70,7 @@ class HttpConfig:
 @dataclass(frozen=True)
 class ApiConfig:
     tokens: tuple[str, ...] = ()
-    #: Tokens that may also do what only an admin may (erase a contact); they work as
+    #: Tokens that may also do what only an admin may (erase a contact, edit calendars); they work as
     #: ordinary tokens too.
     admin_tokens: tuple[str, ...] = ()
 

@@ -8,6 +8,7 @@
     │   ├── NotFound
     │   ├── InvalidTransition        workflow refused (e.g. closed → derived)
     │   ├── StaleReply               a reply written before the case's newest message
+    │   ├── Conflict                 what is stored forbids it (a calendar config defines)
     │   └── ValidationError          a field is missing or out of range
     ├── StorageUnavailable           the database did not commit; the transport says "try later"
     └── DeliveryError                raised by Channel.send
@@ -40,6 +41,11 @@ class NotFound(DomainError):
 
 class InvalidTransition(DomainError):
     pass
+
+
+class Conflict(DomainError):
+    """What is stored or configured forbids the request (deleting a calendar that config
+    defines or a policy uses); the message says what to change instead."""
 
 
 class StaleReply(DomainError):

@@ -16,7 +16,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from posventa.core.config import Network, parse_networks
-from posventa.core.errors import DomainError, InvalidTransition, NotFound, StaleReply, StorageUnavailable, ValidationError
+from posventa.core.errors import (
+    Conflict,
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    StaleReply,
+    StorageUnavailable,
+    ValidationError,
+)
 from posventa.core.uploads import EMPTY, TOO_LARGE, TYPE_REFUSED, UploadRefused
 from posventa.core.workflow import MissingCaseType
 
@@ -136,6 +144,8 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return error_response(409, "type_required", str(exc), field=exc.field)
     except InvalidTransition as exc:
         return error_response(409, "invalid_transition", str(exc))
+    except Conflict as exc:
+        return error_response(409, "conflict", str(exc))
     except StaleReply as exc:
         return error_response(409, "stale_reply", str(exc), field=exc.field, newer=list(exc.newer),
                               latest_message_id=exc.latest)

@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     help_for_group = {"kb": "knowledge base (Discourse)", "import": "import sales or the survey catalog",
                       "surveys": "post-sale surveys", "users": "console users",
-                      "contacts": "contacts: privacy requests (export, erase)"}
+                      "contacts": "contacts: privacy requests (export, erase)",
+                      "calendars": "business-hours calendars in effect (list, show)"}
     for (group, name), (help_text, add_args, run) in sorted(extra_commands().items()):
         if not group:  # a command of its own, like `posventa demo`
             p = sub.add_parser(name, help=help_text)

@@ -599,9 +599,11 @@ class Service:
         """Calendars admins edit in the console (core/calendars.py): applied here at start,
         on another process's save (the notifier) and every so often."""
         from posventa.core import calendars
+        from posventa.intake.api import calendars as calendars_api
 
         self.calendar_editor = calendars.CalendarEditor(db=self.db, clock=self.clock, config=self.config,
                                                         apply=self._apply_calendars, publish=self.notifier.publish)
+        calendars_api.register(self.api, calendars=self.calendar_editor)
         self.notifier.subscribe(calendars.TOPIC, self.calendar_editor.on_notification)
         # Started (loaded) before the channels: no case is counted on config's calendars alone.
         self.components.append(self.calendar_editor)

@@ -28,7 +28,9 @@ Declaring a new endpoint (so that it passes the schemathesis test)
    stored state or on a rule JSON Schema cannot say; name those in ``errors={422:
    "why"}``, which also tells the test that such a 422 is expected.
 4. Path ids: ``/things/{id}``; they are integers, and a non-integer or unknown id is 404
-   (declared automatically). Read them with ``path_id(request, "id")``.
+   (declared automatically). Read them with ``path_id(request, "id")``. A path parameter
+   that is a name (``/calendars/{name}``): ``path_schemas={"name": <schema>}``; a segment
+   the schema refuses is 404 too. Read it from ``request.match_info``.
 5. Other statuses the handler (or core) can answer: ``errors={409: "when ..."}``.
    401, 503, and (with a body) 400 and 413 are declared for every operation.
    A body that may also come as ``multipart/form-data`` with files (a reply's
@@ -190,6 +192,9 @@ class Operation:
     admin: bool = False
     #: The body may also be a multipart/form-data form with files.
     files: FileParts | None = None
+    #: Path parameters that are not ids (a calendar's name): their schema. A segment the
+    #: schema refuses is a 404, as a malformed id is.
+    path_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def path_params(self) -> list[str]:
@@ -227,7 +232,8 @@ class Operation:
             if self.files is not None:
                 content["multipart/form-data"] = {"schema": self.files.form_schema(self.request)}
             entry["requestBody"] = {"required": True, "content": content}
-        params = [{"name": n, "in": "path", "required": True, "schema": ID} for n in self.path_params]
+        params = [{"name": n, "in": "path", "required": True, "schema": self.path_schemas.get(n, ID)}
+                  for n in self.path_params]
         params += list(self.params)
         if params:
             entry["parameters"] = params
@@ -385,6 +391,8 @@ class _Rules:
         checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
         self.params = [(p["name"], p["schema"], bool(p.get("required")), _Validator(p["schema"], format_checker=checker))
                        for p in op.params if p.get("in") == "query"]
+        self.path_validators = {name: _Validator(schema, format_checker=checker)
+                                for name, schema in op.path_schemas.items()}
         self.body = self.form = None
         self.form_schema: dict[str, Any] = {}
         if op.request is not None:
@@ -461,10 +469,11 @@ class ApiRegistry:
             request: dict[str, Any] | None = None, response: dict[str, Any] | None = None, status: int = 200,
             params: Sequence[dict[str, Any]] = (), content_type: str = "application/json",
             description: str | None = None, alternatives: Mapping[str, dict[str, Any]] | None = None,
-            errors: Mapping[int, str] | None = None, admin: bool = False, files: FileParts | None = None) -> None:
+            errors: Mapping[int, str] | None = None, admin: bool = False, files: FileParts | None = None,
+            path_schemas: Mapping[str, dict[str, Any]] | None = None) -> None:
         self.operations.append(Operation(method.upper(), path, summary, tag, handler, request, response, status,
                                          tuple(params), content_type, description, dict(alternatives or {}),
-                                         dict(errors or {}), admin, files))
+                                         dict(errors or {}), admin, files, dict(path_schemas or {})))
 
     def document(self) -> dict[str, Any]:
         paths: dict[str, Any] = {}
@@ -503,7 +512,11 @@ class ApiRegistry:
                 if op.admin and not matches(supplied, admin_bytes):
                     return error_response(403, "forbidden", "this needs an admin token ([api] admin_tokens)")
                 for name in op.path_params:
-                    path_id(request, name)
+                    if name in rules.path_validators:
+                        if not rules.path_validators[name].is_valid(request.match_info[name]):
+                            raise web.HTTPNotFound()
+                    else:
+                        path_id(request, name)
                 request[_QUERY_KEY] = rules.check_query(request.query)
                 if rules.form is not None and request.content_type == "multipart/form-data":
                     assert rules.files is not None

@@ -5,7 +5,8 @@ composition root builds. One module a command group:
 - ``kb``: ``kb sync``, ``kb search``;
 - ``surveys``: ``import sales``, ``import catalog``, ``surveys tick``, ``demo``;
 - ``users``: ``users add|passwd|list|totp-off`` (console users);
-- ``contacts``: ``contacts export|erase`` (privacy requests).
+- ``contacts``: ``contacts export|erase`` (privacy requests);
+- ``calendars``: ``calendars list|show`` (business hours in effect).
 
 Each exports ``COMMANDS``: (group, name) → (help, add_arguments, run); ``cli.py`` mounts
 them. ``run(args, config)`` gets the loaded config, with logging already set up, and
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from posventa.service import Parts
 
 #: The modules ``cli.py`` mounts, in this package.
-MODULES = ("kb", "surveys", "users", "contacts")
+MODULES = ("kb", "surveys", "users", "contacts", "calendars")
 
 
 def open_parts(config: Config) -> AbstractAsyncContextManager[Parts]:
