@@ -22,6 +22,7 @@ from sqlalchemy import and_, delete, exists, insert, select, update
 
 from posventa.core.contacts.identities import create_contact, reindex
 from posventa.core.domain import ChannelName, Direction
+from posventa.core.message_files import StoredFile, files_of
 from posventa.core.persistence import Database
 from posventa.core.persistence.schema import cases, contact_identities, contacts, messages, sales, webchat_sessions
 from posventa.core.ports import Clock
@@ -52,6 +53,8 @@ class SessionMessage:
     author: str
     text: str
     extra: Any
+    #: Its files (an agent's attachments).
+    files: tuple[StoredFile, ...] = ()
 
 
 def _session(row: Any) -> ChatSession:
@@ -141,7 +144,9 @@ class ChatSessions:
                 .join(webchat_sessions, webchat_sessions.c.contact_id == messages.c.contact_id)
                 .where(messages.c.id.in_(list(message_ids)), messages.c.channel == ChannelName.WEBCHAT.value,
                        messages.c.direction == Direction.OUT.value))).all()
-        return [SessionMessage(r.id, r.public_id, r.direction, r.author, r.text, r.extra) for r in rows]
+            files = await files_of(conn, sorted({r.id for r in rows}))
+        return [SessionMessage(r.id, r.public_id, r.direction, r.author, r.text, r.extra, tuple(files.get(r.id, ())))
+                for r in rows]
 
     async def sweep_abandoned(self, *, older_than: timedelta, keep: Collection[str] = (), limit: int = 500) -> int:
         """Delete sessions nobody used: never wrote a message, not seen for ``older_than``.

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from posventa.core.domain import Author, ChannelName, ClaimedDelivery
+from posventa.core.domain import AttachmentRef, Author, ChannelName, ClaimedDelivery
 from posventa.core.outgoing import ComposedMessage, Outgoing, Recipient
 from posventa.core.persistence import Database
 from posventa.core.persistence.schema import cases, outbox, webchat_sessions
@@ -79,6 +79,8 @@ class EmailFallback:
                 text=message.text, kind="reply", case_id=message.case_number, case_title=message.case_title,
                 author=Author.AGENT, language=message.language, automatic=False, reply_token=reply_token,
                 extra={"webchat_outbox_id": marker},
+                # The agent's files go along, as attachments of the email.
+                files=tuple(AttachmentRef(f.filename, f.content_type, f.size, f.sha256) for f in message.files),
             )], now=now)
         log.info("web chat reply on case %s went by email: the visitor was away", message.case_number)
         self._on_commit()

@@ -512,7 +512,7 @@ class Service:
             clock=self.clock, files=self.attachments, on_commit=self.signal.notify,
             default_language=self.config.service.default_language, company_name=self.config.service.company_name,
             leader=leader, availability=self.assigner.set_available_by_telegram,
-            contacts=self.contacts)
+            contacts=self.contacts, message_files=self.files)
         # setdefault: a test (or another wiring) may already have put its own channel there.
         self.channels.setdefault(ChannelName.TELEGRAM, self.telegram.channel)
         if self.telegram.desk_channel is not None:

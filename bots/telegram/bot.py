@@ -29,6 +29,7 @@ from posventa.bots.telegram.webhook import SECRET_PATTERN, WEBHOOK_PATH, Webhook
 from posventa.core.attachments import AttachmentStore
 from posventa.core.cases import CaseService
 from posventa.core.macros import MacroService
+from posventa.core.message_files import MessageFiles
 from posventa.core.config import TelegramConfig
 from posventa.core.contacts.service import ContactService
 from posventa.core.errors import ConfigError, StorageUnavailable
@@ -71,6 +72,7 @@ class TelegramBot:
         backoff_base: float = 0.5,
         availability: Callable[[int, bool], Awaitable[str | None]] | None = None,
         contacts: ContactService | None = None,
+        message_files: MessageFiles | None = None,
     ) -> None:
         self.config = config
         self._source = config_source
@@ -79,7 +81,7 @@ class TelegramBot:
         self.link = BotLink(self.bot)
         self.store = BotStore(db=db, outgoing=outgoing, clock=clock, on_commit=on_commit)
         gate = FloodGate()
-        self.channel = TelegramChannel(link=self.link, store=self.store, gate=gate)
+        self.channel = TelegramChannel(link=self.link, store=self.store, gate=gate, files=message_files)
         self.desk_channel: DeskChannel | None = None
         desk: DeskSide | None = None
         if config.agent_chat_id:

@@ -27,8 +27,9 @@ from posventa.bots.telegram.render import customer_message, esc, header_card, ke
 from posventa.bots.telegram.store import HEADER, TOPIC, BotStore
 from posventa.core.attachments import AttachmentStore
 from posventa.core.cases import CaseService
-from posventa.core.domain import AttachmentRef, ChannelName, ClaimedDelivery
+from posventa.core.domain import AttachmentRef, ChannelName, ClaimedDelivery, OutgoingFile
 from posventa.core.errors import NotFound, PermanentDeliveryError, TransientDeliveryError
+from posventa.core.message_files import MessageFiles
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,12 @@ MAX_FILES_PER_MESSAGE = 10
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # the Bot API's limit for files a bot sends
 PHOTO_MAX_BYTES = 10 * 1024 * 1024
 PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+CAPTION_MAX_CHARS = 1024
+
+
+def as_photo(content_type: str, size: int) -> bool:
+    """``sendPhoto`` (Telegram shows it, recompressed) for a picture it takes, else ``sendDocument``."""
+    return content_type in PHOTO_TYPES and size <= PHOTO_MAX_BYTES
 
 
 class BotLink:
@@ -142,19 +149,24 @@ class _Sender:
 
 
 class TelegramChannel:
-    """Customers' private chats: text (HTML-escaped), buttons, suggestion links."""
+    """Customers' private chats: text (HTML-escaped), buttons, suggestion links, and an
+    agent's files (a photo or a document each; a short text is the first one's caption)."""
 
     name = ChannelName.TELEGRAM
 
-    def __init__(self, *, link: BotLink, store: BotStore, gate: FloodGate | None = None) -> None:
+    def __init__(self, *, link: BotLink, store: BotStore, gate: FloodGate | None = None,
+                 files: MessageFiles | None = None) -> None:
         self._sender = _Sender(link=link, store=store, gate=gate or FloodGate())
+        self._files = files
 
     async def send(self, message: ClaimedDelivery) -> str | None:
         chat_id = _chat_id(message.recipient)
-        texts = chunk_text(message.text)
         markup: Any = keyboard(message.choices, message.question, message.suggestions)
         if message.kind == NEW_CASE_PROMPT:
             markup = ForceReply(selective=False)
+        if message.files:
+            return await self._send_files(chat_id, message, markup)
+        texts = chunk_text(message.text)
 
         def send(text: str, reply_markup: Any) -> Any:
             return self._sender.call(chat_id, f"sendMessage to {chat_id}", lambda bot: bot.send_message(
@@ -176,6 +188,53 @@ class TelegramChannel:
 
         sent: Message = await self._sender.parts(message.outbox_id, [step(i, x) for i, x in enumerate(texts)])
         return f"{chat_id}:{sent.message_id}"
+
+    async def _send_files(self, chat_id: int, message: ClaimedDelivery, markup: Any) -> str | None:
+        """Each file a step of its own (a retry resumes after the last one sent). The text
+        rides as the first file's caption when it fits one and has no buttons; otherwise
+        it goes first, as text messages."""
+        steps: list[Callable[[], Any]] = []
+        caption = None
+        if len(message.text) <= CAPTION_MAX_CHARS and markup is None:
+            caption = esc(message.text)
+        else:
+            texts = chunk_text(message.text)
+            for i, text in enumerate(texts):
+                steps.append(self._text(chat_id, esc(text), markup if i == len(texts) - 1 else None))
+        for i, file in enumerate(message.files):
+            steps.append(self._file(chat_id, file, caption if i == 0 else None))
+        sent: Message | None = await self._sender.parts(message.outbox_id, steps)
+        return f"{chat_id}:{sent.message_id}" if isinstance(sent, Message) else None
+
+    def _text(self, chat_id: int, html: str, markup: Any = None) -> Callable[[], Any]:
+        async def run() -> Message:
+            return await self._sender.call(chat_id, f"sendMessage to {chat_id}", lambda bot: bot.send_message(
+                chat_id, html, parse_mode=HTML, reply_markup=markup))
+        return run
+
+    def _file(self, chat_id: int, file: OutgoingFile, caption: str | None) -> Callable[[], Any]:
+        async def run() -> Message:
+            if file.size > MAX_UPLOAD_BYTES:
+                raise PermanentDeliveryError(f"{file.filename!r} is larger than the Bot API's 50 MB for a bot's files")
+            if self._files is None:
+                raise PermanentDeliveryError("this Telegram channel has no attachment store to read files from")
+            try:
+                data = await self._files.read(file)
+            except (OSError, ValueError):
+                raise PermanentDeliveryError(f"the file {file.filename!r} is missing from the attachment store") from None
+            extra: dict[str, Any] = {"caption": caption, "parse_mode": HTML} if caption else {}
+            if as_photo(file.content_type, file.size):
+                try:
+                    return await self._sender.call(chat_id, f"sendPhoto to {chat_id}", lambda bot: bot.send_photo(
+                        chat_id, InputFile(data, filename=file.filename), **extra))
+                except PermanentDeliveryError as exc:
+                    # A picture Telegram will not show as a photo (a very long or tiny one)
+                    # still goes, as a document.
+                    if not _photo_refused(exc):
+                        raise
+            return await self._sender.call(chat_id, f"sendDocument to {chat_id}", lambda bot: bot.send_document(
+                chat_id, InputFile(data, filename=file.filename), **extra))
+        return run
 
 
 class DeskChannel:
@@ -279,6 +338,9 @@ class DeskChannel:
         else:
             for chunk in chunk_text(message.text):
                 steps.append(self._text_step(esc(chunk), thread, reply))
+            # An agent's reply from elsewhere (console, API) shows the team its files too.
+            steps.extend(self._file_step(AttachmentRef(f.filename, f.content_type, f.size, f.sha256), thread)
+                         for f in message.files[:MAX_FILES_PER_MESSAGE])
         return await self._sender.parts(message.outbox_id, steps)
 
     def _text_step(self, html: str, thread: int | None, reply: ReplyParameters | None) -> Callable[[], Any]:
@@ -299,12 +361,17 @@ class DeskChannel:
                 return await self._text_step(esc(f"📎 {ref.filename}: missing from the attachment store"),
                                              thread, None)()
             upload = InputFile(data, filename=ref.filename)
-            if ref.content_type in PHOTO_TYPES and ref.size <= PHOTO_MAX_BYTES:
+            if as_photo(ref.content_type, ref.size):
                 return await self._sender.call(self._chat, "sendPhoto", lambda bot: bot.send_photo(
                     self._chat, upload, message_thread_id=thread))
             return await self._sender.call(self._chat, "sendDocument", lambda bot: bot.send_document(
                 self._chat, upload, message_thread_id=thread))
         return run
+
+
+def _photo_refused(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(p in text for p in ("photo_invalid_dimensions", "image_process_failed", "photo_ext_invalid"))
 
 
 def _topic_gone(exc: BaseException) -> bool:

@@ -349,7 +349,9 @@ def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService, mess
                         "refuses the whole reply (413, 415 or 422 naming `files` and the file) and nothing is "
                         "sent. With files, `text` may be left out: the reply then reads \"📎 <name>\" per "
                         "file. The files are recorded on the reply (the case's `messages[].attachments`, "
-                        "downloadable at `/attachments/{id}`) and go out with it on the customer's channel.",
+                        "downloadable at `/attachments/{id}`) and go out with it on the customer's channel: as "
+                        "email attachments, as Telegram photos or documents, or as web chat download links "
+                        "only the visitor's session can open.",
             request={"type": "object", "anyOf": [{"required": ["text"]}, {"required": ["macro"]}],
                      "properties": reply_fields},
             files=FileParts(field="files", max_files=MAX_REPLY_FILES, take=take,

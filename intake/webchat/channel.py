@@ -37,7 +37,10 @@ def frame_for(message: ClaimedDelivery) -> dict:
         extra["question"] = message.question
     # Agents' replies are the only non-automatic messages; the bot writes everything else.
     sender = "bot" if message.automatic else "agent"
-    return protocol.server_message(message.message_id or 0, sender=sender, text=message.text, extra=extra)
+    # An agent's files: links the visitor's session reads with its token (GET /chat/files/{id}).
+    files = [protocol.attachment(f.id, f.filename, f.content_type, f.size) for f in message.files if f.id is not None]
+    return protocol.server_message(message.message_id or 0, sender=sender, text=message.text, extra=extra,
+                                   attachments=files)
 
 
 class WebchatChannel:

@@ -40,7 +40,7 @@ from posventa.core.errors import StorageUnavailable, TransientDeliveryError
 from posventa.core.ports import Clock, Notifier
 from posventa.core.tasks import Periodic, cancel_and_wait
 from posventa.intake.webchat import protocol
-from posventa.intake.webchat.history import sender_of
+from posventa.intake.webchat.history import frames_of_files, sender_of
 from posventa.intake.webchat.hub import Connection, Frame, LocalHub
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class FanoutHub:
         async def write(public_id: str, items: list[tuple[SessionMessage, str | None]]) -> None:
             for row, request in items:
                 frame = protocol.server_message(row.id, sender=sender_of(row.direction, row.author), text=row.text,
-                                                extra=row.extra)
+                                                extra=row.extra, attachments=frames_of_files(row.files))
                 taken = await self._local.push(public_id, frame)
                 if taken:
                     self._count("delivered")

@@ -176,9 +176,14 @@ def welcome(session: str, case: int | None, *, upload: dict[str, Any] | None = N
     return frame
 
 
+FILES_PATH = "/chat/files"
+
+
 def attachment(attachment_id: int, filename: str, content_type: str, size: int) -> dict[str, Any]:
-    """A file of a message, as the widget shows it (``GET /chat/files/{id}`` reads it)."""
-    return {"id": attachment_id, "filename": filename, "content_type": content_type, "size": size}
+    """A file of a message, as the widget shows it: ``url`` reads it, with the session's
+    token as ``Authorization: Bearer`` (only that session's conversation can be read)."""
+    return {"id": attachment_id, "filename": filename, "content_type": content_type, "size": size,
+            "url": f"{FILES_PATH}/{attachment_id}"}
 
 
 def ack(client_id: str, message_id: int, case: int | None) -> dict[str, Any]:

@@ -38,9 +38,17 @@ def sections(relay_port: int, *, outbox_poll: float) -> dict:
     }
 
 
-async def reply(http: aiohttp.ClientSession, base: str, case: int, text: str) -> int:
-    async with http.post(f"{base}/api/v1/cases/{case}/reply", json={"text": text, "agent": "Eva"},
-                         headers=AUTH) as r:
+async def reply(http: aiohttp.ClientSession, base: str, case: int, text: str, *,
+                file: tuple[str, bytes] | None = None) -> int:
+    if file is None:
+        body: dict = {"json": {"text": text, "agent": "Eva"}}
+    else:
+        form = aiohttp.FormData(default_to_multipart=True)
+        form.add_field("text", text)
+        form.add_field("agent", "Eva")
+        form.add_field("files", file[1], filename=file[0])
+        body = {"data": form}
+    async with http.post(f"{base}/api/v1/cases/{case}/reply", headers=AUTH, **body) as r:
         assert r.status == 202, await r.text()
         return (await r.json())["outbox_id"]
 
@@ -76,9 +84,15 @@ async def test_pushes_and_console_events_cross_processes_and_email_fallback_stil
                 assert event["case"] == case and event["channel"] == "webchat" and event["new_case"] is True
 
             # --- B claims the agent's reply; it reaches the socket on A, live ------------
-            await reply(http, b.base, case, "Hola Ana, soy Eva desde B")
+            manual = b"%PDF-1.4\n%%EOF\n"
+            await reply(http, b.base, case, "Hola Ana, soy Eva desde B", file=("manual.pdf", manual))
             frame = await visitor.next(lambda f: f["type"] == "message" and f.get("from") == "agent")
             assert frame["text"] == "Hola Ana, soy Eva desde B"
+            # The file's link came along with the push from B, and opens for this session.
+            [attached] = frame["attachments"]
+            assert attached["filename"] == "manual.pdf" and attached["url"] == f"/chat/files/{attached['id']}"
+            async with http.get(a.base + attached["url"], headers={"Authorization": f"Bearer {visitor.session}"}) as r:
+                assert r.status == 200 and await r.read() == manual
             fanout = {n.name: {k[1]: v for k, v in (await n.metrics()).items() if k[0] == "posventa_webchat_fanout_total"}
                       for n in (a, b)}
             assert fanout["b"].get('event="confirmed"', 0) >= 1, fanout

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import hashlib
 
+import aiohttp
 import jsonschema
 import pytest
 from sqlalchemy import func, select
@@ -257,3 +258,36 @@ async def test_cross_origin_preflight_follows_the_widget_origin_policy(start):
         assert r.status == 403
     status, body, headers = await upload(running, chat.session, PNG, origin="https://shop.example.com")
     assert status == 201 and headers["Access-Control-Allow-Origin"] == "https://shop.example.com"
+
+
+async def test_an_agents_files_reach_the_visitor_as_links_only_its_session_opens(start):
+    running = await start()
+    chat = await new_chat(running, lang="es")
+    ack = await chat.say("m-1", "¿Me mandan la factura?")
+    form = aiohttp.FormData(default_to_multipart=True)
+    form.add_field("text", "Aquí está")
+    form.add_field("files", PDF, filename="factura.pdf")
+    form.add_field("files", PNG, filename="sello.png")
+    async with running.api.post(f"/api/v1/cases/{ack['case']}/reply", data=form) as r:
+        assert r.status == 202, await r.text()
+    frame = await chat.next(lambda f: f["type"] == "message" and f.get("from") == "agent")
+    assert frame["text"] == "Aquí está"
+    assert [(a["filename"], a["content_type"], a["size"]) for a in frame["attachments"]] == [
+        ("factura.pdf", "application/pdf", len(PDF)), ("sello.png", "image/png", len(PNG))]
+    pdf = frame["attachments"][0]
+    assert pdf["url"] == f"/chat/files/{pdf['id']}"
+    async with running.http.get(running.base + pdf["url"], headers={"Authorization": f"Bearer {chat.session}"}) as r:
+        assert r.status == 200 and await r.read() == PDF
+    # Another visitor's session cannot open it, nor can anyone without a session.
+    other = await new_chat(running, lang="es")
+    await other.say("m-1", "Hola")
+    async with running.http.get(running.base + pdf["url"], headers={"Authorization": f"Bearer {other.session}"}) as r:
+        assert r.status == 404
+    async with running.http.get(running.base + pdf["url"]) as r:
+        assert r.status == 401
+    # The replay after a reconnect carries the same links.
+    await chat.close()
+    again = await running.chat()
+    await again.hello(session=chat.session, lang="es")
+    replayed = await again.next(lambda f: f["type"] == "message" and f.get("from") == "agent")
+    assert replayed["attachments"] == frame["attachments"]
