@@ -90,7 +90,7 @@ class TelegramBot:
             desk = DeskSide(cases=cases, macros=macros, store=self.store,
                             chat_id=config.agent_chat_id, agents=config.agents,
                             language=default_language, bot_username=self._username, availability=availability,
-                            contacts=contacts)
+                            contacts=contacts, link=self.link, files=message_files)
         self.customer = CustomerSide(inbox=inbox, store=self.store, files=files, link=self.link,
                                      max_file_bytes=config.max_file_bytes, default_language=default_language,
                                      company_name=company_name)

@@ -3,7 +3,9 @@
 Authorisation runs first (Errbot's ``is_from_self`` habit): only the Telegram user ids in
 ``[telegram] agents`` act, anyone else gets a polite, rate-limited refusal and nothing
 happens. An agent's text in a case's topic is a reply to the customer (``cases.reply``,
-which routes it to the customer's own channel through the outbox); ``/commands`` map onto
+which routes it to the customer's own channel through the outbox), and so is a photo or
+document (downloaded with ``getFile``, taken by the upload rule as any agent's file, its
+caption the text; a refused one is answered in the topic with the reason); ``/commands`` map onto
 ``CaseService`` methods. Answers to the agent go back into the topic through the outbox
 ``desk`` channel, so a 429 there is waited out by the outbox, never in this handler.
 
@@ -21,16 +23,21 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from telegram import Message, User
+from telegram.error import BadRequest, TelegramError
 
-from posventa.bots.telegram.channel import DESK_HEADER, DESK_NOTICE
-from posventa.bots.telegram.customer import parse_command
+from posventa.bots.telegram.channel import DESK_HEADER, DESK_NOTICE, BotLink
+from posventa.bots.telegram.client import RetryLater, describe
+from posventa.bots.telegram.customer import Media, media_of, parse_command
 from posventa.bots.telegram.store import BotStore
 from posventa.bots.telegram.texts import t
 from posventa.core.cases import CaseService
 from posventa.core.contacts.service import ContactService
 from posventa.core.domain import Activity, ChannelName, KbAction
+from posventa.core.domain import AttachmentRef
 from posventa.core.macros import MacroService
-from posventa.core.errors import DomainError
+from posventa.core.message_files import MessageFiles
+from posventa.core.errors import DomainError, ValidationError
+from posventa.core.uploads import TOO_LARGE, UploadRefused, refusal_text
 from posventa.core.outgoing import ComposedMessage, Recipient
 from posventa.core.rate_limit import RateLimiter
 from posventa.core.replies import case_type_from_word
@@ -53,8 +60,13 @@ class DeskSide:
                  language: str, bot_username: Callable[[], str | None],
                  monotonic: Callable[[], float] = time.monotonic,
                  availability: Callable[[int, bool], Awaitable[str | None]] | None = None,
-                 contacts: ContactService | None = None) -> None:
+                 contacts: ContactService | None = None, link: BotLink | None = None,
+                 files: MessageFiles | None = None) -> None:
         self._cases = cases
+        #: A photo or document an agent sends in a topic: downloaded through the bot and
+        #: taken by the upload rule (None: files are not forwarded).
+        self._bot_link = link
+        self._files = files
         #: /available and /away: the agent (by Telegram user id) takes automatic assignments or not.
         self._availability = availability
         self._macros = macros
@@ -137,17 +149,58 @@ class DeskSide:
             return
         if case is None:
             return  # agents talking among themselves outside case topics
+        files: list[AttachmentRef] = []
         if not message.text:
-            # A photo or file: cases.reply carries text only, so say it did not go out.
-            await self._answer_once(event, case, thread, message.message_id, t("desk_text_only", self._language))
-            return
+            media = [m for m in media_of(message) if m.label in ("photo", "document")]
+            if not media or self._files is None or self._bot_link is None:
+                # A voice note, a sticker, a video: say it did not go out.
+                await self._answer_once(event, case, thread, message.message_id, t("desk_text_only", self._language))
+                return
+            for m in media:
+                try:
+                    files.append(await self._take(m))
+                except UploadRefused as refused:
+                    log.info("desk: a file for case %s refused: %s", case, refused)
+                    await self._answer_once(event, case, thread, message.message_id, t(
+                        "desk_file_refused", self._language, name=m.filename,
+                        reason=refusal_text(refused, self._files.policy, self._language)))
+                    return
+                except DomainError as exc:
+                    await self._answer_once(event, case, thread, message.message_id,
+                                            t("desk_reply_failed", self._language, error=str(exc)))
+                    return
         try:
-            await self._cases.reply(case, message.text, agent=agent, mirror_to_desk=False)
+            await self._cases.reply(case, message.text or message.caption, agent=agent, mirror_to_desk=False,
+                                    files=files)
         except DomainError as exc:
             await self._answer_once(event, case, thread, message.message_id,
                                     t("desk_reply_failed", self._language, error=str(exc)))
             return
         await self._store.record(event)
+
+    async def _take(self, media: Media) -> AttachmentRef:
+        """Download a photo or document of the topic (``getFile``, then the file) and take it
+        by the upload rule, as any file an agent attaches."""
+        assert self._files is not None and self._bot_link is not None
+        limit = self._files.policy.max_bytes
+        if media.size is not None and media.size > limit:
+            raise UploadRefused(TOO_LARGE, f"the file is larger than {limit} bytes").naming("file", media.filename)
+        try:
+            file = await self._bot_link.bot.get_file(media.file_id)
+            data = bytes(await file.download_as_bytearray())
+        except BadRequest as exc:
+            if "too big" in str(exc).lower():  # over the Bot API's 20 MB for downloads
+                raise UploadRefused(TOO_LARGE, "the file is too big to download").naming("file", media.filename) \
+                    from None
+            log.info("desk: file %s not downloadable (%s)", media.filename, describe(exc))
+            raise ValidationError(f"{media.filename!r} cannot be downloaded from Telegram", field="file") from None
+        except TelegramError as exc:
+            raise RetryLater(f"downloading a desk file failed ({describe(exc)})") from None
+
+        async def chunks():
+            yield data
+
+        return await self._files.take(chunks(), filename=media.filename, field="file")
 
     def _may_refuse(self, user: User | None) -> bool:
         return not self._refusals.allow(user.id if user is not None else 0)

@@ -104,9 +104,14 @@ _T: Mapping[str, Mapping[str, str]] = {
         "en": "This topic is not a case: use the commands inside a case's topic.",
     },
     "desk_text_only": {
-        "es": "Solo se envían al cliente mensajes de texto; este adjunto no se envió.",
-        "pt": "Só mensagens de texto são enviadas ao cliente; este anexo não foi enviado.",
-        "en": "Only text messages reach the customer; this attachment was not sent.",
+        "es": "Al cliente le llegan textos, fotos y documentos; este adjunto no se envió.",
+        "pt": "Ao cliente chegam textos, fotos e documentos; este anexo não foi enviado.",
+        "en": "Texts, photos and documents reach the customer; this attachment was not sent.",
+    },
+    "desk_file_refused": {
+        "es": "⚠️ No se envió al cliente: «{name}» no se acepta. {reason}",
+        "pt": "⚠️ Não enviado ao cliente: «{name}» não é aceito. {reason}",
+        "en": "⚠️ Not sent to the customer: “{name}” is refused. {reason}",
     },
     "desk_unknown_command": {
         "es": "Comando desconocido: /{command}.\n{help}",
@@ -114,15 +119,15 @@ _T: Mapping[str, Mapping[str, str]] = {
         "en": "Unknown command: /{command}.\n{help}",
     },
     "desk_help": {
-        "es": "Escribe en el tema y le llega al cliente por su canal. Comandos:\n"
+        "es": "Escribe en el tema (o envía una foto o un documento) y le llega al cliente por su canal. Comandos:\n"
               "/type solicitud|reclamo|incidente · /category ID [SUB] · /derive SECTOR · /assign [NOMBRE]\n"
               "/note TEXTO (interna) · /m RESPUESTA (predefinida) · /answer · /close · /publish · /link URL · /nopublish · /contact\n"
               "/available · /away: recibir o no casos asignados automáticamente",
-        "pt": "Escreva no tópico e a mensagem chega ao cliente pelo canal dele. Comandos:\n"
+        "pt": "Escreva no tópico (ou envie uma foto ou um documento) e a mensagem chega ao cliente pelo canal dele. Comandos:\n"
               "/type solicitacao|reclamacao|incidente · /category ID [SUB] · /derive SETOR · /assign [NOME]\n"
               "/note TEXTO (interna) · /m RESPOSTA (pronta) · /answer · /close · /publish · /link URL · /nopublish · /contact\n"
               "/available · /away: receber ou não casos atribuídos automaticamente",
-        "en": "Write in the topic and it reaches the customer on their channel. Commands:\n"
+        "en": "Write in the topic (or send a photo or a document) and it reaches the customer on their channel. Commands:\n"
               "/type request|complaint|incident · /category ID [SUB] · /derive SECTOR · /assign [NAME]\n"
               "/note TEXT (internal) · /m NAME (canned response) · /answer · /close · /publish · /link URL · /nopublish · /contact\n"
               "/available · /away: take automatically assigned cases, or not",

@@ -30,6 +30,7 @@ from posventa.core.contacts.organizations import OrganizationService
 from posventa.core.contacts.service import ContactService
 from posventa.core.errors import DomainError, NotFound, StorageUnavailable
 from posventa.core.kb_images import KbImages
+from posventa.core.message_files import MessageFiles
 from posventa.core.tasks import Periodic
 from posventa.core.macros import MacroService
 from posventa.core.message_files import MessageFiles
@@ -49,7 +50,7 @@ from posventa.intake.console.auth import (
     UserStore,
     csrf_matches,
 )
-from posventa.intake.console.forms import form_fields, message_of
+from posventa.intake.console.forms import form_fields, message_of, multipart_csrf
 from posventa.intake.console.i18n import ConsoleLocales, ConsoleText, _l, refusal
 from posventa.intake.console.labels import LABELS, label
 from posventa.intake.console.live import LiveUpdates
@@ -115,7 +116,8 @@ class Console:
                  calendars: CalendarEditor | None = None, files: MessageFiles,
                  read_models: ReadModels | None = None) -> None:
         self.db = db
-        #: core.message_files' MessageFiles (the attachment downloads) and core.read_models'
+        #: core.message_files' MessageFiles (the attachment downloads, and the files an agent
+        #: attaches to a reply, taken by the upload rule) and core.read_models'
         #: ReadModels (the charts' counts, the case page's suggestions).
         self.files = files
         self.read_models = read_models or ReadModels(db=db)
@@ -310,9 +312,12 @@ class Console:
                 raise refusal(web.HTTPForbidden, _l("Cross-site request refused."))
             given = request.headers.get(CSRF_HEADER)
             if given is None:
-                form = await form_fields(request) if request.content_type in (
-                    "application/x-www-form-urlencoded", "multipart/form-data") else {}
-                given = form.get(CSRF_FIELD)
+                if request.content_type == "multipart/form-data":
+                    given = await multipart_csrf(request, CSRF_FIELD)
+                else:
+                    form = await form_fields(request) if request.content_type == \
+                        "application/x-www-form-urlencoded" else {}
+                    given = form.get(CSRF_FIELD)
             if not csrf_matches(session.csrf_token, given):
                 raise refusal(web.HTTPForbidden, _l("The form expired or did not come from this console. "
                                                     "Reload the page and try again."))

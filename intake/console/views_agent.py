@@ -8,6 +8,7 @@ desk use, so the rules (workflow, validation, outbox) live in one place.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,8 @@ from posventa.core.budget import money
 from posventa.core.cases import CaseFilter, NewCase
 from posventa.core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
 from posventa.core.errors import DomainError, NotFound, StaleReply, ValidationError
-from posventa.core.uploads import PREVIEW_TYPES
+from posventa.core.attachments import safe_filename
+from posventa.core.uploads import PREVIEW_TYPES, UPLOAD_KINDS, UploadRefused, refusal_text
 from posventa.core.workflow import ALLOWED, CLASSIFIED_TYPES, check_transition
 from posventa.intake.console.app import SESSION_KEY, PREFIX, Console, see_other
 from posventa.intake.console.forms import Form, domain_errors, message_of
@@ -30,6 +32,8 @@ from posventa.intake.console.views_contacts import NOTICES as CONTACT_NOTICES
 from posventa.intake.console.views_contacts import MAX_ORGANIZATIONS_SHOWN, duplicate_offers
 from posventa.intake.console.presence import page_report, stream_report
 from posventa.intake.http import file_headers
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 #: Canned responses rendered into a case page: the most used ones (the picker's search
@@ -175,8 +179,18 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             # The reply form says what its agent had read; a newer message asks for a confirmation.
             "last_message_id": max((m["id"] for m in case["messages"]), default=0),
             "stale": stale, "viewers": viewers_of(request, number),
+            "reply_files": reply_files(),
         }
         return console.render("case.html", request, context, status=status)
+
+    def reply_files() -> dict[str, Any] | None:
+        """The reply box's attach control: what the upload rule takes (None: no files)."""
+        if not console.files.policy.enabled:
+            return None
+        policy = console.files.policy
+        accept = {"image": "image/*", "pdf": "application/pdf", "text": "text/plain,.txt"}
+        return {"max_bytes": policy.max_bytes,
+                "accept": ",".join(accept[k] for k in UPLOAD_KINDS if k in policy.kinds)}
 
     async def macro_options(request: web.Request, number: int) -> list[dict[str, Any]]:
         """The canned responses this agent may use, rendered for this case (most used first)."""
@@ -222,13 +236,26 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         anchor = "#thread-end" if tab == "conversation" else f"#tab-{tab}"
         return see_other(f"{PREFIX}/cases/{number}?{query}{anchor}")
 
-    def action(tab: str, default_field: str, handler, rename: dict[str, str] | None = None):
+    async def take_file(chunks, filename: str | None):
+        """An agent's file for a reply, taken by the upload rule; a refusal says why in the
+        agent's language."""
+        try:
+            return await console.files.take(chunks, filename=filename, field="files")
+        except UploadRefused as refused:
+            log.info("console: a reply's file refused: %s", refused)
+            reason = refusal_text(refused, console.files.policy, console.locales.current.language)
+            raise ValidationError(_l("%(name)s: %(reason)s", name=safe_filename(filename, default="file"),
+                                     reason=reason), field="files") from None
+
+    def action(tab: str, default_field: str, handler, rename: dict[str, str] | None = None, *,
+               files: bool = False):
         """Wrap a form action: run it, redirect on success, re-render with errors.
 
-        ``rename`` maps core's field names to this form's (core calls a note "text")."""
+        ``rename`` maps core's field names to this form's (core calls a note "text");
+        ``files``: the form's file parts are taken as the reply's files."""
         async def run(request: web.Request) -> web.StreamResponse:
             number = number_of(request)
-            form = await Form.read(request)
+            form = await Form.read(request, take=take_file if files else None)
             try:
                 if form.errors:
                     raise _FormInvalid
@@ -265,9 +292,10 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         if macro is not None:
             # The text is the macro as rendered on the page, or the agent's edit of it.
             result = await console.macros.use(macro, number, agent=agent, owner=agent, text=form.text("text"),
-                                              seen_message_id=seen)
+                                              seen_message_id=seen, files=form.files)
         else:
-            result = await cases.reply(number, form.text("text"), agent=agent, seen_message_id=seen)
+            result = await cases.reply(number, form.text("text"), agent=agent, seen_message_id=seen,
+                                       files=form.files)
         if mark_answered and (await cases.get_case(number))["activity"] != Activity.ANSWER_SENT.value:
             await cases.change_activity(number, Activity.ANSWER_SENT.value, agent=agent)
         return done(number, "reply", via=result["channel"])
@@ -468,7 +496,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         ("kb/action", "kb", "action", do_kb_action, {"kb.answer": "answer"}),
         ("budget", "budget", "budget_mode", do_budget, None),
     ):
-        router.add_post(f"/cases/{{number:\\d+}}/{path}", action(tab, field, handler, rename))
+        router.add_post(f"/cases/{{number:\\d+}}/{path}", action(tab, field, handler, rename,
+                                                                  files=handler is do_reply))
     router.add_get("/attachments/{id:\\d+}", attachment)
 
 

@@ -445,6 +445,36 @@ class FakeTelegram:
         msg = self._new_message(chat_id, sender, thread_id=thread_id, text=text, **extra)
         return self.push_update({"message": msg})
 
+    def group_photo(self, chat_id: int, user_id: int, *, thread_id: int, caption: str | None = None,
+                    file_bytes: bytes = b"\xff\xd8\xff\xe0fake-jpeg\xff\xd9", first_name: str = "Agente") -> dict[str, Any]:
+        """A photo posted in a forum topic (Telegram sends it as a JPEG, in several sizes)."""
+        stored = self._store_file(file_bytes, "photos", "jpg")
+        small = self._store_file(file_bytes[: max(1, len(file_bytes) // 4)], "photos", "jpg")
+        photo = [self._file_fields(small) | {"width": 320, "height": 240},
+                 self._file_fields(stored) | {"width": 1280, "height": 960}]
+        return self._group_media(chat_id, user_id, thread_id, first_name, caption, photo=photo)
+
+    def group_document(self, chat_id: int, user_id: int, *, thread_id: int, file_name: str = "factura.pdf",
+                       mime_type: str = "application/pdf", caption: str | None = None,
+                       file_bytes: bytes = b"%PDF-1.4 fake\n%%EOF", file_size: int | None = None,
+                       first_name: str = "Agente") -> dict[str, Any]:
+        """A document posted in a forum topic; ``file_size`` overrides what Telegram reports."""
+        stored = self._store_file(file_bytes, "documents", file_name.rpartition(".")[2] or "bin")
+        document = self._file_fields(stored) | {"file_name": file_name, "mime_type": mime_type}
+        if file_size is not None:
+            document["file_size"] = file_size
+        return self._group_media(chat_id, user_id, thread_id, first_name, caption, document=document)
+
+    def _group_media(self, chat_id: int, user_id: int, thread_id: int, first_name: str, caption: str | None,
+                     **media: Any) -> dict[str, Any]:
+        self.forum(chat_id)
+        if (chat_id, thread_id) not in self.topics:
+            raise ValueError(f"no topic {thread_id} in chat {chat_id}")
+        sender = self._customer(user_id, first_name, "es")
+        content = media | ({"caption": caption} if caption else {})
+        msg = self._new_message(chat_id, sender, thread_id=thread_id, is_topic_message=True, **content)
+        return self.push_update({"message": msg})
+
     def forum(self, chat_id: int, *, title: str = "Agentes", is_forum: bool = True) -> dict[str, Any]:
         """Register (or return) a supergroup, by default one with topics enabled."""
         if chat_id not in self._chats:

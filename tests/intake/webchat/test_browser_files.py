@@ -168,3 +168,60 @@ async def test_a_file_dropped_on_the_chat_is_sent(running):
         assert await count(running, attachments) == 1
         assert errors == []
         await context.close()
+
+
+MANUAL = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+async def test_an_agent_attaches_a_file_in_the_console_and_the_visitor_downloads_it(running):
+    async with chromium_browser() as browser:
+        context, page, errors = await open_chat(browser, running)
+        await page.locator(".pvc-input").fill("Hola, ¿me pasan el manual de la pava?")
+        await page.locator(".pvc-send").click()
+        await expect(page.locator('.pvc-from-customer[data-status="sent"]')).to_have_count(1)
+        async with running.service.db.engine.connect() as conn:
+            number = (await conn.execute(select(func.max(messages.c.case_id)))).scalar()
+
+        # --- the agent attaches the manual to the reply ------------------------------------
+        agent = await browser.new_context(locale="es-ES")
+        console = await agent.new_page()
+        console.set_default_timeout(15_000)
+        console_errors = collect_page_errors(console)
+        await console.goto(f"{running.base}/console/cases/{number}")
+        await console.fill("input[name=username]", running.users["agent"])
+        await console.fill("input[name=password]", PASSWORD)
+        await console.click("button[type=submit]")
+        await console.wait_for_url(f"**/console/cases/{number}")
+        await expect(console.locator("label[for=reply-files]")).to_have_text("Adjuntar archivos")
+
+        # A disguised executable is refused next to the control, and nothing goes out.
+        await console.fill("#reply-text", "Le envío el manual.")
+        await console.locator("#reply-files").set_input_files(
+            {"name": "manual.pdf", "mimeType": "application/pdf", "buffer": ELF})
+        await console.click("#send-reply")
+        await expect(console.locator("#error-files")).to_have_text(
+            "manual.pdf: Ese tipo de archivo no se acepta. Puedes enviar: imágenes, PDF, texto.")
+        await expect(console.locator("#reply-text")).to_have_value("Le envío el manual.")
+        assert await count(running, attachments) == 0
+
+        await console.locator("#reply-files").set_input_files(
+            {"name": "manual de la pava.pdf", "mimeType": "application/pdf", "buffer": MANUAL})
+        await console.click("#send-reply")
+        await console.wait_for_url("**done=reply**")
+        await expect(console.locator("#thread a.attachment-download")).to_have_text("manual de la pava.pdf")
+        await save_screenshot(console, "console-reply-with-file")
+        assert console_errors == []
+
+        # --- the visitor sees the file on the agent's message and downloads it -------------
+        reply = page.locator(".pvc-from-agent").filter(has_text="Le envío el manual.")
+        link = reply.locator(".pvc-file-link")
+        await expect(link).to_have_text("manual de la pava.pdf")
+        await save_screenshot(page, "webchat-agent-file")
+        async with page.expect_download() as info:
+            await link.click()
+        download = await info.value
+        assert download.suggested_filename == "manual de la pava.pdf"
+        assert Path(await download.path()).read_bytes() == MANUAL
+        assert errors == []
+        await context.close()
+        await agent.close()
