@@ -93,6 +93,23 @@ async def test_agent_message_in_topic_arrives_as_topic_update(tg: FakeTelegram, 
     assert update.message.from_user.id == 7004211
 
 
+async def test_agent_photo_and_document_in_topic_arrive_and_download(tg: FakeTelegram, bot: Bot) -> None:
+    topic = await bot.create_forum_topic(AGENTS, "#20")
+    thread = topic.message_thread_id
+    tg.group_photo(AGENTS, 7004211, thread_id=thread, file_bytes=b"\xff\xd8\xff big photo \xff\xd9")
+    tg.group_document(AGENTS, 7004211, thread_id=thread, file_name="manual.pdf", caption="El manual",
+                      file_bytes=b"%PDF-1.4 manual", file_size=30_000_000)
+    photo, document = await bot.get_updates()
+    assert photo.message.is_topic_message and photo.message.message_thread_id == thread
+    assert len(photo.message.photo) == 2  # sizes, the largest last, as Telegram sends them
+    file = await bot.get_file(photo.message.photo[-1].file_id)
+    assert await file.download_as_bytearray() == bytearray(b"\xff\xd8\xff big photo \xff\xd9")
+    assert document.message.caption == "El manual" and document.message.document.file_name == "manual.pdf"
+    assert document.message.document.file_size == 30_000_000  # as reported, whatever the bytes
+    with pytest.raises(ValueError, match="no topic"):
+        tg.group_document(AGENTS, 7004211, thread_id=thread + 999)
+
+
 async def test_get_updates_offset_confirms_and_drops_earlier_updates(tg: FakeTelegram, bot: Bot) -> None:
     first, second, third = (tg.private_text(42, t)["update_id"] for t in ("uno", "dos", "tres"))
     assert [u.update_id for u in await bot.get_updates()] == [first, second, third]
