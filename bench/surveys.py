@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, text  # noqa: E402
 
-from bench.support import add_database_argument, emit, on_each_database  # noqa: E402
+from bench.support import CpuMeter, add_database_argument, emit, on_each_database  # noqa: E402
 from posventa.core.config import SurveysConfig  # noqa: E402
 from posventa.core.outgoing import Outgoing  # noqa: E402
 from posventa.core.persistence import Database  # noqa: E402
@@ -131,6 +131,8 @@ async def run_one(db: Database, args: argparse.Namespace) -> dict[str, object]:
             computed += 1
     pure = time.perf_counter() - t0
 
+    meter = CpuMeter(db)
+    await meter.start()
     t0 = time.perf_counter()
     batch: list[SaleInput] = []
     created = instances = 0
@@ -150,11 +152,15 @@ async def run_one(db: Database, args: argparse.Namespace) -> dict[str, object]:
     if batch:
         await flush()
     recorded = time.perf_counter() - t0
+    record_cpu = await meter.stop()
     out["windows"] = {
         "sales": created, "instances": instances, "rules": len(days),
         "pure_compute_s": round(pure, 2), "pure_windows_per_s": round(computed / pure),
         "record_s": round(recorded, 1), "record_sales_per_s": round(created / recorded),
         "record_instances_per_s": round(instances / recorded),
+        # CPU per sale recorded (the sales' generation included): this process and, on
+        # PostgreSQL, the server; it hardly moves with the machine's load.
+        **cpu_per(record_cpu, created, "record_", "_us_per_sale", 1e6),
     }
 
     # 2. History: ended windows are 80% executed, 20% expired.
@@ -180,12 +186,14 @@ async def run_one(db: Database, args: argparse.Namespace) -> dict[str, object]:
                                             .group_by(rule_instances.c.status))).all())
 
     # 3. The tick.
+    await meter.start()
     t0 = time.perf_counter()
     report = await surveys.scheduler.tick()
     tick_s = time.perf_counter() - t0
+    tick_cpu = await meter.stop()
     async with db.engine.connect() as conn:
         queued = (await conn.execute(select(func.count()).select_from(outbox))).scalar_one()
-    out["tick"] = {"seconds": round(tick_s, 2), **report.as_dict(), "outbox_items": queued,
+    out["tick"] = {"seconds": round(tick_s, 2), **cpu_per(tick_cpu, 1, "", "_s", 1), **report.as_dict(), "outbox_items": queued,
                    "history_setup_s": round(history_s, 1), "statuses_before": statuses}
 
     # 4. The panel for one operator, many times: right after the tick, and again once
@@ -206,28 +214,42 @@ async def panel_timings(surveys: Surveys, args: argparse.Namespace, now: datetim
     rng = random.Random(3)
     operators = [f"op{k:03d}" for k in range(args.operators)]
     timings: dict[str, list[float]] = {"operator": [], "operator_and_seller": [], "seller_scores_month": []}
+    cpu: dict[str, list[float]] = {name: [] for name in timings}  # this process's CPU per call
+
+    async def timed(name: str, call):
+        c0, t0 = time.process_time(), time.perf_counter()
+        value = await call
+        timings[name].append((time.perf_counter() - t0) * 1000)
+        cpu[name].append((time.process_time() - c0) * 1000)
+        return value
+
     sample = None
     for _ in range(args.queries):
         op = rng.choice(operators)
-        t0 = time.perf_counter()
-        sample = await surveys.panel.panel(PanelFilter(operator=op))
-        timings["operator"].append((time.perf_counter() - t0) * 1000)
-        t0 = time.perf_counter()
-        await surveys.panel.panel(PanelFilter(operator=op, seller=f"seller{rng.randrange(SELLERS):02d}"))
-        timings["operator_and_seller"].append((time.perf_counter() - t0) * 1000)
+        sample = await timed("operator", surveys.panel.panel(PanelFilter(operator=op)))
+        await timed("operator_and_seller",
+                    surveys.panel.panel(PanelFilter(operator=op, seller=f"seller{rng.randrange(SELLERS):02d}")))
     first = (now - timedelta(days=90)).astimezone(tz).date()
     for _ in range(max(5, args.queries // 20)):
-        t0 = time.perf_counter()
-        scores = await surveys.panel.seller_scores(PanelFilter(date_from=first, date_to=first + timedelta(days=30)))
-        timings["seller_scores_month"].append((time.perf_counter() - t0) * 1000)
+        scores = await timed("seller_scores_month", surveys.panel.seller_scores(
+            PanelFilter(date_from=first, date_to=first + timedelta(days=30))))
     result: dict[str, object] = {
         name: {"p50_ms": round(statistics.median(v), 2), "p95_ms": round(p(v, 0.95), 2),
-               "max_ms": round(max(v), 2), "runs": len(v)} for name, v in timings.items()}
+               "max_ms": round(max(v), 2), "runs": len(v),
+               "client_cpu_p50_ms": round(statistics.median(cpu[name]), 2)} for name, v in timings.items()}
     result["sample_counts"] = sample["counts"] if sample else None
     result["sellers_scored"] = len(scores)
     result["target_p95_ms"] = 50
     result["target_met"] = p(timings["operator"], 0.95) < 50
     return result
+
+
+def cpu_per(used: dict[str, float | None], n: int, prefix: str, suffix: str, scale: float) -> dict[str, float | None]:
+    """``CpuMeter.stop()``'s figures per item: client, server (PostgreSQL) and their sum."""
+    client, server = used["client_cpu_s"], used["server_cpu_s"]
+    per = lambda seconds: None if seconds is None else round(seconds * scale / max(1, n), 3)  # noqa: E731
+    return {f"{prefix}client_cpu{suffix}": per(client), f"{prefix}server_cpu{suffix}": per(server),
+            f"{prefix}cpu{suffix}": per(client + (server or 0.0))}
 
 
 def _bind(db: Database, value: datetime) -> object:
