@@ -123,13 +123,19 @@ class AgentNotifier:
         self._on_browser = on_browser
 
     async def on_assigned(self, done: Assigned) -> None:
-        """Assignment listener: tell the agent, on each channel they want."""
+        """Assignment listener: tell the agent, on each channel they want. A case whose
+        running target has already breached says so too: the SLA watch told its breach to
+        whoever had the case then, and nobody when nobody had it (no agent free)."""
         browser: list[BrowserNotice] = []
         async with self._db.transaction() as conn:
-            case = (await conn.execute(select(cases.c.id, cases.c.title).where(cases.c.id == done.case_id))).first()
+            case = (await conn.execute(select(cases.c.id, cases.c.title, cases.c.due_at, cases.c.due_target,
+                                              cases.c.sla_breach_seen_at).where(cases.c.id == done.case_id))).first()
             if case is None:
                 return
             queued = await self.enqueue(conn, ASSIGNED, [(done.agent, case.id, case.title, {})], browser)
+            if case.due_at is not None and case.sla_breach_seen_at == case.due_at:
+                queued += await self.enqueue(conn, SLA_BREACHED, [(done.agent, case.id, case.title, self._due(case))],
+                                             browser)
         self._after_commit(queued, browser)
 
     async def on_stored(self, stored: Sequence[Any]) -> None:

@@ -112,3 +112,41 @@ async def test_sla_warning_breach_and_customer_wrote_reach_the_agent_once(databa
         assert await events() == ["assigned", "sla_warning", "sla_breached", "customer_wrote"]
     finally:
         await service.stop()
+
+
+async def test_an_agent_given_a_case_that_breached_while_nobody_had_it_is_told(database_url, tmp_path,
+                                                                               tg: FakeTelegram):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support import FakeClock
+
+    tg.forum(-1001987654321)
+    clock = FakeClock(datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+    config = make_config(database_url, tmp_path, telegram=telegram_section(tg), assignment={"enabled": True},
+                         sla={"first_response_minutes": 60, "warn_before_minutes": 15})
+    config = dataclasses.replace(config, calendars=(CalendarConfig(name="default", timezone="UTC", **ALWAYS),))
+    service = Service(config, clock=clock)
+    await service.start()
+    try:
+        # Nobody is available: the case waits unassigned and breaches at 13:00.
+        user = await service.console.users.create("lucia", "correct horse battery staple", role="agent")
+        number = (await service.inbox.receive(InboundMessage(
+            channel=ChannelName.EMAIL, external_id="<b1@cliente.example>", sender="ana@cliente.example",
+            text="Hola", subject="Consulta"))).case_number
+        clock.advance(minutes=61)
+        assert await service.agent_notifier.sweep(timedelta(minutes=15)) == (0, 1)
+        assert (await service.cases.get_case(number))["assigned_agent"] is None
+
+        # Lucía comes in and gets it: she hears it is assigned, and that it has breached.
+        await service.assigner.update_agent(user.id, available=True, telegram_user_id=AGENT)
+        [done] = await service.assigner.sweep()
+        assert (done.case_id, done.agent) == (number, "lucia")
+        await tg.wait_for_call("sendMessage", lambda c: "venció la primera respuesta" in c.params.get("text", ""))
+        async with service.db.engine.connect() as conn:
+            payloads = (await conn.execute(select(outbox.c.payload).where(
+                outbox.c.kind == "agent_notice", outbox.c.case_id == number).order_by(outbox.c.id))).scalars()
+            assert [p["extra"]["event"] for p in payloads] == ["assigned", "sla_breached"]
+        # The watch does not tell it again.
+        assert await service.agent_notifier.sweep(timedelta(minutes=15)) == (0, 0)
+    finally:
+        await service.stop()
