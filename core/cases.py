@@ -6,6 +6,7 @@ transaction and sent by the workers after commit.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -65,9 +66,13 @@ MAX_TEXT = 100_000
 #: Files one reply may carry (each within the upload rule, core/uploads.py).
 MAX_REPLY_FILES = 10
 
+log = logging.getLogger(__name__)
+
 #: Called inside the transaction that closes a case (its number, the time); what it
 #: returns is queued in the outbox with the close (a detractor survey's follow-up question).
 CaseClosedHook = Callable[[AsyncConnection, int, datetime], Awaitable[Sequence[ComposedMessage]]]
+#: ``hook(number, assignee, previous)``, after an agent gave a case to someone else.
+CaseAssignedHook = Callable[[int, str, str | None], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +191,15 @@ class CaseService:
         #: Called after a commit that queued deliveries (wakes the outbox workers).
         self._on_commit = on_commit
         self._closed_hooks: list[CaseClosedHook] = []
+        self._assigned_hooks: list[CaseAssignedHook] = []
         #: PostgreSQL's statistics on the searched texts (core.search.TermStats) and when
         #: they were read (time.monotonic()): they move with ANALYZE, not per query.
         self._term_stats: tuple[float, TermStats] | None = None
+
+    def add_assigned_hook(self, hook: CaseAssignedHook) -> None:
+        """Run ``hook`` after an agent (the console, the API, the desk) gives a case to another
+        agent, once committed; automatic assignment tells its own listeners."""
+        self._assigned_hooks.append(hook)
 
     def add_closed_hook(self, hook: CaseClosedHook) -> None:
         """Run ``hook`` whenever an agent closes a case (surveys follow up their detractors)."""
@@ -569,7 +580,16 @@ class CaseService:
 
     async def assign(self, number: int, assignee: str | None, *, agent: str) -> dict[str, Any]:
         value = _text(assignee, "assigned_agent", required=False, max_len=120)
-        return await self._set(number, agent, "assign", {"assigned_agent": value}, "assigned_agent", value)
+        previous = (await self.get_case(number))["assigned_agent"]
+        result = await self._set(number, agent, "assign", {"assigned_agent": value}, "assigned_agent", value)
+        if value and value != previous and value != agent:
+            # Told once committed; a notice that cannot be queued never undoes the assignment.
+            for hook in self._assigned_hooks:
+                try:
+                    await hook(number, value, previous)
+                except Exception:
+                    log.exception("case %s: could not tell %s of the assignment", number, value)
+        return result
 
     async def set_sector(self, number: int, sector: str | None, *, agent: str) -> dict[str, Any]:
         value = _text(sector, "sector", required=False, max_len=120)

@@ -49,7 +49,7 @@ from posventa.core.persistence.migrate import prepare, upgrade
 from posventa.core.persistence.notify import Notifier, PgNotifier, notifier_for
 from posventa.core.ports import AnswerSuggester, Channel, Clock, NullSuggester, SystemClock
 from posventa.core.reply_fallback import EmailFallback
-from posventa.core.assignment import Assigner, AssignmentRules
+from posventa.core.assignment import Assigned, Assigner, AssignmentRules
 from posventa.core.sla import build_sla_setup
 from posventa.core.sla_report import REPORTED_TARGETS, SlaReportFilter, SlaReports, rows_for_metrics
 from posventa.core.sla_store import CaseClockStore
@@ -574,6 +574,9 @@ class Service:
                                                 tz=self.sla.setup.notice_calendar().tz,
                                                 on_commit=self.signal.notify, on_browser=self._browser_notices)
             self.assigner.subscribe(self.agent_notifier.on_assigned)
+            notifier = self.agent_notifier
+            self.cases.add_assigned_hook(
+                lambda number, assignee, previous: notifier.on_assigned(Assigned(number, assignee, previous)))
             self.inbox.subscribe(self.assigner.on_stored)
             self.inbox.subscribe(self.agent_notifier.on_stored)
             if self.config.sla.enabled:

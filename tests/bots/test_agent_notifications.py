@@ -150,3 +150,38 @@ async def test_an_agent_given_a_case_that_breached_while_nobody_had_it_is_told(d
         assert await service.agent_notifier.sweep(timedelta(minutes=15)) == (0, 0)
     finally:
         await service.stop()
+
+
+async def test_an_agent_given_a_case_by_hand_is_told_but_not_when_taking_it_themselves(database_url, tmp_path,
+                                                                                       tg: FakeTelegram):
+    tg.forum(-1001987654321)
+    config = make_config(database_url, tmp_path, telegram=telegram_section(tg), assignment={"enabled": True})
+    config = dataclasses.replace(config, calendars=(CalendarConfig(name="default", timezone="UTC", **ALWAYS),))
+    service = Service(config)
+    await service.start()
+    try:
+        leo = await service.console.users.create("leo", "correct horse battery staple", role="agent")
+        await service.console.users.create("marta", "correct horse battery staple", role="manager")
+        await service.assigner.update_agent(leo.id, telegram_user_id=AGENT)  # not available: nothing automatic
+        number = (await service.inbox.receive(InboundMessage(
+            channel=ChannelName.EMAIL, external_id="<m1@cliente.example>", sender="ana@cliente.example",
+            text="Hola", subject="Consulta"))).case_number
+
+        async def notices() -> list[tuple[str, str]]:
+            async with service.db.engine.connect() as conn:
+                payloads = (await conn.execute(select(outbox.c.payload).where(
+                    outbox.c.kind == "agent_notice", outbox.c.case_id == number).order_by(outbox.c.id))).scalars()
+                return [(p["extra"]["agent"], p["extra"]["event"]) for p in payloads]
+
+        # A manager gives it to Leo (the console's select, the API, the desk's /assign): he hears it.
+        await service.cases.assign(number, "leo", agent="marta")
+        call = await tg.wait_for_call("sendMessage", lambda c: "asignaron" in c.params.get("text", ""))
+        assert f"#{number}" in call.params["text"]
+        assert await notices() == [("leo", "assigned")]
+        # The same assignment again, or Leo taking a case himself, tells nobody.
+        await service.cases.assign(number, "leo", agent="marta")
+        await service.cases.assign(number, None, agent="leo")
+        await service.cases.assign(number, "leo", agent="leo")
+        assert await notices() == [("leo", "assigned")]
+    finally:
+        await service.stop()
