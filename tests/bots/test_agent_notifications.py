@@ -134,13 +134,14 @@ async def test_an_agent_given_a_case_that_breached_while_nobody_had_it_is_told(d
             channel=ChannelName.EMAIL, external_id="<b1@cliente.example>", sender="ana@cliente.example",
             text="Hola", subject="Consulta"))).case_number
         clock.advance(minutes=61)
-        assert await service.agent_notifier.sweep(timedelta(minutes=15)) == (0, 1)
-        assert (await service.cases.get_case(number))["assigned_agent"] is None
+        await service.agent_notifier.sweep(timedelta(minutes=15))  # or the service's own SLA watch
+        case = await service.cases.get_case(number)
+        assert case["sla_breached"] is not None and case["assigned_agent"] is None
 
         # Lucía comes in and gets it: she hears it is assigned, and that it has breached.
         await service.assigner.update_agent(user.id, available=True, telegram_user_id=AGENT)
-        [done] = await service.assigner.sweep()
-        assert (done.case_id, done.agent) == (number, "lucia")
+        await service.assigner.sweep()  # or the service's own assignment job, whichever runs first
+        assert (await service.cases.get_case(number))["assigned_agent"] == "lucia"
         await tg.wait_for_call("sendMessage", lambda c: "venció la primera respuesta" in c.params.get("text", ""))
         async with service.db.engine.connect() as conn:
             payloads = (await conn.execute(select(outbox.c.payload).where(
