@@ -111,8 +111,10 @@ def check_preferences(value: Any) -> dict[str, dict[str, bool]]:
 
 class AgentNotifier:
     def __init__(self, *, db: Database, outgoing: Outgoing, clock: Clock, public_url: str, language: str,
-                 tz: ZoneInfo, on_commit: Any = lambda: None,
+                 tz: ZoneInfo | Callable[[], ZoneInfo], on_commit: Any = lambda: None,
                  on_browser: Callable[[Sequence[BrowserNotice]], None] = lambda _notices: None) -> None:
+        #: The zone due times are told in: a callable for the one in effect now (the
+        #: service passes the notice calendar's, which an admin may change while running).
         self._tz = tz
         self._db = db
         self._outgoing = outgoing
@@ -205,7 +207,7 @@ class AgentNotifier:
     def _due(self, row: Any) -> dict[str, str]:
         names = _TARGETS.get(row.due_target or "", {})
         return {"target": names.get(self._language) or names.get("es") or (row.due_target or ""),
-                "due": row.due_at.astimezone(self._tz).strftime("%H:%M %d/%m")}
+                "due": row.due_at.astimezone(self._tz() if callable(self._tz) else self._tz).strftime("%H:%M %d/%m")}
 
     async def enqueue(self, conn: AsyncConnection, event: str,
                       items: Sequence[tuple[str, int, str, Mapping[str, str]]],

@@ -571,7 +571,8 @@ class Service:
             self.agent_notifier = AgentNotifier(db=self.db, outgoing=self.outgoing, clock=self.clock,
                                                 public_url=self.config.http.public_url,
                                                 language=self.config.service.default_language,
-                                                tz=self.sla.setup.notice_calendar().tz,
+                                                # Read at each notice: calendars edited while running count.
+                                                tz=lambda: self.sla.setup.notice_calendar().tz,
                                                 on_commit=self.signal.notify, on_browser=self._browser_notices)
             self.assigner.subscribe(self.agent_notifier.on_assigned)
             notifier = self.agent_notifier

@@ -4,6 +4,7 @@ back from the API's case objects and its overdue / due-sorted lists."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -305,3 +306,43 @@ async def test_the_acknowledgement_out_of_hours_is_in_the_customers_time_zone(ru
         bot = await chat.next(lambda f: f.get("from") == "bot")
         assert "abrimos terça-feira, dia 8, às 12:00 (Europe/Lisbon)" in bot["text"]
         await chat.ws.close()
+
+
+async def test_warnings_tell_the_due_time_in_the_calendar_zone_in_effect(database_url, tmp_path):
+    """The notice calendar's time zone is read at each warning: an admin's edit while
+    running changes it (it was read once, at start)."""
+    clock = FakeClock(datetime(2026, 12, 8, 12, 0, tzinfo=UTC))
+    config = make_config(database_url, tmp_path, assignment={"enabled": True},
+                         sla={"first_response_minutes": 60, "warn_before_minutes": 15})
+    always = {d: ("00:00-24:00",) for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    config = dataclasses.replace(config, calendars=(CalendarConfig(name="default", timezone="UTC", **always),))
+    service = Service(config, clock=clock)
+    async with service:
+        user = await service.console.users.create("lucia", "correct horse battery staple", role="agent")
+        await service.assigner.update_agent(user.id, available=True, telegram_user_id=4242)
+        assigned: asyncio.Queue[int] = asyncio.Queue()
+
+        async def on_assigned(done) -> None:
+            assigned.put_nowait(done.case_id)
+
+        service.assigner.subscribe(on_assigned)
+
+        async def warning_after(n: int) -> str:
+            number = (await service.inbox.receive(InboundMessage(
+                channel=ChannelName.EMAIL, external_id=f"<z{n}@cliente.example>", sender=f"z{n}@cliente.example",
+                text="Hola", subject=f"Consulta {n}"))).case_number
+            assert await asyncio.wait_for(assigned.get(), 10) == number  # only an assigned case is warned of
+            clock.advance(minutes=50)  # due in 10 minutes: within the 15 of the warning
+            assert (await service.agent_notifier.sweep(timedelta(minutes=15)))[0] == 1
+            async with service.db.engine.connect() as conn:
+                payload = (await conn.execute(select(outbox.c.payload).where(
+                    outbox.c.case_id == number, outbox.c.kind == "agent_notice")
+                    .order_by(outbox.c.id.desc()).limit(1))).scalar_one()
+            assert payload["extra"]["event"] == "sla_warning"
+            return payload["text"]
+
+        assert "vence a las 13:00 08/12" in await warning_after(1)  # UTC
+        await service.calendar_editor.save("default", {"timezone": "Europe/Madrid", **{
+            d: list(v) for d, v in always.items()}}, actor="admin")
+        clock.current = datetime(2026, 12, 8, 15, 0, tzinfo=UTC)
+        assert "vence a las 17:00 08/12" in await warning_after(2)  # 16:00 UTC in Madrid
