@@ -78,7 +78,13 @@ class BrowserNotice:
     agent: str
     event: str
     case: int
+    #: In the notifier's language (``[console] language``): for a page that cannot do better.
     text: str
+    #: What the page needs to say it in its reader's language and time zone instead: the
+    #: case's title and, for SLA events, the target ("first_response"...) and due time (ISO).
+    title: str = ""
+    due_target: str = ""
+    due_at: str = ""
 
 
 def preferences(stored: Mapping[str, Any] | None) -> dict[str, dict[str, bool]]:
@@ -207,7 +213,8 @@ class AgentNotifier:
     def _due(self, row: Any) -> dict[str, str]:
         names = _TARGETS.get(row.due_target or "", {})
         return {"target": names.get(self._language) or names.get("es") or (row.due_target or ""),
-                "due": row.due_at.astimezone(self._tz() if callable(self._tz) else self._tz).strftime("%H:%M %d/%m")}
+                "due": row.due_at.astimezone(self._tz() if callable(self._tz) else self._tz).strftime("%H:%M %d/%m"),
+                "due_target": row.due_target or "", "due_at": row.due_at.isoformat()}
 
     async def enqueue(self, conn: AsyncConnection, event: str,
                       items: Sequence[tuple[str, int, str, Mapping[str, str]]],
@@ -232,7 +239,9 @@ class AgentNotifier:
                 # The page links the case itself: no URL in the text.
                 browser.append(BrowserNotice(agent=agent_name, event=event, case=number,
                                              text=template.format(number=number, title=title, url="",
-                                                                  **params).rstrip()))
+                                                                  **params).rstrip(),
+                                             title=title, due_target=params.get("due_target", ""),
+                                             due_at=params.get("due_at", "")))
             recipients = []
             if wanted["telegram"] and agent.telegram_user_id:
                 recipients.append(Recipient(ChannelName.TELEGRAM, str(agent.telegram_user_id)))

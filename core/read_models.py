@@ -31,7 +31,11 @@ MAX_CHART_DAYS = 366
 MAX_CHART_ROWS = 200_000
 
 
+#: The chart's key for cases without a category (the console shows it translated).
+NO_CATEGORY = "(no category)"
+
 @dataclass(frozen=True, slots=True)
+
 class ProductCode:
     code: str
     name: str
@@ -94,7 +98,7 @@ class ReadModels:
             rows = (await conn.execute(q)).all()
         out: dict[str, dict[str, int]] = {}
         for case_type, category, count in rows:
-            out.setdefault(case_type, {})[category or "(no category)"] = count
+            out.setdefault(case_type, {})[category or NO_CATEGORY] = count
         return out
 
     async def survey_outcomes_by_day(self, *, tz: ZoneInfo, since: datetime, until: datetime,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -209,7 +208,8 @@ class Console:
         env.filters.update({"filesize": _filesize, "urlq": _urlq, "safe_url": _safe_url, "highlight": _highlight,
                             "markdown": lambda text: markupsafe.Markup(self.markdown.render(text))})
         env.globals.update({"base": PREFIX, "LABELS": LABELS, "Role": Role, "PREVIEW_TYPES": PREVIEW_TYPES,
-                            "current_language": lambda: locales.current.language})
+                            "current_language": lambda: locales.current.language,
+                            "script_texts": locales.script_texts})
         app.router.add_static("/static/", HERE / "static", name="static", append_version=False)
         views_auth.register(app.router, self)
         views_agent.register(app.router, self)
@@ -368,7 +368,7 @@ def per_request_filters(locales: ConsoleLocales, clock: Clock) -> dict[str, Call
     filters: dict[str, Callable[..., Any]] = {
         "dt": locales.datetime, "dt_seconds": lambda value: locales.datetime(value, seconds=True),
         "date": locales.date, "number": locales.number, "label": lambda value: locales.gettext(label(value)),
-        "tr": locales.translate, "countdown": lambda value: _countdown(value, clock.now()),
+        "tr": locales.translate, "countdown": lambda value: locales.countdown(value, clock.now()),
     }
     return {name: _per_render(fn) for name, fn in filters.items()}
 
@@ -382,19 +382,6 @@ def _highlight(match: dict[str, Any]) -> markupsafe.Markup:
         at = end
     out.append(markupsafe.escape(snippet[at:]))
     return markupsafe.Markup("").join(out)
-
-
-def _countdown(value: str | None, now: datetime) -> str:
-    """"in 1h 20m" or "2d 3h overdue" (wall-clock time left to an SLA due time); the
-    console's script keeps it ticking between refreshes."""
-    if not value:
-        return ""
-    left = int((datetime.fromisoformat(value) - now).total_seconds() // 60)
-    minutes = abs(left)
-    days, rest = divmod(minutes, 1440)
-    hours, mins = divmod(rest, 60)
-    span = f"{days}d {hours}h" if days else f"{hours}h {mins}m" if hours else f"{mins}m"
-    return f"in {span}" if left >= 0 else f"{span} overdue"
 
 
 def _filesize(size: int | None) -> str:

@@ -57,6 +57,52 @@ def N_(message: str) -> str:  # noqa: N802 (the gettext convention, so extractio
     return message
 
 
+#: The words the console's scripts write themselves (static/*.js), by the key a script
+#: asks for (``t("live")``): every page carries them translated for its reader in a JSON
+#: block (base.html, ``id="console-texts"``), so the .po files stay their one source.
+#: Placeholders are ``%(name)s``, filled in by the script. The i18n test fails on a key a
+#: script uses that is missing here, and on a text a script writes without one.
+SCRIPT_TEXTS: dict[str, str] = {
+    # the live stream's state (inbox and case pages)
+    "live": N_("live"),
+    "reconnecting": N_("reconnecting…"),
+    # SLA countdowns, kept ticking between refreshes (the server renders the same: countdown())
+    "in": N_("in %(span)s"),
+    "overdue": N_("%(span)s overdue"),
+    "span_days": N_("%(days)sd %(hours)sh"),
+    "span_hours": N_("%(hours)sh %(minutes)sm"),
+    "span_minutes": N_("%(minutes)sm"),
+    # the KB and macro Markdown editor's toolbar (EasyMDE)
+    "bold": N_("Bold"),
+    "italic": N_("Italic"),
+    "list": N_("List"),
+    "list_button": N_("• List"),
+    "numbered_list": N_("Numbered list"),
+    "numbered_list_button": N_("1. List"),
+    "link": N_("Link"),
+    "image": N_("Image"),
+    "preview": N_("Preview"),
+    "image_upload_failed": N_("The image could not be uploaded."),
+    # the editor's status bar and its own checks (EasyMDE fills in the #...# names)
+    "image_status": N_("Attach images by dragging and dropping or pasting them."),
+    "image_drag": N_("Drop the image to upload it."),
+    "image_dropped": N_("Uploading #images_names#…"),
+    "image_progress": N_("Uploading #file_name#: #progress#%"),
+    "image_uploaded": N_("Uploaded #image_name#"),
+    "image_no_file": N_("Choose a file."),
+    "image_type": N_("This image type is not allowed."),
+    "image_too_big": N_("The image #image_name# is too big (#image_size#); at most #image_max_size#."),
+    "image_import_error": N_("The image #image_name# could not be uploaded."),
+    "size_units": N_(" B, KB, MB"),
+    # the manager charts' series
+    "executed": N_("Executed"),
+    "expired": N_("Expired"),
+    "normalized_average": N_("Normalized average (-100..100)"),
+    "average_total": N_("Average total"),
+    "answers": N_("Answers"),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ConsoleText:
     """A console message (English source, ``%(name)s`` placeholders) and its values,
@@ -156,7 +202,26 @@ class ConsoleLocales:
             return value.render(self.gettext)
         return "" if value is None else str(value)
 
+    def script_texts(self) -> dict[str, str]:
+        """``SCRIPT_TEXTS`` in the request's language (base.html hands them to the scripts)."""
+        return {key: self.gettext(text) for key, text in SCRIPT_TEXTS.items()}
+
     # --- formatting (Babel) -----------------------------------------------------------------
+
+    def countdown(self, value: str | datetime | None, now: datetime) -> str:
+        """"in 1h 20m" or "2d 3h overdue" (wall-clock time left to an SLA due time) in the
+        user's language; console.js keeps it ticking with the same words (SCRIPT_TEXTS)."""
+        if not value:
+            return ""
+        due = datetime.fromisoformat(value) if isinstance(value, str) else value
+        left = int((due - now).total_seconds() // 60)
+        days, rest = divmod(abs(left), 1440)
+        hours, minutes = divmod(rest, 60)
+        words = SCRIPT_TEXTS
+        span = words["span_days"] if days else words["span_hours"] if hours else words["span_minutes"]
+        span = self.gettext(span) % {"days": days, "hours": hours, "minutes": minutes}
+        text = words["in"] if left >= 0 else words["overdue"]
+        return self.gettext(text) % {"span": span}
 
     def datetime(self, value: str | datetime | None, *, seconds: bool = False) -> str:
         """A moment in the user's time zone, written the user's locale's way."""

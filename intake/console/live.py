@@ -152,7 +152,8 @@ class LiveUpdates:
         in any other process."""
         if not self._clients and not self.watched_elsewhere:
             return
-        events = [{"notify": n.event, "case": n.case, "agent": n.agent, "text": n.text[:NOTICE_TEXT_CHARS]}
+        events = [{"notify": n.event, "case": n.case, "agent": n.agent, "text": n.text[:NOTICE_TEXT_CHARS],
+                   "title": n.title[:NOTICE_TEXT_CHARS], "due_target": n.due_target[:30], "due_at": n.due_at[:40]}
                   for n in notices]
         if self._notifier is None:
             self._deliver_notices(events)
@@ -169,7 +170,10 @@ class LiveUpdates:
             return
         if isinstance(decoded, list):
             self._deliver_notices([{"notify": str(e["notify"])[:30], "case": e["case"], "agent": e["agent"],
-                                    "text": str(e.get("text", ""))[:NOTICE_TEXT_CHARS]}
+                                    "text": str(e.get("text", ""))[:NOTICE_TEXT_CHARS],
+                                    "title": str(e.get("title", ""))[:NOTICE_TEXT_CHARS],
+                                    "due_target": str(e.get("due_target", ""))[:30],
+                                    "due_at": str(e.get("due_at", ""))[:40]}
                                    for e in decoded if isinstance(e, dict) and type(e.get("case")) is int
                                    and isinstance(e.get("agent"), str) and "notify" in e])
 
@@ -225,8 +229,11 @@ class LiveUpdates:
                     self._drop(queue)
                     break
 
-    async def stream(self, request: web.Request, *, viewer: PresenceReport | None = None) -> web.StreamResponse:
-        """The page's event stream; ``viewer``: a case page's tab, present while this lasts."""
+    async def stream(self, request: web.Request, *, viewer: PresenceReport | None = None,
+                     notice_text: Callable[[dict[str, Any]], str] | None = None) -> web.StreamResponse:
+        """The page's event stream; ``viewer``: a case page's tab, present while this lasts;
+        ``notice_text``: a notification's words for this page's reader (their language and
+        time zone), from the notice's fields."""
         if self._closing:
             raise refusal(web.HTTPServiceUnavailable, _l("The service is shutting down."))
         if len(self._clients) >= self._max_clients:
@@ -270,6 +277,9 @@ class LiveUpdates:
                 if not event:
                     continue
                 name = "notify" if "notify" in event else "presence" if "presence" in event else "message"
+                if name == "notify":
+                    event = {"notify": event["notify"], "case": event["case"],
+                             "text": notice_text(event) if notice_text is not None else event["text"]}
                 await response.write(f"event: {name}\ndata: {json.dumps(event)}\n\n".encode())
         except ConnectionResetError:
             return response  # the page went away

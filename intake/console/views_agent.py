@@ -28,6 +28,7 @@ from posventa.core.workflow import ALLOWED, CLASSIFIED_TYPES, check_transition
 from posventa.intake.console.app import SESSION_KEY, PREFIX, Console, see_other
 from posventa.intake.console.forms import Form, domain_errors, message_of
 from posventa.intake.console.i18n import N_, _l, refusal
+from posventa.intake.console.labels import label
 from posventa.intake.console.views_contacts import NOTICES as CONTACT_NOTICES
 from posventa.intake.console.views_contacts import MAX_ORGANIZATIONS_SHOWN, duplicate_offers
 from posventa.intake.console.presence import page_report, stream_report
@@ -36,6 +37,14 @@ from posventa.intake.http import file_headers
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
+#: Browser notifications in the reader's language (``core.notifications``' events; a
+#: notice without its fields, or of an event not listed here, keeps the notifier's text).
+NOTICE_TEXTS = {
+    "assigned": N_("Case #%(number)s was assigned to you: %(title)s"),
+    "customer_wrote": N_("The customer wrote on your case #%(number)s: %(title)s"),
+    "sla_warning": N_("⏰ Case #%(number)s (%(title)s): %(target)s is due at %(due)s."),
+    "sla_breached": N_("🔴 Case #%(number)s (%(title)s): %(target)s breached (%(due)s)."),
+}
 #: Canned responses rendered into a case page: the most used ones (the picker's search
 #: finds among these).
 MAX_MACROS_SHOWN = 100
@@ -140,7 +149,19 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         me = user(request)
         viewer = stream_report(request.query.get("case"), request.query.get("tab"), username=me.username,
                                name=me.label)
-        return await console.live.stream(request, viewer=viewer)
+        return await console.live.stream(request, viewer=viewer, notice_text=notice_text)
+
+    def notice_text(event: dict[str, Any]) -> str:
+        """A browser notification for this stream's reader (the request's language and
+        time zone hold for the stream's whole life)."""
+        template = NOTICE_TEXTS.get(event["notify"])
+        if template is None or not event.get("title"):
+            return str(event["text"])
+        locales = console.locales
+        return locales.gettext(template) % {
+            "number": event["case"], "title": event["title"],
+            "target": locales.gettext(label(event["due_target"])) if event.get("due_target") else "",
+            "due": locales.datetime(event.get("due_at") or None)}
 
     # --- a case --------------------------------------------------------------------------
 

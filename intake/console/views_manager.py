@@ -19,12 +19,13 @@ from aiohttp import web
 
 from posventa.core.cases import CaseFilter
 from posventa.core.errors import DomainError, NotFound, ValidationError
-from posventa.core.read_models import MAX_CHART_DAYS
+from posventa.core.read_models import MAX_CHART_DAYS, NO_CATEGORY
 from posventa.core.surveys.panel import DETRACTOR_STATES
 from posventa.intake.console.app import PREFIX, Console, requires, see_other
 from posventa.intake.console.auth import Role
 from posventa.intake.console.forms import Form, domain_errors, message_of
 from posventa.intake.console.i18n import N_, ConsoleText, _l, refusal
+from posventa.intake.console.labels import label
 from posventa.intake.http import stream_csv
 
 SECTIONS = ("my_rules", "executed", "not_executed", "inconsistencies")
@@ -33,6 +34,8 @@ SECTION_LABELS = {"my_rules": N_("My rules"), "executed": N_("Executed"), "not_e
 PAGE_SIZE = 50
 KINDS = ("questions", "rules", "profiles", "products")
 DEFAULT_CHART_DAYS = 30
+#: How the charts name cases without a category (core's NO_CATEGORY key).
+NO_CATEGORY_LABEL = N_("(no category)")
 SCALES = ("1-5", "0-10", "1-10", "yes/no")
 
 
@@ -215,6 +218,12 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             "sellers": await console.panel.seller_scores(f),
             "cases": await console.read_models.cases_per_type_and_category(since=since, until=until),
         }
+        # The chart's words in the reader's language: case types and "(no category)".
+        gettext = console.locales.gettext
+        data["cases"] = {kind: {gettext(NO_CATEGORY_LABEL) if name == NO_CATEGORY else name: n
+                                for name, n in counts.items()}
+                         for kind, counts in data["cases"].items()}
+        data["type_labels"] = {kind: gettext(label(kind)) for kind in data["cases"]}
         raw = {**raw, "date_from": raw["date_from"] or first.isoformat(), "date_to": raw["date_to"] or last.isoformat()}
         return console.render("charts.html", request, {
             "data": data, "data_json": json.dumps(data), "raw": raw, "errors": errors,

@@ -4,6 +4,19 @@
 "use strict";
 
 (function () {
+  // The words this script writes, in the reader's language: the server renders them on
+  // every page (SCRIPT_TEXTS in i18n.py, translated in the .po files).
+  let texts = null;
+  function t(key, params) {
+    if (!texts) {
+      const block = document.getElementById("console-texts");
+      try { texts = block ? JSON.parse(block.textContent) : {}; } catch (_) { texts = {}; }
+    }
+    let text = texts[key] === undefined ? key : String(texts[key]);
+    Object.keys(params || {}).forEach(function (name) { text = text.split("%(" + name + ")s").join(String(params[name])); });
+    return text;
+  }
+
   function debounce(fn, ms) {
     let timer = null;
     return function () { clearTimeout(timer); timer = setTimeout(fn, ms); };
@@ -11,7 +24,7 @@
 
   async function fetchFragment(url) {
     const response = await fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } });
-    if (!response.ok || response.redirected) throw new Error("refresh failed: " + response.status);
+    if (!response.ok || response.redirected) throw new Error(String(response.status));
     return response.text();
   }
 
@@ -47,13 +60,13 @@
     const status = root.querySelector(".live-status");
     const source = liveSource(document.body.dataset.events || root.dataset.live);
     source.addEventListener("open", function () {
-      if (status) { status.textContent = "live"; status.classList.add("on"); }
+      if (status) { status.textContent = t("live"); status.classList.add("on"); }
       // What changed between rendering the page (or losing the stream) and now was told
       // to nobody: catch up once.
       if (onOpen) onOpen();
     });
     source.addEventListener("error", function () {
-      if (status) { status.textContent = "reconnecting…"; status.classList.remove("on"); }
+      if (status) { status.textContent = t("reconnecting"); status.classList.remove("on"); }
     });
     source.addEventListener("message", function (e) {
       let data;
@@ -116,13 +129,13 @@
     });
   }
 
-  // SLA countdowns: the server renders "in 1h 20m"; this keeps them ticking between
-  // refreshes (a row turns red once the due time passes).
+  // SLA countdowns: the server renders "in 1h 20m" (ConsoleLocales.countdown); this keeps
+  // them ticking between refreshes, in the same words (a row turns red once the due time passes).
   function countdowns() {
     function render(minutes) {
       const m = Math.abs(minutes), d = Math.floor(m / 1440), h = Math.floor((m % 1440) / 60), r = m % 60;
-      const span = d ? d + "d " + h + "h" : h ? h + "h " + r + "m" : r + "m";
-      return minutes >= 0 ? "in " + span : span + " overdue";
+      const span = t(d ? "span_days" : h ? "span_hours" : "span_minutes", { days: d, hours: h, minutes: r });
+      return t(minutes >= 0 ? "in" : "overdue", { span: span });
     }
     function tick() {
       document.querySelectorAll("time[data-countdown]").forEach(function (el) {
@@ -197,7 +210,7 @@
                    headers: { "X-CSRF-Token": csrfToken(), "Accept": "application/json" } })
         .then(function (r) { return r.json().then(function (data) { return [r.ok, data]; }); })
         .then(function (pair) { if (pair[0]) onSuccess(pair[1].url); else onError(pair[1].message); })
-        .catch(function () { onError("The image could not be uploaded."); });
+        .catch(function () { onError(t("image_upload_failed")); });
     };
   }
 
@@ -222,16 +235,22 @@
         status: ["upload-image"], minHeight: "8em", uploadImage: true,
         imageUploadFunction: uploadImage(area.dataset.imageUpload),
         imageAccept: "image/png, image/jpeg, image/gif, image/webp",
+        imageTexts: { sbInit: t("image_status"), sbOnDragEnter: t("image_drag"), sbOnDrop: t("image_dropped"),
+                      sbProgress: t("image_progress"), sbOnUploaded: t("image_uploaded"), sizeUnits: t("size_units") },
+        errorMessages: { noFileGiven: t("image_no_file"), typeNotAllowed: t("image_type"),
+                         fileTooLarge: t("image_too_big"), importError: t("image_import_error") },
         previewRender: serverPreview(area.dataset.preview),
         toolbar: [
-          { name: "bold", action: window.EasyMDE.toggleBold, title: "Bold", text: "B" },
-          { name: "italic", action: window.EasyMDE.toggleItalic, title: "Italic", text: "I" },
-          { name: "unordered-list", action: window.EasyMDE.toggleUnorderedList, title: "List", text: "• List" },
-          { name: "ordered-list", action: window.EasyMDE.toggleOrderedList, title: "Numbered list", text: "1. List" },
-          { name: "link", action: window.EasyMDE.drawLink, title: "Link", text: "Link" },
-          { name: "upload-image", action: window.EasyMDE.drawUploadedImage, title: "Image", text: "Image" },
+          { name: "bold", action: window.EasyMDE.toggleBold, title: t("bold"), text: "B" },
+          { name: "italic", action: window.EasyMDE.toggleItalic, title: t("italic"), text: "I" },
+          { name: "unordered-list", action: window.EasyMDE.toggleUnorderedList, title: t("list"),
+            text: t("list_button") },
+          { name: "ordered-list", action: window.EasyMDE.toggleOrderedList, title: t("numbered_list"),
+            text: t("numbered_list_button") },
+          { name: "link", action: window.EasyMDE.drawLink, title: t("link"), text: t("link") },
+          { name: "upload-image", action: window.EasyMDE.drawUploadedImage, title: t("image"), text: t("image") },
           "|",
-          { name: "preview", action: window.EasyMDE.togglePreview, title: "Preview", text: "Preview",
+          { name: "preview", action: window.EasyMDE.togglePreview, title: t("preview"), text: t("preview"),
             noDisable: true },
         ].map(function (b) { return typeof b === "string" ? b : Object.assign(text(b.name, b.title), b); }),
       });
@@ -280,7 +299,7 @@
     select.addEventListener("change", function () {
       // An empty choice follows the process's mode.
       const mode = select.value || select.dataset.processMode;
-      table.className = "budget mode-" + mode;
+      table.className = ["budget", "mode-" + mode].join(" ");
       table.hidden = mode === "not_used";
       if (note) note.hidden = mode !== "not_used";
     });

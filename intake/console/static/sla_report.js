@@ -10,7 +10,8 @@
     const block = document.getElementById("sla-chart-data");
     if (!block || !window.Chart) return;
     const data = JSON.parse(block.textContent);
-    const common = { responsive: true, maintainAspectRatio: true, animation: false };
+    // Numbers on the axes in the page's language (Chart.js would take the browser's).
+    const common = { responsive: true, maintainAspectRatio: true, animation: false, locale: document.documentElement.lang };
     const achieved = document.getElementById("chart-sla-achieved");
     if (achieved) {
       achieved.chart = new window.Chart(achieved, {

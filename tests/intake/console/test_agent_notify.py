@@ -195,3 +195,23 @@ async def test_the_page_shows_a_browser_notification_once_allowed(running):
         assert f"#{number}" in shown["body"] and "Impresora 1" in shown["body"]
         assert shown["tag"] == f"posventa-assigned-{number}"
         assert errors == []
+
+
+async def test_a_browser_notice_is_worded_in_its_readers_language_and_time_zone(running):
+    async with ConsoleClient(running.base) as agent:
+        assert (await agent.login(running.users["agent"]))[0] == 200
+        status, _ = await agent.post("/console/profile/locale", {"language": "pt", "timezone": "America/Sao_Paulo"})
+        assert status == 200
+        response, stream = await open_stream(agent)
+        try:
+            running.service.console.live.publish_notices([
+                BrowserNotice(agent=running.users["agent"], event="sla_warning", case=8, text="in the notifier's words",
+                              title="Impressora", due_target="first_response", due_at="2026-03-01T15:30:00+00:00")])
+            notice = await stream.next_notice()
+            assert notice["text"].startswith("⏰ Caso #8 (Impressora): Primeira resposta vence em 01/03/2026 12:30")
+            # A notice without its fields (an event this page cannot word) keeps the notifier's text.
+            running.service.console.live.publish_notices([
+                BrowserNotice(agent=running.users["agent"], event="assigned", case=9, text="as it came")])
+            assert (await stream.next_notice())["text"] == "as it came"
+        finally:
+            response.close()

@@ -233,3 +233,94 @@ async def test_the_case_pages_tabs_are_translated(running, agent):
     assert status == 200
     assert re.search(r'id="tab-history"[^>]*>Atividade e histórico</a>', page)
     assert re.search(r'id="tab-kb"[^>]*>Base de conhecimento</a>', page)
+
+
+# --- texts the console's scripts write -----------------------------------------------------
+
+STATIC = CONSOLE / "static"
+_JS_STRING = re.compile(r""""((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)'""")
+_JS_COMMENT = re.compile(r"^\s*//[^\n]*|\s//\s[^\n]*", re.M)
+#: Where a script's string is something a person reads: text and titles it sets, labels,
+#: messages it shows or reports.
+_JS_SINK = re.compile(r"(?:textContent|innerText|placeholder)\s*=\s*$|(?:\btitle|\btext|\blabel|\bbody)\s*:\s*$"
+                      r"|(?:onError|confirm|alert|Notification)\(\s*$")
+#: Words a script hands to the browser, not to a person (header and API names).
+_JS_CODE_WORDS = {"use strict", "Accept", "Content-Type", "X-CSRF-Token", "Notification", "Enter"}
+
+
+def untranslated_script(source: str) -> list[str]:
+    """Literal texts a script shows without going through ``t("key")`` (SCRIPT_TEXTS):
+    strings at a text sink (textContent, title:, label:, onError(...)) longer than one
+    character, and anywhere a capitalised word, two words, an ellipsis or a non-ASCII
+    letter, a word joined to others by a space (what prose looks like; selectors, classes,
+    event and key names do not)."""
+    code = _JS_COMMENT.sub("", source)
+    found = []
+    for match in _JS_STRING.finditer(code):
+        value, before = match.group(1) or match.group(2) or "", code[max(0, match.start() - 40):match.start()]
+        if re.search(r"\bt\(\s*$", before) or not _LETTER.search(value) or value in _JS_CODE_WORDS:
+            continue
+        prose = (re.search(r"\b[A-Z][a-z]+\b", value) or re.search(r"[^\W\d_]\s+[^\W\d_]", value)
+                 or re.search(r"^[^\W\d_]+\s|\s[^\W\d_]+$", value)  # "in " + span, span + " overdue"
+                 or "…" in value or re.search(r"[^\x00-\x7f]", value))
+        if prose or (_JS_SINK.search(before) and len(value) > 1):
+            found.append(value)
+    return found
+
+
+def test_no_script_text_is_left_untranslated():
+    left = {p.name: untranslated_script(p.read_text(encoding="utf-8")) for p in sorted(STATIC.glob("*.js"))}
+    assert {name: texts for name, texts in left.items() if texts} == {}
+
+
+def test_the_script_check_itself_finds_untranslated_text():
+    source = """
+      status.textContent = "live";  // a comment with "Words in it"
+      el.textContent = t("live");
+      const b = { name: "bold", title: "Bold", text: "B" };
+      onError("The image could not be uploaded.");
+      return minutes >= 0 ? "in " + span : span + " overdue";
+      fetch(url, { headers: { "Accept": "text/html" } }).querySelector(".case[data-live]");
+      x.textContent = "reconnecting…";
+    """
+    assert untranslated_script(source) == ["live", "Bold", "The image could not be uploaded.", "in ", " overdue",
+                                           "reconnecting…"]
+    assert untranslated_script("el.title = 'x'; a = 'Cerrar caso'; b = \"añadir\"") == ["Cerrar caso", "añadir"]
+
+
+def test_every_key_a_script_asks_for_is_in_the_catalogue_and_every_entry_is_used():
+    from posventa.intake.console.i18n import SCRIPT_TEXTS
+
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in sorted(STATIC.glob("*.js")))
+    asked = set(re.findall(r'\bt\(\s*"(\w+)"', sources))
+    assert asked - SCRIPT_TEXTS.keys() == set()
+    assert {key for key in SCRIPT_TEXTS if f'"{key}"' not in sources} == set()
+
+
+def test_script_texts_and_countdowns_in_the_users_language():
+    locales = ConsoleLocales(default_language="en", default_timezone="UTC")
+    now = datetime(2026, 3, 1, 15, 30, tzinfo=UTC)
+    expected = {
+        "en": ("live", "in 1h 20m", "2d 3h overdue", "in 5m", "Bold"),
+        "es": ("en vivo", "en 1 h 20 min", "vencido hace 2 d 3 h", "en 5 min", "Negrita"),
+        "pt": ("ao vivo", "em 1 h 20 min", "vencido há 2 d 3 h", "em 5 min", "Negrito"),
+    }
+    for lang, (live, soon, late, minutes, bold) in expected.items():
+        locales.use(locales.locale(lang, None))
+        texts = locales.script_texts()
+        assert (texts["live"], texts["bold"]) == (live, bold)
+        assert locales.countdown("2026-03-01T16:50:00+00:00", now) == soon
+        assert locales.countdown(datetime(2026, 2, 27, 12, 30, tzinfo=UTC), now) == late
+        assert locales.countdown("2026-03-01T15:35:59+00:00", now) == minutes
+        assert all(texts.values()) and texts.keys() == locales.script_texts().keys()
+
+
+@SQLITE_ONLY
+async def test_every_page_carries_the_script_texts_in_its_readers_language(running, agent):
+    import json
+
+    status, page = await agent.get("/console/inbox", headers={"Accept-Language": "pt-BR"})
+    assert status == 200
+    block = re.search(r'<script type="application/json" id="console-texts">(.*?)</script>', page, re.S)
+    texts = json.loads(block.group(1))
+    assert texts["live"] == "ao vivo" and texts["image"] == "Imagem" and texts["in"] == "em %(span)s"
