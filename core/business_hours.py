@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
 
-from posventa.core.errors import ValidationError
+from posventa.core.errors import ValidationError, explain
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -47,21 +47,26 @@ def parse_spans(values: Sequence[str], *, field: str) -> tuple[Span, ...]:
     spans: list[Span] = []
     for value in values:
         if not isinstance(value, str):
-            raise CalendarError("each span must be a string like \"09:00-18:00\"", field=field)
+            raise CalendarError(explain("span_not_text", "each span must be a string like \"09:00-18:00\""), field=field)
         m = _SPAN.match(value)
         if not m:
-            raise CalendarError(f"{value!r} is not a span like \"09:00-18:00\"", field=field)
+            raise CalendarError(explain("span_invalid", "%(value)r is not a span like \"09:00-18:00\"", value=value),
+                                field=field)
         h1, m1, h2, m2 = (int(g) for g in m.groups())
         if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2 != 0):
-            raise CalendarError(f"{value!r} is not a valid time of day", field=field)
+            raise CalendarError(explain("span_time_invalid", "%(value)r is not a valid time of day", value=value),
+                                field=field)
         start, end = h1 * 60 + m1, h2 * 60 + m2
         if end <= start:
-            raise CalendarError(f"{value!r} ends before it starts (inverted hours)", field=field)
+            raise CalendarError(explain("span_inverted", "%(value)r ends before it starts (inverted hours)",
+                                        value=value), field=field)
         spans.append((start, end))
     spans.sort()
     for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
         if s2 < e1:
-            raise CalendarError(f"spans {_fmt(s1)}-{_fmt(e1)} and {_fmt(s2)}-{_fmt(e2)} overlap", field=field)
+            raise CalendarError(explain("spans_overlap", "spans %(first)s and %(second)s overlap",
+                                        first=f"{_fmt(s1)}-{_fmt(e1)}", second=f"{_fmt(s2)}-{_fmt(e2)}"),
+                                field=field)
     return tuple(spans)
 
 
@@ -73,7 +78,8 @@ def parse_date(value: str, *, field: str) -> date:
     try:
         return date.fromisoformat(value.strip())
     except (ValueError, AttributeError):
-        raise CalendarError(f"{value!r} is not a date like 2026-12-24", field=field) from None
+        raise CalendarError(explain("date_invalid", "%(value)r is not a date like 2026-12-24", value=value),
+                            field=field) from None
 
 
 def zone(name: str, *, field: str) -> ZoneInfo:
@@ -81,7 +87,7 @@ def zone(name: str, *, field: str) -> ZoneInfo:
         return ZoneInfo(name)
     # OSError: a directory name ("America") or an over-long name, see core.config.
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise CalendarError(f"unknown time zone {name!r}", field=field) from None
+        raise CalendarError(explain("timezone_unknown", "unknown time zone %(name)r", name=name), field=field) from None
 
 
 def holiday_source(country: str, subdivision: str, *, field: str) -> holidays_lib.HolidayBase | None:
@@ -89,16 +95,18 @@ def holiday_source(country: str, subdivision: str, *, field: str) -> holidays_li
     that an unknown code stops start-up instead of failing on the first case."""
     if not country:
         if subdivision:
-            raise CalendarError("a subdivision needs a country", field=f"{field}.subdivision")
+            raise CalendarError(explain("subdivision_without_country", "a subdivision needs a country"),
+                                field=f"{field}.subdivision")
         return None
     try:
         return holidays_lib.country_holidays(country.upper(), subdiv=subdivision or None)
     except NotImplementedError:
         if subdivision and country.upper() in holidays_lib.list_supported_countries():
-            raise CalendarError(f"country {country!r} has no subdivision {subdivision!r}",
+            raise CalendarError(explain("subdivision_unknown", "country %(country)r has no subdivision %(subdivision)r",
+                                        country=country, subdivision=subdivision),
                                 field=f"{field}.subdivision") from None
-        raise CalendarError(f"unknown country code {country!r} (ISO 3166-1 alpha-2, e.g. AR, BR, ES)",
-                            field=f"{field}.country") from None
+        raise CalendarError(explain("country_unknown", "unknown country code %(country)r (ISO 3166-1 alpha-2, e.g. "
+                                    "AR, BR, ES)", country=country), field=f"{field}.country") from None
 
 
 @dataclass(frozen=True)
@@ -117,10 +125,11 @@ class BusinessCalendar:
 
     def __post_init__(self) -> None:
         if len(self.weekly) != 7:
-            raise CalendarError("weekly hours need the seven weekdays", field=f"calendars.{self.name}")
-        if not any(self.weekly) and not self.open_days:
-            raise CalendarError("the calendar is never open: give hours for at least one weekday",
+            raise CalendarError(explain("weekly_incomplete", "weekly hours need the seven weekdays"),
                                 field=f"calendars.{self.name}")
+        if not any(self.weekly) and not self.open_days:
+            raise CalendarError(explain("calendar_never_open", "the calendar is never open: give hours for at least "
+                                        "one weekday"), field=f"calendars.{self.name}")
 
     # --- one day -------------------------------------------------------------------------
 
@@ -152,7 +161,8 @@ class BusinessCalendar:
         for s, e in self._spans_from(at):
             if at < e:
                 return max(s, at).astimezone(UTC)
-        raise CalendarError(f"no open hours within {MAX_SEARCH_DAYS} days", field=f"calendars.{self.name}")
+        raise CalendarError(explain("calendar_no_hours", "no open hours within %(days)s days", days=MAX_SEARCH_DAYS),
+                            field=f"calendars.{self.name}")
 
     def add_minutes(self, start: datetime, minutes: float) -> datetime:
         """The instant ``minutes`` business minutes after ``start`` (UTC).
@@ -169,7 +179,8 @@ class BusinessCalendar:
             if begin + remaining <= e:
                 return (begin + remaining).astimezone(UTC)
             remaining -= e - begin
-        raise CalendarError(f"no open hours within {MAX_SEARCH_DAYS} days", field=f"calendars.{self.name}")
+        raise CalendarError(explain("calendar_no_hours", "no open hours within %(days)s days", days=MAX_SEARCH_DAYS),
+                            field=f"calendars.{self.name}")
 
     def minutes_between(self, start: datetime, end: datetime) -> float:
         """Business minutes from ``start`` to ``end`` (0 when end is not after start)."""
@@ -222,17 +233,21 @@ def build_calendar(
     opened: dict[date, tuple[Span, ...]] = {}
     for value in open_days:
         if not isinstance(value, str) or not value.strip():
-            raise CalendarError("each open day is \"YYYY-MM-DD HH:MM-HH:MM\"", field=f"{prefix}.open_days")
+            raise CalendarError(explain("open_day_shape", "each open day is \"YYYY-MM-DD HH:MM-HH:MM\""),
+                                field=f"{prefix}.open_days")
         day_text, *span_texts = value.split()
         day = parse_date(day_text, field=f"{prefix}.open_days")
         if not span_texts:
-            raise CalendarError(f"{value!r} gives no hours (\"{day_text} 09:00-13:00\")", field=f"{prefix}.open_days")
+            raise CalendarError(explain("open_day_no_hours", "%(value)r gives no hours (\"%(day)s 09:00-13:00\")",
+                                        value=value, day=day_text), field=f"{prefix}.open_days")
         if day in opened:
-            raise CalendarError(f"{day_text} is listed twice", field=f"{prefix}.open_days")
+            raise CalendarError(explain("open_day_twice", "%(day)s is listed twice", day=day_text),
+                                field=f"{prefix}.open_days")
         opened[day] = parse_spans(span_texts, field=f"{prefix}.open_days")
     both = closed & opened.keys()
     if both:
-        raise CalendarError(f"{min(both).isoformat()} is both closed and open", field=f"{prefix}.open_days")
+        raise CalendarError(explain("day_closed_and_open", "%(day)s is both closed and open",
+                                    day=min(both).isoformat()), field=f"{prefix}.open_days")
     source = holiday_source(country, subdivision, field=prefix)
     return BusinessCalendar(name=name, tz=tz, weekly=week, closed_days=closed, open_days=opened,
                             country=country.upper(), subdivision=subdivision, holiday_source=source)

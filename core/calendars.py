@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from posventa.core.business_hours import WEEKDAYS, build_calendar
-from posventa.core.errors import Conflict, NotFound, ValidationError
+from posventa.core.errors import Conflict, NotFound, ValidationError, explain
 from posventa.core.persistence import Database
 from posventa.core.persistence.schema import calendar_overrides
 from posventa.core.ports import Clock
@@ -58,21 +58,22 @@ def check_definition(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """A calendar's fields from outside, normalised and checked as config is; a
     ``ValidationError`` naming the field (``timezone``, ``mon``, ``country``…) otherwise."""
     if not valid_name(name):
-        raise ValidationError(f"a calendar name is 1-{MAX_NAME} characters, without '/' or control characters, "
-                              "not starting with '.'", field="name")
+        raise ValidationError(explain("calendar_name", "a calendar name is 1-%(max)s characters, without '/' or "
+                                      "control characters, not starting with '.'", max=MAX_NAME), field="name")
     out: dict[str, Any] = {}
     for key in ("timezone", "country", "subdivision"):
         value = data.get(key, "")
         if not isinstance(value, str) or len(value) > 64:
-            raise ValidationError("must be text of at most 64 characters", field=key)
+            raise ValidationError(explain("calendar_text_too_long", "must be text of at most 64 characters"), field=key)
         out[key] = value.strip()
     if not out["timezone"]:
-        raise ValidationError("a calendar needs a time zone", field="timezone")
+        raise ValidationError(explain("calendar_timezone_missing", "a calendar needs a time zone"), field="timezone")
     for key in (*WEEKDAYS, "closed_days", "open_days"):
         value = data.get(key, [])
         if not isinstance(value, list | tuple) or len(value) > MAX_DAYS or \
                 not all(isinstance(v, str) and len(v) <= 200 for v in value):
-            raise ValidationError(f"must be a list of at most {MAX_DAYS} texts", field=key)
+            raise ValidationError(explain("calendar_days_too_many", "must be a list of at most %(max)s texts",
+                                          max=MAX_DAYS), field=key)
         out[key] = [v.strip() for v in value if v.strip()]
     try:
         build_calendar(name=name, timezone=out["timezone"], weekly={d: out[d] for d in WEEKDAYS},
@@ -82,7 +83,7 @@ def check_definition(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
         # "calendar.mon" → "mon": the field as the form and the API name it.
         field = (exc.field or "").removeprefix("calendar.")
         # "Never open" names the whole calendar: the weekly hours are what to fix.
-        raise ValidationError(str(exc), field=field if field in FIELDS else "mon") from None
+        raise ValidationError(exc.error_text or str(exc), field=field if field in FIELDS else "mon") from None
     return out
 
 
@@ -127,7 +128,7 @@ class CalendarEditor:
         """The calendar in effect under ``name``; ``NotFound`` if there is none."""
         found = next((c for c in await self.list() if c["name"] == name), None)
         if found is None:
-            raise NotFound(f"no calendar named {name!r}")
+            raise NotFound(explain("calendar_not_found", "no calendar named %(name)r", name=name))
         return found
 
     async def save(self, name: str, data: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
@@ -138,7 +139,8 @@ class CalendarEditor:
     async def create(self, name: str, data: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
         """A new calendar; a name already in effect is refused (``ValidationError`` on ``name``)."""
         if any(c["name"] == name for c in await self.list()):
-            raise ValidationError(f"a calendar named {name!r} exists already; change it instead", field="name")
+            raise ValidationError(explain("calendar_name_taken", "a calendar named %(name)r exists already; change it "
+                                          "instead", name=name), field="name")
         return await self._store(name, data, actor=actor, only_new=True)
 
     async def update(self, name: str, data: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
@@ -154,17 +156,19 @@ class CalendarEditor:
         stored = await self.stored()
         if name not in stored:
             if name in self.configured():
-                raise Conflict(f"calendar {name!r} is defined in the configuration ([[calendars]]); "
-                               "change it there, or change it here to override it")
-            raise NotFound(f"no calendar named {name!r}")
+                raise Conflict(explain("calendar_in_config", "calendar %(name)r is defined in the configuration "
+                                       "([[calendars]]); change it there, or change it here to override it",
+                                       name=name))
+            raise NotFound(explain("calendar_not_found", "no calendar named %(name)r", name=name))
         try:
             setup = self._setup({k: v for k, v in stored.items() if k != name})
         except ValidationError as exc:
-            raise Conflict(f"calendar {name!r} is still needed ({exc.field}: {exc})") from None
+            raise Conflict(explain("calendar_needed", "calendar %(name)r is still needed (%(field)s: %(reason)s)",
+                                   name=name, field=exc.field, reason=str(exc))) from None
         async with self._db.transaction() as conn:
             gone = (await conn.execute(delete(calendar_overrides).where(calendar_overrides.c.name == name))).rowcount
         if not gone:  # another process removed it meanwhile
-            raise NotFound(f"no calendar named {name!r}")
+            raise NotFound(explain("calendar_not_found", "no calendar named %(name)r", name=name))
         self._apply(setup)
         self._publish(TOPIC, name)
         log.info("calendars: %r deleted by %r", name, actor)
@@ -185,8 +189,8 @@ class CalendarEditor:
             if only_new:
                 # Two creations of one name at once: the second finds the first's row.
                 if not (await conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))).rowcount:
-                    raise ValidationError(f"a calendar named {name!r} exists already; change it instead",
-                                          field="name")
+                    raise ValidationError(explain("calendar_name_taken", "a calendar named %(name)r exists already; "
+                                                  "change it instead", name=name), field="name")
             else:
                 await conn.execute(stmt.on_conflict_do_update(
                     index_elements=["name"], set_={"definition": stmt.excluded.definition,

@@ -33,7 +33,7 @@ from posventa.core.domain import (
 )
 from posventa.core.contacts.identities import EMAIL, PHONE, create_contact, identity_owners
 from posventa.core.contacts.normalize import email_address, phone_number
-from posventa.core.errors import NotFound, StaleReply, ValidationError
+from posventa.core.errors import NotFound, StaleReply, ValidationError, explain
 from posventa.core.notices import CustomerNotices
 from posventa.core.outgoing import CUSTOMER_CHANNELS, Outgoing, ComposedMessage, Recipient, email_thread_for_case
 from posventa.core.outbox import delivery_states
@@ -128,11 +128,12 @@ def _case_date(value: datetime | None, now: datetime) -> datetime:
     if value is None:
         return now
     if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
-        raise ValidationError("date must be a date and time with its time zone", field="date")
+        raise ValidationError(explain("date_without_zone", "date must be a date and time with its time zone"),
+                              field="date")
     if value > now:
-        raise ValidationError("date must not be in the future", field="date")
+        raise ValidationError(explain("date_in_future", "date must not be in the future"), field="date")
     if value < EARLIEST_CASE_DATE:
-        raise ValidationError("date must be after 2000-01-01", field="date")
+        raise ValidationError(explain("date_too_early", "date must be after 2000-01-01"), field="date")
     return value
 
 
@@ -141,32 +142,36 @@ def _enum(cls, value: Any, field: str):
         return cls(value)
     except ValueError:
         allowed = ", ".join(v.value for v in cls)
-        raise ValidationError(f"{field} must be one of: {allowed}", field=field) from None
+        raise ValidationError(explain("field_choice", "%(field)s must be one of: %(allowed)s", field=field,
+                                      allowed=allowed), field=field) from None
 
 
 def _case_type(value: Any, field: str = "type") -> str:
     """A type a case may carry: request, complaint or incident (never back to unclassified)."""
     allowed = ", ".join(t.value for t in CLASSIFIED_TYPES)
     if value is None or value == "":
-        raise ValidationError(f"{field} is required: one of {allowed}", field=field)
+        raise ValidationError(explain("field_required_choice", "%(field)s is required: one of %(allowed)s", field=field,
+                                      allowed=allowed), field=field)
     if value not in {t.value for t in CLASSIFIED_TYPES}:
-        raise ValidationError(f"{field} must be one of: {allowed}", field=field)
+        raise ValidationError(explain("field_choice", "%(field)s must be one of: %(allowed)s", field=field,
+                                      allowed=allowed), field=field)
     return str(value)
 
 
 def _text(value: Any, field: str, *, required: bool = True, max_len: int = MAX_TEXT) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise ValidationError(f"{field} is required", field=field)
+            raise ValidationError(explain("field_required", "%(field)s is required", field=field), field=field)
         return None
     if not isinstance(value, str):
-        raise ValidationError(f"{field} must be a string", field=field)
+        raise ValidationError(explain("field_not_text", "%(field)s must be a string", field=field), field=field)
     if len(value) > max_len:
-        raise ValidationError(f"{field} is longer than {max_len} characters", field=field)
+        raise ValidationError(explain("field_too_long", "%(field)s is longer than %(max)s characters", field=field,
+                                      max=max_len), field=field)
     if "\x00" in value:
         # PostgreSQL text cannot hold NUL (the insert failed: a 500); SQLite would store
         # it and then cut LIKE patterns at it. Never meaningful in what an agent types.
-        raise ValidationError(f"{field} contains a NUL character", field=field)
+        raise ValidationError(explain("field_nul", "%(field)s contains a NUL character", field=field), field=field)
     return value
 
 
@@ -219,7 +224,8 @@ class CaseService:
         conds = []
         if f.assigned_agent is not None and "\x00" in f.assigned_agent:
             # PostgreSQL refuses a NUL in a parameter (a 500); no stored name holds one.
-            raise ValidationError("assigned_agent contains a NUL character", field="assigned_agent")
+            raise ValidationError(explain("field_nul", "%(field)s contains a NUL character", field="assigned_agent"),
+                                  field="assigned_agent")
         if f.activity:
             conds.append(cases.c.activity == _enum(Activity, f.activity, "activity").value)
         if f.open_only:
@@ -238,7 +244,8 @@ class CaseService:
             conds.append(cases.c.organization_id == f.organization_id)
         search = parse_query(f.text) if f.text else None
         if f.sort not in ("updated", "due"):
-            raise ValidationError("sort must be one of: updated, due", field="sort")
+            raise ValidationError(explain("field_choice", "%(field)s must be one of: %(allowed)s", field="sort",
+                                          allowed="updated, due"), field="sort")
         if f.text and search is None:
             return []  # no letter or digit in it: nothing can match
         now = self._clock.now()
@@ -311,7 +318,7 @@ class CaseService:
             row = (await conn.execute(select(*_SUMMARY_COLS, *_DETAIL_COLS).select_from(_SUMMARY_FROM)
                                       .where(cases.c.id == number))).first()
             if row is None:
-                raise NotFound(f"case {number} not found")
+                raise NotFound(explain("case_not_found", "case %(number)s not found", number=number))
             case = self._summary(row, self._clock.now())
             case.update({
                 "description": row.description,
@@ -384,8 +391,8 @@ class CaseService:
         contact_phone = _text(new.contact_phone, "contact.phone", required=False, max_len=50)
         contact_email = _text(new.contact_email, "contact.email", required=False, max_len=320)
         if new.contact_id is None and not (contact_email or contact_name or contact_phone):
-            raise ValidationError("a contact (an existing contact_id, or a name, email or phone) is required",
-                                  field="contact")
+            raise ValidationError(explain("case_contact_missing", "a contact (an existing contact_id, or a name, "
+                                          "email or phone) is required"), field="contact")
         keys: list[tuple[str, str]] = []
         if contact_email:
             keys.append((EMAIL, email_address(contact_email, "contact.email")))
@@ -400,8 +407,8 @@ class CaseService:
             if new.contact_id is not None:
                 contact = (await conn.execute(select(contacts).where(contacts.c.id == new.contact_id))).first()
                 if contact is None or contact.merged_into_id is not None or contact.erased_at is not None:
-                    raise ValidationError(f"contact {new.contact_id} does not exist (or was merged or erased)",
-                                          field="contact_id")
+                    raise ValidationError(explain("case_contact_gone", "contact %(id)s does not exist (or was merged or "
+                                                  "erased)", id=new.contact_id), field="contact_id")
                 contact_id = contact.id
                 contact_name = contact_name or contact.name
                 org_id = org_id if org_id is not None else contact.organization_id
@@ -444,8 +451,8 @@ class CaseService:
             row = (await conn.execute(select(organizations.c.id, organizations.c.merged_into_id).where(
                 organizations.c.id == new.organization_id))).first()
             if row is None or row.merged_into_id is not None:
-                raise ValidationError(f"organization {new.organization_id} does not exist (or was merged)",
-                                      field="organization_id")
+                raise ValidationError(explain("case_organization_gone", "organization %(id)s does not exist (or was "
+                                              "merged)", id=new.organization_id), field="organization_id")
             return row.id
         if not new.organization:
             return None
@@ -485,8 +492,8 @@ class CaseService:
                 await _check_not_stale(conn, number, seen_message_id)
             recipient = await _customer_recipient(conn, case)
             if recipient is None:
-                raise ValidationError("this customer has no reachable channel (no email, chat or Telegram)",
-                                      field="channel")
+                raise ValidationError(explain("customer_unreachable", "this customer has no reachable channel (no email, "
+                                              "chat or Telegram)"), field="channel")
             in_reply_to, references = (None, ())
             if recipient.channel == ChannelName.EMAIL:
                 in_reply_to, references = await email_thread_for_case(conn, number)
@@ -624,11 +631,13 @@ class CaseService:
             if act == KbAction.LINK:
                 link = _text(url, "url", max_len=1000)
                 if not link.startswith(("http://", "https://")):  # type: ignore[union-attr]
-                    raise ValidationError("url must be an http(s) link to the KB post", field="url")
+                    raise ValidationError(explain("kb_url_invalid", "url must be an http(s) link to the KB post"),
+                                          field="url")
                 values["kb_url"] = link
             if act == KbAction.PUBLISH:
                 if not (case.kb_answer or "").strip():
-                    raise ValidationError("write the answer in the KB tab before publishing", field="kb.answer")
+                    raise ValidationError(explain("kb_answer_missing", "write the answer in the KB tab before publishing"),
+                                          field="kb.answer")
                 await self._outgoing.add(conn, [ComposedMessage(
                     recipient=Recipient(ChannelName.KB, f"case-{number}"), text=case.kb_answer, kind="kb_publish",
                     case_id=number, case_title=case.title, author=Author.AGENT, author_name=agent, automatic=False,
@@ -664,7 +673,8 @@ class CaseService:
                 amount = _decimal(line.get("unit_amount"), f"lines[{i}].unit_amount", positive=True)
             rows.append({"case_id": number, "position": i, "product": product, "quantity": qty, "unit_amount": amount})
         if budget_mode == BudgetMode.NOT_USED and rows:
-            raise ValidationError("budget lines need a budget mode other than not_used", field="budget_mode")
+            raise ValidationError(explain("budget_mode_unused", "budget lines need a budget mode other than not_used"),
+                                  field="budget_mode")
         now = self._clock.now()
         async with self._db.transaction() as conn:
             await self._case(conn, number)
@@ -673,8 +683,9 @@ class CaseService:
                 products.c.code.in_({r["product"] for r in rows})))} if rows else set()
             for i, row in enumerate(rows):
                 if row["product"] not in known:
-                    raise ValidationError(f"lines[{i}].product: {row['product'][:80]!r} is not a product code of the "
-                                          "catalog", field=f"lines[{i}].product")
+                    raise ValidationError(explain("budget_product_unknown", "%(field)s: %(product)r is not a product code of "
+                                                  "the catalog", field=f"lines[{i}].product",
+                                                  product=row["product"][:80]), field=f"lines[{i}].product")
             await conn.execute(delete(budget_lines).where(budget_lines.c.case_id == number))
             if rows:
                 await conn.execute(insert(budget_lines), rows)
@@ -706,13 +717,14 @@ class CaseService:
             if parent_id is not None:
                 parent = (await conn.execute(select(categories.c.parent_id).where(categories.c.id == parent_id))).first()
                 if parent is None:
-                    raise NotFound(f"category {parent_id} not found")
+                    raise NotFound(explain("category_not_found", "category %(id)s not found", id=parent_id))
                 if parent.parent_id is not None:
-                    raise ValidationError("categories have two levels: a subcategory cannot have children",
-                                          field="parent_id")
+                    raise ValidationError(explain("category_too_deep", "categories have two levels: a subcategory cannot "
+                                                  "have children"), field="parent_id")
             same = categories.c.parent_id.is_(None) if parent_id is None else categories.c.parent_id == parent_id
             if (await conn.execute(select(categories.c.id).where(same, categories.c.name == name))).first():
-                raise ValidationError(f"category {name!r} already exists there", field="name")
+                raise ValidationError(explain("category_name_taken", "category %(name)r already exists there", name=name),
+                                      field="name")
             cid = (await conn.execute(insert(categories).values(name=name, parent_id=parent_id, active=True)
                                       .returning(categories.c.id))).scalar_one()
         return {"id": cid, "name": name, "parent_id": parent_id, "active": True}
@@ -723,12 +735,12 @@ class CaseService:
             values["name"] = _text(name, "name", max_len=120).strip()  # type: ignore[union-attr]
         if active is not None:
             if not isinstance(active, bool):
-                raise ValidationError("active must be true or false", field="active")
+                raise ValidationError(explain("active_not_boolean", "active must be true or false"), field="active")
             values["active"] = active
         async with self._db.transaction() as conn:
             row = (await conn.execute(select(categories).where(categories.c.id == category_id))).first()
             if row is None:
-                raise NotFound(f"category {category_id} not found")
+                raise NotFound(explain("category_not_found", "category %(id)s not found", id=category_id))
             if "name" in values:
                 # The same check as create_category: the unique key would otherwise end the
                 # transaction with an IntegrityError (a 500) on a subcategory's sibling.
@@ -736,7 +748,8 @@ class CaseService:
                         else categories.c.parent_id == row.parent_id)
                 if (await conn.execute(select(categories.c.id).where(
                         same, categories.c.name == values["name"], categories.c.id != category_id))).first():
-                    raise ValidationError(f"category {values['name']!r} already exists there", field="name")
+                    raise ValidationError(explain("category_name_taken", "category %(name)r already exists there",
+                                                  name=values["name"]), field="name")
             if values:
                 await conn.execute(update(categories).where(categories.c.id == category_id).values(**values))
         return {"id": category_id, "name": values.get("name", row.name), "parent_id": row.parent_id,
@@ -750,7 +763,7 @@ class CaseService:
         query = select(cases).where(cases.c.id == number)
         row = (await conn.execute(query.with_for_update() if lock and not self._db.is_sqlite else query)).first()
         if row is None:
-            raise NotFound(f"case {number} not found")
+            raise NotFound(explain("case_not_found", "case %(number)s not found", number=number))
         return row
 
     async def _set(self, number: int, agent: str, kind: str, values: dict[str, Any], column: str | None,
@@ -772,16 +785,18 @@ class CaseService:
         if category_id is None and subcategory_id is None:
             return
         if category_id is None:
-            raise ValidationError("a subcategory needs its category", field="category_id")
+            raise ValidationError(explain("subcategory_alone", "a subcategory needs its category"), field="category_id")
         rows = {r.id: r for r in await conn.execute(select(categories).where(
             categories.c.id.in_([c for c in (category_id, subcategory_id) if c is not None])))}
         cat = rows.get(category_id)
         if cat is None or cat.parent_id is not None:
-            raise ValidationError(f"category {category_id} is not a top-level category", field="category_id")
+            raise ValidationError(explain("category_not_top", "category %(id)s is not a top-level category",
+                                      id=category_id), field="category_id")
         if subcategory_id is not None:
             sub = rows.get(subcategory_id)
             if sub is None or sub.parent_id != category_id:
-                raise ValidationError(f"subcategory {subcategory_id} does not belong to category {category_id}",
+                raise ValidationError(explain("subcategory_elsewhere", "subcategory %(id)s does not belong to category "
+                                              "%(category)s", id=subcategory_id, category=category_id),
                                       field="subcategory_id")
 
 
@@ -826,15 +841,15 @@ def _decimal(value: Any, field: str, *, positive: bool = False) -> Decimal | Non
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise ValidationError(f"{field} must be a number", field=field)
+        raise ValidationError(explain("number_invalid", "%(field)s must be a number", field=field), field=field)
     try:
         d = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
-        raise ValidationError(f"{field} must be a number", field=field) from None
+        raise ValidationError(explain("number_invalid", "%(field)s must be a number", field=field), field=field) from None
     if not d.is_finite() or abs(d) >= Decimal("1e11"):
-        raise ValidationError(f"{field} is out of range", field=field)
+        raise ValidationError(explain("number_out_of_range", "%(field)s is out of range", field=field), field=field)
     if positive and d < 0:
-        raise ValidationError(f"{field} must not be negative", field=field)
+        raise ValidationError(explain("number_negative", "%(field)s must not be negative", field=field), field=field)
     return d
 
 

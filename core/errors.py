@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class PosventaError(Exception):
     """Base of every error posventa raises on purpose."""
@@ -31,8 +33,41 @@ class ConfigError(PosventaError):
         super().__init__(f"config error ({where}): {message}" if where else f"config error: {message}")
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorText:
+    """A refusal's words as data, so that each reader can be told in their own language:
+    a stable ``code`` (what a translation, or a client, keys on), the English ``template``
+    with ``%(name)s`` placeholders, and the values that fill it. ``str()`` is the English
+    text (the API's message, logs, the CLI); the console translates the template through
+    its catalogues (``msgctxt`` = code; scripts/i18n extracts every ``explain(...)``)."""
+
+    code: str
+    template: str
+    params: tuple[tuple[str, object], ...] = ()
+
+    def __str__(self) -> str:
+        return self.template % dict(self.params) if self.params else self.template
+
+
+def explain(code: str, template: str, /, **params: object) -> ErrorText:
+    """``raise ValidationError(explain("contact_erased", "contact %(id)s was erased", id=n), field=...)``."""
+    return ErrorText(code, template, tuple(params.items()))
+
+
 class DomainError(PosventaError):
-    """A request that cannot be honoured as asked. The message is safe to show a user."""
+    """A request that cannot be honoured as asked. The message is safe to show a user.
+
+    Given an ``ErrorText`` (``explain(...)``), the message is its English text and
+    ``error_text`` keeps the words as data, for a reader in another language."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        self.error_text = message if isinstance(message, ErrorText) else None
+        super().__init__(str(message) if isinstance(message, ErrorText) else message, *args)
+
+    @property
+    def code(self) -> str | None:
+        """The stable code of the refusal, where it has one."""
+        return self.error_text.code if self.error_text is not None else None
 
 
 class NotFound(DomainError):
@@ -62,7 +97,7 @@ class StaleReply(DomainError):
 
 
 class ValidationError(DomainError):
-    def __init__(self, message: str, *, field: str | None = None):
+    def __init__(self, message: str | ErrorText, *, field: str | None = None):
         self.field = field
         super().__init__(message)
 

@@ -21,7 +21,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 
 from posventa.core.cases import CaseService, _enum, _text
 from posventa.core.domain import Activity, AttachmentRef, CaseType
-from posventa.core.errors import NotFound, ValidationError
+from posventa.core.errors import NotFound, ValidationError, explain
 from posventa.core.persistence import Database
 from posventa.core.persistence.schema import cases, contacts, macros, users
 from posventa.core.ports import Clock, TextTemplates
@@ -106,12 +106,12 @@ class MacroService:
                     func.lower(macros.c.name) == ref.strip().lower()[:MAX_NAME],
                     or_(macros.c.owner == "", macros.c.owner == (agent or ""))))).all()
                 if not rows:
-                    raise NotFound(f"no macro named {ref.strip()[:MAX_NAME]!r}")
+                    raise NotFound(explain("macro_name_not_found", "no macro named %(name)r", name=ref.strip()[:MAX_NAME]))
                 row = max(rows, key=lambda r: r.owner != "")
             else:
-                raise ValidationError("macro must be a macro id or name", field="macro")
+                raise ValidationError(explain("macro_ref_invalid", "macro must be a macro id or name"), field="macro")
         if row.owner and row.owner != agent:
-            raise NotFound(f"macro {row.id} not found")
+            raise NotFound(explain("macro_not_found", "macro %(id)s not found", id=row.id))
         return _public(row)
 
     async def render(self, macro: Mapping[str, Any], number: int, *, agent: str) -> tuple[str, str]:
@@ -127,7 +127,7 @@ class MacroService:
                        .scalar_subquery().label("agent_name"))
                 .join(contacts, contacts.c.id == cases.c.contact_id).where(cases.c.id == number))).first()
         if row is None:
-            raise NotFound(f"case {number} not found")
+            raise NotFound(explain("case_not_found", "case %(number)s not found", number=number))
         bodies = macro["bodies"]
         language = next((lang for lang in (row.contact_language, row.language, self._default_language)
                          if lang in LANGUAGES and bodies.get(lang)), None)
@@ -175,10 +175,12 @@ class MacroService:
     def _check(self, new: MacroInput) -> dict[str, Any]:
         name = _text(new.name, "name", max_len=MAX_NAME).strip()  # type: ignore[union-attr]
         if not isinstance(new.bodies, Mapping):
-            raise ValidationError("bodies must be an object with es, pt and en texts", field="bodies")
+            raise ValidationError(explain("macro_bodies_shape", "bodies must be an object with es, pt and en texts"),
+                                  field="bodies")
         unknown = set(new.bodies) - set(LANGUAGES)
         if unknown:
-            raise ValidationError(f"bodies has no language {sorted(unknown)[0]!r} (es, pt, en)", field="bodies")
+            raise ValidationError(explain("macro_body_language", "bodies has no language %(language)r (es, pt, en)",
+                                          language=sorted(unknown)[0]), field="bodies")
         values: dict[str, Any] = {"name": name}
         for lang in LANGUAGES:
             body = _text(new.bodies.get(lang), f"bodies.{lang}", required=False, max_len=MAX_BODY)
@@ -186,7 +188,8 @@ class MacroService:
                 self._templates.check(body, field=f"bodies.{lang}", variables=VARIABLES)
             values[f"body_{lang}"] = body
         if not any(values[f"body_{lang}"] for lang in LANGUAGES):
-            raise ValidationError("a macro needs a body in at least one language", field="bodies")
+            raise ValidationError(explain("macro_body_missing", "a macro needs a body in at least one language"),
+                                  field="bodies")
         owner = _text(new.owner, "owner", required=False, max_len=80)
         values["owner"] = owner or ""
         values["actions"] = _check_actions(new.actions)
@@ -195,7 +198,7 @@ class MacroService:
     async def _row(self, conn, macro_id: int):
         row = (await conn.execute(select(macros).where(macros.c.id == macro_id))).first()
         if row is None:
-            raise NotFound(f"macro {macro_id} not found")
+            raise NotFound(explain("macro_not_found", "macro %(id)s not found", id=macro_id))
         return row
 
     async def _unique(self, conn, name: str, owner: str, *, but: int | None = None) -> None:
@@ -203,27 +206,31 @@ class MacroService:
         if but is not None:
             q = q.where(macros.c.id != but)
         if (await conn.execute(q)).first():
-            raise ValidationError(f"a macro named {name!r} already exists there", field="name")
+            raise ValidationError(explain("macro_name_taken", "a macro named %(name)r already exists there", name=name),
+                                  field="name")
 
 
 def _check_actions(actions: Any) -> dict[str, Any]:
     if actions is None:
         return {}
     if not isinstance(actions, Mapping):
-        raise ValidationError("actions must be an object", field="actions")
+        raise ValidationError(explain("macro_actions_shape", "actions must be an object"), field="actions")
     unknown = set(actions) - set(ACTIONS)
     if unknown:
-        raise ValidationError(f"unknown action {sorted(unknown)[0]!r}", field=f"actions.{sorted(unknown)[0]}")
+        raise ValidationError(explain("macro_action_unknown", "unknown action %(action)r", action=sorted(unknown)[0]),
+                              field=f"actions.{sorted(unknown)[0]}")
     out: dict[str, Any] = {}
     if actions.get("type") is not None:
         out["type"] = _enum(CaseType, actions["type"], "actions.type").value
     for key in ("category_id", "subcategory_id"):
         if actions.get(key) is not None:
             if not isinstance(actions[key], int) or isinstance(actions[key], bool):
-                raise ValidationError(f"actions.{key} must be a category id", field=f"actions.{key}")
+                raise ValidationError(explain("macro_action_category", "%(field)s must be a category id",
+                                                  field=f"actions.{key}"), field=f"actions.{key}")
             out[key] = actions[key]
     if "subcategory_id" in out and "category_id" not in out:
-        raise ValidationError("a subcategory needs its category", field="actions.category_id")
+        raise ValidationError(explain("macro_subcategory_alone", "a subcategory needs its category"),
+                              field="actions.category_id")
     if actions.get("activity") is not None:
         out["activity"] = _enum(Activity, actions["activity"], "actions.activity").value
     if actions.get("sector") is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from posventa.core.domain import Activity, CaseType
-from posventa.core.errors import InvalidTransition
+from posventa.core.errors import InvalidTransition, explain
 
 A = Activity
 ALLOWED: Mapping[Activity, frozenset[Activity]] = {
@@ -45,9 +45,11 @@ def check_transition(current: Activity | str, target: Activity | str, *, case_ty
     current, target = Activity(current), Activity(target)
     if target not in ALLOWED[current]:
         if current == A.CLOSED:
-            raise InvalidTransition(f"the case is closed; it cannot move to {target.value}")
-        raise InvalidTransition(f"a case in {current.value} cannot move to {target.value}")
+            raise InvalidTransition(explain("case_closed", "the case is closed; it cannot move to %(target)s",
+                                            target=target.value))
+        raise InvalidTransition(explain("transition_refused", "a case in %(current)s cannot move to %(target)s",
+                                        current=current.value, target=target.value))
     if target == A.DERIVED and not (sector and sector.strip()):
-        raise InvalidTransition("deriving a case needs a sector")
+        raise InvalidTransition(explain("derive_needs_sector", "deriving a case needs a sector"))
     if target in NEEDS_TYPE and CaseType(case_type) == CaseType.UNCLASSIFIED:
         raise MissingCaseType(target)

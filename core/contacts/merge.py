@@ -21,7 +21,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posventa.core.contacts.identities import reindex
-from posventa.core.errors import NotFound, ValidationError
+from posventa.core.errors import NotFound, ValidationError, explain
 from posventa.core.persistence.schema import (
     case_events,
     cases,
@@ -67,7 +67,7 @@ _FILLED = ("name", "email", "phone", "language", "organization_id", "notes")
 async def merge_contacts(conn: AsyncConnection, *, target_id: int, source_id: int, actor: str, now: datetime,
                          dry_run: bool = False) -> ContactMoves:
     """Move everything of ``source_id`` into ``target_id`` (``dry_run``: only count)."""
-    target, source = await _lock_pair(conn, contacts, "contact", target_id, source_id, merged_into="contact #")
+    target, source = await _lock_pair(conn, contacts, "contact", target_id, source_id)
     counts = {}
     for table, column, name in _CONTACT_REFERENCES:
         counts[name] = (await conn.execute(select(func.count()).select_from(table).where(
@@ -114,7 +114,7 @@ _ORGANIZATION_REFERENCES: tuple[tuple[Table, str], ...] = (
 async def merge_organizations(conn: AsyncConnection, *, target_id: int, source_id: int, actor: str,
                               now: datetime, dry_run: bool = False) -> OrganizationMoves:
     """Move the contacts, cases and email domains of ``source_id`` into ``target_id``."""
-    target, source = await _lock_pair(conn, organizations, "organization", target_id, source_id, merged_into="#")
+    target, source = await _lock_pair(conn, organizations, "organization", target_id, source_id)
     counts = {name: (await conn.execute(select(func.count()).select_from(table).where(
         table.c.organization_id == source_id))).scalar_one() for table, name in _ORGANIZATION_REFERENCES}
     moves = OrganizationMoves(**counts)
@@ -136,28 +136,37 @@ async def merge_organizations(conn: AsyncConnection, *, target_id: int, source_i
     return moves
 
 
-async def _lock_pair(conn: AsyncConnection, table: Table, noun: str, target_id: int, source_id: int, *,
-                     merged_into: str) -> tuple[Any, Any]:
+async def _lock_pair(conn: AsyncConnection, table: Table, noun: str, target_id: int,
+                     source_id: int) -> tuple[Any, Any]:
     """The target's and the source's rows of a merge, locked in id order (a fixed order: no
     deadlock between two merges of the same pair, whichever way round they were asked),
     once both may merge: two records, both there, neither merged away nor (where the
-    table has ``erased_at``) erased. ``noun`` names the record in the errors, and
-    ``merged_into`` what stands before the id a record was merged into."""
+    table has ``erased_at``) erased. ``noun`` ("contact" or "organization") names the
+    record and its field (``<noun>_id``) in the errors."""
     field = f"{noun}_id"
+    # Each refusal is its own sentence per record (es and pt words agree with the noun).
+    contact = noun == "contact"
     if target_id == source_id:
-        article = "an" if noun[0] in "aeiou" else "a"
-        raise ValidationError(f"{article} {noun} cannot be merged into itself", field=field)
+        raise ValidationError(explain("merge_contact_itself", "a contact cannot be merged into itself") if contact
+                              else explain("merge_organization_itself", "an organization cannot be merged into itself"),
+                              field=field)
     rows = {r.id: r for r in await conn.execute(
         select(table).where(table.c.id.in_(sorted((target_id, source_id)))).order_by(table.c.id).with_for_update())}
     target, source = rows.get(target_id), rows.get(source_id)
     if target is None:
-        raise NotFound(f"{noun} {target_id} not found")
+        raise NotFound(explain("contact_not_found", "contact %(id)s not found", id=target_id) if contact
+                       else explain("organization_not_found", "organization %(id)s not found", id=target_id))
     if source is None:
-        raise ValidationError(f"{noun} {source_id} does not exist", field=field)
+        raise ValidationError(explain("contact_missing", "contact %(id)s does not exist", id=source_id) if contact
+                              else explain("organization_missing", "organization %(id)s does not exist", id=source_id),
+                              field=field)
     for row, row_field in ((target, "id"), (source, field)):
         if row.merged_into_id is not None:
-            raise ValidationError(f"{noun} {row.id} was already merged into {merged_into}{row.merged_into_id}",
-                                  field=row_field)
+            raise ValidationError(
+                explain("contact_merged_already", "contact %(id)s was already merged into contact #%(into)s",
+                        id=row.id, into=row.merged_into_id) if contact
+                else explain("organization_merged_already", "organization %(id)s was already merged into #%(into)s",
+                             id=row.id, into=row.merged_into_id), field=row_field)
         if "erased_at" in table.c and row.erased_at is not None:
-            raise ValidationError(f"{noun} {row.id} was erased", field=row_field)
+            raise ValidationError(explain("contact_erased", "contact %(id)s was erased", id=row.id), field=row_field)
     return target, source

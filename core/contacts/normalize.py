@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import phonenumbers
 
-from posventa.core.errors import ValidationError
+from posventa.core.errors import ValidationError, explain
 
 MAX_NAME = 200
 MAX_ADDRESS = 320
@@ -39,12 +39,13 @@ _TERM_JUNK = re.compile(r"[^\w@.+\-]+", re.UNICODE)
 def email_address(value: object, field: str = "email") -> str:
     """A lower-case email address, or a 422 naming ``field``."""
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{field} must be an email address", field=field)
+        raise ValidationError(explain("email_missing", "%(field)s must be an email address", field=field), field=field)
     address = value.strip().lower()
     local, at, domain = address.rpartition("@")
     if (not at or not local or len(address) > MAX_ADDRESS or any(c in address for c in " \t\r\n<>,;\"\x00")
             or not _DOMAIN.match(domain)):
-        raise ValidationError(f"{field} is not an email address: {value[:80]!r}", field=field)
+        raise ValidationError(explain("email_invalid", "%(field)s is not an email address: %(value)r", field=field,
+                                      value=value[:80]), field=field)
     return address
 
 
@@ -59,26 +60,29 @@ def phone_number(value: object, field: str = "phone", *, region: str = "AR") -> 
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value.strip() or len(value) > 50 or "\x00" in value:
-        raise ValidationError(f"{field} must be a phone number", field=field)
+        raise ValidationError(explain("phone_missing", "%(field)s must be a phone number", field=field), field=field)
     try:
         parsed = phonenumbers.parse(value, region.upper())
     except phonenumbers.NumberParseException:
-        raise ValidationError(f"{field} is not a phone number: {value[:50]!r}", field=field) from None
+        raise ValidationError(explain("phone_unreadable", "%(field)s is not a phone number: %(value)r", field=field,
+                                      value=value[:50]), field=field) from None
     if not phonenumbers.is_valid_number(parsed):
-        raise ValidationError(f"{field} is not a valid phone number: {value[:50]!r}", field=field)
+        raise ValidationError(explain("phone_invalid", "%(field)s is not a valid phone number: %(value)r", field=field,
+                                      value=value[:50]), field=field)
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def organization_domain(value: object, field: str = "domains") -> str:
     """A lower-case domain an organization may list: real, and not a public mail provider."""
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(f"{field} must be a list of domains", field=field)
+        raise ValidationError(explain("domains_not_list", "%(field)s must be a list of domains", field=field), field=field)
     domain = value.strip().lower().removeprefix("@")
     if not _DOMAIN.match(domain):
-        raise ValidationError(f"{field}: {value[:80]!r} is not a domain", field=field)
+        raise ValidationError(explain("domain_invalid", "%(field)s: %(value)r is not a domain", field=field,
+                                      value=value[:80]), field=field)
     if domain in PUBLIC_EMAIL_DOMAINS:
-        raise ValidationError(f"{field}: {domain} is a public mail domain; anyone can have an address there",
-                              field=field)
+        raise ValidationError(explain("domain_public", "%(field)s: %(domain)s is a public mail domain; anyone can "
+                                      "have an address there", field=field, domain=domain), field=field)
     return domain
 
 

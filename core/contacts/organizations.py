@@ -15,7 +15,7 @@ from posventa.core.contacts.merge import merge_organizations
 from posventa.core.contacts.normalize import organization_domain
 from posventa.core.contacts.service import ContactService, clean_text
 from posventa.core.domain import Activity
-from posventa.core.errors import NotFound, ValidationError
+from posventa.core.errors import NotFound, ValidationError, explain
 from posventa.core.persistence import Database
 from posventa.core.persistence.schema import cases, organization_domains, organizations
 from posventa.core.ports import Clock
@@ -27,7 +27,8 @@ def _domains(value: Any) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or len(value) > MAX_DOMAINS:
-        raise ValidationError(f"domains must be a list of at most {MAX_DOMAINS} domains", field="domains")
+        raise ValidationError(explain("domains_too_many", "domains must be a list of at most %(max)s domains",
+                                      max=MAX_DOMAINS), field="domains")
     out: list[str] = []
     for item in value:
         domain = organization_domain(item)
@@ -47,7 +48,7 @@ class OrganizationService:
         stmt = select(organizations).where(organizations.c.merged_into_id.is_(None))
         if query:
             if "\x00" in query:
-                raise ValidationError("q contains a NUL character", field="q")
+                raise ValidationError(explain("field_nul", "%(field)s contains a NUL character", field="q"), field="q")
             needle = query.strip()[:200].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             stmt = stmt.where(organizations.c.name.ilike(f"%{needle}%", escape="\\"))
         stmt = stmt.order_by(organizations.c.name, organizations.c.id).limit(max(1, min(int(limit), 200))).offset(
@@ -62,7 +63,7 @@ class OrganizationService:
         async with self._db.engine.connect() as conn:
             row = (await conn.execute(select(organizations).where(organizations.c.id == organization_id))).first()
             if row is None:
-                raise NotFound(f"organization {organization_id} not found")
+                raise NotFound(explain("organization_not_found", "organization %(id)s not found", id=organization_id))
             domains = await self._domains_of(conn, [row.id])
             open_counts = await self._open_counts(conn, [row.id])
         org = self._summary(row, domains.get(row.id, []), open_counts.get(row.id, 0))
@@ -99,10 +100,10 @@ class OrganizationService:
         async with self._db.transaction() as conn:
             row = (await conn.execute(select(organizations).where(organizations.c.id == organization_id))).first()
             if row is None:
-                raise NotFound(f"organization {organization_id} not found")
+                raise NotFound(explain("organization_not_found", "organization %(id)s not found", id=organization_id))
             if row.merged_into_id is not None:
-                raise ValidationError(f"organization {organization_id} was merged into #{row.merged_into_id}",
-                                      field="organization_id")
+                raise ValidationError(explain("organization_merged", "organization %(id)s was merged into #%(into)s",
+                                              id=organization_id, into=row.merged_into_id), field="organization_id")
             if values:
                 await conn.execute(update(organizations).where(organizations.c.id == organization_id).values(**values))
             if domains is not None:
@@ -117,7 +118,8 @@ class OrganizationService:
     async def merge(self, target_id: int, source_id: Any, *, actor: str, dry_run: bool = False) -> dict[str, Any]:
         """Absorb organization ``source_id`` into ``target_id``: contacts, cases, domains."""
         if isinstance(source_id, bool) or not isinstance(source_id, int) or not 0 < source_id < 2**63:
-            raise ValidationError("organization_id must be the id of the organization to absorb",
+            raise ValidationError(explain("merge_organization_missing",
+                                          "organization_id must be the id of the organization to absorb"),
                                   field="organization_id")
         async with self._db.transaction() as conn:
             moves = await merge_organizations(conn, target_id=target_id, source_id=source_id, actor=actor,
@@ -153,7 +155,8 @@ class OrganizationService:
             return
         for r in await conn.execute(select(organization_domains).where(organization_domains.c.domain.in_(domains))):
             if r.organization_id != org_id:
-                raise ValidationError(f"domains: {r.domain} already belongs to organization #{r.organization_id}",
+                raise ValidationError(explain("domain_taken", "domains: %(domain)s already belongs to organization "
+                                              "#%(owner)s", domain=r.domain, owner=r.organization_id),
                                       field="domains")
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from posventa.core.attachments import AttachmentStore
 from posventa.core.contacts.identities import reindex
 from posventa.core.domain import OutboxStatus
-from posventa.core.errors import NotFound, ValidationError
+from posventa.core.errors import NotFound, ValidationError, explain
 from posventa.core.persistence.schema import (
     attachments,
     case_events,
@@ -57,7 +57,7 @@ async def export_contact(conn: AsyncConnection, contact_id: int) -> dict[str, An
     internal notes included), attachment list, history, sales, survey answers."""
     contact = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
     if contact is None:
-        raise NotFound(f"contact {contact_id} not found")
+        raise NotFound(explain("contact_not_found", "contact %(id)s not found", id=contact_id))
     identities = [{"kind": r.channel, "address": r.address, "verified": bool(r.verified),
                    "created_at": _iso(r.created_at)}
                   for r in await conn.execute(select(contact_identities).where(
@@ -124,12 +124,13 @@ async def erase_contact(conn: AsyncConnection, contact_id: int, *, actor: str, n
     not leave rows pointing at deleted files)."""
     row = (await conn.execute(select(contacts).where(contacts.c.id == contact_id).with_for_update())).first()
     if row is None:
-        raise NotFound(f"contact {contact_id} not found")
+        raise NotFound(explain("contact_not_found", "contact %(id)s not found", id=contact_id))
     if row.erased_at is not None:
-        raise ValidationError(f"contact {contact_id} was already erased", field="id")
-    if row.merged_into_id is not None:
-        raise ValidationError(f"contact {contact_id} was merged into contact #{row.merged_into_id}: erase that one",
+        raise ValidationError(explain("contact_erased_already", "contact %(id)s was already erased", id=contact_id),
                               field="id")
+    if row.merged_into_id is not None:
+        raise ValidationError(explain("erase_merged_contact", "contact %(id)s was merged into contact #%(into)s: "
+                                      "erase that one", id=contact_id, into=row.merged_into_id), field="id")
     case_ids = list((await conn.execute(select(cases.c.id).where(cases.c.contact_id == contact_id))).scalars())
     addresses = list((await conn.execute(select(contact_identities.c.address).where(
         contact_identities.c.contact_id == contact_id))).scalars())

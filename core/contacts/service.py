@@ -32,7 +32,7 @@ from posventa.core.contacts.merge import merge_contacts
 from posventa.core.contacts.privacy import delete_files, erase_contact, export_contact
 from posventa.core.contacts.normalize import MAX_TERM, email_address, phone_number, search_words
 from posventa.core.domain import LANGUAGES
-from posventa.core.errors import NotFound, ValidationError
+from posventa.core.errors import NotFound, ValidationError, explain
 from posventa.core.persistence import Database
 from posventa.core.persistence.schema import (
     contact_events,
@@ -71,7 +71,8 @@ def _starting_with(word: str, terms: Any = contact_terms) -> Any:
 def identity_address(kind: Any, address: Any, *, field: str = "address", phone_region: str = "AR") -> tuple[str, str]:
     """An identity as stored, or a 422 naming the field."""
     if kind not in IDENTITY_KINDS:
-        raise ValidationError(f"kind must be one of: {', '.join(IDENTITY_KINDS)}", field="kind")
+        raise ValidationError(explain("identity_kind", "kind must be one of: %(kinds)s",
+                                      kinds=", ".join(IDENTITY_KINDS)), field="kind")
     if kind == EMAIL:
         return kind, email_address(address, field)
     if kind == PHONE:
@@ -79,13 +80,14 @@ def identity_address(kind: Any, address: Any, *, field: str = "address", phone_r
     if isinstance(address, int) and not isinstance(address, bool):
         address = str(address)
     if not isinstance(address, str) or not address.strip():
-        raise ValidationError(f"{field} is required", field=field)
+        raise ValidationError(explain("field_required", "%(field)s is required", field=field), field=field)
     address = address.strip()
     if kind == TELEGRAM and not _TELEGRAM_ID.match(address):
-        raise ValidationError(f"{field} must be a Telegram user id (digits)", field=field)
+        raise ValidationError(explain("telegram_id_invalid", "%(field)s must be a Telegram user id (digits)",
+                                      field=field), field=field)
     if kind == WEBCHAT:
-        raise ValidationError("web chat visitors are identities of their own chat; link one to this contact "
-                              "by merging its contact", field="kind")
+        raise ValidationError(explain("webchat_identity", "web chat visitors are identities of their own chat; "
+                                      "link one to this contact by merging its contact"), field="kind")
     return kind, address
 
 
@@ -99,7 +101,8 @@ def _language(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if value not in LANGUAGES:
-        raise ValidationError(f"language must be one of: {', '.join(LANGUAGES)}", field="language")
+        raise ValidationError(explain("language_choice", "language must be one of: %(languages)s",
+                                      languages=", ".join(LANGUAGES)), field="language")
     return value
 
 
@@ -107,13 +110,16 @@ def _attributes(value: Any) -> dict[str, str] | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise ValidationError("attributes must be an object of text values", field="attributes")
+        raise ValidationError(explain("attributes_not_object", "attributes must be an object of text values"),
+                              field="attributes")
     if len(value) > MAX_ATTRIBUTES:
-        raise ValidationError(f"attributes holds at most {MAX_ATTRIBUTES} keys", field="attributes")
+        raise ValidationError(explain("attributes_too_many", "attributes holds at most %(max)s keys",
+                                      max=MAX_ATTRIBUTES), field="attributes")
     out: dict[str, str] = {}
     for key, item in value.items():
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_ATTRIBUTE_KEY or "\x00" in key:
-            raise ValidationError(f"attribute names are 1-{MAX_ATTRIBUTE_KEY} characters", field="attributes")
+            raise ValidationError(explain("attribute_name", "attribute names are 1-%(max)s characters",
+                                          max=MAX_ATTRIBUTE_KEY), field="attributes")
         text = clean_text(item if not isinstance(item, int | float) or isinstance(item, bool) else str(item),
                      f"attributes.{key}", max_len=MAX_ATTRIBUTE_VALUE)
         if text is not None:
@@ -153,7 +159,7 @@ class ContactService:
         """Contacts whose name words, addresses or phone start with every word of
         ``query``; newest first. Merged-away and erased contacts are never listed."""
         if query is not None and "\x00" in query:
-            raise ValidationError("q contains a NUL character", field="q")
+            raise ValidationError(explain("field_nul", "%(field)s contains a NUL character", field="q"), field="q")
         limit = max(1, min(int(limit), 200))
         offset = max(0, min(int(offset), 100_000))
         alive = and_(contacts.c.merged_into_id.is_(None), contacts.c.erased_at.is_(None))
@@ -241,7 +247,7 @@ class ContactService:
                                              contacts.c.merged_into_id, contacts.c.erased_at)
                                       .select_from(_SUMMARY_FROM).where(contacts.c.id == contact_id))).first()
             if row is None:
-                raise NotFound(f"contact {contact_id} not found")
+                raise NotFound(explain("contact_not_found", "contact %(id)s not found", id=contact_id))
             contact = contact_summary(row)
             contact.update({
                 "notes": row.notes, "attributes": row.attributes or {},
@@ -271,7 +277,7 @@ class ContactService:
         async with self._db.engine.connect() as conn:
             me = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
             if me is None:
-                raise NotFound(f"contact {contact_id} not found")
+                raise NotFound(explain("contact_not_found", "contact %(id)s not found", id=contact_id))
             if me.merged_into_id is not None or me.erased_at is not None:
                 return []
             mine = (await conn.execute(select(contact_identities.c.channel, contact_identities.c.address)
@@ -312,18 +318,19 @@ class ContactService:
         organization_id = body.get("organization_id")
         raw = body.get("identities") or []
         if not isinstance(raw, list) or len(raw) > MAX_IDENTITIES_ON_CREATE:
-            raise ValidationError(f"identities must be a list of at most {MAX_IDENTITIES_ON_CREATE}",
-                                  field="identities")
+            raise ValidationError(explain("identities_too_many", "identities must be a list of at most %(max)s",
+                                          max=MAX_IDENTITIES_ON_CREATE), field="identities")
         keys: list[tuple[str, str]] = []
         for i, item in enumerate(raw):
             if not isinstance(item, Mapping):
-                raise ValidationError("each identity is an object with kind and address", field=f"identities[{i}]")
+                raise ValidationError(explain("identity_shape", "each identity is an object with kind and address"),
+                                      field=f"identities[{i}]")
             key = identity_address(item.get("kind"), item.get("address"), field=f"identities[{i}].address",
                                    phone_region=self._phone_region)
             if key not in keys:
                 keys.append(key)
         if not (name or keys):
-            raise ValidationError("a contact needs a name or an identity", field="name")
+            raise ValidationError(explain("contact_empty", "a contact needs a name or an identity"), field="name")
         now = self._clock.now()
         async with self._db.transaction() as conn:
             if organization_id is not None:
@@ -391,7 +398,8 @@ class ContactService:
             row = (await conn.execute(select(contact_identities).where(
                 contact_identities.c.id == identity_id, contact_identities.c.contact_id == contact_id))).first()
             if row is None:
-                raise NotFound(f"contact {contact_id} has no identity {identity_id}")
+                raise NotFound(explain("identity_not_found", "contact %(id)s has no identity %(identity)s", id=contact_id,
+                                       identity=identity_id))
             await conn.execute(delete(contact_identities).where(contact_identities.c.id == identity_id))
             await self._event(conn, contact_id, actor, "identity_removed", f"{row.channel}: {row.address}", now)
             await reindex(conn, [contact_id])
@@ -400,7 +408,8 @@ class ContactService:
         """Absorb contact ``source_id`` into ``target_id`` (core.contacts.merge); with
         ``dry_run``, only say what would move."""
         if isinstance(source_id, bool) or not isinstance(source_id, int) or not 0 < source_id < 2**63:
-            raise ValidationError("contact_id must be the id of the contact to absorb", field="contact_id")
+            raise ValidationError(explain("merge_source_missing", "contact_id must be the id of the contact to absorb"),
+                                  field="contact_id")
         async with self._db.transaction() as conn:
             moves = await merge_contacts(conn, target_id=target_id, source_id=source_id, actor=actor,
                                          now=self._clock.now(), dry_run=dry_run)
@@ -431,37 +440,41 @@ class ContactService:
             owner = owners.get(key)
             if owner is not None and owner != contact_id:
                 field = "address" if contact_id is not None else f"identities[{i}].address"
-                raise ValidationError(f"{key[0]} {key[1]} already belongs to contact #{owner}; merge the two "
-                                      "contacts instead", field=field)
+                raise ValidationError(explain("identity_taken", "%(kind)s %(address)s already belongs to contact "
+                                              "#%(owner)s; merge the two contacts instead", kind=key[0],
+                                              address=key[1], owner=owner), field=field)
 
     async def _exists(self, contact_id: int) -> None:
         async with self._db.engine.connect() as conn:
             if (await conn.execute(select(contacts.c.id).where(contacts.c.id == contact_id))).first() is None:
-                raise NotFound(f"contact {contact_id} not found")
+                raise NotFound(explain("contact_not_found", "contact %(id)s not found", id=contact_id))
 
     async def _live(self, conn: AsyncConnection, contact_id: int) -> Any:
         """The contact, which must exist, not be merged away and not be erased."""
         row = (await conn.execute(select(contacts).where(contacts.c.id == contact_id))).first()
         if row is None:
-            raise NotFound(f"contact {contact_id} not found")
+            raise NotFound(explain("contact_not_found", "contact %(id)s not found", id=contact_id))
         if row.merged_into_id is not None:
-            raise ValidationError(f"contact {contact_id} was merged into contact #{row.merged_into_id}",
-                                  field="contact_id")
+            raise ValidationError(explain("contact_merged", "contact %(id)s was merged into contact #%(into)s",
+                                          id=contact_id, into=row.merged_into_id), field="contact_id")
         if row.erased_at is not None:
-            raise ValidationError(f"contact {contact_id} was erased", field="contact_id")
+            raise ValidationError(explain("contact_erased", "contact %(id)s was erased", id=contact_id),
+                                  field="contact_id")
         return row
 
     async def _organization_exists(self, conn: AsyncConnection, organization_id: Any) -> None:
         if isinstance(organization_id, bool) or not isinstance(organization_id, int) or not (
                 0 < organization_id < 2**63):
-            raise ValidationError("organization_id must be an organization's id", field="organization_id")
+            raise ValidationError(explain("organization_id_invalid", "organization_id must be an organization's id"),
+                                  field="organization_id")
         row = (await conn.execute(select(organizations.c.merged_into_id).where(
             organizations.c.id == organization_id))).first()
         if row is None:
-            raise ValidationError(f"organization {organization_id} does not exist", field="organization_id")
+            raise ValidationError(explain("organization_missing", "organization %(id)s does not exist",
+                                          id=organization_id), field="organization_id")
         if row.merged_into_id is not None:
-            raise ValidationError(f"organization {organization_id} was merged into #{row.merged_into_id}",
-                                  field="organization_id")
+            raise ValidationError(explain("organization_merged", "organization %(id)s was merged into #%(into)s",
+                                          id=organization_id, into=row.merged_into_id), field="organization_id")
 
     async def _event(self, conn: AsyncConnection, contact_id: int, actor: str, kind: str, detail: str | None,
                      now: datetime) -> None:

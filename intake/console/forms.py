@@ -193,10 +193,21 @@ _LINE_FIELD = re.compile(r"lines\[(\d+)\]\.(\w+)")
 
 
 def message_of(exc: DomainError) -> str | ConsoleText:
-    """What to show for a refusal: the console's own message (translated on the page),
-    or core's text as it is."""
+    """What to show for a refusal, translated on the page: the console's own message, or
+    core's words by their code (``core.errors.ErrorText``); else core's text as it is."""
     first = exc.args[0] if exc.args else None
-    return first if isinstance(first, ConsoleText) else str(exc)
+    if isinstance(first, ConsoleText):
+        return first
+    if exc.error_text is not None:
+        # A workflow refusal names activities by value ("answer_sent"): the page shows their labels.
+        params = tuple((k, _l(LABELS[v]) if k in _LABELLED_PARAMS and isinstance(v, str) and v in LABELS else v)
+                       for k, v in exc.error_text.params)
+        return ConsoleText(exc.error_text.template, params, context=exc.error_text.code)
+    return str(exc)
+
+
+#: Parameters of core's refusals whose values are labels (activities, in core.workflow).
+_LABELLED_PARAMS = frozenset({"current", "target"})
 
 
 def domain_errors(exc: DomainError, default_field: str) -> dict[str, str | ConsoleText]:

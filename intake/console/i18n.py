@@ -110,12 +110,15 @@ class ConsoleText:
 
     message: str
     params: tuple[tuple[str, object], ...] = ()
+    #: The msgctxt: a core refusal's stable code (``core.errors.ErrorText``).
+    context: str | None = None
 
-    def render(self, gettext: Callable[[str], str]) -> str:
-        text = gettext(self.message)
+    def render(self, gettext: Callable[[str], str],
+               pgettext: Callable[[str, str], str] | None = None) -> str:
+        text = pgettext(self.context, self.message) if self.context and pgettext else gettext(self.message)
         if not self.params:
             return text
-        return text % {k: v.render(gettext) if isinstance(v, ConsoleText) else v for k, v in self.params}
+        return text % {k: v.render(gettext, pgettext) if isinstance(v, ConsoleText) else v for k, v in self.params}
 
     def __str__(self) -> str:
         return self.render(lambda message: message)
@@ -192,6 +195,9 @@ class ConsoleLocales:
     def gettext(self, message: str) -> str:
         return self._current.get().translations.gettext(message)
 
+    def pgettext(self, context: str, message: str) -> str:
+        return self._current.get().translations.pgettext(context, message)
+
     def ngettext(self, singular: str, plural: str, n: int) -> str:
         return self._current.get().translations.ngettext(singular, plural, n)
 
@@ -199,7 +205,7 @@ class ConsoleLocales:
         """A ``ConsoleText`` in the request's language; any other text (stored data, a
         message from core) as it is."""
         if isinstance(value, ConsoleText):
-            return value.render(self.gettext)
+            return value.render(self.gettext, self.pgettext)
         return "" if value is None else str(value)
 
     def script_texts(self) -> dict[str, str]:

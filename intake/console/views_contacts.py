@@ -20,7 +20,7 @@ from posventa.core.domain import LANGUAGES
 from posventa.core.errors import DomainError, NotFound, ValidationError
 from posventa.intake.console.app import PREFIX, SESSION_KEY, Console, requires, see_other
 from posventa.intake.console.auth import Role
-from posventa.intake.console.forms import Form, domain_errors
+from posventa.intake.console.forms import Form, domain_errors, message_of
 from posventa.intake.console.i18n import N_, _l
 
 PAGE_SIZE = 50
@@ -100,9 +100,9 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             raise
         except DomainError as exc:
             if record_field and isinstance(exc, ValidationError) and exc.field == "id":
-                errors[record_field] = str(exc)
+                errors[record_field] = message_of(exc)
             else:
-                errors.update({field: str(exc)} if pinned else domain_errors(exc, field))
+                errors.update({field: message_of(exc)} if pinned else domain_errors(exc, field))
             return False
         return True
 
