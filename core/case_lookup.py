@@ -7,11 +7,12 @@ a message joins is not here: that is ``Inbox.open_case_of`` (``core.case_threadi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from posventa.core.domain import Activity, AttachmentRef, ChannelName, Direction
+from posventa.core.domain import STALE_AUTHORS, Activity, AttachmentRef, ChannelName, Direction
 from posventa.core.outgoing import Recipient
 from posventa.core.persistence import Database
 from posventa.core.persistence.schema import attachments, cases, contact_identities, messages, outbox
@@ -22,6 +23,20 @@ class CaseLine:
     number: int
     title: str
     activity: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeskMirror:
+    """A copy of one of the case's messages queued for the agents' desk: a customer's
+    message (``message_id``) or an agent's reply written elsewhere (queued in the same
+    commit as the reply, at ``queued_at``)."""
+
+    queued_at: datetime
+    status: str
+    #: The desk's id of the sent copy (``Channel.send``'s answer), once sent.
+    external_id: str | None
+    #: The customer message it copies; None for an agent's reply.
+    message_id: int | None
 
 
 class CaseLookup:
@@ -70,3 +85,34 @@ class CaseLookup:
             rows = await conn.execute(select(attachments).where(attachments.c.message_id == message_id)
                                       .order_by(attachments.c.id))
             return name, [AttachmentRef(r.filename, r.content_type, r.size, r.sha256, r.inline) for r in rows]
+
+    # --- what the agents' desk has shown of a case (the desk's stale-reply check) ------------
+
+    async def desk_mirrors(self, case_id: int, *, limit: int = 50) -> list[DeskMirror]:
+        """The case's messages as queued for the agents' desk, newest first."""
+        async with self._db.engine.connect() as conn:
+            rows = await conn.execute(
+                select(outbox.c.created_at, outbox.c.status, outbox.c.external_id, outbox.c.payload)
+                .where(outbox.c.case_id == case_id, outbox.c.channel == ChannelName.DESK.value,
+                       outbox.c.kind == "desk")
+                .order_by(outbox.c.id.desc()).limit(limit))
+            out = []
+            for r in rows:
+                extra = r.payload.get("extra") if isinstance(r.payload, dict) else None
+                mid = extra.get("message_id") if isinstance(extra, dict) else None
+                out.append(DeskMirror(r.created_at, r.status, r.external_id,
+                                      int(mid) if isinstance(mid, str) and mid.isdigit() else None))
+            return out
+
+    async def newest_message(self, case_id: int, *, below_id: int | None = None,
+                             before: datetime | None = None) -> int:
+        """The newest customer message or agent reply of the case (0: none), only among
+        those with an id below ``below_id`` and stored before ``before`` when given."""
+        query = select(func.max(messages.c.id)).where(messages.c.case_id == case_id,
+                                                      messages.c.author.in_(STALE_AUTHORS))
+        if below_id is not None:
+            query = query.where(messages.c.id < below_id)
+        if before is not None:
+            query = query.where(messages.c.created_at < before)
+        async with self._db.engine.connect() as conn:
+            return (await conn.execute(query)).scalar() or 0

@@ -22,6 +22,7 @@ from posventa.core.budget import FOLLOW_PROCESS, BudgetPolicy, money
 from posventa.core.budget import total as budget_total
 from posventa.core.case_counts import activity_counts
 from posventa.core.domain import (
+    STALE_AUTHORS,
     Activity,
     AttachmentRef,
     Author,
@@ -925,15 +926,10 @@ def _summary(r: Any, now: datetime) -> dict[str, Any]:
     }
 
 
-#: Messages that make a reply stale: what the customer wrote and what agents sent them
-#: (internal notes and the bot's automatic answers do not).
-_STALE_AUTHORS = (Author.CUSTOMER.value, Author.AGENT.value)
-
-
 async def _check_not_stale(conn: AsyncConnection, number: int, seen_message_id: int) -> None:
     newer = tuple((await conn.execute(
         select(messages.c.id).where(messages.c.case_id == number, messages.c.id > seen_message_id,
-                                    messages.c.author.in_(_STALE_AUTHORS))
+                                    messages.c.author.in_(STALE_AUTHORS))
         .order_by(messages.c.id).limit(50))).scalars())
     if newer:
         latest = (await conn.execute(select(func.max(messages.c.id)).where(messages.c.case_id == number))).scalar_one()

@@ -41,6 +41,11 @@ class Author(enum.StrEnum):
     NOTE = "note"
 
 
+#: Messages that make a reply stale (core.cases' StaleReply): what the customer wrote and
+#: what agents sent them (internal notes and the bot's automatic answers do not).
+STALE_AUTHORS = (Author.CUSTOMER.value, Author.AGENT.value)
+
+
 class CaseType(enum.StrEnum):
     UNCLASSIFIED = "unclassified"
     REQUEST = "request"

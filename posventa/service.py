@@ -512,7 +512,8 @@ class Service:
             clock=self.clock, files=self.attachments, on_commit=self.signal.notify,
             default_language=self.config.service.default_language, company_name=self.config.service.company_name,
             leader=leader, availability=self.assigner.set_available_by_telegram,
-            contacts=self.contacts, message_files=self.files)
+            contacts=self.contacts, message_files=self.files,
+            viewers=self._console_viewers)
         # setdefault: a test (or another wiring) may already have put its own channel there.
         self.channels.setdefault(ChannelName.TELEGRAM, self.telegram.channel)
         if self.telegram.desk_channel is not None:
@@ -521,6 +522,14 @@ class Service:
             self.telegram.webhook.install(self.app)
         self.components.append(self.telegram)
         self.transports.append(self.telegram.close)
+
+    def _console_viewers(self, case: int) -> list[tuple[str, bool]]:
+        """Who has ``case`` open in the console, and typing there (the desk's collision
+        warning): every process's table holds every tab, so the desk reads its own."""
+        console = getattr(self, "console", None)
+        if console is None:
+            return []
+        return [(v.name, v.typing) for v in console.live.viewers.on_case(case)]
 
     def _wire_kb(self) -> None:
         """Discourse sync, the matcher as AnswerSuggester, the publisher channel (kb/)."""

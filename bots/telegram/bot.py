@@ -21,7 +21,7 @@ from telegram.error import TelegramError
 from posventa.bots.telegram.channel import BotLink, DeskChannel, FloodGate, TelegramChannel
 from posventa.bots.telegram.client import ALLOWED_UPDATES, connect, describe, fetch_updates, make_bot
 from posventa.bots.telegram.customer import CustomerSide
-from posventa.bots.telegram.desk import DeskSide
+from posventa.bots.telegram.desk import CaseViewers, DeskSide
 from posventa.bots.telegram.poller import Leader, Poller, always_leader
 from posventa.bots.telegram.router import UpdateRouter
 from posventa.bots.telegram.store import BotStore
@@ -73,6 +73,7 @@ class TelegramBot:
         availability: Callable[[int, bool], Awaitable[str | None]] | None = None,
         contacts: ContactService | None = None,
         message_files: MessageFiles | None = None,
+        viewers: CaseViewers | None = None,
     ) -> None:
         self.config = config
         self._source = config_source
@@ -90,7 +91,8 @@ class TelegramBot:
             desk = DeskSide(cases=cases, macros=macros, store=self.store,
                             chat_id=config.agent_chat_id, agents=config.agents,
                             language=default_language, bot_username=self._username, availability=availability,
-                            contacts=contacts, link=self.link, files=message_files)
+                            contacts=contacts, link=self.link, files=message_files,
+                            viewers=viewers)
         self.customer = CustomerSide(inbox=inbox, store=self.store, files=files, link=self.link,
                                      max_file_bytes=config.max_file_bytes, default_language=default_language,
                                      company_name=company_name)

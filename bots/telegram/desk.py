@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from telegram import Message, User
@@ -36,7 +36,7 @@ from posventa.core.domain import Activity, ChannelName, KbAction
 from posventa.core.domain import AttachmentRef
 from posventa.core.macros import MacroService
 from posventa.core.message_files import MessageFiles
-from posventa.core.errors import DomainError, ValidationError
+from posventa.core.errors import DomainError, StaleReply, ValidationError
 from posventa.core.uploads import TOO_LARGE, UploadRefused, refusal_text
 from posventa.core.outgoing import ComposedMessage, Recipient
 from posventa.core.rate_limit import RateLimiter
@@ -55,14 +55,21 @@ class _Info(Exception):
     """A command answered with information (usage, the category list): nothing changed."""
 
 
+#: Who is on a case in the console: (name, typing) for each agent with its page open.
+CaseViewers = Callable[[int], Sequence[tuple[str, bool]]]
+
+
 class DeskSide:
     def __init__(self, *, cases: CaseService, macros: MacroService, store: BotStore, chat_id: int, agents: Collection[int],
                  language: str, bot_username: Callable[[], str | None],
                  monotonic: Callable[[], float] = time.monotonic,
                  availability: Callable[[int, bool], Awaitable[str | None]] | None = None,
                  contacts: ContactService | None = None, link: BotLink | None = None,
-                 files: MessageFiles | None = None) -> None:
+                 files: MessageFiles | None = None, viewers: CaseViewers | None = None) -> None:
         self._cases = cases
+        #: The console's collision warnings (who has the case open, who is typing there),
+        #: shared across processes; None where no console runs.
+        self._viewers = viewers
         #: A photo or document an agent sends in a topic: downloaded through the bot and
         #: taken by the upload rule (None: files are not forwarded).
         self._bot_link = link
@@ -169,14 +176,39 @@ class DeskSide:
                     await self._answer_once(event, case, thread, message.message_id,
                                             t("desk_reply_failed", self._language, error=str(exc)))
                     return
+        # The reply answers what the topic showed when the agent sent it: a customer message
+        # or another agent's reply that reached the case after that refuses it (StaleReply,
+        # the console's and the API's rule), and the agent is told so in the topic.
+        seen = await self._store.seen_in_topic(case, self._chat, message.message_id)
         try:
             await self._cases.reply(case, message.text or message.caption, agent=agent, mirror_to_desk=False,
-                                    files=files)
+                                    files=files, seen_message_id=seen)
+        except StaleReply:
+            await self._answer_once(event, case, thread, message.message_id, t("desk_stale", self._language))
+            return
         except DomainError as exc:
             await self._answer_once(event, case, thread, message.message_id,
                                     t("desk_reply_failed", self._language, error=str(exc)))
             return
-        await self._store.record(event)
+        typing = self._typing_in_console(case)
+        if typing:
+            await self._answer_once(event, case, thread, message.message_id, typing)
+        else:
+            await self._store.record(event)
+
+    def _typing_in_console(self, case: int) -> str | None:
+        """A warning naming the agents typing a reply to ``case`` in the console, if any."""
+        if self._viewers is None:
+            return None
+        try:
+            names = [name for name, typing in self._viewers(case) if typing]
+        except Exception:  # a warning lost must never lose the reply's marker
+            log.exception("desk: could not read who is on case %s", case)
+            return None
+        if not names:
+            return None
+        key = "desk_typing_one" if len(names) == 1 else "desk_typing_many"
+        return t(key, self._language, names=", ".join(names[:5]))
 
     async def _take(self, media: Media) -> AttachmentRef:
         """Download a photo or document of the topic (``getFile``, then the file) and take it

@@ -129,9 +129,31 @@ class BotStore:
             await conn.execute(delete(case_links).where(case_links.c.system == system,
                                                         case_links.c.case_id == case_id))
 
+    async def seen_in_topic(self, case_id: int, chat_id: int, message_id: int) -> int:
+        """The newest customer message or agent reply of the case that its topic showed
+        before the desk's message ``message_id`` (Telegram numbers a chat's messages in
+        order): a copy not sent yet, or sent after it, was not there to read. Copies that
+        failed for good are left out (nobody will ever read them there)."""
+        unseen = [m for m in await self._lookup.desk_mirrors(case_id)
+                  if m.status != "failed" and not _shown_before(m.external_id, chat_id, message_id)]
+        if not unseen:
+            return await self._lookup.newest_message(case_id)
+        customers = [m.message_id for m in unseen if m.message_id is not None]
+        replies = [m.queued_at for m in unseen if m.message_id is None]
+        # A customer message by its id (its stored time may be the email's Date); an agent's
+        # reply by the commit that queued its copy (the same moment as the reply).
+        return await self._lookup.newest_message(case_id, below_id=min(customers) if customers else None,
+                                                 before=min(replies) if replies else None)
+
     async def inbound_details(self, message_id: int) -> tuple[str | None, list[AttachmentRef]]:
         """A customer message's sender name and files, for its mirror in the desk."""
         return await self._lookup.inbound_details(message_id)
 
     def now(self) -> datetime:
         return self._clock.now()
+
+
+def _shown_before(external_id: str | None, chat_id: int, message_id: int) -> bool:
+    """Whether a desk copy sent as ``"<chat>:<id>"`` came before ``message_id`` in that chat."""
+    chat, _, ident = (external_id or "").partition(":")
+    return chat == str(chat_id) and ident.isdigit() and int(ident) < message_id

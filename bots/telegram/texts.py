@@ -152,6 +152,21 @@ _T: Mapping[str, Mapping[str, str]] = {
     "desk_move_answer_sent": {"es": "marcarlo como respondido", "pt": "marcá-lo como respondido",
                               "en": "mark it answered"},
     "desk_move_closed": {"es": "cerrarlo", "pt": "encerrá-lo", "en": "close it"},
+    "desk_stale": {
+        "es": "⚠️ No se envió: llegó algo nuevo al caso después de lo que habías leído aquí (el cliente escribió u "
+              "otro agente respondió). Léelo y, si tu respuesta sigue valiendo, envíala de nuevo.",
+        "pt": "⚠️ Não enviado: chegou algo novo no caso depois do que você tinha lido aqui (o cliente escreveu ou "
+              "outro agente respondeu). Leia e, se a sua resposta ainda valer, envie de novo.",
+        "en": "⚠️ Not sent: something new reached the case after what you had read here (the customer wrote or "
+              "another agent replied). Read it and, if your reply still stands, send it again."},
+    "desk_typing_one": {
+        "es": "✍️ Ojo: {names} está escribiendo una respuesta a este caso en la consola.",
+        "pt": "✍️ Atenção: {names} está escrevendo uma resposta a este caso no console.",
+        "en": "✍️ Heads up: {names} is typing a reply to this case in the console."},
+    "desk_typing_many": {
+        "es": "✍️ Ojo: {names} están escribiendo una respuesta a este caso en la consola.",
+        "pt": "✍️ Atenção: {names} estão escrevendo uma resposta a este caso no console.",
+        "en": "✍️ Heads up: {names} are typing a reply to this case in the console."},
     "desk_reply_failed": {
         "es": "⚠️ No se envió al cliente: {error}", "pt": "⚠️ Não enviado ao cliente: {error}",
         "en": "⚠️ Not sent to the customer: {error}"},

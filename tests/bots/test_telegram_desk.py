@@ -298,3 +298,75 @@ async def test_m_sends_a_canned_response_in_the_customers_language(start_service
     tg.group_text(AGENTS_CHAT, AGENT, "/m nada", thread_id=thread)
     await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
                            and "nada" in c.params["text"] and c.params["text"].startswith("⚠️"))
+
+
+async def test_a_reply_written_before_the_customers_newer_message_showed_in_the_topic_is_held(
+        start_service, tg: FakeTelegram):
+    service = await start_service()
+    tg.private_text(ANA, "hola")
+    thread = await topic_of_first_case(tg)
+    await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
+                           and "hola" in c.params["text"])
+    # Ana writes again; her message is stored, but Telegram holds its copy back from the
+    # topic for a second (flood control); the agent answers meanwhile.
+    tg.fail_next("sendMessage", retry_after=1)
+    tg.private_text(ANA, "¿Me lo cambian por otro modelo?")
+    await tg.wait_for_call("sendMessage", lambda c: c.status == 429 and "otro modelo" in c.params["text"])
+    tg.group_text(AGENTS_CHAT, AGENT, "Sale mañana", thread_id=thread, first_name="María")
+    held = await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
+                                  and c.params["text"].startswith("⚠️ No se envió: llegó algo nuevo"))
+    assert "reply_parameters" in held.params
+    assert "Sale mañana" not in [m.get("text") for m in tg.sent_messages(ANA)]
+    assert [m["author"] for m in (await service.cases.get_case(1))["messages"]].count("agent") == 0
+    # Once her message is in the topic, the same reply goes out.
+    await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
+                           and "otro modelo" in c.params["text"])
+    tg.group_text(AGENTS_CHAT, AGENT, "Sale mañana, y sí: se lo cambiamos", thread_id=thread, first_name="María")
+    await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == ANA and "se lo cambiamos" in c.params["text"])
+
+
+async def test_a_desk_reply_names_who_is_typing_in_the_console_and_stales_their_reply(start_service,
+                                                                                       tg: FakeTelegram):
+    from posventa.core.errors import StaleReply
+    from posventa.intake.console.presence import PresenceReport
+
+    service = await start_service()
+    tg.private_text(ANA, "El lector no lee")
+    thread = await topic_of_first_case(tg)
+    await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
+                           and "El lector no lee" in c.params["text"])
+    read_in_console = max(m["id"] for m in (await service.cases.get_case(1))["messages"])
+    # Bea has the case open in the console and is typing (her page's reports; on PostgreSQL
+    # they reach every process's table through NOTIFY).
+    viewers = service.console.live.viewers
+    viewers.report(PresenceReport(1, "tab-of-bea-0001", "bea", "Bea Ruiz", "here"))
+    viewers.report(PresenceReport(1, "tab-of-bea-0001", "bea", "Bea Ruiz", "typing"))
+    await eventually(lambda: _async([v for v in viewers.on_case(1) if v.typing]))
+
+    tg.group_text(AGENTS_CHAT, AGENT, "Probá limpiar el lente", thread_id=thread, first_name="María")
+    await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == ANA and "limpiar el lente" in c.params["text"])
+    warning = await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
+                                     and c.params["text"].startswith("✍️"))
+    assert warning.params["text"] == "✍️ Ojo: Bea Ruiz está escribiendo una respuesta a este caso en la consola."
+    # Bea's reply, written before María's, asks her to confirm first (the console's 409).
+    try:
+        await service.cases.reply(1, "Reinicialo", agent="bea", seen_message_id=read_in_console)
+    except StaleReply as exc:
+        [newer] = exc.newer
+        [desk_reply] = [m for m in (await service.cases.get_case(1))["messages"] if m["id"] == newer]
+        assert (desk_reply["author"], desk_reply["author_name"]) == ("agent", "María")
+    else:
+        raise AssertionError("a reply written before the desk's was sent without asking")
+
+    # Nobody typing: a desk reply says nothing more in the topic.
+    viewers.report(PresenceReport(1, "tab-of-bea-0001", "bea", "Bea Ruiz", "idle"))
+    await eventually(lambda: _async(not [v for v in viewers.on_case(1) if v.typing]))
+    before = len(notices(tg, thread))
+    tg.group_text(AGENTS_CHAT, AGENT, "¿Funcionó?", thread_id=thread, first_name="María")
+    tg.group_text(AGENTS_CHAT, AGENT, "/assign", thread_id=thread, first_name="María")
+    await tg.wait_for_call("sendMessage", lambda c: "✅ Asignado a María" in c.params["text"])
+    assert not [n for n in notices(tg, thread)[before:] if n.startswith("✍️")]
+
+
+async def _async(value):
+    return value

@@ -136,3 +136,13 @@ def test_flood_gate_turns_back_sends_until_retry_after_passes():
     now[0] += 2
     gate.hit(4, 1)  # full: expired entries are dropped, memory stays bounded
     assert len(gate._until) <= 2
+
+
+def test_a_desk_copy_counts_as_shown_only_if_sent_to_that_chat_before_the_message():
+    from posventa.bots.telegram.store import _shown_before
+
+    assert _shown_before("-100123:41", -100123, 42)
+    assert not _shown_before("-100123:43", -100123, 42)  # posted after the agent wrote
+    assert not _shown_before("-100123:42", -100123, 42)
+    assert not _shown_before("-100999:41", -100123, 42)  # a previous agents' group
+    assert not _shown_before(None, -100123, 42) and not _shown_before("-100123:x", -100123, 42)
