@@ -34,8 +34,8 @@ MAX_CHART_ROWS = 200_000
 #: The chart's key for cases without a category (the console shows it translated).
 NO_CATEGORY = "(no category)"
 
-@dataclass(frozen=True, slots=True)
 
+@dataclass(frozen=True, slots=True)
 class ProductCode:
     code: str
     name: str
