@@ -482,7 +482,8 @@ class CaseService:
         names ("📎 name"), as a customer's upload reads."""
         files = tuple(files)
         if len(files) > MAX_REPLY_FILES:
-            raise ValidationError(f"a reply carries at most {MAX_REPLY_FILES} files", field="files")
+            raise ValidationError(explain("reply_too_many_files", "a reply carries at most %(max)s files",
+                                          max=MAX_REPLY_FILES), field="files")
         if files and (body is None or (isinstance(body, str) and not body.strip())):
             body = "\n".join(f"📎 {f.filename}" for f in files)
         body = _text(body, "text")  # type: ignore[assignment]
