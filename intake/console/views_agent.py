@@ -393,16 +393,17 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     # --- a new case (a customer phoned) --------------------------------------------------------
 
     def local_now() -> str:
-        """Now on the agents' clock, as a datetime-local input writes it."""
-        return console.clock.now().astimezone(console.tz).strftime("%Y-%m-%dT%H:%M")
+        """Now in the agent's time zone, as the date field writes it (ISO, explicit: a
+        browser's date input would show its own locale's order, whatever the console's)."""
+        return console.clock.now().astimezone(console.locales.current.timezone).strftime("%Y-%m-%d %H:%M")
 
     def case_date(form: Form) -> datetime | None:
-        """The datetime-local field: a time on the agents' clock ([surveys] timezone)."""
+        """The date field ("2026-12-04 10:30", or with a "T"): a time in the agent's time zone."""
         raw = form.optional("case_date", max_len=40)
         if raw is None:
             return None
         try:
-            return datetime.fromisoformat(raw.strip()).replace(tzinfo=console.tz)
+            return datetime.fromisoformat(raw.strip()).replace(tzinfo=console.locales.current.timezone)
         except ValueError:
             form.errors["date"] = _l("Enter the date and time the customer got in touch.")
             return None

@@ -4,6 +4,7 @@ yesterday): never in the future, now by default; it is the case's date in report
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
@@ -39,13 +40,24 @@ async def test_the_api_takes_a_past_case_date_and_refuses_a_future_one(running):
 
 async def test_the_console_new_case_form_takes_the_date(running, agent: ConsoleClient):
     status, page = await agent.get("/console/cases/new")
-    assert status == 200 and 'type="datetime-local" name="case_date"' in page
+    # An explicit ISO field in the agent's time zone (never the browser's own date order).
     local = running.service.console.tz
-    when = (running.service.clock.now() - timedelta(days=2)).astimezone(local).strftime("%Y-%m-%dT%H:%M")
+    shown = running.service.clock.now().astimezone(local).strftime("%Y-%m-%d %H:%M")
+    assert status == 200 and 'type="text" name="case_date"' in page and f'value="{shown}"' in page
+    when = (running.service.clock.now() - timedelta(days=2)).astimezone(local).strftime("%Y-%m-%d %H:%M")
     form = {"title": "Llamó ayer", "description": "No anda", "contact_name": "Leo", "type": "incident"}
     status, page = await agent.post("/console/cases/new", {**form, "case_date": "2999-01-01T10:00"})
     assert status == 422 and 'id="error-date"' in page and "must not be in the future" in page
     status, page = await agent.post("/console/cases/new", {**form, "case_date": when})
     assert status == 200 and "Case created" in page
     [case] = await running.service.cases.list_cases()
-    assert datetime.fromisoformat(case["created_at"]).astimezone(local).strftime("%Y-%m-%dT%H:%M") == when
+    assert datetime.fromisoformat(case["created_at"]).astimezone(local).strftime("%Y-%m-%d %H:%M") == when
+    # Another agent's profile time zone is theirs: what they type is read in it.
+    status, _ = await agent.post("/console/profile/locale", {"language": "es", "timezone": "Asia/Tokyo"})
+    assert status == 200
+    tokyo = (running.service.clock.now() - timedelta(days=1)).astimezone(ZoneInfo("Asia/Tokyo"))
+    status, page = await agent.post("/console/cases/new", {**form, "title": "Desde Tokio",
+                                                           "case_date": tokyo.strftime("%Y-%m-%dT%H:%M")})
+    assert status == 200
+    [mine] = [c for c in await running.service.cases.list_cases() if c["title"] == "Desde Tokio"]
+    assert datetime.fromisoformat(mine["created_at"]) == tokyo.replace(second=0, microsecond=0)
