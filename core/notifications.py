@@ -27,7 +27,7 @@ from posventa.core.domain import ChannelName
 from posventa.core.errors import ValidationError
 from posventa.core.outgoing import Outgoing, ComposedMessage, Recipient
 from posventa.core.persistence import Database
-from posventa.core.persistence.schema import agent_states, cases
+from posventa.core.persistence.schema import agent_states, cases, users
 from posventa.core.ports import Clock
 from posventa.core.sla import add_breach
 from posventa.core.texts import localized
@@ -78,7 +78,7 @@ class BrowserNotice:
     agent: str
     event: str
     case: int
-    #: In the notifier's language (``[console] language``): for a page that cannot do better.
+    #: In the agent's profile language (else the default): for a page that cannot do better.
     text: str
     #: What the page needs to say it in its reader's language and time zone instead: the
     #: case's title and, for SLA events, the target ("first_response"...) and due time (ISO).
@@ -211,9 +211,8 @@ class AgentNotifier:
         return len(warned), len(breached)
 
     def _due(self, row: Any) -> dict[str, str]:
-        names = _TARGETS.get(row.due_target or "", {})
-        return {"target": names.get(self._language) or names.get("es") or (row.due_target or ""),
-                "due": row.due_at.astimezone(self._tz() if callable(self._tz) else self._tz).strftime("%H:%M %d/%m"),
+        # ``enqueue`` names the target in each agent's language.
+        return {"due": row.due_at.astimezone(self._tz() if callable(self._tz) else self._tz).strftime("%H:%M %d/%m"),
                 "due_target": row.due_target or "", "due_at": row.due_at.isoformat()}
 
     async def enqueue(self, conn: AsyncConnection, event: str,
@@ -225,13 +224,20 @@ class AgentNotifier:
         if not items:
             return 0
         agents = {r.username: r for r in await conn.execute(
-            select(agent_states).where(agent_states.c.username.in_(sorted({a for a, *_ in items}))))}
-        template = localized(_TEXTS[event], self._language)
+            select(agent_states, users.c.language)
+            .join(users, users.c.username == agent_states.c.username)
+            .where(agent_states.c.username.in_(sorted({a for a, *_ in items}))))}
         out = []
         for agent_name, number, title, params in items:
             agent = agents.get(agent_name)
             if agent is None:
                 continue
+            # Each agent reads their notices in their profile's language; the desk's default otherwise.
+            language = agent.language or self._language
+            template = localized(_TEXTS[event], language)
+            if "due_target" in params:
+                names = _TARGETS.get(params["due_target"], {})
+                params = {**params, "target": names.get(language) or names.get("es") or params["due_target"]}
             wanted = preferences(agent.notify)[event]
             body = template.format(number=number, title=title, url=f"{self._public_url}/console/cases/{number}",
                                    **params)
@@ -248,7 +254,7 @@ class AgentNotifier:
             if wanted["email"] and agent.email:
                 recipients.append(Recipient(ChannelName.EMAIL, agent.email))
             out += [ComposedMessage(recipient=r, text=body, kind=KIND, case_id=number, case_title=title,
-                                    language=self._language, automatic=True, internal=True,
+                                    language=language, automatic=True, internal=True,
                                     extra={"event": event, "agent": agent_name}) for r in recipients]
         if out:
             await self._outgoing.add(conn, out, now=self._clock.now())

@@ -186,3 +186,50 @@ async def test_an_agent_given_a_case_by_hand_is_told_but_not_when_taking_it_them
         assert await notices() == [("leo", "assigned")]
     finally:
         await service.stop()
+
+
+async def test_each_agent_is_told_in_their_profile_language_else_the_default(database_url, tmp_path,
+                                                                             tg: FakeTelegram):
+    """Notices follow the language on the agent's profile; an agent who chose none gets
+    ``[service] default_language`` (es here). The SLA target's name follows it too."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support import FakeClock
+
+    tg.forum(-1001987654321)
+    clock = FakeClock(datetime(2026, 12, 4, 12, 0, tzinfo=UTC))
+    config = make_config(database_url, tmp_path, telegram=telegram_section(tg), assignment={"enabled": True},
+                         sla={"first_response_minutes": 60, "warn_before_minutes": 15})
+    config = dataclasses.replace(config, calendars=(CalendarConfig(name="default", timezone="UTC", **ALWAYS),))
+    assert config.service.default_language == "es"
+    service = Service(config, clock=clock)
+    await service.start()
+    try:
+        joana = await service.console.users.create("joana", "correct horse battery staple", role="agent")
+        await service.console.users.set_locale(joana.id, language="pt", timezone=None)
+        await service.assigner.update_agent(joana.id, available=True, telegram_user_id=AGENT)
+        first = (await service.inbox.receive(InboundMessage(
+            channel=ChannelName.EMAIL, external_id="<l1@cliente.example>", sender="ana@cliente.example",
+            text="Olá", subject="Garantia"))).case_number
+        call = await tg.wait_for_call("sendMessage", lambda c: str(c.params["chat_id"]) == str(AGENT)
+                                    and f"#{first}" in c.params.get("text", ""))
+        assert call.params["text"].startswith(f"O caso #{first} foi atribuído a você: Garantia")
+        clock.advance(minutes=50)
+        assert await service.agent_notifier.sweep(timedelta(minutes=15)) == (1, 0)
+        await tg.wait_for_call("sendMessage", lambda c: "a primeira resposta vence às 13:00" in c.params.get("text", ""))
+
+        # Without a language on the profile: the service's default.
+        await service.console.users.set_locale(joana.id, language=None, timezone=None)
+        second = (await service.inbox.receive(InboundMessage(
+            channel=ChannelName.EMAIL, external_id="<l2@cliente.example>", sender="leo@cliente.example",
+            text="Hola", subject="Factura"))).case_number
+        call = await tg.wait_for_call("sendMessage", lambda c: str(c.params["chat_id"]) == str(AGENT)
+                                    and f"#{second}" in c.params.get("text", ""))
+        assert call.params["text"].startswith(f"Te asignaron el caso #{second}: Factura")
+        async with service.db.engine.connect() as conn:
+            languages = (await conn.execute(select(outbox.c.payload).where(
+                outbox.c.kind == "agent_notice").order_by(outbox.c.id))).scalars().all()
+        assert [p["language"] for p in languages] == ["pt", "pt", "es"]
+    finally:
+        await service.stop()
+
