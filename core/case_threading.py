@@ -25,7 +25,13 @@ The rules:
   a second late reply joins that follow-up while it is open;
 - an answer to a button the bot asked (a choice) never reopens anything: it is an answer
   to the bot, not a new request. Survey answers never reach these rules (the survey
-  runner consumes them first).
+  runner consumes them first);
+- a reply to an **agent notification** (an email whose In-Reply-To/References name a
+  notice's Message-ID, ``notice_message_id``) is no customer's message at all: it joins
+  no case and opens none (``replies_to_notice``; the email intake drops it). Notices go
+  to the team only, so only the team (an agent answering from their mail client, or their
+  out-of-office robot) replies to one; the agent answers the customer in the console or
+  on the Telegram desk, where they are signed in.
 """
 
 from __future__ import annotations
@@ -58,6 +64,27 @@ class AfterClose(enum.Enum):
     JOIN = "join"
     REOPEN = "reopen"
     FOLLOW_UP = "follow_up"
+
+
+#: Agent notifications' Message-IDs start so (``<pv.notice.…@our domain>``); customer
+#: mail gets ``<pv.…>`` ids of another form (``core.outgoing``).
+NOTICE_MESSAGE_ID_PREFIX = "<pv.notice."
+
+
+def notice_message_id(token: str, domain: str) -> str:
+    """The Message-ID of an agent notification's email (``token`` unguessable)."""
+    return f"{NOTICE_MESSAGE_ID_PREFIX}{token}@{domain}>"
+
+
+def is_notice_message_id(message_id: str | None) -> bool:
+    return bool(message_id) and message_id.strip().lower().startswith(NOTICE_MESSAGE_ID_PREFIX)  # type: ignore[union-attr]
+
+
+def replies_to_notice(references: Sequence[str]) -> bool:
+    """True when a message's In-Reply-To/References name an agent notification: a reply
+    from the team, never a customer's message (see the module's rules). A customer could
+    only write such a header by hand, and then drops only their own mail."""
+    return any(is_notice_message_id(ref) for ref in references)
 
 
 def open_case_condition() -> ColumnElement[bool]:

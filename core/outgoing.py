@@ -28,6 +28,7 @@ from posventa.core.domain import (
     OutgoingFile,
     Suggestion,
 )
+from posventa.core.case_threading import notice_message_id
 from posventa.core.persistence.bulk import insert_ids
 from posventa.core.persistence.schema import attachments, messages, outbox
 
@@ -88,6 +89,11 @@ class Outgoing:
         # stranger's thread.
         return f"<pv.{secrets.token_urlsafe(15)}@{self._email_domain}>"
 
+    def new_notice_message_id(self) -> str:
+        # Of a form the email intake recognises (core.case_threading): a reply to a
+        # notice is the team's, never a customer's.
+        return notice_message_id(secrets.token_urlsafe(15), self._email_domain)
+
     async def add(self, conn: AsyncConnection, items: Sequence[ComposedMessage], *, now: datetime) -> list[int]:
         """Store ``items``; returns the outbox ids, in order."""
         if not items:
@@ -98,7 +104,7 @@ class Outgoing:
         extras = [_message_extra(item) for item in items]  # the message row's and the payload's
         for index, item in enumerate(items):
             if item.recipient.channel == ChannelName.EMAIL:
-                email_ids[index] = self.new_email_message_id()
+                email_ids[index] = self.new_notice_message_id() if item.internal else self.new_email_message_id()
             if item.recipient.channel in CUSTOMER_CHANNELS and not item.internal:
                 message_slots.append(index)
                 message_rows.append(

@@ -19,6 +19,7 @@ from email.utils import format_datetime
 from html import escape
 
 from posventa.core.attachments import safe_filename
+from posventa.core.case_threading import is_notice_message_id
 from posventa.core.domain import ClaimedDelivery, OutgoingFile
 from posventa.core.errors import PermanentDeliveryError
 from posventa.core.plain_text import clean_text, one_line
@@ -161,7 +162,8 @@ def compose_email(
     * ``Subject`` is ``Re: <case title> [#<case number>]``; ``message.extra["subject"]``
       replaces the title part when a delivery needs its own (a survey, say).
     * ``Auto-Submitted: auto-replied`` marks automatic mail (RFC 3834), so that
-      well-behaved robots on the other side do not answer it.
+      well-behaved robots on the other side do not answer it; an agent notification
+      (its Message-ID says so) is ``auto-generated``.
     * ``files`` (each with its bytes) become attachments: the mail is then
       multipart/mixed, the text and HTML alternative first, each file base64-encoded with
       its type and name (RFC 2231 for a name that is not ASCII).
@@ -197,7 +199,12 @@ def compose_email(
         msg["Reply-To"] = _address(reply_to, what="reply-to address")
     elif threading is not None and threading.reply_token:
         msg["Reply-To"] = reply_address(sender, threading.reply_token)
-    if message.automatic:
+    if threading is not None and is_notice_message_id(threading.message_id):
+        # An agent notification answers nobody's mail (RFC 3834 "auto-generated"); its
+        # Message-ID is what tells a reply to it from a customer's (core.case_threading).
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "All"
+    elif message.automatic:
         msg["Auto-Submitted"] = "auto-replied"
         # Exchange honours this instead of RFC 3834: no out-of-office answers to us.
         msg["X-Auto-Response-Suppress"] = "All"

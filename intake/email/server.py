@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from posventa.core.attachments import AttachmentStore
+from posventa.core.case_threading import replies_to_notice
 from posventa.core.config import EmailConfig
 from posventa.core.domain import AttachmentRef, ChannelName, InboundMessage, ThreadHints
 from posventa.core.errors import StorageUnavailable
@@ -125,6 +126,14 @@ class InboundMailHandler:
             self.rejected += 1
             log.info("SMTP: rejected a message from %s: %s", session.peer, exc.message)
             return exc.smtp_reply
+        if replies_to_notice((*parsed.in_reply_to, *parsed.references)):
+            # The team answering an agent notification (an agent's mail client, their
+            # out-of-office): no customer's message, so no case and no acknowledgement.
+            # Accepted, so the sender's MTA neither retries nor bounces it back to them.
+            self.accepted += 1
+            log.info("SMTP: dropped a reply to an agent notification from %s (not a customer message)",
+                     _domain_of(parsed.from_address or envelope.mail_from or ""))
+            return "250 2.0.0 OK: a reply to an agent notification, not stored"
         try:
             message = await self._normalise(parsed, raw, envelope)
             receipt = await self._inbox.receive(message)

@@ -233,3 +233,79 @@ async def test_each_agent_is_told_in_their_profile_language_else_the_default(dat
     finally:
         await service.stop()
 
+
+async def test_an_agent_replying_to_a_notice_email_opens_no_case_and_gets_no_acknowledgement(
+        database_url, tmp_path, caplog):
+    """The notice mail says it is automatic and has a Message-ID of its own form; an agent's
+    mail client answering it (no Reply-To on a notice: to our address) reaches the SMTP
+    intake, which accepts it and drops it, naming why: no case, no acknowledgement. A
+    customer's reply to their own acknowledgement still threads into their case."""
+    import logging
+    from email.message import EmailMessage
+
+    import aiosmtplib
+    from sqlalchemy import func
+
+    from posventa.core.persistence.schema import cases
+
+    async with SmtpSink() as sink:
+        config = make_config(database_url, tmp_path, assignment={"enabled": True},
+                             email={"enabled": True, "listen_port": free_port(), "domains": ("example.com",),
+                                    "address": "support@example.com",
+                                    "outbound": {"host": "127.0.0.1", "port": sink.port}})
+        config = dataclasses.replace(config, calendars=(CalendarConfig(name="default", timezone="UTC", **ALWAYS),))
+        service = Service(config)
+        await service.start()
+        try:
+            user = await service.console.users.create("lucia", "correct horse battery staple", role="agent")
+            await service.assigner.update_agent(user.id, available=True, email="lucia@team.example")
+
+            def mail(sender: str, msgid: str, subject: str, to: str, **headers: str) -> EmailMessage:
+                m = EmailMessage()
+                m["From"], m["To"], m["Subject"], m["Message-ID"] = sender, to, subject, msgid
+                for key, value in headers.items():
+                    m[key.replace("_", "-")] = value
+                m.set_content("Gracias, lo miro.")
+                return m
+
+            async def deliver(m: EmailMessage) -> str:
+                _, reply = await aiosmtplib.send(m, hostname="127.0.0.1", port=service.smtp.bound_port,
+                                                 recipients=[m["To"]], timeout=10)
+                return reply
+
+            reply = await deliver(mail("ana@cliente.example", "<g1@cliente.example>", "Garantia",
+                                       "support@example.com"))
+            number = int(reply.rsplit("#", 1)[1])
+            captured = await sink.wait_for(2)
+            [notice] = [c.message for c in captured if c.rcpt_tos == ("lucia@team.example",)]
+            [ack] = [c.message for c in captured if c.rcpt_tos == ("ana@cliente.example",)]
+            assert notice["Auto-Submitted"] == "auto-generated" and notice["Reply-To"] is None
+            assert notice["Message-ID"].startswith("<pv.notice.") and not ack["Message-ID"].startswith("<pv.notice.")
+
+            async def counts() -> tuple[int, int]:
+                async with service.db.engine.connect() as conn:
+                    n_cases = (await conn.execute(select(func.count()).select_from(cases))).scalar_one()
+                    n_out = (await conn.execute(select(func.count()).select_from(outbox))).scalar_one()
+                return n_cases, n_out
+
+            before = await counts()
+            caplog.set_level(logging.INFO, logger="posventa.intake.email.server")
+            # Lucía's mail client answers the notice: to its From, in its thread.
+            answer = mail("lucia@team.example", "<r1@team.example>", f"Re: {notice['Subject']}",
+                          notice["From"], In_Reply_To=notice["Message-ID"], References=notice["Message-ID"])
+            assert (await deliver(answer)).startswith("2.0.0 OK: a reply to an agent notification")
+            # Her out-of-office robot, quoting only References, is dropped the same way.
+            robot = mail("lucia@team.example", "<r2@team.example>", "Ausente", notice["From"],
+                         References=f"<other@team.example> {notice['Message-ID']}")
+            assert (await deliver(robot)).startswith("2.0.0 OK: a reply to an agent notification")
+            # No case, no acknowledgement, nothing queued at all.
+            assert await counts() == before
+            dropped = [r for r in caplog.records if "reply to an agent notification" in r.getMessage()]
+            assert len(dropped) == 2 and "team.example" in dropped[0].getMessage()
+
+            # The customer's reply to her acknowledgement still joins her case.
+            again = mail("ana@cliente.example", "<g2@cliente.example>", f"Re: {ack['Subject']}",
+                         ack["Reply-To"] or ack["From"], In_Reply_To=ack["Message-ID"], References=ack["Message-ID"])
+            assert (await deliver(again)).endswith(f"case #{number}")
+        finally:
+            await service.stop()
