@@ -117,6 +117,17 @@ def search_words(text: str) -> list[str]:
     return [w for w in (_TERM_JUNK.sub("", w)[:MAX_TERM] for w in fold(text).split()) if w]
 
 
+def national_form(dialled: str, region: str) -> str | None:
+    """The national digits of a number as dialled in ``region`` ("011 4567-8901" in AR is
+    1145678901, the trunk prefix dropped), the form terms_for stores beside the E.164;
+    None when it is not a possible number there (a partial one is searched as typed)."""
+    try:
+        parsed = phonenumbers.parse(dialled, region.upper())
+    except phonenumbers.NumberParseException:
+        return None
+    return str(parsed.national_number) if phonenumbers.is_possible_number(parsed) else None
+
+
 def _national_digits(e164: str) -> str | None:
     try:
         return str(phonenumbers.parse(e164, None).national_number)

@@ -30,7 +30,7 @@ from posventa.core.contacts.identities import (
 )
 from posventa.core.contacts.merge import merge_contacts
 from posventa.core.contacts.privacy import delete_files, erase_contact, export_contact
-from posventa.core.contacts.normalize import MAX_TERM, email_address, phone_number, search_words
+from posventa.core.contacts.normalize import MAX_TERM, email_address, national_form, phone_number, search_words
 from posventa.core.domain import LANGUAGES
 from posventa.core.errors import NotFound, ValidationError, explain
 from posventa.core.persistence import Database
@@ -58,6 +58,8 @@ _PREFIX_END = "\U0010ffff"
 PROBE_CAP = 2000
 #: A search reads this many times a page's rows (a contact may hold a word more than once).
 OVERFETCH = 4
+#: An organization's contacts with a name's last word, read to compare whole names.
+SAME_NAME_CANDIDATES = 200
 
 
 def _starting_with(word: str, terms: Any = contact_terms) -> Any:
@@ -238,7 +240,11 @@ class ContactService:
         if _PHONE_LIKE.match(query) and sum(c.isdigit() for c in query) >= 6:
             # "+54 9 11 5555-1234" or "11 5555 1234": one number, not five words.
             digits = "".join(c for c in query if c.isdigit())
-            return [("+" if query.startswith("+") else "") + digits]
+            if query.startswith("+"):
+                return ["+" + digits]
+            # A number as dialled at home ("011 4567-8901", the trunk 0 first) is stored
+            # under its national digits (1145678901): the region's rules drop the prefix.
+            return [national_form(query, self._phone_region) or digits]
         return [w[:MAX_TERM] for w in search_words(query)][:5]
 
     async def get(self, contact_id: int) -> dict[str, Any]:
@@ -296,11 +302,17 @@ class ContactService:
                 for r in await conn.execute(select(contacts.c.id).where(
                         alive, or_(column.in_(sorted(values)), contacts.c.id.in_(ids))).limit(limit)):
                     reasons.setdefault(r.id, kind)
-            if me.name and me.organization_id is not None:
-                for r in await conn.execute(select(contacts.c.id).where(
-                        alive, contacts.c.organization_id == me.organization_id,
-                        func.lower(contacts.c.name) == me.name.lower()).limit(limit)):
-                    reasons.setdefault(r.id, "name_and_organization")
+            name_words = search_words(me.name or "")
+            if name_words and me.organization_id is not None:
+                # The same name as a search folds it ("Pedro Gómez" is "pedro gomez"): the
+                # organization's contacts holding the name's last word as a term, compared
+                # whole in Python (a name's terms are its folded words).
+                holders = select(contact_terms.c.contact_id).where(contact_terms.c.term == name_words[-1])
+                for r in await conn.execute(select(contacts.c.id, contacts.c.name).where(
+                        alive, contacts.c.organization_id == me.organization_id, contacts.c.id.in_(holders))
+                        .order_by(contacts.c.id).limit(SAME_NAME_CANDIDATES)):
+                    if search_words(r.name or "") == name_words:
+                        reasons.setdefault(r.id, "name_and_organization")
             if not reasons:
                 return []
             rows = {r.id: r for r in await conn.execute(select(*_SUMMARY_COLS).select_from(_SUMMARY_FROM)

@@ -63,7 +63,9 @@ async def test_contact_crud_identities_and_search(running, spec):
     assert ana["email"] == "ana@cliente.com" and ana["phone"] == "+5491155551234"
     assert ana["organization"]["name"] == "Cliente SA" and ana["attributes"] == {"customer_number": "A-17"}
 
-    for q in ("ana", "PEREZ", "ana per", "ana@cli", "cliente.com", "+54 9 11 5555-1234", "91155551234"):
+    # The number as dialled at home (trunk 0, the mobile's 15) finds it too.
+    for q in ("ana", "PEREZ", "ana per", "ana@cli", "cliente.com", "+54 9 11 5555-1234", "91155551234",
+              "011 15-5555-1234", "(011) 15 5555 1234"):
         found = await call(http, spec, "GET", "/contacts", f"/contacts?q={q.replace('+', '%2B')}", status=200)
         assert [c["id"] for c in found["contacts"]] == [ana["id"]], q
     for q in ("nobody", "ana lopez", "5555"):
@@ -120,8 +122,16 @@ async def test_duplicate_suggestions(running, spec):
         "identities": [{"kind": "email", "address": "juan@x.example"}]})
     b = await call(http, spec, "POST", "/contacts", status=201, json={"name": "juan gómez", "organization_id": org["id"]})
     c = await call(http, spec, "POST", "/contacts", status=201, json={"name": "Otro"})
+    # The name as a search folds it: without the accent it is the same person; a longer
+    # name, or the same name elsewhere, is not.
+    unaccented = await call(http, spec, "POST", "/contacts", status=201,
+                            json={"name": "Juan  Gomez", "organization_id": org["id"]})
+    await call(http, spec, "POST", "/contacts", status=201,
+               json={"name": "Juan Gómez Ruiz", "organization_id": org["id"]})
+    await call(http, spec, "POST", "/contacts", status=201, json={"name": "Juan Gómez"})
     detail = await call(http, spec, "GET", "/contacts/{id}", f"/contacts/{a['id']}", status=200)
-    assert [(d["contact"]["id"], d["reason"]) for d in detail["duplicates"]] == [(b["id"], "name_and_organization")]
+    assert [(d["contact"]["id"], d["reason"]) for d in detail["duplicates"]] == [
+        (b["id"], "name_and_organization"), (unaccented["id"], "name_and_organization")]
     detail = await call(http, spec, "GET", "/contacts/{id}", f"/contacts/{c['id']}", status=200)
     assert detail["duplicates"] == []
 
