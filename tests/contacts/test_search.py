@@ -114,3 +114,34 @@ async def test_contacts_holding_a_word_many_times_are_listed_once(db, service, s
                  for c in await service.search("ana", limit=limit, offset=offset)]
         assert pages == newest_first, limit
     assert any("DISTINCT" in s.upper() and "matched" in s for s in statements)  # it had to
+
+
+@pytest.mark.parametrize("query,org_driven", [
+    ("ana", True),             # 18 "ana…" terms, 5 contacts in the organization: it drives
+    ("ana garomi", True),
+    ("lopez", True),
+    ("garomini", False),       # one match: the word drives, as without an organization
+    ("bea garomi", False),
+])
+async def test_a_small_organization_drives_a_common_word(monkeypatch, db, people, service, statements, query,
+                                                          org_driven):
+    """With an organization smaller than the rarest word's matches, the search reads the
+    organization's contacts and checks each for every word on its own terms; either way
+    it finds exactly the organization's contacts holding every word, newest first, paged."""
+    monkeypatch.setattr(contact_service, "PROBE_CAP", 1000)
+    members = [cid for cid, name, _ in people
+               if name in ("Ana Lopez1", "Ana Lopez7", "Ana Garomi", "Ana Garomini", "Bea Garomi")]
+    async with db.transaction() as conn:
+        org = (await conn.execute(insert(organizations).values(name="Acme", created_at=NOW)
+                                  .returning(organizations.c.id))).scalar_one()
+        await conn.execute(update(contacts).where(contacts.c.id.in_(members)).values(organization_id=org))
+    want = [cid for cid in expected(people, *query.split()) if cid in members]
+    statements.clear()
+    assert [c["id"] for c in await service.search(query, organization_id=org)] == want
+    assert want, query
+    pages = [c["id"] for offset in range(0, 6, 2) for c in await service.search(query, organization_id=org,
+                                                                                   limit=2, offset=offset)]
+    assert pages == want
+    search_sql = [s for s in statements if "LIMIT" in s.upper() and "count" not in s.lower()
+                  and "organization_id" in s and "contact_terms" in s]
+    assert search_sql and all(("matched" not in s) == org_driven for s in search_sql), search_sql
