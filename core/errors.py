@@ -35,8 +35,9 @@ class ConfigError(PosventaError):
 
 @dataclass(frozen=True, slots=True)
 class ErrorText:
-    """A refusal's words as data, so that each reader can be told in their own language:
-    a stable ``code`` (what a translation, or a client, keys on), the English ``template``
+    """A refusal's words (or another sentence of core's that people read: a contact's
+    history, core.contacts.history) as data, so that each reader can be told in their own
+    language: a stable ``code`` (what a translation, or a client, keys on), the English ``template``
     with ``%(name)s`` placeholders, and the values that fill it. ``str()`` is the English
     text (the API's message, logs, the CLI); the console translates the template through
     its catalogues (``msgctxt`` = code; scripts/i18n extracts every ``explain(...)``)."""

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posventa.core.contacts import history
 from posventa.core.contacts.identities import reindex
 from posventa.core.errors import NotFound, ValidationError, explain
 from posventa.core.persistence.schema import (
@@ -84,12 +85,10 @@ async def merge_contacts(conn: AsyncConnection, *, target_id: int, source_id: in
     if fill:
         await conn.execute(update(contacts).where(contacts.c.id == target_id).values(**fill))
     await conn.execute(update(contacts).where(contacts.c.id == source_id).values(merged_into_id=target_id))
-    summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in asdict(moves).items() if n)
     await conn.execute(insert(contact_events), [
-        {"contact_id": target_id, "at": now, "actor": actor, "kind": "merged",
-         "detail": f"absorbed contact #{source_id}" + (f": {summary}" if summary else "")},
-        {"contact_id": source_id, "at": now, "actor": actor, "kind": "merged_into",
-         "detail": f"merged into contact #{target_id}"},
+        {"contact_id": target_id, "at": now, "actor": actor,
+         **history.entry("merged", source=source_id, **asdict(moves))},
+        {"contact_id": source_id, "at": now, "actor": actor, **history.entry("merged_into", target=target_id)},
     ])
     if moved_cases:
         await conn.execute(insert(case_events), [

@@ -3,9 +3,9 @@
 Erasure keeps the records that others depend on and removes the person from them:
 message texts and case texts are replaced, attachments and raw mails are deleted from
 disk, identities and web chat sessions are removed, the name becomes "erased contact
-#id". Survey scores stay, attached to the anonymous contact, so sellers' commission
-totals do not change. The erasure is recorded (who, when) in the contact's and each
-case's history.
+#id" (stored in English; the console shows it in its reader's language). Survey scores
+stay, attached to the anonymous contact, so sellers' commission totals do not change.
+The erasure is recorded (who, when) in the contact's and each case's history.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posventa.core.attachments import AttachmentStore
+from posventa.core.contacts import history
 from posventa.core.contacts.identities import reindex
 from posventa.core.domain import OutboxStatus
-from posventa.core.errors import NotFound, ValidationError, explain
+from posventa.core.errors import ErrorText, NotFound, ValidationError, explain
 from posventa.core.persistence.schema import (
     attachments,
     case_events,
@@ -44,8 +45,19 @@ ERASED_TEXT = "[erased at the customer's request]"
 _PENDING = (OutboxStatus.QUEUED.value, OutboxStatus.AWAITING_RETRY.value, OutboxStatus.INFLIGHT.value)
 
 
+def erased_label(contact_id: int) -> ErrorText:
+    """What an erased contact is called: its stored name is the English (``erased_name``),
+    the console shows it in the reader's language (``is_erased_name`` finds it)."""
+    return explain("contact_erased_name", "erased contact #%(id)s", id=contact_id)
+
+
 def erased_name(contact_id: int) -> str:
-    return f"erased contact #{contact_id}"
+    return str(erased_label(contact_id))
+
+
+def is_erased_name(name: object, contact_id: object) -> bool:
+    """Whether ``name`` is the name erasure gave contact ``contact_id``."""
+    return isinstance(contact_id, int) and name == erased_name(contact_id)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -112,9 +124,8 @@ async def export_contact(conn: AsyncConnection, contact_id: int) -> dict[str, An
                   for r in await conn.execute(select(sales).where(sales.c.contact_id == contact_id)
                                               .order_by(sales.c.id))],
         "survey_answers": answers,
-        "history": [{"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "detail": e.detail}
-                    for e in await conn.execute(select(contact_events).where(
-                        contact_events.c.contact_id == contact_id).order_by(contact_events.c.id))],
+        "history": [history.read(e) for e in await conn.execute(select(contact_events).where(
+            contact_events.c.contact_id == contact_id).order_by(contact_events.c.id))],
     }
 
 
@@ -168,12 +179,13 @@ async def erase_contact(conn: AsyncConnection, contact_id: int, *, actor: str, n
     await conn.execute(update(contacts).where(contacts.c.id == contact_id).values(
         name=erased_name(contact_id), email=None, phone=None, notes=None, attributes=None, organization_id=None,
         erased_at=now))
-    # Earlier history details may name addresses ("identity added: email ana@..."): kept as
-    # events, without the detail.
-    await conn.execute(update(contact_events).where(contact_events.c.contact_id == contact_id).values(detail=None))
+    # Earlier history entries may name addresses (an identity added: "email: ana@..."): kept
+    # as events of their kind, without what they said.
+    await conn.execute(update(contact_events).where(contact_events.c.contact_id == contact_id).values(
+        code=None, params=None, detail=None))
     await conn.execute(contact_events.insert().values(
-        contact_id=contact_id, at=now, actor=actor[:160], kind="erased",
-        detail=f"{len(case_ids)} cases, {len(message_ids)} messages, {len(hashes)} files"))
+        contact_id=contact_id, at=now, actor=actor[:160],
+        **history.entry("erased", cases=len(case_ids), messages=len(message_ids), files=len(hashes))))
     await reindex(conn, [contact_id])
     return hashes, raw_refs
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posventa.core.attachments import AttachmentStore
 from posventa.core.cases import CaseFilter, CaseService, _text
+from posventa.core.contacts import history
 from posventa.core.contacts.identities import (
     EMAIL,
     IDENTITY_KINDS,
@@ -279,9 +280,8 @@ class ContactService:
                 "notes": row.notes, "attributes": row.attributes or {},
                 "merged_into_id": row.merged_into_id, "erased_at": _iso(row.erased_at),
                 "identities": await self._identities(conn, contact_id),
-                "history": [{"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "detail": e.detail}
-                            for e in await conn.execute(select(contact_events).where(
-                                contact_events.c.contact_id == contact_id).order_by(contact_events.c.id))],
+                "history": [history.read(e) for e in await conn.execute(select(contact_events).where(
+                    contact_events.c.contact_id == contact_id).order_by(contact_events.c.id))],
             })
         return contact
 
@@ -372,7 +372,7 @@ class ContactService:
             contact_id = await create_contact(conn, now=now, name=name, language=language, phone=phone,
                                               organization_id=organization_id, notes=notes, attributes=attributes,
                                               identities=[(k, False) for k in keys])
-            await self._event(conn, contact_id, actor, "created", None, now)
+            await self._event(conn, contact_id, actor, now, history.entry("created"))
         return await self.get(contact_id)
 
     async def update(self, contact_id: int, body: Mapping[str, Any], *, actor: str) -> dict[str, Any]:
@@ -393,7 +393,8 @@ class ContactService:
                 values["organization_id"] = body["organization_id"]
             if values:
                 await conn.execute(update(contacts).where(contacts.c.id == contact_id).values(**values))
-                await self._event(conn, contact_id, actor, "updated", ", ".join(sorted(values)), self._clock.now())
+                await self._event(conn, contact_id, actor, self._clock.now(),
+                                  history.entry("updated", fields=sorted(values)))
                 if "name" in values:
                     await reindex(conn, [contact_id])
         return await self.get(contact_id)
@@ -419,7 +420,8 @@ class ContactService:
                 await conn.execute(update(contacts).where(contacts.c.id == contact_id,
                                                           getattr(contacts.c, column).is_(None))
                                    .values({column: key[1]}))
-            await self._event(conn, contact_id, actor, "identity_added", f"{key[0]}: {key[1]}", now)
+            await self._event(conn, contact_id, actor, now,
+                              history.entry("identity_added", channel=key[0], address=key[1]))
             await reindex(conn, [contact_id])
             return await self._identity_row(conn, contact_id, key)
 
@@ -433,7 +435,8 @@ class ContactService:
                 raise NotFound(explain("identity_not_found", "contact %(id)s has no identity %(identity)s", id=contact_id,
                                        identity=identity_id))
             await conn.execute(delete(contact_identities).where(contact_identities.c.id == identity_id))
-            await self._event(conn, contact_id, actor, "identity_removed", f"{row.channel}: {row.address}", now)
+            await self._event(conn, contact_id, actor, now,
+                              history.entry("identity_removed", channel=row.channel, address=row.address))
             await reindex(conn, [contact_id])
 
     async def merge(self, target_id: int, source_id: Any, *, actor: str, dry_run: bool = False) -> dict[str, Any]:
@@ -508,7 +511,7 @@ class ContactService:
             raise ValidationError(explain("organization_merged", "organization %(id)s was merged into #%(into)s",
                                           id=organization_id, into=row.merged_into_id), field="organization_id")
 
-    async def _event(self, conn: AsyncConnection, contact_id: int, actor: str, kind: str, detail: str | None,
-                     now: datetime) -> None:
-        await conn.execute(insert(contact_events).values(contact_id=contact_id, at=now, actor=actor[:160],
-                                                         kind=kind, detail=detail))
+    async def _event(self, conn: AsyncConnection, contact_id: int, actor: str, now: datetime,
+                     entry: Mapping[str, Any]) -> None:
+        """A history entry (``history.entry``)."""
+        await conn.execute(insert(contact_events).values(contact_id=contact_id, at=now, actor=actor[:160], **entry))

@@ -148,6 +148,11 @@ contact_events = Table(
     #: "agent:<name>", "api", "cli:<user>", "system"
     Column("actor", String(160), nullable=False),
     Column("kind", String(30), nullable=False),
+    #: What the entry says, as a message code and the values that fill it
+    #: (core.contacts.history): each reader gets it in their own language.
+    Column("code", String(60)),
+    Column("params", JSON),
+    #: Only an entry without a code: a sentence stored before codes, shown as it is.
     Column("detail", Text),
 )
 
