@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from posventa.core.contacts.history import KINDS, SENTENCES
 from posventa.core.contacts.identities import IDENTITY_KINDS
 from posventa.core.contacts.organizations import MAX_DOMAINS, OrganizationService
 from posventa.core.contacts.service import MAX_ATTRIBUTE_KEY, MAX_ATTRIBUTE_VALUE, MAX_ATTRIBUTES, MAX_NOTES, ContactService
@@ -40,13 +41,33 @@ CONTACT = {
              "identities": {"type": "array", "items": {"$ref": "#/components/schemas/Identity"}},
              "merged_into_id": {"type": ["integer", "null"]},
              "erased_at": _NULLABLE_STR,
-             "history": {"type": "array", "items": {"type": "object", "required": ["at", "actor", "kind"]}},
+             "history": {"type": "array", "items": {"$ref": "#/components/schemas/ContactHistoryEntry"}},
              "duplicates": {"type": "array", "items": {
                  "type": "object", "required": ["contact", "reason"],
                  "properties": {"contact": {"$ref": "#/components/schemas/ContactSummary"},
                                 "reason": {"type": "string", "enum": ["email", "phone", "name_and_organization"]}}}},
          }},
     ]
+}
+HISTORY_ENTRY = {
+    "type": "object",
+    "required": ["at", "actor", "kind", "code", "values", "detail"],
+    "description": "One entry of a contact's history. What it says is `code` and the `values` that fill the "
+                   "code's sentence (a client shows it in its own words, keyed on the code); `detail` is that "
+                   "sentence in English, whatever the request's language (the API speaks English, as its error "
+                   "messages do). An entry that says no more than its kind (`created`), and one whose details an "
+                   "erasure removed, has `code` null, `values` {} and `detail` null; an entry written before "
+                   "codes whose sentence could not be read back has `code` null and its stored English text "
+                   "in `detail`.",
+    "properties": {
+        "at": {"type": "string"}, "actor": {"type": "string"},
+        "kind": {"type": "string", "enum": list(KINDS)},
+        "code": {"type": ["string", "null"], "enum": [*SENTENCES, None],
+                 "description": "; ".join(f"{code}: {text.template}" for code, text in SENTENCES.items())},
+        "values": {"type": "object", "description": "the code's placeholders by name: numbers, text, and "
+                                                    "`fields`, a list of the field names an edit changed"},
+        "detail": _NULLABLE_STR,
+    },
 }
 ORGANIZATION_SUMMARY = {
     "type": "object",
@@ -116,6 +137,7 @@ def _actor(data: dict[str, Any]) -> str:
 
 def register(api: ApiRegistry, *, contacts: ContactService, organizations: OrganizationService) -> None:
     api.schemas.update({"ContactSummary": CONTACT_SUMMARY, "Contact": CONTACT, "Identity": IDENTITY,
+                        "ContactHistoryEntry": HISTORY_ENTRY,
                         "OrganizationSummary": ORGANIZATION_SUMMARY, "Organization": ORGANIZATION})
     contact = {"$ref": "#/components/schemas/Contact"}
     organization = {"$ref": "#/components/schemas/Organization"}
@@ -223,9 +245,10 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
             response={"type": "object",
                       "required": ["contact", "identities", "cases", "sales", "survey_answers", "history"],
                       "properties": {k: {"type": "array"} for k in
-                                     ("identities", "cases", "sales", "survey_answers", "history",
+                                     ("identities", "cases", "sales", "survey_answers",
                                       "web_chat_sessions", "messages_outside_cases")}
-                      | {"contact": {"type": "object"}}})
+                      | {"contact": {"type": "object"},
+                         "history": {"type": "array", "items": {"$ref": "#/components/schemas/ContactHistoryEntry"}}}})
 
     async def erase_contact(request: web.Request) -> web.Response:
         who = query(request).get("agent", "api")
@@ -235,7 +258,8 @@ def register(api: ApiRegistry, *, contacts: ContactService, organizations: Organ
             params=[query_param("agent", text(120), "who asks, for the record")],
             summary="Erase a contact (a privacy request; admin tokens only)",
             description="Message and case texts are replaced, attachments deleted from disk, identities removed, "
-                        "the name becomes 'erased contact #id'. Survey scores stay, anonymised, so sellers' "
+                        "the name becomes 'erased contact #id' (stored in English; the console shows it in its reader's "
+                        "language). Survey scores stay, anonymised, so sellers' "
                         "totals do not change. Recorded in the history with who did it.",
             errors={422: "the contact was already erased, or merged into another (erase that one)"},
             response={"type": "object", "required": ["id", "erased", "files_deleted"],
