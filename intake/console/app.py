@@ -49,6 +49,7 @@ from posventa.intake.console.auth import (
     UserStore,
     csrf_matches,
 )
+from posventa.intake.console.contact_texts import history_text, person
 from posventa.intake.console.forms import form_fields, message_of, multipart_csrf
 from posventa.intake.console.i18n import ConsoleLocales, ConsoleText, _l, refusal
 from posventa.intake.console.labels import LABELS, label
@@ -369,6 +370,8 @@ def per_request_filters(locales: ConsoleLocales, clock: Clock) -> dict[str, Call
         "dt": locales.datetime, "dt_seconds": lambda value: locales.datetime(value, seconds=True),
         "date": locales.date, "number": locales.number, "label": lambda value: locales.gettext(label(value)),
         "tr": locales.translate, "countdown": lambda value: locales.countdown(value, clock.now()),
+        "history_text": lambda entry: history_text(locales, entry),
+        "person": lambda name, contact_id=None: person(locales, name, contact_id),
     }
     return {name: _per_render(fn) for name, fn in filters.items()}
 

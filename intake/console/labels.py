@@ -86,6 +86,12 @@ LABELS: Mapping[str, str] = {
     "merged": N_("Merged"),
     "merged_into": N_("Merged into another contact"),
     "erased": N_("Erased"),
+    # a contact's fields, as an edit's history entry names them (core.contacts.history)
+    "name": N_("Name"),
+    "language": N_("Language"),
+    "notes": N_("Notes"),
+    "attributes": N_("Attributes"),
+    "organization_id": N_("Organization"),
     "contact_merged": N_("Contact merged"),
     "organization_merged": N_("Organization merged"),
 }
