@@ -110,6 +110,19 @@ async def test_contact_crud_identities_and_search(running, spec):
     assert [c["number"] for c in cases["cases"]] == [receipt.case_number]
     detail = await call(http, spec, "GET", "/contacts/{id}", f"/contacts/{ana['id']}", status=200)
     assert [(i["kind"], i["verified"]) for i in detail["identities"]] == [("email", True), ("phone", False)]
+    # The history says what happened as a code and its values, and in English (whatever the
+    # request's language: the API's texts are English).
+    history = [{k: h[k] for k in ("kind", "code", "values", "detail")} for h in detail["history"]]
+    assert history == [
+        {"kind": "created", "code": None, "values": {}, "detail": None},
+        {"kind": "updated", "code": "contact_history_updated", "values": {"fields": ["name", "notes"]},
+         "detail": "changed: name, notes"},
+        {"kind": "identity_added", "code": "contact_history_identity_added",
+         "values": {"channel": "telegram", "address": "424242"}, "detail": "telegram: 424242"},
+        {"kind": "identity_removed", "code": "contact_history_identity_removed",
+         "values": {"channel": "telegram", "address": "424242"}, "detail": "telegram: 424242"}]
+    async with http.get(f"/api/v1/contacts/{ana['id']}", headers={"Accept-Language": "es"}) as r:
+        assert (await r.json())["history"] == detail["history"]
     await call(http, spec, "GET", "/contacts/{id}", "/contacts/999999", status=404)
     await call(http, spec, "GET", "/contacts/{id}/cases", "/contacts/999999/cases", status=404)
 

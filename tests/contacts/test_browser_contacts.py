@@ -4,6 +4,7 @@ from the case page."""
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -148,7 +149,29 @@ async def test_a_web_chat_visitor_and_an_email_contact_merged_show_both_cases(ch
         # The customer's chat is untouched by the merge and the agent's reply still reaches it.
         await service.cases.reply(chat_case["number"], "Hola Ana, ya la revisamos.", agent="agent1")
         await expect(customer.locator(".pvc-from-agent .pvc-text")).to_have_text("Hola Ana, ya la revisamos.")
-        assert customer_errors == [] and agent_errors == []
+
+        # An admin whose browser speaks Spanish reads the contact's history in Spanish, erases
+        # the contact at the customer's request, and sees it named in Spanish.
+        admin = await (await browser.new_context(locale="es-ES")).new_page()
+        admin.set_default_timeout(15_000)
+        admin_errors = collect_page_errors(admin)
+        await admin.goto(f"{running.base}/console/contacts/{mailer}")
+        await admin.fill("input[name=username]", running.users["admin"])
+        await admin.fill("input[name=password]", PASSWORD)
+        await admin.click("button[type=submit]")
+        await admin.wait_for_url(f"**/console/contacts/{mailer}")
+        await expect(admin.locator("#contact-history")).to_contain_text(
+            f"agent:agent1: Fusionado — absorbió el contacto #{visitor}; movidos identidades: 1, casos: 1")
+        await admin.fill("#erase-form input[name=confirm]", str(mailer))
+        await admin.get_by_role("button", name="Borrar este contacto").click()
+        await expect(admin.locator("#notice")).to_have_text("Contacto borrado.")
+        await expect(admin.locator("#contact-name")).to_have_text(f"contacto borrado #{mailer}")
+        await expect(admin).to_have_title(re.compile(f"^contacto borrado #{mailer} "))
+        await expect(admin.locator("#contact-history")).to_contain_text("Borrado — casos: 2, mensajes: ")
+        await save_screenshot(admin, "console-contact-erased-es")
+        await admin.goto(f"{running.base}/console/cases/{mail_case}")
+        await expect(admin.locator("#case-contact")).to_have_text(f"contacto borrado #{mailer}")
+        assert customer_errors == [] and agent_errors == [] and admin_errors == []
     merged = await service.contacts.get(mailer)
     assert {c["number"] for c in await service.contacts.cases(mailer)} == {chat_case["number"], mail_case}
     assert any(h["kind"] == "merged" and h["actor"] == "agent:agent1" for h in merged["history"])

@@ -50,5 +50,9 @@ def test_export_and_erase_from_the_command_line(tmp_path):
     after = json.loads(run("contacts", "export", str(contact_id), "-c", "posventa.toml", cwd=tmp_path).stdout)
     assert after["contact"]["name"] == f"erased contact #{contact_id}" and after["identities"] == []
     assert "Calle Falsa" not in json.dumps(after) and after["history"][-1]["actor"] == "cli:dpo"
+    assert after["history"][-1]["code"] == "contact_history_erased"
+    held = sum(len(c["messages"]) for c in document["cases"]) + len(document["messages_outside_cases"])
+    assert after["history"][-1]["values"] == {"cases": 1, "messages": held, "files": 0}
+    assert after["history"][-1]["detail"] == f"cases: 1, messages: {held}, files: 0"
     missing = run("contacts", "erase", "999999", "--yes", "-c", "posventa.toml", cwd=tmp_path)
     assert missing.returncode == 1 and "not found" in missing.stderr

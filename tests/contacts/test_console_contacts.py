@@ -43,6 +43,12 @@ async def test_contact_page_from_the_case_and_the_inbox(running, agent):
     assert stored["language"] == "pt" and stored["attributes"] == {"customer_number": "A-17"}
     status, page = await agent.post(f"/console/contacts/{contact_id}", {"name": "X", "attributes": "no equals"})
     assert status == 422 and "key = value" in page
+    # The history in the reader's language: the sentence, the channel and the fields' names.
+    status, page = await agent.get(f"/console/contacts/{contact_id}", headers={"Accept-Language": "es"})
+    history = page.split('id="contact-history"', 1)[1].split("</ul>", 1)[0]
+    assert "Identidad agregada — Teléfono: +5491155551234" in history
+    assert "Actualizado — cambios: Atributos, Idioma, Nombre, Notas, Organización" in history
+    assert "changed" not in history and "Phone" not in history
 
     status, page = await agent.get("/console/contacts?q=xavier")
     assert status == 200 and f'data-contact="{contact_id}"' in page
@@ -87,6 +93,13 @@ async def test_merge_offered_on_the_case_page_and_erase_for_admins(running, agen
     assert status == 200 and "Contacts merged" in page and f'data-duplicate="{visitor}"' not in page
     status, page = await agent.get(f"/console/contacts/{mailer}")
     assert f'data-case="{number}"' in page and f'data-case="{chat.case_number}"' in page
+    # Both contacts' history says what the merge did, in the reader's language.
+    status, page = await agent.get(f"/console/contacts/{mailer}", headers={"Accept-Language": "es"})
+    moved = (await service.contacts.get(mailer))["history"][-1]["values"]["messages"]
+    assert (f"Fusionado — absorbió el contacto #{visitor}; movidos identidades: 1, casos: 1, mensajes: {moved}, "
+            "ventas: 0, encuestas: 0, sesiones de chat web: 1, entradas del historial: 0") in page
+    status, page = await agent.get(f"/console/contacts/{visitor}", headers={"Accept-Language": "pt-BR"})
+    assert f"Mesclado em outro contato — mesclado no contato #{mailer}" in page
     status, page = await agent.post(f"/console/contacts/{mailer}/merge", {"source": str(visitor)})
     assert status == 422 and "already merged" in page
     status, page = await agent.post(f"/console/contacts/{mailer}/merge", {"source": str(mailer)})
@@ -106,6 +119,22 @@ async def test_merge_offered_on_the_case_page_and_erase_for_admins(running, agen
         assert status == 422 and "to confirm" in page
         status, page = await admin.post(f"/console/contacts/{mailer}/erase", {"confirm": str(mailer)})
         assert status == 200 and "Contact erased" in page and f"erased contact #{mailer}" in page
+        # A Spanish reader sees the erased contact's name, and its history, in Spanish:
+        # the contact page's title and heading, the case page, the inbox.
+        status, page = await admin.get(f"/console/contacts/{mailer}", headers={"Accept-Language": "es"})
+        assert f"<title>contacto borrado #{mailer} ·" in page
+        assert f'<span id="contact-name">contacto borrado #{mailer}</span>' in page
+        history = page.split('id="contact-history"', 1)[1].split("</ul>", 1)[0]
+        assert "Borrado — casos: 2, mensajes: " in history and "erased contact" not in page
+        assert "absorbió" not in history  # what earlier entries said went with the person
+        status, page = await admin.get(f"/console/cases/{number}", headers={"Accept-Language": "es"})
+        assert f'href="/console/contacts/{mailer}">contacto borrado #{mailer}</a>' in page
+        assert "erased contact" not in page
+        status, page = await admin.get("/console/inbox", headers={"Accept-Language": "es"})
+        assert f'href="/console/contacts/{mailer}">contacto borrado #{mailer}</a>' in page
+        assert "erased contact" not in page
+        status, page = await admin.get(f"/console/contacts/{mailer}", headers={"Accept-Language": "pt-BR"})
+        assert f'<span id="contact-name">contato apagado #{mailer}</span>' in page
     case = await service.cases.get_case(chat.case_number)
     assert all("Hola por chat" not in m["text"] for m in case["messages"])
 

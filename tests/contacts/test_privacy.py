@@ -80,6 +80,15 @@ async def test_export_then_erase_keeps_the_seller_scores(world):
             assert r.status == 422 and "already erased" in (await r.json())["message"]
         async with admin.delete(f"{base}/contacts/999999") as r:
             assert r.status == 404
+        # The erasure's entry, the same in the contact and in its export: a code, its values
+        # and the English sentence (a console reader gets it in their language).
+        async with agent.get(f"{base}/contacts/{contact_id}") as r:
+            erased = (await r.json())["history"][-1]
+        async with agent.get(f"{base}/contacts/{contact_id}/export") as r:
+            assert (await r.json())["history"][-1] == erased
+        assert erased["code"] == "contact_history_erased" and erased["values"]["cases"] == 1
+        assert erased["values"]["files"] == 1 and erased["values"]["messages"] >= 2
+        assert erased["detail"] == (f"cases: 1, messages: {erased['values']['messages']}, files: 1")
 
     contact = await service.contacts.get(contact_id)
     assert contact["name"] == f"erased contact #{contact_id}" and contact["identities"] == []

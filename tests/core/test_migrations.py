@@ -153,3 +153,49 @@ async def test_upgrading_a_database_with_data_keeps_every_row(empty_database_url
         assert tuple(message) == (1, "hola")
     finally:
         await db.dispose()
+
+
+async def test_contact_history_sentences_become_codes(empty_database_url):
+    """The contact history stored as English sentences before codes is read back into
+    codes and values (core.contacts.history), so that the console shows it in its reader's
+    language; a sentence of another shape stays as it was."""
+    from datetime import UTC, datetime
+
+    from posventa.core.contacts import history
+    from posventa.core.persistence.schema import contact_events
+
+    old = [("created", None), ("updated", "language, name, organization_id"),
+           ("identity_added", "email: ana@x.example"), ("identity_removed", "phone: +5491155551234"),
+           ("merged", "absorbed contact #7: 1 identities, 2 cases, 3 messages, 1 webchat sessions"),
+           ("merged", "absorbed contact #8"), ("merged_into", "merged into contact #9"),
+           ("erased", "2 cases, 5 messages, 1 files"), ("updated", "something an older build wrote")]
+    db = Database(empty_database_url)
+    try:
+        await upgrade(db, "i19_contact_terms_by_contact")
+        now = datetime.now(UTC)
+        async with db.transaction() as conn:
+            await conn.execute(text("INSERT INTO contacts (id, name, created_at) VALUES (1, 'Ana', :n)"), {"n": now})
+            for kind, detail in old:
+                await conn.execute(text("INSERT INTO contact_events (contact_id, at, actor, kind, detail) "
+                                        "VALUES (1, :n, 'api', :k, :d)"), {"n": now, "k": kind, "d": detail})
+        await upgrade(db)
+        async with db.engine.connect() as conn:
+            read = [history.read(e) for e in await conn.execute(
+                contact_events.select().order_by(contact_events.c.id))]
+    finally:
+        await db.dispose()
+    moved = dict.fromkeys(("identities", "cases", "messages", "sales", "survey_instances", "webchat_sessions",
+                           "history"), 0)
+    assert [(e["kind"], e["code"], e["values"]) for e in read] == [
+        ("created", None, {}),
+        ("updated", "contact_history_updated", {"fields": ["language", "name", "organization_id"]}),
+        ("identity_added", "contact_history_identity_added", {"channel": "email", "address": "ana@x.example"}),
+        ("identity_removed", "contact_history_identity_removed", {"channel": "phone", "address": "+5491155551234"}),
+        ("merged", "contact_history_merged",
+         {**moved, "source": 7, "identities": 1, "cases": 2, "messages": 3, "webchat_sessions": 1}),
+        ("merged", "contact_history_merged", {**moved, "source": 8}),
+        ("merged_into", "contact_history_merged_into", {"target": 9}),
+        ("erased", "contact_history_erased", {"cases": 2, "messages": 5, "files": 1}),
+        ("updated", None, {})]
+    assert read[1]["detail"] == "changed: language, name, organization_id"
+    assert read[-1]["detail"] == "something an older build wrote"

@@ -405,6 +405,39 @@ def test_a_core_refusal_reads_english_outside_the_console_and_the_readers_langua
     assert locales.translate(message_of(refused.value)) == "o caso está encerrado; não pode passar para «Encaminhado a um setor»"
 
 
+def test_a_contact_history_entry_and_an_erased_name_in_the_readers_language():
+    """core.contacts.history's sentences by their code (channels and field names by their
+    labels); an entry without a code, and any name but the one erasure gave that contact,
+    as stored."""
+    from posventa.core.contacts import history
+    from posventa.intake.console.contact_texts import history_text, person
+
+    locales = ConsoleLocales(default_language="en", default_timezone="UTC")
+    added = {"code": "contact_history_identity_added", "values": {"channel": "email", "address": "ana@x.example"},
+             "detail": "email: ana@x.example"}
+    edited = {"code": "contact_history_updated", "values": {"fields": ["language", "organization_id"]}}
+    old = {"code": None, "values": {}, "detail": "absorbed contact #3: 2 cases"}
+    assert history_text(locales, added) == "Email: ana@x.example"
+    locales.use(locales.locale("es", None))
+    assert history_text(locales, added) == "Correo: ana@x.example"
+    assert history_text(locales, edited) == "cambios: Idioma, Organización"
+    assert history_text(locales, old) == "absorbed contact #3: 2 cases"
+    assert history_text(locales, {"code": None, "values": {}, "detail": None}) == ""
+    assert person(locales, "erased contact #5", 5) == "contacto borrado #5"
+    assert person(locales, "erased contact #5", 6) == "erased contact #5"
+    assert person(locales, "Ana", 5) == "Ana" and person(locales, None, 5) is None
+    locales.use(locales.locale("pt", None))
+    assert history_text(locales, edited) == "alterado: Idioma, Organização"
+    assert person(locales, "erased contact #5", 5) == "contato apagado #5"
+    # Every code's sentence is translated with the same placeholders (the catalogue check
+    # says translated; this, that the values fill it).
+    for code, text in history.SENTENCES.items():
+        names = set(re.findall(r"%\((\w+)\)s", text.template))
+        for lang in ("es", "pt"):
+            locales.use(locales.locale(lang, None))
+            assert set(re.findall(r"%\((\w+)\)s", locales.pgettext(code, text.template))) == names, (lang, code)
+
+
 @SQLITE_ONLY
 async def test_core_refusals_reach_contact_pages_in_the_users_language(running, agent):
     contacts = running.service.contacts
