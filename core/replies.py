@@ -25,6 +25,11 @@ _MAX_LINE_CHARS = 200
 
 _CHOICE_REPLY = re.compile(r"\s*(?:opci[oó]n|op[cç][aã]o|option)?\s*#?(\d{1,3})\s*[).:-]?(?:\s.*)?", re.IGNORECASE)
 _WORD = re.compile(r"[a-z]+")
+#: More than ``MAX_ANSWER_WORDS`` whitespace-separated tokens with an ASCII letter. Each is
+#: at least one ``_WORD`` once folded (folding keeps ASCII letters and whitespace), so a
+#: line that matches is prose, known before folding. ``\S*+`` is possessive: a token is
+#: never split to find the next letter in it.
+_PROSE = re.compile(r"(?:[^A-Za-z]*[A-Za-z]\S*+){%d}" % (MAX_ANSWER_WORDS + 1))
 
 #: Words (accents folded) that name a type, besides the names we show (core.texts).
 _SYNONYMS: dict[CaseType, frozenset[str]] = {
@@ -86,6 +91,9 @@ def choice_number_from_text(text: str, *, count: int) -> int | None:
 
 
 def _choice_number(line: str, count: int) -> int | None:
+    first = line.lstrip()[:1]
+    if first and not first.isdecimal() and first not in "#oO":
+        return None  # _CHOICE_REPLY starts with a digit, "#" or "opción/opção/option": prose is decided here
     match = _CHOICE_REPLY.fullmatch(line)
     number = int(match.group(1)) if match else 0
     return number if 1 <= number <= count else None
@@ -108,6 +116,10 @@ def case_type_from_reply(text: str) -> CaseType | None:
         return CLASSIFIED_TYPES[number - 1]
     if line.lstrip().startswith("/"):
         return None  # "/type incident" is a command (an agent's), not a customer's answer
+    if _PROSE.match(line):
+        # Most messages to an unclassified case are prose: folding them (Unicode
+        # decomposition, a translate) was a tenth of the inbox's CPU per message.
+        return None
     words = _WORD.findall(fold(line))
     if not words or len(words) > MAX_ANSWER_WORDS:
         return None

@@ -50,3 +50,22 @@ def test_fold_is_lower_case_without_combining_marks(text):
                             if not unicodedata.combining(c))
     assert fold(text) == by_definition
     assert fold(text) == by_definition  # from the learnt table too
+
+
+@pytest.mark.parametrize("line", [
+    "mensaje 1: mi pedido no llegó todavía", "a b c d e f", "1a 2b 3c 4d 5e 6f", "é ü ç ñ ã õ reclamo",
+    "Reclamo !!! ??? ... --- :)", "no-es-un-reclamo es consulta", "ﬁn ﬁn ﬁn ﬁn ﬁn", "uno\u00a0dos\u00a0tres cuatro cinco seis",
+    "abcdef", "Es un reclamo por favor", "reclamo1reclamo2reclamo3 x y z w", "ÉS UN RECLAMO, POR FAVOR, GRACIAS",
+])
+def test_the_prose_shortcut_only_skips_lines_that_fold_into_too_many_words(line):
+    """The inbox skips folding a line that has more lettered tokens than an answer has
+    words (replies._PROSE): that must never change the answer."""
+    from posventa.core import replies
+
+    if replies._PROSE.match(line):
+        assert len(replies._WORD.findall(fold(line))) > replies.MAX_ANSWER_WORDS
+
+
+def test_a_five_word_answer_is_read_and_a_six_word_one_is_prose():
+    assert case_type_from_reply("es un reclamo por favor") == T.COMPLAINT
+    assert case_type_from_reply("es un reclamo por favor gracias") is None
