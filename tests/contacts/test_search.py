@@ -145,3 +145,30 @@ async def test_a_small_organization_drives_a_common_word(monkeypatch, db, people
     search_sql = [s for s in statements if "LIMIT" in s.upper() and "count" not in s.lower()
                   and "organization_id" in s and "contact_terms" in s]
     assert search_sql and all(("matched" not in s) == org_driven for s in search_sql), search_sql
+
+
+@pytest.mark.parametrize("query,holders_among_newest", [
+    ("ana", 5),     # 17 "ana…" contacts; 5 of them among the 8 newest
+    ("garomi", 6),  # Juan Garomi10-11, Ana Garomi, Ana Garomini, Anabel and Bea Garomi; 10 older ones
+    ("lopez", 0),   # only the 12 oldest contacts: the walk finds nobody, the range reads them
+])
+async def test_a_common_word_looks_among_the_newest_contacts_first(monkeypatch, people, service, statements, query,
+                                                                   holders_among_newest):
+    """One common word (PROBE_CAP matches or more): the newest NEWEST_WALK contacts'
+    own terms are read backwards first, and when fewer of them hold the word than the page
+    needs, the word's matches are read as for a rare word. Every page is the same either way."""
+    monkeypatch.setattr(contact_service, "PROBE_CAP", CAP)
+    monkeypatch.setattr(contact_service, "NEWEST_WALK", 8)
+    want = expected(people, query)
+    assert len(want) >= CAP
+    for limit in (1, 2, 3, 50):
+        statements.clear()
+        pages = [c["id"] for offset in range(0, len(want), limit)
+                 for c in await service.search(query, limit=limit, offset=offset)]
+        assert pages == want, limit
+        walks = [s for s in statements if "substr" in s.lower()]
+        ranges = [s for s in statements if "matched" in s]
+        assert len(walks) == -(-len(want) // limit), limit  # every page looked among the newest first
+        # The range is read only for the pages the newest contacts cannot fill.
+        assert len(ranges) == sum(1 for offset in range(0, len(want), limit)
+                                  if min(offset + limit, len(want)) > holders_among_newest), limit
