@@ -216,10 +216,13 @@ def tree_finder() -> Iterator[Path]:
         yield Path(tmp)
 
 
-def tree_env(tree: Tree) -> dict[str, str]:
+def tree_env(tree: Tree, *, site: Path | None = None) -> dict[str, str]:
+    """The environment of a run on ``tree``: ``site`` is the folder from ``tree_finder()``
+    (default: the one compare.py's main holds)."""
     # The tree's own code first: the interpreter's editable install points at one checkout
     # (TREE_FINDER, found first as sitecustomize, maps posventa.X to this tree's folders).
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SITE), str(tree.path)]),
+    site = SITE if site is None else site
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(tree.path)]),
             "POSVENTA_BENCH_TREE": str(tree.path), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
