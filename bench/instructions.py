@@ -3,8 +3,8 @@ does not move with the machine's load.
 
 CPU time per message on a shared 2-core machine swings 1.3-1.7x from one run to the next,
 too much to settle "within 10 % of before". The number of instructions executed does not
-depend on the load: ``valgrind --tool=cachegrind --cache-sim=no`` counts them, the same
-to about 0.2 % from run to run.
+depend on the load: ``valgrind --tool=cachegrind --cache-sim=no`` counts them, a run's
+total the same to about 0.1 % from run to run.
 
 For each side (the baseline revision, and the head: the working tree, or ``--head REV``)
 a small driver runs under cachegrind twice: a warm-up of ``--warmup`` messages (500)
@@ -26,8 +26,15 @@ measurement, each side's posventa code, ``TREE_FINDER`` aliasing ``posventa.X`` 
 from before the namespace); the driver checks which ``core/inbox.py`` it imported and the
 report shows it. ``--without-fulltext`` drops issue #21's full-text index first
 (``bench.inbox.drop_fulltext``; nothing on a revision without it). Each side's 2 x
-``--repeat`` runs go at most two at a time (valgrind runs one core per process, some 50x
-slower than the code alone: about two minutes per 3,500 messages on SQLite).
+``--repeat`` runs go at most two at a time (valgrind runs one core per process: a run of
+3,500 messages on SQLite takes 15-35 s here, the whole comparison about 100 s).
+
+The figure per message (a difference of two runs) repeats to about 1 % (dict lookups and
+the type cache depend on object addresses, the WAL's checkpoints on timing;
+``PYTHONHASHSEED`` is fixed at 0 so the string hashes do not add to it): ``--repeat``
+shows the spread. ``???`` in the function list is
+code without symbols: mostly SQLite's internal functions (Debian's libsqlite3 keeps only
+its exported ones, such as ``sqlite3VdbeExec``), FTS5's among them.
 
 Limits: on PostgreSQL only the client process is counted (the server's backends run
 outside valgrind; the JSON says so). valgrind must be installed (``apt-get install
