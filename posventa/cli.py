@@ -216,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``posventa contacts export 7 | head``): nothing to report.
+        # stdout now points at /dev/null, or the interpreter's last flush at exit fails again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # as a program killed by SIGPIPE, which Python ignores
     except OSError as exc:
         # e.g. the port is taken: one line, not a traceback.
         print(f"posventa: {exc.strerror or exc}", file=sys.stderr)

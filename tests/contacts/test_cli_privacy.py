@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 
 from posventa.core.domain import ChannelName, InboundMessage
 from posventa.service import Service
-from tests.core.test_cli import run
+from tests.core.test_cli import REPO, run
 from tests.support import make_config, toml_text
 
 
@@ -56,3 +59,20 @@ def test_export_and_erase_from_the_command_line(tmp_path):
     assert after["history"][-1]["detail"] == f"cases: 1, messages: {held}, files: 0"
     missing = run("contacts", "erase", "999999", "--yes", "-c", "posventa.toml", cwd=tmp_path)
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_an_export_piped_into_a_reader_that_has_gone_ends_quietly(tmp_path):
+    """``posventa contacts export ID | head -c 10``: the reader closes the pipe first. The
+    command stops without a traceback or a second error at exit, with SIGPIPE's status."""
+    contact_id, config = _contact_with_a_case(tmp_path)
+    (tmp_path / "posventa.toml").write_text(toml_text(config))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read: the first write fails, deterministically
+    try:
+        done = subprocess.run([sys.executable, "-m", "posventa", "contacts", "export", str(contact_id),
+                               "-c", "posventa.toml"], cwd=tmp_path, stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
