@@ -93,12 +93,15 @@ class WebchatUploads:
         return self._cors(request, web.json_response(body, status=status, headers=headers))
 
     def _error(self, request: web.Request, status: int, code: str, message: str, *, client_id: str | None = None,
-               field: str | None = None, retry_after: float | None = None) -> web.StreamResponse:
+               field: str | None = None, retry_after: float | None = None,
+               reason: str | None = None) -> web.StreamResponse:
         body: dict[str, object] = {"type": "error", "code": code, "message": message}
         if client_id is not None:
             body["id"] = client_id
         if field is not None:
             body["field"] = field
+        if reason is not None:
+            body["reason"] = reason
         headers = None
         if retry_after is not None:
             body["retry_after"] = round(retry_after, 1)
@@ -196,7 +199,10 @@ class WebchatUploads:
         await self._hub.push(session.public_id, {**protocol.error(FILE_ERROR, message, client_id=client_id),
                                                  "reason": refused.reason})
         status = _STATUS.get(refused.reason, 400)
-        response = self._error(request, status, FILE_ERROR, message, client_id=client_id, field="file")
+        # The same frame as on the socket: a client tells "too large" from "not accepted"
+        # by ``reason``, not by parsing the message or knowing what 413/415 mean.
+        response = self._error(request, status, FILE_ERROR, message, client_id=client_id, field="file",
+                               reason=refused.reason)
         if refused.reason == TOO_LARGE:
             # The rest of the body is never read: close rather than keep a connection
             # whose next bytes are the end of this file.

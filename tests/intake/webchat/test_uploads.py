@@ -98,6 +98,7 @@ async def test_disguised_executables_and_other_types_are_refused_in_the_visitors
     status, body, _ = await upload(running, chat.session, data, name=name)
     assert status == 415, body
     assert body["code"] == "file_refused" and body["id"] == "u-1" and body["field"] == "file"
+    assert body["reason"] == "file_type"
     assert body["message"] == "Esse tipo de arquivo não é aceito. Você pode enviar: imagens, PDF, texto."
     # The same words reach the visitor's open socket as an error frame.
     frame = await chat.next(lambda f: f["type"] == "error")
@@ -126,7 +127,7 @@ async def test_size_limit_by_declared_length_and_by_the_bytes_read(start):
     chat = await new_chat(running, lang="en")
     status, body, headers = await upload(running, chat.session, PNG + bytes(2000))
     assert status == 413, body
-    assert body["message"] == "The file is too large: the limit is 1 KB."
+    assert body["message"] == "The file is too large: the limit is 1 KB." and body["reason"] == "too_large"
     assert headers.get("Connection", "").lower() == "close"
 
     async def chunks():  # no Content-Length: the limit applies to what is read
@@ -136,10 +137,10 @@ async def test_size_limit_by_declared_length_and_by_the_bytes_read(start):
     async with running.http.post(f"{running.base}/chat/files", params={"id": "u-2", "name": "big.txt"},
                                  data=chunks(), headers={"Authorization": f"Bearer {chat.session}"}) as r:
         assert r.status == 413
-        assert (await r.json())["code"] == "file_refused"
+        assert (await r.json())["code"] == "file_refused" and (await r.json())["reason"] == "too_large"
     assert await stored_messages(running) == 0
     status, body, _ = await upload(running, chat.session, b"", client_id="u-3")
-    assert status == 400 and body["message"] == "The file is empty."
+    assert status == 400 and body["message"] == "The file is empty." and body["reason"] == "empty_file"
 
 
 async def test_only_the_sessions_own_credential_uploads_and_reads_back(start):
