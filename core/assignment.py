@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posventa.core import case_history
 from posventa.core.business_hours import BusinessCalendar
 from posventa.core.domain import Activity
 from posventa.core.errors import NotFound, ValidationError
@@ -234,7 +235,8 @@ class Assigner:
                                .values(last_assigned_at=now))
             await conn.execute(insert(case_events).values(
                 case_id=case_id, at=now, actor=SYSTEM, kind="assign", from_value=previous, to_value=agent,
-                detail=(f"reassigned: {previous} away" if previous else f"automatic ({self.rules.strategy})")))
+                **(case_history.says(case_history.REASSIGNED, previous=previous) if previous
+                   else case_history.says(case_history.ASSIGNED, strategy=self.rules.strategy))))
         done = Assigned(case_id, agent, previous)
         await self._tell(done)
         return done

@@ -46,13 +46,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posventa.core import case_history
 from posventa.core.contacts.identities import KnownIdentity
 from posventa.core.domain import Activity, CaseType, ChannelName, InboundMessage
 from posventa.core.persistence.lookup import any_key, key_values
 from posventa.core.persistence.schema import case_events, cases, messages
 
 DEFAULT_REOPEN_DAYS = 7
-REOPENED_DETAIL = "reopened by the customer"
 
 #: Channels where a message with no thread hint joins the contact's open case.
 #: Email opens a new case per new conversation, as every mail desk does.
@@ -227,7 +227,7 @@ async def write_reopened(conn: AsyncConnection, hints: JoinableCases, now: datet
     await conn.execute(insert(case_events), [
         {"case_id": cid, "at": now, "actor": "customer", "kind": "reopened",
          "from_value": Activity.CLOSED.value, "to_value": Activity.PRELIMINARY_ANALYSIS.value,
-         "detail": REOPENED_DETAIL} for cid in reopened])
+         **case_history.says(case_history.REOPENED)} for cid in reopened])
 
 
 _CASE_COLS = (cases.c.id, cases.c.contact_id, cases.c.title, cases.c.reply_token, cases.c.case_type,

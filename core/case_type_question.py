@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from sqlalchemy import insert, update
 
+from posventa.core import case_history
 from posventa.core.domain import Activity, Choice, ChoiceAnswer, InboundMessage
 from posventa.core.inbox_hooks import ChoiceContext
 from posventa.core.outgoing import ComposedMessage
@@ -63,7 +64,8 @@ async def close_self_served(ctx: ChoiceContext, case_type: str) -> bool:
         activity=Activity.CLOSED.value, self_served=True, closed_at=ctx.now, updated_at=ctx.now))
     await ctx.conn.execute(insert(case_events).values(case_id=case.id, at=ctx.now, actor="customer",
                                                       kind="activity", from_value=case.activity,
-                                                      to_value=Activity.CLOSED.value, detail="self-served"))
+                                                      to_value=Activity.CLOSED.value,
+                                                      **case_history.says(case_history.SELF_SERVED)))
     return True
 
 

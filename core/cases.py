@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posventa.core import case_history
 from posventa.core.budget import FOLLOW_PROCESS, BudgetPolicy, money
 from posventa.core.budget import total as budget_total
 from posventa.core.case_counts import activity_counts
@@ -350,12 +351,8 @@ class CaseService:
                  "delivery": deliveries.get(m.id)}
                 for m in msg_rows
             ]
-            case["history"] = [
-                {"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "from": e.from_value, "to": e.to_value,
-                 "detail": e.detail}
-                for e in await conn.execute(select(case_events).where(case_events.c.case_id == number)
-                                            .order_by(case_events.c.id))
-            ]
+            case["history"] = [case_history.read(e) for e in await conn.execute(
+                select(case_events).where(case_events.c.case_id == number).order_by(case_events.c.id))]
             case["suggestions"] = [
                 {"article_id": s.article_id, "title": s.title, "url": s.url, "score": s.score, "feedback": s.feedback}
                 for s in await conn.execute(select(case_suggestions).where(case_suggestions.c.case_id == number)
@@ -438,7 +435,7 @@ class CaseService:
                 await self._sla.write(conn, number, opened(policy, dated))
             await conn.execute(insert(case_events).values(
                 case_id=number, at=now, actor=actor, kind="opened", to_value=ChannelName.API.value,
-                detail=None if dated == now else f"dated {dated.isoformat()}"))
+                **(case_history.says(case_history.DATED, at=dated.isoformat()) if dated != now else {})))
             await conn.execute(insert(messages).values(
                 case_id=number, contact_id=contact_id, channel=ChannelName.API.value, direction=Direction.IN.value,
                 author=Author.CUSTOMER.value, author_name=contact_name, text=description, created_at=dated,
@@ -550,7 +547,8 @@ class CaseService:
             await conn.execute(insert(case_events).values(case_id=number, at=now, actor=f"agent:{agent}",
                                                           kind="activity", from_value=case.activity,
                                                           to_value=target.value,
-                                                          detail=f"sector: {sector}" if sector else None))
+                                                          **(case_history.says(case_history.SECTOR, sector=sector)
+                                                             if sector else {})))
             queued: list[ComposedMessage] = []
             if target == Activity.CLOSED:
                 for hook in self._closed_hooks:
@@ -580,7 +578,9 @@ class CaseService:
             language=case.language, automatic=True, in_reply_to=in_reply_to, references=references,
             reply_token=case.reply_token)], now=now)
         await conn.execute(insert(case_events).values(case_id=case.id, at=now, actor="system", kind="customer_told",
-                                                      to_value=recipient.channel.value, detail=target.value))
+                                                      to_value=recipient.channel.value,
+                                                      **case_history.says(case_history.CUSTOMER_TOLD,
+                                                                          activity=target.value)))
         return True
 
     async def set_type(self, number: int, case_type: str, *, agent: str) -> dict[str, Any]:
@@ -695,7 +695,7 @@ class CaseService:
                 budget_mode=FOLLOW_PROCESS if own_mode is None else own_mode.value, updated_at=now))
             await conn.execute(insert(case_events).values(
                 case_id=number, at=now, actor=f"agent:{agent}", kind="budget", to_value=budget_mode.value,
-                detail=None if own_mode else "the process's mode"))
+                **(case_history.says(case_history.PROCESS_BUDGET_MODE) if own_mode is None else {})))
         return await self.get_case(number)
 
     # --- categories (admin-managed master, two levels) --------------------------------------------

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, Update, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posventa.core import case_history
 from posventa.core.budget import FOLLOW_PROCESS
 from posventa.core.business_hours import CONTACT_TIMEZONE_ATTRIBUTE, customer_zone, opening_notice
 from posventa.core.case_threading import CaseRef, JoinableCases
@@ -210,12 +211,17 @@ async def write_new_cases(conn: AsyncConnection, new_cases: list[dict[str, Any]]
     if not new_cases:
         return []
     new_ids = await insert_ids(conn, cases, new_cases)
+    events = [{"case_id": cid, "at": now, "actor": "customer", "kind": "opened", "to_value": row["channel"]}
+              for cid, row in zip(new_ids, new_cases, strict=True)]
+    if any(row["follow_up_of"] is not None for row in new_cases):
+        # A follow-up's entry says which case it follows. Every row of the batch then has
+        # the same columns (one bulk shape); a batch without follow-ups, the usual one,
+        # carries none of them.
+        for event, row in zip(events, new_cases, strict=True):
+            event.update(case_history.says(case_history.FOLLOW_UP, case=row["follow_up_of"])
+                         if row["follow_up_of"] is not None else case_history.NOTHING_MORE)
     # insert_ids for its one-parameter bulk insert (the ids themselves are not needed).
-    await insert_ids(
-        conn, case_events,
-        [{"case_id": cid, "at": now, "actor": "customer", "kind": "opened", "to_value": row["channel"]}
-         for cid, row in zip(new_ids, new_cases, strict=True)],
-    )
+    await insert_ids(conn, case_events, events)
     return new_ids
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posventa.core import case_history
 from posventa.core.domain import ChannelName, OutboxStatus
 from posventa.core.errors import PermanentDeliveryError, StorageUnavailable, TransientDeliveryError
 from posventa.core.logs import log_fields
@@ -313,9 +314,10 @@ async def _note_failure(conn: AsyncConnection, row: dict[str, Any], error: BaseE
         )
     if row["case_id"] is None:
         return
-    detail = f"Delivery by {row['channel']} to {row['recipient']} failed: {error}"[:2000]
-    await conn.execute(insert(case_events).values(case_id=row["case_id"], at=now, actor="system",
-                                                  kind="delivery_failed", detail=detail))
+    await conn.execute(insert(case_events).values(
+        case_id=row["case_id"], at=now, actor="system", kind="delivery_failed",
+        **case_history.says(case_history.DELIVERY_FAILED, channel=row["channel"], recipient=row["recipient"],
+                            error=str(error)[:1500])))
 
 
 #: What a person reads for an outbox status: ``inflight`` is "sending", ``awaiting_retry`` "retrying".

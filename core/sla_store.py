@@ -17,6 +17,7 @@ from sqlalchemy import Update, bindparam, func, insert, select, type_coerce, upd
 from sqlalchemy.types import NullType
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posventa.core import case_history
 from posventa.core.domain import Activity
 from posventa.core.persistence.lookup import any_key, key_values
 from posventa.core.persistence.schema import case_events, cases, categories, organizations
@@ -149,4 +150,4 @@ class CaseClockStore:
         await self.write(conn, case_id, values)
         await conn.execute(insert(case_events).values(case_id=case_id, at=now, actor="customer", kind="activity",
                                                       from_value=_ANSWER_SENT, to_value=target,
-                                                      detail="the customer wrote"))
+                                                      **case_history.says(case_history.CUSTOMER_WROTE)))

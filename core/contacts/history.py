@@ -7,7 +7,8 @@ gets it in their own language. The sentences are written here once, in English
 code, and the console translates them there); the API and the privacy export read them
 in English (``detail``), beside the code and values.
 
-A value that is a list (the fields an edit changed) reads as its items joined by ", ".
+A value that is a list (the fields an edit changed) reads as its items joined by ", "
+(core.coded_text, the same for a case's history).
 Entries without a code: the ones that say nothing more than their kind ("created"),
 the ones whose details an erasure removed, and any older stored sentence the upgrade
 could not read back (``detail`` is then that stored text, as it was written).
@@ -18,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from posventa.core import coded_text
 from posventa.core.errors import ErrorText, explain
 
 #: Every kind of entry and what it says, as a code and its English sentence with
@@ -56,15 +58,12 @@ def entry(kind: str, **values: Any) -> dict[str, Any]:
 
 def sentence(code: str, values: Mapping[str, Any]) -> str:
     """``code``'s English sentence filled with ``values``."""
-    return SENTENCES[code].template % {k: ", ".join(map(str, v)) if isinstance(v, list) else v
-                                       for k, v in values.items()}
+    return coded_text.english(SENTENCES[code], values)
 
 
 def read(row: Any) -> dict[str, Any]:
     """A stored entry as the API, the console and the export read it: ``code`` and
     ``values`` (null and {} without a code) and ``detail``, the English sentence (or the
     stored text of an entry without a code)."""
-    code, values = row.code, row.params or {}
-    known = code in SENTENCES
-    return {"at": row.at.isoformat(), "actor": row.actor, "kind": row.kind, "code": code if known else None,
-            "values": values if known else {}, "detail": sentence(code, values) if known else row.detail}
+    return {"at": row.at.isoformat(), "actor": row.actor, "kind": row.kind,
+            **coded_text.read(SENTENCES, row.code, row.params, row.detail)}

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posventa.core import case_history
 from posventa.core.contacts import history
 from posventa.core.contacts.identities import reindex
 from posventa.core.errors import NotFound, ValidationError, explain
@@ -93,7 +94,8 @@ async def merge_contacts(conn: AsyncConnection, *, target_id: int, source_id: in
     if moved_cases:
         await conn.execute(insert(case_events), [
             {"case_id": cid, "at": now, "actor": actor, "kind": "contact_merged", "from_value": str(source_id),
-             "to_value": str(target_id), "detail": f"contact #{source_id} merged into contact #{target_id}"}
+             "to_value": str(target_id),
+             **case_history.says(case_history.CONTACT_MERGED, source=source_id, target=target_id)}
             for cid in moved_cases])
     await reindex(conn, [target_id, source_id])
     return moves
@@ -130,7 +132,8 @@ async def merge_organizations(conn: AsyncConnection, *, target_id: int, source_i
     if moved_cases:
         await conn.execute(insert(case_events), [
             {"case_id": cid, "at": now, "actor": actor, "kind": "organization_merged", "from_value": str(source_id),
-             "to_value": str(target_id), "detail": f"organization #{source_id} merged into #{target_id}"}
+             "to_value": str(target_id),
+             **case_history.says(case_history.ORGANIZATION_MERGED, source=source_id, target=target_id)}
             for cid in moved_cases])
     return moves
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posventa.core import case_history
 from posventa.core.attachments import AttachmentStore
 from posventa.core.contacts import history
 from posventa.core.contacts.identities import reindex
@@ -94,8 +95,7 @@ async def export_contact(conn: AsyncConnection, contact_id: int) -> dict[str, An
     if case_ids:
         for e in await conn.execute(select(case_events).where(case_events.c.case_id.in_(case_ids))
                                     .order_by(case_events.c.id)):
-            events.setdefault(e.case_id, []).append({"at": _iso(e.at), "actor": e.actor, "kind": e.kind,
-                                                     "from": e.from_value, "to": e.to_value, "detail": e.detail})
+            events.setdefault(e.case_id, []).append(case_history.read(e))
     answers = [{"sale": r.external_id, "seller": r.seller, "question": r.code, "score": r.score,
                 "answered_at": _iso(r.answered_at)}
                for r in await conn.execute(
@@ -192,7 +192,8 @@ async def erase_contact(conn: AsyncConnection, contact_id: int, *, actor: str, n
 
 def insert_events(case_ids: list[int], actor: str, now: datetime):
     return case_events.insert().values([
-        {"case_id": cid, "at": now, "actor": actor[:160], "kind": "erased", "detail": "contact erased"}
+        {"case_id": cid, "at": now, "actor": actor[:160], "kind": "erased",
+         **case_history.says(case_history.CONTACT_ERASED)}
         for cid in case_ids])
 
 

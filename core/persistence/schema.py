@@ -292,6 +292,11 @@ case_events = Table(
     Column("kind", String(30), nullable=False),
     Column("from_value", String(300)),
     Column("to_value", String(300)),
+    #: What the entry says beyond its kind and values, as a message code and the values
+    #: that fill it (core.case_history): each reader gets it in their own language.
+    Column("code", String(60)),
+    Column("params", JSON),
+    #: Only an entry without a code: a sentence stored before codes, or data (a KB URL).
     Column("detail", Text),
 )
 

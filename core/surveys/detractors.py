@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posventa.core import case_history
 from posventa.core.budget import FOLLOW_PROCESS
 from posventa.core.config import SurveysConfig
 from posventa.core.domain import LANGUAGES, Activity, CaseType, ChannelName
@@ -109,7 +110,8 @@ class DetractorCases:
             weight = question.weights[score]
             await conn.execute(insert(case_events).values(
                 case_id=number, at=now, actor=actor, kind="detractor_answer", to_value=f"{question.code}={score}"[:300],
-                detail=f"{question.text('es')} → {score} (weight {weight})"))
+                **case_history.says(case_history.DETRACTOR_ANSWER, question=question.text('es'), score=score,
+                                    weight=weight)))
         return DetractorCase(number, False)
 
     async def _open(self, conn: AsyncConnection, instance_id: int, *, now: datetime) -> int:
@@ -139,9 +141,9 @@ class DetractorCases:
         ).returning(cases.c.id))).scalar_one()
         await conn.execute(insert(case_events), [
             {"case_id": number, "at": now, "actor": ACTOR, "kind": "opened", "to_value": channel,
-             "detail": f"detractor answer in survey {instance_id} (sale {r.external_id})"},
+             **case_history.says(case_history.DETRACTOR_OPENED, survey=instance_id, sale=r.external_id)},
             *([{"case_id": number, "at": now, "actor": ACTOR, "kind": "assign", "to_value": assignee,
-                "detail": f"among the rule's operators ({', '.join(operators)})"[:1000]}]
+                **case_history.says(case_history.DETRACTOR_ASSIGNED, operators=operators)}]
               if assignee else []),
         ])
         return number

@@ -68,7 +68,9 @@ async def test_an_email_reply_to_a_case_closed_yesterday_reopens_it(db, desk, cl
         [event] = (await conn.execute(select(case_events).where(case_events.c.case_id == number,
                                                                 case_events.c.kind == "reopened"))).all()
         told = (await conn.execute(select(outbox.c.payload).where(outbox.c.kind == "bot"))).scalars().all()
-    assert event.actor == "customer" and event.detail == "reopened by the customer"
+    # Stored as a code (each reader gets it in their language), read in English by the API.
+    assert event.actor == "customer" and (event.code, event.params, event.detail) == ("case_history_reopened",
+                                                                                      None, None)
     assert any(f"#{number}" in p["text"] and "Reabrimos" in p["text"] for p in told)
     detail = await cases_.get_case(number)
     assert [h["detail"] for h in detail["history"] if h["kind"] == "reopened"] == ["reopened by the customer"]
@@ -88,6 +90,10 @@ async def test_a_reply_to_a_case_closed_ten_days_ago_opens_a_linked_follow_up(db
     assert again.case_number == late.case_number and not again.new_case
     old, new = await cases_.get_case(number), await cases_.get_case(late.case_number)
     assert old["follow_ups"] == [late.case_number] and new["follow_up_of"] == number
+    # The follow-up's history says which case it follows.
+    [opened] = [h for h in new["history"] if h["kind"] == "opened"]
+    assert (opened["code"], opened["values"], opened["detail"]) == ("case_history_follow_up", {"case": number},
+                                                                    f"follow-up of #{number}")
 
 
 async def test_chat_messages_reopen_the_recently_closed_case_but_button_answers_do_not(db, desk, clock):

@@ -199,3 +199,85 @@ async def test_contact_history_sentences_become_codes(empty_database_url):
         ("updated", None, {})]
     assert read[1]["detail"] == "changed: language, name, organization_id"
     assert read[-1]["detail"] == "something an older build wrote"
+
+
+async def test_case_history_sentences_become_codes(empty_database_url):
+    """The case history stored as English sentences before codes is read back into codes
+    and values (core.case_history), so that the console shows it in its reader's language;
+    a KB URL, and a sentence of another shape, stay as they were. The downgrade writes the
+    sentences back."""
+    from datetime import UTC, datetime
+
+    from alembic import command
+
+    from posventa.core import case_history
+    from posventa.core.persistence import sqlite_driver
+    from posventa.core.persistence.migrate import alembic_config
+    from posventa.core.persistence.schema import case_events
+
+    def downgrade(sync_conn) -> None:  # as migrate.upgrade runs one: SQLite's foreign keys off
+        if db.is_sqlite:
+            sqlite_driver.run_before_pending_begin(sync_conn.connection.dbapi_connection,
+                                                   lambda: sync_conn.exec_driver_sql("PRAGMA foreign_keys=OFF"))
+        cfg = alembic_config()
+        cfg.attributes["connection"] = sync_conn
+        command.downgrade(cfg, "i19_contact_history_codes")
+
+    old = [("opened", None), ("reopened", "reopened by the customer"), ("activity", "the customer wrote"),
+           ("activity", "self-served"), ("activity", "sector: Taller, planta 2"),
+           ("opened", "dated 2026-11-30T09:00:00+00:00"), ("customer_told", "closed"),
+           ("budget", "the process's mode"), ("assign", "automatic (least_open)"),
+           ("assign", "reassigned: ana away"), ("assign", "among the rule's operators (ana, beto)"),
+           ("erased", "contact erased"), ("contact_merged", "contact #7 merged into contact #9"),
+           ("organization_merged", "organization #3 merged into #4"),
+           ("detractor_answer", "¿Funciona el equipo? → no (weight -100)"),
+           ("opened", "detractor answer in survey 12 (sale ERP-9)"),
+           ("delivery_failed", "Delivery by email to ana@x.example failed: relay refused: 550 no such user"),
+           ("kb_action", "https://kb.example/t/12"), ("activity", "something an older build wrote")]
+    db = Database(empty_database_url)
+    try:
+        await upgrade(db, "i19_contact_history_codes")
+        now = datetime.now(UTC)
+        async with db.transaction() as conn:
+            await conn.execute(text("INSERT INTO contacts (id, name, created_at) VALUES (1, 'Ana', :n)"), {"n": now})
+            await conn.execute(text(
+                "INSERT INTO cases (id, created_at, updated_at, contact_id, case_type, title, description, channel, "
+                "language, activity, budget_mode, reply_token, self_served) VALUES "
+                "(1, :n, :n, 1, 'request', 't', 'd', 'email', 'es', 'closed', 'not_used', 'tok', false)"), {"n": now})
+            for kind, detail in old:
+                await conn.execute(text("INSERT INTO case_events (case_id, at, actor, kind, detail) "
+                                        "VALUES (1, :n, 'system', :k, :d)"), {"n": now, "k": kind, "d": detail})
+        await upgrade(db)
+        async with db.engine.connect() as conn:
+            read = [case_history.read(e) for e in await conn.execute(case_events.select().order_by(case_events.c.id))]
+        async with db.engine.begin() as conn:
+            await conn.run_sync(downgrade)
+        async with db.engine.connect() as conn:
+            back = list((await conn.execute(text("SELECT detail FROM case_events ORDER BY id"))).scalars())
+    finally:
+        await db.dispose()
+    assert [(e["kind"], e["code"], e["values"]) for e in read] == [
+        ("opened", None, {}),
+        ("reopened", "case_history_reopened", {}),
+        ("activity", "case_history_customer_wrote", {}),
+        ("activity", "case_history_self_served", {}),
+        ("activity", "case_history_sector", {"sector": "Taller, planta 2"}),
+        ("opened", "case_history_dated", {"at": "2026-11-30T09:00:00+00:00"}),
+        ("customer_told", "case_history_customer_told", {"activity": "closed"}),
+        ("budget", "case_history_process_budget_mode", {}),
+        ("assign", "case_history_assigned", {"strategy": "least_open"}),
+        ("assign", "case_history_reassigned", {"previous": "ana"}),
+        ("assign", "case_history_detractor_assigned", {"operators": ["ana", "beto"]}),
+        ("erased", "case_history_contact_erased", {}),
+        ("contact_merged", "case_history_contact_merged", {"source": 7, "target": 9}),
+        ("organization_merged", "case_history_organization_merged", {"source": 3, "target": 4}),
+        ("detractor_answer", "case_history_detractor_answer",
+         {"question": "¿Funciona el equipo?", "score": "no", "weight": -100}),
+        ("opened", "case_history_detractor_opened", {"survey": 12, "sale": "ERP-9"}),
+        ("delivery_failed", "case_history_delivery_failed",
+         {"channel": "email", "recipient": "ana@x.example", "error": "relay refused: 550 no such user"}),
+        ("kb_action", None, {}),
+        ("activity", None, {})]
+    # The English the API reads is the sentence that was stored, word for word.
+    assert [e["detail"] for e in read] == [detail for _, detail in old]
+    assert back == [detail for _, detail in old]
