@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from posventa.core.case_history import SENTENCES as CASE_SENTENCES
 from posventa.core.cases import MAX_REPLY_FILES, MAX_TEXT, CaseFilter, CaseService, NewCase
 from posventa.core.domain import Activity, BudgetMode, CaseType, ChannelName, KbAction
 from posventa.core.errors import NotFound, ValidationError
@@ -162,12 +163,35 @@ CASE_DETAIL = {
                 "follow_ups": {"type": "array", "items": {"type": "integer"},
                                "description": "cases opened as follow-ups of this one"},
                 "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
-                "history": {"type": "array", "items": {"type": "object", "required": ["at", "actor", "kind"]}},
+                "history": {"type": "array", "items": {"$ref": "#/components/schemas/CaseHistoryEntry"}},
                 "suggestions": {"type": "array", "items": {"type": "object",
                                                            "required": ["title", "url", "score"]}},
             },
         },
     ]
+}
+HISTORY_ENTRY = {
+    "type": "object",
+    "required": ["at", "actor", "kind", "from", "to", "code", "values", "detail"],
+    "description": "One entry of a case's history: when, who (`customer`, `system`, `agent:<name>`, ...), its "
+                   "`kind` and the values it moved `from` and `to` (codes such as an activity, a channel or a type; "
+                   "or an agent's name, a category id). What the entry says beyond that is `code` and the `values` "
+                   "that fill the code's sentence (a client shows it in its own words, keyed on the code); "
+                   "`detail` is that sentence in English, whatever the request's language (the API speaks "
+                   "English, as its error messages do). An entry that says no more has `code` null, `values` {} "
+                   "and `detail` null; a KB action's entry has its URL in `detail` (code null), and an entry "
+                   "written before codes whose sentence could not be read back has `code` null and its stored "
+                   "English text in `detail`.",
+    "properties": {
+        "at": {"type": "string", "format": "date-time"}, "actor": {"type": "string"}, "kind": {"type": "string"},
+        "from": _NULLABLE_STR, "to": _NULLABLE_STR,
+        "code": {"type": ["string", "null"], "enum": [*CASE_SENTENCES, None],
+                 "description": "; ".join(f"{code}: {text.template}" for code, text in CASE_SENTENCES.items())},
+        "values": {"type": "object", "description": "the code's placeholders by name: numbers, text, an ISO 8601 "
+                                                    "moment (`at`), stored codes (`activity`, `channel`, "
+                                                    "`strategy`) and `operators`, a list of agents' names"},
+        "detail": _NULLABLE_STR,
+    },
 }
 CATEGORY = {
     "type": "object",
@@ -217,7 +241,7 @@ def time_param(value: str | None, name: str) -> datetime | None:
 
 def register(api: ApiRegistry, *, cases: CaseService, macros: MacroService, message_files: MessageFiles) -> None:
     api.schemas.update({"CaseSummary": CASE_SUMMARY, "Message": MESSAGE, "Delivery": DELIVERY, "Attachment": ATTACHMENT,
-                        "CaseDetail": CASE_DETAIL, "Category": CATEGORY})
+                        "CaseDetail": CASE_DETAIL, "CaseHistoryEntry": HISTORY_ENTRY, "Category": CATEGORY})
     summary_list = {"type": "object", "required": ["cases", "counts"],
                     "properties": {"cases": {"type": "array", "items": {"$ref": "#/components/schemas/CaseSummary"}},
                                    "counts": {"type": "object", "additionalProperties": {"type": "integer"}}}}
