@@ -49,7 +49,7 @@ from posventa.intake.console.auth import (
     UserStore,
     csrf_matches,
 )
-from posventa.intake.console.contact_texts import history_text, person
+from posventa.intake.console.contact_texts import history_text, history_value, person
 from posventa.intake.console.forms import form_fields, message_of, multipart_csrf
 from posventa.intake.console.i18n import ConsoleLocales, ConsoleText, _l, refusal
 from posventa.intake.console.labels import LABELS, label
@@ -371,6 +371,7 @@ def per_request_filters(locales: ConsoleLocales, clock: Clock) -> dict[str, Call
         "date": locales.date, "number": locales.number, "label": lambda value: locales.gettext(label(value)),
         "tr": locales.translate, "countdown": lambda value: locales.countdown(value, clock.now()),
         "history_text": lambda entry: history_text(locales, entry),
+        "history_value": lambda value, kind: history_value(locales, value, kind),
         "person": lambda name, contact_id=None: person(locales, name, contact_id),
     }
     return {name: _per_render(fn) for name, fn in filters.items()}

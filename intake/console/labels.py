@@ -71,6 +71,11 @@ LABELS: Mapping[str, str] = {
     "budget": N_("Budget"),
     "reopened": N_("Reopened"),
     "delivery_failed": N_("Delivery failed"),
+    "customer_told": N_("Customer told"),
+    "detractor_answer": N_("Detractor answer"),
+    # automatic assignment strategies (core.assignment), as its history entries name them
+    "round_robin": N_("round robin"),
+    "least_open": N_("fewest open cases"),
     # where a search matched (core/search.py)
     "number": N_("Case number"),
     "case": N_("Title or description"),

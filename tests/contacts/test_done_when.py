@@ -8,6 +8,8 @@ test_privacy.py.)"""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
@@ -17,6 +19,7 @@ import pytest
 
 from posventa.service import Service
 from tests.fakes.smtp_sink import SmtpSink
+from tests.intake.console.harness import PASSWORD, ConsoleClient
 from tests.support import API_TOKEN, FakeClock, free_port, make_config
 
 START = datetime(2026, 12, 2, 13, 0, tzinfo=UTC)  # a Wednesday, in business hours
@@ -114,7 +117,9 @@ async def test_closing_tells_the_customer_in_their_language_and_replies_reopen_o
     case = await api(http, "GET", f"/cases/{number}")
     assert case["activity"] == "preliminary_analysis" and case["closed_at"] is None
     assert case["due_at"] is not None and case["sla_paused"] is False
-    assert [h["detail"] for h in case["history"] if h["kind"] == "reopened"] == ["reopened by the customer"]
+    [reopened] = [h for h in case["history"] if h["kind"] == "reopened"]
+    assert (reopened["code"], reopened["values"], reopened["detail"]) == ("case_history_reopened", {},
+                                                                          "reopened by the customer")
 
     # Closed again; ten days later an answer opens a new case linked to the old one.
     await api(http, "POST", f"/cases/{number}/activity", {"activity": "closed", "agent": "maria"})
@@ -127,3 +132,34 @@ async def test_closing_tells_the_customer_in_their_language_and_replies_reopen_o
     new, old = await api(http, "GET", f"/cases/{follow_up}"), await api(http, "GET", f"/cases/{number}")
     assert new["follow_up_of"] == number and old["follow_ups"] == [follow_up] and old["activity"] == "closed"
     assert new["contact"]["id"] == old["contact"]["id"]
+    [opened] = [h for h in new["history"] if h["kind"] == "opened"]
+    assert (opened["code"], opened["values"], opened["detail"]) == ("case_history_follow_up", {"case": number},
+                                                                    f"follow-up of #{number}")
+
+    # A Spanish agent reads both cases' history in Spanish: the entries' sentences and the
+    # activities and channel they moved between (stored as codes, English in the API).
+    await service.console.users.create("maria", PASSWORD, role="agent", display_name="María")
+    async with ConsoleClient(f"http://127.0.0.1:{service.http.bound_port}") as agent:
+        assert (await agent.login("maria"))[0] == 200
+        spanish = {"Accept-Language": "es"}
+        status, page = await agent.get(f"/console/cases/{number}?tab=history", headers=spanish)
+        rows = history_rows(page)
+        assert status == 200 and ("Reabierto", "Cerrado", "Análisis preliminar reabierto por el cliente") in rows
+        assert ("Cliente avisado", "", "Correo Cerrado") in rows and ("Abierto", "", "Correo") in rows
+        assert "reopened by the customer" not in page and "preliminary_analysis" not in page
+        status, page = await agent.get(f"/console/cases/{follow_up}?tab=history", headers=spanish)
+        assert status == 200 and ("Abierto", "", f"Correo seguimiento de #{number}") in history_rows(page)
+        assert "follow-up of" not in page
+        status, page = await agent.get(f"/console/cases/{number}?tab=history", headers={"Accept-Language": "pt-BR"})
+        assert ("Reaberto", "Fechado", "Análise preliminar reaberto pelo cliente") in history_rows(page)
+
+
+def history_rows(page: str) -> list[tuple[str, str, str]]:
+    """The history table's rows as (what, from, to and what it says), tags and spaces folded."""
+    table = page.split('id="history"', 1)[1].split("</table>", 1)[0]
+    rows = []
+    for row in re.findall(r"<tr data-kind=[^>]*>(.*?)</tr>", table, re.DOTALL):
+        cells = [" ".join(re.sub(r"<[^>]+>", " ", html.unescape(c)).split())
+                 for c in re.findall(r"<td>(.*?)</td>", row, re.DOTALL)]
+        rows.append((cells[2], cells[3], cells[4]))
+    return rows

@@ -438,6 +438,51 @@ def test_a_contact_history_entry_and_an_erased_name_in_the_readers_language():
             assert set(re.findall(r"%\((\w+)\)s", locales.pgettext(code, text.template))) == names, (lang, code)
 
 
+def test_a_case_history_entry_in_the_readers_language():
+    """core.case_history's sentences by their code, read by the same helper as a contact's
+    (stored codes among the values by their labels, a moment in the reader's zone and
+    format); the ``from``/``to`` of kinds that move codes by their labels, others as stored."""
+    from posventa.core import case_history
+    from posventa.core.contacts import history as contact_history
+    from posventa.intake.console.contact_texts import SENTENCES, history_text, history_value
+
+    assert not set(case_history.SENTENCES) & set(contact_history.SENTENCES)
+    assert set(SENTENCES) == set(case_history.SENTENCES) | set(contact_history.SENTENCES)
+    locales = ConsoleLocales(default_language="en", default_timezone="America/Argentina/Buenos_Aires")
+
+    def entry(text, **values):
+        return {"code": text.code, "values": values, "detail": "English"}
+
+    told = entry(case_history.CUSTOMER_TOLD, activity="answer_sent")
+    assigned = entry(case_history.DETRACTOR_ASSIGNED, operators=["ana", "beto"])
+    assert history_text(locales, entry(case_history.REOPENED)) == "reopened by the customer"
+    assert history_text(locales, told) == "Answer sent"
+    locales.use(locales.locale("es", None))
+    assert history_text(locales, entry(case_history.REOPENED)) == "reabierto por el cliente"
+    assert history_text(locales, entry(case_history.FOLLOW_UP, case=12)) == "seguimiento de #12"
+    assert history_text(locales, told) == "Respuesta enviada"
+    assert history_text(locales, entry(case_history.ASSIGNED, strategy="least_open")) == (
+        "automática (menos casos abiertos)")
+    assert history_text(locales, assigned) == "entre los operadores de la regla (ana, beto)"
+    # The reader's zone (-03) and date order, not the stored UTC ISO text.
+    assert history_text(locales, entry(case_history.DATED, at="2026-11-30T12:00:00+00:00")) == (
+        "con fecha 30/11/26, 9:00 -03")
+    assert history_text(locales, {"code": None, "values": {}, "detail": "https://kb.example/t/1"}) == (
+        "https://kb.example/t/1")
+    assert history_value(locales, "preliminary_analysis", "activity") == "Análisis preliminar"
+    assert history_value(locales, "email", "opened") == "Correo"
+    assert history_value(locales, "maria_jose", "assign") == "maria_jose"
+    assert history_value(locales, None, "activity") == ""
+    locales.use(locales.locale("pt", None))
+    assert history_text(locales, entry(case_history.REOPENED)) == "reaberto pelo cliente"
+    assert history_text(locales, entry(case_history.CONTACT_ERASED)) == "contato apagado"
+    for code, text in case_history.SENTENCES.items():
+        names = set(re.findall(r"%\((\w+)\)s", text.template))
+        for lang in ("es", "pt"):
+            locales.use(locales.locale(lang, None))
+            assert set(re.findall(r"%\((\w+)\)s", locales.pgettext(code, text.template))) == names, (lang, code)
+
+
 @SQLITE_ONLY
 async def test_core_refusals_reach_contact_pages_in_the_users_language(running, agent):
     contacts = running.service.contacts
