@@ -312,8 +312,8 @@ class Panel:
                          ((first_reply.c.at.isnot(None)) | (cases.c.activity == Activity.ANSWER_SENT.value),
                           "answered"), else_="open")
         query = (select(ri.id, ri.status, survey_rules.c.name.label("rule"), sales.c.external_id.label("sale"),
-                        sales.c.seller, products.c.code.label("product"), contacts.c.name.label("customer"),
-                        ri.total_score, ri.normalized_score, cases.c.id.label("case_number"),
+                        sales.c.seller, products.c.code.label("product"), ri.contact_id.label("customer_id"),
+                        contacts.c.name.label("customer"), ri.total_score, ri.normalized_score, cases.c.id.label("case_number"),
                         cases.c.title.label("case_title"), cases.c.activity.label("case_activity"),
                         state.label("state"), cases.c.assigned_agent, cases.c.created_at.label("case_opened_at"),
                         first_reply.c.at.label("first_response_at"), cases.c.closed_at.label("case_closed_at"),
@@ -387,7 +387,7 @@ def _check_state(state: str | None) -> None:
 def _detractor_item(r: Any) -> dict[str, Any]:
     first = r.first_response_at
     return {"id": r.id, "status": r.status, "rule": r.rule, "sale": r.sale, "seller": r.seller,
-            "product": r.product, "customer": r.customer, "total_score": r.total_score,
+            "product": r.product, "customer_id": r.customer_id, "customer": r.customer, "total_score": r.total_score,
             "normalized_score": r.normalized_score, "case_number": r.case_number, "case_title": r.case_title,
             "case_activity": r.case_activity, "state": r.state, "assigned_agent": r.assigned_agent,
             "case_opened_at": _aware(r.case_opened_at).isoformat(),

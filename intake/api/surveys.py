@@ -146,7 +146,8 @@ DETRACTOR_ITEM = {"type": "object", "required": [
     "case_opened_at", "first_response_at", "first_response_seconds", "case_closed_at"], "properties": {
     "id": {**_INT, "description": "the survey (rule instance)"},
     "status": {"type": "string", "enum": ["pending", "open", "executed", "expired", "paused"]},
-    "rule": _STR, "sale": _STR, "seller": _STR, "product": _STR, "customer": _NSTR, "total_score": _NUM,
+    "rule": _STR, "sale": _STR, "seller": _STR, "product": _STR,
+    "customer_id": {**_INT, "description": "the surveyed contact"}, "customer": _NSTR, "total_score": _NUM,
     "normalized_score": _NUM, "case_number": _INT, "case_title": _STR,
     "case_activity": {"type": "string", "enum": ["preliminary_analysis", "derived", "answer_sent", "closed"]},
     "state": {"type": "string", "enum": list(DETRACTOR_STATES)}, "assigned_agent": _NSTR,

@@ -13,6 +13,7 @@ import pytest
 
 from posventa.core.domain import ChannelName
 from posventa.service import Service
+from tests.intake.console.harness import PASSWORD, ConsoleClient
 from tests.support import API_TOKEN, FakeClock, RecordingChannel, make_config
 
 START = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -285,3 +286,46 @@ async def test_panel_declares_csv_and_refuses_empty_dates(running):
                 assert r.status == 422 and body["field"] == query.split("=")[0], (path, query, body)
         async with http.get(f"/api/v1{path}?format=csv&from=2026-01-01&to=2026-01-31") as r:
             assert r.status == 200 and r.content_type == "text/csv"
+
+
+async def test_a_detractor_case_and_its_erased_customer_in_the_readers_language(running):
+    """The detractors view names its rows' contact (``customer_id``), so the console shows
+    an erased customer's name in the reader's language; the detractor case's history, and
+    its erasure, read in Spanish on the case page."""
+    service, _, _, clock, _ = running
+    await call(running, "POST", "/surveys/questions", status=201, json=WORKING)
+    await call(running, "POST", "/surveys/rules", status=201, json={
+        "name": "Entrega", "start_after_days": 7, "expires_after_days": 3, "questions": ["working"],
+        "operators": ["ana", "beto"]})
+    profile = await call(running, "POST", "/surveys/profiles", status=201, json={"name": "P", "rules": ["Entrega"]})
+    await call(running, "POST", "/surveys/products", status=201,
+               json={"code": "PRN", "name": "Impresora", "profile": profile["id"]})
+    await call(running, "POST", "/sales", status=200, json={
+        "external_id": "ERP-9", "product": "PRN", "seller": "marta", "closed_at": "2026-03-02",
+        "customer": {"name": "Ana", "phone": "555"}})
+    clock.current = OPENS
+    await call(running, "POST", "/surveys/tick", status=200)
+    [item] = (await call(running, "GET", "/surveys/panel", "/surveys/panel?section=my_rules",
+                         status=200))["items"]["my_rules"]
+    done = await call(running, "POST", "/surveys/instances/{id}/answers", f"/surveys/instances/{item['id']}/answers",
+                      status=200, json={"operator": "beto", "answers": [{"question": "working", "score": "no"}]})
+    number = done["case"]["number"]
+    contact_id = item["customer_id"]
+    await service.contacts.erase(contact_id, actor="test")
+
+    [row] = (await call(running, "GET", "/surveys/detractors", status=200))["items"]
+    assert (row["case_number"], row["customer_id"], row["customer"]) == (number, contact_id,
+                                                                         f"erased contact #{contact_id}")
+    await service.console.users.create("gerente", PASSWORD, role="manager", display_name="Gerente")
+    async with ConsoleClient(f"http://127.0.0.1:{service.http.bound_port}") as manager:
+        assert (await manager.login("gerente"))[0] == 200
+        spanish = {"Accept-Language": "es"}
+        status, page = await manager.get("/console/panel/detractors", headers=spanish)
+        assert status == 200 and f'data-case="{number}"' in page
+        assert f"<td>contacto borrado #{contact_id}</td>" in page and "erased contact" not in page
+        status, page = await manager.get(f"/console/cases/{number}?tab=history", headers=spanish)
+        history = page.split('id="history"', 1)[1].split("</table>", 1)[0]
+        assert status == 200 and f"respuesta detractora en la encuesta {item['id']} (venta ERP-9)" in history
+        assert "entre los operadores de la regla (ana, beto)" in history
+        assert "contacto borrado</small>" in history and "Borrado" in history
+        assert "detractor answer" not in history and "contact erased" not in history
