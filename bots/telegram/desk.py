@@ -29,7 +29,7 @@ from posventa.bots.telegram.channel import DESK_HEADER, DESK_NOTICE, BotLink
 from posventa.bots.telegram.client import RetryLater, describe
 from posventa.bots.telegram.customer import Media, media_of, parse_command
 from posventa.bots.telegram.store import BotStore
-from posventa.bots.telegram.texts import t
+from posventa.bots.telegram.texts import contact_name, t
 from posventa.core.cases import CaseService
 from posventa.core.contacts.service import ContactService
 from posventa.core.domain import Activity, ChannelName, KbAction
@@ -342,7 +342,8 @@ class DeskSide:
         cases = await self._contacts.cases(contact_id, limit=10)
         duplicates = await self._contacts.duplicates(contact_id)
         raise _Info(t(
-            "desk_contact", self._language, id=contact_id, name=contact["name"] or "—",
+            "desk_contact", self._language, id=contact_id,
+            name=contact_name(contact["name"], contact_id, self._language) or "—",
             organization=f" · {contact['organization']['name']}" if contact["organization"] else "",
             identities=", ".join(f"{i['kind']} {i['address']}" for i in contact["identities"]) or "—",
             cases=", ".join(f"#{c['number']} ({c['channel']}, {c['activity']})" for c in cases) or "—",

@@ -13,7 +13,7 @@ from typing import Any
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from posventa.bots.telegram import callbacks
-from posventa.bots.telegram.texts import activity_name, t
+from posventa.bots.telegram.texts import activity_name, contact_name, t
 from posventa.core.domain import Choice, Suggestion
 from posventa.core.texts import case_type_name
 
@@ -62,7 +62,8 @@ def header_card(case: Mapping[str, Any], language: str) -> str:
     """The first message of a case's topic: who, where from, and where the case stands."""
     none = t("card_none", language)
     contact = case.get("contact") or {}
-    who = [p for p in (contact.get("name") or case.get("contact_name"), contact.get("email"), contact.get("phone"),
+    name = contact_name(contact.get("name"), contact.get("id"), language) or case.get("contact_name")
+    who = [p for p in (name, contact.get("email"), contact.get("phone"),
                        case.get("organization")) if p]
     category = none
     if case.get("category"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from posventa.core.contacts.privacy import is_erased_name
 from posventa.core.domain import Activity
 from posventa.core.texts import Texts, localized
 
@@ -137,6 +138,9 @@ _T: Mapping[str, Mapping[str, str]] = {
         "pt": "👤 Contato #{id}: {name}{organization}\nIdentidades: {identities}\nCasos: {cases}{duplicates}",
         "en": "👤 Contact #{id}: {name}{organization}\nIdentities: {identities}\nCases: {cases}{duplicates}",
     },
+    # An erased contact's name (stored in English, core.contacts.privacy.erased_name).
+    "desk_erased_contact": {"es": "contacto borrado #{id}", "pt": "contato apagado #{id}",
+                            "en": "erased contact #{id}"},
     "desk_duplicates": {
         "es": "\n⚠️ Posibles duplicados: {ids} (fusionar en la consola)",
         "pt": "\n⚠️ Possíveis duplicados: {ids} (mesclar no console)",
@@ -222,6 +226,12 @@ t = Texts(_T)
 def activity_name(activity: str, language: str) -> str:
     names = _ACTIVITY.get(activity)
     return localized(names, language) if names else activity
+
+
+def contact_name(name: str | None, contact_id: object, language: str) -> str | None:
+    """A contact's name as the desk shows it: an erased contact's in the desk's language
+    (only the exact name erasure gave that very contact), any other as it is."""
+    return t("desk_erased_contact", language, id=contact_id) if is_erased_name(name, contact_id) else name
 
 
 def all_languages(key: str) -> frozenset[str]:
