@@ -166,6 +166,11 @@ async def erase_contact(conn: AsyncConnection, contact_id: int, *, actor: str, n
         await conn.execute(update(cases).where(cases.c.id.in_(case_ids)).values(
             title=ERASED_TEXT, description=ERASED_TEXT, kb_problem=None, kb_answer=None, kb_hotfix=None,
             kb_application=None, updated_at=now))
+        # A failed delivery's entry names the address it went to, and the channel's
+        # error may quote it: kept as an entry of its kind, without what it said.
+        await conn.execute(update(case_events).where(
+            case_events.c.case_id.in_(case_ids), case_events.c.kind == "delivery_failed").values(
+            **case_history.NOTHING_MORE))
         await conn.execute(insert_events(case_ids, actor, now))
     # What waits in the outbox for this customer is not sent any more; what was sent
     # keeps its delivery record without the text.

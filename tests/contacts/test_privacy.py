@@ -3,12 +3,15 @@ sellers' survey scores; through the API (admin tokens only), on both databases."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import aiohttp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from posventa.core.domain import ChannelName, ChoiceAnswer, InboundMessage
-from posventa.core.persistence.schema import contact_identities, messages, outbox
+from posventa.core import case_history
+from posventa.core.persistence.schema import case_events, contact_identities, messages, outbox
 from posventa.core.surveys import PanelFilter
 from tests.core.surveys.conftest import CATALOG, sale
 from tests.core.surveys.test_conversations import OPENS, World
@@ -52,6 +55,13 @@ async def test_export_then_erase_keeps_the_seller_scores(world):
     contact_id, number, sha = await _answered_survey_and_a_case(world)
     scores_before = await service.surveys.panel.seller_scores(PanelFilter())
     assert scores_before and scores_before[0]["seller"] == "marta"
+    # A reply that could not reach her: the case's history names her address (as the
+    # outbox writes it when a channel refuses for good).
+    async with service.db.transaction() as conn:
+        await conn.execute(insert(case_events).values(
+            case_id=number, at=datetime.now(UTC), actor="system", kind="delivery_failed",
+            **case_history.says(case_history.DELIVERY_FAILED, channel="telegram", recipient="1001",
+                                error="Forbidden: bot was blocked by the user 1001")))
     assert service.attachments.path_for(sha).exists()
 
     base = f"http://127.0.0.1:{service.http.bound_port}/api/v1"
@@ -97,6 +107,8 @@ async def test_export_then_erase_keeps_the_seller_scores(world):
     case = await service.cases.get_case(number)
     assert "DNI" not in str(case) and "5555" not in str(case) and "factura.png" not in str(case)
     assert [h["actor"] for h in case["history"] if h["kind"] == "erased"] == ["agent:dpo"]
+    [failed] = [h for h in case["history"] if h["kind"] == "delivery_failed"]
+    assert "1001" not in str(failed) and failed["detail"] is None
     assert not service.attachments.path_for(sha).exists()
     async with service.db.engine.connect() as conn:
         stored = list((await conn.execute(select(messages.c.text))).scalars())
