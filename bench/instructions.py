@@ -19,13 +19,16 @@ Python's).
 
     .venv/bin/python bench/instructions.py --baseline 5bf1d0d [--head REV] [--messages 3000]
         [--warmup 500] [--customers 50] [--engine sqlite|postgres] [--without-fulltext]
-        [--repeat 1] [--top 15] [--out-dir DIR]
+        [--without-typed-answers] [--repeat 1] [--top 15] [--out-dir DIR]
 
 Both sides run the head's bench/ scripts (as ``bench/compare.py --same-scripts``: the same
 measurement, each side's posventa code, ``TREE_FINDER`` aliasing ``posventa.X`` on a tree
 from before the namespace); the driver checks which ``core/inbox.py`` it imported and the
 report shows it. ``--without-fulltext`` drops issue #21's full-text index first
-(``bench.inbox.drop_fulltext``; nothing on a revision without it). Each side's 2 x
+(``bench.inbox.drop_fulltext``; nothing on a revision without it), and
+``--without-typed-answers`` skips reading each message to an unclassified case for a
+typed case type (39d3633, the seeds' mandatory case type): two later issues' costs,
+left out to see what the rest of the head costs against the baseline. Each side's 2 x
 ``--repeat`` runs go at most two at a time (valgrind runs one core per process: a run of
 3,500 messages on SQLite takes 15-35 s here, the whole comparison about 100 s).
 
@@ -137,6 +140,7 @@ def drive(argv: list[str]) -> int:
     p.add_argument("--customers", type=int, required=True)
     p.add_argument("--engine", choices=["sqlite", "postgres"], required=True)
     p.add_argument("--without-fulltext", action="store_true")
+    p.add_argument("--without-typed-answers", action="store_true")
     args = p.parse_args(argv)
 
     import asyncio
@@ -145,6 +149,10 @@ def drive(argv: list[str]) -> int:
     from bench import inbox
     from bench.support import on_each_database
 
+    if args.without_typed_answers and hasattr(core_inbox, "typed_answer"):
+        # Every message to an unclassified case is read for a typed case type (39d3633,
+        # the seeds' mandatory case type, after 5bf1d0d): left out to see what else costs.
+        core_inbox.typed_answer = lambda message, case_id: message
     print(f"instructions driver: posventa.core.inbox is {core_inbox.__file__}, "
           f"the pipeline is {inbox.__file__}", file=sys.stderr, flush=True)
 
@@ -208,7 +216,8 @@ def run_job(job: Job, *, scripts: Path, site: Path, out_dir: Path, args: argpars
     out_file = out_dir / f"cachegrind.{name}.out"
     argv = [*VALGRIND, f"--cachegrind-out-file={out_file}", sys.executable, str(scripts / "bench" / "instructions.py"),
             DRIVER, "--messages", str(job.messages), "--warmup", str(args.warmup), "--customers", str(args.customers),
-            "--engine", args.engine, *(["--without-fulltext"] if args.without_fulltext else [])]
+            "--engine", args.engine, *(["--without-fulltext"] if args.without_fulltext else []),
+            *(["--without-typed-answers"] if args.without_typed_answers else [])]
     # A fixed hash seed: the same dict and set layouts in every run (fewer collisions in
     # one run than the other would show as a difference).
     env = {**tree_env(job.tree, site=site), "PYTHONHASHSEED": "0"}
@@ -291,6 +300,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the database (default sqlite; on postgres only the client process is counted)")
     p.add_argument("--without-fulltext", action="store_true",
                    help="drop issue #21's full-text index before the warm-up (nothing on a revision without it)")
+    p.add_argument("--without-typed-answers", action="store_true",
+                   help="skip reading each message to an unclassified case for a typed case type (39d3633)")
     p.add_argument("--repeat", type=int, default=1, help="pairs of runs per side, to show the spread (default 1)")
     p.add_argument("--top", type=int, default=15, help="C functions listed by difference (default 15)")
     p.add_argument("--out-dir", type=Path, help="keep the cachegrind out files here (for cg_annotate)")
@@ -328,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             "counted": ("this process, SQLite included" if args.engine == "sqlite" else
                         "the client process only: the PostgreSQL server's backends run outside valgrind"),
             "messages": runs[0].messages, "warmup": args.warmup, "customers": args.customers,
-            "fulltext": not args.without_fulltext, "repeat": args.repeat,
+            "fulltext": not args.without_fulltext, "typed_answers": not args.without_typed_answers,
+            "repeat": args.repeat,
             "scripts": "the head's bench/ on both sides",
             "baseline": base_report, "head": head_report,
             "ratio": round(head_report["median"] / base_report["median"], 4),
