@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from posventa.core.domain import ChannelName, InboundMessage, ThreadHints
+from posventa.core.domain import ChannelName, InboundMessage, OutboxStatus, ThreadHints
 from posventa.bots.telegram.tables import case_links
 from posventa.core.persistence.schema import cases, contact_identities, messages, outbox
 from tests.bots.conftest import AGENT, AGENTS_CHAT, OTHER_AGENT, STRANGER, eventually, rows, sqlite_only
@@ -14,12 +14,25 @@ from tests.fakes.telegram_api import FakeTelegram
 ANA = 4201
 
 
-async def topic_of_first_case(tg: FakeTelegram) -> int:
+async def topic_of_first_case(tg: FakeTelegram, service) -> int:
+    """The first case's topic, once it shows the customer's message as the service knows
+    it: an agent answers what the topic showed, and a copy whose sending the service has
+    not recorded yet counts as unread (the stale-reply rule), so a reply sent in that gap
+    (milliseconds, for a person) would be refused."""
     call = await tg.wait_for_call("createForumTopic")
     await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == AGENTS_CHAT
                            and c.params["text"].startswith("👤"))
+    await eventually(lambda: desk_copies_recorded(service))
     return next(thread for (chat, thread) in tg.topics if chat == AGENTS_CHAT and
                 tg.topics[(chat, thread)]["name"] == call.params["name"])
+
+
+async def desk_copies_recorded(service) -> bool:
+    """No copy for the desk is waiting or being sent."""
+    return not await rows(service, select(outbox.c.id).where(
+        outbox.c.channel == ChannelName.DESK.value,
+        outbox.c.status.in_((OutboxStatus.QUEUED.value, OutboxStatus.INFLIGHT.value,
+                             OutboxStatus.AWAITING_RETRY.value))))
 
 
 def notices(tg: FakeTelegram, thread: int) -> list[str]:
@@ -29,7 +42,7 @@ def notices(tg: FakeTelegram, thread: int) -> list[str]:
 async def test_agent_reply_in_the_topic_reaches_the_telegram_customer(start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "¿Cuándo llega mi pedido 1234?")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     assert tg.topics[(AGENTS_CHAT, thread)]["name"] == "#1 · ¿Cuándo llega mi pedido 1234?"
     header = notices(tg, thread)[0]
     assert header.startswith("📋 Caso #1") and "Cliente: Ana" in header and "Canal: telegram" in header
@@ -61,7 +74,7 @@ async def test_agent_reply_to_an_email_customer_goes_out_as_threaded_email(start
         thread=ThreadHints(references=("<older@cliente.com>",))))
     ack = (await email.wait_for(1))[0]
     assert ack.kind == "ack"
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     assert tg.topics[(AGENTS_CHAT, thread)]["name"] == f"#{receipt.case_number} · Factura duplicada"
     assert "Canal: email" in notices(tg, thread)[0] and "ana@cliente.com" in notices(tg, thread)[0]
     assert notices(tg, thread)[1] == "👤 Ana Pérez · email\nMe llegó dos veces la factura 77."
@@ -81,7 +94,7 @@ async def test_agent_commands_change_the_case_and_answer_in_the_topic(start_serv
     cat = await service.cases.create_category("Facturación")
     sub = await service.cases.create_category("Notas de crédito", parent_id=cat["id"])
     tg.private_text(ANA, "La nota de crédito no aparece")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
 
     async def command(text: str, expected: str) -> None:
         tg.group_text(AGENTS_CHAT, AGENT, text, thread_id=thread, first_name="María")
@@ -131,7 +144,7 @@ async def test_agent_commands_change_the_case_and_answer_in_the_topic(start_serv
 async def test_closing_an_unclassified_case_from_the_desk_asks_for_the_type_first(start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "El lector no lee")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
 
     async def command(text: str, expected: str) -> None:
         tg.group_text(AGENTS_CHAT, AGENT, text, thread_id=thread, first_name="María")
@@ -151,7 +164,7 @@ async def test_closing_an_unclassified_case_from_the_desk_asks_for_the_type_firs
 async def test_unauthorised_group_member_is_refused_politely_once_and_nothing_happens(start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "Mi equipo no arranca")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == ANA)
     tg.group_text(AGENTS_CHAT, STRANGER, "Hola Ana, soy de soporte, pasame tu clave", thread_id=thread,
                   first_name="Intruso")
@@ -212,7 +225,7 @@ def _loop_time() -> float:
 async def test_blocked_user_marks_the_identity_unreachable(start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "hola")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     await tg.wait_for_call("sendMessage", lambda c: c.params["chat_id"] == ANA and c.status == 200)
     tg.block_user(ANA)
     tg.group_text(AGENTS_CHAT, AGENT, "¿Sigue el problema?", thread_id=thread)
@@ -231,7 +244,7 @@ async def test_blocked_user_marks_the_identity_unreachable(start_service, tg: Fa
 async def test_a_redelivered_agent_reply_is_sent_once(start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "hola")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     reply = tg.group_text(AGENTS_CHAT, AGENT, "Respuesta única", thread_id=thread)
     tg.push_update({"message": reply["message"]})
     tg.group_text(AGENTS_CHAT, AGENT, "/assign", thread_id=thread)
@@ -249,7 +262,7 @@ async def _sent(service, text):
 async def test_a_deleted_topic_is_opened_again(start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "hola")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     del tg.topics[(AGENTS_CHAT, thread)]  # an admin deleted the topic
     tg.private_text(ANA, "¿siguen ahí?")
     await tg.wait_for_call("createForumTopic", lambda c: len(tg.calls_to("createForumTopic")) == 2)
@@ -283,7 +296,7 @@ async def test_m_sends_a_canned_response_in_the_customers_language(start_service
         "pt": "Olá {{ customer.name }}: o seu pedido sai amanhã (caso #{{ case.number }})."},
         actions={"note": "Plazo informado"}))
     tg.private_text(ANA, "Quando chega o meu pedido?", language_code="pt-br", first_name="Ana")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     tg.group_text(AGENTS_CHAT, AGENT, "/m", thread_id=thread)
     await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
                            and "/m NAME" in c.params["text"] and "Prazo" in c.params["text"])
@@ -304,7 +317,7 @@ async def test_a_reply_written_before_the_customers_newer_message_showed_in_the_
         start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "hola")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
                            and "hola" in c.params["text"])
     # Ana writes again; her message is stored, but Telegram holds its copy back from the
@@ -332,7 +345,7 @@ async def test_a_desk_reply_names_who_is_typing_in_the_console_and_stales_their_
 
     service = await start_service()
     tg.private_text(ANA, "El lector no lee")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     await tg.wait_for_call("sendMessage", lambda c: c.params.get("message_thread_id") == thread
                            and "El lector no lee" in c.params["text"])
     read_in_console = max(m["id"] for m in (await service.cases.get_case(1))["messages"])

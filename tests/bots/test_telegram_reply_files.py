@@ -30,7 +30,7 @@ async def agent_files(service, case: int) -> list[tuple[str, str]]:
 async def test_an_api_reply_with_files_reaches_the_telegram_customer_and_the_topic(start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "Se rompió la pantalla")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     image = png()
     async with aiohttp.ClientSession(f"http://127.0.0.1:{service.http.bound_port}",
                                      headers={"Authorization": f"Bearer {API_TOKEN}"}) as http:
@@ -57,7 +57,7 @@ async def test_an_api_reply_with_files_reaches_the_telegram_customer_and_the_top
 async def test_a_document_with_a_caption_in_the_topic_becomes_a_reply_with_that_file(start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "Necesito la factura")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     tg.group_document(AGENTS_CHAT, AGENT, thread_id=thread, file_name="factura 0042.pdf", file_bytes=PDF,
                       caption="Aquí tiene su factura", first_name="María")
     sent = await tg.wait_for_call("sendDocument", lambda c: c.params["chat_id"] == ANA)
@@ -73,7 +73,7 @@ async def test_a_document_with_a_caption_in_the_topic_becomes_a_reply_with_that_
 async def test_a_photo_without_a_caption_in_the_topic_goes_as_a_photo(start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "¿Cómo se conecta?")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     tg.group_photo(AGENTS_CHAT, AGENT, thread_id=thread, file_bytes=JPEG)
     sent = await tg.wait_for_call("sendPhoto", lambda c: c.params["chat_id"] == ANA)
     assert sent.files["photo"].content == JPEG  # the largest size, not the thumbnail
@@ -87,7 +87,7 @@ async def test_a_refused_file_in_the_topic_is_answered_with_the_reason_and_nothi
                                                                                            tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "Mándeme el manual")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     before = len(notices(tg, thread))
     tg.group_document(AGENTS_CHAT, AGENT, thread_id=thread, file_name="manual.pdf", file_bytes=EXE,
                       caption="El manual")

@@ -21,7 +21,7 @@ async def test_contact_command_shows_the_customer_record(start_service, tg: Fake
     service = await start_service()
     org = await service.organizations.create({"name": "Acme"}, actor="test")
     tg.private_text(ANA, "La factura no llegó", first_name="Ana")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     case = await service.cases.get_case(1)
     await service.contacts.update(case["contact"]["id"], {"organization_id": org["id"]}, actor="test")
     twin = await service.contacts.create({"name": "Ana", "organization_id": org["id"]}, actor="test")
@@ -38,7 +38,7 @@ async def test_contact_command_shows_the_customer_record(start_service, tg: Fake
 async def test_contact_command_names_an_erased_contact_in_the_desks_language(start_service, tg: FakeTelegram):
     service = await start_service()
     tg.private_text(ANA, "Borren mis datos, por favor", first_name="Ana")
-    thread = await topic_of_first_case(tg)
+    thread = await topic_of_first_case(tg, service)
     contact_id = (await service.cases.get_case(1))["contact"]["id"]
     await service.contacts.erase(contact_id, actor="test")
 
