@@ -190,7 +190,9 @@ async def erase_contact(conn: AsyncConnection, contact_id: int, *, actor: str, n
         code=None, params=None, detail=None))
     await conn.execute(contact_events.insert().values(
         contact_id=contact_id, at=now, actor=actor[:160],
-        **history.entry("erased", cases=len(case_ids), messages=len(message_ids), files=len(hashes))))
+        **history.entry("erased", cases=len(case_ids), messages=len(message_ids),
+                      # the files deleted after commit: attachments and raw mails, as the CLI and API say
+                      files=len(hashes) + len(raw_refs))))
     await reindex(conn, [contact_id])
     return hashes, raw_refs
 

@@ -23,9 +23,11 @@ def _contact_with_a_case(tmp_path) -> tuple[int, dict]:
         service = Service(make_config(url, tmp_path, http={"enabled": False}))
         await service.start()
         try:
+            raw = await service.attachments.put_raw(b"From: Luz <luz@x.example>\r\n\r\nMi direccion es Calle Falsa 123",
+                                                    kind="email", suffix=".eml")
             receipt = await service.inbox.receive(InboundMessage(
                 channel=ChannelName.EMAIL, external_id="<c1@x.example>", sender="luz@x.example", sender_name="Luz",
-                text="Mi dirección es Calle Falsa 123", subject="Envío"))
+                text="Mi dirección es Calle Falsa 123", subject="Envío", raw_path=raw))
             return (await service.cases.get_case(receipt.case_number))["contact"]["id"]
         finally:
             await service.stop()
@@ -49,14 +51,15 @@ def test_export_and_erase_from_the_command_line(tmp_path):
     erased = run("contacts", "erase", str(contact_id), "-c", "posventa.toml", "--by", "dpo", cwd=tmp_path,
                  stdin=f"{contact_id}\n")
     assert erased.returncode == 0, erased.stderr
-    assert f"contact #{contact_id} erased" in erased.stdout
+    assert f"contact #{contact_id} erased (1 files deleted)" in erased.stdout  # the raw mail
     after = json.loads(run("contacts", "export", str(contact_id), "-c", "posventa.toml", cwd=tmp_path).stdout)
     assert after["contact"]["name"] == f"erased contact #{contact_id}" and after["identities"] == []
     assert "Calle Falsa" not in json.dumps(after) and after["history"][-1]["actor"] == "cli:dpo"
     assert after["history"][-1]["code"] == "contact_history_erased"
     held = sum(len(c["messages"]) for c in document["cases"]) + len(document["messages_outside_cases"])
-    assert after["history"][-1]["values"] == {"cases": 1, "messages": held, "files": 0}
-    assert after["history"][-1]["detail"] == f"cases: 1, messages: {held}, files: 0"
+    # The history counts the files the CLI said it deleted.
+    assert after["history"][-1]["values"] == {"cases": 1, "messages": held, "files": 1}
+    assert after["history"][-1]["detail"] == f"cases: 1, messages: {held}, files: 1"
     missing = run("contacts", "erase", "999999", "--yes", "-c", "posventa.toml", cwd=tmp_path)
     assert missing.returncode == 1 and "not found" in missing.stderr
 
