@@ -54,7 +54,8 @@ def run_erase(args: argparse.Namespace, config: Config) -> int:
             print("posventa: not confirmed; nothing was erased", file=sys.stderr)
             return 1
     result = asyncio.run(_with_contacts(config, lambda contacts: contacts.erase(args.id, actor=f"cli:{who}")))
-    print(f"contact #{result['id']} erased ({result['files_deleted']} files deleted)")
+    files = result["files_deleted"]
+    print(f"contact #{result['id']} erased ({files} {'file' if files == 1 else 'files'} deleted)")
     return 0
 
 

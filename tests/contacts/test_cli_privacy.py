@@ -51,7 +51,7 @@ def test_export_and_erase_from_the_command_line(tmp_path):
     erased = run("contacts", "erase", str(contact_id), "-c", "posventa.toml", "--by", "dpo", cwd=tmp_path,
                  stdin=f"{contact_id}\n")
     assert erased.returncode == 0, erased.stderr
-    assert f"contact #{contact_id} erased (1 files deleted)" in erased.stdout  # the raw mail
+    assert f"contact #{contact_id} erased (1 file deleted)" in erased.stdout  # the raw mail
     after = json.loads(run("contacts", "export", str(contact_id), "-c", "posventa.toml", cwd=tmp_path).stdout)
     assert after["contact"]["name"] == f"erased contact #{contact_id}" and after["identities"] == []
     assert "Calle Falsa" not in json.dumps(after) and after["history"][-1]["actor"] == "cli:dpo"
