@@ -8,6 +8,7 @@ A core port: the console asks these instead of querying core's tables.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -18,6 +19,7 @@ from posventa.core.persistence import Database
 from posventa.core.persistence.schema import (
     cases,
     categories,
+    contacts,
     products,
     rule_instances,
     survey_answers,
@@ -75,6 +77,16 @@ class ReadModels:
             rows = await conn.execute(select(cases.c.sector).where(cases.c.sector.is_not(None))
                                       .group_by(cases.c.sector).order_by(cases.c.sector).limit(limit))
             return [r[0] for r in rows]
+
+    async def erased_contacts(self, contact_ids: Iterable[int | None]) -> frozenset[int]:
+        """Which of these contacts were erased: a page shows their cases' stored placeholders
+        (core.contacts.privacy) in its reader's language, and no other case's same words."""
+        ids = sorted({i for i in contact_ids if i is not None})
+        if not ids:
+            return frozenset()
+        async with self._db.reading() as conn:
+            return frozenset((await conn.execute(select(contacts.c.id).where(
+                contacts.c.id.in_(ids), contacts.c.erased_at.is_not(None)))).scalars())
 
     async def product_codes(self, *, limit: int = 1000) -> list[ProductCode]:
         """The catalog's products for the Budget tab's suggestions."""

@@ -42,7 +42,13 @@ from posventa.core.persistence.schema import (
 
 log = logging.getLogger(__name__)
 
-ERASED_TEXT = "[erased at the customer's request]"
+#: What erasure leaves in its cases' titles and descriptions, its messages' texts and its
+#: outbox entries' payloads; and why an entry that still waited was failed (its
+#: ``last_error``). Stored in English, as the API reads them; the console shows them in its
+#: reader's language (``erasure_words`` recognises them).
+ERASED = explain("erased_text", "[erased at the customer's request]")
+ERASED_TEXT = str(ERASED)
+ERASED_UNSENT = explain("erased_unsent", "erased at the customer's request")
 _PENDING = (OutboxStatus.QUEUED.value, OutboxStatus.AWAITING_RETRY.value, OutboxStatus.INFLIGHT.value)
 
 
@@ -59,6 +65,14 @@ def erased_name(contact_id: int) -> str:
 def is_erased_name(name: object, contact_id: object) -> bool:
     """Whether ``name`` is the name erasure gave contact ``contact_id``."""
     return isinstance(contact_id, int) and name == erased_name(contact_id)
+
+
+def erasure_words(text: object, *, erased: bool) -> ErrorText | None:
+    """Which of erasure's stored words ``text`` is (``ERASED``, ``ERASED_UNSENT``), or None.
+    Only for an erased contact's case: a customer may have typed the same words."""
+    if not erased:
+        return None
+    return next((words for words in (ERASED, ERASED_UNSENT) if text == str(words)), None)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -177,7 +191,7 @@ async def erase_contact(conn: AsyncConnection, contact_id: int, *, actor: str, n
     in_outbox = or_(outbox.c.case_id.in_(case_ids), outbox.c.recipient.in_(addresses)) if addresses \
         else outbox.c.case_id.in_(case_ids)
     await conn.execute(update(outbox).where(in_outbox, outbox.c.status.in_(_PENDING)).values(
-        status=OutboxStatus.FAILED.value, last_error="erased at the customer's request", lease_until=None))
+        status=OutboxStatus.FAILED.value, last_error=str(ERASED_UNSENT), lease_until=None))
     await conn.execute(update(outbox).where(in_outbox).values(payload={"text": ERASED_TEXT}, recipient="[erased]"))
     await conn.execute(delete(webchat_sessions).where(webchat_sessions.c.contact_id == contact_id))
     await conn.execute(delete(contact_identities).where(contact_identities.c.contact_id == contact_id))

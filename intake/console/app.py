@@ -49,7 +49,7 @@ from posventa.intake.console.auth import (
     UserStore,
     csrf_matches,
 )
-from posventa.intake.console.contact_texts import history_text, history_value, person
+from posventa.intake.console.contact_texts import erased_text, history_text, history_value, person
 from posventa.intake.console.forms import form_fields, message_of, multipart_csrf
 from posventa.intake.console.i18n import ConsoleLocales, ConsoleText, _l, refusal
 from posventa.intake.console.labels import LABELS, label
@@ -373,6 +373,7 @@ def per_request_filters(locales: ConsoleLocales, clock: Clock) -> dict[str, Call
         "history_text": lambda entry: history_text(locales, entry),
         "history_value": lambda value, kind: history_value(locales, value, kind),
         "person": lambda name, contact_id=None: person(locales, name, contact_id),
+        "erased_text": lambda text, erased: erased_text(locales, text, erased),
     }
     return {name: _per_render(fn) for name, fn in filters.items()}
 

@@ -1,7 +1,7 @@
 """What core says in a history, in the reader's language: a contact's or a case's history
-entry (core.contacts.history, core.case_history: a code and its values) and an erased
+entry (core.contacts.history, core.case_history: a code and its values), an erased
 contact's name (stored in English, "erased contact #12"; a Spanish reader sees "contacto
-borrado #12").
+borrado #12") and what erasure left in its cases' texts and undelivered replies.
 
 All are core's ``explain`` texts: the catalogues hold them under their code (msgctxt),
 scripts/i18n extracts them from core. Both histories are read here, by one rule.
@@ -14,7 +14,7 @@ from typing import Any
 
 from posventa.core import case_history, coded_text
 from posventa.core.contacts import history as contact_history
-from posventa.core.contacts.privacy import erased_label, is_erased_name
+from posventa.core.contacts.privacy import erased_label, erasure_words, is_erased_name
 from posventa.core.errors import ErrorText
 from posventa.intake.console.i18n import ConsoleLocales, ConsoleText
 from posventa.intake.console.labels import label
@@ -64,3 +64,13 @@ def person(locales: ConsoleLocales, name: Any, contact_id: Any = None) -> Any:
         return name
     text = erased_label(contact_id)
     return locales.translate(ConsoleText(text.template, text.params, context=text.code))
+
+
+def erased_text(locales: ConsoleLocales, text: Any, erased: bool) -> Any:
+    """A case's title or description, a message's text or a delivery's error as the console
+    shows it: erasure's stored placeholder in the reader's language when the case's contact
+    was ``erased`` (ReadModels.erased_contacts), any other text as it is."""
+    words = erasure_words(text, erased=erased)
+    if words is None:
+        return text
+    return locales.translate(ConsoleText(words.template, words.params, context=words.code))

@@ -138,6 +138,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
             limit=PAGE_SIZE + 1, offset=(f.page - 1) * PAGE_SIZE))
         context = {
             "f": f, "rows": rows[:PAGE_SIZE], "has_next": len(rows) > PAGE_SIZE,
+            "erased_contacts": await console.read_models.erased_contacts(r["contact_id"] for r in rows),
             "counts": await cases.activity_counts(), "categories": await cases.list_categories(),
             "activities": list(Activity), "types": list(CaseType), "channels": FILTER_CHANNELS,
         }
@@ -185,6 +186,7 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
                         case["language"])} for ln in case["budget_lines"] or []]
         context = {
             "case": case, "tab": tab if tab in TABS else "conversation", "errors": errors or {},
+            "erased_contacts": await console.read_models.erased_contacts([case["contact_id"]]),
             "values": values or {}, "notice": notice,
             "categories": await cases.list_categories(),
             "agents": [u for u in await console.users.list() if u.active],
@@ -230,7 +232,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
 
     async def thread(request: web.Request) -> web.StreamResponse:
         case = await cases.get_case(number_of(request))
-        return console.render("_thread.html", request, {"case": case})
+        return console.render("_thread.html", request, {
+            "case": case, "erased_contacts": await console.read_models.erased_contacts([case["contact_id"]])})
 
     def viewers_of(request: web.Request, number: int) -> list[Any]:
         return console.live.viewers.on_case(number, excluding=user(request).username)

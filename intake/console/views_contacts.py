@@ -133,8 +133,10 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
     async def render_contact(request: web.Request, contact_id: int, *, errors: dict[str, str] | None = None,
                              values: dict[str, Any] | None = None, status: int = 200) -> web.Response:
         contact = await contacts.get(contact_id)
+        rows = await contacts.cases(contact_id)
         return console.render("contact.html", request, {
-            "contact": contact, "cases": await contacts.cases(contact_id),
+            "contact": contact, "cases": rows,
+            "erased_contacts": await console.read_models.erased_contacts(c["contact_id"] for c in rows),
             "duplicates": await duplicate_offers(console, contact_id),
             "organizations": await organizations.search(limit=MAX_ORGANIZATIONS_SHOWN),
             "languages": LANGUAGES, "kinds": MANUAL_IDENTITY_KINDS, "notice": notice(request),
@@ -237,6 +239,8 @@ def register(router: web.UrlDispatcher, console: Console) -> None:
         others = [o for o in await organizations.search(limit=MAX_ORGANIZATIONS_SHOWN) if o["id"] != org_id]
         return console.render("organization.html", request, {
             "org": org, "others": others, "notice": notice(request),
+            "erased_contacts": await console.read_models.erased_contacts(
+                c["contact_id"] for c in [*org["open_cases"], *org["cases"]]),
             "errors": errors or {}, "values": values or {}}, status=status)
 
     def org_body(form: Form) -> dict[str, Any]:

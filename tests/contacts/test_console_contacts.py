@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert, update
+
+from posventa.core.contacts.privacy import ERASED_TEXT
 from posventa.core.domain import ChannelName, InboundMessage
+from posventa.core.persistence.schema import cases, messages, outbox
 from tests.intake.console.harness import ConsoleClient
 
 
@@ -105,6 +111,21 @@ async def test_merge_offered_on_the_case_page_and_erase_for_admins(running, agen
     status, page = await agent.post(f"/console/contacts/{mailer}/merge", {"source": str(mailer)})
     assert status == 422 and "into itself" in page
 
+    # A reply still waiting to go out (next attempt far ahead, so the outbox does not
+    # send it first): the erasure fails it, saying why.
+    async with service.db.transaction() as conn:
+        reply = (await conn.execute(insert(messages).values(
+            case_id=number, contact_id=mailer, channel="email", direction="out", author="agent",
+            text="Ana, su pedido sale mañana", created_at=datetime.now(UTC)).returning(messages.c.id))).scalar_one()
+        await conn.execute(insert(outbox).values(
+            channel="email", recipient="ana@cliente.example", kind="reply", status="queued", attempts=0,
+            max_attempts=3, next_attempt_at=datetime.now(UTC) + timedelta(days=30), case_id=number,
+            message_id=reply, payload={"text": "Ana, su pedido sale mañana"}, created_at=datetime.now(UTC)))
+    # A customer who types erasure's words is shown them as typed, even in Spanish.
+    typed = await _email(running, "luis@otro.example", "<t1@otro.example>", name="Luis")
+    async with service.db.transaction() as conn:
+        await conn.execute(update(cases).where(cases.c.id == typed).values(title=ERASED_TEXT))
+
     # Erasure is for admins, confirmed by typing the id.
     assert "erase-form" not in page
     status, _ = await agent.post(f"/console/contacts/{mailer}/erase", {"confirm": str(mailer)})
@@ -127,12 +148,29 @@ async def test_merge_offered_on_the_case_page_and_erase_for_admins(running, agen
         history = page.split('id="contact-history"', 1)[1].split("</ul>", 1)[0]
         assert "Borrado — casos: 2, mensajes: " in history and "erased contact" not in page
         assert "absorbió" not in history  # what earlier entries said went with the person
+        cases_of_contact = page.split('id="contact-cases"', 1)[1].split("</table>", 1)[0]
+        assert cases_of_contact.count("[borrado a pedido del cliente]</a>") == 2
         status, page = await admin.get(f"/console/cases/{number}", headers={"Accept-Language": "es"})
         assert f'href="/console/contacts/{mailer}">contacto borrado #{mailer}</a>' in page
         assert "erased contact" not in page
+        # What erasure left in the case's texts and its undelivered reply, in Spanish too.
+        assert f"<title>#{number} [borrado a pedido del cliente] ·" in page
+        assert '<span id="case-title">[borrado a pedido del cliente]</span>' in page
+        assert '<div class="body" id="case-description">[borrado a pedido del cliente]</div>' in page
+        thread = page.split('<ol class="thread"', 1)[1].split("</ol>", 1)[0]
+        bodies = thread.count('<div class="body">')
+        assert bodies >= 2 and thread.count('<div class="body">[borrado a pedido del cliente]</div>') == bodies
+        assert '<span class="delivery-error">borrado a pedido del cliente</span>' in page
+        assert "erased at the customer" not in page
+        status, page = await admin.get(f"/console/cases/{number}/thread", headers={"Accept-Language": "pt-BR"})
+        assert status == 200 and '<div class="body">[apagado a pedido do cliente]</div>' in page
+        assert "erased at the customer" not in page
         status, page = await admin.get("/console/inbox", headers={"Accept-Language": "es"})
         assert f'href="/console/contacts/{mailer}">contacto borrado #{mailer}</a>' in page
         assert "erased contact" not in page
+        assert f'<a href="/console/cases/{number}">[borrado a pedido del cliente]</a>' in page
+        typed_title = ERASED_TEXT.replace("'", "&#39;")  # as typed, escaped
+        assert f'<a href="/console/cases/{typed}">{typed_title}</a>' in page
         status, page = await admin.get(f"/console/contacts/{mailer}", headers={"Accept-Language": "pt-BR"})
         assert f'<span id="contact-name">contato apagado #{mailer}</span>' in page
     case = await service.cases.get_case(chat.case_number)
